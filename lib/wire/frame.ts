@@ -1,0 +1,130 @@
+// Frame codec: bytes <-> {op, flags, id, body}, and a streaming splitter with limits. Layout: lib/wire/FORMAT.md §1.
+//
+//   offset  size  field
+//   0       4     length L of everything after this field (u32 BE), FRAME_HEADER_BYTES-4 <= L <= limit
+//   4       1     opcode (lib/wire/opcodes.ts)
+//   5       1     flags: bit0 REPLY, bit1 ERROR; the other bits are zero
+//   6       4     request id (u32 BE), chosen by the requester, echoed by the reply
+//   10      L-6   body: exactly one msgpack value (lib/wire/packets.ts), no trailing bytes
+//
+// Frames ride a channel that is already encrypted and mutually authenticated (lib/crypto/channel.ts),
+// so they carry no signature of their own.
+import { Packr, Unpackr } from 'msgpackr'
+import { PemError } from './errors'
+import { isOp } from './opcodes'
+
+export const FRAME_HEADER_BYTES = 10
+/** Default largest frame (length field value): a 1 MiB batch of blocks plus its metadata. */
+export const MAX_FRAME_BYTES = 4 * 1024 * 1024
+export const FLAG_REPLY = 0x01
+export const FLAG_ERROR = 0x02
+const KNOWN_FLAGS = FLAG_REPLY | FLAG_ERROR
+
+export interface Frame {
+  op: number
+  flags: number
+  id: number
+  body: unknown
+}
+
+// One msgpack configuration for the whole product: plain maps and arrays, no records, no structure sharing.
+const packr = new Packr({ useRecords: false, moreTypes: false, encodeUndefinedAsNil: true })
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, moreTypes: false })
+
+export function pack (value: unknown): Buffer { return packr.pack(value) }
+
+/** Decode exactly one msgpack value; anything else (trailing bytes, truncation, unknown extension) is PEM_ERR_BAD_FRAME. */
+export function unpack (bytes: Uint8Array): unknown {
+  try {
+    return unpackr.unpack(bytes)
+  } catch (err) {
+    throw new PemError('PEM_ERR_BAD_FRAME', `bad msgpack body: ${(err as Error).message}`)
+  }
+}
+
+export function encodeFrame (op: number, id: number, body: unknown, flags = 0): Buffer {
+  const payload = packr.pack(body)
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length)
+  out.writeUInt32BE(FRAME_HEADER_BYTES - 4 + payload.length, 0)
+  out[4] = op
+  out[5] = flags
+  out.writeUInt32BE(id >>> 0, 6)
+  payload.copy(out, FRAME_HEADER_BYTES)
+  return out
+}
+
+/** Check a frame header (the first 10 bytes) before anything is allocated for the body. Returns the total frame size. */
+export function checkHeader (buf: Uint8Array, offset: number, maxBytes: number): number {
+  const len = ((buf[offset] << 24) >>> 0) + (buf[offset + 1] << 16) + (buf[offset + 2] << 8) + buf[offset + 3]
+  if (len < FRAME_HEADER_BYTES - 4) throw new PemError('PEM_ERR_BAD_FRAME', `frame length ${len} is below the header size`)
+  if (len > maxBytes) throw new PemError('PEM_ERR_FRAME_TOO_LARGE', `frame of ${len} bytes exceeds the limit of ${maxBytes}`)
+  const op = buf[offset + 4]
+  if (!isOp(op)) throw new PemError('PEM_ERR_BAD_OPCODE', `unknown opcode 0x${op.toString(16)}`)
+  if ((buf[offset + 5] & ~KNOWN_FLAGS) !== 0) throw new PemError('PEM_ERR_BAD_FRAME', `unknown flags 0x${buf[offset + 5].toString(16)}`)
+  return len + 4
+}
+
+/** Decode one whole frame (header and body, nothing after it). */
+export function decodeFrame (buf: Uint8Array, maxBytes = MAX_FRAME_BYTES): Frame {
+  if (buf.length < FRAME_HEADER_BYTES) throw new PemError('PEM_ERR_BAD_FRAME', `frame of ${buf.length} bytes is shorter than its header`)
+  const total = checkHeader(buf, 0, maxBytes)
+  if (total !== buf.length) throw new PemError('PEM_ERR_BAD_FRAME', `frame length field says ${total} bytes, got ${buf.length}`)
+  const id = ((buf[6] << 24) >>> 0) + (buf[7] << 16) + (buf[8] << 8) + buf[9]
+  return { op: buf[4], flags: buf[5], id, body: unpack(buf.subarray(FRAME_HEADER_BYTES)) }
+}
+
+/**
+ * Splits a byte stream into frames. push() returns the frames completed by a chunk; a malformed or oversized
+ * header throws before its body is buffered, and the splitter is then unusable (the channel must close).
+ */
+export class FrameSplitter {
+  private chunks: Buffer[] = []
+  private buffered = 0
+  private need = 0 // total size of the frame being assembled, 0 = header not yet read
+  private failed = false
+
+  constructor (private readonly maxBytes = MAX_FRAME_BYTES) {}
+
+  push (chunk: Buffer): Frame[] {
+    if (this.failed) throw new PemError('PEM_ERR_BAD_FRAME', 'stream already failed')
+    this.chunks.push(chunk)
+    this.buffered += chunk.length
+    const out: Frame[] = []
+    try {
+      for (;;) {
+        if (this.need === 0) {
+          if (this.buffered < FRAME_HEADER_BYTES) break
+          const head = this.peek(FRAME_HEADER_BYTES)
+          this.need = checkHeader(head, 0, this.maxBytes)
+        }
+        if (this.buffered < this.need) break
+        out.push(decodeFrame(this.take(this.need), this.maxBytes))
+        this.need = 0
+      }
+    } catch (err) {
+      this.failed = true
+      throw err
+    }
+    return out
+  }
+
+  private peek (n: number): Buffer {
+    if (this.chunks[0].length < n) this.chunks = [Buffer.concat(this.chunks)]
+    return this.chunks[0]
+  }
+
+  private take (n: number): Buffer {
+    const first = this.chunks[0]
+    let out: Buffer
+    if (first.length >= n) {
+      out = first.subarray(0, n)
+      if (first.length === n) this.chunks.shift(); else this.chunks[0] = first.subarray(n)
+    } else {
+      const all = Buffer.concat(this.chunks)
+      out = all.subarray(0, n)
+      this.chunks = all.length > n ? [all.subarray(n)] : []
+    }
+    this.buffered -= n
+    return out
+  }
+}

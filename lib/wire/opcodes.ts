@@ -1,0 +1,19 @@
+// Opcodes of the PEM <-> spd frames and the cluster channel. Numbers travel on the wire. ONLY APPEND; never renumber or reuse.
+// Format of each body: lib/wire/packets.ts; byte layout: lib/wire/FORMAT.md.
+
+export const Op = {
+  Hello: 0x01, // first frame on every channel: version negotiation
+  Enroll: 0x02, // host presents a one-time token (only on the enrollment ALPN)
+  Ping: 0x03, // liveness + fresh load values, no decision
+  Decide: 0x10, // one file operation with its access attributes -> decision
+  BlocksSeal: 0x20, // encrypt a batch of plaintext blocks of one file (issue: crypto engine)
+  BlocksOpen: 0x21, // decrypt a batch of ciphertext blocks of one file
+  FileHeader: 0x22, // a new encrypted-file header for a key granted by a decision
+  Heartbeat: 0x30, // cluster message (issue: cluster protocol)
+  PolicySetFetch: 0x31 // fetch a member's encrypted policy set
+} as const
+export type Op = (typeof Op)[keyof typeof Op]
+
+const NAMES = new Map<number, string>(Object.entries(Op).map(([k, v]) => [v, k]))
+export function opName (op: number): string | undefined { return NAMES.get(op) }
+export function isOp (op: number): op is Op { return NAMES.has(op) }

@@ -1,0 +1,215 @@
+// Frame bodies: one TS type and one checker per opcode (request and reply). Checkers reject by code, never trust shape.
+// Byte layout and worked examples: lib/wire/FORMAT.md §2.
+import { PemError } from './errors'
+import { Op } from './opcodes'
+
+// ---- limits (checked before anything is kept) ----
+export const LIMITS = {
+  pathBytes: 4096,
+  nameBytes: 255,
+  gids: 64,
+  stringBytes: 1024,
+  tokenBytes: 256,
+  blocksPerBatch: 256,
+  members: 1024
+} as const
+
+/** File operations a policy can name. Strings travel on the wire. ONLY APPEND. */
+export const ACTIONS = [
+  'read', 'write', 'create', 'delete', 'rename', 'list', 'getattr', 'chmod', 'chown', 'truncate',
+  'mkdir', 'rmdir', 'link', 'symlink', 'readlink', 'utimens', 'xattr', 'statfs', 'open'
+] as const
+export type Action = (typeof ACTIONS)[number]
+const ACTION_SET: ReadonlySet<string> = new Set(ACTIONS)
+export function isAction (a: unknown): a is Action { return typeof a === 'string' && ACTION_SET.has(a) }
+
+export const COMPRESSIONS = ['none', 'zstd', 'lz4', 'zlib'] as const
+export type Compression = (typeof COMPRESSIONS)[number]
+
+/** Who asks: collected by pemfs from the FUSE context. `host` and `ip` are filled in by spd from the channel, never trusted from the host. */
+export interface AccessAttrs {
+  uid: number
+  gids: number[]
+  user?: string
+  groups?: string[]
+  domain?: string
+  pid: number
+  sid: number
+  exe: string
+  exeHash: string // hex SHA-256 of the executable, '' when unknown
+  auth: number // authentication level, 0 = none
+}
+
+export interface HostContext { host: string, ip: string }
+
+export interface HelloBody { min: number, max: number, cur: number, role: 'host' | 'member' | 'enroll' }
+export interface HelloReply { version: number, server: string, name: string, pv: number }
+
+export interface EnrollBody { token: string, name: string }
+export interface ServerEntry { id: string, key: string, addr: string, name: string }
+export interface EnrollReply { host: string, servers: ServerEntry[] }
+
+export interface LoadValues { total: number, cpu: number, nic: number, crypto: number }
+
+export interface DecideBody {
+  pv: number // policy version the host last saw (0 = none yet)
+  guard: string // guard point: the host directory the mount protects
+  path: string // path inside the guard point, '/'-separated, starting with '/'
+  action: Action
+  attrs: AccessAttrs
+  bytes?: number // data the operation will move (load projection)
+}
+
+export interface DecideReply {
+  ok: boolean
+  reason: number // error id (lib/wire/errors.ts) when !ok, 0 otherwise
+  rule: string | null // id of the rule that decided, null for the default deny
+  load: LoadValues
+  weight: number // 1..100; > 90 = use only when nothing else is up
+  pv: number // the server's installed policy version
+  bypass: boolean // true: the data need not pass through the cluster
+  ttl: number // ms the host may cache this decision under pv
+  key: string | null // key name granted for this transaction (apply_key)
+  compression: Compression
+}
+
+export interface PingReply { load: LoadValues, weight: number, pv: number }
+
+// ---- checking ----
+
+function bad (what: string): never { throw new PemError('PEM_ERR_BAD_BODY', what) }
+function obj (v: unknown, what: string): Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v) || Buffer.isBuffer(v) || v instanceof Date) bad(`${what} must be a map`)
+  return v as Record<string, unknown>
+}
+function str (v: unknown, what: string, max: number = LIMITS.stringBytes): string {
+  if (typeof v !== 'string') bad(`${what} must be a string`)
+  if (Buffer.byteLength(v) > max) bad(`${what} is longer than ${max} bytes`)
+  return v
+}
+function int (v: unknown, what: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) bad(`${what} must be an integer in [${min}, ${max}]`)
+  return v
+}
+function num (v: unknown, what: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) bad(`${what} must be a number in [${min}, ${max}]`)
+  return v
+}
+function bool (v: unknown, what: string): boolean {
+  if (typeof v !== 'boolean') bad(`${what} must be a boolean`)
+  return v
+}
+function optStr (v: unknown, what: string): string | undefined { return v === undefined || v === null ? undefined : str(v, what) }
+function strArr (v: unknown, what: string, maxItems: number): string[] {
+  if (!Array.isArray(v) || v.length > maxItems) bad(`${what} must be a list of at most ${maxItems} strings`)
+  return v.map((x, i) => str(x, `${what}[${i}]`))
+}
+
+export function checkHello (v: unknown): HelloBody {
+  const o = obj(v, 'hello')
+  const role = o.role
+  if (role !== 'host' && role !== 'member' && role !== 'enroll') bad('hello.role must be host, member or enroll')
+  return { min: int(o.min, 'hello.min', 1, 255), max: int(o.max, 'hello.max', 1, 255), cur: int(o.cur, 'hello.cur', 1, 255), role }
+}
+
+export function checkHelloReply (v: unknown): HelloReply {
+  const o = obj(v, 'hello reply')
+  return { version: int(o.version, 'version', 1, 255), server: str(o.server, 'server', 64), name: str(o.name, 'name'), pv: int(o.pv, 'pv') }
+}
+
+export function checkEnroll (v: unknown): EnrollBody {
+  const o = obj(v, 'enroll')
+  return { token: str(o.token, 'token', LIMITS.tokenBytes), name: str(o.name, 'name', LIMITS.nameBytes) }
+}
+
+export function checkEnrollReply (v: unknown): EnrollReply {
+  const o = obj(v, 'enroll reply')
+  if (!Array.isArray(o.servers) || o.servers.length > LIMITS.members) bad('servers must be a list')
+  const servers = o.servers.map((s, i) => {
+    const e = obj(s, `servers[${i}]`)
+    return { id: str(e.id, 'id', 64), key: str(e.key, 'key', 64), addr: str(e.addr, 'addr', 300), name: str(e.name, 'name') }
+  })
+  return { host: str(o.host, 'host', 64), servers }
+}
+
+export function checkAttrs (v: unknown): AccessAttrs {
+  const o = obj(v, 'attrs')
+  if (!Array.isArray(o.gids) || o.gids.length > LIMITS.gids) bad(`attrs.gids must be a list of at most ${LIMITS.gids}`)
+  const attrs: AccessAttrs = {
+    uid: int(o.uid, 'attrs.uid', 0, 0xffffffff),
+    gids: o.gids.map((g, i) => int(g, `attrs.gids[${i}]`, 0, 0xffffffff)),
+    pid: int(o.pid, 'attrs.pid', 0, 0xffffffff),
+    sid: int(o.sid, 'attrs.sid', 0, 0xffffffff),
+    exe: str(o.exe, 'attrs.exe', LIMITS.pathBytes),
+    exeHash: str(o.exeHash, 'attrs.exeHash', 64),
+    auth: int(o.auth, 'attrs.auth', 0, 255)
+  }
+  const user = optStr(o.user, 'attrs.user'); if (user !== undefined) attrs.user = user
+  const domain = optStr(o.domain, 'attrs.domain'); if (domain !== undefined) attrs.domain = domain
+  if (o.groups !== undefined && o.groups !== null) attrs.groups = strArr(o.groups, 'attrs.groups', LIMITS.gids)
+  return attrs
+}
+
+export function checkDecide (v: unknown): DecideBody {
+  const o = obj(v, 'decide')
+  if (!isAction(o.action)) bad('decide.action is not a known action')
+  const path = str(o.path, 'decide.path', LIMITS.pathBytes)
+  if (!path.startsWith('/')) bad('decide.path must start with /')
+  const body: DecideBody = {
+    pv: int(o.pv, 'decide.pv'),
+    guard: str(o.guard, 'decide.guard', LIMITS.pathBytes),
+    path,
+    action: o.action,
+    attrs: checkAttrs(o.attrs)
+  }
+  if (o.bytes !== undefined && o.bytes !== null) body.bytes = int(o.bytes, 'decide.bytes')
+  return body
+}
+
+export function checkLoad (v: unknown): LoadValues {
+  const o = obj(v, 'load')
+  return { total: num(o.total, 'load.total', 0, 10), cpu: num(o.cpu, 'load.cpu', 0, 10), nic: num(o.nic, 'load.nic', 0, 10), crypto: num(o.crypto, 'load.crypto', 0, 10) }
+}
+
+export function checkDecideReply (v: unknown): DecideReply {
+  const o = obj(v, 'decide reply')
+  const compression = o.compression
+  if (!(COMPRESSIONS as readonly unknown[]).includes(compression)) bad('compression is not known')
+  return {
+    ok: bool(o.ok, 'ok'),
+    reason: int(o.reason, 'reason', 0, 0xffff),
+    rule: o.rule === null ? null : str(o.rule, 'rule'),
+    load: checkLoad(o.load),
+    weight: int(o.weight, 'weight', 1, 100),
+    pv: int(o.pv, 'pv'),
+    bypass: bool(o.bypass, 'bypass'),
+    ttl: int(o.ttl, 'ttl', 0, 86_400_000),
+    key: o.key === null ? null : str(o.key, 'key', LIMITS.nameBytes),
+    compression: compression as Compression
+  }
+}
+
+export function checkPingReply (v: unknown): PingReply {
+  const o = obj(v, 'ping reply')
+  return { load: checkLoad(o.load), weight: int(o.weight, 'weight', 1, 100), pv: int(o.pv, 'pv') }
+}
+
+/** Error reply body: [id, detail]. */
+export function checkErrorBody (v: unknown): [number, string] {
+  if (!Array.isArray(v) || v.length !== 2 || typeof v[0] !== 'number' || typeof v[1] !== 'string') bad('error body must be [id, detail]')
+  return [v[0], v[1].slice(0, LIMITS.stringBytes)]
+}
+
+/** Request checkers by opcode, for servers; reply checkers, for clients. Later issues add their opcodes here. */
+export const REQUEST_CHECKS: Partial<Record<Op, (v: unknown) => unknown>> = {
+  [Op.Hello]: checkHello,
+  [Op.Enroll]: checkEnroll,
+  [Op.Ping]: (v: unknown) => { if (v !== null) bad('ping body must be nil'); return null },
+  [Op.Decide]: checkDecide
+}
+export const REPLY_CHECKS: Partial<Record<Op, (v: unknown) => unknown>> = {
+  [Op.Hello]: checkHelloReply,
+  [Op.Enroll]: checkEnrollReply,
+  [Op.Ping]: checkPingReply,
+  [Op.Decide]: checkDecideReply
+}
