@@ -29,16 +29,39 @@ export interface Frame {
 
 // One msgpack configuration for the whole product: plain maps and arrays, no records, no structure sharing.
 const packr = new Packr({ useRecords: false, moreTypes: false, encodeUndefinedAsNil: true })
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, moreTypes: false })
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, moreTypes: false, int64AsType: 'number' })
 
 export function pack (value: unknown): Buffer { return packr.pack(value) }
 
-/** Decode exactly one msgpack value; anything else (trailing bytes, truncation, unknown extension) is PEM_ERR_BAD_FRAME. */
+export const MAX_BODY_DEPTH = 16
+
+/** Decode exactly one msgpack value; anything else (trailing bytes, truncation, extension types) is PEM_ERR_BAD_FRAME. */
 export function unpack (bytes: Uint8Array): unknown {
+  let value: unknown
   try {
-    return unpackr.unpack(bytes)
+    value = unpackr.unpack(bytes)
   } catch (err) {
     throw new PemError('PEM_ERR_BAD_FRAME', `bad msgpack body: ${(err as Error).message}`)
+  }
+  assertPlain(value)
+  return value
+}
+
+/**
+ * msgpackr decodes some extension types (timestamps, typed arrays, sets) by itself and cannot be told not to, so
+ * the decoded value is walked once: only nil, booleans, numbers, strings, Buffers, arrays and plain maps pass.
+ */
+function assertPlain (root: unknown): void {
+  const stack: Array<[unknown, number]> = [[root, 0]]
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop() as [unknown, number]
+    if (v === null || typeof v === 'boolean' || typeof v === 'number' || typeof v === 'string') continue
+    if (typeof v !== 'object') throw new PemError('PEM_ERR_BAD_FRAME', `body holds a ${typeof v}`)
+    if (depth >= MAX_BODY_DEPTH) throw new PemError('PEM_ERR_BAD_FRAME', `body nests deeper than ${MAX_BODY_DEPTH}`)
+    if (Buffer.isBuffer(v)) continue
+    if (Array.isArray(v)) { for (const x of v) stack.push([x, depth + 1]); continue }
+    if (Object.getPrototypeOf(v) !== Object.prototype) throw new PemError('PEM_ERR_BAD_FRAME', 'body uses a msgpack extension type')
+    for (const x of Object.values(v)) stack.push([x, depth + 1])
   }
 }
 
