@@ -1,0 +1,19 @@
+// Named domain-separation strings: every signature and every at-rest AEAD names what it protects. ONLY APPEND.
+// A signature covers ctx || 0x00 || message (lib/crypto/sign.ts), so a signature made for one purpose never
+// verifies for another. Never change a string once released: old signatures and sealed files name it.
+
+/** Cluster heartbeat message (DESIGN §4). */
+export const SIG_CTX_CLUSTER_MSG = 'pem/v1 cluster message'
+/** The source's signature over an encrypted policy set: index, wrapped keys and sealed configuration (DESIGN §4). */
+export const SIG_CTX_POLICY_SET = 'pem/v1 policy set'
+/** A member vouching for a new member's key (sponsorship). */
+export const SIG_CTX_SPONSOR = 'pem/v1 sponsor'
+/** An audit log checkpoint. */
+export const SIG_CTX_AUDIT = 'pem/v1 audit checkpoint'
+
+/** Associated data labels for sealAtRest (lib/crypto/seal.ts). */
+export const AAD_CTX_CONFIG_STORE = 'pem/v1 config store'
+export const AAD_CTX_KEYRING = 'pem/v1 keyring'
+export const AAD_CTX_POLICY_SET = 'pem/v1 policy set body'
+
+export const SIG_CONTEXTS: readonly string[] = [SIG_CTX_CLUSTER_MSG, SIG_CTX_POLICY_SET, SIG_CTX_SPONSOR, SIG_CTX_AUDIT]
