@@ -1,0 +1,30 @@
+// The default policy of the standalone mode: every guard point encrypted under one key `default`, every user permitted.
+import { stringify } from 'yaml'
+
+export interface DefaultPolicyOptions {
+  guards: string[] // host directories to guard
+  compression?: 'none' | 'zstd' | 'lz4' | 'zlib'
+}
+
+/**
+ * YAML text of the default policy. Every user of the enrolled hosts is permitted every action on every guard point,
+ * and the data is encrypted under key `default`. (In the standalone mode the only enrolled host is the local one.)
+ */
+export function defaultPolicy (opts: DefaultPolicyOptions): string {
+  const guards: Record<string, unknown> = {}
+  for (const g of opts.guards) guards[g] = { description: 'guarded by the standalone default policy' }
+  const doc = {
+    format: 1,
+    description: 'standalone default: encrypt everything under key default, permit every user',
+    keys: [{ name: 'default', description: 'data key of every guard point' }],
+    guards,
+    rules: [{
+      id: 'default-encrypt',
+      description: 'every user, every action, data sealed under key default',
+      actions: 'all',
+      effect: 'apply_key(default)',
+      compression: opts.compression ?? 'none'
+    }]
+  }
+  return '# pemfs policy (docs/POLICY.md)\n' + stringify(doc)
+}
