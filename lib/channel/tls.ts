@@ -201,8 +201,10 @@ export function connect (opts: ConnectOptions): Promise<Channel> {
       ALPNProtocols: [alpn],
       rejectUnauthorized: false // the key is pinned below
     })
-    socket.once('error', (err) => fail(connectError(err)))
-    socket.once('close', () => fail(new PemError('PEM_ERR_CLOSED', 'connection closed during the handshake')))
+    const onError = (err: NodeJS.ErrnoException): void => fail(connectError(err))
+    const onClose = (): void => fail(new PemError('PEM_ERR_CLOSED', 'connection closed during the handshake'))
+    socket.once('error', onError)
+    socket.once('close', onClose)
     socket.once('secureConnect', () => {
       let pk: { key: Buffer, id: string } | RefuseReason
       try { pk = peerKeyOf(socket) } catch (err) { return fail(PemError.from(err, 'PEM_ERR_PEER_KEY')) }
@@ -212,7 +214,8 @@ export function connect (opts: ConnectOptions): Promise<Channel> {
       if (!ok) return fail(new PemError('PEM_ERR_PEER_KEY', `server key ${pk.id} is not the pinned key`))
       if (socket.alpnProtocol !== alpn) return fail(new PemError('PEM_ERR_VERSION', `server did not accept protocol ${alpn}`))
       ch = new Channel({ ...opts, socket, side: 'client', peer: { ...pk, alpn, remoteAddress: socket.remoteAddress ?? opts.host }, mode: opts.role === 'enroll' ? 'enroll' : 'session' })
-      socket.removeAllListeners('close')
+      socket.off('close', onClose) // from here the channel reports errors and closing
+      socket.off('error', onError)
       ch.clientHello({ min: versions.min, max: versions.max, cur: versions.cur, role: opts.role }, deadline).then(() => {
         if (done) return
         done = true
