@@ -1,0 +1,23 @@
+# node-gyp build of the one native addon "pem_native": every native/*.cc, N-API via node-addon-api (no C++ exceptions).
+# OpenSSL comes from the node binary itself (its headers are on node-gyp's include path): never add -lcrypto here,
+# or two OpenSSLs end up in one process. zstd and lz4 are Debian's system libraries (libzstd-dev, liblz4-dev);
+# zlib is the copy node exports.
+{
+  "targets": [
+    {
+      "target_name": "pem_native",
+      "sources": [
+        "<!@(node -p \"require('fs').readdirSync('native').filter(f => f.endsWith('.cc')).sort().map(f => 'native/' + f).join(' ')\")"
+      ],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")"
+      ],
+      "defines": ["NAPI_DISABLE_CPP_EXCEPTIONS", "NAPI_VERSION=8"],
+      "cflags!": ["-fno-exceptions", "-O2", "-O0"],
+      "cflags_cc!": ["-fno-exceptions", "-O2", "-O0"],
+      "cflags": ["-O3", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags_cc": ["-O3", "-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "libraries": ["-lzstd", "-llz4"]
+    }
+  ]
+}

@@ -1,0 +1,24 @@
+// Per-env addon state (napi instance data): one struct holding each module's state; no mutable statics elsewhere.
+#pragma once
+
+#include <napi.h>
+
+#include "load_regs.h"
+
+namespace pem {
+
+struct EnvState {
+  regs::State regs;
+};
+
+// The env's state, created on first use and freed with the env (worker threads get their own).
+inline EnvState* GetEnvState(Napi::Env env) {
+  EnvState* s = env.GetInstanceData<EnvState>();
+  if (s == nullptr) {
+    s = new EnvState();
+    env.SetInstanceData<EnvState>(s);  // default finalizer deletes it at env teardown
+  }
+  return s;
+}
+
+}  // namespace pem
