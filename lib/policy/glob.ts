@@ -1,8 +1,8 @@
 // Paths inside a guard point: normalisation, directory prefixes (segment boundary) and file globs compiled to RegExp.
 // Glob language (docs/POLICY.md "Resources"): `*` any run of characters inside one segment, `?` one character
 // other than '/', `[abc]` `[a-z]` `[!a]` one character of a class, `**` (a whole segment) zero or more segments,
-// `\x` the character x literally. A glob without '/' matches the last segment (basename); a glob with '/' is
-// anchored at the guard point's root (a leading '/' is implied).
+// `\x` the character x literally; a ']' outside a class is literal. A glob without '/' matches the last segment
+// (basename); a glob with '/' is anchored at the guard point's root (a leading '/' is implied).
 
 /**
  * Canonical form of a request path: '' for the root, otherwise '/a/b' (no empty, '.' or '..' segments, no trailing
@@ -82,8 +82,6 @@ function segmentRegex (seg: string): { re: string, literal: string | null } | st
       re += neg ? `[^/${cls}]` : `[${cls}]`
       literal = null
       i = end
-    } else if (c === ']') {
-      return 'has a ] without ['
     } else {
       re += RE_SPECIAL.test(c) ? '\\' + c : c
       if (literal !== null) literal += c
