@@ -74,6 +74,7 @@ function candidates (ix: GuardIndex, input: DecideInput, path: string, addr: Add
     else if (ip?.v === 6) for (const [len, m] of ix.net6) add(lists, m.get(v6Key(maskV6(ip.b, len))))
   }
   if (lists.length === 0) return ix.wildcard
+  if (lists.length === 1 && ix.wildcard.length === 0) return lists[0]
   let n = ix.wildcard.length
   for (const l of lists) n += l.length
   const out = new Int32Array(n)

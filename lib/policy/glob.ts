@@ -10,7 +10,8 @@
  * the engine denies those rather than guess what they resolve to.
  */
 export function normalizePath (p: string): string | null {
-  if (!p.startsWith('/') || p.includes('\0')) return null
+  if (p.charCodeAt(0) !== 47 || p.includes('\0')) return null
+  if (!p.includes('//') && !p.includes('/.') && !p.endsWith('/')) return p // already canonical (the usual case)
   let out = ''
   for (const seg of p.split('/')) {
     if (seg === '') continue

@@ -7,16 +7,26 @@ export type Ip = { v: 4, n: number } | { v: 6, b: Uint8Array }
 export type Cidr = { v: 4, n: number, len: number } | { v: 6, b: Uint8Array, len: number }
 
 export function parseIpv4 (s: string): number | null {
-  const parts = s.split('.')
-  if (parts.length !== 4) return null
+  // Hand-rolled (it runs on every decision that looks at the client address): four decimal octets, no leading zeros.
   let n = 0
-  for (const p of parts) {
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return null
-    const x = Number(p)
-    if (x > 255) return null
-    n = n * 256 + x
+  let octet = 0
+  let digits = 0
+  let dots = 0
+  for (let i = 0; i <= s.length; i++) {
+    const c = i < s.length ? s.charCodeAt(i) : 46
+    if (c === 46) {
+      if (digits === 0 || ++dots > 4) return null
+      n = n * 256 + octet
+      octet = 0; digits = 0
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && octet === 0) return null // leading zero
+      octet = octet * 10 + (c - 48)
+      if (++digits > 3 || octet > 255) return null
+    } else {
+      return null
+    }
   }
-  return n
+  return dots === 4 ? n : null
 }
 
 function parseIpv6 (s: string): Uint8Array | null {

@@ -106,6 +106,7 @@ export function compileResourceSet (d: ResourceSetDoc, at: readonly PathSeg[], p
 
 /** Guard points compare without a trailing '/'; '/' stays '/'. */
 export function canonicalGuard (g: string): string {
+  if (!g.endsWith('/')) return g
   const t = g.replace(/\/+$/, '')
   return t === '' ? '/' : t
 }
