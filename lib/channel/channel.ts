@@ -88,6 +88,7 @@ export class Channel extends EventEmitter {
   private flushScheduled = false
   private serving = 0
   private paused = false
+  private offered: HelloBody | undefined
 
   constructor (init: ChannelInit) {
     super()
@@ -142,25 +143,27 @@ export class Channel extends EventEmitter {
 
   /** @internal tls.ts: the client's Hello; resolves with the server's reply and opens the channel. */
   async clientHello (hello: HelloBody, timeoutMs: number): Promise<HelloReply> {
-    if (this.side !== 'client' || this.state !== 'hello') throw new PemError('PEM_ERR_BAD_ARGUMENT', 'hello already done')
+    if (this.side !== 'client' || this.state !== 'hello' || this.offered !== undefined) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'hello already sent')
     this.role = hello.role
-    let reply: HelloReply
+    this.offered = hello
     try {
-      reply = await this.send(Op.Hello, hello, timeoutMs) as HelloReply
+      return await this.send(Op.Hello, hello, timeoutMs) as HelloReply
     } catch (err) {
       const e = this.closedByPeer && this.closeReason !== undefined ? this.closeReason : PemError.from(err)
-      this.close(e)
-      throw e
-    }
-    if (reply.version < hello.min || reply.version > hello.max) {
-      const e = new PemError('PEM_ERR_VERSION', `server chose version ${reply.version}, we speak ${hello.min}..${hello.max}`)
       this.fatal(e)
       throw e
     }
+  }
+
+  /** Client side, called as the Hello reply is read, so frames right behind it in the same chunk see an open channel. */
+  private acceptHelloReply (reply: HelloReply): void {
+    const offered = this.offered!
+    if (reply.version < offered.min || reply.version > offered.max) {
+      throw new PemError('PEM_ERR_VERSION', `server chose version ${reply.version}, we speak ${offered.min}..${offered.max}`)
+    }
     this.version = reply.version
     this.helloReply = reply
-    if (this.state === 'hello') this.state = 'open'
-    return reply
+    this.state = 'open'
   }
 
   // ---- sending ----
@@ -289,7 +292,9 @@ export class Channel extends EventEmitter {
         return
       }
       const check = REPLY_CHECKS[f.op as Op]
-      p.resolve(check === undefined ? f.body : check(f.body))
+      const body = check === undefined ? f.body : check(f.body)
+      if (this.state === 'hello' && this.side === 'client' && f.op === Op.Hello) this.acceptHelloReply(body as HelloReply)
+      p.resolve(body)
     } catch (err) {
       p.reject(PemError.from(err, 'PEM_ERR_BAD_BODY'))
     }

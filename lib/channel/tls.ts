@@ -9,7 +9,7 @@ import { Op } from '../wire/opcodes'
 import type { HelloBody, HelloReply } from '../wire/packets'
 import { negotiate, PROTOCOL } from '../wire/version'
 import { keyId, rawPublicKey, type Identity } from '../crypto/identity'
-import { Channel, type ChannelOptions, type Mode, type PeerInfo, type Role } from './channel'
+import { Channel, type ChannelOptions, type MessageHandler, type Mode, type PeerInfo, type RequestHandler, type Role } from './channel'
 
 export const ALPN_SESSION = 'pem/1'
 export const ALPN_ENROLL = 'pem-enroll/1'
@@ -41,6 +41,8 @@ export interface ListenOptions extends ChannelOptions {
   versions?: VersionRange
   /** TLS handshake deadline, and the deadline for the Hello after it (default 5000 ms). */
   handshakeTimeoutMs?: number
+  /** Refuse TCP connections beyond this many at once (node:net maxConnections); default unlimited. */
+  maxConnections?: number
 }
 
 export interface ChannelServer {
@@ -64,6 +66,9 @@ export interface ConnectOptions extends ChannelOptions {
   connectTimeoutMs?: number
   /** Versions this client offers (tests override it). */
   versions?: VersionRange
+  /** Installed before the Hello, so requests and messages the server sends right after it are not missed. */
+  onRequest?: RequestHandler
+  onMessage?: MessageHandler
 }
 
 function peerKeyOf (socket: tls.TLSSocket): { key: Buffer, id: string } | RefuseReason {
@@ -94,6 +99,7 @@ export async function listen (opts: ListenOptions): Promise<ChannelServer> {
     ALPNProtocols: [ALPN_SESSION, ALPN_ENROLL],
     handshakeTimeout: handshakeMs
   })
+  if (opts.maxConnections !== undefined) server.maxConnections = opts.maxConnections
   const refused = (socket: tls.TLSSocket, reason: RefuseReason, peer: Partial<PeerInfo>, code: PemError): void => {
     try { opts.onRefused?.(reason, peer) } catch { /* a counter must not break the server */ }
     refuse(socket, code)
@@ -214,6 +220,8 @@ export function connect (opts: ConnectOptions): Promise<Channel> {
       if (!ok) return fail(new PemError('PEM_ERR_PEER_KEY', `server key ${pk.id} is not the pinned key`))
       if (socket.alpnProtocol !== alpn) return fail(new PemError('PEM_ERR_VERSION', `server did not accept protocol ${alpn}`))
       ch = new Channel({ ...opts, socket, side: 'client', peer: { ...pk, alpn, remoteAddress: socket.remoteAddress ?? opts.host }, mode: opts.role === 'enroll' ? 'enroll' : 'session' })
+      ch.onRequest = opts.onRequest
+      ch.onMessage = opts.onMessage
       socket.off('close', onClose) // from here the channel reports errors and closing
       socket.off('error', onError)
       ch.clientHello({ min: versions.min, max: versions.max, cur: versions.cur, role: opts.role }, deadline).then(() => {

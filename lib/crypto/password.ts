@@ -33,6 +33,7 @@ function parse (encoded: string): { params: ScryptParams, salt: Buffer, hash: Bu
   if (parts.length !== 6 || parts[0] !== 'scrypt') badHash()
   const [N, r, p] = parts.slice(1, 4).map(s => /^[0-9]{1,8}$/.test(s) ? Number(s) : NaN)
   if (!(N >= 2 && N <= 2 ** 20 && (N & (N - 1)) === 0) || !(r >= 1 && r <= 32) || !(p >= 1 && p <= 16)) badHash()
+  if (N * r > 2 ** 21) badHash() // 128 * N * r bytes: at most 256 MiB, whatever the stored string says
   const salt = Buffer.from(parts[4], 'base64url')
   const hash = Buffer.from(parts[5], 'base64url')
   if (salt.length < 8 || salt.length > 64 || hash.length < 16 || hash.length > 64) badHash()

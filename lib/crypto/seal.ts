@@ -57,13 +57,14 @@ export function openAtRest (key: Uint8Array, sealed: Uint8Array, aad?: Uint8Arra
 export function sealTo (edPublicKey: Uint8Array, data: Uint8Array): Buffer {
   if (edPublicKey?.length !== 32) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'recipient key must be 32 bytes')
   const xpk = Buffer.alloc(sodium.crypto_box_PUBLICKEYBYTES)
-  try {
-    sodium.crypto_sign_ed25519_pk_to_curve25519(xpk, toBuf(edPublicKey))
-  } catch {
-    throw new PemError('PEM_ERR_BAD_ARGUMENT', 'recipient key is not a valid Ed25519 public key')
-  }
   const out = Buffer.allocUnsafe(data.length + SEALED_OVERHEAD)
-  sodium.crypto_box_seal(out, toBuf(data), xpk)
+  try {
+    if (!sodium.crypto_core_ed25519_is_valid_point(toBuf(edPublicKey))) throw new Error('small order or not on the curve')
+    sodium.crypto_sign_ed25519_pk_to_curve25519(xpk, toBuf(edPublicKey))
+    sodium.crypto_box_seal(out, toBuf(data), xpk)
+  } catch (err) {
+    throw new PemError('PEM_ERR_BAD_ARGUMENT', `recipient key is not a valid Ed25519 public key: ${(err as Error).message}`)
+  }
   return out
 }
 

@@ -153,6 +153,38 @@ test('unsolicited frames (id 0) reach onMessage both ways', async t => {
   t.deepEqual(await back, [1, 2])
 })
 
+test('frames the server sends right behind its Hello reply reach the handlers given to connect', async t => {
+  const replies: unknown[] = []
+  let replied: () => void = () => {}
+  const replyArrived = new Promise<void>(resolve => { replied = resolve })
+  const srv = await listen({
+    identity: server,
+    authorize: () => 'session',
+    onChannel: (ch) => {
+      ch.notify(Op.Heartbeat, 'first')
+      ch.request(Op.Heartbeat, 'second').then(r => replies.push(r), (e: PemError) => replies.push(e.code)).finally(() => replied())
+    }
+  })
+  t.teardown(async () => { await srv.close() })
+  const got: unknown[] = []
+  const done = new Promise<void>(resolve => {
+    const ch = connect({
+      host: '127.0.0.1',
+      port: srv.address().port,
+      identity: client,
+      role: 'host',
+      expectedId: server.id,
+      onMessage: (_op, body) => { got.push(['message', body]) },
+      onRequest: (_op, body) => { got.push(['request', body]); resolve(); return 'ok' }
+    })
+    ch.then(c => t.teardown(() => c.close()), () => resolve())
+  })
+  await done
+  await replyArrived
+  t.deepEqual(got, [['message', 'first'], ['request', 'second']])
+  t.deepEqual(replies, ['ok'])
+})
+
 for (const [name, bytes, code] of [
   ['an oversized length header', Buffer.from([0xff, 0xff, 0xff, 0xff, 0x03, 0, 0, 0, 0, 9]), 'PEM_ERR_FRAME_TOO_LARGE'],
   ['a length below the header size', Buffer.from([0, 0, 0, 2, 0x03, 0, 0, 0, 0, 9]), 'PEM_ERR_BAD_FRAME'],

@@ -30,7 +30,8 @@ test('a malformed stored hash is PEM_ERR_BAD_CONFIG', async t => {
     '', 'scrypt', good.replace('scrypt', 'argon2'), parts.slice(0, 5).join('$'), [...parts, 'x'].join('$'),
     [parts[0], '1000', ...parts.slice(2)].join('$'), [parts[0], String(2 ** 22), ...parts.slice(2)].join('$'),
     [parts[0], parts[1], '0', ...parts.slice(3)].join('$'), [...parts.slice(0, 4), 'AA', parts[5]].join('$'),
-    [...parts.slice(0, 5), 'AAAA'].join('$'), [parts[0], '-1024', ...parts.slice(2)].join('$')
+    [...parts.slice(0, 5), 'AAAA'].join('$'), [parts[0], '-1024', ...parts.slice(2)].join('$'),
+    [parts[0], String(2 ** 20), '32', ...parts.slice(3)].join('$') // 4 GiB of memory: refused before scrypt runs
   ]
   for (const s of bad) await t.throwsAsync(verifyPassword('pw', s), { code: 'PEM_ERR_BAD_CONFIG' }, s)
   await t.throwsAsync(hashPassword('x'.repeat(2000), FAST), { code: 'PEM_ERR_BAD_ARGUMENT' })

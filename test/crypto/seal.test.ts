@@ -50,4 +50,5 @@ test('sealTo / openSealed round trip; another recipient or a flipped bit gets fa
 test('sealTo refuses a malformed recipient key by code', t => {
   t.throws(() => sealTo(Buffer.alloc(31), Buffer.from('x')), { code: 'PEM_ERR_BAD_ARGUMENT' })
   t.throws(() => sealTo(Buffer.alloc(32), Buffer.from('x')), { code: 'PEM_ERR_BAD_ARGUMENT' })
+  t.throws(() => sealTo(Buffer.from('01'.padEnd(64, '0'), 'hex'), Buffer.from('x')), { code: 'PEM_ERR_BAD_ARGUMENT' }, 'the identity point has small order')
 })
