@@ -1,0 +1,138 @@
+// spctl: the authenticated admin client of one spd member (DESIGN §5). Sessions and pinned server ids are kept in
+// $SPCTL_CONFIG or ~/.config/pemfs/spctl.json (mode 0600).
+import { Command, Option } from 'commander'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { PemError } from '../wire/errors'
+import { adminCall } from './admin-client'
+import { printObject, printRows, readSecret, run } from './common'
+
+interface Session { serverId: string, token?: string, expires?: string, user?: string }
+type Sessions = Record<string, Session>
+
+function configFile (): string { return process.env.SPCTL_CONFIG ?? path.join(os.homedir(), '.config', 'pemfs', 'spctl.json') }
+function loadSessions (): Sessions {
+  try { return JSON.parse(fs.readFileSync(configFile(), 'utf8')) as Sessions } catch { return {} }
+}
+function saveSessions (s: Sessions): void {
+  const file = configFile()
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 })
+  fs.writeFileSync(`${file}.tmp`, JSON.stringify(s, null, 2) + '\n', { mode: 0o600 })
+  fs.renameSync(`${file}.tmp`, file)
+}
+
+function endpointOf (url: string): { key: string, host: string, port: number } {
+  let u: URL
+  try { u = new URL(url.includes('://') ? url : `https://${url}`) } catch { throw new PemError('PEM_ERR_BAD_ARGUMENT', `--endpoint ${url} is not a URL`) }
+  if (u.protocol !== 'https:') throw new PemError('PEM_ERR_BAD_ARGUMENT', '--endpoint must be https://HOST:PORT')
+  const port = Number(u.port || 7702)
+  const host = u.hostname.replace(/^\[|\]$/g, '')
+  return { key: `${host}:${port}`, host, port }
+}
+
+const program = new Command('spctl')
+  .description('Administer an spd member: policy, keys, hosts, audit')
+  .addOption(new Option('--endpoint <url>', 'admin API of the member').env('SPCTL_ENDPOINT').default('https://127.0.0.1:7702'))
+  .option('--server-id <id>', 'expected member id (hex SHA-256 of its key); default: the one recorded at first login')
+  .option('--json', 'print JSON')
+  .showHelpAfterError()
+
+function opts (): { endpoint: string, serverId?: string, json: boolean } {
+  const o = program.opts<{ endpoint: string, serverId?: string, json?: boolean }>()
+  return { endpoint: o.endpoint, serverId: o.serverId, json: o.json === true }
+}
+
+/** Calls the admin API with the stored session; the pin is the recorded or the given server id. */
+async function call (method: string, p: string, body?: unknown): Promise<unknown> {
+  const o = opts()
+  const ep = endpointOf(o.endpoint)
+  const s = loadSessions()[ep.key]
+  if (s?.token === undefined) throw new PemError('PEM_ERR_AUTH', `not logged in to ${ep.key}: run spctl login`)
+  const pin = o.serverId ?? s.serverId
+  return (await adminCall({ host: ep.host, port: ep.port, pin }, method, p, body, s.token)).value
+}
+
+program.command('login')
+  .description('log in and keep a session token (expires; see spd.json adminTokenTtlS)')
+  .option('--user <name>', 'admin user', 'admin')
+  .option('--password-file <file>', 'read the password from FILE (first line); prompts on a terminal otherwise')
+  .action((o: { user: string, passwordFile?: string }) => run(async () => {
+    const g = opts()
+    const ep = endpointOf(g.endpoint)
+    const sessions = loadSessions()
+    const pin = g.serverId ?? sessions[ep.key]?.serverId ?? null
+    const password = await readSecret(o.passwordFile, `password for ${o.user}@${ep.key}: `)
+    const { value, serverId } = await adminCall({ host: ep.host, port: ep.port, pin }, 'POST', '/v1/login', { user: o.user, password })
+    const v = value as { token: string, expires: string }
+    if (pin === null) process.stderr.write(`recorded member id ${serverId} for ${ep.key} (first use)\n`)
+    sessions[ep.key] = { serverId, token: v.token, expires: v.expires, user: o.user }
+    saveSessions(sessions)
+    printObject({ endpoint: ep.key, user: o.user, server: serverId, expires: v.expires }, g.json)
+  }))
+
+program.command('status')
+  .description('show the member: version, policy summary, hosts, load, counters')
+  .action(() => run(async () => { printObject(await call('GET', '/v1/status') as Record<string, unknown>, opts().json) }))
+
+const policy = program.command('policy').description('get, apply or diff the policy')
+policy.command('get').description('print the installed policy YAML')
+  .action(() => run(async () => {
+    const v = await call('GET', '/v1/policy') as { version: number, text: string | null }
+    if (opts().json) printObject(v, true)
+    else if (v.text === null) throw new PemError('PEM_ERR_NOT_FOUND', 'no policy installed yet')
+    else process.stdout.write(v.text.endsWith('\n') ? v.text : v.text + '\n')
+  }))
+policy.command('apply <file>').description('check and install a policy; a bad one is refused whole and the old one stays')
+  .action((file: string) => run(async () => {
+    const v = await call('PUT', '/v1/policy', { text: readText(file) }) as { version: number }
+    printObject({ applied: file, version: v.version }, opts().json)
+  }))
+policy.command('diff <file>').description('show what applying FILE would change, rule by rule')
+  .action((file: string) => run(async () => {
+    const v = await call('POST', '/v1/policy/diff', { text: readText(file) }) as { diff: unknown }
+    if (opts().json) printObject(v as Record<string, unknown>, true)
+    else process.stdout.write(typeof v.diff === 'string' ? v.diff : JSON.stringify(v.diff, null, 2) + '\n')
+  }))
+
+const key = program.command('key').description('named data keys (material stays in spd)')
+key.command('list').description('list keys and their versions')
+  .action(() => run(async () => { printRows(await call('GET', '/v1/keys') as Array<Record<string, unknown>>, opts().json) }))
+key.command('create <name>').description('create a key')
+  .action((name: string) => run(async () => { printObject(await call('POST', '/v1/keys', { name }) as Record<string, unknown>, opts().json) }))
+key.command('rotate <name>').description('add a new version of a key (new files use it; old ones keep theirs)')
+  .action((name: string) => run(async () => { printObject(await call('POST', `/v1/keys/${encodeURIComponent(name)}/rotate`) as Record<string, unknown>, opts().json) }))
+
+const host = program.command('host').description('enrolled hosts')
+host.command('add <name>').description('create a one-time enrollment token for a host')
+  .option('--ttl <seconds>', 'token lifetime', '86400')
+  .action((name: string, o: { ttl: string }) => run(async () => {
+    const ttlS = Number(o.ttl)
+    if (!Number.isInteger(ttlS) || ttlS <= 0) throw new PemError('PEM_ERR_BAD_ARGUMENT', '--ttl must be a positive number of seconds')
+    const v = await call('POST', '/v1/hosts', { name, ttlS }) as Record<string, unknown>
+    printObject(v, opts().json)
+    if (!opts().json) process.stderr.write(`on the host: pemfs enroll --cluster ${String(v.cluster)} --token ${String(v.token)}\n`)
+  }))
+host.command('list').description('list enrolled hosts')
+  .action(() => run(async () => { printRows(await call('GET', '/v1/hosts') as Array<Record<string, unknown>>, opts().json, ['name', 'id', 'enrolled']) }))
+host.command('remove <ref>').description('remove a host by name or id (its sessions are closed)')
+  .action((ref: string) => run(async () => { printObject(await call('DELETE', `/v1/hosts/${encodeURIComponent(ref)}`) as Record<string, unknown>, opts().json) }))
+
+const audit = program.command('audit').description('the append-only audit log')
+audit.command('tail').description('print the last audit events')
+  .option('-n <count>', 'how many', '20')
+  .action((o: { n: string }) => run(async () => {
+    const rows = await call('GET', `/v1/audit?n=${encodeURIComponent(o.n)}`) as Array<Record<string, unknown>>
+    if (opts().json) printRows(rows, true)
+    else for (const r of rows) process.stdout.write(JSON.stringify(r) + '\n')
+  }))
+
+const member = program.command('member').description('cluster members')
+member.command('list').description('list members')
+  .action(() => run(async () => { printRows(await call('GET', '/v1/members') as Array<Record<string, unknown>>, opts().json, ['name', 'id', 'addr']) }))
+
+function readText (file: string): string {
+  try { return fs.readFileSync(file, 'utf8') } catch (err) { throw new PemError('PEM_ERR_BAD_ARGUMENT', `cannot read ${file}: ${(err as Error).message}`) }
+}
+
+program.parseAsync(process.argv).catch((err: Error) => { process.stderr.write(`error: ${err.message}\n`); process.exitCode = 2 })

@@ -1,0 +1,132 @@
+// Admin API: JSON over HTTPS (TLS 1.3, the member's own Ed25519 certificate, pinned by spctl) on its own listener.
+// Logins check an scrypt hash and hand out expiring bearer tokens; every change is audited. Routes: docs/ADMIN.md.
+import crypto from 'node:crypto'
+import https from 'node:https'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Identity } from '../crypto/identity'
+import { verifyPassword } from '../crypto/password'
+import { ERRORS, PemError, type ErrorCode } from '../wire/errors'
+
+export interface AdminSession { user: string, expires: number }
+export interface AdminRequest { session: AdminSession, body: Record<string, unknown>, params: Record<string, string>, query: URLSearchParams }
+type Handler = (req: AdminRequest) => Promise<unknown> | unknown
+interface Route { method: string, pattern: RegExp, keys: string[], handler: Handler }
+
+const MAX_BODY_BYTES = 4 * 1024 * 1024
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  PEM_ERR_AUTH: 401, PEM_ERR_NOT_FOUND: 404, PEM_ERR_BAD_POLICY: 422, PEM_ERR_BAD_ARGUMENT: 400, PEM_ERR_BAD_BODY: 400, PEM_ERR_BUSY: 409
+}
+
+export class AdminApi {
+  private readonly routes: Route[] = []
+  private readonly sessions = new Map<string, AdminSession>() // by SHA-256 of the token
+  private server: https.Server | null = null
+  private failedLogins = 0
+
+  constructor (
+    private readonly identity: Identity,
+    private readonly tokenTtlS: number,
+    private readonly lookupAdmin: (user: string) => string | undefined,
+    private readonly audit: (event: Record<string, unknown>) => void
+  ) {}
+
+  route (method: string, path: string, handler: Handler): this {
+    const keys: string[] = []
+    const pattern = new RegExp('^' + path.replace(/:([a-z]+)/g, (_m, k: string) => { keys.push(k); return '([^/]+)' }) + '$')
+    this.routes.push({ method, pattern, keys, handler })
+    return this
+  }
+
+  async listen (host: string, port: number): Promise<{ host: string, port: number }> {
+    this.server = https.createServer({ key: this.identity.keyPem, cert: this.identity.certPem, minVersion: 'TLSv1.3' }, (req, res) => { void this.serve(req, res) })
+    await new Promise<void>((resolve, reject) => { this.server?.once('error', reject); this.server?.listen(port, host, () => resolve()) })
+    const a = this.server.address()
+    return typeof a === 'object' && a !== null ? { host: a.address, port: a.port } : { host, port }
+  }
+
+  async close (): Promise<void> {
+    const s = this.server
+    if (s === null) return
+    this.server = null
+    s.closeAllConnections()
+    await new Promise<void>(resolve => s.close(() => resolve()))
+  }
+
+  private async login (body: Record<string, unknown>): Promise<{ token: string, expires: string, user: string }> {
+    const user = typeof body.user === 'string' ? body.user : ''
+    const password = typeof body.password === 'string' ? body.password : ''
+    const hash = this.lookupAdmin(user)
+    // Verify against a dummy hash for unknown users so timing does not tell which users exist.
+    const ok = await verifyPassword(password, hash ?? DUMMY_HASH) && hash !== undefined
+    if (!ok) {
+      this.failedLogins++
+      this.audit({ kind: 'security', event: 'admin_login_failed', user })
+      await new Promise(resolve => setTimeout(resolve, Math.min(2000, 100 * this.failedLogins)))
+      throw new PemError('PEM_ERR_AUTH', 'wrong user or password')
+    }
+    this.failedLogins = 0
+    const token = crypto.randomBytes(32).toString('base64url')
+    const expires = Date.now() + this.tokenTtlS * 1000
+    this.sessions.set(sha256(token), { user, expires })
+    this.audit({ kind: 'admin', event: 'login', user })
+    return { token, expires: new Date(expires).toISOString(), user }
+  }
+
+  private session (req: IncomingMessage): AdminSession {
+    const m = /^Bearer ([A-Za-z0-9_-]{16,128})$/.exec(req.headers.authorization ?? '')
+    const s = m === null ? undefined : this.sessions.get(sha256(m[1]))
+    if (s === undefined) throw new PemError('PEM_ERR_AUTH', 'not logged in: run spctl login')
+    if (s.expires < Date.now()) {
+      if (m !== null) this.sessions.delete(sha256(m[1]))
+      throw new PemError('PEM_ERR_AUTH', 'session expired: run spctl login again')
+    }
+    return s
+  }
+
+  private async serve (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const url = new URL(req.url ?? '/', 'https://admin')
+      const body = await readJson(req)
+      if (req.method === 'POST' && url.pathname === '/v1/login') return send(res, 200, await this.login(body))
+      for (const r of this.routes) {
+        if (r.method !== req.method) continue
+        const m = r.pattern.exec(url.pathname)
+        if (m === null) continue
+        const session = this.session(req)
+        const params: Record<string, string> = {}
+        r.keys.forEach((k, i) => { params[k] = decodeURIComponent(m[i + 1]) })
+        return send(res, 200, await r.handler({ session, body, params, query: url.searchParams }))
+      }
+      throw new PemError('PEM_ERR_NOT_FOUND', `no route ${req.method ?? ''} ${url.pathname}`)
+    } catch (err) {
+      const e = PemError.from(err)
+      const details = (err as { details?: unknown }).details
+      send(res, STATUS[e.code] ?? (e.code === 'PEM_ERR_UNKNOWN' ? 500 : 400), { error: { code: e.code, id: ERRORS[e.code].id, message: e.message, details } })
+    }
+  }
+}
+
+const DUMMY_HASH = 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'
+
+function sha256 (s: string): string { return crypto.createHash('sha256').update(s).digest('hex') }
+
+function send (res: ServerResponse, status: number, value: unknown): void {
+  const text = JSON.stringify(value ?? null)
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' })
+  res.end(text)
+}
+
+async function readJson (req: IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length
+    if (size > MAX_BODY_BYTES) throw new PemError('PEM_ERR_BAD_ARGUMENT', `request body over ${MAX_BODY_BYTES} bytes`)
+    chunks.push(chunk as Buffer)
+  }
+  if (size === 0) return {}
+  let v: unknown
+  try { v = JSON.parse(Buffer.concat(chunks).toString('utf8')) } catch { throw new PemError('PEM_ERR_BAD_ARGUMENT', 'request body is not JSON') }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'request body must be a JSON object')
+  return v as Record<string, unknown>
+}

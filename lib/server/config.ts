@@ -1,0 +1,110 @@
+// Member-local configuration (<data-dir>/spd.json): addresses, load settings, timeouts. Written by `spd init`,
+// validated against a JSON schema on every start; documented defaults live here and nowhere else.
+import Ajv from 'ajv'
+import fs from 'node:fs'
+import path from 'node:path'
+import { PemError } from '../wire/errors'
+
+export interface SpdConfig {
+  name: string
+  listen: string // HOST:PORT for hosts (pemfs)
+  clusterListen: string | null // HOST:PORT for cluster members
+  adminListen: string // HOST:PORT for spctl (loopback by default)
+  load: {
+    nic: string // interface whose byte counters are read
+    nicCapacityBps: number // used when the link speed is unknown (loopback)
+    sampleMs: number
+    threshold: number // 0..1: above it, requests are rejected or queued
+    overload: 'reject' | 'queue'
+    queueMs: number // longest a queued request waits before it is rejected
+    bias: number // added to the reported load (0..1), to make this server less attractive
+    perRequest: number // load one request in flight adds to the projection
+  }
+  weight: number // 1..100, reported when the matched rule gives none
+  decisionTtlMs: number
+  adminTokenTtlS: number
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  crypto: { provider: string, cipher: 'aes-256-gcm' | 'chacha20-poly1305' }
+}
+
+export const DEFAULTS: Omit<SpdConfig, 'name' | 'listen' | 'clusterListen' | 'adminListen'> = {
+  load: { nic: 'lo', nicCapacityBps: 1.25e9, sampleMs: 250, threshold: 0.95, overload: 'reject', queueMs: 500, bias: 0, perRequest: 0.0005 },
+  weight: 50,
+  decisionTtlMs: 5000,
+  adminTokenTtlS: 3600,
+  logLevel: 'info',
+  crypto: { provider: 'default', cipher: 'aes-256-gcm' }
+}
+
+const HOSTPORT = '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$'
+const schema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'listen', 'adminListen'],
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._-]+$' },
+    listen: { type: 'string', pattern: HOSTPORT },
+    clusterListen: { anyOf: [{ type: 'string', pattern: HOSTPORT }, { type: 'null' }] },
+    adminListen: { type: 'string', pattern: HOSTPORT },
+    load: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        nic: { type: 'string', minLength: 1, maxLength: 15 },
+        nicCapacityBps: { type: 'number', exclusiveMinimum: 0 },
+        sampleMs: { type: 'integer', minimum: 10, maximum: 60000 },
+        threshold: { type: 'number', minimum: 0, maximum: 1 },
+        overload: { enum: ['reject', 'queue'] },
+        queueMs: { type: 'integer', minimum: 0, maximum: 60000 },
+        bias: { type: 'number', minimum: 0, maximum: 1 },
+        perRequest: { type: 'number', minimum: 0, maximum: 1 }
+      }
+    },
+    weight: { type: 'integer', minimum: 1, maximum: 100 },
+    decisionTtlMs: { type: 'integer', minimum: 0, maximum: 86400000 },
+    adminTokenTtlS: { type: 'integer', minimum: 1, maximum: 604800 },
+    logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+    crypto: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { provider: { type: 'string', minLength: 1 }, cipher: { enum: ['aes-256-gcm', 'chacha20-poly1305'] } }
+    }
+  }
+} as const
+
+const validate = new Ajv({ allErrors: true }).compile(schema)
+
+export function configPath (dataDir: string): string { return path.join(dataDir, 'spd.json') }
+
+/** Checks a parsed config object and fills in the defaults. */
+export function checkConfig (raw: unknown, where = 'spd.json'): SpdConfig {
+  if (!validate(raw)) {
+    const why = (validate.errors ?? []).map(e => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}`).join('; ')
+    throw new PemError('PEM_ERR_BAD_CONFIG', `${where}: ${why}`)
+  }
+  const c = raw as Partial<SpdConfig> & Pick<SpdConfig, 'name' | 'listen' | 'adminListen'>
+  return {
+    ...DEFAULTS,
+    ...c,
+    clusterListen: c.clusterListen ?? null,
+    load: { ...DEFAULTS.load, ...c.load },
+    crypto: { ...DEFAULTS.crypto, ...c.crypto }
+  }
+}
+
+export function loadConfig (dataDir: string): SpdConfig {
+  const file = configPath(dataDir)
+  let text: string
+  try { text = fs.readFileSync(file, 'utf8') } catch { throw new PemError('PEM_ERR_BAD_CONFIG', `${file} is missing: run 'spd init' first`) }
+  let raw: unknown
+  try { raw = JSON.parse(text) } catch (err) { throw new PemError('PEM_ERR_BAD_CONFIG', `${file}: not JSON: ${(err as Error).message}`) }
+  return checkConfig(raw, file)
+}
+
+export function splitHostPort (addr: string): { host: string, port: number } {
+  const i = addr.lastIndexOf(':')
+  const host = addr.slice(0, i).replace(/^\[|\]$/g, '')
+  const port = Number(addr.slice(i + 1))
+  if (i <= 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new PemError('PEM_ERR_BAD_ARGUMENT', `'${addr}' is not HOST:PORT`)
+  return { host, port }
+}

@@ -1,0 +1,43 @@
+// Decide handler: policy-version fence, policy decision, load admission, the reply every host balances on, audit.
+import type { DecideBody, DecideReply, HostContext } from '../../wire/packets'
+import { ERRORS } from '../../wire/errors'
+import type { Member } from '../member'
+
+export async function handleDecide (m: Member, body: DecideBody, ctx: HostContext): Promise<DecideReply> {
+  const pv = m.store.state.version
+  const base = { pv, weight: m.config.weight, bypass: false, ttl: 0, key: null, compression: 'none' as const }
+  // A host that saw another version (older or newer) is told ours; it adopts the newer and retries (DESIGN §2.4).
+  if (body.pv !== 0 && body.pv !== pv) {
+    m.counters.stale++
+    return { ...base, ok: false, reason: ERRORS.PEM_ERR_STALE_POLICY.id, rule: null, load: m.load.project(0) }
+  }
+  const load = await m.load.admit()
+  if (load === null) {
+    m.counters.overload++
+    return { ...base, ok: false, reason: ERRORS.PEM_ERR_OVERLOAD.id, rule: null, load: m.load.project(0) }
+  }
+  m.load.inflight++
+  try {
+    const d = m.decide({ guard: body.guard, path: body.path, action: body.action, attrs: body.attrs, ctx })
+    const ok = d.effect === 'permit'
+    if (ok) m.counters.permit++; else m.counters.deny++
+    m.audit.write({
+      kind: 'decision', host: ctx.host, ip: ctx.ip, uid: body.attrs.uid, pid: body.attrs.pid, exe: body.attrs.exe,
+      guard: body.guard, path: body.path, action: body.action, effect: d.effect, rule: d.rule, key: d.key, pv, audit: d.audit
+    })
+    return {
+      ok,
+      reason: ok ? 0 : ERRORS.PEM_ERR_POLICY_DENY.id,
+      rule: d.rule,
+      load,
+      weight: d.weight ?? m.config.weight,
+      pv,
+      bypass: ok && d.key === null,
+      ttl: d.ttlMs,
+      key: ok ? d.key : null,
+      compression: ok ? d.compression : 'none'
+    }
+  } finally {
+    m.load.inflight--
+  }
+}

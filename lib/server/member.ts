@@ -1,0 +1,157 @@
+// An spd member: its identity, local config, encrypted store, policy, load, audit log, host listener and admin API.
+// `spd start` builds one and runs it until SIGTERM (lib/cli/spd.ts).
+import crypto from 'node:crypto'
+import path from 'node:path'
+import type pino from 'pino'
+import { Channel } from '../channel/channel'
+import { ALPN_ENROLL, listen, type ChannelServer } from '../channel/tls'
+import { encodePublicKey, loadIdentity, type Identity } from '../crypto/identity'
+import { decide, formatPolicyError, parsePolicyOrThrow, PolicyRejected, type CompiledPolicy, type Decision, type DecideInput } from '../policy'
+import { PemError } from '../wire/errors'
+import { Op } from '../wire/opcodes'
+import type { DecideBody, EnrollBody, ServerEntry } from '../wire/packets'
+import { AdminApi } from './admin'
+import { registerAdminRoutes } from './admin-routes'
+import { AuditLog } from './audit'
+import { loadConfig, splitHostPort, type SpdConfig } from './config'
+import { handleDecide } from './handlers/decide'
+import { handleEnroll } from './handlers/enroll'
+import { LoadReporter } from './load'
+import { ConfigStore, storeKeyFrom } from './store'
+
+export const IDENTITY_FILE = 'identity.key'
+export const AUDIT_FILE = 'audit.log'
+
+export interface Counters { permit: number, deny: number, stale: number, overload: number, refused: number, enrolled: number }
+
+export class Member {
+  readonly counters: Counters = { permit: 0, deny: 0, stale: 0, overload: 0, refused: 0, enrolled: 0 }
+  readonly started = Date.now()
+  private policy: CompiledPolicy | null = null
+  private hostServer: ChannelServer | null = null
+  private admin: AdminApi | null = null
+  readonly channels = new Set<Channel>()
+  hostAddr = ''
+  adminAddr = ''
+
+  private constructor (
+    readonly dataDir: string,
+    readonly config: SpdConfig,
+    readonly identity: Identity,
+    readonly store: ConfigStore,
+    readonly audit: AuditLog,
+    readonly load: LoadReporter,
+    readonly log: pino.Logger
+  ) {
+    this.installPolicy()
+  }
+
+  static open (dataDir: string, log: pino.Logger): Member {
+    const config = loadConfig(dataDir)
+    const identity = loadIdentity(path.join(dataDir, IDENTITY_FILE))
+    const store = ConfigStore.open(dataDir, storeKeyFrom(identity.signKey))
+    const audit = new AuditLog(path.join(dataDir, AUDIT_FILE))
+    return new Member(dataDir, config, identity, store, audit, new LoadReporter(config.load), log)
+  }
+
+  /** Compiles the stored policy text. The stored text was checked when it was applied, so failure here is corruption. */
+  private installPolicy (): void {
+    const text = this.store.state.policyText
+    this.policy = text === null ? null : parsePolicyOrThrow(text, 'stored policy')
+  }
+
+  get compiledPolicy (): CompiledPolicy | null { return this.policy }
+
+  get policyVersion (): number { return this.store.state.version }
+
+  decide (input: DecideInput): Decision {
+    if (this.policy === null) return { effect: 'deny', rule: null, key: null, compression: 'none', bypass: false, weight: null, ttlMs: this.config.decisionTtlMs, audit: [] }
+    return decide(this.policy, input)
+  }
+
+  /** Checks and installs a new policy text in one commit; a bad policy throws PEM_ERR_BAD_POLICY and changes nothing. */
+  applyPolicy (text: string, by: string): number {
+    let compiled: CompiledPolicy
+    try {
+      compiled = parsePolicyOrThrow(text, 'policy')
+    } catch (err) {
+      if (err instanceof PolicyRejected) Object.assign(err, { details: err.errors.map(formatPolicyError) })
+      this.audit.write({ kind: 'admin', event: 'policy_refused', user: by, errors: (err as Error).message })
+      throw err
+    }
+    const state = this.store.commit(by, draft => {
+      draft.policyText = text
+      for (const name of compiled.keys) if (draft.keys[name] === undefined) draft.keys[name] = [newKeyVersion(1)]
+    })
+    this.policy = compiled
+    this.audit.write({ kind: 'admin', event: 'policy_applied', user: by, version: state.version })
+    return state.version
+  }
+
+  servers (): ServerEntry[] {
+    return [{ id: this.identity.id, key: encodePublicKey(this.identity.publicKey), addr: this.hostAddr, name: this.config.name }]
+  }
+
+  async start (): Promise<void> {
+    const { host, port } = splitHostPort(this.config.listen)
+    this.hostServer = await listen({
+      host,
+      port,
+      identity: this.identity,
+      hello: () => ({ name: this.config.name, pv: this.policyVersion }),
+      authorize: peer => {
+        if (this.store.state.hosts[peer.id] !== undefined) return 'session'
+        if (peer.alpn === ALPN_ENROLL) return 'enroll'
+        return false
+      },
+      onRefused: (reason, peer) => {
+        this.counters.refused++
+        this.audit.write({ kind: 'security', event: 'host_refused', reason, host: peer.id ?? null, ip: peer.remoteAddress ?? null })
+      },
+      onChannel: ch => this.serveHost(ch)
+    })
+    const a = this.hostServer.address()
+    this.hostAddr = `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`
+    const adminAt = splitHostPort(this.config.adminListen)
+    this.admin = new AdminApi(this.identity, this.config.adminTokenTtlS, user => this.store.state.admins[user]?.hash, e => this.audit.write({ kind: 'admin', ...e }))
+    registerAdminRoutes(this.admin, this)
+    const b = await this.admin.listen(adminAt.host, adminAt.port)
+    this.adminAddr = `${b.host.includes(':') ? `[${b.host}]` : b.host}:${b.port}`
+    this.log.info({ id: this.identity.id, listen: this.hostAddr, admin: this.adminAddr, pv: this.policyVersion }, 'spd serving')
+  }
+
+  private serveHost (ch: Channel): void {
+    this.channels.add(ch)
+    ch.on('close', () => this.channels.delete(ch))
+    const ctx = { host: ch.peer.id, ip: ch.peer.remoteAddress }
+    ch.onRequest = async (op, body) => {
+      if (ch.mode === 'enroll') {
+        if (op !== Op.Enroll) throw new PemError('PEM_ERR_NOT_ENROLLED', 'only Enroll is allowed before enrollment')
+        return handleEnroll(this, body as EnrollBody, ch.peer)
+      }
+      switch (op) {
+        case Op.Decide: return await handleDecide(this, body as DecideBody, ctx)
+        case Op.Ping: return { load: this.load.project(0), weight: this.config.weight, pv: this.policyVersion }
+        default: throw new PemError('PEM_ERR_BAD_OPCODE', `opcode ${op} is not served on a host channel`)
+      }
+    }
+  }
+
+  /** Drops live sessions of a host that was just removed. */
+  disconnectHost (hostId: string): void {
+    for (const ch of this.channels) if (ch.peer.id === hostId) ch.close()
+  }
+
+  async stop (): Promise<void> {
+    await this.hostServer?.close()
+    await this.admin?.close()
+    this.load.close()
+    this.audit.close()
+    this.log.info('spd stopped')
+  }
+}
+
+export function newKeyVersion (version: number): { version: number, material: Buffer, created: string } {
+  const material = crypto.randomBytes(32)
+  return { version, material, created: new Date().toISOString() }
+}

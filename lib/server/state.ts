@@ -1,0 +1,27 @@
+// The replicated configuration set of an spd member: its shape, its limits, and a fresh empty one.
+// Persisted (encrypted) by lib/server/store.ts; format: lib/wire/FORMAT.md §3.
+
+export interface KeyVersion { version: number, material: Buffer, created: string }
+export interface HostRecord { id: string, name: string, key: string, enrolled: string }
+export interface TokenRecord { name: string, expires: string, createdBy: string }
+export interface AdminRecord { hash: string }
+export interface MemberRecord { id: string, key: string, name: string, addr: string, clusterAddr: string | null, state: 'active' | 'removed' }
+
+export interface ConfigState {
+  /** The configuration (policy) version: + 1 on every committed admin change. Never goes backwards. */
+  version: number
+  policyText: string | null
+  /** Named data keys: index 0 of each list is the newest version. Material never leaves spd. */
+  keys: Record<string, KeyVersion[]>
+  hosts: Record<string, HostRecord>
+  /** One-time enrollment tokens by SHA-256 of the token. */
+  tokens: Record<string, TokenRecord>
+  admins: Record<string, AdminRecord>
+  members: Record<string, MemberRecord>
+  changedBy: string
+  changedAt: string
+}
+
+export function emptyState (): ConfigState {
+  return { version: 0, policyText: null, keys: {}, hosts: {}, tokens: {}, admins: {}, members: {}, changedBy: 'init', changedAt: new Date().toISOString() }
+}
