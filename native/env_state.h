@@ -3,12 +3,14 @@
 
 #include <napi.h>
 
+#include "crypto_engine.h"
 #include "load_regs.h"
 
 namespace pem {
 
 struct EnvState {
   regs::State regs;
+  engine::State engine;
 };
 
 // The env's state, created on first use and freed with the env (worker threads get their own).

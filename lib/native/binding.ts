@@ -18,7 +18,55 @@ export interface RawRegs {
   readonly REG_COUNT: number
 }
 
-export type RawBinding = RawRegs
+/** An opaque native key handle (native/crypto_keys.cc): 32 bytes in native memory, wiped on destroy or GC. */
+export interface RawKey {
+  readonly live: boolean
+  destroy (): void
+}
+
+/** native/crypto_engine.cc: sync calls return bytes written; Async ones resolve with it. */
+export interface RawEngine {
+  info (): RawEngineInfo
+  seal (key: RawKey, input: Uint8Array, lens: Uint32Array, aad: Uint8Array, aadLen: number, out: Uint8Array): number
+  sealAsync (key: RawKey, input: Uint8Array, lens: Uint32Array, aad: Uint8Array, aadLen: number, out: Uint8Array): Promise<number>
+  open (key: RawKey, input: Uint8Array, lens: Uint32Array, aad: Uint8Array, aadLen: number, out: Uint8Array): number
+  openAsync (key: RawKey, input: Uint8Array, lens: Uint32Array, aad: Uint8Array, aadLen: number, out: Uint8Array): Promise<number>
+}
+
+export interface RawEngineInfo {
+  provider: string
+  requested: string
+  cipher: string
+  path: string
+  threads: number
+  cpu: {
+    aes: boolean, pclmul: boolean, ssse3: boolean, avx: boolean, avx2: boolean, avx512f: boolean,
+    vaes: boolean, vpclmulqdq: boolean, ia32cap: string
+  }
+}
+
+export type RawCodec = 'zstd' | 'lz4' | 'zlib'
+
+export interface RawCrypto {
+  createEngine (provider: string, cipher: string, strict: boolean): RawEngine
+  createKey (bytes: Uint8Array): RawKey
+  generateKey (): RawKey
+  deriveFileKey (key: RawKey, fileId: Uint8Array, version: number): RawKey
+  compress (codec: RawCodec, level: number, input: Uint8Array, lens: Uint32Array, out: Uint8Array, outLens: Uint32Array): number
+  compressAsync (codec: RawCodec, level: number, input: Uint8Array, lens: Uint32Array, out: Uint8Array, outLens: Uint32Array): Promise<number>
+  decompress (codec: RawCodec, input: Uint8Array, lens: Uint32Array, out: Uint8Array, outLens: Uint32Array): number
+  decompressAsync (codec: RawCodec, input: Uint8Array, lens: Uint32Array, out: Uint8Array, outLens: Uint32Array): Promise<number>
+  readonly NONCE_BYTES: number
+  readonly TAG_BYTES: number
+  readonly KEY_BYTES: number
+  readonly OVERHEAD_BYTES: number
+  readonly FILE_ID_BYTES: number
+  readonly MAX_BLOCK_BYTES: number
+  readonly CRYPTO_THREADS: number
+  readonly HKDF_INFO_FILE_KEY: string
+}
+
+export type RawBinding = RawRegs & RawCrypto
 
 /** The package root: the nearest ancestor of this file that holds binding.gyp (works from lib/ and dist/lib/). */
 function packageRoot (): string {
