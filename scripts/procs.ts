@@ -1,4 +1,4 @@
-// Test helpers that drive the real programs: `spd init/start`, `spctl`, `pemfs`, in temp dirs on loopback ports.
+// Drives the real programs for tests, benchmarks and the demo: `spd init/start`, `spctl`, `pemfs`, in temp dirs on loopback.
 // Every process started here is killed by stopAll() (call it from test.after.always).
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
@@ -6,7 +6,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 
-export const ROOT = path.resolve(__dirname, '../../..')
+export const ROOT = path.resolve(__dirname, '../..') // from dist/scripts
 const BIN = (name: string): string => path.join(ROOT, 'bin', `${name}.js`)
 const started = new Set<ChildProcess>()
 
