@@ -7,8 +7,8 @@
 //   6       4     request id (u32 BE), chosen by the requester, echoed by the reply
 //   10      L-6   body: exactly one msgpack value (lib/wire/packets.ts), no trailing bytes
 //
-// Frames ride a channel that is already encrypted and mutually authenticated (lib/crypto/channel.ts),
-// so they carry no signature of their own.
+// Frames ride a channel that is already encrypted and mutually authenticated (lib/channel/tls.ts),
+// so they carry no signature of their own (lib/channel/channel.ts).
 import { Packr, Unpackr } from 'msgpackr'
 import { PemError } from './errors'
 import { isOp } from './opcodes'
