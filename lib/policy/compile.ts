@@ -74,16 +74,15 @@ export function compileDocument (doc: PolicyDocument, src: Source, p: Problems):
   }
 
   const rules: CompiledRule[] = []
-  const ids = new Map<string, number>()
+  const ids = new Map<string, PathSeg[]>()
   const addRules = (list: RuleDoc[] | undefined, guard: string | null, base: PathSeg[]): void => {
     (list ?? []).forEach((r, i) => {
       const at = [...base, i]
       const prev = ids.get(r.id)
       if (!NAME.test(r.id)) p.add([...at, 'id'], `bad rule id '${r.id}': letters, digits, '_', '.', '-', at most 64`)
-      else if (prev !== undefined) p.add([...at, 'id'], `duplicate rule id '${r.id}' (first at line ${prev})`)
-      const line = locate(src, at).line
-      ids.set(r.id, prev ?? line)
-      rules.push(compileRule(r, at, p, { guard, order: rules.length, line, named, keys, guardSet, ttlMs }))
+      else if (prev !== undefined) p.add([...at, 'id'], `duplicate rule id '${r.id}' (first at line ${locate(src, prev).line})`)
+      if (prev === undefined) ids.set(r.id, at)
+      rules.push(compileRule(r, at, p, { guard, order: rules.length, named, keys, guardSet, ttlMs }))
     })
   }
   for (const [g, body] of Object.entries(doc.guards)) addRules(body.rules, canonicalGuard(g), ['guards', g, 'rules'])
@@ -100,7 +99,7 @@ function compileOne (kind: SetKind, d: unknown, at: readonly PathSeg[], p: Probl
   }
 }
 
-interface RuleCtx { guard: string | null, order: number, line: number, named: Named, keys: string[], guardSet: ReadonlySet<string>, ttlMs: number }
+interface RuleCtx { guard: string | null, order: number, named: Named, keys: string[], guardSet: ReadonlySet<string>, ttlMs: number }
 
 function resolveRefs<T> (kind: SetKind, ref: SetRef<object> | undefined, at: PathSeg[], p: Problems, c: RuleCtx): T[] | null {
   if (ref === undefined) return null
@@ -160,7 +159,7 @@ function compileRule (r: RuleDoc, at: PathSeg[], p: Problems, c: RuleCtx): Compi
     id: r.id,
     order: c.order,
     guard: c.guard,
-    line: c.line,
+    path: at,
     resources: resolveRefs<ResourceSet>('resources', r.resources, [...at, 'resources'], p, c),
     users: resolveRefs<UserSet>('users', r.users, [...at, 'users'], p, c),
     processes: resolveRefs<ProcessSet>('processes', r.processes, [...at, 'processes'], p, c),

@@ -10,7 +10,7 @@ import { formatPolicyError, parseSource, Problems } from './source'
 import type { CompiledPolicy, GuardIndex, ParseResult, PolicyDocument, PolicyError } from './types'
 
 export function parsePolicy (text: string, fileName = 'policy.yaml'): ParseResult {
-  const src = parseSource(text, fileName)
+  const src = parseSource(text, fileName, canonicalJson)
   if (!src.ok) return src
   const problems = new Problems(src.source)
   if (!checkShape(src.data, problems)) return { ok: false, errors: problems.sorted() }
@@ -19,7 +19,7 @@ export function parsePolicy (text: string, fileName = 'policy.yaml'): ParseResul
   if (problems.list.length > 0) return { ok: false, errors: problems.sorted() }
   const guards = new Map<string, GuardIndex>()
   for (const g of c.guards) guards.set(g, buildGuardIndex(g, c.rules))
-  const canonical = canonicalJson(data)
+  const canonical = src.canonical ?? canonicalJson(data)
   return {
     ok: true,
     policy: { format: 1, digest: sha256Hex(canonical), canonical, data, ttlMs: c.ttlMs, keys: c.keys, guards, rules: c.rules }

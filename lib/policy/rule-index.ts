@@ -10,10 +10,10 @@ import type { CompiledRule, GuardIndex } from './types'
 
 type Dim = 'uid' | 'user' | 'gid' | 'group' | 'domain' | 'exe' | 'sig' | 'host' | 'dir' | 'net4' | 'net6'
 /** One index entry: dimension + value (+ prefix length for networks). */
-interface Entry { dim: Dim, value: string | number, len?: number }
+interface Entry { dim: Dim, value: string | number, len?: number, tag?: string }
 type Choice = Entry[] // the entries of one field of one set
 
-const tag = (e: Entry): string => `${e.dim}\0${String(e.len ?? '')}\0${String(e.value)}`
+const tag = (e: Entry): string => (e.tag ??= `${e.dim}\0${String(e.len ?? '')}\0${String(e.value)}`)
 
 /** For each set field a rule constrains: per set, the alternative ways to file it. */
 function fieldOptions (r: CompiledRule): Choice[][][] {
@@ -71,7 +71,7 @@ export function buildGuardIndex (guard: string, rules: readonly CompiledRule[]):
   for (const fields of options) {
     for (const field of fields) for (const set of field) for (const alt of set) for (const e of alt) freq.set(tag(e), (freq.get(tag(e)) ?? 0) + 1)
   }
-  const cost = (alt: Choice): number => alt.reduce((n, e) => n + (freq.get(tag(e)) ?? 0), 0)
+  const cost = (alt: Choice): number => { let n = 0; for (const e of alt) n += freq.get(tag(e)) ?? 0; return n }
 
   const buckets = new Map<Dim, Map<string | number, number[]>>()
   const nets = { net4: new Map<number, Map<number, number[]>>(), net6: new Map<number, Map<string, number[]>>() }
@@ -81,7 +81,7 @@ export function buildGuardIndex (guard: string, rules: readonly CompiledRule[]):
     let bestCost = Infinity
     for (const field of options[i]) {
       if (field.some(set => set.length === 0)) continue // a set of this field cannot be filed
-      const chosen = field.map(set => set.reduce((a, b) => (cost(b) < cost(a) ? b : a)))
+      const chosen = field.map(set => set.length === 1 ? set[0] : set.reduce((a, b) => (cost(b) < cost(a) ? b : a)))
       const flat = chosen.flat()
       const c = cost(flat)
       if (c < bestCost) { best = flat; bestCost = c }

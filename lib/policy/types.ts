@@ -34,7 +34,7 @@ export interface CompiledRule {
   id: string
   order: number // position in evaluation order across the whole document
   guard: string | null // null: a shared rule (top-level `rules:`)
-  line: number
+  path: ReadonlyArray<string | number> // where it is in the document (formatPath makes it readable)
   resources: readonly ResourceSet[] | null // null = any; else any of them
   users: readonly UserSet[] | null
   processes: readonly ProcessSet[] | null

@@ -3,7 +3,7 @@ import test from 'ava'
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
-import { decide, defaultPolicy, describePolicy, diffPolicies, guardPoints, keyNames, parsePolicyOrThrow, policyDigest } from '../../lib/policy'
+import { decide, defaultPolicy, describePolicy, diffPolicies, guardPoints, keyNames, parsePolicy, parsePolicyOrThrow, policyDigest } from '../../lib/policy'
 import { sha256Hex } from '../../lib/policy/sha256'
 
 const EXAMPLE = readFileSync(path.join(__dirname, '../../../test/fixtures/policy/example.yaml'), 'utf8')
@@ -127,4 +127,35 @@ test('diff refuses an invalid side with located errors', t => {
   const r = diffPolicies(OLD, 'format: 1\nguards: {}\nrules:\n  - {id: x, effect: nope}\n', ['cur.yaml', 'new.yaml'])
   t.false(r.ok)
   if (!r.ok) t.deepEqual(r.errors.map(e => `${e.file}:${e.line}`), ['new.yaml:4'])
+})
+
+test('canonical JSON (what spd stores) parses to the same policy, through the fast path', t => {
+  const p = parsePolicyOrThrow(EXAMPLE)
+  const again = parsePolicyOrThrow(p.canonical)
+  t.is(again.digest, p.digest)
+  t.deepEqual(describePolicy(again), describePolicy(p))
+  const q = { guard: '/srv/data', path: '/public/x', action: 'read' as const, attrs: { uid: 5, gids: [], pid: 1, sid: 1, exe: '/bin/cat', exeHash: '', auth: 0 }, ctx: { host: 'h', ip: '10.0.0.1' } }
+  t.deepEqual(decide(again, q), decide(p, q))
+})
+
+test('JSON input with an error still gets a line; duplicate keys fall back to the strict YAML path', t => {
+  const bad = JSON.stringify({ format: 1, guards: { '/g': { rules: [{ effect: 'apply_key(nope)', id: 'x' }] } } })
+  const r = parsePolicy(bad, 'p.json')
+  t.false(r.ok)
+  if (!r.ok) t.deepEqual(r.errors.map(e => `${e.line} ${e.path}`), ['1 guards["/g"].rules[0].effect'])
+  const dup = '{"format":1,"guards":{},"guards":{}}'
+  const d = parsePolicy(dup, 'p.json')
+  t.false(d.ok)
+  if (!d.ok) t.regex(d.errors[0].message, /Map keys must be unique/)
+})
+
+test('a 10,000-rule policy in canonical JSON parses in well under a second', t => {
+  const lines = ['format: 1', 'guards:', '  /srv:', '    rules:']
+  for (let i = 0; i < 10_000; i++) lines.push(`      - {id: u${i}, users: {uids: [${i}]}, resources: {dirs: [/d${i}]}, effect: permit}`)
+  const canonical = parsePolicyOrThrow(lines.join('\n') + '\n').canonical
+  const start = process.hrtime.bigint()
+  const p = parsePolicyOrThrow(canonical)
+  const ms = Number(process.hrtime.bigint() - start) / 1e6
+  t.is(p.rules.length, 10_000)
+  t.true(ms < 1000, `${ms} ms`)
 })
