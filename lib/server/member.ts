@@ -56,7 +56,7 @@ export class Member {
 
   /** Compiles the stored policy text. The stored text was checked when it was applied, so failure here is corruption. */
   private installPolicy (): void {
-    const text = this.store.state.policyText
+    const text = this.store.state.policyCanonical
     this.policy = text === null ? null : parsePolicyOrThrow(text, 'stored policy')
   }
 
@@ -81,6 +81,7 @@ export class Member {
     }
     const state = this.store.commit(by, draft => {
       draft.policyText = text
+      draft.policyCanonical = compiled.canonical
       for (const name of compiled.keys) if (draft.keys[name] === undefined) draft.keys[name] = [newKeyVersion(1)]
     })
     this.policy = compiled

@@ -10,7 +10,8 @@ export interface MemberRecord { id: string, key: string, name: string, addr: str
 export interface ConfigState {
   /** The configuration (policy) version: + 1 on every committed admin change. Never goes backwards. */
   version: number
-  policyText: string | null
+  policyText: string | null // as the admin wrote it (spctl policy get)
+  policyCanonical: string | null // canonical JSON of the same policy: parsed at start-up (10,000 rules in ~0.3 s, vs seconds of YAML)
   /** Named data keys: index 0 of each list is the newest version. Material never leaves spd. */
   keys: Record<string, KeyVersion[]>
   hosts: Record<string, HostRecord>
@@ -23,5 +24,5 @@ export interface ConfigState {
 }
 
 export function emptyState (): ConfigState {
-  return { version: 0, policyText: null, keys: {}, hosts: {}, tokens: {}, admins: {}, members: {}, changedBy: 'init', changedAt: new Date().toISOString() }
+  return { version: 0, policyText: null, policyCanonical: null, keys: {}, hosts: {}, tokens: {}, admins: {}, members: {}, changedBy: 'init', changedAt: new Date().toISOString() }
 }
