@@ -99,7 +99,10 @@ export class Member {
       host,
       port,
       identity: this.identity,
-      hello: () => ({ name: this.config.name, pv: this.policyVersion }),
+      hello: h => {
+        if (h.role === 'member') throw new PemError('PEM_ERR_BAD_ARGUMENT', 'members use the cluster listener, not the host listener')
+        return { name: this.config.name, pv: this.policyVersion }
+      },
       authorize: peer => {
         if (this.store.state.hosts[peer.id] !== undefined) return 'session'
         if (peer.alpn === ALPN_ENROLL) return 'enroll'

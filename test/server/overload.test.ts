@@ -4,7 +4,7 @@ import path from 'node:path'
 import { attrsOf } from '../../lib/pem-fs/attrs'
 import { ClusterClient } from '../../lib/pem-fs/client'
 import { hostIdentity, readCluster } from '../../lib/pem-fs/host-config'
-import { cli, initSpd, loginSpctl, startSpd, stopAll, stopSpd, tempDir, writeFile, type Spd } from '../helpers/procs'
+import { cli, initSpd, loginSpctl, startSpd, stopAll, stopSpd, tempDir, writeFile, type Spd } from '../../scripts/procs'
 
 const POLICY = 'format: 1\nguards:\n  /g:\n    rules:\n      - id: all\n        effect: permit\n'
 const members: Spd[] = []

@@ -13,7 +13,7 @@ import { hostIdentity, readCluster } from '../../lib/pem-fs/host-config'
 import { ERRORS } from '../../lib/wire/errors'
 import { Op } from '../../lib/wire/opcodes'
 import type { AccessAttrs, DecideReply } from '../../lib/wire/packets'
-import { cli, initSpd, loginSpctl, startSpd, stopAll, stopSpd, tempDir, writeFile, type Spd } from '../helpers/procs'
+import { cli, initSpd, loginSpctl, startSpd, stopAll, stopSpd, tempDir, writeFile, type Spd } from '../../scripts/procs'
 
 const nodeHash = crypto.createHash('sha256').update(fs.readFileSync(process.execPath)).digest('hex')
 const POLICY = `format: 1
