@@ -7,7 +7,7 @@ import { cli, initSpd, loginSpctl, spctlFor, startSpd, stopAll, stopSpd, tempDir
 let spd: Spd
 const work = tempDir('admin')
 test.before(async () => {
-  spd = await initSpd('spd-admin', { load: { threshold: 1 }, adminTokenTtlS: 2 })
+  spd = await initSpd('spd-admin')
   await startSpd(spd)
 })
 test.after.always(async () => { if (spd !== undefined) await stopSpd(spd); stopAll() })
@@ -22,10 +22,13 @@ test.serial('calls without a login, or with a wrong password, are refused with P
   t.is(unknown.code, 1); t.regex(unknown.stderr, /PEM_ERR_AUTH/)
 })
 
-test.serial('a session token expires', async t => {
-  const spctl = await loginSpctl(spd)
+test('a session token expires', async t => {
+  const short = await initSpd('spd-ttl', { load: { threshold: 1 }, adminTokenTtlS: 5 })
+  await startSpd(short)
+  t.teardown(async () => { await stopSpd(short) })
+  const spctl = await loginSpctl(short)
   t.is((await spctl(['status'])).code, 0)
-  await new Promise(resolve => setTimeout(resolve, 2500))
+  await new Promise(resolve => setTimeout(resolve, 5500))
   const r = await spctl(['status'])
   t.is(r.code, 1); t.regex(r.stderr, /expired/)
 })
