@@ -1,0 +1,44 @@
+// Engine seal throughput (AES-256-GCM, ChaCha20-Poly1305) per block size, one thread and all cores, beside
+// `openssl speed`, node:crypto and sodium-native measured in the same run.
+import type { BenchContext } from '../harness'
+import { CRYPTO_THREADS } from '../../lib/native/crypto-engine'
+import {
+  KIB, engineOpenSync, engineSealParallel, engineSealSync, nodeCryptoSeal, opensslSpeed, sizeName, sodiumChachaSeal
+} from './measure'
+
+export async function run (ctx: BenchContext): Promise<void> {
+  const sizes = ctx.quick ? [4 * KIB] : [4 * KIB, 16 * KIB, 64 * KIB, 1024 * KIB]
+  const ms = ctx.quick ? 60 : 1000
+  const seconds = ctx.quick ? 1 : 2
+  const threads = CRYPTO_THREADS
+  const unit = 'MB/s'
+  let noOpenssl = false
+  const ossl = (cipher: 'aes-256-gcm' | 'chacha20-poly1305', n: number, multi = 1): number | null => {
+    const v = opensslSpeed(cipher, n, seconds, multi)
+    if (v === null && !noOpenssl) { noOpenssl = true; ctx.log('openssl CLI missing or unparsable: openssl baselines skipped') }
+    return v
+  }
+  ctx.log(`blocks of N bytes in 1 MiB batches; ${threads} crypto thread(s); MB = 10^6 bytes`)
+  for (const n of sizes) {
+    const one = await engineSealSync('aes-256-gcm', n, ms)
+    const all = await engineSealParallel('aes-256-gcm', n, ms, threads)
+    const node = await nodeCryptoSeal('aes-256-gcm', n, ms)
+    const o1 = ossl('aes-256-gcm', n)
+    ctx.report({ name: `seal aes-256-gcm ${sizeName(n)} 1 thread`, value: one, unit, baseline: o1 === null ? null : 'openssl speed', baseline_value: o1 })
+    ctx.report({ name: `seal aes-256-gcm ${sizeName(n)} 1 thread vs node`, value: one, unit, baseline: 'node:crypto', baseline_value: node })
+    const oN = threads > 1 ? ossl('aes-256-gcm', n, threads) : o1
+    ctx.report({ name: `seal aes-256-gcm ${sizeName(n)} ${threads} threads`, value: all, unit, baseline: oN === null ? null : `openssl speed -multi ${threads}`, baseline_value: oN })
+  }
+  const mid = ctx.quick ? 4 * KIB : 64 * KIB
+  const open = await engineOpenSync('aes-256-gcm', mid, ms)
+  const o = ossl('aes-256-gcm', mid)
+  ctx.report({ name: `open aes-256-gcm ${sizeName(mid)} 1 thread`, value: open, unit, baseline: o === null ? null : 'openssl speed (seal)', baseline_value: o })
+  for (const n of ctx.quick ? [4 * KIB] : [4 * KIB, 64 * KIB]) {
+    const one = await engineSealSync('chacha20-poly1305', n, ms)
+    const sod = await sodiumChachaSeal(n, ms)
+    const oc = ossl('chacha20-poly1305', n)
+    ctx.report({ name: `seal chacha20-poly1305 ${sizeName(n)} 1 thread`, value: one, unit, baseline: oc === null ? null : 'openssl speed', baseline_value: oc })
+    if (sod === null) ctx.log('sodium-native missing: chacha baseline skipped')
+    else ctx.report({ name: `seal chacha20-poly1305 ${sizeName(n)} 1 thread vs sodium`, value: one, unit, baseline: 'sodium-native ietf', baseline_value: sod })
+  }
+}
