@@ -99,6 +99,13 @@ test.serial('permit without a key is a bypass decision naming its rule, with loa
   t.true(d.ttl > 0)
 })
 
+test.serial('the client pipelines: 200 decisions in flight on one channel, each answered correctly', async t => {
+  const paths = Array.from({ length: 200 }, (_, i) => i % 2 === 0 ? `/public/f${i}` : `/secret/f${i}`)
+  const replies = await Promise.all(paths.map(async p => await decide(p)))
+  replies.forEach((d, i) => t.is(d.rule, i % 2 === 0 ? 'public' : 'deny-secret', paths[i]))
+  t.is(client.servers[0].channel?.inFlight, 0)
+})
+
 test.serial('deny names the deny rule; a write outside the permitted actions is default-denied', async t => {
   const d = await decide('/secret/plans.txt')
   t.false(d.ok); t.is(d.reason, ERRORS.PEM_ERR_POLICY_DENY.id); t.is(d.rule, 'deny-secret')
@@ -122,7 +129,7 @@ test.serial('audit is non-terminal and every decision lands in the audit log', a
   const d = await decide('/reports/r1.pdf')
   t.true(d.ok); t.is(d.rule, 'public')
   await new Promise(resolve => setTimeout(resolve, 50))
-  const r = await spctl(['--json', 'audit', 'tail', '-n', '50'])
+  const r = await spctl(['--json', 'audit', 'tail', '-n', '1000'])
   const events = JSON.parse(r.stdout) as Array<Record<string, unknown>>
   const e = events.reverse().find(x => x.kind === 'decision' && x.path === '/reports/r1.pdf')
   t.truthy(e); t.is(e?.rule, 'public'); t.deepEqual(e?.audit, ['audit-reports'])
