@@ -1,11 +1,16 @@
-// Host-side client of the cluster: enrollment, pinned channels to every server, and decisions with failover.
+// Host-side client of the cluster: enrollment, pinned channels to every server, decisions with failover, and the
+// data path (file headers, sealing and opening blocks) on the server whose decision granted the key.
 // Each server's last load, weight, latency and policy version are kept; the host picks its own target from them.
 import { connect } from '../channel/tls'
 import type { Channel } from '../channel/channel'
 import type { Identity } from '../crypto/identity'
 import { ERRORS, PemError } from '../wire/errors'
 import { Op } from '../wire/opcodes'
-import type { DecideBody, DecideReply, EnrollReply, LoadValues, PingReply, ServerEntry } from '../wire/packets'
+import { decodeHeader, type FileHeader } from '../wire/file-format'
+import {
+  LIMITS, type BlocksReply, type DecideBody, type DecideReply, type EnrollReply, type FileHeaderReply, type LoadValues,
+  type PingReply, type ServerEntry
+} from '../wire/packets'
 import { parseToken } from '../wire/token'
 
 export interface ServerState {
@@ -24,6 +29,12 @@ export interface ServerState {
 }
 
 export interface ClientOptions { timeoutMs?: number, retryDownMs?: number }
+
+/** A decision as decide() returns it; the data calls need one with a grant (apply_key permitted). */
+export type Decision = DecideReply & { server: string }
+
+/** Errors after which withGrant() decides again (on another server when this one was marked down) and retries. */
+const REDECIDE = new Set(['PEM_ERR_UNREACHABLE', 'PEM_ERR_CLOSED', 'PEM_ERR_TIMEOUT', 'PEM_ERR_KEY_NOT_GRANTED', 'PEM_ERR_OVERLOAD'])
 
 export function splitAddr (addr: string): { host: string, port: number } {
   const i = addr.lastIndexOf(':')
@@ -47,6 +58,11 @@ export async function enroll (identity: Identity, addrs: string[], token: string
     } finally { ch?.close() }
   }
   throw PemError.from(last)
+}
+
+function grantOf (d: Decision): string {
+  if (!d.ok || d.grant === null || d.key === null) throw new PemError('PEM_ERR_KEY_NOT_GRANTED', 'the decision grants no key (bypass or denied)')
+  return d.grant
 }
 
 export class ClusterClient {
@@ -128,6 +144,79 @@ export class ClusterClient {
       }
     }
     throw last.code === 'PEM_ERR_CLOSED' || last.code === 'PEM_ERR_TIMEOUT' ? new PemError('PEM_ERR_UNREACHABLE', `no server answered: ${last.message}`) : last
+  }
+
+  // ---- data path: every call goes to the server that made the decision (grants are per server) ----
+
+  /** A new file header (random file id, newest key version, the decision's compression). Returns its bytes, decoded. */
+  async newHeader (d: Decision, blockBytes?: number): Promise<{ bytes: Buffer, header: FileHeader }> {
+    const r = await this.dataRequest(d, Op.FileHeader, { grant: grantOf(d), blockBytes }) as FileHeaderReply
+    return { bytes: r.header, header: decodeHeader(r.header) }
+  }
+
+  /**
+   * Seals plaintext blocks (numbers `blocks[i]`, bytes `plain[i]`; only a file's last block may be shorter than its
+   * block size) and returns one record per block, to be written at recordOffset(). Large inputs are split into
+   * batches (LIMITS) sent at once on the one channel.
+   */
+  async sealBlocks (d: Decision, header: Buffer, blocks: number[], plain: Uint8Array[]): Promise<Buffer[]> {
+    return await this.batches(d, Op.BlocksSeal, header, blocks, plain)
+  }
+
+  /** Opens records found by parseSlot() (holes are not sent); returns each block's plaintext. */
+  async openBlocks (d: Decision, header: Buffer, blocks: number[], records: Uint8Array[]): Promise<Buffer[]> {
+    return await this.batches(d, Op.BlocksOpen, header, blocks, records)
+  }
+
+  /**
+   * Decides and runs `fn` with the decision; when the deciding server goes away (closed, timeout, overload) or no
+   * longer knows the grant (expired, restarted), decides again — decide() skips servers marked down — and retries,
+   * at most once per server. Policy denials and data errors (tampering, bad header) are thrown at once.
+   */
+  async withGrant<T> (req: Omit<DecideBody, 'pv'>, fn: (d: Decision) => Promise<T>): Promise<T> {
+    let last: PemError | undefined
+    for (let i = 0; i <= this.servers.length; i++) {
+      const d = await this.decide(req)
+      try {
+        return await fn(d)
+      } catch (err) {
+        last = PemError.from(err)
+        if (!REDECIDE.has(last.code)) throw last
+        const s = this.servers.find(x => x.entry.id === d.server)
+        if (s !== undefined && last.code !== 'PEM_ERR_KEY_NOT_GRANTED') this.markDown(s)
+      }
+    }
+    throw last ?? new PemError('PEM_ERR_UNREACHABLE')
+  }
+
+  private async batches (d: Decision, op: Op, header: Buffer, blocks: number[], parts: Uint8Array[]): Promise<Buffer[]> {
+    if (blocks.length !== parts.length) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'one buffer per block number')
+    const runs: Array<Promise<BlocksReply>> = []
+    const grant = grantOf(d)
+    for (let start = 0; start < blocks.length;) {
+      let end = start
+      let bytes = 0
+      while (end < blocks.length && end - start < LIMITS.blocksPerBatch && (end === start || bytes + parts[end].length <= LIMITS.batchBytes)) bytes += parts[end++].length
+      const slice = parts.slice(start, end)
+      const body = { grant, header, blocks: blocks.slice(start, end), lens: slice.map(p => p.length), data: Buffer.concat(slice, bytes) }
+      runs.push(this.dataRequest(d, op, body) as Promise<BlocksReply>)
+      start = end
+    }
+    const out: Buffer[] = []
+    for (const r of await Promise.all(runs)) {
+      let off = 0
+      for (const len of r.lens) { out.push(r.data.subarray(off, off + len)); off += len }
+    }
+    return out
+  }
+
+  private async dataRequest (d: Decision, op: Op, body: unknown): Promise<unknown> {
+    const s = this.servers.find(x => x.entry.id === d.server)
+    if (s === undefined) throw new PemError('PEM_ERR_UNREACHABLE', `server ${d.server} is not in this host's table`)
+    let ch: Channel
+    try { ch = await this.channelOf(s) } catch (err) { throw new PemError('PEM_ERR_UNREACHABLE', `server ${s.entry.name}: ${(err as Error).message}`) }
+    s.requests++
+    return await ch.request(op, body, { timeoutMs: this.timeoutMs })
   }
 
   async ping (s: ServerState): Promise<PingReply> {

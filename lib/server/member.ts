@@ -9,13 +9,15 @@ import { encodePublicKey, loadIdentity, type Identity } from '../crypto/identity
 import { decide, formatPolicyError, parsePolicyOrThrow, PolicyRejected, type CompiledPolicy, type Decision, type DecideInput } from '../policy'
 import { PemError } from '../wire/errors'
 import { Op } from '../wire/opcodes'
-import type { DecideBody, EnrollBody, ServerEntry } from '../wire/packets'
+import type { BlocksBody, DecideBody, EnrollBody, FileHeaderBody, ServerEntry } from '../wire/packets'
 import { AdminApi } from './admin'
 import { registerAdminRoutes } from './admin-routes'
 import { AuditLog } from './audit'
 import { loadConfig, splitHostPort, type SpdConfig } from './config'
+import { handleFileHeader, handleOpen, handleSeal } from './handlers/blocks'
 import { handleDecide } from './handlers/decide'
 import { handleEnroll } from './handlers/enroll'
+import { DataService } from './keys'
 import { LoadReporter } from './load'
 import { ConfigStore, storeKeyFrom } from './store'
 
@@ -33,6 +35,8 @@ export class Member {
   readonly channels = new Set<Channel>()
   hostAddr = ''
   adminAddr = ''
+  /** Engines, file keys and grants of the data service; the configured crypto provider loads here or start fails. */
+  readonly data: DataService
 
   private constructor (
     readonly dataDir: string,
@@ -44,6 +48,7 @@ export class Member {
     readonly log: pino.Logger
   ) {
     this.installPolicy()
+    this.data = new DataService(config.crypto, () => this.store.state.keys)
   }
 
   static open (dataDir: string, log: pino.Logger): Member {
@@ -135,6 +140,9 @@ export class Member {
       }
       switch (op) {
         case Op.Decide: return await handleDecide(this, body as DecideBody, ctx)
+        case Op.FileHeader: return handleFileHeader(this.data, body as FileHeaderBody, ctx)
+        case Op.BlocksSeal: return await handleSeal(this.data, body as BlocksBody, ctx)
+        case Op.BlocksOpen: return await handleOpen(this.data, body as BlocksBody, ctx)
         case Op.Ping: return { load: this.load.project(0), weight: this.config.weight, pv: this.policyVersion }
         default: throw new PemError('PEM_ERR_BAD_OPCODE', `opcode ${op} is not served on a host channel`)
       }
@@ -150,6 +158,7 @@ export class Member {
     await this.hostServer?.close()
     await this.admin?.close()
     this.load.close()
+    this.data.close()
     this.audit.close()
     this.log.info('spd stopped')
   }

@@ -1,6 +1,7 @@
 // Frame bodies: one TS type and one checker per opcode (request and reply). Checkers reject by code, never trust shape.
 // Byte layout and worked examples: lib/wire/FORMAT.md §2.
 import { PemError } from './errors'
+import { HEADER_MAX_BYTES, RECORD_OVERHEAD } from './file-format'
 import { Op } from './opcodes'
 
 // ---- limits (checked before anything is kept) ----
@@ -11,7 +12,10 @@ export const LIMITS = {
   stringBytes: 1024,
   tokenBytes: 256,
   blocksPerBatch: 256,
-  members: 1024
+  members: 1024,
+  /** Plaintext bytes in one BlocksSeal/BlocksOpen batch (records may add RECORD_OVERHEAD per block): fits a 4 MiB frame. */
+  batchBytes: 2 * 1024 * 1024,
+  grantBytes: 64
 } as const
 
 /** File operations a policy can name. Strings travel on the wire. ONLY APPEND. */
@@ -71,7 +75,20 @@ export interface DecideReply {
   ttl: number // ms the host may cache this decision under pv
   key: string | null // key name granted for this transaction (apply_key)
   compression: Compression
+  grant: string | null // id of the key grant for FileHeader/BlocksSeal/BlocksOpen on this server; absent in v1 fixtures = null
 }
+
+/** FileHeader: a new file header for the grant's key (newest version) and compression. */
+export interface FileHeaderBody { grant: string, blockBytes?: number }
+export interface FileHeaderReply { header: Buffer }
+
+/**
+ * BlocksSeal / BlocksOpen: a batch of blocks of one file. `data` holds the blocks back to back, lens[i] bytes each:
+ * plaintext blocks to seal, or records (sealed bytes + trailer, lib/wire/file-format.ts) to open. The reply has the
+ * same shape with the other form, in the same order.
+ */
+export interface BlocksBody { grant: string, header: Buffer, blocks: number[], lens: number[], data: Buffer }
+export interface BlocksReply { lens: number[], data: Buffer }
 
 export interface PingReply { load: LoadValues, weight: number, pv: number }
 
@@ -185,8 +202,49 @@ export function checkDecideReply (v: unknown): DecideReply {
     bypass: bool(o.bypass, 'bypass'),
     ttl: int(o.ttl, 'ttl', 0, 86_400_000),
     key: o.key === null ? null : str(o.key, 'key', LIMITS.nameBytes),
-    compression: compression as Compression
+    compression: compression as Compression,
+    grant: o.grant === undefined || o.grant === null ? null : str(o.grant, 'grant', LIMITS.grantBytes)
   }
+}
+
+function bin (v: unknown, what: string, max: number): Buffer {
+  if (!Buffer.isBuffer(v)) bad(`${what} must be bytes`)
+  if (v.length > max) bad(`${what} is longer than ${max} bytes`)
+  return v
+}
+
+export function checkFileHeader (v: unknown): FileHeaderBody {
+  const o = obj(v, 'file header')
+  const body: FileHeaderBody = { grant: str(o.grant, 'grant', LIMITS.grantBytes) }
+  if (o.blockBytes !== undefined && o.blockBytes !== null) body.blockBytes = int(o.blockBytes, 'blockBytes', 1, 0xffffffff)
+  return body
+}
+
+export function checkFileHeaderReply (v: unknown): FileHeaderReply {
+  return { header: bin(obj(v, 'file header reply').header, 'header', HEADER_MAX_BYTES) }
+}
+
+function checkLensData (o: Record<string, unknown>, n: number): { lens: number[], data: Buffer } {
+  const max = LIMITS.batchBytes + n * RECORD_OVERHEAD
+  if (!Array.isArray(o.lens) || o.lens.length !== n) bad(`lens must be a list of ${n} lengths`)
+  const data = bin(o.data, 'data', max)
+  let sum = 0
+  const lens = o.lens.map((l, i) => { const x = int(l, `lens[${i}]`, 0, max); sum += x; return x })
+  if (sum !== data.length) bad(`lens add up to ${sum}, data holds ${data.length} bytes`)
+  return { lens, data }
+}
+
+export function checkBlocks (v: unknown): BlocksBody {
+  const o = obj(v, 'blocks')
+  if (!Array.isArray(o.blocks) || o.blocks.length < 1 || o.blocks.length > LIMITS.blocksPerBatch) bad(`blocks must list 1..${LIMITS.blocksPerBatch} block numbers`)
+  const blocks = o.blocks.map((b, i) => int(b, `blocks[${i}]`, 0, 2 ** 48))
+  return { grant: str(o.grant, 'grant', LIMITS.grantBytes), header: bin(o.header, 'header', HEADER_MAX_BYTES), blocks, ...checkLensData(o, blocks.length) }
+}
+
+export function checkBlocksReply (v: unknown): BlocksReply {
+  const o = obj(v, 'blocks reply')
+  if (!Array.isArray(o.lens) || o.lens.length > LIMITS.blocksPerBatch) bad('lens must be a list')
+  return checkLensData(o, o.lens.length)
 }
 
 export function checkPingReply (v: unknown): PingReply {
@@ -205,11 +263,17 @@ export const REQUEST_CHECKS: Partial<Record<Op, (v: unknown) => unknown>> = {
   [Op.Hello]: checkHello,
   [Op.Enroll]: checkEnroll,
   [Op.Ping]: (v: unknown) => { if (v !== null) bad('ping body must be nil'); return null },
-  [Op.Decide]: checkDecide
+  [Op.Decide]: checkDecide,
+  [Op.FileHeader]: checkFileHeader,
+  [Op.BlocksSeal]: checkBlocks,
+  [Op.BlocksOpen]: checkBlocks
 }
 export const REPLY_CHECKS: Partial<Record<Op, (v: unknown) => unknown>> = {
   [Op.Hello]: checkHelloReply,
   [Op.Enroll]: checkEnrollReply,
   [Op.Ping]: checkPingReply,
-  [Op.Decide]: checkDecideReply
+  [Op.Decide]: checkDecideReply,
+  [Op.FileHeader]: checkFileHeaderReply,
+  [Op.BlocksSeal]: checkBlocksReply,
+  [Op.BlocksOpen]: checkBlocksReply
 }

@@ -1,0 +1,43 @@
+// Key grants: a permitted decision that names a key hands the host a random grant id; data ops must present it.
+// Bounded table (oldest dropped first), entries expire with the decision's ttl. Design: lib/wire/FORMAT.md §4.4.
+import crypto from 'node:crypto'
+import { PemError } from '../wire/errors'
+import type { Action, Compression } from '../wire/packets'
+
+export interface Grant { host: string, key: string, compression: Compression, action: Action, expires: number }
+
+/** A grant outlives its decision's ttl by this much: a host caching the decision until the ttl ends can still use it. */
+export const GRANT_SLACK_MS = 2000
+export const GRANTS_MAX = 100_000
+/** Decisions for these actions may open blocks but not seal them. */
+const READ_ONLY: ReadonlySet<Action> = new Set(['read', 'list', 'getattr', 'readlink', 'statfs'])
+
+export class GrantTable {
+  // A Map iterates in insertion order: the first entry is the oldest, which is the one to drop when full.
+  private readonly grants = new Map<string, Grant>()
+
+  constructor (private readonly max = GRANTS_MAX, private readonly now: () => number = Date.now) {}
+
+  get size (): number { return this.grants.size }
+
+  issue (host: string, key: string, compression: Compression, action: Action, ttlMs: number): string {
+    const id = crypto.randomBytes(16).toString('hex')
+    while (this.grants.size >= this.max) this.grants.delete(this.grants.keys().next().value as string)
+    this.grants.set(id, { host, key, compression, action, expires: this.now() + ttlMs + GRANT_SLACK_MS })
+    return id
+  }
+
+  /** The grant, if `host` holds it for `key` and it has not expired; otherwise PEM_ERR_KEY_NOT_GRANTED. */
+  check (id: string, host: string, key: string | null, seal: boolean): Grant {
+    const g = this.grants.get(id)
+    if (g === undefined) throw new PemError('PEM_ERR_KEY_NOT_GRANTED', 'unknown grant (decide again on this server)')
+    if (g.expires <= this.now()) {
+      this.grants.delete(id)
+      throw new PemError('PEM_ERR_KEY_NOT_GRANTED', 'grant expired (decide again)')
+    }
+    if (g.host !== host) throw new PemError('PEM_ERR_KEY_NOT_GRANTED', 'grant belongs to another host')
+    if (key !== null && g.key !== key) throw new PemError('PEM_ERR_KEY_NOT_GRANTED', `grant is for key '${g.key}', not '${key}'`)
+    if (seal && READ_ONLY.has(g.action)) throw new PemError('PEM_ERR_KEY_NOT_GRANTED', `a grant for '${g.action}' cannot seal blocks`)
+    return g
+  }
+}

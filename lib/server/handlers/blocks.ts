@@ -1,0 +1,202 @@
+// Data service handlers: FileHeader, BlocksSeal, BlocksOpen. Each checks the host's grant, decodes the file header
+// the host sends, and runs the batch through the engine asynchronously (the event loop never waits on a batch).
+// Record layout and AAD: lib/wire/file-format.ts; byte counts: lib/wire/FORMAT.md §4.
+import crypto from 'node:crypto'
+import { compressBatch, decompressBatch, type Codec } from '../../native/compress'
+import { PemError } from '../../wire/errors'
+import {
+  AAD_BYTES, NONCE_BYTES, TAG_BYTES, TRAILER_BYTES, checkRecord, decodeHeader, encodeHeader, isCompressed, makeHeader,
+  writeAad, writeTrailer, type FileHeader
+} from '../../wire/file-format'
+import type { BlocksBody, BlocksReply, FileHeaderBody, FileHeaderReply, HostContext } from '../../wire/packets'
+import type { DataService } from '../keys'
+
+const SEALED_OVERHEAD = NONCE_BYTES + TAG_BYTES
+
+export function handleFileHeader (ds: DataService, body: FileHeaderBody, ctx: HostContext): FileHeaderReply {
+  const g = ds.grants.check(body.grant, ctx.host, null, true)
+  const h = makeHeader({
+    fileId: crypto.randomBytes(16),
+    keyName: g.key,
+    keyVersion: ds.newestVersion(g.key),
+    cipher: ds.cipher,
+    compression: g.compression,
+    blockBytes: body.blockBytes
+  })
+  return { header: encodeHeader(h) }
+}
+
+/** The grant, the header, and that the header names the granted key. */
+function begin (ds: DataService, body: BlocksBody, ctx: HostContext, seal: boolean): FileHeader {
+  const g = ds.grants.check(body.grant, ctx.host, null, seal)
+  const h = decodeHeader(body.header)
+  if (h.keyName !== g.key) throw new PemError('PEM_ERR_KEY_NOT_GRANTED', `the file is under key '${h.keyName}', the grant is for '${g.key}'`)
+  return h
+}
+
+function aadOf (ds: DataService, h: FileHeader, blocks: number[], plainLens: number[]): Buffer {
+  const aad = ds.pool.take(blocks.length * AAD_BYTES)
+  for (let i = 0; i < blocks.length; i++) writeAad(h, blocks[i], h.keyVersion, plainLens[i], aad, i * AAD_BYTES)
+  return aad
+}
+
+/** Engine errors name a block by batch index; hosts get the block number and our code. */
+function blockError (err: unknown, blocks: number[]): PemError {
+  const e = PemError.from(err)
+  const i = (e as PemError & { index?: number }).index
+  const n = typeof i === 'number' ? blocks[i] : undefined
+  if (e.code === 'ENGINE_ERR_AUTH') return new PemError('PEM_ERR_AUTH_FAILED_BLOCK', `block ${n ?? '?'} failed authentication`)
+  return n === undefined ? e : new PemError(e.code, `block ${n}: ${e.message}`)
+}
+
+export async function handleSeal (ds: DataService, body: BlocksBody, ctx: HostContext): Promise<BlocksReply> {
+  const h = begin(ds, body, ctx, true)
+  const { blocks, lens, data } = body
+  const n = blocks.length
+  for (let i = 0; i < n; i++) {
+    if (lens[i] < 1 || lens[i] > h.blockBytes) throw new PemError('PEM_ERR_BAD_ARGUMENT', `block ${blocks[i]}: ${lens[i]} bytes, blocks are 1..${h.blockBytes}`)
+  }
+  const key = ds.fileKey(h.keyName, h.keyVersion, h.fileId)
+  const payloadLens = new Uint32Array(lens)
+  const scratch: Buffer[] = []
+  try {
+    let input: Buffer = data
+    if (h.compression !== 'none') input = await compressFull(ds, h, lens, data, payloadLens, scratch)
+    const aad = aadOf(ds, h, blocks, lens)
+    scratch.push(aad)
+    let payload = 0
+    for (let i = 0; i < n; i++) payload += payloadLens[i]
+    const sealed = payload + n * SEALED_OVERHEAD
+    const out = Buffer.allocUnsafe(sealed + n * TRAILER_BYTES)
+    try {
+      await ds.engine(h.cipher).sealBatch(key, input, payloadLens, aad, AAD_BYTES, out.subarray(0, sealed))
+    } catch (err) { throw blockError(err, blocks) }
+    // Sealed blocks are back to back; move each to its record position (last first) and write its trailer.
+    const outLens = new Array<number>(n)
+    let end = out.length
+    let src = sealed
+    for (let i = n - 1; i >= 0; i--) {
+      const len = payloadLens[i] + SEALED_OVERHEAD
+      src -= len
+      end -= len + TRAILER_BYTES
+      if (end !== src) out.copyWithin(end, src, src + len)
+      writeTrailer(out, end + len, { sealedLen: len, plainLen: lens[i], keyVersion: h.keyVersion })
+      outLens[i] = len + TRAILER_BYTES
+    }
+    return { lens: outLens, data: out }
+  } finally {
+    for (const b of scratch) ds.pool.give(b)
+  }
+}
+
+/**
+ * Compresses every full block (a short block is the file's last and stays raw, so the file size gives the plaintext
+ * size). Returns the payloads back to back and sets payloadLens; a block that does not shrink stays raw.
+ */
+async function compressFull (ds: DataService, h: FileHeader, lens: number[], data: Buffer, payloadLens: Uint32Array, scratch: Buffer[]): Promise<Buffer> {
+  const codec = h.compression as Codec
+  const packed = ds.pool.take(data.length)
+  const payloads = ds.pool.take(data.length)
+  scratch.push(packed, payloads)
+  const n = lens.length
+  const outLens = new Uint32Array(n)
+  // Runs of full blocks are contiguous in data: one compress call per run.
+  let off = 0
+  for (let i = 0; i < n;) {
+    let j = i
+    let runBytes = 0
+    while (j < n && lens[j] === h.blockBytes) runBytes += lens[j++]
+    if (j > i) {
+      await compressBatch(codec, data.subarray(off, off + runBytes), new Uint32Array(lens.slice(i, j)), packed.subarray(off, off + runBytes), outLens.subarray(i, j))
+      off += runBytes
+      i = j
+    } else { off += lens[i]; i++ }
+  }
+  // packed holds each run's compressed blocks packed from the run's start; gather payloads in block order.
+  let w = 0
+  let runStart = 0
+  let p = 0
+  let inOff = 0
+  for (let i = 0; i < n; i++) {
+    if (i === 0 || lens[i - 1] !== h.blockBytes) { runStart = inOff; p = runStart }
+    if (outLens[i] > 0) {
+      packed.copy(payloads, w, p, p + outLens[i])
+      p += outLens[i]
+      payloadLens[i] = outLens[i]
+    } else {
+      data.copy(payloads, w, inOff, inOff + lens[i])
+    }
+    w += payloadLens[i]
+    inOff += lens[i]
+  }
+  return payloads.subarray(0, w)
+}
+
+export async function handleOpen (ds: DataService, body: BlocksBody, ctx: HostContext): Promise<BlocksReply> {
+  const h = begin(ds, body, ctx, false)
+  const { blocks, lens, data } = body
+  const n = blocks.length
+  const trailers = new Array<ReturnType<typeof checkRecord>>(n)
+  const sealedLens = new Uint32Array(n)
+  // Check every trailer, then close the gaps they leave so the sealed parts are back to back (in the request buffer).
+  let r = 0
+  let w = 0
+  let plainTotal = 0
+  let anyCompressed = false
+  for (let i = 0; i < n; i++) {
+    const t = checkRecord(h, blocks[i], data.subarray(r, r + lens[i]))
+    trailers[i] = t
+    sealedLens[i] = t.sealedLen
+    if (w !== r) data.copyWithin(w, r, r + t.sealedLen)
+    r += lens[i]
+    w += t.sealedLen
+    plainTotal += t.plainLen
+    anyCompressed ||= isCompressed(t)
+  }
+  const key = ds.fileKey(h.keyName, h.keyVersion, h.fileId)
+  const aad = aadOf(ds, h, blocks, trailers.map(t => t.plainLen))
+  const out = Buffer.allocUnsafe(plainTotal)
+  const payloads = anyCompressed ? ds.pool.take(w - n * SEALED_OVERHEAD) : out
+  try {
+    try {
+      await ds.engine(h.cipher).openBatch(key, data.subarray(0, w), sealedLens, aad, AAD_BYTES, payloads)
+    } catch (err) { throw blockError(err, blocks) }
+    if (anyCompressed) await decompressRuns(h, blocks, trailers, payloads, out)
+    return { lens: trailers.map(t => t.plainLen), data: out }
+  } finally {
+    ds.pool.give(aad)
+    if (payloads !== out) ds.pool.give(payloads)
+  }
+}
+
+/** Raw payloads are copied; each run of compressed ones is decompressed in one call, straight into the reply. */
+async function decompressRuns (h: FileHeader, blocks: number[], trailers: Array<ReturnType<typeof checkRecord>>, payloads: Buffer, out: Buffer): Promise<void> {
+  let inOff = 0
+  let outOff = 0
+  for (let i = 0; i < trailers.length;) {
+    const comp = isCompressed(trailers[i])
+    let j = i
+    let inBytes = 0
+    let outBytes = 0
+    while (j < trailers.length && isCompressed(trailers[j]) === comp) {
+      inBytes += trailers[j].sealedLen - SEALED_OVERHEAD
+      outBytes += trailers[j].plainLen
+      j++
+    }
+    if (comp) {
+      const run = trailers.slice(i, j)
+      const outLens = new Uint32Array(run.map(t => t.plainLen))
+      try {
+        await decompressBatch(h.compression as Codec, payloads.subarray(inOff, inOff + inBytes), new Uint32Array(run.map(t => t.sealedLen - SEALED_OVERHEAD)), out.subarray(outOff, outOff + outBytes), outLens)
+      } catch (err) { throw blockError(err, blocks.slice(i, j)) }
+      for (let k = 0; k < run.length; k++) {
+        if (outLens[k] !== run[k].plainLen) throw new PemError('ENGINE_ERR_COMPRESS', `block ${blocks[i + k]} decompressed to ${outLens[k]} bytes, not ${run[k].plainLen}`)
+      }
+    } else {
+      payloads.copy(out, outOff, inOff, inOff + inBytes)
+    }
+    inOff += inBytes
+    outOff += outBytes
+    i = j
+  }
+}

@@ -1,0 +1,101 @@
+// spd's data-path state: the crypto engines (one per cipher, the configured one loaded at start), per-file keys
+// derived from the named policy keys (bounded LRU of native handles), and a pool of scratch buffers.
+// Key material never leaves this process: hosts only ever see grants, headers and sealed records.
+import {
+  createEngine, deriveFileKey, importKey, type AeadCipher, type CryptoEngine, type KeyHandle
+} from '../native/crypto-engine'
+import { PemError } from '../wire/errors'
+import type { FileCipher } from '../wire/file-format'
+import { GrantTable } from './grants'
+import type { KeyVersion } from './state'
+
+export const FILE_KEYS_MAX = 4096
+const POOL_PER_SIZE = 16
+
+/** Handles by string id, least recently used dropped (and wiped) first. */
+class HandleLru {
+  private readonly map = new Map<string, KeyHandle>()
+  constructor (private readonly max: number) {}
+  get (id: string, make: () => KeyHandle): KeyHandle {
+    let h = this.map.get(id)
+    if (h !== undefined) { this.map.delete(id); this.map.set(id, h); return h }
+    h = make()
+    this.map.set(id, h)
+    while (this.map.size > this.max) {
+      const [oldId, old] = this.map.entries().next().value as [string, KeyHandle]
+      this.map.delete(oldId)
+      old.destroy()
+    }
+    return h
+  }
+
+  get size (): number { return this.map.size }
+  clear (): void { for (const h of this.map.values()) h.destroy(); this.map.clear() }
+}
+
+/** Scratch buffers in power-of-two sizes, reused across batches (never handed to the channel). */
+export class BufferPool {
+  private readonly free = new Map<number, Buffer[]>()
+  take (bytes: number): Buffer {
+    const size = 2 ** Math.max(12, Math.ceil(Math.log2(Math.max(1, bytes))))
+    const b = this.free.get(size)?.pop() ?? Buffer.allocUnsafeSlow(size)
+    return b.subarray(0, bytes)
+  }
+
+  give (b: Buffer): void {
+    const whole = Buffer.from(b.buffer, b.byteOffset, b.buffer.byteLength - b.byteOffset)
+    const list = this.free.get(whole.length) ?? []
+    if (list.length < POOL_PER_SIZE) list.push(whole)
+    this.free.set(whole.length, list)
+  }
+}
+
+export interface CryptoConfig { provider: string, cipher: AeadCipher }
+
+export class DataService {
+  readonly grants = new GrantTable()
+  readonly pool = new BufferPool()
+  private readonly engines = new Map<FileCipher, CryptoEngine>()
+  private readonly baseKeys = new HandleLru(1024)
+  private readonly fileKeys = new HandleLru(FILE_KEYS_MAX)
+
+  /** Loads the configured provider and cipher now: one that cannot load throws ENGINE_ERR_PROVIDER (start-up error). */
+  constructor (readonly crypto: CryptoConfig, private readonly keys: () => Record<string, KeyVersion[]>) {
+    this.engines.set(crypto.cipher, createEngine({ provider: crypto.provider, cipher: crypto.cipher }))
+  }
+
+  get cipher (): FileCipher { return this.crypto.cipher }
+
+  /** The engine of the configured cipher; a file sealed under the other one gets its own engine on first use. */
+  engine (cipher: FileCipher): CryptoEngine {
+    let e = this.engines.get(cipher)
+    if (e === undefined) {
+      e = createEngine({ provider: this.crypto.provider, cipher, strict: false })
+      this.engines.set(cipher, e)
+    }
+    return e
+  }
+
+  /** Newest version of a named key; PEM_ERR_NO_KEY when the policy store has no such key. */
+  newestVersion (name: string): number {
+    const list = this.keys()[name]
+    if (list === undefined || list.length === 0) throw new PemError('PEM_ERR_NO_KEY', `no key '${name}'`)
+    return list[0].version
+  }
+
+  /** HKDF(named key version, file id, version), cached. A version this member does not hold: PEM_ERR_KEY_VERSION. */
+  fileKey (name: string, version: number, fileId: Buffer): KeyHandle {
+    const list = this.keys()[name]
+    if (list === undefined) throw new PemError('PEM_ERR_NO_KEY', `no key '${name}'`)
+    const kv = list.find(k => k.version === version)
+    if (kv === undefined) throw new PemError('PEM_ERR_KEY_VERSION', `key '${name}' has no version ${version}`)
+    // The creation time is part of the id: a re-created key of the same name and version never hits an old handle.
+    const baseId = `${name}\0${version}\0${kv.created}`
+    return this.fileKeys.get(`${baseId}\0${fileId.toString('hex')}`, () =>
+      deriveFileKey(this.baseKeys.get(baseId, () => importKey(kv.material)), fileId, version))
+  }
+
+  get cachedFileKeys (): number { return this.fileKeys.size }
+
+  close (): void { this.fileKeys.clear(); this.baseKeys.clear() }
+}
