@@ -6,7 +6,7 @@ import type { Channel } from '../channel/channel'
 import type { Identity } from '../crypto/identity'
 import { ERRORS, PemError } from '../wire/errors'
 import { Op } from '../wire/opcodes'
-import { decodeHeader, type FileHeader } from '../wire/file-format'
+import { decodeHeader, readTrailer, TRAILER_BYTES, type FileHeader } from '../wire/file-format'
 import {
   LIMITS, type BlocksReply, type DecideBody, type DecideReply, type EnrollReply, type FileHeaderReply, type LoadValues,
   type PingReply, type ServerEntry
@@ -65,6 +65,11 @@ function grantOf (d: Decision): string {
   return d.grant
 }
 
+/** Plaintext bytes a block brings into a batch (a compressed record opens to more than its own length). */
+function plainOf (op: Op, part: Uint8Array): number {
+  return op === Op.BlocksOpen && part.length >= TRAILER_BYTES ? Math.max(part.length, readTrailer(part).plainLen) : part.length
+}
+
 export class ClusterClient {
   readonly servers: ServerState[]
   /** Newest policy version this host has seen. */
@@ -121,14 +126,16 @@ export class ClusterClient {
       try {
         const ch = await this.channelOf(s)
         s.requests++
-        const reply = await ch.request(Op.Decide, { ...req, pv: this.pv }, { timeoutMs: this.timeoutMs }) as DecideReply
+        const sent = this.pv
+        const reply = await ch.request(Op.Decide, { ...req, pv: sent }, { timeoutMs: this.timeoutMs }) as DecideReply
         const ms = Number(process.hrtime.bigint() - started) / 1e6
         s.latencyMs = s.latencyMs === null ? ms : s.latencyMs * 0.8 + ms * 0.2
         s.state = 'up'; s.load = reply.load; s.loadAt = Date.now(); s.weight = reply.weight
         if (reply.ok || reply.reason === ERRORS.PEM_ERR_POLICY_DENY.id) { this.seeVersion(s, reply.pv); return { ...reply, server: s.entry.id } }
         s.rejections++
         if (reply.reason === ERRORS.PEM_ERR_STALE_POLICY.id) {
-          if (reply.pv > this.pv) { this.pv = reply.pv; s.pv = reply.pv; continue }
+          // Newer than ours, or adopted by a concurrent decision while this one was in flight: retry with it.
+          if (reply.pv > this.pv || (reply.pv === this.pv && sent !== this.pv)) { this.pv = reply.pv; s.pv = reply.pv; continue }
           s.pv = reply.pv
           last = new PemError('PEM_ERR_STALE_POLICY', `server ${s.entry.name} is at version ${reply.pv}, behind ${this.pv}`)
           this.markDown(s)
@@ -196,7 +203,11 @@ export class ClusterClient {
     for (let start = 0; start < blocks.length;) {
       let end = start
       let bytes = 0
-      while (end < blocks.length && end - start < LIMITS.blocksPerBatch && (end === start || bytes + parts[end].length <= LIMITS.batchBytes)) bytes += parts[end++].length
+      let budget = 0
+      while (end < blocks.length && end - start < LIMITS.blocksPerBatch && (end === start || budget + plainOf(op, parts[end]) <= LIMITS.batchBytes)) {
+        budget += plainOf(op, parts[end])
+        bytes += parts[end++].length
+      }
       const slice = parts.slice(start, end)
       const body = { grant, header, blocks: blocks.slice(start, end), lens: slice.map(p => p.length), data: Buffer.concat(slice, bytes) }
       runs.push(this.dataRequest(d, op, body) as Promise<BlocksReply>)
