@@ -1,13 +1,19 @@
-// pemfs: the host side — enroll this host with the cluster, and ask the cluster for decisions (DESIGN §5).
+// pemfs: the host side — enroll this host, mount/unmount guard points, their status, and one-off decisions (DESIGN §5).
 import { Command } from 'commander'
+import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { attrsOf } from '../pem-fs/attrs'
 import { ClusterClient, enroll } from '../pem-fs/client'
+import { isMounted, readControl, runFiles, serveControl, signalReady, startDaemon, statusOf, stopDaemon } from '../pem-fs/daemon'
+import { mountGuard } from '../pem-fs/mount'
 import { defaultConfigDir, hostIdentity, readCluster, writeCluster } from '../pem-fs/host-config'
 import { PemError } from '../wire/errors'
 import { isAction, ACTIONS } from '../wire/packets'
 import { printObject, printRows, run } from './common'
+
+// FUSE requests wait on the libuv pool for backing-file I/O: give it more than the default 4 threads.
+process.env.UV_THREADPOOL_SIZE ??= '16'
 
 const program = new Command('pemfs').description('Policy enforcement module: guards data directories with the cluster\'s policy and encryption').showHelpAfterError()
 
@@ -67,6 +73,82 @@ program.command('servers')
       }
       printRows(rows, o.json === true)
     } finally { client.close() }
+  }))
+
+interface MountFlags { backing?: string, foreground?: boolean, configDir: string, timeoutMs: string, json?: boolean }
+
+async function mountForeground (dir: string, o: MountFlags): Promise<void> {
+  const configDir = path.resolve(o.configDir)
+  const files = runFiles(configDir, dir)
+  let m
+  try {
+    m = await mountGuard({ dir, backing: o.backing, configDir, timeoutMs: Number(o.timeoutMs) })
+  } catch (err) {
+    signalReady(`error: ${PemError.from(err).message}`)
+    throw err
+  }
+  const mounted = m
+  process.umask(0) // the kernel already applied the caller's umask to create/mkdir modes
+  fs.writeFileSync(files.pid, `${process.pid}\n`, { mode: 0o600 })
+  const control = serveControl(files.sock, () => statusOf(mounted))
+  const keepAlive = setInterval(() => {}, 1 << 30) // fuse-native's handles do not keep the loop alive
+  let stopping = false
+  const stop = (signal: string): void => {
+    if (stopping) return
+    stopping = true
+    process.stderr.write(`pemfs: ${signal}: unmounting ${mounted.dir}\n`)
+    control.close()
+    clearInterval(keepAlive)
+    mounted.unmount().finally(() => {
+      fs.rmSync(files.pid, { force: true }); fs.rmSync(files.sock, { force: true })
+      process.exit(0)
+    })
+  }
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+  process.stderr.write(`pemfs: guarding ${mounted.dir} (backing ${mounted.backing}), pid ${process.pid}\n`)
+  signalReady('ready')
+}
+
+program.command('mount <dir>')
+  .description('guard DIR in place (or --backing DIR under it): every operation is decided by the cluster')
+  .option('--backing <dir>', 'the directory whose files are served (default: DIR itself, guarded in place)')
+  .option('--foreground', 'stay in the foreground instead of starting a daemon')
+  .option('--config-dir <dir>', 'host config directory', defaultConfigDir())
+  .option('--timeout-ms <ms>', 'request timeout per server', '2000')
+  .option('--json', 'print JSON')
+  .action((d: string, o: MountFlags) => run(async () => {
+    const dir = path.resolve(d)
+    if (o.foreground === true) { await mountForeground(dir, o); return }
+    const configDir = path.resolve(o.configDir)
+    const files = runFiles(configDir, dir)
+    if (isMounted(dir)) throw new PemError('PEM_ERR_BUSY', `${dir} is already mounted`)
+    const args = ['mount', dir, '--foreground', '--config-dir', configDir, '--timeout-ms', o.timeoutMs, ...(o.backing !== undefined ? ['--backing', path.resolve(o.backing)] : [])]
+    const pid = await startDaemon(process.argv[1], args, files.log)
+    printObject({ mounted: dir, backing: path.resolve(o.backing ?? dir), pid, log: files.log }, o.json === true)
+  }))
+
+program.command('unmount <dir>')
+  .description('stop the pemfs daemon guarding DIR and unmount it')
+  .option('--config-dir <dir>', 'host config directory', defaultConfigDir())
+  .option('--json', 'print JSON')
+  .action((d: string, o: { configDir: string, json?: boolean }) => run(async () => {
+    const dir = path.resolve(d)
+    const r = await stopDaemon(runFiles(path.resolve(o.configDir), dir), dir)
+    printObject({ unmounted: dir, daemon: r.pid, forced: r.detached }, o.json === true)
+  }))
+
+program.command('status <dir>')
+  .description('the server table of the mount guarding DIR: state, load, weight, latency, policy version, requests, rejections')
+  .option('--config-dir <dir>', 'host config directory', defaultConfigDir())
+  .option('--json', 'print JSON')
+  .action((d: string, o: { configDir: string, json?: boolean }) => run(async () => {
+    const st = await readControl(runFiles(path.resolve(o.configDir), path.resolve(d)).sock)
+    if (o.json === true) { process.stdout.write(JSON.stringify(st) + '\n'); return }
+    const { servers, ...rest } = st
+    printObject(rest, false)
+    process.stdout.write('\n')
+    printRows(servers as Array<Record<string, unknown>>, false, ['name', 'addr', 'state', 'load', 'weight', 'latencyMs', 'pv', 'requests', 'rejections'])
   }))
 
 program.parseAsync(process.argv).catch((err: Error) => { process.stderr.write(`error: ${err.message}\n`); process.exitCode = 2 })

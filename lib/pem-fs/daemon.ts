@@ -1,0 +1,123 @@
+// A mount's life outside the terminal: the run files of a guard point (pid, control socket, log under the config
+// dir), the control socket that `pemfs status` reads, starting a detached daemon that reports readiness before
+// its parent exits, and stopping it (SIGTERM → clean unmount; a dead daemon's mount is detached with umount -l).
+import { execFile, spawn } from 'node:child_process'
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import type { Mounted } from './mount'
+import { PemError } from '../wire/errors'
+
+export interface RunFiles { pid: string, sock: string, log: string }
+
+export function runFiles (configDir: string, dir: string): RunFiles {
+  const id = crypto.createHash('sha256').update(path.resolve(dir)).digest('hex').slice(0, 16)
+  const run = path.join(configDir, 'run')
+  fs.mkdirSync(run, { recursive: true, mode: 0o700 })
+  return { pid: path.join(run, `${id}.pid`), sock: path.join(run, `${id}.sock`), log: path.join(run, `${id}.log`) }
+}
+
+/** What `pemfs status` prints: the mount and the client's server table. */
+export function statusOf (m: Mounted): Record<string, unknown> {
+  const now = Date.now()
+  return {
+    dir: m.dir,
+    backing: m.backing,
+    pid: process.pid,
+    pv: m.client.pv,
+    handles: m.state.handles.size,
+    ...m.state.counts,
+    ...m.state.guard.stats,
+    servers: m.client.servers.map(s => ({
+      name: s.entry.name,
+      addr: s.entry.addr,
+      state: s.state === 'down' && s.downUntil <= now ? 'retry' : s.state,
+      load: s.load?.total ?? null,
+      weight: s.weight,
+      latencyMs: s.latencyMs === null ? null : Math.round(s.latencyMs * 100) / 100,
+      pv: s.pv,
+      requests: s.requests,
+      rejections: s.rejections,
+      loadAgeMs: s.loadAt === 0 ? null : now - s.loadAt
+    }))
+  }
+}
+
+export function serveControl (file: string, status: () => Record<string, unknown>): net.Server {
+  fs.rmSync(file, { force: true })
+  const server = net.createServer(sock => { sock.end(JSON.stringify(status()) + '\n') })
+  server.listen(file)
+  server.unref()
+  return server
+}
+
+export async function readControl (file: string, timeoutMs = 3000): Promise<Record<string, unknown>> {
+  return await new Promise((resolve, reject) => {
+    const sock = net.connect(file)
+    let text = ''
+    const timer = setTimeout(() => { sock.destroy(); reject(new PemError('PEM_ERR_TIMEOUT', `${file} did not answer`)) }, timeoutMs)
+    sock.on('data', c => { text += c.toString('utf8') })
+    sock.on('error', err => { clearTimeout(timer); reject(new PemError('PEM_ERR_NOT_FOUND', `no pemfs mount answers at ${file}: ${err.message}`)) })
+    sock.on('end', () => { clearTimeout(timer); try { resolve(JSON.parse(text)) } catch (err) { reject(err) } })
+  })
+}
+
+/**
+ * Starts `node <cli> mount ... --foreground` detached, with fd 3 as its readiness pipe; resolves once the child says
+ * it serves, rejects with the child's own error line otherwise.
+ */
+export async function startDaemon (cli: string, args: string[], logFile: string, timeoutMs = 20000): Promise<number> {
+  const log = fs.openSync(logFile, 'a', 0o600)
+  const child = spawn(process.execPath, [cli, ...args], { detached: true, stdio: ['ignore', log, log, 'pipe'], env: { ...process.env, PEMFS_READY_FD: '3' } })
+  fs.closeSync(log)
+  const ready = child.stdio[3] as NodeJS.ReadableStream
+  return await new Promise((resolve, reject) => {
+    let text = ''
+    const timer = setTimeout(() => { child.kill('SIGTERM'); reject(new PemError('PEM_ERR_TIMEOUT', `the mount did not become ready in ${timeoutMs} ms (log: ${logFile})`)) }, timeoutMs)
+    ready.on('data', (c: Buffer) => { text += c.toString('utf8') })
+    ready.on('end', () => {
+      clearTimeout(timer)
+      child.unref()
+      if (text.startsWith('ready')) resolve(child.pid ?? 0)
+      else reject(new PemError('PEM_ERR_BAD_CONFIG', text.replace(/^error: /, '').trim() || `the mount daemon exited (log: ${logFile})`))
+    })
+  })
+}
+
+/** Tells the parent (if any) that this process serves, or why it could not. */
+export function signalReady (message: string): void {
+  const fd = Number(process.env.PEMFS_READY_FD)
+  if (!Number.isInteger(fd) || fd < 3) return
+  try { fs.writeSync(fd, message + '\n'); fs.closeSync(fd) } catch { /* the parent is gone; nothing to tell */ }
+  delete process.env.PEMFS_READY_FD
+}
+
+const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
+const run = async (cmd: string, args: string[]): Promise<boolean> =>
+  await new Promise(resolve => execFile(cmd, args, { timeout: 10000 }, err => resolve(err === null)))
+
+export function isMounted (dir: string): boolean {
+  const target = path.resolve(dir)
+  return fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some(l => l.split(' ')[1]?.replace(/\\040/g, ' ') === target)
+}
+
+/** Stops the daemon serving `dir` (SIGTERM, then SIGKILL after `graceMs`) and makes sure nothing stays mounted. */
+export async function stopDaemon (files: RunFiles, dir: string, graceMs = 10000): Promise<{ pid: number | null, detached: boolean }> {
+  let pid: number | null = null
+  try { pid = Number(fs.readFileSync(files.pid, 'utf8').trim()) || null } catch { pid = null }
+  if (pid !== null && alive(pid)) {
+    process.kill(pid, 'SIGTERM')
+    const until = Date.now() + graceMs
+    while (alive(pid) && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 50))
+    if (alive(pid)) process.kill(pid, 'SIGKILL')
+  }
+  let detached = false
+  if (isMounted(dir)) {
+    detached = await run('fusermount', ['-uz', dir]) || await run('umount', ['-l', dir])
+    if (!detached) throw new PemError('PEM_ERR_BUSY', `${dir} is still mounted and could not be detached`)
+  }
+  fs.rmSync(files.pid, { force: true })
+  fs.rmSync(files.sock, { force: true })
+  return { pid, detached }
+}

@@ -1,0 +1,67 @@
+// Test plumbing for real pemfs mounts: a member with a policy and an enrolled host, `pemfs mount` as a daemon, and
+// shell commands run in SEPARATE processes against the mount (never from the test process: that could deadlock on
+// a mount a child serves). unmountAll() always frees mounts, with umount -l as the last resort.
+import { execFile } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { cli, initSpd, loginSpctl, startSpd, tempDir, writeFile, type RunResult, type Spd } from '../../scripts/procs'
+
+export interface Cluster { spd: Spd, spctl: (args: string[]) => Promise<RunResult>, hostDir: string, work: string }
+
+export async function clusterWithHost (name: string, policy: (work: string) => string): Promise<Cluster> {
+  const spd = await initSpd(name)
+  await startSpd(spd)
+  const spctl = await loginSpctl(spd)
+  const work = tempDir(`${name}-work`)
+  await applyPolicy({ spd, spctl, hostDir: '', work }, policy(work))
+  const token = JSON.parse((await spctl(['--json', 'host', 'add', 'host-1'])).stdout).token as string
+  const hostDir = path.join(work, 'host')
+  const r = await cli('pemfs', ['enroll', '--cluster', spd.listen, '--token', token, '--config-dir', hostDir, '--name', 'host-1'])
+  if (r.code !== 0) throw new Error(`enroll: ${r.stderr}`)
+  return { spd, spctl, hostDir, work }
+}
+
+export async function applyPolicy (c: Cluster, text: string): Promise<void> {
+  const r = await c.spctl(['policy', 'apply', writeFile(c.work, `policy-${Date.now()}.yaml`, text)])
+  if (r.code !== 0) throw new Error(`policy apply: ${r.stderr}`)
+}
+
+const mounted = new Set<string>()
+
+export async function mount (c: Cluster, dir: string, extra: string[] = []): Promise<RunResult> {
+  const r = await cli('pemfs', ['mount', dir, '--config-dir', c.hostDir, '--json', ...extra], {}, 30000)
+  if (r.code === 0) mounted.add(dir)
+  return r
+}
+
+export async function unmount (c: Cluster, dir: string): Promise<RunResult> {
+  const r = await cli('pemfs', ['unmount', dir, '--config-dir', c.hostDir, '--json'], {}, 30000)
+  mounted.delete(dir)
+  return r
+}
+
+/** A shell command in its own process, with a timeout, optionally as another user. */
+export async function sh (script: string, opts: { user?: string, timeoutMs?: number, cwd?: string } = {}): Promise<RunResult> {
+  const [cmd, args] = opts.user === undefined ? ['sh', ['-c', script]] : ['su', [opts.user, '-s', '/bin/sh', '-c', script]]
+  return await new Promise(resolve => {
+    execFile(cmd, args, { timeout: opts.timeoutMs ?? 15000, cwd: opts.cwd, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 124
+      resolve({ code, stdout, stderr })
+    })
+  })
+}
+
+export function isMounted (dir: string): boolean {
+  return fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some(l => l.split(' ')[1] === dir)
+}
+
+/** For after.always: every mount this test file made is gone afterwards, whatever state it is in. */
+export async function unmountAll (c: Cluster | undefined): Promise<void> {
+  for (const dir of mounted) {
+    if (c !== undefined) await unmount(c, dir)
+    if (isMounted(dir)) await sh(`umount -l '${dir}'`, { timeoutMs: 5000 })
+  }
+  mounted.clear()
+}
+
+export { tempDir, writeFile }
