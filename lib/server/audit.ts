@@ -11,17 +11,31 @@ export class AuditLog {
   private fd: number
   private pending: string[] = []
   private scheduled = false
+  private stampMs = -1
+  private stamp = ''
 
   constructor (readonly file: string) {
     this.fd = fs.openSync(file, 'a', 0o600)
   }
 
+  /**
+   * One line per event: `{"ts":...,` then the event's own fields. Splicing the JSON text instead of spreading the
+   * event into a new object, and formatting the time once per millisecond, took a decision's audit line from 6.4 to
+   * 2.2 µs (benchmarks/decisions/rpc.bench.ts). `kind` is required, so the event's JSON is never `{}`.
+   */
   write (event: AuditEvent): void {
-    this.pending.push(JSON.stringify({ ts: new Date().toISOString(), ...event }))
+    this.pending.push(`{"ts":"${this.now()}",${JSON.stringify(event).slice(1)}`)
     if (!this.scheduled) {
       this.scheduled = true
       setImmediate(() => this.flush())
     }
+  }
+
+  /** new Date().toISOString(), formatted again only when the millisecond changes. */
+  private now (): string {
+    const ms = Date.now()
+    if (ms !== this.stampMs) { this.stampMs = ms; this.stamp = new Date(ms).toISOString() }
+    return this.stamp
   }
 
   /** Writes what is buffered now (also called on shutdown). */
