@@ -361,7 +361,9 @@ export class Channel extends EventEmitter {
 
   private updateFlow (): void {
     if (this.state === 'closed') return
-    const stop = this.serving >= this.maxConcurrent || this.socket.writableNeedDrain
+    // Write backpressure pauses reading only where reading makes writes (a server reading requests). A client that
+    // stopped reading replies while its own requests wait to drain would deadlock with a server doing the same.
+    const stop = this.serving >= this.maxConcurrent || (this.side === 'server' && this.socket.writableNeedDrain)
     if (stop && !this.paused) { this.paused = true; this.socket.pause() } else if (!stop && this.paused) { this.paused = false; this.socket.resume() }
   }
 }

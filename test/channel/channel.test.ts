@@ -285,3 +285,14 @@ function rawClient (t: { teardown: (fn: () => void) => void }, port: number, ide
     sock.once('error', reject)
   })
 }
+
+test('32 large requests in flight both ways never stall on backpressure (client keeps reading replies)', async t => {
+  const s = await setup(t, (_op, body) => body)
+  const ch = await open(t, s)
+  const body = { grant: 'g', header: Buffer.alloc(50), blocks: Array.from({ length: 64 }, (_, i) => i), lens: Array(64).fill(16384), data: Buffer.alloc(64 * 16384, 7) }
+  let done = 0
+  await Promise.all(Array.from({ length: 32 }, async () => {
+    for (let i = 0; i < 4; i++) { await ch.request(Op.BlocksSeal, body, { timeoutMs: 5000 }); done++ }
+  }))
+  t.is(done, 128)
+})
