@@ -1,0 +1,40 @@
+// The member table of an installed configuration: keys parsed once, ids derived from keys (never trusted from the
+// record), duplicates collapsed, removed members kept as revoked so their messages and sets stay refused.
+import { keyId, parsePublicKey } from '../../crypto/identity'
+import type { ConfigState, MemberRecord } from '../state'
+
+export interface MemberView {
+  /** Hex SHA-256 of the public key: the member id. */
+  id: string
+  digest: Buffer
+  publicKey: Buffer
+  addr: string
+  name: string
+  removed: boolean
+}
+
+export class MemberTable {
+  readonly byId = new Map<string, MemberView>()
+
+  constructor (members: Record<string, MemberRecord>) {
+    for (const rec of Object.values(members)) {
+      let publicKey: Buffer
+      try { publicKey = parsePublicKey(rec.key) } catch { continue }
+      const id = keyId(publicKey)
+      const prev = this.byId.get(id)
+      const removed = rec.state === 'removed' || prev?.removed === true // a revocation anywhere wins
+      this.byId.set(id, { id, digest: Buffer.from(id, 'hex'), publicKey, addr: rec.clusterAddr ?? rec.addr, name: rec.name, removed })
+    }
+  }
+
+  static of (state: ConfigState): MemberTable { return new MemberTable(state.members) }
+
+  get (id: string): MemberView | undefined { return this.byId.get(id) }
+
+  /** Members that vote and receive sets: every distinct key not removed, sorted by id (deterministic). */
+  active (): MemberView[] {
+    return [...this.byId.values()].filter(m => !m.removed).sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+  }
+
+  all (): MemberView[] { return [...this.byId.values()].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0) }
+}

@@ -1,0 +1,296 @@
+// One member's cluster protocol engine: heartbeats, message acceptance, set fetch/open, pending/lock/install and
+// admin changes. Pure apart from its injected clock, transport, replay-mark store and commit callback; the owner
+// calls tick() every interval and receive() for every packet. Rules: sync.ts; formats: FORMAT.md §5–6.
+import { sha256 } from '../../crypto/cluster-auth'
+import type { Identity } from '../../crypto/identity'
+import { ClusterMsgType, ClusterStatus, MemberState, PendingPhase, type HeartbeatBody } from '../../wire/cluster-msg'
+import { PemError, type ErrorCode } from '../../wire/errors'
+import { pack, unpack } from '../../wire/frame'
+import type { ConfigState } from '../state'
+import { acceptMessage, buildHeartbeat, buildSetFetch, type Signer } from './message'
+import { MemberTable } from './members'
+import { ReplayGuard, SequenceSource, type HwmStore } from './sequence'
+import { buildSet, openSet } from './set-codec'
+import { agreement, betterTarget, nextStreak, shouldSwitch, type Advert, type Candidate, type PeerState } from './sync'
+import type { Clock, Packet, Transport } from './transport'
+
+export interface ChangeEvent {
+  changeId: string
+  outcome: 'installed' | 'rebased' | 'failed'
+  version: number
+  digest?: string
+  /** For 'rebased': the concurrent change that won the version this change had taken. */
+  lostTo?: { version: number, digest: string }
+  code?: ErrorCode
+}
+
+export interface NodeOptions {
+  clusterId: Buffer
+  identity: Identity
+  addr: string
+  transport: Transport
+  clock: Clock
+  /** Persisted boot counter of this member, already incremented for this start. */
+  epoch: number
+  hwm: HwmStore
+  /** The installed configuration (from the store); for a joiner, its trust state (version 0: itself + sponsor). */
+  installed: ConfigState
+  /** The exact plaintext bytes that were installed (keeps the digest stable); default pack(installed). */
+  installedPlaintext?: Buffer
+  intervalMs?: number
+  activeWindowMs?: number
+  /** Make the new configuration durable (atomic); throwing leaves the old one installed and the set pending. */
+  commit: (state: ConfigState, plaintext: Buffer) => void
+  onChange?: (e: ChangeEvent) => void
+}
+
+interface Held { version: number, digest: string, plaintext: Buffer, state: ConfigState, set: Buffer | null, origin: string, locked: boolean }
+interface Want extends Candidate { from: string, tries: number }
+interface Change { changeId: string, mutate: (draft: ConfigState) => void }
+
+const MAX_FETCH_TRIES = 5
+
+export class ClusterNode {
+  readonly id: string
+  readonly intervalMs: number
+  readonly activeWindowMs: number
+  installed: Held
+  members: MemberTable
+  pending: Held | null = null
+  want: Want | null = null
+  readonly peers = new Map<string, PeerState>()
+  readonly rejections: Record<string, number> = {}
+  readonly alarms: string[] = []
+  /** Every (version, digest) this member installed, in order (for invariant checks). */
+  readonly installs: Array<{ version: number, digest: string }> = []
+  private readonly signer: Signer
+  private readonly guard: ReplayGuard
+  private readonly bars = new Set<string>()
+  private lastBar: [number, Buffer] | null = null
+  private readonly originSeen = new Map<string, string>()
+  private readonly queue: Change[] = []
+  private proposal: (Change & { version: number, digest: string }) | null = null
+  stopped = false
+
+  constructor (private readonly o: NodeOptions) {
+    this.id = o.identity.id
+    this.intervalMs = o.intervalMs ?? 1000
+    this.activeWindowMs = o.activeWindowMs ?? 3.5 * this.intervalMs
+    this.signer = { clusterId: o.clusterId, identity: o.identity, seq: new SequenceSource(o.epoch) }
+    this.guard = new ReplayGuard(o.hwm)
+    const plaintext = o.installedPlaintext ?? pack(o.installed)
+    this.installed = this.held(plaintext, o.installed, o.installed.changedBy, true)
+    this.members = MemberTable.of(o.installed)
+  }
+
+  private held (plaintext: Buffer, state: ConfigState, origin: string, locked: boolean): Held {
+    const listed = MemberTable.of(state).active().some(m => m.id === this.id)
+    const set = state.version > 0 && listed ? buildSet(this.o.clusterId, this.o.identity, plaintext, /^[0-9a-f]{64}$/.test(origin) ? origin : this.id) : null
+    return { version: state.version, digest: sha256(plaintext).toString('hex'), plaintext, state, set, origin, locked }
+  }
+
+  private refuse (code: ErrorCode): void { this.rejections[code] = (this.rejections[code] ?? 0) + 1 }
+  private now (): number { return this.o.clock.now() }
+
+  // ---- sending -----------------------------------------------------------------------------------------------
+
+  heartbeatBody (status?: ClusterStatus): HeartbeatBody {
+    const p = this.pending
+    return {
+      status: status ?? (p !== null ? ClusterStatus.SyncInProgress : this.installed.version === 0 ? ClusterStatus.Join : ClusterStatus.SyncDone),
+      installedVersion: this.installed.version,
+      installedDigest: Buffer.from(this.installed.digest, 'hex'),
+      pendingVersion: p?.version ?? 0,
+      pendingDigest: p !== null ? Buffer.from(p.digest, 'hex') : null,
+      phase: p === null ? PendingPhase.None : p.locked ? PendingPhase.Locked : PendingPhase.Held,
+      bar: this.lastBar,
+      members: this.members.all().map(m => ({ digest: m.digest, addr: m.addr, state: m.removed ? MemberState.Removed : MemberState.Active }))
+    }
+  }
+
+  private sendTo (id: string, kind: Packet['kind'], bytes: Buffer): void {
+    const m = this.members.get(id)
+    if (m !== undefined && id !== this.id) this.o.transport.send({ kind, from: this.o.addr, to: m.addr, bytes })
+  }
+
+  /** One signed heartbeat to every active member (each gets its own sequence number). */
+  broadcast (status?: ClusterStatus): void {
+    if (this.stopped) return
+    const body = this.heartbeatBody(status)
+    for (const m of this.members.active()) if (m.id !== this.id) this.sendTo(m.id, 'msg', buildHeartbeat(this.signer, body))
+  }
+
+  tick (): void {
+    if (this.stopped) return
+    this.applyQueued()
+    this.evaluate()
+    this.broadcast()
+    if (this.want !== null) {
+      if (++this.want.tries > MAX_FETCH_TRIES) this.want = null
+      else this.sendTo(this.want.from, 'msg', buildSetFetch(this.signer, { version: this.want.version, digest: Buffer.from(this.want.digest, 'hex') }))
+    }
+  }
+
+  /** Graceful shutdown: one Leave heartbeat, then silence. */
+  leave (): void { this.broadcast(ClusterStatus.Leave); this.stopped = true }
+
+  // ---- receiving ---------------------------------------------------------------------------------------------
+
+  receive (packet: Packet): void {
+    if (this.stopped) return
+    try {
+      if (packet.kind === 'msg') this.receiveMsg(packet.bytes); else this.receiveSet(packet.bytes)
+    } catch (err) {
+      this.refuse(PemError.from(err, 'PEM_ERR_CLUSTER_MSG').code)
+    }
+  }
+
+  private receiveMsg (bytes: Buffer): void {
+    const msg = acceptMessage(bytes, { clusterId: this.o.clusterId, members: this.members, guard: this.guard })
+    if (msg.type === ClusterMsgType.SetFetch) {
+      const { version, digest } = msg.body
+      const hex = digest.toString('hex')
+      for (const h of [this.pending, this.installed]) {
+        if (h?.set != null && h.version === version && h.digest === hex) { this.sendTo(msg.sender, 'set', h.set); return }
+      }
+      return
+    }
+    const hb = msg.body
+    const me = hb.members.find(e => e.digest.toString('hex') === this.id)
+    if (me === undefined || me.state === MemberState.Removed) throw new PemError('PEM_ERR_NOT_ADDRESSED', 'heartbeat does not list this member')
+    const advert: Advert = { iv: hb.installedVersion, idg: hb.installedDigest.toString('hex'), pv: hb.pendingVersion, pdg: hb.pendingDigest?.toString('hex') ?? null, phase: hb.phase }
+    const prev = this.peers.get(msg.sender)
+    const lastHeard = hb.status === ClusterStatus.Leave ? -Infinity : this.now()
+    this.peers.set(msg.sender, { advert, lastHeard, streak: nextStreak(prev?.streak ?? new Map(), advert) })
+    if (hb.bar !== null) this.applyBar(hb.bar[0], hb.bar[1].toString('hex'))
+    const candidates: Candidate[] = [{ version: advert.iv, digest: advert.idg, installed: true }]
+    if (advert.pdg !== null) candidates.push({ version: advert.pv, digest: advert.pdg, installed: false })
+    for (const c of candidates) {
+      if (!shouldSwitch(this.installed.version, this.pendingRef(), c) || !betterTarget(c, this.want)) continue
+      this.want = { ...c, from: msg.sender, tries: 0 }
+      this.sendTo(msg.sender, 'msg', buildSetFetch(this.signer, { version: c.version, digest: Buffer.from(c.digest, 'hex') }))
+    }
+    this.evaluate()
+  }
+
+  private pendingRef (): { version: number, digest: string, locked: boolean } | null {
+    return this.pending === null ? null : { version: this.pending.version, digest: this.pending.digest, locked: this.pending.locked }
+  }
+
+  private receiveSet (bytes: Buffer): void {
+    const s = openSet(bytes, { clusterId: this.o.clusterId, identity: this.o.identity, members: this.members, installedVersion: this.installed.version })
+    const digest = s.digest.toString('hex')
+    const originKey = `${s.version}:${s.origin}`
+    const seen = this.originSeen.get(originKey)
+    if (seen !== undefined && seen !== digest) {
+      this.applyBar(s.version, s.origin)
+      throw new PemError('PEM_ERR_EQUIVOCATION', `origin ${s.origin.slice(0, 16)} signed two sets for version ${s.version}`)
+    }
+    this.originSeen.set(originKey, digest)
+    if (this.bars.has(originKey)) throw new PemError('PEM_ERR_EQUIVOCATION', `version ${s.version} of origin ${s.origin.slice(0, 16)} is barred`)
+    const w = this.want
+    if (w === null || w.version !== s.version || w.digest !== digest) return // unsolicited: nothing changes
+    this.want = null
+    if (!shouldSwitch(this.installed.version, this.pendingRef(), w)) return
+    this.pending = this.held(s.plaintext, s.state, s.origin, false)
+    this.broadcast()
+    this.evaluate()
+  }
+
+  private applyBar (version: number, origin: string): void {
+    const key = `${version}:${origin}`
+    if (this.bars.has(key) || version <= this.installed.version) return
+    this.bars.add(key)
+    this.lastBar = [version, Buffer.from(origin, 'hex')]
+    this.alarms.push(`equivocation: version ${version} from origin ${origin.slice(0, 16)}`)
+    // An unlocked pending set of that origin and version is dropped; a locked one stays (unlocking is unsafe).
+    if (this.pending !== null && !this.pending.locked && this.pending.version === version && this.pending.origin === origin) this.pending = null
+  }
+
+  // ---- agreement and install -----------------------------------------------------------------------------------
+
+  evaluate (): void {
+    const p = this.pending
+    if (p === null) return
+    if (p.version <= this.installed.version) { this.pending = null; return }
+    const a = agreement({
+      self: this.id,
+      now: this.now(),
+      activeWindowMs: this.activeWindowMs,
+      voters: this.members.active().map(m => m.id),
+      listed: new Set(MemberTable.of(p.state).active().map(m => m.id)),
+      installedVersion: this.installed.version,
+      pending: { version: p.version, digest: p.digest, locked: p.locked },
+      peers: this.peers
+    })
+    if (a.canLock) {
+      p.locked = true
+      this.broadcast()
+      this.evaluate()
+      return
+    }
+    if (a.canInstall) this.install(p)
+  }
+
+  private install (p: Held): void {
+    try {
+      this.o.commit(p.state, p.plaintext)
+    } catch {
+      this.refuse('PEM_ERR_STORE')
+      return
+    }
+    this.installed = { ...p, locked: true }
+    this.members = MemberTable.of(p.state)
+    this.installs.push({ version: p.version, digest: p.digest })
+    this.pending = null
+    if (this.want !== null && this.want.version <= p.version) this.want = null
+    const pr = this.proposal
+    if (pr !== null && p.version >= pr.version) {
+      this.proposal = null
+      if (p.version === pr.version && p.digest === pr.digest) {
+        this.o.onChange?.({ changeId: pr.changeId, outcome: 'installed', version: p.version, digest: p.digest })
+      } else {
+        this.queue.unshift({ changeId: pr.changeId, mutate: pr.mutate })
+        this.o.onChange?.({ changeId: pr.changeId, outcome: 'rebased', version: pr.version, lostTo: { version: p.version, digest: p.digest }, code: 'PEM_ERR_CHANGE_REBASED' })
+      }
+    }
+    this.broadcast()
+  }
+
+  // ---- admin changes ---------------------------------------------------------------------------------------------
+
+  /** Queue an admin change; it becomes installed-version + 1 as soon as nothing else is in flight. */
+  propose (changeId: string, mutate: (draft: ConfigState) => void): void {
+    this.queue.push({ changeId, mutate })
+    this.applyQueued()
+  }
+
+  get busy (): boolean { return this.queue.length > 0 || this.proposal !== null || this.pending !== null }
+
+  private applyQueued (): void {
+    if (this.stopped || this.queue.length === 0 || this.pending !== null || this.proposal !== null || this.want !== null) return
+    const change = this.queue.shift() as Change
+    const base = this.installed
+    const draft = unpack(base.plaintext) as ConfigState
+    try {
+      change.mutate(draft)
+      draft.version = base.version + 1
+      draft.changedBy = this.id
+      draft.changedAt = new Date(this.now()).toISOString()
+      const before = new Set(this.members.active().map(m => m.id))
+      const after = new Set(MemberTable.of(draft).active().map(m => m.id))
+      const diff = [...before].filter(x => !after.has(x)).length + [...after].filter(x => !before.has(x)).length
+      if (diff > 1) throw new PemError('PEM_ERR_BAD_CONFIG', 'a change may add or remove at most one member per version')
+      if (!after.has(this.id)) throw new PemError('PEM_ERR_BAD_CONFIG', 'a member cannot remove itself; remove it from another member')
+    } catch (err) {
+      this.o.onChange?.({ changeId: change.changeId, outcome: 'failed', version: base.version + 1, code: PemError.from(err, 'PEM_ERR_BAD_CONFIG').code })
+      return
+    }
+    const plaintext = pack(draft)
+    this.pending = this.held(plaintext, draft, this.id, false)
+    this.originSeen.set(`${draft.version}:${this.id}`, this.pending.digest)
+    this.proposal = { ...change, version: draft.version, digest: this.pending.digest }
+    this.broadcast()
+    this.evaluate()
+  }
+}

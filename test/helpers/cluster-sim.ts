@@ -1,0 +1,157 @@
+// Test harness for the cluster core: members built by sponsorship on a MockNetwork with a virtual clock, a fake
+// durable store per member (survives restarts), kill/restart, and the safety check across all installs ever made.
+import crypto from 'node:crypto'
+import { encodePublicKey, generateIdentity, type Identity } from '../../lib/crypto/identity'
+import { ClusterNode, type ChangeEvent } from '../../lib/server/cluster/node'
+import { MemoryHwmStore } from '../../lib/server/cluster/sequence'
+import { MockNetwork, type FaultKnobs } from '../../lib/server/cluster/transport-mock'
+import { emptyState, type ConfigState, type MemberRecord } from '../../lib/server/state'
+import { pack } from '../../lib/wire/frame'
+
+export interface SimMember {
+  name: string
+  identity: Identity
+  addr: string
+  node: ClusterNode
+  stored: { state: ConfigState, plaintext: Buffer }
+  epoch: number
+  hwm: MemoryHwmStore
+  events: ChangeEvent[]
+  alive: boolean
+}
+
+export function memberRecord (identity: Identity, name: string, addr: string): MemberRecord {
+  return { id: identity.id, key: encodePublicKey(identity.publicKey), name, addr, clusterAddr: addr, state: 'active' }
+}
+
+const identityCache: Identity[] = []
+/** Key pairs are slow-ish to make (a self-signed cert each): tests draw from a shared pool. */
+function identityNo (i: number): Identity {
+  while (identityCache.length <= i) identityCache.push(generateIdentity())
+  return identityCache[i]
+}
+
+export class Sim {
+  readonly net: MockNetwork
+  readonly clusterId = crypto.createHash('sha256').update('test cluster').digest()
+  readonly m = new Map<string, SimMember>()
+  readonly allInstalls: Array<{ member: string, version: number, digest: string }> = []
+  private next = 0
+
+  constructor (seed = 1, knobs: Partial<FaultKnobs> = {}, readonly intervalMs = 1000, readonly activeWindowMs = 3500) {
+    this.net = new MockNetwork(seed, knobs)
+  }
+
+  get now (): number { return this.net.clock.now() }
+  get (name: string): SimMember { const x = this.m.get(name); if (x === undefined) throw new Error(`no member ${name}`); return x }
+  node (name: string): ClusterNode { return this.get(name).node }
+  names (): string[] { return [...this.m.keys()] }
+  alive (): SimMember[] { return [...this.m.values()].filter(x => x.alive) }
+
+  private startNode (x: SimMember): void {
+    const node = new ClusterNode({
+      clusterId: this.clusterId,
+      identity: x.identity,
+      addr: x.addr,
+      transport: this.net.transport(x.addr),
+      clock: this.net.clock,
+      epoch: x.epoch,
+      hwm: x.hwm,
+      installed: x.stored.state,
+      installedPlaintext: x.stored.plaintext,
+      intervalMs: this.intervalMs,
+      activeWindowMs: this.activeWindowMs,
+      commit: (state, plaintext) => {
+        x.stored = { state, plaintext }
+        this.allInstalls.push({ member: x.name, version: state.version, digest: crypto.createHash('sha256').update(plaintext).digest('hex') })
+      },
+      onChange: e => x.events.push(e)
+    })
+    x.node = node
+    x.alive = true
+    this.net.attach(x.addr, p => { if (x.node === node) node.receive(p) })
+    const phase = Math.floor(this.net.random() * this.intervalMs)
+    const loop = (): void => {
+      if (x.node !== node || !x.alive) return
+      node.tick()
+      this.net.clock.at(this.net.clock.now() + this.intervalMs, loop)
+    }
+    this.net.clock.at(this.now + phase, loop)
+  }
+
+  private add (name: string, state: ConfigState, identity: Identity): SimMember {
+    const x = { name, identity, addr: `10.0.0.${this.m.size + 1}:7400`, stored: { state, plaintext: pack(state) }, epoch: 1, hwm: new MemoryHwmStore(), events: [], alive: false } as unknown as SimMember
+    this.m.set(name, x)
+    this.startNode(x)
+    return x
+  }
+
+  /** The first member: version 1 lists only itself. */
+  founder (name: string): SimMember {
+    const identity = identityNo(this.next++)
+    const addr = `10.0.0.${this.m.size + 1}:7400`
+    const state = { ...emptyState(), version: 1, changedAt: new Date(0).toISOString(), members: { [identity.id]: memberRecord(identity, name, addr) } }
+    return this.add(name, state, identity)
+  }
+
+  /** An admin on `sponsor` adds a new member's key; the new member's local admin trusts the sponsor (spd trust). */
+  sponsorJoin (sponsor: string, name: string): SimMember {
+    const s = this.get(sponsor)
+    const identity = identityNo(this.next++)
+    const addr = `10.0.0.${this.m.size + 1}:7400`
+    const rec = memberRecord(identity, name, addr)
+    s.node.propose(`add ${name}`, d => { d.members[identity.id] = rec })
+    const trust = { ...emptyState(), version: 0, changedAt: new Date(0).toISOString(), members: { [identity.id]: rec, [s.identity.id]: memberRecord(s.identity, sponsor, s.addr) } }
+    return this.add(name, trust, identity)
+  }
+
+  kill (name: string): void { const x = this.get(name); x.alive = false; x.node.stopped = true; this.net.detach(x.addr) }
+
+  /** Restart from the member's durable store with a new boot epoch and the persisted replay marks. */
+  restart (name: string): void { const x = this.get(name); x.node.stopped = true; x.epoch++; this.startNode(x) }
+
+  run (ms: number): void { this.net.clock.runFor(ms) }
+
+  /** Advance virtual time in 100 ms steps until `pred` holds; returns the virtual ms it took, or -1. */
+  until (pred: () => boolean, maxMs = 60_000): number {
+    const start = this.now
+    while (this.now - start < maxMs) {
+      if (pred()) return this.now - start
+      this.run(100)
+    }
+    return pred() ? this.now - start : -1
+  }
+
+  /** All alive members installed the same (version, digest), at least `min`. */
+  converged (min = 0, who: SimMember[] = this.alive()): boolean {
+    const first = who[0].node.installed
+    return first.version >= min && who.every(x => x.node.installed.version === first.version && x.node.installed.digest === first.digest)
+  }
+
+  /** Safety: never two different digests installed under one version, by anyone, ever. */
+  safetyViolation (): string | null {
+    const byVersion = new Map<number, string>()
+    for (const i of this.allInstalls) {
+      const d = byVersion.get(i.version)
+      if (d !== undefined && d !== i.digest) return `version ${i.version}: ${d.slice(0, 12)} and ${i.digest.slice(0, 12)} (${i.member})`
+      byVersion.set(i.version, i.digest)
+    }
+    return null
+  }
+
+  /** Build an n-member cluster by sponsorship (each new member sponsored by the previous one) and wait for it. */
+  static cluster (n: number, seed = 1, knobs: Partial<FaultKnobs> = {}): Sim {
+    const sim = new Sim(seed, knobs)
+    const names = ['A', 'B', 'C', 'D', 'E', 'F', 'G'].slice(0, n)
+    sim.founder(names[0])
+    for (let i = 1; i < n; i++) {
+      sim.sponsorJoin(names[i - 1], names[i])
+      if (sim.until(() => sim.converged(i + 1), 120_000) < 0) throw new Error(`member ${names[i]} did not join`)
+    }
+    return sim
+  }
+}
+
+export function setPolicy (text: string): (d: ConfigState) => void {
+  return d => { d.policyText = text }
+}
