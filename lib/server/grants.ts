@@ -15,13 +15,18 @@ const READ_ONLY: ReadonlySet<Action> = new Set(['read', 'list', 'getattr', 'read
 export class GrantTable {
   // A Map iterates in insertion order: the first entry is the oldest, which is the one to drop when full.
   private readonly grants = new Map<string, Grant>()
+  // Ids are cut from a pool of random bytes refilled 256 ids at a time: crypto.randomBytes per decision cost ~6.6 µs.
+  private readonly pool = Buffer.alloc(16 * 256)
+  private poolAt = this.pool.length
 
   constructor (private readonly max = GRANTS_MAX, private readonly now: () => number = Date.now) {}
 
   get size (): number { return this.grants.size }
 
   issue (host: string, key: string, compression: Compression, action: Action, ttlMs: number): string {
-    const id = crypto.randomBytes(16).toString('hex')
+    if (this.poolAt === this.pool.length) { crypto.randomFillSync(this.pool); this.poolAt = 0 }
+    const id = this.pool.toString('hex', this.poolAt, this.poolAt + 16)
+    this.poolAt += 16
     while (this.grants.size >= this.max) this.grants.delete(this.grants.keys().next().value as string)
     this.grants.set(id, { host, key, compression, action, expires: this.now() + ttlMs + GRANT_SLACK_MS })
     return id
