@@ -2,6 +2,7 @@
 // covered it), open handles with the decisions of their open (the transaction), and the reply plumbing.
 import fs from 'node:fs'
 import path from 'node:path'
+import type { CryptFile } from './crypt-file'
 import { callerOf, type Caller } from './fuse-ctx'
 import { toErrno, type Decision, type Guard } from './guard'
 import { PemError } from '../wire/errors'
@@ -15,6 +16,7 @@ export interface Handle {
   caller: Caller
   attrs: AccessAttrs
   decisions: Map<Action, Decision> // read/write decisions of this handle, made at open (or first use, for create)
+  crypt: CryptFile | null // the file's shared state when its decisions need the cluster for the data (apply_key)
 }
 
 export interface OpCounts { ops: number, errors: number, reads: number, writes: number, bytesRead: number, bytesWritten: number }

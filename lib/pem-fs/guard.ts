@@ -28,12 +28,15 @@ export class Guard {
     return c.pid > 0 ? attrsOf(c.pid, c.uid, c.gid) : { uid: c.uid, gids: [c.gid], pid: 0, sid: 0, exe: '', exeHash: '', auth: 0 }
   }
 
-  /** A permit decision, or a thrown PemError (PEM_ERR_POLICY_DENY → EACCES; unreachable cluster → EHOSTUNREACH). */
-  async allow (c: Caller, path: string, action: Action, attrs = this.attrs(c)): Promise<Decision> {
+  /**
+   * A permit decision, or a thrown PemError (PEM_ERR_POLICY_DENY → EACCES; unreachable cluster → EHOSTUNREACH).
+   * `fresh` skips the cache (a handle whose grant the server no longer knows decides again).
+   */
+  async allow (c: Caller, path: string, action: Action, attrs = this.attrs(c), fresh = false): Promise<Decision> {
     const key = `${attrs.uid}:${attrs.gids.join(',')}:${attrs.sid}:${attrs.exeHash}:${attrs.exe}:${attrs.auth}|${action}|${path}`
     const hit = this.cache.get(key)
     let d: Decision
-    if (hit !== undefined && hit.until > Date.now() && hit.reply.pv === this.client.pv) {
+    if (!fresh && hit !== undefined && hit.until > Date.now() && hit.reply.pv === this.client.pv) {
       this.stats.cacheHits++
       d = hit.reply
     } else {

@@ -6,6 +6,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { attrOps, type SizeOf } from './ops-attr'
 import { ClusterClient } from './client'
+import { CryptFiles } from './crypt-files'
 import { dirOps } from './ops-dir'
 import { FsState } from './fs-state'
 import { loadShim } from './fuse-ctx'
@@ -58,8 +59,9 @@ export async function mountGuard (o: MountOptions): Promise<Mounted> {
     await reachCluster(client)
     backingFd = fs.openSync(backing, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY)
     const state = new FsState(new Guard(client, dir), backingFd)
-    const sizeOf: SizeOf = (_real, st) => st.size
-    const ops = { ...attrOps(state, sizeOf), ...dirOps(state), ...ioOps(state) }
+    const files = new CryptFiles(client)
+    const sizeOf: SizeOf = async (real, st) => await files.plainSizeOf(real, st)
+    const ops = { ...attrOps(state, sizeOf), ...dirOps(state), ...ioOps(state, files) }
     loadShim() // before fuse-native binds fuse_new
     const Fuse = require('fuse-native') as FuseClass // eslint-disable-line @typescript-eslint/no-var-requires
     const fsname = `pemfs:${dir.replace(/,/g, '_')},${EXTRA_OPTIONS}`
@@ -74,6 +76,7 @@ export async function mountGuard (o: MountOptions): Promise<Mounted> {
         client.close()
         for (const h of state.handles.values()) fs.close(h.fd, () => {})
         state.handles.clear()
+        files.closeAll()
         fs.closeSync(fd)
       })
       await unmounting

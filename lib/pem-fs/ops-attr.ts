@@ -1,6 +1,7 @@
 // FUSE operations on attributes: getattr, chmod, chown, utimens, truncate, statfs. Each asks the guard first.
 import fs from 'node:fs'
 import type { FsState, FuseStat, Reply } from './fs-state'
+import type { Decision } from './guard'
 import { toFuseStat } from './fs-state'
 import { requestedTimes, type TimeSpec } from './utimens'
 
@@ -9,17 +10,17 @@ const clamp = (n: number): number => Math.min(Math.max(0, Math.floor(n)), U32)
 
 export interface FuseStatfs { bsize: number, frsize: number, blocks: number, bfree: number, bavail: number, files: number, ffree: number, favail: number, fsid: number, flag: number, namemax: number }
 
-/** Size as applications see it; encrypted files override this (plaintext size from the backing size). */
-export type SizeOf = (real: string, st: fs.Stats) => number
+/** Size of a regular file as applications see it under its getattr decision (encrypted: plaintext size). */
+export type SizeOf = (real: string, st: fs.Stats, d: Decision) => Promise<number>
 
 export function attrOps (s: FsState, sizeOf: SizeOf): Record<string, unknown> {
   return {
     getattr (raw: string, cb: Reply<FuseStat>) {
       s.serve(raw, cb, async (c, p) => {
-        await s.guard.allow(c, p, 'getattr')
+        const d = await s.guard.allow(c, p, 'getattr')
         const real = s.real(p)
         const st = await fs.promises.lstat(real)
-        return toFuseStat(st, st.isFile() ? sizeOf(real, st) : st.size)
+        return toFuseStat(st, st.isFile() && !d.bypass ? await sizeOf(real, st, d) : st.size)
       })
     },
     chmod (raw: string, mode: number, cb: Reply<void>) {

@@ -1,7 +1,10 @@
-// FUSE operations on file data: open/create decide the transaction (read and/or write) once and the handle carries it;
-// read/write/ftruncate/fsync then go straight to the backing fd without a round trip. Bypass decisions only: data that
-// must pass through the cluster is refused here until the encrypted data path is in (issue 4).
+// FUSE operations on file data: open/create decide the transaction (read and/or write) once and the handle carries
+// it. Bypass decisions: read/write/ftruncate/fsync go straight to the backing fd without a round trip. apply_key
+// decisions: the handle shares the inode's CryptFile and its data passes through spd with the decision's grant
+// (crypt-file.ts); an expired or unknown grant (spd restarted, failed over) makes the handle decide again and retry.
 import fs from 'node:fs'
+import type { CryptFile } from './crypt-file'
+import type { CryptFiles } from './crypt-files'
 import type { Caller } from './fuse-ctx'
 import type { Decision } from './guard'
 import type { FsState, Handle, Reply } from './fs-state'
@@ -12,6 +15,8 @@ const { O_ACCMODE = 3, O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_NOCTTY, O_
 // O_DIRECT would make the backing file demand aligned buffers; O_APPEND is applied by the kernel, which hands us
 // the offset at end of file (and pwrite ignores offsets under O_APPEND); creation flags were handled by the kernel.
 const STRIP = O_DIRECT | O_APPEND | O_CREAT | O_EXCL | O_NOCTTY
+/** Data-call errors after which a handle decides again (decide() moves off servers that stopped answering). */
+const REDECIDE = new Set(['PEM_ERR_UNREACHABLE', 'PEM_ERR_CLOSED', 'PEM_ERR_TIMEOUT', 'PEM_ERR_KEY_NOT_GRANTED', 'PEM_ERR_OVERLOAD'])
 
 const openFd = async (p: string, flags: number, mode?: number): Promise<number> =>
   await new Promise((resolve, reject) => fs.open(p, flags, mode, (e, fd) => e === null ? resolve(fd) : reject(e)))
@@ -26,75 +31,116 @@ function needed (flags: number): Action[] {
   return actions
 }
 
-function mustBypass (d: Decision, p: string): Decision {
-  if (!d.bypass) throw new PemError('PEM_ERR_KEY_NOT_GRANTED', `${p}: the policy requires encryption (key ${d.key ?? '?'}), which this pemfs cannot do yet`)
-  return d
-}
+const errnoOf = (e: NodeJS.ErrnoException): number => -(e.errno !== undefined ? Math.abs(e.errno) : 5)
+/** fuse-native's read/write callbacks take one number: the byte count, or a negative errno. */
+const counted = (cb: (n: number) => void): Reply<number> => (err, n) => cb(err !== 0 ? err : n ?? 0)
 
-export function ioOps (s: FsState): Record<string, unknown> {
+export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
   const decisionOf = async (h: Handle, action: Action): Promise<Decision> => {
     let d = h.decisions.get(action)
     if (d === undefined) {
-      d = mustBypass(await s.guard.allow(h.caller, h.path, action, h.attrs), h.path)
+      d = await s.guard.allow(h.caller, h.path, action, h.attrs)
       h.decisions.set(action, d)
     }
     return d
+  }
+  /** Runs a data call with the handle's decision for `action`; decides again when the grant is gone. */
+  const withGrant = async <T>(h: Handle, action: Action, fn: (d: Decision) => Promise<T>): Promise<T> => {
+    for (let attempt = 0; ; attempt++) {
+      const d = await decisionOf(h, action)
+      try {
+        return await fn(d)
+      } catch (err) {
+        if (!(err instanceof PemError) || !REDECIDE.has(err.code) || attempt >= s.guard.client.servers.length) throw err
+        h.decisions.set(action, await s.guard.allow(h.caller, h.path, action, h.attrs, true))
+      }
+    }
   }
   const handleOf = (fh: number): Handle => {
     const h = s.handles.get(fh)
     if (h === undefined) throw Object.assign(new Error('no such handle'), { code: 'EBADF' })
     return h
   }
-  const opened = (fd: number, p: string, caller: Caller, attrs: AccessAttrs, ds: Array<[Action, Decision]>): number =>
-    s.addHandle({ fd, path: p, caller, attrs, decisions: new Map(ds) })
+  const opened = (fd: number, p: string, caller: Caller, attrs: AccessAttrs, ds: Array<[Action, Decision]>, crypt: CryptFile | null): number =>
+    s.addHandle({ fd, path: p, caller, attrs, decisions: new Map(ds), crypt })
+  /** The inode's shared state. Plaintext left from before opens (reads serve it as it is, writes get EROFS). */
+  const cryptOf = async (p: string, flags: number, ds: Decision[]): Promise<CryptFile> => {
+    const f = await files.acquire(s.real(p))
+    try {
+      if ((flags & O_TRUNC) !== 0) await f.truncate(ds[ds.length - 1], s.real(p), 0)
+      if (f.kind === 'plaintext') f.noteLegacy(s.real(p))
+      return f
+    } catch (err) { files.release(f); throw err }
+  }
+  const readDecision = (h: Handle): Action => h.decisions.has('read') || !h.decisions.has('write') ? 'read' : 'write'
 
   return {
     open (raw: string, flags: number, cb: Reply<number>) {
       s.serve(raw, cb, async (c, p) => {
         const attrs = s.guard.attrs(c)
         const actions = needed(flags)
-        const ds = await Promise.all(actions.map(async a => mustBypass(await s.guard.allow(c, p, a, attrs), p)))
-        const fd = await openFd(s.real(p), flags & ~STRIP)
-        return opened(fd, p, c, attrs, actions.map((a, i) => [a, ds[i]]))
+        const ds = await Promise.all(actions.map(async a => await s.guard.allow(c, p, a, attrs)))
+        const encrypted = ds.some(d => !d.bypass)
+        const fd = await openFd(s.real(p), flags & ~STRIP & ~(encrypted ? O_TRUNC : 0))
+        let crypt: CryptFile | null = null
+        try {
+          if (encrypted) crypt = await cryptOf(p, flags, ds)
+        } catch (err) { fs.close(fd, () => {}); throw err }
+        return opened(fd, p, c, attrs, actions.map((a, i) => [a, ds[i]]), crypt)
       })
     },
     create (raw: string, mode: number, cb: Reply<number>) {
       s.serve(raw, cb, async (c, p) => {
         const attrs = s.guard.attrs(c)
-        const d = mustBypass(await s.guard.allow(c, p, 'create', attrs), p)
+        const d = await s.guard.allow(c, p, 'create', attrs)
         const fd = await openFd(s.real(p), O_CREAT | O_RDWR, mode & 0o7777)
         await s.own(p, c)
-        return opened(fd, p, c, attrs, [['write', d]])
+        let crypt: CryptFile | null = null
+        if (!d.bypass) {
+          try {
+            crypt = await files.acquire(s.real(p))
+            await crypt.create(d, s.real(p))
+          } catch (err) {
+            if (crypt !== null) files.release(crypt)
+            fs.close(fd, () => {})
+            throw err
+          }
+        }
+        return opened(fd, p, c, attrs, [['write', d]], crypt)
       })
     },
-    read (raw: string, fh: number, buf: Buffer, len: number, pos: number, cb: Reply<number>) {
+    read (raw: string, fh: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) {
       const h = s.handles.get(fh)
-      if (h !== undefined && h.decisions.has('read')) { // the fast path: no promise, no round trip
+      if (h !== undefined && h.crypt === null && h.decisions.has('read')) { // the fast path: no promise, no round trip
         s.counts.reads++
-        fs.read(h.fd, buf, 0, len, pos, (e, n) => { if (e === null) s.counts.bytesRead += n; cb(e === null ? n : -(e.errno !== undefined ? Math.abs(e.errno) : 5)) })
+        fs.read(h.fd, buf, 0, len, pos, (e, n) => { if (e === null) s.counts.bytesRead += n; cb(e === null ? n : errnoOf(e)) })
         return
       }
-      s.serve(raw, cb, async () => {
+      s.serve(raw, counted(cb), async () => {
         const hh = handleOf(fh)
-        await decisionOf(hh, 'read')
         s.counts.reads++
-        const n = await new Promise<number>((resolve, reject) => fs.read(hh.fd, buf, 0, len, pos, (e, r) => e === null ? resolve(r) : reject(e)))
+        const crypt = hh.crypt
+        const n = crypt !== null
+          ? await withGrant(hh, readDecision(hh), async d => await crypt.read(d, buf, len, pos))
+          : await decisionOf(hh, 'read').then(async () => await new Promise<number>((resolve, reject) => fs.read(hh.fd, buf, 0, len, pos, (e, r) => e === null ? resolve(r) : reject(e))))
         s.counts.bytesRead += n
         return n
       })
     },
-    write (raw: string, fh: number, buf: Buffer, len: number, pos: number, cb: Reply<number>) {
+    write (raw: string, fh: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) {
       const h = s.handles.get(fh)
-      if (h !== undefined && h.decisions.has('write')) {
+      if (h !== undefined && h.crypt === null && h.decisions.has('write')) {
         s.counts.writes++
-        fs.write(h.fd, buf, 0, len, pos, (e, n) => { if (e === null) s.counts.bytesWritten += n; cb(e === null ? n : -(e.errno !== undefined ? Math.abs(e.errno) : 5)) })
+        fs.write(h.fd, buf, 0, len, pos, (e, n) => { if (e === null) s.counts.bytesWritten += n; cb(e === null ? n : errnoOf(e)) })
         return
       }
-      s.serve(raw, cb, async () => {
+      s.serve(raw, counted(cb), async () => {
         const hh = handleOf(fh)
-        await decisionOf(hh, 'write')
         s.counts.writes++
-        const n = await new Promise<number>((resolve, reject) => fs.write(hh.fd, buf, 0, len, pos, (e, r) => e === null ? resolve(r) : reject(e)))
+        const crypt = hh.crypt
+        const n = crypt !== null
+          ? await withGrant(hh, 'write', async d => await crypt.write(d, s.real(hh.path), buf, len, pos))
+          : await decisionOf(hh, 'write').then(async () => await new Promise<number>((resolve, reject) => fs.write(hh.fd, buf, 0, len, pos, (e, r) => e === null ? resolve(r) : reject(e))))
         s.counts.bytesWritten += n
         return n
       })
@@ -103,7 +149,9 @@ export function ioOps (s: FsState): Record<string, unknown> {
       s.serve(raw, cb, async () => {
         const h = s.handles.get(fh)
         s.handles.delete(fh)
-        if (h !== undefined) await done(cb2 => fs.close(h.fd, cb2))
+        if (h === undefined) return
+        if (h.crypt !== null) files.release(h.crypt)
+        await done(cb2 => fs.close(h.fd, cb2))
       })
     },
     flush (_raw: string, _fh: number, cb: Reply<void>) { cb(0) },
@@ -115,13 +163,17 @@ export function ioOps (s: FsState): Record<string, unknown> {
     },
     truncate (raw: string, size: number, cb: Reply<void>) {
       s.serve(raw, cb, async (c, p) => {
-        mustBypass(await s.guard.allow(c, p, 'truncate'), p)
-        await fs.promises.truncate(s.real(p), size)
+        const d = await s.guard.allow(c, p, 'truncate')
+        if (d.bypass) { await fs.promises.truncate(s.real(p), size); return }
+        const f = await files.acquire(s.real(p))
+        try { await f.truncate(d, s.real(p), size) } finally { files.release(f) }
       })
     },
     ftruncate (raw: string, fh: number, size: number, cb: Reply<void>) {
       s.serve(raw, cb, async () => {
         const h = handleOf(fh)
+        const crypt = h.crypt
+        if (crypt !== null) { await withGrant(h, 'write', async d => await crypt.truncate(d, s.real(h.path), size)); return }
         await decisionOf(h, 'write')
         await done(cb2 => fs.ftruncate(h.fd, size, cb2))
       })

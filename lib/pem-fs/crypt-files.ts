@@ -1,0 +1,95 @@
+// The encrypted files pemfs has open, one CryptFile per backing inode (dev:ino) however many handles and names
+// reach it, so every reader and writer of a file shares its size and its lock; and the plaintext size getattr
+// reports, from the backing size and the header (format plainSize) — never a round trip to spd.
+import fs from 'node:fs'
+import type { ClusterClient } from './client'
+import { CryptFile, pread, type Kind } from './crypt-file'
+import { FILE_MAGIC, HEADER_MAX_BYTES, decodeHeader, plainSize, type FileHeader } from '../wire/file-format'
+
+const { O_RDWR, O_RDONLY, O_NOFOLLOW } = fs.constants
+
+/** What a backing file's first bytes say it is. A damaged header (magic present) throws PEM_ERR_BAD_HEADER. */
+function classify (head: Buffer, size: number): { kind: Kind, header: FileHeader | null, bytes: Buffer | null } {
+  if (size === 0) return { kind: 'empty', header: null, bytes: null }
+  if (head.length < FILE_MAGIC.length || !head.subarray(0, FILE_MAGIC.length).equals(FILE_MAGIC)) return { kind: 'plaintext', header: null, bytes: null }
+  const header = decodeHeader(head)
+  return { kind: 'encrypted', header, bytes: Buffer.from(head.subarray(0, header.headerBytes)) }
+}
+
+const openFd = async (p: string, flags: number): Promise<number> =>
+  await new Promise((resolve, reject) => fs.open(p, flags, (e, fd) => e === null ? resolve(fd) : reject(e)))
+const fstat = async (fd: number): Promise<fs.Stats> =>
+  await new Promise((resolve, reject) => fs.fstat(fd, (e, st) => e === null ? resolve(st) : reject(e)))
+
+export class CryptFiles {
+  private readonly files = new Map<string, CryptFile>()
+  private readonly opening = new Map<string, Promise<CryptFile>>()
+
+  constructor (private readonly client: ClusterClient) {}
+
+  /** The shared state of the file at `real` (a backing path); release() it when done. */
+  async acquire (real: string): Promise<CryptFile> {
+    const st = await fs.promises.stat(real)
+    const id = `${st.dev}:${st.ino}`
+    let f = this.files.get(id)
+    if (f === undefined) {
+      let p = this.opening.get(id)
+      if (p === undefined) {
+        p = this.load(id, real).finally(() => this.opening.delete(id))
+        this.opening.set(id, p)
+      }
+      f = await p
+    }
+    f.refs++
+    return f
+  }
+
+  private async load (id: string, real: string): Promise<CryptFile> {
+    let fd: number
+    try { fd = await openFd(real, O_RDWR | O_NOFOLLOW) } catch { fd = await openFd(real, O_RDONLY | O_NOFOLLOW) }
+    try {
+      const st = await fstat(fd)
+      const head = Buffer.alloc(Math.min(HEADER_MAX_BYTES, st.size))
+      await pread(fd, head, 0)
+      const c = classify(head, st.size)
+      const f = new CryptFile(id, fd, this.client, c.kind, c.header, c.bytes, st.size)
+      this.files.set(id, f)
+      return f
+    } catch (err) {
+      fs.close(fd, () => {})
+      throw err
+    }
+  }
+
+  release (f: CryptFile): void {
+    if (--f.refs > 0) return
+    this.files.delete(f.id)
+    fs.close(f.fd, () => {})
+  }
+
+  closeAll (): void {
+    for (const f of this.files.values()) fs.close(f.fd, () => {})
+    this.files.clear()
+  }
+
+  /**
+   * Size applications see for a regular file under an encrypted guard point: an open file's own bookkeeping, else
+   * the header's plainSize of st_size. Plaintext files and files whose header is damaged show their backing size
+   * (the damaged ones fail with EIO at open; getattr stays possible so they can still be removed).
+   */
+  async plainSizeOf (real: string, st: fs.Stats): Promise<number> {
+    const open = this.files.get(`${st.dev}:${st.ino}`)
+    if (open !== undefined) return open.plainSize()
+    if (st.size === 0) return 0
+    let fd: number | undefined
+    try {
+      fd = await openFd(real, O_RDONLY | O_NOFOLLOW)
+      const head = Buffer.alloc(Math.min(HEADER_MAX_BYTES, st.size))
+      await pread(fd, head, 0)
+      const c = classify(head, st.size)
+      return c.header === null ? st.size : plainSize(c.header, st.size)
+    } catch {
+      return st.size
+    } finally { if (fd !== undefined) fs.close(fd, () => {}) }
+  }
+}

@@ -1,0 +1,157 @@
+// pemfs on a real mount under apply_key: ciphertext underneath (header magic, no plaintext), round trips of many
+// sizes, random overwrites/appends/truncations checked against a model, holes, two processes writing one file,
+// tampering underneath gives EIO (never garbage), and a plaintext file left from before is served read-only.
+// The mount serves VIEW over BACKING (--backing), so this process can read and damage the bytes underneath.
+import test from 'ava'
+import fs from 'node:fs'
+import path from 'node:path'
+import { ROOT, stopAll, stopSpd } from '../../scripts/procs'
+import { cipherSize, decodeHeader, FILE_MAGIC, HEADER_MAX_BYTES, plainSize, slotOffset } from '../../lib/wire/file-format'
+import { clusterWithHost, mount, sh, tempDir, unmountAll, type Cluster } from '../helpers/mounts'
+
+const DRIVER = path.join(ROOT, 'dist', 'test', 'helpers', 'crypt-driver.js')
+let c: Cluster
+let view: string
+let back: string
+const q = (p: string): string => `'${path.join(view, p)}'`
+const drive = async (args: string, timeoutMs = 60000): Promise<Record<string, unknown>> => {
+  const r = await sh(`node '${DRIVER}' ${args}`, { timeoutMs })
+  try { return JSON.parse(r.stdout) } catch { return { ok: false, error: `exit ${r.code}: ${r.stdout} ${r.stderr}` } }
+}
+const header = (p: string): ReturnType<typeof decodeHeader> => {
+  const fd = fs.openSync(path.join(back, p), 'r')
+  const b = Buffer.alloc(HEADER_MAX_BYTES)
+  const n = fs.readSync(fd, b, 0, b.length, 0)
+  fs.closeSync(fd)
+  return decodeHeader(b.subarray(0, n))
+}
+
+const policy = (guard: string): string => `format: 1
+ttl: 2s
+keys: [k1]
+guards:
+  ${guard}:
+    rules:
+      - id: zipped
+        resources: { dirs: [/z] }
+        effect: apply_key(k1)
+        compression: zstd
+      - id: encrypt
+        effect: apply_key(k1)
+`
+
+test.before(async () => {
+  const root = tempDir('crypt')
+  view = path.join(root, 'view')
+  back = path.join(root, 'back')
+  fs.mkdirSync(view); fs.mkdirSync(back); fs.mkdirSync(path.join(back, 'z'))
+  fs.writeFileSync(path.join(back, 'legacy.txt'), 'plaintext from before the guard\n')
+  c = await clusterWithHost('pemfs-crypt', () => policy(view))
+  const r = await mount(c, view, ['--backing', back])
+  if (r.code !== 0) throw new Error(`mount: ${r.stderr}`)
+})
+
+test.after.always(async () => {
+  await unmountAll(c)
+  if (c !== undefined) await stopSpd(c.spd)
+  stopAll()
+})
+
+test.serial('ciphertext underneath: header magic, the key, no plaintext, size from the format', async t => {
+  const r = await drive(`fill ${q('secret.txt')} 'TOPSECRET-MARKER ' 5000`)
+  t.true(r.ok, String(r.error))
+  const raw = fs.readFileSync(path.join(back, 'secret.txt'))
+  t.true(raw.subarray(0, 4).equals(FILE_MAGIC))
+  t.false(raw.includes('TOPSECRET'), 'no plaintext in the backing file')
+  const h = header('secret.txt')
+  t.is(h.keyName, 'k1')
+  t.is(raw.length, cipherSize(h, 17 * 5000))
+  t.is(plainSize(h, raw.length), 17 * 5000)
+  t.is((await sh(`stat -c %s ${q('secret.txt')}; head -c 34 ${q('secret.txt')}`)).stdout, '85000\nTOPSECRET-MARKER TOPSECRET-MARKER ')
+  t.is((await sh(`cat ${q('secret.txt')} | sha256sum`)).stdout, (await sh(`printf 'TOPSECRET-MARKER %.0s' $(seq 5000) | sha256sum`)).stdout)
+})
+
+test.serial('round trips of many sizes around block boundaries, whole and in odd chunks (4 KiB and zstd 64 KiB blocks)', async t => {
+  const sizes = [0, 1, 4095, 4096, 4097, 8191, 8192, 12289, 65535, 65536, 65537, 131072, 131073, 300001].join(',')
+  t.true((await drive(`roundtrip ${q('')} ${sizes}`)).ok)
+  fs.mkdirSync(path.join(back, 'z', 'rt'))
+  const z = await drive(`roundtrip ${q('z/rt')} ${sizes}`)
+  t.true(z.ok, String(z.error))
+  t.is(header('z/rt/rt-65537').compression, 'zstd')
+  t.is(header('z/rt/rt-65537').blockBytes, 65536)
+})
+
+for (const [dir, seed] of [['', 7], ['z/', 11]] as const) {
+  test.serial(`random overwrites, appends, truncate up/down, rename and link against a model (${dir === '' ? '4 KiB' : 'zstd'})`, async t => {
+    const r = await drive(`model ${q(`${dir}model`)} ${seed} 120`)
+    t.true(r.ok, String(r.error))
+  })
+}
+
+test.serial('holes stay holes: a sparse file reads zeros and takes little space underneath', async t => {
+  const r = await sh(`printf head > ${q('sparse')} && dd if=/dev/zero of=${q('sparse')} bs=1 count=1 seek=20971519 conv=notrunc status=none && truncate -s 41943040 ${q('sparse')} && stat -c %s ${q('sparse')} && od -An -c -N 4 ${q('sparse')} | tr -d ' ' && dd if=${q('sparse')} bs=1M skip=30 count=1 status=none | tr -d '\\0' | wc -c`)
+  t.is(r.stdout, '41943040\nhead\n0\n', r.stderr)
+  const st = fs.statSync(path.join(back, 'sparse'))
+  t.is(st.size, cipherSize(header('sparse'), 41943040))
+  t.true(st.blocks * 512 < 1 << 20, `${st.blocks * 512} bytes allocated for 40 MiB`)
+})
+
+test.serial('two processes write interleaved unaligned ranges of one file at once; the result is both', async t => {
+  const parts = 2; const chunk = 3000; const rounds = 200
+  t.is((await sh(`: > ${q('shared')}`)).code, 0)
+  const [a, b] = await Promise.all([0, 1].map(async i => await drive(`writer ${q('shared')} ${i} ${parts} ${chunk} ${rounds}`)))
+  t.true(a.ok && b.ok, `${String(a.error)} ${String(b.error)}`)
+  const expect = Buffer.concat(Array.from({ length: rounds * parts }, (_, k) => Buffer.alloc(chunk, 65 + (k % parts))))
+  const got = await sh(`sha256sum < ${q('shared')}; stat -c %s ${q('shared')}`)
+  const { createHash } = await import('node:crypto')
+  t.is(got.stdout, `${createHash('sha256').update(expect).digest('hex')}  -\n${expect.length}\n`)
+})
+
+test.serial('O_APPEND from two shells at once: every line arrives whole', async t => {
+  const r = await sh(`f=${q('log')}; (for i in $(seq 200); do echo "a-$i-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" >> "$f"; done) & (for i in $(seq 200); do echo "b-$i-bbbbbbbbbbbbbbbbbbbbbbbbbbbbb" >> "$f"; done) & wait; wc -l < "$f"; grep -c '^a-[0-9]*-a*$' "$f"; grep -c '^b-[0-9]*-b*$' "$f"`, { timeoutMs: 60000 })
+  t.is(r.stdout, '400\n200\n200\n', r.stderr)
+})
+
+test.serial('a handle outlives its grant (ttl 2 s + 2 s): it decides again and keeps reading and writing', async t => {
+  const r = await drive(`slow ${q('slow')} 10 550`)
+  t.true(r.ok, String(r.error))
+})
+
+test.serial('tampering underneath: a flipped bit, swapped blocks, a cut inside a block all give EIO, never garbage', async t => {
+  const make = async (name: string): Promise<string> => {
+    t.is((await sh(`head -c 20000 /dev/urandom > ${q(name)}`)).code, 0)
+    return path.join(back, name)
+  }
+  const flip = await make('flip')
+  const h = header('flip')
+  const fd = fs.openSync(flip, 'r+')
+  const one = Buffer.alloc(1)
+  fs.readSync(fd, one, 0, 1, slotOffset(h, 2) + 100); one[0] ^= 0x04; fs.writeSync(fd, one, 0, 1, slotOffset(h, 2) + 100)
+  fs.closeSync(fd)
+  const swap = await make('swap')
+  const sb = fs.readFileSync(swap)
+  const s0 = Buffer.from(sb.subarray(slotOffset(h, 0), slotOffset(h, 1)))
+  sb.copy(sb, slotOffset(h, 0), slotOffset(h, 1), slotOffset(h, 2)); s0.copy(sb, slotOffset(h, 1))
+  fs.writeFileSync(swap, sb)
+  const cut = await make('cut')
+  fs.truncateSync(cut, fs.statSync(cut).size - 7)
+  for (const name of ['flip', 'swap', 'cut']) {
+    const r = await sh(`cat ${q(name)} | wc -c; cat ${q(name)} > /dev/null`)
+    t.regex(r.stderr, /Input\/output error/, name)
+    t.not(r.code, 0, name)
+  }
+  const part = await sh(`dd if=${q('flip')} bs=4096 count=1 iflag=direct status=none | wc -c`)
+  t.is(part.stdout.trim(), '4096', 'blocks before the damage still read')
+})
+
+test.serial('a plaintext file left from before: read as it is, writes refused (EROFS) and the file untouched; O_TRUNC encrypts', async t => {
+  t.is((await sh(`cat ${q('legacy.txt')}`)).stdout, 'plaintext from before the guard\n')
+  const w = await sh(`echo more | tee -a ${q('legacy.txt')}; truncate -s 5 ${q('legacy.txt')}`)
+  t.not(w.code, 0)
+  t.regex(w.stderr, /tee: .*legacy.txt: Read-only file system/)
+  t.regex(w.stderr, /truncate: .*legacy.txt.*: Read-only file system/)
+  t.is(fs.readFileSync(path.join(back, 'legacy.txt'), 'utf8'), 'plaintext from before the guard\n')
+  const r = await sh(`echo rewritten > ${q('legacy.txt')} && cat ${q('legacy.txt')}`)
+  t.is(r.stdout, 'rewritten\n', r.stderr)
+  t.true(fs.readFileSync(path.join(back, 'legacy.txt')).subarray(0, 4).equals(FILE_MAGIC))
+})
