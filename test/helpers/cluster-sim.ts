@@ -1,7 +1,7 @@
 // Test harness for the cluster core: members built by sponsorship on a MockNetwork with a virtual clock, a fake
 // durable store per member (survives restarts), kill/restart, and the safety check across all installs ever made.
 import crypto from 'node:crypto'
-import { encodePublicKey, generateIdentity, type Identity } from '../../lib/crypto/identity'
+import { encodePublicKey, identityFromKey, type Identity } from '../../lib/crypto/identity'
 import { ClusterNode, type ChangeEvent } from '../../lib/server/cluster/node'
 import { MemoryHwmStore } from '../../lib/server/cluster/sequence'
 import { MockNetwork, type FaultKnobs } from '../../lib/server/cluster/transport-mock'
@@ -25,9 +25,16 @@ export function memberRecord (identity: Identity, name: string, addr: string): M
 }
 
 const identityCache: Identity[] = []
-/** Key pairs are slow-ish to make (a self-signed cert each): tests draw from a shared pool. */
-function identityNo (i: number): Identity {
-  while (identityCache.length <= i) identityCache.push(generateIdentity())
+/**
+ * Deterministic key pairs (seed = SHA-256 of a label), so a schedule replays byte for byte across processes; cached
+ * because each one builds a self-signed certificate.
+ */
+export function identityNo (i: number): Identity {
+  while (identityCache.length <= i) {
+    const seed = crypto.createHash('sha256').update(`pem test identity ${identityCache.length}`).digest()
+    const der = Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed])
+    identityCache.push(identityFromKey(crypto.createPrivateKey({ key: der, format: 'der', type: 'pkcs8' })))
+  }
   return identityCache[i]
 }
 

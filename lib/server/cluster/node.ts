@@ -265,6 +265,9 @@ export class ClusterNode {
     this.applyQueued()
   }
 
+  /** Changes accepted by propose() and not yet installed or failed (lost if the process stops now). */
+  get unresolved (): string[] { return [...(this.proposal !== null ? [this.proposal.changeId] : []), ...this.queue.map(c => c.changeId)] }
+
   get busy (): boolean { return this.queue.length > 0 || this.proposal !== null || this.pending !== null }
 
   private applyQueued (): void {
