@@ -11,6 +11,7 @@ import { defaultConfigDir, hostIdentity, readCluster, writeCluster } from '../pe
 import { PemError } from '../wire/errors'
 import { isAction, ACTIONS } from '../wire/packets'
 import { printObject, printRows, run } from './common'
+import { embeddedFiles, startEmbedded, stopStale, type Embedded } from './embedded'
 
 // FUSE requests wait on the libuv pool for backing-file I/O: give it more than the default 4 threads.
 process.env.UV_THREADPOOL_SIZE ??= '16'
@@ -75,15 +76,18 @@ program.command('servers')
     } finally { client.close() }
   }))
 
-interface MountFlags { backing?: string, foreground?: boolean, configDir: string, timeoutMs: string, json?: boolean }
+interface MountFlags { backing?: string, foreground?: boolean, embedded?: boolean, configDir: string, timeoutMs: string, json?: boolean }
 
 async function mountForeground (dir: string, o: MountFlags): Promise<void> {
   const configDir = path.resolve(o.configDir)
   const files = runFiles(configDir, dir)
   let m
+  let embedded: Embedded | undefined
   try {
-    m = await mountGuard({ dir, backing: o.backing, configDir, timeoutMs: Number(o.timeoutMs) })
+    if (o.embedded === true) embedded = await startEmbedded(configDir, dir)
+    m = await mountGuard({ dir, backing: o.backing, configDir: embedded?.hostDir ?? configDir, timeoutMs: Number(o.timeoutMs) })
   } catch (err) {
+    await embedded?.stop()
     signalReady(`error: ${PemError.from(err).message}`)
     throw err
   }
@@ -99,7 +103,7 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
     process.stderr.write(`pemfs: ${signal}: unmounting ${mounted.dir}\n`)
     control.close()
     clearInterval(keepAlive)
-    mounted.unmount().finally(() => {
+    mounted.unmount().then(async () => await embedded?.stop()).finally(() => {
       fs.rmSync(files.pid, { force: true }); fs.rmSync(files.sock, { force: true })
       process.exit(0)
     })
@@ -114,6 +118,7 @@ program.command('mount <dir>')
   .description('guard DIR in place (or --backing DIR under it): every operation is decided by the cluster')
   .option('--backing <dir>', 'the directory whose files are served (default: DIR itself, guarded in place)')
   .option('--foreground', 'stay in the foreground instead of starting a daemon')
+  .option('--embedded', 'run a private single-member spd (encrypt everything, permit every local user) under the config dir')
   .option('--config-dir <dir>', 'host config directory', defaultConfigDir())
   .option('--timeout-ms <ms>', 'request timeout per server', '2000')
   .option('--json', 'print JSON')
@@ -123,7 +128,7 @@ program.command('mount <dir>')
     const configDir = path.resolve(o.configDir)
     const files = runFiles(configDir, dir)
     if (isMounted(dir)) throw new PemError('PEM_ERR_BUSY', `${dir} is already mounted`)
-    const args = ['mount', dir, '--foreground', '--config-dir', configDir, '--timeout-ms', o.timeoutMs, ...(o.backing !== undefined ? ['--backing', path.resolve(o.backing)] : [])]
+    const args = ['mount', dir, '--foreground', '--config-dir', configDir, '--timeout-ms', o.timeoutMs, ...(o.backing !== undefined ? ['--backing', path.resolve(o.backing)] : []), ...(o.embedded === true ? ['--embedded'] : [])]
     const pid = await startDaemon(process.argv[1], args, files.log)
     printObject({ mounted: dir, backing: path.resolve(o.backing ?? dir), pid, log: files.log }, o.json === true)
   }))
@@ -135,6 +140,7 @@ program.command('unmount <dir>')
   .action((d: string, o: { configDir: string, json?: boolean }) => run(async () => {
     const dir = path.resolve(d)
     const r = await stopDaemon(runFiles(path.resolve(o.configDir), dir), dir)
+    await stopStale(embeddedFiles(path.resolve(o.configDir), dir)) // only when a dead mount left its embedded spd
     printObject({ unmounted: dir, daemon: r.pid, forced: r.detached }, o.json === true)
   }))
 

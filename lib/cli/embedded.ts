@@ -1,0 +1,121 @@
+// `pemfs mount DIR --embedded`: a private single-member spd for one guard point, as a child of the mount. First use:
+// `spd init` under CONFIG/embedded/ID/ (generated admin password file 0600, loopback ports), the standalone default
+// policy (encrypt everything under key `default`, permit every user), a host token and the enrollment. Every mount
+// then starts the child, waits until it serves, and stops it after unmounting. Keys live in that data dir: it is kept.
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { adminCall } from './admin-client'
+import { enroll, splitAddr } from '../pem-fs/client'
+import { hostIdentity, writeCluster, CLUSTER_FILE } from '../pem-fs/host-config'
+import { defaultPolicy } from '../policy/default'
+import { PemError } from '../wire/errors'
+
+const SPD = path.resolve(__dirname, '../../../bin/spd.js') // from dist/lib/cli
+const ADMIN = 'admin'
+
+export interface EmbeddedFiles { base: string, data: string, password: string, host: string, pid: string, log: string, info: string }
+interface Info { id: string, listen: string, admin: string }
+
+export function embeddedFiles (configDir: string, dir: string): EmbeddedFiles {
+  const base = path.join(configDir, 'embedded', crypto.createHash('sha256').update(path.resolve(dir)).digest('hex').slice(0, 16))
+  return { base, data: path.join(base, 'spd'), password: path.join(base, 'admin-password'), host: path.join(base, 'host'), pid: path.join(base, 'spd.pid'), log: path.join(base, 'spd.log'), info: path.join(base, 'embedded.json') }
+}
+
+async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const s = net.createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => { const a = s.address() as net.AddressInfo; s.close(() => resolve(a.port)) })
+  })
+}
+
+async function spdInit (f: EmbeddedFiles): Promise<Info> {
+  fs.mkdirSync(f.base, { recursive: true, mode: 0o700 })
+  fs.writeFileSync(f.password, crypto.randomBytes(24).toString('base64url') + '\n', { mode: 0o600 })
+  const listen = `127.0.0.1:${await freePort()}`
+  const admin = `127.0.0.1:${await freePort()}`
+  const out = await new Promise<string>((resolve, reject) => execFile(process.execPath, [SPD, 'init', '--data-dir', f.data, '--name', 'embedded', '--listen', listen, '--admin-listen', admin, '--admin-user', ADMIN, '--admin-password-file', f.password, '--json'], { timeout: 20000 },
+    (err, stdout, stderr) => err === null ? resolve(stdout) : reject(new PemError('PEM_ERR_BAD_CONFIG', `spd init: ${stderr.trim() || err.message}`))))
+  // One member: there is nowhere to send a request it would reject for load, so it never does.
+  const cfg = path.join(f.data, 'spd.json')
+  fs.writeFileSync(cfg, JSON.stringify({ ...JSON.parse(fs.readFileSync(cfg, 'utf8')), load: { threshold: 1 } }, null, 2) + '\n', { mode: 0o600 })
+  const info: Info = { id: (JSON.parse(out) as { id: string }).id, listen, admin }
+  fs.writeFileSync(f.info, JSON.stringify(info) + '\n', { mode: 0o600 })
+  return info
+}
+
+/** Starts `spd start` and resolves once it logs that it serves; its output goes to the log file. */
+async function spdStart (f: EmbeddedFiles, timeoutMs = 10000): Promise<ChildProcess> {
+  const log = fs.createWriteStream(f.log, { flags: 'a', mode: 0o600 })
+  const child = spawn(process.execPath, [SPD, 'start', '--data-dir', f.data], { stdio: ['ignore', 'pipe', 'pipe'] })
+  child.stderr?.pipe(log)
+  await new Promise<void>((resolve, reject) => {
+    let text = ''
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new PemError('PEM_ERR_TIMEOUT', `the embedded spd did not serve within ${timeoutMs} ms (log: ${f.log})`)) }, timeoutMs)
+    const onData = (c: Buffer): void => {
+      log.write(c)
+      text += c.toString('utf8')
+      if (text.includes('"spd serving"')) { clearTimeout(timer); child.stdout?.off('data', onData); child.stdout?.pipe(log); resolve() }
+    }
+    child.stdout?.on('data', onData)
+    child.once('exit', code => { clearTimeout(timer); reject(new PemError('PEM_ERR_BAD_CONFIG', `the embedded spd exited with ${String(code)} (log: ${f.log})`)) })
+  })
+  fs.writeFileSync(f.pid, `${child.pid ?? 0}\n`, { mode: 0o600 })
+  return child
+}
+
+/** Admin login, default policy for DIR, a host token, and the enrollment of this host in f.host. */
+async function enrollHere (f: EmbeddedFiles, info: Info, dir: string): Promise<void> {
+  const target = { ...splitAddr(info.admin), pin: info.id }
+  const password = fs.readFileSync(f.password, 'utf8').trim()
+  const login = (await adminCall(target, 'POST', '/v1/login', { user: ADMIN, password })).value as { token: string }
+  await adminCall(target, 'PUT', '/v1/policy', { text: defaultPolicy({ guards: [path.resolve(dir)] }) }, login.token)
+  const name = `${os.hostname()}-embedded`
+  const t = (await adminCall(target, 'POST', '/v1/hosts', { name }, login.token)).value as { token: string }
+  const reply = await enroll(hostIdentity(f.host), [info.listen], t.token, name)
+  writeCluster(f.host, { host: reply.host, name, servers: reply.servers, enrolled: new Date().toISOString() })
+}
+
+const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
+
+/** Stops an embedded spd left running by a mount that died (its pid file says so). */
+export async function stopStale (f: EmbeddedFiles, graceMs = 5000): Promise<void> {
+  let pid = 0
+  try { pid = Number(fs.readFileSync(f.pid, 'utf8').trim()) } catch { return }
+  if (pid > 0 && alive(pid) && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(f.data)) {
+    process.kill(pid, 'SIGTERM')
+    const until = Date.now() + graceMs
+    while (alive(pid) && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 50))
+    if (alive(pid)) process.kill(pid, 'SIGKILL')
+  }
+  fs.rmSync(f.pid, { force: true })
+}
+
+export interface Embedded { hostDir: string, stop: () => Promise<void> }
+
+/** Brings the embedded spd of DIR up (initialising and enrolling on first use); stop() ends it. */
+export async function startEmbedded (configDir: string, dir: string): Promise<Embedded> {
+  const f = embeddedFiles(configDir, dir)
+  await stopStale(f)
+  if (!fs.existsSync(f.info)) fs.rmSync(f.data, { recursive: true, force: true }) // an init that did not finish
+  const info: Info = fs.existsSync(f.info) ? JSON.parse(fs.readFileSync(f.info, 'utf8')) as Info : await spdInit(f)
+  const child = await spdStart(f)
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise(resolve => child.once('exit', resolve))
+      child.kill('SIGTERM')
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+      await exited
+      clearTimeout(timer)
+    }
+    fs.rmSync(f.pid, { force: true })
+  }
+  try {
+    if (!fs.existsSync(path.join(f.host, CLUSTER_FILE))) await enrollHere(f, info, dir)
+  } catch (err) { await stop(); throw err }
+  return { hostDir: f.host, stop }
+}
