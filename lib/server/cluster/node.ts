@@ -285,6 +285,9 @@ export class ClusterNode {
       const diff = [...before].filter(x => !after.has(x)).length + [...after].filter(x => !before.has(x)).length
       if (diff > 1) throw new PemError('PEM_ERR_BAD_CONFIG', 'a change may add or remove at most one member per version')
       if (!after.has(this.id)) throw new PemError('PEM_ERR_BAD_CONFIG', 'a member cannot remove itself; remove it from another member')
+      for (const m of this.members.all()) {
+        if (m.removed && after.has(m.id)) throw new PemError('PEM_ERR_BAD_CONFIG', `member ${m.id.slice(0, 16)} was removed; a removed key cannot rejoin`)
+      }
     } catch (err) {
       this.o.onChange?.({ changeId: change.changeId, outcome: 'failed', version: base.version + 1, code: PemError.from(err, 'PEM_ERR_BAD_CONFIG').code })
       return
