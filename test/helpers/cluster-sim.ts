@@ -18,6 +18,10 @@ export interface SimMember {
   hwm: MemoryHwmStore
   events: ChangeEvent[]
   alive: boolean
+  /** Make the next N commits fail (a crash or I/O error at install time). */
+  failCommits: number
+  /** The persisted lock (survives restarts, not wipes). */
+  lock?: { version: number, digest: string }
 }
 
 export function memberRecord (identity: Identity, name: string, addr: string): MemberRecord {
@@ -69,25 +73,48 @@ export class Sim {
       intervalMs: this.intervalMs,
       activeWindowMs: this.activeWindowMs,
       commit: (state, plaintext) => {
+        if (x.failCommits > 0) { x.failCommits--; throw new Error('injected commit failure') }
         x.stored = { state, plaintext }
         this.allInstalls.push({ member: x.name, version: state.version, digest: crypto.createHash('sha256').update(plaintext).digest('hex') })
       },
+      locks: { load: () => x.lock, save: l => { x.lock = { ...l } } },
       onChange: e => x.events.push(e)
     })
     x.node = node
     x.alive = true
     this.net.attach(x.addr, p => { if (x.node === node) node.receive(p) })
-    const phase = Math.floor(this.net.random() * this.intervalMs)
-    const loop = (): void => {
+    this.loop(x, Math.floor(this.net.random() * this.intervalMs))
+  }
+
+  private loop (x: SimMember, delay: number): void {
+    const node = x.node
+    const run = (): void => {
       if (x.node !== node || !x.alive) return
       node.tick()
-      this.net.clock.at(this.net.clock.now() + this.intervalMs, loop)
+      this.net.clock.at(this.net.clock.now() + this.intervalMs, run)
     }
-    this.net.clock.at(this.now + phase, loop)
+    this.net.clock.at(this.now + delay, run)
+  }
+
+  /** SIGSTOP: no ticks, and packets that arrive meanwhile are lost to it. */
+  pause (name: string): void { const x = this.get(name); x.alive = false; x.node.stopped = true }
+  /** SIGCONT: the same process carries on (same epoch, counter continues). */
+  resume (name: string): void { const x = this.get(name); x.alive = true; x.node.stopped = false; this.loop(x, 0) }
+
+  /** Restart with a wiped data dir but the same key: back to the trust state, new replay marks, a clock-based epoch. */
+  restartWiped (name: string, sponsor: string): void {
+    const x = this.get(name); const s = this.get(sponsor)
+    const trust = { ...emptyState(), version: 0, changedAt: new Date(0).toISOString(), members: { [x.identity.id]: memberRecord(x.identity, name, x.addr), [s.identity.id]: memberRecord(s.identity, sponsor, s.addr) } }
+    x.stored = { state: trust, plaintext: pack(trust) }
+    x.hwm = new MemoryHwmStore()
+    x.lock = undefined
+    x.epoch = 1_000_000 + Math.floor(this.now / 1000)
+    x.node.stopped = true
+    this.startNode(x)
   }
 
   private add (name: string, state: ConfigState, identity: Identity): SimMember {
-    const x = { name, identity, addr: `10.0.0.${this.m.size + 1}:7400`, stored: { state, plaintext: pack(state) }, epoch: 1, hwm: new MemoryHwmStore(), events: [], alive: false } as unknown as SimMember
+    const x = { name, identity, addr: `10.0.0.${this.m.size + 1}:7400`, stored: { state, plaintext: pack(state) }, epoch: 1, hwm: new MemoryHwmStore(), events: [], alive: false, failCommits: 0 } as unknown as SimMember
     this.m.set(name, x)
     this.startNode(x)
     return x

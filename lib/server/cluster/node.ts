@@ -24,6 +24,12 @@ export interface ChangeEvent {
   code?: ErrorCode
 }
 
+/** Where a member persists its lock (version, digest) before advertising it, so a restart cannot unlock it. */
+export interface LockStore {
+  load: () => { version: number, digest: string } | undefined
+  save: (lock: { version: number, digest: string }) => void
+}
+
 export interface NodeOptions {
   clusterId: Buffer
   identity: Identity
@@ -41,10 +47,11 @@ export interface NodeOptions {
   activeWindowMs?: number
   /** Make the new configuration durable (atomic); throwing leaves the old one installed and the set pending. */
   commit: (state: ConfigState, plaintext: Buffer) => void
+  locks?: LockStore
   onChange?: (e: ChangeEvent) => void
 }
 
-interface Held { version: number, digest: string, plaintext: Buffer, state: ConfigState, set: Buffer | null, origin: string, locked: boolean }
+interface Held { version: number, digest: string, plaintext: Buffer, state: ConfigState, set: Buffer | null, origin: string, locked: boolean, since: number }
 interface Want extends Candidate { from: string, tries: number }
 interface Change { changeId: string, mutate: (draft: ConfigState) => void }
 
@@ -68,9 +75,12 @@ export class ClusterNode {
   private readonly bars = new Set<string>()
   private lastBar: [number, Buffer] | null = null
   private readonly originSeen = new Map<string, string>()
+  /** Catch-up targets that stalled (e.g. a fast-forwarded version nobody else has): ignored until the time given. */
+  private readonly distrusted = new Map<string, number>()
   private readonly queue: Change[] = []
   private proposal: (Change & { version: number, digest: string }) | null = null
   stopped = false
+  private lockMemo: { version: number, digest: string } | null
 
   constructor (private readonly o: NodeOptions) {
     this.id = o.identity.id
@@ -81,12 +91,19 @@ export class ClusterNode {
     const plaintext = o.installedPlaintext ?? pack(o.installed)
     this.installed = this.held(plaintext, o.installed, o.installed.changedBy, true)
     this.members = MemberTable.of(o.installed)
+    const memo = o.locks?.load()
+    this.lockMemo = memo !== undefined && memo.version > o.installed.version ? memo : null
+  }
+
+  /** A lock survives restarts: at its version only its digest (or an installed one) may be held again. */
+  private lockForbids (version: number, digest: string): boolean {
+    return this.lockMemo !== null && this.lockMemo.version === version && this.lockMemo.digest !== digest
   }
 
   private held (plaintext: Buffer, state: ConfigState, origin: string, locked: boolean): Held {
     const listed = MemberTable.of(state).active().some(m => m.id === this.id)
     const set = state.version > 0 && listed ? buildSet(this.o.clusterId, this.o.identity, plaintext, /^[0-9a-f]{64}$/.test(origin) ? origin : this.id) : null
-    return { version: state.version, digest: sha256(plaintext).toString('hex'), plaintext, state, set, origin, locked }
+    return { version: state.version, digest: sha256(plaintext).toString('hex'), plaintext, state, set, origin, locked, since: this.o.clock.now() }
   }
 
   private refuse (code: ErrorCode): void { this.rejections[code] = (this.rejections[code] ?? 0) + 1 }
@@ -167,6 +184,8 @@ export class ClusterNode {
     if (advert.pdg !== null) candidates.push({ version: advert.pv, digest: advert.pdg, installed: false })
     for (const c of candidates) {
       if (!shouldSwitch(this.installed.version, this.pendingRef(), c) || !betterTarget(c, this.want)) continue
+      if ((this.distrusted.get(`${c.version}:${c.digest}`) ?? -Infinity) > this.now()) continue
+      if (!c.installed && this.lockForbids(c.version, c.digest)) continue
       this.want = { ...c, from: msg.sender, tries: 0 }
       this.sendTo(msg.sender, 'msg', buildSetFetch(this.signer, { version: c.version, digest: Buffer.from(c.digest, 'hex') }))
     }
@@ -192,7 +211,8 @@ export class ClusterNode {
     if (w === null || w.version !== s.version || w.digest !== digest) return // unsolicited: nothing changes
     this.want = null
     if (!shouldSwitch(this.installed.version, this.pendingRef(), w)) return
-    this.pending = this.held(s.plaintext, s.state, s.origin, false)
+    const relock = this.lockMemo !== null && this.lockMemo.version === s.version && this.lockMemo.digest === digest
+    this.pending = this.held(s.plaintext, s.state, s.origin, relock)
     this.broadcast()
     this.evaluate()
   }
@@ -213,6 +233,14 @@ export class ClusterNode {
     const p = this.pending
     if (p === null) return
     if (p.version <= this.installed.version) { this.pending = null; return }
+    // A catch-up target (more than one version ahead) can only install once the active members have it installed;
+    // if that does not happen in time it was a fast-forward by one member: drop it and ignore it for a while.
+    if (!p.locked && p.version > this.installed.version + 1 && this.now() - p.since > this.activeWindowMs + 2 * this.intervalMs) {
+      this.distrusted.set(`${p.version}:${p.digest}`, this.now() + 30 * this.intervalMs)
+      this.alarms.push(`stalled catch-up to version ${p.version} dropped`)
+      this.pending = null
+      return
+    }
     const a = agreement({
       self: this.id,
       now: this.now(),
@@ -223,7 +251,9 @@ export class ClusterNode {
       pending: { version: p.version, digest: p.digest, locked: p.locked },
       peers: this.peers
     })
-    if (a.canLock) {
+    if (a.canLock && !this.lockForbids(p.version, p.digest)) {
+      try { this.o.locks?.save({ version: p.version, digest: p.digest }) } catch { this.refuse('PEM_ERR_STORE'); return }
+      this.lockMemo = { version: p.version, digest: p.digest }
       p.locked = true
       this.broadcast()
       this.evaluate()
@@ -263,6 +293,16 @@ export class ClusterNode {
   propose (changeId: string, mutate: (draft: ConfigState) => void): void {
     this.queue.push({ changeId, mutate })
     this.applyQueued()
+  }
+
+  /**
+   * Freshness fence for policy decisions (CHECKLIST C14): true while this member has heard, within `maxStalenessMs`,
+   * from enough members to form a majority with itself. A member cut off longer should stop answering decisions.
+   */
+  canServe (maxStalenessMs: number): boolean {
+    const voters = this.members.active()
+    const heard = voters.filter(m => m.id === this.id || this.now() - (this.peers.get(m.id)?.lastHeard ?? -Infinity) <= maxStalenessMs).length
+    return heard >= Math.floor(voters.length / 2) + 1
   }
 
   /** Changes accepted by propose() and not yet installed or failed (lost if the process stops now). */

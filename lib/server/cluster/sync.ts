@@ -8,11 +8,14 @@
 //            supporters (self included) a strict majority of the installed voters.
 //   install  no conflict, every active listed member advertising (v, d) in >= 2 messages, and either
 //            (a) locked with a strict majority of voters advertising (v, d) locked or installed, or
-//            (b) some voter advertising (v, d) installed (catch-up after downtime, joiners).
+//            (b) catch-up (after downtime; joiners): some voter advertises (v, d) installed, and either a strict
+//                majority of voters do, or every active listed member does (so one member alone cannot
+//                fast-forward the others: they hold it pending, which does not count for (b)).
 //
-// A member locks at most one digest per version and never unlocks (except to follow an installed digest),
-// so two majorities of locks for different digests cannot form: no two members install different content
-// under one version, whatever the network does. The active window only lets a dead member stop blocking.
+// A member locks at most one digest per version and never unlocks (except to follow an installed digest; the lock
+// is persisted across restarts), so two majorities of locks for different digests cannot form: no two members
+// install different content under one version, whatever the network does. The active window only lets a dead
+// member stop blocking.
 import { PendingPhase } from '../../wire/cluster-msg'
 
 export interface Advert { iv: number, idg: string, pv: number, pdg: string | null, phase: PendingPhase }
@@ -93,6 +96,7 @@ export function agreement (i: AgreementInput): Agreement {
   const installedBy: string[] = []
   let conflict = false
   let everyone = true
+  let everyoneInstalled = true
   for (const id of new Set(i.voters)) {
     if (id === i.self) continue
     const p = i.peers.get(id)
@@ -109,10 +113,12 @@ export function agreement (i: AgreementInput): Agreement {
       if (supports) supporters.push(id)
     }
     if (active && i.listed.has(id) && !supports) everyone = false
+    if (active && i.listed.has(id) && !(supports && p?.advert.iv === v && p.advert.idg === d)) everyoneInstalled = false
   }
   const majority = majorityOf(new Set(i.voters).size)
   const next = v === i.installedVersion + 1
   const canLock = next && !i.pending.locked && !conflict && everyone && supporters.length >= majority
-  const canInstall = !conflict && everyone && ((next && i.pending.locked && lockers.length >= majority) || installedBy.length > 0)
+  const catchUp = installedBy.length > 0 && (installedBy.length >= majority || everyoneInstalled)
+  const canInstall = !conflict && everyone && ((next && i.pending.locked && lockers.length >= majority) || catchUp)
   return { conflict, everyone, supporters, lockers, installedBy, canLock, canInstall }
 }
