@@ -30,7 +30,9 @@ export interface Mounted { dir: string, backing: string, state: FsState, client:
 // fuse-native has no option for big writes or for mounting over a non-empty directory (guarding in place needs
 // it); libfuse splits the fsname value on commas, so they ride along with it.
 // Without them the kernel hands writes over in 4 KiB requests (50 MB/s instead of ~360 MB/s here).
-const EXTRA_OPTIONS = 'nonempty,big_writes,max_write=131072'
+// attr_timeout=0: libfuse's high-level API gives every name of a hard-linked file its own kernel inode, so a cached
+// size would let fstat on an fd opened under one name miss writes made under another (docs/PEMFS.md).
+const EXTRA_OPTIONS = 'nonempty,big_writes,max_write=131072,attr_timeout=0'
 
 function checkFuse (): void {
   if (!fs.existsSync('/dev/fuse')) throw new PemError('PEM_ERR_BAD_CONFIG', 'FUSE is not available: /dev/fuse is missing (load the fuse module, or run the container with --device /dev/fuse)')

@@ -4,12 +4,12 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
+import fc from 'fast-check'
 
 function rng (seed: number): (n: number) => number { // xorshift32: the same sequence on every run
   let x = seed >>> 0 || 1
   return (n: number) => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x % n }
 }
-const sha = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex')
 function fail (msg: string): never { process.stdout.write(JSON.stringify({ ok: false, error: msg }) + '\n'); process.exit(1) }
 
 function check (file: string, model: Buffer, what: string): void {
@@ -21,6 +21,73 @@ function check (file: string, model: Buffer, what: string): void {
   fs.closeSync(fd)
   if (sizes.some(s => s !== model.length)) fail(`${what}: stat/lstat/fstat sizes ${sizes} != ${model.length}`)
 }
+
+interface Model { data: Buffer }
+interface Real { name: string, old: number, n: number }
+type Cmd = fc.Command<Model, Real>
+
+/** Deterministic bytes (fast-check replays a failure from its seed). */
+function bytes (len: number, seed: number): Buffer {
+  const r = rng(seed)
+  const b = Buffer.alloc(len)
+  for (let i = 0; i < len; i++) b[i] = r(256)
+  return b
+}
+function sizes (m: Model, r: Real): void {
+  const fd = fs.openSync(r.name, 'r')
+  const got = [fs.statSync(r.name).size, fs.lstatSync(r.name).size, fs.fstatSync(fd).size, fs.fstatSync(r.old).size]
+  fs.closeSync(fd)
+  if (got.some(x => x !== m.data.length)) throw new Error(`stat/lstat/fstat/old fstat ${got.join('/')} != ${m.data.length}`)
+}
+function put (m: Model, off: number, data: Buffer): void {
+  const next = Buffer.alloc(Math.max(m.data.length, off + data.length))
+  m.data.copy(next); data.copy(next, off); m.data = next
+}
+function resize (m: Model, size: number): void {
+  const next = Buffer.alloc(size); m.data.copy(next, 0, 0, Math.min(size, m.data.length)); m.data = next
+}
+const step = (label: string, run: (m: Model, r: Real) => void): Cmd => ({
+  check: () => true,
+  run: (m, r) => { run(m, r); sizes(m, r) },
+  toString: () => label
+})
+const OFF = fc.integer({ min: 0, max: 140_000 })
+const LEN = fc.integer({ min: 1, max: 20_000 })
+const SEED = fc.integer({ min: 1, max: 0x7fffffff })
+const COMMANDS = [
+  fc.tuple(OFF, LEN, SEED, fc.boolean()).map(([off, len, seed, old]) => step(`pwrite(${off}, ${len}${old ? ', old fd' : ''})`, (m, r) => {
+    const data = bytes(len, seed)
+    const fd = old ? r.old : fs.openSync(r.name, 'r+')
+    fs.writeSync(fd, data, 0, len, off)
+    if (!old) fs.closeSync(fd)
+    put(m, off, data)
+  })),
+  fc.tuple(LEN, SEED).map(([len, seed]) => step(`append(${len})`, (m, r) => {
+    const data = bytes(len, seed)
+    fs.appendFileSync(r.name, data)
+    put(m, m.data.length, data)
+  })),
+  fc.tuple(OFF, fc.boolean()).map(([size, viaFd]) => step(`${viaFd ? 'ftruncate' : 'truncate'}(${size})`, (m, r) => {
+    if (viaFd) fs.ftruncateSync(r.old, size); else fs.truncateSync(r.name, size)
+    resize(m, size)
+  })),
+  fc.boolean().map(link => step(link ? 'link+unlink' : 'rename', (_m, r) => {
+    const next = `${r.name.replace(/\.\d+$/, '')}.${++r.n}`
+    if (link) { fs.linkSync(r.name, next); fs.unlinkSync(r.name) } else fs.renameSync(r.name, next)
+    r.name = next
+  })),
+  fc.tuple(OFF, LEN).map(([off, len]) => step(`read(${off}, ${len})`, (m, r) => {
+    const fd = fs.openSync(r.name, 'r')
+    const got = Buffer.alloc(len)
+    const n = fs.readSync(fd, got, 0, len, off)
+    fs.closeSync(fd)
+    const want = m.data.subarray(Math.min(off, m.data.length), Math.min(off + len, m.data.length))
+    if (!got.subarray(0, n).equals(want)) throw new Error(`read(${off}, ${len}): ${n} bytes differ from the model's ${want.length}`)
+  })),
+  fc.constant(step('read all', (m, r) => {
+    if (!fs.readFileSync(r.name).equals(m.data)) throw new Error('whole file differs from the model')
+  }))
+]
 
 const cmds: Record<string, (...a: string[]) => Record<string, unknown>> = {
   // roundtrip DIR SIZES: write each size in one go and in odd chunks, read it back whole and in odd pieces
@@ -41,45 +108,18 @@ const cmds: Record<string, (...a: string[]) => Record<string, unknown>> = {
     }
     return { ok: true }
   },
-  // model FILE SEED OPS: random pwrites across block boundaries, O_APPEND writes, ftruncate/truncate up and down,
-  // rename and link, each followed by a full read and stat comparison
-  model (file: string, seed: string, ops: string) {
-    const r = rng(Number(seed))
-    let model = Buffer.alloc(0)
-    fs.writeFileSync(file, model)
-    let name = file
-    for (let i = 0; i < Number(ops); i++) {
-      const op = r(6)
-      if (op <= 1) {
-        const off = r(model.length + 9000)
-        const data = crypto.randomBytes(1 + r(op === 0 ? 300 : 20000))
-        const fd = fs.openSync(name, 'r+')
-        fs.writeSync(fd, data, 0, data.length, off)
-        fs.closeSync(fd)
-        const next = Buffer.alloc(Math.max(model.length, off + data.length))
-        model.copy(next); data.copy(next, off); model = next
-      } else if (op === 2) {
-        const data = crypto.randomBytes(1 + r(6000))
-        fs.appendFileSync(name, data)
-        model = Buffer.concat([model, data])
-      } else if (op === 3) {
-        const size = r(model.length + 10000)
-        const fd = fs.openSync(name, 'r+')
-        fs.ftruncateSync(fd, size)
-        fs.closeSync(fd)
-        const next = Buffer.alloc(size); model.copy(next, 0, 0, Math.min(size, model.length)); model = next
-      } else if (op === 4) {
-        const size = r(model.length + 1) // down (or equal) by path
-        fs.truncateSync(name, size)
-        model = model.subarray(0, size)
-      } else {
-        const other = `${file}.${i}`
-        if (r(2) === 0) { fs.renameSync(name, other) } else { fs.linkSync(name, other); fs.unlinkSync(name) }
-        name = other
-      }
-      check(name, model, `op ${i} (${op})`)
-    }
-    return { ok: true, size: model.length, sha: sha(model), name }
+  // model DIR SEED RUNS: fsx-style fast-check command sequences (pwrite through a fresh fd or through an fd opened
+  // before everything else, O_APPEND, truncate, ftruncate, rename, link+unlink, reads) against an in-memory model;
+  // after every command stat, lstat, fstat of a fresh fd and fstat of the old fd must give the model's size
+  model (dir: string, seed: string, runs: string) {
+    let run = 0
+    fc.assert(fc.property(fc.commands(COMMANDS, { maxCommands: 40 }), cmds => {
+      const name = path.join(dir, `model-${seed}-${run++}`)
+      fs.writeFileSync(name, '')
+      const real: Real = { name, old: fs.openSync(name, 'r+'), n: 0 }
+      try { fc.modelRun(() => ({ model: { data: Buffer.alloc(0) }, real }), cmds) } finally { fs.closeSync(real.old) }
+    }), { seed: Number(seed), numRuns: Number(runs) })
+    return { ok: true, runs: run }
   },
   // writer FILE PART PARTS CHUNK ROUNDS: writes chunk-sized pieces i*PARTS+PART (interleaved, unaligned to blocks)
   writer (file: string, part: string, parts: string, chunk: string, rounds: string) {
@@ -120,4 +160,7 @@ const cmds: Record<string, (...a: string[]) => Record<string, unknown>> = {
 const [cmd, ...args] = process.argv.slice(2)
 try {
   process.stdout.write(JSON.stringify(cmds[cmd](...args)) + '\n')
-} catch (err) { fail(`${String((err as NodeJS.ErrnoException).code ?? '')} ${(err as Error).message}`) }
+} catch (err) {
+  const cause = (err as { cause?: unknown }).cause
+  fail(`${String((err as NodeJS.ErrnoException).code ?? '')} ${(err as Error).message}${cause instanceof Error ? ` — ${cause.message}` : ''}`)
+}
