@@ -14,7 +14,7 @@ export interface ScheduleConfig { n: number, seed: number, drop: number, duplica
 export function dump (sim: Sim): string {
   return sim.names().map(x => {
     const node = sim.node(x)
-    return `${x}=${node.installed.version}/${node.pending?.version ?? '-'}${node.pending?.locked === true ? 'L' : ''}${node.want !== null ? `w${node.want.version}` : ''}${node.unresolved.length > 0 ? `u${node.unresolved.length}` : ''}`
+    return `${x}=${node.installed.version}/${node.pending?.version ?? '-'}${node.pending !== null ? `:${node.pending.digest.slice(0, 4)}` : ''}${node.pending?.locked === true ? 'L' : ''}${node.want !== null ? `w${node.want.version}` : ''}${node.unresolved.length > 0 ? `u${node.unresolved.length}` : ''}`
   }).join(' ')
 }
 

@@ -1,12 +1,12 @@
 // The install rule as a table (lib/server/cluster/sync.ts): one row per branch of shouldSwitch and agreement.
 import test from 'ava'
-import { agreement, betterTarget, majorityOf, nextStreak, setKey, shouldSwitch, type AgreementInput, type PeerState } from '../../lib/server/cluster/sync'
+import { agreement, betterTarget, majorityOf, nextStreak, setKey, shouldSwitch, type AgreementInput, type Candidate, type PeerState, type PendingRef } from '../../lib/server/cluster/sync'
 import { PendingPhase } from '../../lib/wire/cluster-msg'
 
 const S = (version: number, digest: string, locked = false): { version: number, digest: string, locked: boolean } => ({ version, digest, locked })
 const C = (version: number, digest: string, installed = false): { version: number, digest: string, installed: boolean } => ({ version, digest, installed })
 
-const switchRows: Array<[string, number, ReturnType<typeof S> | null, ReturnType<typeof C>, boolean]> = [
+const switchRows: Array<[string, number, PendingRef | null, Candidate, boolean]> = [
   ['not newer than installed', 5, null, C(5, 'aa', true), false],
   ['nothing pending: take it', 5, null, C(6, 'bb'), true],
   ['higher version wins', 5, S(6, 'aa'), C(7, 'ff'), true],
@@ -17,7 +17,11 @@ const switchRows: Array<[string, number, ReturnType<typeof S> | null, ReturnType
   ['installed digest wins even over a lock', 5, S(6, '00', true), C(6, 'ff', true), true],
   ['smaller pending digest wins', 5, S(6, 'bb'), C(6, 'aa'), true],
   ['larger pending digest loses', 5, S(6, 'aa'), C(6, 'bb'), false],
-  ['a lock never yields to a pending digest', 5, S(6, 'bb', true), C(6, 'aa'), false]
+  ['a lock never yields to a pending digest', 5, S(6, 'bb', true), C(6, 'aa'), false],
+  ['a lock never yields to another lock', 5, S(6, 'bb', true), { ...C(6, 'aa'), locked: true }, false],
+  ['a digest locked elsewhere beats a smaller unlocked one', 5, S(6, 'bb'), { ...C(6, 'cc'), locked: true }, true],
+  ['held digest locked elsewhere keeps against a smaller unlocked one', 5, { ...S(6, 'bb'), lockedElsewhere: true }, C(6, 'aa'), false],
+  ['both locked elsewhere: the smaller digest wins', 5, { ...S(6, 'bb'), lockedElsewhere: true }, { ...C(6, 'aa'), locked: true }, true]
 ]
 for (const [name, iv, pending, cand, want] of switchRows) {
   test(`switch: ${name}`, t => { t.is(shouldSwitch(iv, pending, cand), want) })

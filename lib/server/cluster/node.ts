@@ -11,7 +11,7 @@ import { acceptMessage, buildHeartbeat, buildSetFetch, type Signer } from './mes
 import { MemberTable } from './members'
 import { ReplayGuard, SequenceSource, type HwmStore } from './sequence'
 import { buildSet, openSet } from './set-codec'
-import { agreement, betterTarget, nextStreak, shouldSwitch, type Advert, type Candidate, type PeerState } from './sync'
+import { agreement, betterTarget, nextStreak, shouldSwitch, type Advert, type Candidate, type PeerState, type PendingRef } from './sync'
 import type { Clock, Packet, Transport } from './transport'
 
 export interface ChangeEvent {
@@ -181,7 +181,7 @@ export class ClusterNode {
     this.peers.set(msg.sender, { advert, lastHeard, streak: nextStreak(prev?.streak ?? new Map(), advert) })
     if (hb.bar !== null) this.applyBar(hb.bar[0], hb.bar[1].toString('hex'))
     const candidates: Candidate[] = [{ version: advert.iv, digest: advert.idg, installed: true }]
-    if (advert.pdg !== null) candidates.push({ version: advert.pv, digest: advert.pdg, installed: false })
+    if (advert.pdg !== null) candidates.push({ version: advert.pv, digest: advert.pdg, installed: false, locked: advert.phase === PendingPhase.Locked })
     for (const c of candidates) {
       if (!shouldSwitch(this.installed.version, this.pendingRef(), c) || !betterTarget(c, this.want)) continue
       if ((this.distrusted.get(`${c.version}:${c.digest}`) ?? -Infinity) > this.now()) continue
@@ -192,8 +192,15 @@ export class ClusterNode {
     this.evaluate()
   }
 
-  private pendingRef (): { version: number, digest: string, locked: boolean } | null {
-    return this.pending === null ? null : { version: this.pending.version, digest: this.pending.digest, locked: this.pending.locked }
+  private pendingRef (): PendingRef | null {
+    const p = this.pending
+    if (p === null) return null
+    let lockedElsewhere = false
+    for (const peer of this.peers.values()) {
+      const a = peer.advert
+      if (a.pv === p.version && a.pdg === p.digest && a.phase === PendingPhase.Locked) { lockedElsewhere = true; break }
+    }
+    return { version: p.version, digest: p.digest, locked: p.locked, lockedElsewhere }
   }
 
   private receiveSet (bytes: Buffer): void {

@@ -1,8 +1,9 @@
 // The install rule as pure functions over what a member has heard: which advertised set to fetch (the switch rule),
 // when to lock a pending set, and when to install it. docs/CLUSTER.md explains why this is safe; in short:
 //
-//   switch   higher version wins; at equal version an installed digest wins, else the smaller digest wins,
-//            but a LOCKED pending set only ever gives way to an installed one or a higher version.
+//   switch   higher version wins; at equal version an installed digest wins, then a digest some member has locked,
+//            then the smaller digest; a pending set this member has LOCKED only ever gives way to an installed
+//            digest or a higher version.
 //   lock     pending (v, d) with v = installed + 1, no active member advertising another digest at v, every
 //            active member listed in the set advertising (v, d) in >= 2 consecutive messages, and those
 //            supporters (self included) a strict majority of the installed voters.
@@ -27,8 +28,20 @@ export interface PeerState {
   streak: Map<string, number>
 }
 
-export interface PendingRef { version: number, digest: string, locked: boolean }
-export interface Candidate { version: number, digest: string, installed: boolean }
+export interface PendingRef {
+  version: number
+  digest: string
+  locked: boolean
+  /** Some other member advertises this (version, digest) locked. */
+  lockedElsewhere?: boolean
+}
+export interface Candidate {
+  version: number
+  digest: string
+  installed: boolean
+  /** Advertised as locked by its sender. */
+  locked?: boolean
+}
 
 export function setKey (version: number, digest: string): string { return `${version}:${digest}` }
 
@@ -51,7 +64,10 @@ export function shouldSwitch (installedVersion: number, pending: PendingRef | nu
   if (pending === null || c.version > pending.version) return true
   if (c.version < pending.version || c.digest === pending.digest) return false
   if (c.installed) return true
-  return !pending.locked && c.digest < pending.digest
+  if (pending.locked) return false
+  const rc = c.locked === true ? 1 : 0
+  const rp = pending.lockedElsewhere === true ? 1 : 0
+  return rc !== rp ? rc > rp : c.digest < pending.digest
 }
 
 /** Is candidate `c` a better fetch target than the one already wanted? */
@@ -59,6 +75,7 @@ export function betterTarget (c: Candidate, want: Candidate | null): boolean {
   if (want === null || c.version > want.version) return true
   if (c.version < want.version || c.digest === want.digest) return false
   if (c.installed !== want.installed) return c.installed
+  if ((c.locked === true) !== (want.locked === true)) return c.locked === true
   return c.digest < want.digest
 }
 
