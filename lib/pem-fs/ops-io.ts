@@ -163,10 +163,13 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
     },
     truncate (raw: string, size: number, cb: Reply<void>) {
       s.serve(raw, cb, async (c, p) => {
-        const d = await s.guard.allow(c, p, 'truncate')
+        const attrs = s.guard.attrs(c)
+        const d = await s.guard.allow(c, p, 'truncate', attrs)
         if (d.bypass) { await fs.promises.truncate(s.real(p), size); return }
         const f = await files.acquire(s.real(p))
-        try { await f.truncate(d, s.real(p), size) } finally { files.release(f) }
+        // A short-lived handle, so that a lost grant is decided again like any handle's.
+        const h: Handle = { fd: f.fd, path: p, caller: c, attrs, decisions: new Map([['truncate', d]]), crypt: f }
+        try { await withGrant(h, 'truncate', async dd => await f.truncate(dd, s.real(p), size)) } finally { files.release(f) }
       })
     },
     ftruncate (raw: string, fh: number, size: number, cb: Reply<void>) {

@@ -90,12 +90,15 @@ for (const dir of ['', 'z']) {
   })
 }
 
-test.serial('holes stay holes: a sparse file reads zeros and takes little space underneath', async t => {
+test.serial('holes stay holes: a sparse file reads zeros and takes little space underneath; offsets past 4 GiB', async t => {
   const r = await sh(`printf head > ${q('sparse')} && dd if=/dev/zero of=${q('sparse')} bs=1 count=1 seek=20971519 conv=notrunc status=none && truncate -s 41943040 ${q('sparse')} && stat -c %s ${q('sparse')} && od -An -c -N 4 ${q('sparse')} | tr -d ' ' && dd if=${q('sparse')} bs=1M skip=30 count=1 status=none | tr -d '\\0' | wc -c`)
   t.is(r.stdout, '41943040\nhead\n0\n', r.stderr)
   const st = fs.statSync(path.join(back, 'sparse'))
   t.is(st.size, cipherSize(header('sparse'), 41943040))
   t.true(st.blocks * 512 < 1 << 20, `${st.blocks * 512} bytes allocated for 40 MiB`)
+  const big = await sh(`printf beyond-4GiB | dd of=${q('big')} bs=1 seek=5368709123 status=none && stat -c %s ${q('big')} && dd if=${q('big')} bs=4096 skip=1310720 count=1 status=none | tr -d '\\0'`)
+  t.is(big.stdout, '5368709134\nbeyond-4GiB', big.stderr)
+  t.is(fs.statSync(path.join(back, 'big')).size, cipherSize(header('big'), 5368709134))
 })
 
 test.serial('mmap writes reach the file; stat and fstat agree with the plaintext size', async t => {
