@@ -130,11 +130,14 @@ export class ClusterNode {
     if (m !== undefined && id !== this.id) this.o.transport.send({ kind, from: this.o.addr, to: m.addr, bytes })
   }
 
-  /** One signed heartbeat to every active member (each gets its own sequence number). */
+  /**
+   * One signed heartbeat, the same bytes to every active member: one signature per interval whatever N is. A copy
+   * relayed from one receiver to another is then an exact duplicate there (counted once, for its signer).
+   */
   broadcast (status?: ClusterStatus): void {
     if (this.stopped) return
-    const body = this.heartbeatBody(status)
-    for (const m of this.members.active()) if (m.id !== this.id) this.sendTo(m.id, 'msg', buildHeartbeat(this.signer, body))
+    const bytes = buildHeartbeat(this.signer, this.heartbeatBody(status))
+    for (const m of this.members.active()) if (m.id !== this.id) this.sendTo(m.id, 'msg', bytes)
   }
 
   tick (): void {
