@@ -21,6 +21,8 @@ export interface ConfigState {
   members: Record<string, MemberRecord>
   changedBy: string
   changedAt: string
+  /** Cluster change log, newest last, at most 64 entries: which member's which admin change made each version (lib/server/cluster). */
+  clusterLog?: Array<{ version: number, origin: string, change: string }>
 }
 
 export function emptyState (): ConfigState {

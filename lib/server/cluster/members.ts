@@ -13,13 +13,25 @@ export interface MemberView {
   removed: boolean
 }
 
+// Parsing a key checks its curve point (tens of microseconds); tables are rebuilt per configuration, so cache by text.
+const parsedKeys = new Map<string, Buffer>()
+function parseKeyCached (text: string): Buffer {
+  let k = parsedKeys.get(text)
+  if (k === undefined) {
+    k = parsePublicKey(text)
+    if (parsedKeys.size >= 4096) parsedKeys.clear()
+    parsedKeys.set(text, k)
+  }
+  return k
+}
+
 export class MemberTable {
   readonly byId = new Map<string, MemberView>()
 
   constructor (members: Record<string, MemberRecord>) {
     for (const rec of Object.values(members)) {
       let publicKey: Buffer
-      try { publicKey = parsePublicKey(rec.key) } catch { continue }
+      try { publicKey = parseKeyCached(rec.key) } catch { continue }
       const id = keyId(publicKey)
       const prev = this.byId.get(id)
       const removed = rec.state === 'removed' || prev?.removed === true // a revocation anywhere wins
@@ -31,10 +43,24 @@ export class MemberTable {
 
   get (id: string): MemberView | undefined { return this.byId.get(id) }
 
-  /** Members that vote and receive sets: every distinct key not removed, sorted by id (deterministic). */
-  active (): MemberView[] {
-    return [...this.byId.values()].filter(m => !m.removed).sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+  private sorted: MemberView[] | null = null
+  private activeList: MemberView[] | null = null
+  private activeIdList: string[] | null = null
+
+  /** Every distinct key, removed ones included, sorted by id (deterministic). Computed once; the table is immutable. */
+  all (): MemberView[] {
+    this.sorted ??= [...this.byId.values()].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+    return this.sorted
   }
 
-  all (): MemberView[] { return [...this.byId.values()].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0) }
+  /** Members that vote and receive sets: every distinct key not removed, sorted by id. */
+  active (): MemberView[] {
+    this.activeList ??= this.all().filter(m => !m.removed)
+    return this.activeList
+  }
+
+  activeIds (): string[] {
+    this.activeIdList ??= this.active().map(m => m.id)
+    return this.activeIdList
+  }
 }

@@ -51,14 +51,17 @@ export interface NodeOptions {
   onChange?: (e: ChangeEvent) => void
 }
 
-interface Held { version: number, digest: string, plaintext: Buffer, state: ConfigState, set: Buffer | null, origin: string, locked: boolean, since: number }
+interface Held { version: number, digest: string, plaintext: Buffer, state: ConfigState, set: Buffer | null, origin: string, locked: boolean, since: number, listed: Set<string> }
 interface Want extends Candidate { from: string, tries: number }
 interface Change { changeId: string, mutate: (draft: ConfigState) => void }
 
 const MAX_FETCH_TRIES = 5
+/** Versions of change history kept in the configuration, so a proposer that skips versions still learns its outcome. */
+export const CHANGE_LOG_LENGTH = 64
 
 export class ClusterNode {
   readonly id: string
+  private readonly digest: Buffer
   readonly intervalMs: number
   readonly activeWindowMs: number
   installed: Held
@@ -84,6 +87,7 @@ export class ClusterNode {
 
   constructor (private readonly o: NodeOptions) {
     this.id = o.identity.id
+    this.digest = Buffer.from(this.id, 'hex')
     this.intervalMs = o.intervalMs ?? 1000
     this.activeWindowMs = o.activeWindowMs ?? 3.5 * this.intervalMs
     this.signer = { clusterId: o.clusterId, identity: o.identity, seq: new SequenceSource(o.epoch) }
@@ -101,9 +105,9 @@ export class ClusterNode {
   }
 
   private held (plaintext: Buffer, state: ConfigState, origin: string, locked: boolean): Held {
-    const listed = MemberTable.of(state).active().some(m => m.id === this.id)
-    const set = state.version > 0 && listed ? buildSet(this.o.clusterId, this.o.identity, plaintext, /^[0-9a-f]{64}$/.test(origin) ? origin : this.id) : null
-    return { version: state.version, digest: sha256(plaintext).toString('hex'), plaintext, state, set, origin, locked, since: this.o.clock.now() }
+    const listed = new Set(MemberTable.of(state).activeIds())
+    const set = state.version > 0 && listed.has(this.id) ? buildSet(this.o.clusterId, this.o.identity, plaintext, /^[0-9a-f]{64}$/.test(origin) ? origin : this.id) : null
+    return { version: state.version, digest: sha256(plaintext).toString('hex'), plaintext, state, set, origin, locked, since: this.o.clock.now(), listed }
   }
 
   private refuse (code: ErrorCode): void { this.rejections[code] = (this.rejections[code] ?? 0) + 1 }
@@ -176,7 +180,7 @@ export class ClusterNode {
       return
     }
     const hb = msg.body
-    const me = hb.members.find(e => e.digest.toString('hex') === this.id)
+    const me = hb.members.find(e => e.digest.equals(this.digest))
     if (me === undefined || me.state === MemberState.Removed) throw new PemError('PEM_ERR_NOT_ADDRESSED', 'heartbeat does not list this member')
     const advert: Advert = { iv: hb.installedVersion, idg: hb.installedDigest.toString('hex'), pv: hb.pendingVersion, pdg: hb.pendingDigest?.toString('hex') ?? null, phase: hb.phase }
     const prev = this.peers.get(msg.sender)
@@ -255,8 +259,8 @@ export class ClusterNode {
       self: this.id,
       now: this.now(),
       activeWindowMs: this.activeWindowMs,
-      voters: this.members.active().map(m => m.id),
-      listed: new Set(MemberTable.of(p.state).active().map(m => m.id)),
+      voters: this.members.activeIds(),
+      listed: p.listed,
       installedVersion: this.installed.version,
       pending: { version: p.version, digest: p.digest, locked: p.locked },
       peers: this.peers
@@ -287,8 +291,9 @@ export class ClusterNode {
     const pr = this.proposal
     if (pr !== null && p.version >= pr.version) {
       this.proposal = null
-      if (p.version === pr.version && p.digest === pr.digest) {
-        this.o.onChange?.({ changeId: pr.changeId, outcome: 'installed', version: p.version, digest: p.digest })
+      const mine = p.state.clusterLog?.some(e => e.version === pr.version && e.origin === this.id && e.change === pr.changeId) === true
+      if (mine) {
+        this.o.onChange?.({ changeId: pr.changeId, outcome: 'installed', version: pr.version, digest: pr.digest })
       } else {
         this.queue.unshift({ changeId: pr.changeId, mutate: pr.mutate })
         this.o.onChange?.({ changeId: pr.changeId, outcome: 'rebased', version: pr.version, lostTo: { version: p.version, digest: p.digest }, code: 'PEM_ERR_CHANGE_REBASED' })
@@ -330,6 +335,7 @@ export class ClusterNode {
       draft.version = base.version + 1
       draft.changedBy = this.id
       draft.changedAt = new Date(this.now()).toISOString()
+      draft.clusterLog = [...(draft.clusterLog ?? []), { version: draft.version, origin: this.id, change: change.changeId }].slice(-CHANGE_LOG_LENGTH)
       const before = new Set(this.members.active().map(m => m.id))
       const after = new Set(MemberTable.of(draft).active().map(m => m.id))
       const diff = [...before].filter(x => !after.has(x)).length + [...after].filter(x => !before.has(x)).length
