@@ -1,0 +1,74 @@
+// Durable protocol state of one member in <data-dir>/cluster-state.json: boot epoch, per-sender replay marks and the
+// lock, behind the HwmStore / LockStore seams of the engine (node.ts). Written whole and atomically (tmp, fsync, rename,
+// fsync dir). The epoch is raised on every open, to max(stored + 1, unix seconds), so it also moves forward when the
+// data dir was wiped and the key kept. Marks are written through on flush(); the owner flushes each interval and on
+// stop, and always before a lock is advertised (save of a lock flushes at once).
+import fs from 'node:fs'
+import path from 'node:path'
+import { PemError } from '../../wire/errors'
+import type { LockStore } from './node'
+import type { HwmStore, Seq } from './sequence'
+
+export const CLUSTER_STATE_FILE = 'cluster-state.json'
+const FORMAT = 1
+
+interface Saved { format: number, epoch: number, marks: Record<string, [number, number]>, lock: { version: number, digest: string } | null }
+
+function writeAtomic (file: string, text: string): void {
+  const tmp = `${file}.tmp`
+  const fd = fs.openSync(tmp, 'w', 0o600)
+  try { fs.writeSync(fd, text); fs.fsyncSync(fd) } finally { fs.closeSync(fd) }
+  fs.renameSync(tmp, file)
+  const dir = fs.openSync(path.dirname(file), 'r')
+  try { fs.fsyncSync(dir) } catch { /* some file systems refuse fsync on a directory */ } finally { fs.closeSync(dir) }
+}
+
+function isSaved (v: unknown): v is Saved {
+  const s = v as Saved
+  return s !== null && typeof s === 'object' && s.format === FORMAT && Number.isInteger(s.epoch) && s.epoch >= 0 && s.epoch <= 0xffffffff &&
+    typeof s.marks === 'object' && s.marks !== null && Object.values(s.marks).every(m => Array.isArray(m) && m.length === 2 && m.every(Number.isInteger)) &&
+    (s.lock === null || (typeof s.lock === 'object' && Number.isSafeInteger(s.lock.version) && typeof s.lock.digest === 'string'))
+}
+
+export class ClusterStateFile implements HwmStore {
+  readonly epoch: number
+  private dirty = false
+
+  private constructor (private readonly file: string, private readonly saved: Saved) { this.epoch = saved.epoch }
+
+  /** Open (or create) the state file and raise the boot epoch durably before anything is sent. */
+  static open (dataDir: string, nowMs = Date.now()): ClusterStateFile {
+    const file = path.join(dataDir, CLUSTER_STATE_FILE)
+    let saved: Saved = { format: FORMAT, epoch: 0, marks: {}, lock: null }
+    if (fs.existsSync(file)) {
+      let parsed: unknown
+      try { parsed = JSON.parse(fs.readFileSync(file, 'utf8')) } catch (err) { throw new PemError('PEM_ERR_STORE', `${file}: ${(err as Error).message}`) }
+      if (!isSaved(parsed)) throw new PemError('PEM_ERR_STORE', `${file} is not a cluster state file of format ${FORMAT}`)
+      saved = parsed
+    }
+    saved.epoch = Math.min(0xffffffff, Math.max(saved.epoch + 1, Math.floor(nowMs / 1000)))
+    const s = new ClusterStateFile(file, saved)
+    s.dirty = true
+    s.flush()
+    return s
+  }
+
+  load (sender: string): Seq | undefined {
+    const m = this.saved.marks[sender]
+    return m === undefined ? undefined : { epoch: m[0], counter: m[1] }
+  }
+
+  save (sender: string, seq: Seq): void { this.saved.marks[sender] = [seq.epoch, seq.counter]; this.dirty = true }
+
+  readonly locks: LockStore = {
+    load: () => this.saved.lock ?? undefined,
+    save: lock => { this.saved.lock = { ...lock }; this.dirty = true; this.flush() }
+  }
+
+  /** Write the marks and lock if anything changed since the last flush. */
+  flush (): void {
+    if (!this.dirty) return
+    writeAtomic(this.file, JSON.stringify(this.saved))
+    this.dirty = false
+  }
+}
