@@ -5,8 +5,9 @@ import { sha256 } from '../../crypto/cluster-auth'
 import type { Identity } from '../../crypto/identity'
 import { ClusterMsgType, ClusterStatus, MemberState, PendingPhase, type HeartbeatBody } from '../../wire/cluster-msg'
 import { PemError, type ErrorCode } from '../../wire/errors'
-import { pack, unpack } from '../../wire/frame'
+import { pack } from '../../wire/frame'
 import type { ConfigState } from '../state'
+import { changeLanded, draftChange, type Change, type ChangeEvent } from './changes'
 import { acceptMessage, buildHeartbeat, buildSetFetch, type Signer } from './message'
 import { MemberTable } from './members'
 import { ReplayGuard, SequenceSource, type HwmStore } from './sequence'
@@ -14,15 +15,7 @@ import { buildSet, openSet } from './set-codec'
 import { agreement, betterTarget, nextStreak, shouldSwitch, type Advert, type Candidate, type PeerState, type PendingRef } from './sync'
 import type { Clock, Packet, Transport } from './transport'
 
-export interface ChangeEvent {
-  changeId: string
-  outcome: 'installed' | 'rebased' | 'failed'
-  version: number
-  digest?: string
-  /** For 'rebased': the concurrent change that won the version this change had taken. */
-  lostTo?: { version: number, digest: string }
-  code?: ErrorCode
-}
+export type { ChangeEvent } from './changes'
 
 /** Where a member persists its lock (version, digest) before advertising it, so a restart cannot unlock it. */
 export interface LockStore {
@@ -53,11 +46,8 @@ export interface NodeOptions {
 
 interface Held { version: number, digest: string, plaintext: Buffer, state: ConfigState, set: Buffer | null, origin: string, locked: boolean, since: number, listed: Set<string> }
 interface Want extends Candidate { from: string, tries: number }
-interface Change { changeId: string, mutate: (draft: ConfigState) => void }
 
 const MAX_FETCH_TRIES = 5
-/** Versions of change history kept in the configuration, so a proposer that skips versions still learns its outcome. */
-export const CHANGE_LOG_LENGTH = 64
 
 export class ClusterNode {
   readonly id: string
@@ -291,8 +281,7 @@ export class ClusterNode {
     const pr = this.proposal
     if (pr !== null && p.version >= pr.version) {
       this.proposal = null
-      const mine = p.state.clusterLog?.some(e => e.version === pr.version && e.origin === this.id && e.change === pr.changeId) === true
-      if (mine) {
+      if (changeLanded(p.state, pr.version, this.id, pr.changeId)) {
         this.o.onChange?.({ changeId: pr.changeId, outcome: 'installed', version: pr.version, digest: pr.digest })
       } else {
         this.queue.unshift({ changeId: pr.changeId, mutate: pr.mutate })
@@ -328,27 +317,14 @@ export class ClusterNode {
   private applyQueued (): void {
     if (this.stopped || this.queue.length === 0 || this.pending !== null || this.proposal !== null || this.want !== null) return
     const change = this.queue.shift() as Change
-    const base = this.installed
-    const draft = unpack(base.plaintext) as ConfigState
+    let draft: ConfigState
+    let plaintext: Buffer
     try {
-      change.mutate(draft)
-      draft.version = base.version + 1
-      draft.changedBy = this.id
-      draft.changedAt = new Date(this.now()).toISOString()
-      draft.clusterLog = [...(draft.clusterLog ?? []), { version: draft.version, origin: this.id, change: change.changeId }].slice(-CHANGE_LOG_LENGTH)
-      const before = new Set(this.members.active().map(m => m.id))
-      const after = new Set(MemberTable.of(draft).active().map(m => m.id))
-      const diff = [...before].filter(x => !after.has(x)).length + [...after].filter(x => !before.has(x)).length
-      if (diff > 1) throw new PemError('PEM_ERR_BAD_CONFIG', 'a change may add or remove at most one member per version')
-      if (!after.has(this.id)) throw new PemError('PEM_ERR_BAD_CONFIG', 'a member cannot remove itself; remove it from another member')
-      for (const m of this.members.all()) {
-        if (m.removed && after.has(m.id)) throw new PemError('PEM_ERR_BAD_CONFIG', `member ${m.id.slice(0, 16)} was removed; a removed key cannot rejoin`)
-      }
+      ({ state: draft, plaintext } = draftChange(this.installed, this.members, this.id, change, this.now()))
     } catch (err) {
-      this.o.onChange?.({ changeId: change.changeId, outcome: 'failed', version: base.version + 1, code: PemError.from(err, 'PEM_ERR_BAD_CONFIG').code })
+      this.o.onChange?.({ changeId: change.changeId, outcome: 'failed', version: this.installed.version + 1, code: PemError.from(err, 'PEM_ERR_BAD_CONFIG').code })
       return
     }
-    const plaintext = pack(draft)
     this.pending = this.held(plaintext, draft, this.id, false)
     this.originSeen.set(`${draft.version}:${this.id}`, this.pending.digest)
     this.proposal = { ...change, version: draft.version, digest: this.pending.digest }
