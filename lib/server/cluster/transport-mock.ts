@@ -31,25 +31,46 @@ interface Event { at: number, order: number, run: () => void }
 export class VirtualClock implements Clock {
   private t = 0
   private order = 0
-  private events: Event[] = []
+  private heap: Event[] = [] // binary min-heap on (at, order): ties keep insertion order
 
   now (): number { return this.t }
 
+  private less (a: Event, b: Event): boolean { return a.at < b.at || (a.at === b.at && a.order < b.order) }
+
   at (when: number, run: () => void): void {
-    this.events.push({ at: Math.max(when, this.t), order: this.order++, run })
+    const h = this.heap
+    h.push({ at: Math.max(when, this.t), order: this.order++, run })
+    for (let i = h.length - 1; i > 0;) {
+      const up = (i - 1) >> 1
+      if (!this.less(h[i], h[up])) break
+      ;[h[i], h[up]] = [h[up], h[i]]
+      i = up
+    }
   }
 
-  /** Run every event due up to `until` (inclusive) in time order; ties keep insertion order. */
-  runUntil (until: number): void {
-    for (;;) {
-      let best = -1
-      for (let i = 0; i < this.events.length; i++) {
-        const e = this.events[i]
-        if (e.at > until) continue
-        if (best < 0 || e.at < this.events[best].at || (e.at === this.events[best].at && e.order < this.events[best].order)) best = i
+  private pop (): Event {
+    const h = this.heap
+    const top = h[0]
+    const last = h.pop() as Event
+    if (h.length > 0) {
+      h[0] = last
+      for (let i = 0; ;) {
+        const l = 2 * i + 1; const r = l + 1
+        let m = i
+        if (l < h.length && this.less(h[l], h[m])) m = l
+        if (r < h.length && this.less(h[r], h[m])) m = r
+        if (m === i) break
+        ;[h[i], h[m]] = [h[m], h[i]]
+        i = m
       }
-      if (best < 0) break
-      const [e] = this.events.splice(best, 1)
+    }
+    return top
+  }
+
+  /** Run every event due up to `until` (inclusive) in time order. */
+  runUntil (until: number): void {
+    while (this.heap.length > 0 && this.heap[0].at <= until) {
+      const e = this.pop()
       this.t = e.at
       e.run()
     }
