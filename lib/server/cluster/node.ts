@@ -276,6 +276,7 @@ export class ClusterNode {
     this.installed = { ...p, locked: true }
     this.members = MemberTable.of(p.state)
     this.installs.push({ version: p.version, digest: p.digest })
+    this.prune(p.version)
     this.pending = null
     if (this.want !== null && this.want.version <= p.version) this.want = null
     const pr = this.proposal
@@ -289,6 +290,16 @@ export class ClusterNode {
       }
     }
     this.broadcast()
+  }
+
+  /** Forget per-version bookkeeping at or below the installed version (bounded memory over a long run). */
+  private prune (installed: number): void {
+    const below = (key: string): boolean => Number(key.slice(0, key.indexOf(':'))) <= installed
+    for (const k of this.originSeen.keys()) if (below(k)) this.originSeen.delete(k)
+    for (const k of this.bars) if (below(k)) this.bars.delete(k)
+    for (const [k, until] of this.distrusted) if (below(k) || until <= this.now()) this.distrusted.delete(k)
+    if (this.lastBar !== null && this.lastBar[0] <= installed) this.lastBar = null
+    if (this.installs.length > 1024) this.installs.splice(0, this.installs.length - 1024)
   }
 
   // ---- admin changes ---------------------------------------------------------------------------------------------
