@@ -2,7 +2,7 @@
 // durable store per member (survives restarts), kill/restart, and the safety check across all installs ever made.
 import crypto from 'node:crypto'
 import { encodePublicKey, identityFromKey, type Identity } from '../../lib/crypto/identity'
-import { ClusterNode, type ChangeEvent } from '../../lib/server/cluster/node'
+import { ClusterNode, type ChangeEvent, type LockRecord } from '../../lib/server/cluster/node'
 import { MemoryHwmStore } from '../../lib/server/cluster/sequence'
 import { MockNetwork, type FaultKnobs } from '../../lib/server/cluster/transport-mock'
 import { emptyState, type ConfigState, type MemberRecord } from '../../lib/server/state'
@@ -21,7 +21,7 @@ export interface SimMember {
   /** Make the next N commits fail (a crash or I/O error at install time). */
   failCommits: number
   /** The persisted lock (survives restarts, not wipes). */
-  lock?: { version: number, digest: string }
+  lock?: LockRecord
 }
 
 export function memberRecord (identity: Identity, name: string, addr: string): MemberRecord {

@@ -24,13 +24,13 @@ test('replay marks and the lock survive a restart; a replayed message stays refu
   const s1 = ClusterStateFile.open(dir)
   const g1 = new ReplayGuard(s1)
   g1.accept('peer', { epoch: 3, counter: 10 })
-  s1.locks.save({ version: 7, digest: 'ab' })
+  s1.locks.save({ version: 7, digest: 'ab', set: Buffer.from('sealed set bytes') })
   s1.flush()
   const s2 = ClusterStateFile.open(dir)
   const g2 = new ReplayGuard(s2)
   t.is(g2.check('peer', { epoch: 3, counter: 10 }), 'duplicate')
   t.is(g2.check('peer', { epoch: 3, counter: 11 }), 'fresh')
-  t.deepEqual(s2.locks.load(), { version: 7, digest: 'ab' })
+  t.deepEqual(s2.locks.load(), { version: 7, digest: 'ab', set: Buffer.from('sealed set bytes') })
 })
 
 test('a corrupt state file is PEM_ERR_STORE; a leftover tmp file is ignored', t => {

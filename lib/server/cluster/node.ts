@@ -17,10 +17,14 @@ import type { Clock, Packet, Transport } from './transport'
 
 export type { ChangeEvent } from './changes'
 
-/** Where a member persists its lock (version, digest) before advertising it, so a restart cannot unlock it. */
+/**
+ * Where a member persists its lock before advertising it, so a restart cannot unlock it: the (version, digest) and the
+ * member's own sealed copy of the locked set, from which it restores the locked pending set after a restart.
+ */
+export interface LockRecord { version: number, digest: string, set?: Buffer }
 export interface LockStore {
-  load: () => { version: number, digest: string } | undefined
-  save: (lock: { version: number, digest: string }) => void
+  load: () => LockRecord | undefined
+  save: (lock: LockRecord) => void
 }
 
 export interface NodeOptions {
@@ -86,7 +90,20 @@ export class ClusterNode {
     this.installed = this.held(plaintext, o.installed, o.installed.changedBy, true)
     this.members = MemberTable.of(o.installed)
     const memo = o.locks?.load()
-    this.lockMemo = memo !== undefined && memo.version > o.installed.version ? memo : null
+    this.lockMemo = memo !== undefined && memo.version > o.installed.version ? { version: memo.version, digest: memo.digest } : null
+    if (this.lockMemo !== null && memo?.set !== undefined) this.restoreLocked(memo.set)
+  }
+
+  /** After a restart: hold the locked set again (locked), so it keeps being advertised and can be fetched. */
+  private restoreLocked (set: Buffer): void {
+    try {
+      const s = openSet(set, { clusterId: this.o.clusterId, identity: this.o.identity, members: this.members, installedVersion: this.installed.version })
+      if (s.version !== this.lockMemo?.version || s.digest.toString('hex') !== this.lockMemo.digest) return
+      this.pending = { ...this.held(s.plaintext, s.state, s.origin, true), set: Buffer.from(set) }
+      this.originSeen.set(`${s.version}:${s.origin}`, this.lockMemo.digest)
+    } catch (err) {
+      this.refuse(PemError.from(err, 'PEM_ERR_STORE').code)
+    }
   }
 
   /** A lock survives restarts: at its version only its digest (or an installed one) may be held again. */
@@ -256,7 +273,7 @@ export class ClusterNode {
       peers: this.peers
     })
     if (a.canLock && !this.lockForbids(p.version, p.digest)) {
-      try { this.o.locks?.save({ version: p.version, digest: p.digest }) } catch { this.refuse('PEM_ERR_STORE'); return }
+      try { this.o.locks?.save({ version: p.version, digest: p.digest, set: p.set ?? undefined }) } catch { this.refuse('PEM_ERR_STORE'); return }
       this.lockMemo = { version: p.version, digest: p.digest }
       p.locked = true
       this.broadcast()
@@ -327,6 +344,7 @@ export class ClusterNode {
 
   private applyQueued (): void {
     if (this.stopped || this.queue.length === 0 || this.pending !== null || this.proposal !== null || this.want !== null) return
+    if (this.lockMemo !== null && this.lockMemo.version === this.installed.version + 1) return // wait for the locked version
     const change = this.queue.shift() as Change
     let draft: ConfigState
     let plaintext: Buffer

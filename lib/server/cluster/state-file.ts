@@ -6,13 +6,13 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { PemError } from '../../wire/errors'
-import type { LockStore } from './node'
+import type { LockRecord, LockStore } from './node'
 import type { HwmStore, Seq } from './sequence'
 
 export const CLUSTER_STATE_FILE = 'cluster-state.json'
 const FORMAT = 1
 
-interface Saved { format: number, epoch: number, marks: Record<string, [number, number]>, lock: { version: number, digest: string } | null }
+interface Saved { format: number, epoch: number, marks: Record<string, [number, number]>, lock: { version: number, digest: string, set?: string } | null }
 
 function writeAtomic (file: string, text: string): void {
   const tmp = `${file}.tmp`
@@ -61,8 +61,15 @@ export class ClusterStateFile implements HwmStore {
   save (sender: string, seq: Seq): void { this.saved.marks[sender] = [seq.epoch, seq.counter]; this.dirty = true }
 
   readonly locks: LockStore = {
-    load: () => this.saved.lock ?? undefined,
-    save: lock => { this.saved.lock = { ...lock }; this.dirty = true; this.flush() }
+    load: (): LockRecord | undefined => {
+      const l = this.saved.lock
+      return l === null ? undefined : { version: l.version, digest: l.digest, set: l.set === undefined ? undefined : Buffer.from(l.set, 'base64') }
+    },
+    save: lock => {
+      this.saved.lock = { version: lock.version, digest: lock.digest, set: lock.set?.toString('base64') }
+      this.dirty = true
+      this.flush()
+    }
   }
 
   /** Write the marks and lock if anything changed since the last flush. */
