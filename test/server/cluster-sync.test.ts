@@ -135,3 +135,14 @@ test('a change adding two members at once is refused (single-change rule keeps m
   sim.node('A').propose('two at once', d => { d.members[x.id] = x; d.members[y.id] = y })
   t.like(sim.get('A').events.at(-1), { outcome: 'failed', code: 'PEM_ERR_BAD_CONFIG' })
 })
+
+test('graceful leave: the others stop waiting for the leaver at once, without the active window', t => {
+  const sim = Sim.cluster(3, 31)
+  const v = sim.node('A').installed.version
+  sim.node('C').leave()
+  sim.get('C').alive = false
+  sim.run(50)
+  sim.node('A').propose('after leave', setPolicy('left'))
+  const took = sim.until(() => sim.node('A').installed.version === v + 1 && sim.node('B').installed.version === v + 1)
+  t.true(took >= 0 && took < sim.activeWindowMs, `took ${took} ms`)
+})
