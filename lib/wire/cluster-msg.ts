@@ -16,6 +16,7 @@
 // The signature is checked over the received bytes, before the body is decoded.
 import { PemError } from './errors'
 import { pack, unpack } from './frame'
+import { crc32 } from './crc32'
 
 export const CLUSTER_HEADER_VERSION = 1
 export const AUTH_ED25519 = 1
@@ -97,22 +98,6 @@ export interface RawClusterMsg {
   signature: Buffer
 }
 
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256)
-  for (let n = 0; n < 256; n++) {
-    let c = n
-    for (let k = 0; k < 8; k++) c = (c & 1) !== 0 ? 0xedb88320 ^ (c >>> 1) : c >>> 1
-    t[n] = c >>> 0
-  }
-  return t
-})()
-
-/** CRC-32 (IEEE 802.3 polynomial); a cheap corruption check before the signature is verified. */
-export function crc32 (bytes: Uint8Array): number {
-  let c = 0xffffffff
-  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8)
-  return (c ^ 0xffffffff) >>> 0
-}
 
 function bad (detail: string): PemError { return new PemError('PEM_ERR_CLUSTER_MSG', detail) }
 

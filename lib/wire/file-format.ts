@@ -15,6 +15,7 @@
 // An all-zero slot is a hole: blockBytes of zeros.
 import { PemError } from './errors'
 import type { Compression } from './packets'
+import { crc32 } from './crc32'
 
 export const FILE_MAGIC = Buffer.from('PEMF', 'latin1')
 /** On-disk format versions this build reads / writes. */
@@ -286,19 +287,3 @@ function isZero (b: Buffer): boolean {
   return true
 }
 
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256)
-  for (let n = 0; n < 256; n++) {
-    let c = n
-    for (let k = 0; k < 8; k++) c = (c & 1) !== 0 ? 0xedb88320 ^ (c >>> 1) : c >>> 1
-    t[n] = c >>> 0
-  }
-  return t
-})()
-
-/** CRC-32 (IEEE 802.3, as zlib computes it). Catches accidental header damage; integrity comes from the AAD. */
-export function crc32 (b: Uint8Array): number {
-  let c = 0xffffffff
-  for (let i = 0; i < b.length; i++) c = CRC_TABLE[(c ^ b[i]) & 0xff] ^ (c >>> 8)
-  return (c ^ 0xffffffff) >>> 0
-}

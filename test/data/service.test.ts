@@ -9,10 +9,11 @@ import path from 'node:path'
 import { attrsOf } from '../../lib/pem-fs/attrs'
 import { ClusterClient, type Decision } from '../../lib/pem-fs/client'
 import { hostIdentity, readCluster } from '../../lib/pem-fs/host-config'
-import { decodeHeader, encodeHeader, slotOffset, crc32 } from '../../lib/wire/file-format'
+import { decodeHeader, encodeHeader, slotOffset } from '../../lib/wire/file-format'
 import type { Action } from '../../lib/wire/packets'
 import { cli, initSpd, loginSpctl, startSpd, stopAll, stopSpd, tempDir, writeFile, type Spd } from '../../scripts/procs'
 import { readHeader, readRange, writeBlocks } from '../helpers/crypt-file'
+import { crc32 } from '../../lib/wire/crc32'
 
 const POLICY = `format: 1
 keys: [finance, hr]

@@ -10,11 +10,12 @@ import { acceptMessage, buildHeartbeat, buildSetFetch, type ClusterMessage } fro
 import { MemberTable } from '../../lib/server/cluster/members'
 import { MemoryHwmStore, ReplayGuard, SequenceSource } from '../../lib/server/cluster/sequence'
 import {
-  ClusterMsgType, ClusterStatus, CLUSTER_HEADER_BYTES, crc32, encodeHeartbeatBody, encodeUnsigned, MAX_CLUSTER_BODY, MemberState,
+  ClusterMsgType, ClusterStatus, CLUSTER_HEADER_BYTES, encodeHeartbeatBody, encodeUnsigned, MAX_CLUSTER_BODY, MemberState,
   PendingPhase, type HeartbeatBody
 } from '../../lib/wire/cluster-msg'
 import { pack } from '../../lib/wire/frame'
 import { memberRecord } from '../helpers/cluster-sim'
+import { crc32 } from '../../lib/wire/crc32'
 
 const A = generateIdentity(); const B = generateIdentity(); const C = generateIdentity(); const X = generateIdentity()
 const CLUSTER = crypto.createHash('sha256').update('cluster one').digest()

@@ -4,10 +4,11 @@
 import test from 'ava'
 import crypto from 'node:crypto'
 import {
-  AAD_BYTES, RECORD_OVERHEAD, blockRange, cipherSize, crc32, decodeHeader, encodeHeader, makeHeader, parseSlot,
+  AAD_BYTES, RECORD_OVERHEAD, blockRange, cipherSize, decodeHeader, encodeHeader, makeHeader, parseSlot,
   plainSize, recordOffset, slotOffset, writeAad, writeTrailer, type FileHeader
 } from '../../lib/wire/file-format'
 import { LIMITS, checkBlocks, checkDecideReply } from '../../lib/wire/packets'
+import { crc32 } from '../../lib/wire/crc32'
 
 const fileId = Buffer.from('00112233445566778899aabbccddeeff', 'hex')
 const plainH = makeHeader({ fileId, keyName: 'finance', keyVersion: 1, cipher: 'aes-256-gcm', compression: 'none' })
