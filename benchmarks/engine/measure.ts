@@ -3,6 +3,7 @@
 import { execFileSync, spawnSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import { CRYPTO_THREADS, createEngine, generateKey, sealedLength, type AeadCipher } from '../../lib/native/crypto-engine'
+import { opsPerSecond } from '../harness'
 
 export const MB = 1e6 // throughputs are decimal MB/s, like `openssl speed` (1000s of bytes)
 export const KIB = 1024
@@ -16,15 +17,9 @@ function batchOf (block: number): { lens: Uint32Array, input: Buffer, out: Buffe
   return { lens, input: crypto.randomBytes(count * block), out: Buffer.alloc(sealedLength(lens)) }
 }
 
+/** MB/s of a step that returns the bytes it processed (the harness counts them as "operations"). */
 async function timed (ms: number, step: () => Promise<number> | number): Promise<number> {
-  const t0 = process.hrtime.bigint()
-  let bytes = 0
-  let elapsed = 0
-  while (elapsed < ms) {
-    bytes += await step()
-    elapsed = Number(process.hrtime.bigint() - t0) / 1e6
-  }
-  return bytes / (elapsed / 1000) / MB
+  return await opsPerSecond(ms, step) / MB
 }
 
 /** Engine seal MB/s on the JS thread (sync batches): the single-thread figure. */
