@@ -16,4 +16,7 @@ export const AAD_CTX_CONFIG_STORE = 'pem/v1 config store'
 export const AAD_CTX_KEYRING = 'pem/v1 keyring'
 export const AAD_CTX_POLICY_SET = 'pem/v1 policy set body'
 
+/** HKDF info of the configuration store key, derived from the member's identity seed (lib/server/store.ts). */
+export const KDF_CTX_STORE_KEY = 'pem/v1 configuration store key'
+
 export const SIG_CONTEXTS: readonly string[] = [SIG_CTX_CLUSTER_MSG, SIG_CTX_POLICY_SET, SIG_CTX_SPONSOR, SIG_CTX_AUDIT]

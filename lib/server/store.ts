@@ -11,7 +11,7 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import { AAD_CTX_CONFIG_STORE } from '../crypto/contexts'
+import { AAD_CTX_CONFIG_STORE, KDF_CTX_STORE_KEY } from '../crypto/contexts'
 import { openAtRest, sealAtRest } from '../crypto/seal'
 import { PemError } from '../wire/errors'
 import { pack, unpack } from '../wire/frame'
@@ -20,11 +20,10 @@ import { emptyState, type ConfigState } from './state'
 const MAGIC = Buffer.from('PEMSTORE')
 const FORMAT_VERSION = 1
 const HEADER_BYTES = 18
-export const STORE_KEY_CONTEXT = 'pem/v1 configuration store key'
 
 /** The store key, derived from the 32-byte seed of the member's identity key (Identity.signKey[0..32)). */
 export function storeKeyFrom (identitySeed: Uint8Array): Buffer {
-  return Buffer.from(crypto.hkdfSync('sha256', identitySeed.subarray(0, 32), Buffer.alloc(0), STORE_KEY_CONTEXT, 32))
+  return Buffer.from(crypto.hkdfSync('sha256', identitySeed.subarray(0, 32), Buffer.alloc(0), KDF_CTX_STORE_KEY, 32))
 }
 
 function header (version: number): Buffer {
