@@ -8,24 +8,22 @@ import { PemError } from '../wire/errors'
 
 const ROOT = path.resolve(__dirname, '../../..') // from dist/lib/pem-fs
 const SOURCE = path.join(ROOT, 'native', 'fuse-ctx', 'fuse_ctx.c')
+const BUILD = path.join(ROOT, 'native', 'fuse-ctx', 'build.sh')
 export const SHIM = path.join(ROOT, 'build', 'fuse-ctx', 'fuse_ctx.node')
 
 export interface Caller { uid: number, gid: number, pid: number }
 
-/** Compiles the shim when it is missing or older than its source (needs a C compiler once). */
+/** The shim, compiled when it is missing or older than its source (npm ci builds it; this covers a changed source). */
 export function buildShim (): string {
   const src = fs.statSync(SOURCE, { throwIfNoEntry: false })
   const out = fs.statSync(SHIM, { throwIfNoEntry: false })
   if (out !== undefined && (src === undefined || out.mtimeMs >= src.mtimeMs)) return SHIM
   if (src === undefined) throw new PemError('PEM_ERR_BAD_CONFIG', `${SOURCE} is missing: reinstall pemfs`)
-  fs.mkdirSync(path.dirname(SHIM), { recursive: true })
-  const tmp = `${SHIM}.${process.pid}.tmp`
   try {
-    execFileSync('cc', ['-shared', '-fPIC', '-O2', '-Wall', '-o', tmp, SOURCE, '-ldl'], { stdio: ['ignore', 'ignore', 'pipe'] })
+    execFileSync('sh', [BUILD, SHIM], { stdio: ['ignore', 'ignore', 'pipe'] })
   } catch (err) {
-    throw new PemError('PEM_ERR_BAD_CONFIG', `cannot build the FUSE caller-context shim (cc ${SOURCE}): ${(err as Error).message}`)
+    throw new PemError('PEM_ERR_BAD_CONFIG', `cannot build the FUSE caller-context shim (${BUILD}): ${(err as Error).message}`)
   }
-  fs.renameSync(tmp, SHIM)
   return SHIM
 }
 
