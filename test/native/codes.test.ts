@@ -3,16 +3,7 @@ import test from 'ava'
 import fs from 'node:fs'
 import path from 'node:path'
 import { ERRORS } from '../../lib/wire/errors'
-
-function root (): string {
-  let dir = __dirname
-  while (!fs.existsSync(path.join(dir, 'binding.gyp'))) {
-    const up = path.dirname(dir)
-    if (up === dir) throw new Error('binding.gyp not found')
-    dir = up
-  }
-  return dir
-}
+import { root } from './node-aead'
 
 const NATIVE = path.join(root(), 'native')
 const files = fs.readdirSync(NATIVE).filter(f => /\.(cc|h)$/.test(f))
