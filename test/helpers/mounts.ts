@@ -4,7 +4,7 @@
 import { execFile } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import { cli, initSpd, loginSpctl, startSpd, tempDir, writeFile, type RunResult, type Spd } from '../../scripts/procs'
+import { cli, initSpd, loginSpctl, startSpd, stopAll, stopSpd, tempDir, writeFile, type RunResult, type Spd } from '../../scripts/procs'
 
 export interface Cluster { spd: Spd, spctl: (args: string[]) => Promise<RunResult>, hostDir: string, work: string }
 
@@ -62,6 +62,19 @@ export async function unmountAll (c: Cluster | undefined): Promise<void> {
     if (isMounted(dir)) await sh(`umount -l '${dir}'`, { timeoutMs: 5000 })
   }
   mounted.clear()
+}
+
+/** A test file's before hook: mount, or fail the hook with pemfs's own message. */
+export async function mountOrThrow (c: Cluster, dir: string, extra: string[] = []): Promise<void> {
+  const r = await mount(c, dir, extra)
+  if (r.code !== 0) throw new Error(`mount: ${r.stderr}`)
+}
+
+/** A test file's after.always: every mount gone, its member stopped, every process from scripts/procs killed. */
+export async function tearDown (c: Cluster | undefined): Promise<void> {
+  await unmountAll(c)
+  if (c !== undefined) await stopSpd(c.spd)
+  stopAll()
 }
 
 export { tempDir, writeFile }

@@ -5,9 +5,9 @@
 import test from 'ava'
 import fs from 'node:fs'
 import path from 'node:path'
-import { ROOT, stopAll, stopSpd } from '../../scripts/procs'
+import { ROOT } from '../../scripts/procs'
 import { cipherSize, decodeHeader, FILE_MAGIC, HEADER_MAX_BYTES, plainSize, slotOffset } from '../../lib/wire/file-format'
-import { clusterWithHost, mount, sh, tempDir, unmountAll, type Cluster } from '../helpers/mounts'
+import { clusterWithHost, mountOrThrow, sh, tearDown, tempDir, type Cluster } from '../helpers/mounts'
 
 const DRIVER = path.join(ROOT, 'dist', 'test', 'helpers', 'crypt-driver.js')
 let c: Cluster
@@ -47,15 +47,10 @@ test.before(async () => {
   fs.mkdirSync(view); fs.mkdirSync(back); fs.mkdirSync(path.join(back, 'z'))
   fs.writeFileSync(path.join(back, 'legacy.txt'), 'plaintext from before the guard\n')
   c = await clusterWithHost('pemfs-crypt', () => policy(view))
-  const r = await mount(c, view, ['--backing', back])
-  if (r.code !== 0) throw new Error(`mount: ${r.stderr}`)
+  await mountOrThrow(c, view, ['--backing', back])
 })
 
-test.after.always(async () => {
-  await unmountAll(c)
-  if (c !== undefined) await stopSpd(c.spd)
-  stopAll()
-})
+test.after.always(async () => { await tearDown(c) })
 
 test.serial('ciphertext underneath: header magic, the key, no plaintext, size from the format', async t => {
   const r = await drive(`fill ${q('secret.txt')} 'TOPSECRET-MARKER ' 5000`)

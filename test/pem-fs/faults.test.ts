@@ -3,8 +3,8 @@
 import test from 'ava'
 import fs from 'node:fs'
 import path from 'node:path'
-import { startSpd, stopAll, stopSpd } from '../../scripts/procs'
-import { applyPolicy, clusterWithHost, mount, sh, tempDir, unmountAll, type Cluster } from '../helpers/mounts'
+import { startSpd, stopSpd } from '../../scripts/procs'
+import { applyPolicy, clusterWithHost, mountOrThrow, sh, tearDown, tempDir, type Cluster } from '../helpers/mounts'
 
 let c: Cluster
 let dir: string
@@ -26,15 +26,10 @@ test.before(async () => {
   dir = path.join(tempDir('faults'), 'data')
   fs.mkdirSync(dir)
   c = await clusterWithHost('pemfs-faults', () => policy(dir, '/nothing'))
-  const r = await mount(c, dir, ['--timeout-ms', '1000'])
-  if (r.code !== 0) throw new Error(`mount: ${r.stderr}`)
+  await mountOrThrow(c, dir, ['--timeout-ms', '1000'])
 })
 
-test.after.always(async () => {
-  await unmountAll(c)
-  if (c !== undefined) await stopSpd(c.spd)
-  stopAll()
-})
+test.after.always(async () => { await tearDown(c) })
 
 test.serial('a new policy version applies mid-run: a path permitted before is denied after, others keep working', async t => {
   const before = await sh(`mkdir ${q('v')} && echo v1 > ${q('v/x')} && echo ok > ${q('other')} && cat ${q('v/x')}`)

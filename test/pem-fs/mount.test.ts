@@ -4,8 +4,8 @@ import test from 'ava'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import { cli, stopAll, stopSpd } from '../../scripts/procs'
-import { clusterWithHost, isMounted, mount, sh, tempDir, unmount, unmountAll, type Cluster } from '../helpers/mounts'
+import { cli } from '../../scripts/procs'
+import { clusterWithHost, isMounted, mountOrThrow, sh, tearDown, tempDir, unmount, type Cluster } from '../helpers/mounts'
 
 const odHash = crypto.createHash('sha256').update(fs.readFileSync('/usr/bin/od')).digest('hex')
 let c: Cluster
@@ -39,15 +39,10 @@ test.before(async () => {
   fs.mkdirSync(path.join(dir, 'secret'))
   fs.writeFileSync(path.join(dir, 'secret', 'plans.txt'), 'top secret\n')
   c = await clusterWithHost('pemfs-a', () => policy(dir))
-  const r = await mount(c, dir)
-  if (r.code !== 0) throw new Error(`mount: ${r.stderr}`)
+  await mountOrThrow(c, dir)
 })
 
-test.after.always(async () => {
-  await unmountAll(c)
-  if (c !== undefined) await stopSpd(c.spd)
-  stopAll()
-})
+test.after.always(async () => { await tearDown(c) })
 
 test.serial('mounted in place: plain fuse in df -T, fsname names the directory, old files visible', async t => {
   t.true(isMounted(dir))
