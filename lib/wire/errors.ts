@@ -43,6 +43,8 @@ export const ERRORS = {
   PEM_ERR_ROLLBACK: { id: 39, errno: 'EACCES', message: 'policy version is older than the installed one' },
   PEM_ERR_EQUIVOCATION: { id: 40, errno: 'EACCES', message: 'two different policy sets for one version from one origin' },
   PEM_ERR_CHANGE_REBASED: { id: 41, errno: 'EAGAIN', message: 'a concurrent change won this version; the change was re-based on it' },
+  PEM_ERR_CHANGE_PENDING: { id: 42, errno: 'EAGAIN', message: 'the change is proposed but not installed yet: too few cluster members are reachable' },
+  PEM_ERR_NO_CLUSTER: { id: 43, errno: 'EINVAL', message: 'this member has no cluster listener (spd init --cluster-listen)' },
   ENGINE_ERR_OPENSSL: { id: 64, errno: 'EIO', message: 'OpenSSL failure' },
   ENGINE_ERR_BAD_LENGTH: { id: 65, errno: 'EINVAL', message: 'buffer has the wrong length' },
   ENGINE_ERR_AUTH: { id: 66, errno: 'EIO', message: 'AEAD authentication failed' },
