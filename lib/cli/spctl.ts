@@ -32,7 +32,7 @@ function endpointOf (url: string): { key: string, host: string, port: number } {
 }
 
 const program = new Command('spctl')
-  .description('Administer an spd member: policy, keys, hosts, audit')
+  .description('Administer an spd cluster through one member: policy, keys, hosts, members, audit')
   .addOption(new Option('--endpoint <url>', 'admin API of the member').env('SPCTL_ENDPOINT').default('https://127.0.0.1:7702'))
   .option('--server-id <id>', 'expected member id (hex SHA-256 of its key); default: the one recorded at first login')
   .option('--json', 'print JSON')
@@ -72,8 +72,15 @@ program.command('login')
   }))
 
 program.command('status')
-  .description('show the member: version, policy summary, hosts, load, counters')
-  .action(() => run(async () => { printObject(await call('GET', '/v1/status') as Record<string, unknown>, opts().json) }))
+  .description('show the member (version, policy summary, hosts, load, counters) and the cluster as it sees it')
+  .action(() => run(async () => {
+    const v = await call('GET', '/v1/status') as Record<string, unknown> & { cluster: ClusterView }
+    if (opts().json) { printObject(v, true); return }
+    const { cluster, ...rest } = v
+    printObject({ ...rest, cluster: `${cluster.clusterId.slice(0, 16)}… installed v${cluster.installed.version}${cluster.pending === null ? '' : `, pending v${cluster.pending.version}${cluster.pending.locked ? ' (locked)' : ''}`}${cluster.canServe ? '' : ', CUT OFF from a majority'}` }, false)
+    process.stdout.write('\n')
+    printMembers(cluster)
+  }))
 
 const policy = program.command('policy').description('get, apply or diff the policy')
 policy.command('get').description('print the installed policy YAML')
@@ -127,9 +134,43 @@ audit.command('tail').description('print the last audit events')
     else for (const r of rows) process.stdout.write(JSON.stringify(r) + '\n')
   }))
 
-const member = program.command('member').description('cluster members')
-member.command('list').description('list members')
-  .action(() => run(async () => { printRows(await call('GET', '/v1/members') as Array<Record<string, unknown>>, opts().json, ['name', 'id', 'addr']) }))
+interface ClusterView {
+  clusterId: string
+  installed: { version: number }
+  pending: { version: number, locked: boolean } | null
+  canServe: boolean
+  members: Array<{ id: string, name: string, clusterAddr: string, hostAddr: string, state: string, lastHeardMs: number | null, installed: number | null, pending: number | null }>
+}
+
+function printMembers (c: ClusterView): void {
+  printRows(c.members.map(m => ({
+    name: m.name,
+    id: m.id.slice(0, 16),
+    state: m.state,
+    cluster: m.clusterAddr,
+    hosts: m.hostAddr === '' ? '-' : m.hostAddr,
+    installed: m.installed,
+    pending: m.pending,
+    heard: m.lastHeardMs === null ? '-' : `${(m.lastHeardMs / 1000).toFixed(1)}s ago`
+  })), false)
+}
+
+const member = program.command('member').description('cluster members: grow the cluster one sponsored key at a time')
+member.command('list').description('list members with their state, addresses and versions as this member sees them')
+  .action(() => run(async () => {
+    const c = await call('GET', '/v1/members') as ClusterView
+    if (opts().json) printObject(c as unknown as Record<string, unknown>, true); else printMembers(c)
+  }))
+member.command('add <pubkey>').description('sponsor a new member (its key from spd id); prints the spd trust command to run on it')
+  .requiredOption('--addr <host:port>', "the new member's cluster address")
+  .requiredOption('--name <name>', 'the new member\'s name')
+  .action((key: string, o: { addr: string, name: string }) => run(async () => {
+    const v = await call('POST', '/v1/members', { key, addr: o.addr, name: o.name }) as { id: string, sponsor: { key: string, addr: string, cluster: string } }
+    printObject(v as unknown as Record<string, unknown>, opts().json)
+    if (!opts().json) process.stderr.write(`on the new member, before its first start: spd trust --data-dir DIR --key ${v.sponsor.key} --addr ${v.sponsor.addr} --cluster ${v.sponsor.cluster}\n`)
+  }))
+member.command('remove <ref>').description('remove a member by name or id; it stays out for good (it cannot open later sets)')
+  .action((ref: string) => run(async () => { printObject(await call('DELETE', `/v1/members/${encodeURIComponent(ref)}`) as Record<string, unknown>, opts().json) }))
 
 function readText (file: string): string {
   try { return fs.readFileSync(file, 'utf8') } catch (err) { throw new PemError('PEM_ERR_BAD_ARGUMENT', `cannot read ${file}: ${(err as Error).message}`) }

@@ -3,9 +3,10 @@ import { Command } from 'commander'
 import fs from 'node:fs'
 import path from 'node:path'
 import pino from 'pino'
-import { createIdentity, encodePublicKey, loadIdentity } from '../crypto/identity'
+import crypto from 'node:crypto'
+import { createIdentity, encodePublicKey, keyId, loadIdentity, parsePublicKey } from '../crypto/identity'
 import { hashPassword } from '../crypto/password'
-import { checkConfig, configPath, loadConfig } from '../server/config'
+import { checkConfig, configPath, loadConfig, splitHostPort } from '../server/config'
 import { IDENTITY_FILE, Member } from '../server/member'
 import { emptyState } from '../server/state'
 import { ConfigStore, storeKeyFrom } from '../server/store'
@@ -15,7 +16,7 @@ import { printObject, readSecret, run } from './common'
 const program = new Command('spd').description('Security processor daemon: decides file operations, holds the keys, syncs with its peers').showHelpAfterError()
 
 program.command('init')
-  .description('create a member: key pair, local config, encrypted store with the first admin')
+  .description('create a member: key pair, local config, encrypted store with the first admin; a cluster of one until it sponsors others (or joins one with spd trust)')
   .requiredOption('--data-dir <dir>', 'directory for this member (created, mode 0700)')
   .requiredOption('--name <name>', 'member name')
   .requiredOption('--listen <host:port>', 'address for hosts (pemfs)')
@@ -36,8 +37,12 @@ program.command('init')
     const identity = createIdentity(path.join(dir, IDENTITY_FILE))
     const state = emptyState()
     state.admins[o.adminUser] = { hash: await hashPassword(password) }
+    // Version 1: a cluster of one, with a fresh cluster id. `spd trust` turns it into a joiner instead.
+    state.version = 1
+    state.clusterId = crypto.randomBytes(32).toString('hex')
+    state.members[identity.id] = { id: identity.id, key: encodePublicKey(identity.publicKey), name: o.name, addr: o.listen, clusterAddr: o.clusterListen ?? null, state: 'active' }
     ConfigStore.create(dir, storeKeyFrom(identity.signKey), state)
-    const { load: _l, weight: _w, decisionTtlMs: _d, adminTokenTtlS: _a, logLevel: _g, crypto: _c, ...minimal } = config
+    const { load: _l, weight: _w, decisionTtlMs: _d, adminTokenTtlS: _a, logLevel: _g, crypto: _c, cluster: _k, ...minimal } = config
     fs.writeFileSync(configPath(dir), JSON.stringify(minimal, null, 2) + '\n', { mode: 0o600 })
     printObject({ name: o.name, id: identity.id, key: encodePublicKey(identity.publicKey), dataDir: dir }, o.json === true)
   }))
@@ -50,6 +55,40 @@ program.command('id')
     const identity = loadIdentity(path.join(o.dataDir, IDENTITY_FILE))
     const name = loadConfig(o.dataDir).name
     printObject({ name, id: identity.id, key: encodePublicKey(identity.publicKey) }, o.json === true)
+  }))
+
+program.command('trust')
+  .description('before first start: make this new member a joiner that trusts its sponsor (an existing member whose admin ran spctl member add)')
+  .requiredOption('--data-dir <dir>', 'member directory (from spd init, never started in a cluster)')
+  .requiredOption('--key <pubkey>', "the sponsor's public key (printed by spctl member add, or spd id on the sponsor)")
+  .requiredOption('--addr <host:port>', "the sponsor's cluster address")
+  .requiredOption('--cluster <id>', 'the cluster id (printed by spctl member add)')
+  .option('--json', 'print JSON')
+  .action((o: { dataDir: string, key: string, addr: string, cluster: string, json?: boolean }) => run(async () => {
+    splitHostPort(o.addr)
+    if (!/^[0-9a-f]{64}$/.test(o.cluster)) throw new PemError('PEM_ERR_BAD_ARGUMENT', '--cluster must be the 64-hex-digit cluster id')
+    const sponsorKey = parsePublicKey(o.key.trim())
+    const sponsor = keyId(sponsorKey)
+    const config = loadConfig(o.dataDir)
+    if (config.clusterListen === null) throw new PemError('PEM_ERR_NO_CLUSTER', 'this member has no cluster listener: set clusterListen in spd.json first')
+    const identity = loadIdentity(path.join(o.dataDir, IDENTITY_FILE))
+    if (sponsor === identity.id) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'a member cannot sponsor itself')
+    const store = ConfigStore.open(o.dataDir, storeKeyFrom(identity.signKey))
+    const s = store.state
+    const others = Object.keys(s.members).filter(id => id !== identity.id)
+    if (s.version > 1 || others.length > 0 || s.policyText !== null || Object.keys(s.hosts).length > 0) {
+      throw new PemError('PEM_ERR_BUSY', `this member already has a configuration (version ${s.version}); only a fresh member can join a cluster`)
+    }
+    // The trust state (version 0): itself and its sponsor. It accepts messages and sets from the sponsor only, and
+    // installs the cluster's configuration (with the cluster's admins) as soon as the sponsor has added it.
+    const trust = emptyState()
+    trust.clusterId = o.cluster
+    trust.admins = s.admins
+    trust.members[identity.id] = { ...s.members[identity.id], clusterAddr: config.clusterListen }
+    trust.members[sponsor] = { id: sponsor, key: encodePublicKey(sponsorKey), name: 'sponsor', addr: '', clusterAddr: o.addr, state: 'active' }
+    trust.changedBy = 'trust'
+    store.resetForJoin(trust)
+    printObject({ member: identity.id, sponsor, sponsorAddr: o.addr, cluster: o.cluster, next: 'spd start: it joins once the sponsor has added it' }, o.json === true)
   }))
 
 program.command('start')

@@ -1,4 +1,6 @@
-// The admin API's routes over a Member: status, policy get/apply/diff, keys, hosts, audit tail. Docs: docs/ADMIN.md.
+// The admin API's routes over a Member: status, policy get/apply/diff, keys, hosts, members, audit tail. Docs: docs/ADMIN.md.
+// Every change is a cluster change: the reply comes once it is installed on this member (version in `pv`).
+import { encodePublicKey, keyId, parsePublicKey } from '../crypto/identity'
 import { newToken, tokenHash } from '../crypto/password'
 import { describePolicy, diffPolicies } from '../policy'
 import { PemError } from '../wire/errors'
@@ -7,6 +9,7 @@ import type { AdminApi, AdminRequest } from './admin'
 import { newKeyVersion, type Member } from './member'
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/
+const HOSTPORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/
 
 function name (req: AdminRequest, field: string): string {
   const v = req.body[field] ?? req.params[field]
@@ -38,47 +41,58 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
         weight: m.config.weight,
         counters: m.counters,
         uptimeS: Math.round((Date.now() - m.started) / 1000),
-        channels: m.channels.size
+        channels: m.channels.size,
+        cluster: m.cluster.status()
       }
     })
     .route('GET', '/v1/policy', () => ({ version: m.store.state.version, text: m.store.state.policyText }))
-    .route('PUT', '/v1/policy', req => ({ version: m.applyPolicy(text(req), req.session.user) }))
+    .route('PUT', '/v1/policy', async req => {
+      const r = await m.applyPolicy(text(req), req.session.user)
+      return { version: r.version, rebased: r.rebased }
+    })
     .route('POST', '/v1/policy/diff', req => ({ version: m.store.state.version, diff: diffPolicies(m.store.state.policyText ?? '', text(req)) }))
     .route('GET', '/v1/keys', () => Object.entries(m.store.state.keys).map(([k, versions]) => ({
       name: k, version: versions[0]?.version ?? 0, versions: versions.length, created: versions[0]?.created ?? null
     })))
-    .route('POST', '/v1/keys', req => {
+    .route('POST', '/v1/keys', async req => {
       const key = name(req, 'name')
-      if (m.store.state.keys[key] !== undefined) throw new PemError('PEM_ERR_BUSY', `key ${key} exists; use key rotate`)
-      const s = m.store.commit(req.session.user, d => { d.keys[key] = [newKeyVersion(1)] })
+      const s = await m.change(req.session.user, `key-create:${key}`, d => {
+        if (d.keys[key] !== undefined) throw new PemError('PEM_ERR_BUSY', `key ${key} exists; use key rotate`)
+        d.keys[key] = [newKeyVersion(1)]
+      })
       m.audit.write({ kind: 'admin', event: 'key_created', user: req.session.user, key, version: s.version })
       return { name: key, version: 1, pv: s.version }
     })
-    .route('POST', '/v1/keys/:name/rotate', req => {
+    .route('POST', '/v1/keys/:name/rotate', async req => {
       const key = name(req, 'name')
-      const list = m.store.state.keys[key]
-      if (list === undefined) throw new PemError('PEM_ERR_NOT_FOUND', `no key named ${key}`)
-      const next = list[0].version + 1
-      const s = m.store.commit(req.session.user, d => { d.keys[key].unshift(newKeyVersion(next)) })
+      let next = 0
+      const s = await m.change(req.session.user, `key-rotate:${key}`, d => {
+        const list = d.keys[key]
+        if (list === undefined) throw new PemError('PEM_ERR_NOT_FOUND', `no key named ${key}`)
+        next = list[0].version + 1
+        list.unshift(newKeyVersion(next))
+      })
       m.audit.write({ kind: 'admin', event: 'key_rotated', user: req.session.user, key, keyVersion: next, version: s.version })
       return { name: key, version: next, pv: s.version }
     })
     .route('GET', '/v1/hosts', () => Object.values(m.store.state.hosts))
-    .route('POST', '/v1/hosts', req => {
+    .route('POST', '/v1/hosts', async req => {
       const host = name(req, 'name')
       const ttlS = typeof req.body.ttlS === 'number' && req.body.ttlS > 0 ? Math.min(req.body.ttlS, 30 * 86400) : 86400
       const secret = newToken()
       const expires = new Date(Date.now() + ttlS * 1000).toISOString()
-      const s = m.store.commit(req.session.user, d => { d.tokens[tokenHash(secret)] = { name: host, expires, createdBy: req.session.user } })
+      const s = await m.change(req.session.user, `host-token:${host}`, d => { d.tokens[tokenHash(secret)] = { name: host, expires, createdBy: req.session.user } })
       m.audit.write({ kind: 'admin', event: 'host_token_created', user: req.session.user, name: host, version: s.version })
       return { name: host, token: formatToken(secret, m.identity.id), expires, cluster: m.hostAddr }
     })
-    .route('DELETE', '/v1/hosts/:ref', req => {
+    .route('DELETE', '/v1/hosts/:ref', async req => {
       const ref = req.params.ref
       const host = Object.values(m.store.state.hosts).find(h => h.id === ref || h.name === ref || h.id.startsWith(ref))
       if (host === undefined || ref.length < 4) throw new PemError('PEM_ERR_NOT_FOUND', `no enrolled host ${ref}`)
-      const s = m.store.commit(req.session.user, d => { delete d.hosts[host.id] })
-      m.disconnectHost(host.id)
+      const s = await m.change(req.session.user, `host-remove:${host.name}`, d => {
+        if (d.hosts[host.id] === undefined) throw new PemError('PEM_ERR_NOT_FOUND', `host ${host.name} was removed meanwhile`)
+        delete d.hosts[host.id]
+      })
       m.audit.write({ kind: 'admin', event: 'host_removed', user: req.session.user, host: host.id, name: host.name, version: s.version })
       return { removed: host.id, version: s.version }
     })
@@ -86,5 +100,39 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
       const n = Math.max(1, Math.min(10000, Number(req.query.get('n') ?? 20) || 20))
       return m.audit.tail(n)
     })
-    .route('GET', '/v1/members', () => m.servers())
+    .route('GET', '/v1/members', () => m.cluster.status())
+    .route('POST', '/v1/members', async req => {
+      const member = name(req, 'name')
+      const addr = req.body.addr
+      if (typeof addr !== 'string' || !HOSTPORT.test(addr)) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'addr must be the new member\'s cluster address HOST:PORT')
+      if (typeof req.body.key !== 'string') throw new PemError('PEM_ERR_BAD_ARGUMENT', 'key must be the new member\'s public key (spd id)')
+      const raw = parsePublicKey(req.body.key.trim())
+      const id = keyId(raw)
+      const s = await m.change(req.session.user, `member-add:${member}`, d => {
+        const prev = d.members[id]
+        if (prev?.state === 'removed') throw new PemError('PEM_ERR_BAD_CONFIG', `member ${id.slice(0, 16)} was removed; a removed key cannot rejoin (create a new member)`)
+        if (prev !== undefined) throw new PemError('PEM_ERR_BUSY', `member ${id.slice(0, 16)} is already in the cluster`)
+        d.members[id] = { id, key: encodePublicKey(raw), name: member, addr: '', clusterAddr: addr, state: 'active' }
+      })
+      m.audit.write({ kind: 'admin', event: 'member_added', user: req.session.user, member: id, name: member, addr, version: s.version })
+      const me = m.store.state.members[m.identity.id]
+      return {
+        id, name: member, pv: s.version,
+        // What the new member's admin runs before starting it (DESIGN §5: spd trust).
+        sponsor: { key: me?.key ?? encodePublicKey(m.identity.publicKey), addr: me?.clusterAddr ?? m.cluster.addr, cluster: m.store.state.clusterId }
+      }
+    })
+    .route('DELETE', '/v1/members/:ref', async req => {
+      const ref = req.params.ref
+      const rec = Object.values(m.store.state.members).find(r => r.state === 'active' && (r.id === ref || r.name === ref || (ref.length >= 8 && r.id.startsWith(ref))))
+      if (rec === undefined) throw new PemError('PEM_ERR_NOT_FOUND', `no active member ${ref}`)
+      if (rec.id === m.identity.id) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'a member cannot remove itself; remove it from another member')
+      const s = await m.change(req.session.user, `member-remove:${rec.name}`, d => {
+        const r = d.members[rec.id]
+        if (r === undefined || r.state !== 'active') throw new PemError('PEM_ERR_NOT_FOUND', `member ${rec.name} was removed meanwhile`)
+        r.state = 'removed'
+      })
+      m.audit.write({ kind: 'admin', event: 'member_removed', user: req.session.user, member: rec.id, name: rec.name, version: s.version })
+      return { removed: rec.id, name: rec.name, pv: s.version }
+    })
 }

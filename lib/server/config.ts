@@ -25,6 +25,12 @@ export interface SpdConfig {
   adminTokenTtlS: number
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   crypto: { provider: string, cipher: 'aes-256-gcm' | 'chacha20-poly1305' }
+  cluster: {
+    intervalMs: number // heartbeat interval
+    activeWindowMs: number // a member not heard from for this long is not active (does not block installs); default 3.5 intervals
+    maxStalenessMs: number // cut off from a majority for this long: decisions are refused (PEM_ERR_STALE_POLICY)
+    changeTimeoutMs: number // an admin change not installed by then is answered PEM_ERR_CHANGE_PENDING (it stays queued)
+  }
 }
 
 export const DEFAULTS: Omit<SpdConfig, 'name' | 'listen' | 'clusterListen' | 'adminListen'> = {
@@ -33,7 +39,8 @@ export const DEFAULTS: Omit<SpdConfig, 'name' | 'listen' | 'clusterListen' | 'ad
   decisionTtlMs: 5000,
   adminTokenTtlS: 3600,
   logLevel: 'info',
-  crypto: { provider: 'default', cipher: 'aes-256-gcm' }
+  crypto: { provider: 'default', cipher: 'aes-256-gcm' },
+  cluster: { intervalMs: 1000, activeWindowMs: 3500, maxStalenessMs: 30000, changeTimeoutMs: 10000 }
 }
 
 const HOSTPORT = '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$'
@@ -68,6 +75,16 @@ const schema = {
       type: 'object',
       additionalProperties: false,
       properties: { provider: { type: 'string', minLength: 1 }, cipher: { enum: ['aes-256-gcm', 'chacha20-poly1305'] } }
+    },
+    cluster: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        intervalMs: { type: 'integer', minimum: 50, maximum: 60000 },
+        activeWindowMs: { type: 'integer', minimum: 100, maximum: 600000 },
+        maxStalenessMs: { type: 'integer', minimum: 100, maximum: 86400000 },
+        changeTimeoutMs: { type: 'integer', minimum: 100, maximum: 600000 }
+      }
     }
   }
 } as const
@@ -88,8 +105,15 @@ export function checkConfig (raw: unknown, where = 'spd.json'): SpdConfig {
     ...c,
     clusterListen: c.clusterListen ?? null,
     load: { ...DEFAULTS.load, ...c.load },
-    crypto: { ...DEFAULTS.crypto, ...c.crypto }
+    crypto: { ...DEFAULTS.crypto, ...c.crypto },
+    cluster: clusterDefaults(c.cluster)
   }
+}
+
+/** The active window defaults to 3.5 heartbeat intervals of the configured interval, not of the default one. */
+function clusterDefaults (given: Partial<SpdConfig['cluster']> = {}): SpdConfig['cluster'] {
+  const intervalMs = given.intervalMs ?? DEFAULTS.cluster.intervalMs
+  return { ...DEFAULTS.cluster, activeWindowMs: Math.round(3.5 * intervalMs), ...given }
 }
 
 export function loadConfig (dataDir: string): SpdConfig {

@@ -1,5 +1,5 @@
-// An spd member: its identity, local config, encrypted store, policy, load, audit log, host listener and admin API.
-// `spd start` builds one and runs it until SIGTERM (lib/cli/spd.ts).
+// An spd member: its identity, local config, encrypted store, policy, load, audit log, host listener, admin API and
+// cluster service. Every configuration change goes through the cluster (change()); `spd start` runs one until SIGTERM.
 import crypto from 'node:crypto'
 import path from 'node:path'
 import type pino from 'pino'
@@ -13,12 +13,14 @@ import type { BlocksBody, DecideBody, EnrollBody, FileHeaderBody, ServerEntry } 
 import { AdminApi } from './admin'
 import { registerAdminRoutes } from './admin-routes'
 import { AuditLog } from './audit'
+import { ClusterService, type ChangeResult } from './cluster/service'
 import { loadConfig, splitHostPort, type SpdConfig } from './config'
 import { handleFileHeader, handleOpen, handleSeal } from './handlers/blocks'
 import { handleDecide } from './handlers/decide'
 import { handleEnroll } from './handlers/enroll'
 import { DataService } from './keys'
 import { LoadReporter } from './load'
+import type { ConfigState } from './state'
 import { ConfigStore, storeKeyFrom } from './store'
 
 export const IDENTITY_FILE = 'identity.key'
@@ -37,6 +39,8 @@ export class Member {
   adminAddr = ''
   /** Engines, file keys and grants of the data service; the configured crypto provider loads here or start fails. */
   readonly data: DataService
+  readonly cluster: ClusterService
+  private selfSync: string | null = null
 
   private constructor (
     readonly dataDir: string,
@@ -49,6 +53,17 @@ export class Member {
   ) {
     this.installPolicy()
     this.data = new DataService(config.crypto, () => this.store.state.keys)
+    this.cluster = new ClusterService({
+      dataDir,
+      identity,
+      store,
+      config: config.cluster,
+      listen: config.clusterListen,
+      log,
+      onSecurity: e => audit.write({ kind: 'security', ...e }),
+      check: state => { if (state.policyCanonical !== null) parsePolicyOrThrow(state.policyCanonical, `policy of version ${state.version}`) },
+      installed: (state, previous) => this.installed(state, previous)
+    })
   }
 
   static open (dataDir: string, log: pino.Logger): Member {
@@ -59,10 +74,50 @@ export class Member {
     return new Member(dataDir, config, identity, store, audit, new LoadReporter(config.load), log)
   }
 
-  /** Compiles the stored policy text. The stored text was checked when it was applied, so failure here is corruption. */
+  /** Compiles the stored policy text. The stored text was checked before it was installed, so failure here is corruption. */
   private installPolicy (): void {
     const text = this.store.state.policyCanonical
     this.policy = text === null ? null : parsePolicyOrThrow(text, 'stored policy')
+  }
+
+  /** A new configuration is durable: swap in its policy, drop sessions of hosts it removed, keep our own record true. */
+  private installed (state: ConfigState, previous: ConfigState): void {
+    if (state.policyCanonical !== previous.policyCanonical) this.installPolicy()
+    for (const id of Object.keys(previous.hosts)) if (state.hosts[id] === undefined) this.disconnectHost(id)
+    this.audit.write({ kind: 'admin', event: 'config_installed', version: state.version, origin: state.changedBy })
+    this.syncOwnRecord()
+  }
+
+  /**
+   * A member's own record (name, host and cluster addresses) is what hosts and peers use to reach it. A joiner was
+   * added by its sponsor without its host address, and addresses may change: propose the correction once.
+   */
+  private syncOwnRecord (): void {
+    const s = this.store.state
+    const rec = s.members[this.identity.id]
+    if (s.version === 0 || rec === undefined || rec.state !== 'active' || this.hostAddr === '') return
+    const want = { name: this.config.name, addr: this.hostAddr, clusterAddr: this.cluster.addr === '' ? rec.clusterAddr : this.cluster.addr }
+    if (rec.name === want.name && rec.addr === want.addr && rec.clusterAddr === want.clusterAddr) return
+    const key = JSON.stringify(want)
+    if (this.selfSync === key) return
+    this.selfSync = key
+    this.change('spd', 'member-record', d => {
+      const r = d.members[this.identity.id]
+      if (r === undefined || r.state !== 'active') throw new PemError('PEM_ERR_NOT_FOUND', 'this member is no longer listed')
+      Object.assign(r, want)
+    }).catch(err => { this.selfSync = null; this.log.warn({ err: (err as Error).message }, 'own member record not updated yet') })
+  }
+
+  /** One admin change for the whole cluster, audited; resolves once it is installed here (see ClusterService.change). */
+  async change (by: string, what: string, mutate: (draft: ConfigState) => void): Promise<ChangeResult> {
+    try {
+      const r = await this.cluster.change(by, what, mutate)
+      this.audit.write({ kind: 'admin', event: 'change_installed', user: by, change: what, version: r.version, rebased: r.rebased })
+      return r
+    } catch (err) {
+      this.audit.write({ kind: 'admin', event: 'change_failed', user: by, change: what, code: PemError.from(err).code, message: (err as Error).message })
+      throw err
+    }
   }
 
   get compiledPolicy (): CompiledPolicy | null { return this.policy }
@@ -74,8 +129,8 @@ export class Member {
     return decide(this.policy, input)
   }
 
-  /** Checks and installs a new policy text in one commit; a bad policy throws PEM_ERR_BAD_POLICY and changes nothing. */
-  applyPolicy (text: string, by: string): number {
+  /** Checks a new policy text and installs it cluster-wide; a bad policy throws PEM_ERR_BAD_POLICY and changes nothing. */
+  async applyPolicy (text: string, by: string): Promise<ChangeResult> {
     let compiled: CompiledPolicy
     try {
       compiled = parsePolicyOrThrow(text, 'policy')
@@ -84,18 +139,22 @@ export class Member {
       this.audit.write({ kind: 'admin', event: 'policy_refused', user: by, errors: (err as Error).message })
       throw err
     }
-    const state = this.store.commit(by, draft => {
+    const r = await this.change(by, 'policy', draft => {
       draft.policyText = text
       draft.policyCanonical = compiled.canonical
       for (const name of compiled.keys) if (draft.keys[name] === undefined) draft.keys[name] = [newKeyVersion(1)]
     })
-    this.policy = compiled
-    this.audit.write({ kind: 'admin', event: 'policy_applied', user: by, version: state.version })
-    return state.version
+    this.audit.write({ kind: 'admin', event: 'policy_applied', user: by, version: r.version })
+    return r
   }
 
+  /** The servers hosts balance over: every active member of the installed configuration with a host address. */
   servers (): ServerEntry[] {
-    return [{ id: this.identity.id, key: encodePublicKey(this.identity.publicKey), addr: this.hostAddr, name: this.config.name }]
+    const list = Object.values(this.store.state.members)
+      .filter(m => m.state === 'active' && m.addr !== '')
+      .map(m => ({ id: m.id, key: m.key, addr: m.addr, name: m.name }))
+    if (!list.some(m => m.id === this.identity.id)) list.unshift({ id: this.identity.id, key: encodePublicKey(this.identity.publicKey), addr: this.hostAddr, name: this.config.name })
+    return list
   }
 
   async start (): Promise<void> {
@@ -126,7 +185,9 @@ export class Member {
     registerAdminRoutes(this.admin, this)
     const b = await this.admin.listen(adminAt.host, adminAt.port)
     this.adminAddr = `${b.host.includes(':') ? `[${b.host}]` : b.host}:${b.port}`
-    this.log.info({ id: this.identity.id, listen: this.hostAddr, admin: this.adminAddr, pv: this.policyVersion }, 'spd serving')
+    await this.cluster.start()
+    this.syncOwnRecord()
+    this.log.info({ id: this.identity.id, listen: this.hostAddr, admin: this.adminAddr, cluster: this.cluster.addr || null, pv: this.policyVersion }, 'spd serving')
   }
 
   private serveHost (ch: Channel): void {
@@ -136,7 +197,7 @@ export class Member {
     ch.onRequest = async (op, body) => {
       if (ch.mode === 'enroll') {
         if (op !== Op.Enroll) throw new PemError('PEM_ERR_NOT_ENROLLED', 'only Enroll is allowed before enrollment')
-        return handleEnroll(this, body as EnrollBody, ch.peer)
+        return await handleEnroll(this, body as EnrollBody, ch.peer)
       }
       switch (op) {
         case Op.Decide: return await handleDecide(this, body as DecideBody, ctx)
@@ -144,6 +205,7 @@ export class Member {
         case Op.BlocksSeal: return await handleSeal(this.data, body as BlocksBody, ctx)
         case Op.BlocksOpen: return await handleOpen(this.data, body as BlocksBody, ctx)
         case Op.Ping: return { load: this.load.project(0), weight: this.config.weight, pv: this.policyVersion }
+        case Op.Servers: return { pv: this.policyVersion, servers: this.servers() }
         default: throw new PemError('PEM_ERR_BAD_OPCODE', `opcode ${op} is not served on a host channel`)
       }
     }
@@ -155,6 +217,7 @@ export class Member {
   }
 
   async stop (): Promise<void> {
+    await this.cluster.stop()
     await this.hostServer?.close()
     await this.admin?.close()
     this.load.close()

@@ -21,6 +21,8 @@ export interface ConfigState {
   members: Record<string, MemberRecord>
   changedBy: string
   changedAt: string
+  /** Random id of the cluster (hex, 32 bytes), set when its first member is created; binds every signature and set to it. */
+  clusterId?: string
   /** Cluster change log, newest last, at most 64 entries: which member's which admin change made each version (lib/server/cluster). */
   clusterLog?: Array<{ version: number, origin: string, change: string }>
 }

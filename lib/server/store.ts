@@ -8,6 +8,8 @@
 //            AAD = AAD_CTX_CONFIG_STORE ‖ the 18 bytes above
 // A commit writes store.bin.tmp, fsyncs it, renames it over store.bin and fsyncs the directory, so a crash leaves
 // either the old or the new file. The key is derived from the member's identity key (HKDF, context below).
+// Changes arrive only through the cluster protocol (lib/server/cluster/service.ts): install() writes the exact
+// plaintext the cluster agreed on, so its SHA-256 (the digest every member advertises) survives restarts.
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -38,13 +40,18 @@ function aad (head: Buffer): Buffer { return Buffer.concat([Buffer.from(AAD_CTX_
 
 export class ConfigStore {
   private current: ConfigState
-  private constructor (private readonly file: string, private readonly key: Buffer, state: ConfigState) { this.current = state }
+  private plain: Buffer
+  private constructor (private readonly file: string, private readonly key: Buffer, state: ConfigState, plaintext: Buffer) {
+    this.current = state
+    this.plain = plaintext
+  }
 
   static exists (dataDir: string): boolean { return fs.existsSync(path.join(dataDir, 'store.bin')) }
 
   static create (dataDir: string, key: Buffer, state: ConfigState = emptyState()): ConfigStore {
-    const store = new ConfigStore(path.join(dataDir, 'store.bin'), key, state)
-    store.write(state)
+    const plaintext = pack(state)
+    const store = new ConfigStore(path.join(dataDir, 'store.bin'), key, state, plaintext)
+    store.write(state.version, plaintext)
     return store
   }
 
@@ -55,33 +62,40 @@ export class ConfigStore {
     if (bytes.length < HEADER_BYTES || !bytes.subarray(0, 8).equals(MAGIC)) throw new PemError('PEM_ERR_STORE', `${file} is not a configuration store`)
     const fmt = bytes.readUInt16BE(8)
     if (fmt !== FORMAT_VERSION) throw new PemError('PEM_ERR_STORE', `${file} has store format ${fmt}; this build reads ${FORMAT_VERSION}`)
-    const plain = openAtRest(key, bytes.subarray(HEADER_BYTES), aad(bytes.subarray(0, HEADER_BYTES)))
+    const opened = openAtRest(key, bytes.subarray(HEADER_BYTES), aad(bytes.subarray(0, HEADER_BYTES)))
+    const plain = Buffer.from(opened.buffer, opened.byteOffset, opened.byteLength)
     const state = unpack(plain) as ConfigState
     if (state.version !== Number(bytes.readBigUInt64BE(10))) throw new PemError('PEM_ERR_STORE', `${file}: header and content disagree on the version`)
-    return new ConfigStore(file, key, state)
+    return new ConfigStore(file, key, state, plain)
   }
 
   get state (): Readonly<ConfigState> { return this.current }
 
+  /** The exact bytes of the installed configuration (its SHA-256 is the digest the cluster advertises). */
+  get plaintext (): Buffer { return this.plain }
+
   /**
-   * Applies an admin change: the mutator edits a copy, the version goes up by one, and the new state is on disk
-   * before this returns. A mutator that throws changes nothing.
+   * Makes a configuration the cluster agreed on durable: on disk before this returns. Versions only go up
+   * (PEM_ERR_ROLLBACK otherwise); `plaintext` must be pack(state) as the cluster hashed it.
    */
-  commit (by: string, mutate: (draft: ConfigState) => void): ConfigState {
-    const draft = structuredClone(this.current)
-    for (const list of Object.values(draft.keys)) for (const k of list) k.material = Buffer.from(k.material)
-    mutate(draft)
-    draft.version = this.current.version + 1
-    draft.changedBy = by
-    draft.changedAt = new Date().toISOString()
-    this.write(draft)
-    this.current = draft
-    return draft
+  install (state: ConfigState, plaintext: Buffer): void {
+    if (state.version <= this.current.version) throw new PemError('PEM_ERR_ROLLBACK', `version ${state.version} is not above the installed ${this.current.version}`)
+    this.write(state.version, plaintext)
+    this.current = state
+    this.plain = plaintext
   }
 
-  private write (state: ConfigState): void {
-    const head = header(state.version)
-    const body = sealAtRest(this.key, pack(state), aad(head))
+  /** `spd trust` only: replace a fresh member's state by its trust state (version 0), before it ever joined. */
+  resetForJoin (state: ConfigState): void {
+    const plaintext = pack(state)
+    this.write(state.version, plaintext)
+    this.current = state
+    this.plain = plaintext
+  }
+
+  private write (version: number, plaintext: Buffer): void {
+    const head = header(version)
+    const body = sealAtRest(this.key, plaintext, aad(head))
     const tmp = `${this.file}.tmp`
     const fd = fs.openSync(tmp, 'w', 0o600)
     try {

@@ -5,12 +5,13 @@ export const Op = {
   Hello: 0x01, // first frame on every channel: version negotiation
   Enroll: 0x02, // host presents a one-time token (only on the enrollment ALPN)
   Ping: 0x03, // liveness + fresh load values, no decision
+  Servers: 0x04, // the cluster's current server list (hosts learn of member changes)
   Decide: 0x10, // one file operation with its access attributes -> decision
   BlocksSeal: 0x20, // encrypt a batch of plaintext blocks of one file (issue: crypto engine)
   BlocksOpen: 0x21, // decrypt a batch of ciphertext blocks of one file
   FileHeader: 0x22, // a new encrypted-file header for a key granted by a decision
-  Heartbeat: 0x30, // cluster message (issue: cluster protocol)
-  PolicySetFetch: 0x31 // fetch a member's encrypted policy set
+  Heartbeat: 0x30, // cluster message (heartbeat or set fetch), unsolicited, on the cluster listener only
+  PolicySetFetch: 0x31 // an encrypted policy set, sent in answer to a set fetch, unsolicited, cluster listener only
 } as const
 export type Op = (typeof Op)[keyof typeof Op]
 

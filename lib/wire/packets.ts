@@ -91,6 +91,7 @@ export interface BlocksBody { grant: string, header: Buffer, blocks: number[], l
 export interface BlocksReply { lens: number[], data: Buffer }
 
 export interface PingReply { load: LoadValues, weight: number, pv: number }
+export interface ServersReply { pv: number, servers: ServerEntry[] }
 
 // ---- checking ----
 
@@ -139,14 +140,22 @@ export function checkEnroll (v: unknown): EnrollBody {
   return { token: str(o.token, 'token', LIMITS.tokenBytes), name: str(o.name, 'name', LIMITS.nameBytes) }
 }
 
-export function checkEnrollReply (v: unknown): EnrollReply {
-  const o = obj(v, 'enroll reply')
-  if (!Array.isArray(o.servers) || o.servers.length > LIMITS.members) bad('servers must be a list')
-  const servers = o.servers.map((s, i) => {
+function checkServerList (v: unknown): ServerEntry[] {
+  if (!Array.isArray(v) || v.length > LIMITS.members) bad('servers must be a list')
+  return v.map((s, i) => {
     const e = obj(s, `servers[${i}]`)
     return { id: str(e.id, 'id', 64), key: str(e.key, 'key', 64), addr: str(e.addr, 'addr', 300), name: str(e.name, 'name') }
   })
-  return { host: str(o.host, 'host', 64), servers }
+}
+
+export function checkEnrollReply (v: unknown): EnrollReply {
+  const o = obj(v, 'enroll reply')
+  return { host: str(o.host, 'host', 64), servers: checkServerList(o.servers) }
+}
+
+export function checkServersReply (v: unknown): ServersReply {
+  const o = obj(v, 'servers reply')
+  return { pv: int(o.pv, 'pv'), servers: checkServerList(o.servers) }
 }
 
 export function checkAttrs (v: unknown): AccessAttrs {
@@ -263,6 +272,7 @@ export const REQUEST_CHECKS: Partial<Record<Op, (v: unknown) => unknown>> = {
   [Op.Hello]: checkHello,
   [Op.Enroll]: checkEnroll,
   [Op.Ping]: (v: unknown) => { if (v !== null) bad('ping body must be nil'); return null },
+  [Op.Servers]: (v: unknown) => { if (v !== null) bad('servers body must be nil'); return null },
   [Op.Decide]: checkDecide,
   [Op.FileHeader]: checkFileHeader,
   [Op.BlocksSeal]: checkBlocks,
@@ -272,6 +282,7 @@ export const REPLY_CHECKS: Partial<Record<Op, (v: unknown) => unknown>> = {
   [Op.Hello]: checkHelloReply,
   [Op.Enroll]: checkEnrollReply,
   [Op.Ping]: checkPingReply,
+  [Op.Servers]: checkServersReply,
   [Op.Decide]: checkDecideReply,
   [Op.FileHeader]: checkFileHeaderReply,
   [Op.BlocksSeal]: checkBlocksReply,

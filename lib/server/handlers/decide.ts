@@ -1,4 +1,4 @@
-// Decide handler: policy-version fence, policy decision, load admission, the reply every host balances on, audit.
+// Decide handler: policy-version and cluster-staleness fences, policy decision, load admission, the reply every host balances on, audit.
 import type { DecideBody, DecideReply, HostContext } from '../../wire/packets'
 import { ERRORS } from '../../wire/errors'
 import type { Member } from '../member'
@@ -8,6 +8,11 @@ export async function handleDecide (m: Member, body: DecideBody, ctx: HostContex
   const base = { pv, weight: m.config.weight, bypass: false, ttl: 0, key: null, compression: 'none' as const, grant: null }
   // A host that saw another version (older or newer) is told ours; it adopts the newer and retries (DESIGN §2.4).
   if (body.pv !== 0 && body.pv !== pv) {
+    m.counters.stale++
+    return { ...base, ok: false, reason: ERRORS.PEM_ERR_STALE_POLICY.id, rule: null, load: m.load.project(0) }
+  }
+  // Cut off from a majority of the cluster for too long: this version may be outdated; the host goes elsewhere.
+  if (!m.cluster.canServe()) {
     m.counters.stale++
     return { ...base, ok: false, reason: ERRORS.PEM_ERR_STALE_POLICY.id, rule: null, load: m.load.project(0) }
   }

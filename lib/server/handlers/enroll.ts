@@ -1,4 +1,5 @@
-// Enroll handler: a host with a one-time token (from `spctl host add`) has its key recorded; the token is spent.
+// Enroll handler: a host with a one-time token (from `spctl host add`) has its key recorded cluster-wide; the token is
+// spent in the same change, so a token presented to two members at once enrolls one host only.
 import { encodePublicKey } from '../../crypto/identity'
 import { tokenHash } from '../../crypto/password'
 import { PemError } from '../../wire/errors'
@@ -6,7 +7,7 @@ import type { EnrollBody, EnrollReply } from '../../wire/packets'
 import type { Member } from '../member'
 import { parseToken } from '../../wire/token'
 
-export function handleEnroll (m: Member, body: EnrollBody, peer: { id: string, key: Buffer, remoteAddress: string }): EnrollReply {
+export async function handleEnroll (m: Member, body: EnrollBody, peer: { id: string, key: Buffer, remoteAddress: string }): Promise<EnrollReply> {
   const { secret } = parseToken(body.token)
   const hash = tokenHash(secret)
   const record = m.store.state.tokens[hash]
@@ -14,7 +15,8 @@ export function handleEnroll (m: Member, body: EnrollBody, peer: { id: string, k
     m.audit.write({ kind: 'security', event: 'enroll_refused', host: peer.id, ip: peer.remoteAddress })
     throw new PemError('PEM_ERR_BAD_TOKEN')
   }
-  m.store.commit(`host:${peer.id.slice(0, 16)}`, draft => {
+  await m.change(`host:${peer.id.slice(0, 16)}`, 'enroll', draft => {
+    if (draft.tokens[hash] === undefined) throw new PemError('PEM_ERR_BAD_TOKEN', 'the token was spent by a concurrent enrollment')
     delete draft.tokens[hash]
     draft.hosts[peer.id] = { id: peer.id, name: record.name, key: encodePublicKey(peer.key), enrolled: new Date().toISOString() }
   })

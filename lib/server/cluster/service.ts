@@ -1,0 +1,224 @@
+// The cluster side of a running spd member: its ClusterNode driven by a heartbeat timer, carried over the TLS channel
+// transport, persisting the boot epoch, replay marks and lock (cluster-state.json), installing agreed configurations
+// into the ConfigStore, and turning admin changes into proposals whose outcome the admin waits for.
+import crypto from 'node:crypto'
+import type pino from 'pino'
+import type { Identity } from '../../crypto/identity'
+import { PemError, type ErrorCode } from '../../wire/errors'
+import type { SpdConfig } from '../config'
+import type { ConfigState } from '../state'
+import type { ConfigStore } from '../store'
+import { ChannelTransport } from './channel-transport'
+import { ClusterNode, type ChangeEvent } from './node'
+import { ClusterStateFile } from './state-file'
+import type { Packet, Transport } from './transport'
+
+export interface ChangeResult { version: number, changeId: string, rebased: boolean }
+
+export interface ClusterServiceOptions {
+  dataDir: string
+  identity: Identity
+  store: ConfigStore
+  config: SpdConfig['cluster']
+  /** HOST:PORT of the cluster listener; null: a member that cannot have peers. */
+  listen: string | null
+  log: pino.Logger
+  /** Security events (refused connections, refused messages) for the audit log. */
+  onSecurity: (event: Record<string, unknown>) => void
+  /**
+   * Check a configuration before it is installed (e.g. that its policy compiles); throwing keeps the old one
+   * installed and the set pending. Called again by the next evaluation.
+   */
+  check: (state: ConfigState) => void
+  /** After a configuration is durable: swap in what it changes (policy, hosts, keys). */
+  installed: (state: ConfigState, previous: ConfigState) => void
+}
+
+interface Waiter { resolve: (r: ChangeResult) => void, reject: (e: Error) => void, timer: NodeJS.Timeout, rebased: boolean, error?: Error }
+
+/** Counted refusals per error code, so a refusal shows in the audit log once per code and interval, not per packet. */
+const SECURITY_CODES = new Set<ErrorCode>(['PEM_ERR_BAD_SIGNATURE', 'PEM_ERR_UNKNOWN_MEMBER', 'PEM_ERR_REMOVED_MEMBER', 'PEM_ERR_REPLAY', 'PEM_ERR_POLICY_SET_AUTH', 'PEM_ERR_NOT_LISTED', 'PEM_ERR_ROLLBACK', 'PEM_ERR_EQUIVOCATION', 'PEM_ERR_BAD_POLICY_SET', 'PEM_ERR_CHECKSUM', 'PEM_ERR_CLUSTER_MSG'])
+
+export class ClusterService {
+  readonly node: ClusterNode
+  private readonly stateFile: ClusterStateFile
+  private readonly transport: ChannelTransport | null
+  private timer: NodeJS.Timeout | null = null
+  private readonly waiters = new Map<string, Waiter>()
+  private readonly reported: Record<string, number> = {}
+  private alarmsSeen = 0
+  addr = ''
+
+  constructor (private readonly o: ClusterServiceOptions) {
+    const state = o.store.state
+    if (state.clusterId === undefined || !/^[0-9a-f]{64}$/.test(state.clusterId)) throw new PemError('PEM_ERR_STORE', 'the stored configuration has no cluster id (re-create the member with spd init)')
+    this.stateFile = ClusterStateFile.open(o.dataDir)
+    const self = Object.values(state.members).find(m => m.id === o.identity.id)
+    this.transport = o.listen === null
+      ? null
+      : new ChannelTransport({
+        identity: o.identity,
+        listen: o.listen,
+        admits: id => id !== o.identity.id && this.node.members.get(id)?.removed === false,
+        idOf: addr => this.node.members.all().find(m => m.addr === addr && !m.removed)?.id,
+        receive: p => this.receive(p),
+        onRefused: (reason, peer) => o.onSecurity({ event: 'member_refused', reason, peer: peer.id ?? null, ip: peer.remoteAddress ?? null }),
+        retryMs: o.config.intervalMs
+      })
+    const transport: Transport = this.transport ?? { send: () => {} }
+    this.node = new ClusterNode({
+      clusterId: Buffer.from(state.clusterId, 'hex'),
+      identity: o.identity,
+      addr: self?.clusterAddr ?? self?.addr ?? '',
+      transport,
+      clock: { now: () => Date.now() },
+      epoch: this.stateFile.epoch,
+      hwm: this.stateFile,
+      locks: this.stateFile.locks,
+      installed: state,
+      installedPlaintext: o.store.plaintext,
+      intervalMs: o.config.intervalMs,
+      activeWindowMs: o.config.activeWindowMs,
+      commit: (next, plaintext) => this.commit(next, plaintext),
+      onChange: e => this.changed(e)
+    })
+  }
+
+  async start (): Promise<void> {
+    if (this.transport !== null) this.addr = await this.transport.start()
+    this.timer = setInterval(() => this.tick(), this.o.config.intervalMs)
+    this.timer.unref()
+    this.node.broadcast()
+  }
+
+  private tick (): void {
+    this.node.tick()
+    try { this.stateFile.flush() } catch (err) { this.o.log.error({ err: (err as Error).message }, 'cannot write cluster-state.json') }
+    this.reportRefusals()
+  }
+
+  private receive (p: Packet): void {
+    this.node.receive(p)
+  }
+
+  /** New refusals since the last interval go to the audit log, one event per code with its count. */
+  private reportRefusals (): void {
+    for (const [code, n] of Object.entries(this.node.rejections)) {
+      const seen = this.reported[code] ?? 0
+      if (n > seen) {
+        this.reported[code] = n
+        if (SECURITY_CODES.has(code as ErrorCode)) this.o.onSecurity({ event: 'cluster_refused', code, count: n - seen })
+        else this.o.log.warn({ code, count: n - seen }, 'cluster packets refused')
+      }
+    }
+    for (const alarm of this.node.alarms.slice(this.alarmsSeen)) {
+      this.o.onSecurity({ event: 'cluster_alarm', alarm })
+      this.o.log.error({ alarm }, 'cluster alarm')
+    }
+    this.alarmsSeen = this.node.alarms.length
+  }
+
+  private commit (next: ConfigState, plaintext: Buffer): void {
+    this.o.check(next)
+    const previous = this.o.store.state
+    this.o.store.install(next, plaintext)
+    this.o.log.info({ version: next.version, origin: next.changedBy.slice(0, 16) }, 'configuration installed')
+    this.transport?.prune()
+    this.o.installed(next, previous)
+  }
+
+  /**
+   * Propose an admin change to the whole cluster and wait until it is installed here. The mutator may run more than
+   * once (again on top of a concurrent change that won the version), so it must re-check what it depends on and throw
+   * a PemError when the change no longer makes sense. Not installed within changeTimeoutMs: PEM_ERR_CHANGE_PENDING
+   * (the change stays queued and installs when enough members are reachable).
+   */
+  async change (by: string, what: string, mutate: (draft: ConfigState) => void): Promise<ChangeResult> {
+    const changeId = `${by}/${what}/${crypto.randomBytes(6).toString('hex')}`
+    return await new Promise<ChangeResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters.delete(changeId)
+        reject(new PemError('PEM_ERR_CHANGE_PENDING', `change ${changeId} is proposed but not installed after ${this.o.config.changeTimeoutMs} ms; it installs when a majority of members is reachable`))
+      }, this.o.config.changeTimeoutMs)
+      const w: Waiter = { resolve, reject, timer, rebased: false }
+      this.waiters.set(changeId, w)
+      this.node.propose(changeId, draft => {
+        try { mutate(draft) } catch (err) { w.error = err as Error; throw err }
+      })
+    })
+  }
+
+  private changed (e: ChangeEvent): void {
+    const w = this.waiters.get(e.changeId)
+    this.o.log.info({ change: e.changeId, outcome: e.outcome, version: e.version, code: e.code }, 'cluster change')
+    if (w === undefined) return
+    if (e.outcome === 'rebased') { w.rebased = true; return }
+    clearTimeout(w.timer)
+    this.waiters.delete(e.changeId)
+    if (e.outcome === 'installed') w.resolve({ version: e.version, changeId: e.changeId, rebased: w.rebased })
+    else w.reject(w.error ?? new PemError(e.code ?? 'PEM_ERR_BAD_CONFIG', `change ${e.changeId} failed`))
+  }
+
+  /** CHECKLIST C14: false once this member has been cut off from a majority for longer than maxStalenessMs. */
+  canServe (): boolean { return this.node.canServe(this.o.config.maxStalenessMs) }
+
+  /** What `spctl member list` and `spctl status` show. */
+  status (): ClusterStatusView {
+    const n = this.node
+    const now = Date.now()
+    const members = n.members.all().map(m => {
+      const peer = n.peers.get(m.id)
+      const heard = peer === undefined || peer.lastHeard === -Infinity ? null : now - peer.lastHeard
+      const state = m.removed ? 'removed' : m.id === n.id ? 'self' : peer === undefined ? 'unknown' : peer.lastHeard === -Infinity ? 'left' : (heard ?? Infinity) <= n.activeWindowMs ? 'active' : 'down'
+      const record = Object.values(this.o.store.state.members).find(r => r.id === m.id)
+      return {
+        id: m.id,
+        name: m.name,
+        clusterAddr: m.addr,
+        hostAddr: record?.addr ?? '',
+        state,
+        lastHeardMs: m.id === n.id ? 0 : heard,
+        installed: m.id === n.id ? n.installed.version : peer?.advert.iv ?? null,
+        pending: m.id === n.id ? n.pending?.version ?? null : peer === undefined || peer.advert.pdg === null ? null : peer.advert.pv
+      }
+    })
+    return {
+      clusterId: this.o.store.state.clusterId ?? '',
+      self: n.id,
+      addr: this.addr,
+      intervalMs: n.intervalMs,
+      installed: { version: n.installed.version, digest: n.installed.digest },
+      pending: n.pending === null ? null : { version: n.pending.version, digest: n.pending.digest, locked: n.pending.locked },
+      canServe: this.canServe(),
+      members,
+      rejections: { ...n.rejections },
+      alarms: n.alarms.slice(-20),
+      transport: this.transport === null ? null : { ...this.transport.counts }
+    }
+  }
+
+  /** Graceful stop: one Leave heartbeat (so the others stop waiting for us at once), then close. */
+  async stop (): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer)
+    this.node.leave()
+    for (const [id, w] of this.waiters) { clearTimeout(w.timer); w.reject(new PemError('PEM_ERR_CHANGE_PENDING', `spd is stopping; change ${id} was not installed`)) }
+    this.waiters.clear()
+    try { this.stateFile.flush() } catch { /* logged on the last tick */ }
+    await new Promise(resolve => setTimeout(resolve, 20)) // let the Leave frames reach the sockets
+    await this.transport?.close()
+  }
+}
+
+export interface ClusterStatusView {
+  clusterId: string
+  self: string
+  addr: string
+  intervalMs: number
+  installed: { version: number, digest: string }
+  pending: { version: number, digest: string, locked: boolean } | null
+  canServe: boolean
+  members: Array<{ id: string, name: string, clusterAddr: string, hostAddr: string, state: string, lastHeardMs: number | null, installed: number | null, pending: number | null }>
+  rejections: Record<string, number>
+  alarms: string[]
+  transport: { sent: number, received: number, dropped: number, connectFailures: number } | null
+}
