@@ -1,22 +1,33 @@
-// Benchmark runner: `npm run bench [-- --only AREA[,AREA]] [--json] [--quick] [--write]`.
+// Benchmark runner: `npm run bench [-- --only AREA[,AREA]] [--json] [--quick] [--write] [--charts-only FILE]`.
 // Runs every benchmarks/<area>/*.bench.ts, prints a table (or one JSON object per line), and with --write
-// appends the run to benchmarks/RESULTS.md with the machine facts.
+// appends the run to benchmarks/RESULTS.md with the machine facts, keeps its raw measurements in
+// benchmarks/results.json and draws benchmarks/charts/<area>.svg (benchmarks/charts.ts).
 import fs from 'node:fs'
 import path from 'node:path'
 import { execFileSync } from 'node:child_process'
+import { flatten, fmtValue as fmt, mergeResults, readSaved, savedJson, writeCharts, type RunInfo, type SavedResults } from './charts'
 import { machineFacts, ratio, type BenchFn, type Measurement } from './harness'
 
 const AREAS = ['engine', 'decisions', 'data', 'fs', 'cluster', 'lb'] as const
+const SOURCE_DIR = path.join(__dirname, '../../benchmarks') // run from dist/benchmarks
+const RESULTS_JSON = path.join(SOURCE_DIR, 'results.json')
+const CHARTS_DIR = path.join(SOURCE_DIR, 'charts')
 
 function usage (msg?: string): never {
   if (msg !== undefined) process.stderr.write(`error: ${msg}\n`)
-  process.stderr.write('usage: npm run bench -- [--only AREA[,AREA]] [--json] [--quick] [--write]\n' +
-    `  areas: ${AREAS.join(', ')}\n  --json   one JSON object per measurement\n  --quick  tiny sizes (smoke test)\n  --write  append the results to benchmarks/RESULTS.md\n`)
+  process.stderr.write('usage: npm run bench -- [--only AREA[,AREA]] [--json] [--quick] [--write] [--charts-only FILE]\n' +
+    `  areas: ${AREAS.join(', ')}\n  --json   one JSON object per measurement\n  --quick  tiny sizes (smoke test)\n` +
+    '  --write  append the results to benchmarks/RESULTS.md, keep them in benchmarks/results.json (per area, the latest\n' +
+    '           run) and draw benchmarks/charts/AREA.svg for the areas that ran\n' +
+    '  --charts-only FILE  measure nothing: redraw the charts from FILE (benchmarks/results.json, the output of --json,\n' +
+    '           or RESULTS.md: each area\'s latest run); the areas drawn are also recorded in benchmarks/results.json\n')
   process.exit(msg === undefined ? 0 : 2)
 }
 
-function parseArgs (argv: string[]): { only: string[] | null, json: boolean, quick: boolean, write: boolean } {
-  const o = { only: null as string[] | null, json: false, quick: process.env.BENCH_QUICK === '1', write: false }
+interface Options { only: string[] | null, json: boolean, quick: boolean, write: boolean, chartsOnly: string | null }
+
+function parseArgs (argv: string[]): Options {
+  const o: Options = { only: null, json: false, quick: process.env.BENCH_QUICK === '1', write: false, chartsOnly: null }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     if (a === '--only') {
@@ -27,6 +38,11 @@ function parseArgs (argv: string[]): { only: string[] | null, json: boolean, qui
     } else if (a === '--json') o.json = true
     else if (a === '--quick') o.quick = true
     else if (a === '--write') o.write = true
+    else if (a === '--charts-only') {
+      const v = argv[++i]
+      if (v === undefined) usage('--charts-only needs a file')
+      o.chartsOnly = v
+    }
     else if (a === '--help' || a === '-h') usage()
     else usage(`unknown option '${a}'`)
   }
@@ -35,6 +51,7 @@ function parseArgs (argv: string[]): { only: string[] | null, json: boolean, qui
 
 async function main (): Promise<void> {
   const opts = parseArgs(process.argv.slice(2))
+  if (opts.chartsOnly !== null) { redraw(opts.chartsOnly, opts.only); return }
   const results: Measurement[] = []
   for (const area of AREAS) {
     if (opts.only !== null && !opts.only.includes(area)) continue
@@ -58,20 +75,48 @@ async function main (): Promise<void> {
       })
     }
   }
-  if (opts.write) writeResults(results, opts.quick)
+  if (opts.write) {
+    let commit = 'unknown'
+    try { commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() } catch {}
+    const run: RunInfo = { date: new Date().toISOString(), commit, quick: opts.quick, machine: machineFacts() }
+    const charts = saveAndDraw(results, () => run)
+    writeResults(results, run, charts)
+  }
 }
 
-function fmt (x: number): string { return Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(2) : x.toPrecision(3) }
+function readResultsJson (): SavedResults | null {
+  if (!fs.existsSync(RESULTS_JSON)) return null
+  return readSaved(fs.readFileSync(RESULTS_JSON, 'utf8'))
+}
 
-function writeResults (results: Measurement[], quick: boolean): void {
-  const file = path.join(__dirname, '../../benchmarks/RESULTS.md')
-  let commit = 'unknown'
-  try { commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim() } catch {}
-  const facts = machineFacts()
-  const lines = [`\n### Run ${new Date().toISOString()} — commit ${commit}${quick ? ' (quick)' : ''}\n`,
-    Object.entries(facts).map(([k, v]) => `- ${k}: ${v}`).join('\n'), '',
+/** Records the measurements in results.json (replacing their areas) and draws their areas' charts; returns the charts. */
+function saveAndDraw (ms: Measurement[], runOf: (area: string) => RunInfo | null): string[] {
+  let saved = readResultsJson()
+  for (const area of new Set(ms.map(m => m.area))) saved = mergeResults(saved, ms.filter(m => m.area === area), runOf(area))
+  if (saved !== null) fs.writeFileSync(RESULTS_JSON, savedJson(saved))
+  const charts = writeCharts(ms, CHARTS_DIR, runOf)
+  for (const f of charts) process.stderr.write(`chart: ${path.relative(process.cwd(), f)}\n`)
+  return charts
+}
+
+function redraw (file: string, only: string[] | null): void {
+  let text: string
+  try { text = fs.readFileSync(file, 'utf8') } catch (err) { usage(`cannot read ${file}: ${(err as Error).message}`) }
+  const { ms: all, runOf } = flatten(readSaved(text))
+  const ms = all.filter(m => only === null || only.includes(m.area))
+  if (ms.length === 0) usage(`${file} holds no measurements${only === null ? '' : ` of ${only.join(', ')}`}`)
+  if (path.resolve(file) === RESULTS_JSON) {
+    writeCharts(ms, CHARTS_DIR, runOf).forEach(f => process.stderr.write(`chart: ${path.relative(process.cwd(), f)}\n`))
+  } else saveAndDraw(ms, runOf)
+}
+
+function writeResults (results: Measurement[], run: RunInfo, charts: string[]): void {
+  const file = path.join(SOURCE_DIR, 'RESULTS.md')
+  const lines = [`\n### Run ${run.date} — commit ${run.commit}${run.quick ? ' (quick)' : ''}\n`,
+    Object.entries(run.machine).map(([k, v]) => `- ${k}: ${v}`).join('\n'), '',
     '| area | measurement | value | unit | baseline | baseline value | ratio |', '|---|---|---|---|---|---|---|',
-    ...results.map(r => `| ${r.area} | ${r.name} | ${fmt(r.value)} | ${r.unit} | ${r.baseline ?? '-'} | ${r.baseline_value === null ? '-' : fmt(r.baseline_value)} | ${r.ratio ?? '-'} |`), '']
+    ...results.map(r => `| ${r.area} | ${r.name} | ${fmt(r.value)} | ${r.unit} | ${r.baseline ?? '-'} | ${r.baseline_value === null ? '-' : fmt(r.baseline_value)} | ${r.ratio ?? '-'} |`), '',
+    ...(charts.length === 0 ? [] : [`Charts: ${charts.map(f => `[${path.basename(f, '.svg')}](${path.relative(SOURCE_DIR, f)})`).join(', ')}`, ''])]
   if (!fs.existsSync(file)) fs.writeFileSync(file, '# Benchmark results\n\nOne section per run of `npm run bench -- --write`; ratios are value / baseline measured in the same run.\n')
   fs.appendFileSync(file, lines.join('\n'))
 }
