@@ -37,6 +37,7 @@ export interface Spd {
   name: string
   listen: string
   admin: string
+  cluster: string
   passwordFile: string
   proc: ChildProcess | null
   logs: string[]
@@ -52,13 +53,14 @@ export async function initSpd (name = 'spd-a', extra: Record<string, unknown> = 
   fs.writeFileSync(passwordFile, 'correct horse battery\n', { mode: 0o600 })
   const listen = `127.0.0.1:${await freePort()}`
   const admin = `127.0.0.1:${await freePort()}`
-  const r = await cli('spd', ['init', '--data-dir', dir, '--name', name, '--listen', listen, '--admin-listen', admin, '--admin-password-file', passwordFile, '--json'])
+  const cluster = `127.0.0.1:${await freePort()}`
+  const r = await cli('spd', ['init', '--data-dir', dir, '--name', name, '--listen', listen, '--cluster-listen', cluster, '--admin-listen', admin, '--admin-password-file', passwordFile, '--json'])
   if (r.code !== 0) throw new Error(`spd init failed: ${r.stderr}`)
   if (Object.keys(extra).length > 0) {
     const file = path.join(dir, 'spd.json')
     fs.writeFileSync(file, JSON.stringify({ ...JSON.parse(fs.readFileSync(file, 'utf8')), ...extra }, null, 2))
   }
-  return { dir, name, listen, admin, passwordFile, proc: null, logs: [] }
+  return { dir, name, listen, admin, cluster, passwordFile, proc: null, logs: [] }
 }
 
 /** `spd start` in the background; resolves once it logs that it serves. */
