@@ -1,5 +1,6 @@
-// `npm run demo`: the whole story so far on loopback, each step printed with what it saw. Exits non-zero when a
-// step fails, so it is a test of its own. Everything runs in a temp dir and is stopped and removed at the end.
+// `npm run demo`: the whole story on loopback — a 3-member cluster grown by sponsorship, a host, a guarded directory,
+// policy, encryption, denial, a cluster-wide change, a member killed mid-write — each step printed with what it saw.
+// Exits non-zero when a step fails, so it is a test of its own. Everything runs in temp dirs, stopped and removed at the end.
 import { execFile } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -7,6 +8,7 @@ import path from 'node:path'
 import { attrsOf } from '../lib/pem-fs/attrs'
 import { ClusterClient } from '../lib/pem-fs/client'
 import { hostIdentity, readCluster } from '../lib/pem-fs/host-config'
+import { allInstalled, clusterStatus, installedVersion, join, type Member } from './cluster'
 import { cli, initSpd, loginSpctl, startSpd, stopAll, stopSpd, tempDir, writeFile, type Spd } from './procs'
 
 const NODE_SHA256 = crypto.createHash('sha256').update(fs.readFileSync(process.execPath)).digest('hex')
@@ -51,15 +53,18 @@ function expect (cond: boolean, what: string): void {
 }
 
 /** A command in its own process (never touch the mount from this process's own event loop synchronously). */
-async function run (cmd: string, args: string[]): Promise<{ code: number, out: string }> {
+async function run (cmd: string, args: string[], timeoutMs = 20000): Promise<{ code: number, out: string }> {
   return await new Promise(resolve => {
-    execFile(cmd, args, { timeout: 20000 }, (err, stdout, stderr) => {
+    execFile(cmd, args, { timeout: timeoutMs }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1
       resolve({ code, out: (stdout + stderr).trim() })
     })
   })
 }
-const nodeDo = async (js: string): Promise<{ code: number, out: string }> => await run(process.execPath, ['-e', js])
+const nodeDo = async (js: string, timeoutMs?: number): Promise<{ code: number, out: string }> => await run(process.execPath, ['-e', js], timeoutMs)
+
+/** The members table as `spctl member list` prints it, from one member's point of view. */
+async function showMembers (m: Member): Promise<void> { show((await m.spctl(['member', 'list'])).stdout) }
 
 async function main (): Promise<void> {
   const work = tempDir('demo')
@@ -67,47 +72,58 @@ async function main (): Promise<void> {
   fs.mkdirSync(guard)
   fs.writeFileSync(path.join(guard, 'notes.txt'), 'plaintext left from before pemfs\n')
   const POLICY = policyFor(guard)
-  let spd: Spd | undefined
+  const members: Member[] = []
   let client: ClusterClient | undefined
   let hostDir = ''
   let mounted = false
   try {
-    say('spd init: a member with a key pair, an encrypted store and an admin')
-    spd = await initSpd('spd-a')
-    saw(`data dir ${spd.dir}, hosts on ${spd.listen}, admin on ${spd.admin}`)
-    show((await cli('spd', ['id', '--data-dir', spd.dir])).stdout)
+    say('spd init: the first member — a key pair, an encrypted store, an admin, a cluster of one')
+    const first: Spd = await initSpd('spd-a')
+    saw(`data dir ${first.dir}; hosts on ${first.listen}, members on ${first.cluster}, admin on ${first.admin}`)
+    show((await cli('spd', ['id', '--data-dir', first.dir])).stdout)
+    await startSpd(first)
+    const firstId = (JSON.parse((await cli('spd', ['id', '--data-dir', first.dir, '--json'])).stdout) as { id: string }).id
+    members.push({ ...first, spctl: await loginSpctl(first), id: firstId })
+    saw('serving; spctl logged in (the member key is pinned on first use)')
 
-    say('spd start')
-    await startSpd(spd)
-    saw('serving')
+    say('grow the cluster one sponsored key at a time: spctl member add on spd-a, spd trust + spd start on the new member')
+    for (const name of ['spd-b', 'spd-c']) {
+      const m = await join(members[0], name)
+      members.push(m)
+      saw(`${name} joined (its key sponsored by spd-a, its installed version now ${String(await installedVersion(m))})`)
+    }
+    await showMembers(members[0])
+    expect((await clusterStatus(members[0])).members.length === 3, 'three members, each heard from')
 
-    say('spctl login (pins the member key on first use), then apply a policy')
-    const spctl = await loginSpctl(spd)
-    const applied = await spctl(['policy', 'apply', writeFile(work, 'policy.yaml', POLICY)])
-    show(applied.stdout)
-    expect(applied.code === 0, 'policy applied')
+    say('apply a policy on spd-a: every member installs it, with one digest')
+    const spctl = members[0].spctl
+    const applied = await spctl(['--json', 'policy', 'apply', writeFile(work, 'policy.yaml', POLICY)])
+    expect(applied.code === 0, `policy applied as version ${String(JSON.parse(applied.stdout || '{}').version)}`)
+    const digest = await allInstalled(members, JSON.parse(applied.stdout).version as number)
+    saw(`installed on spd-a, spd-b, spd-c with digest ${digest.slice(0, 16)}…`)
 
     say('a bad policy is refused with its line, and the old one stays')
     const bad = await spctl(['policy', 'apply', writeFile(work, 'bad.yaml', POLICY.replace('apply_key(finance)', 'apply_key(nokey)'))])
     show(bad.stderr)
     expect(bad.code !== 0 && /:\d+:/.test(bad.stderr), 'refused, naming the line')
 
-    say('spctl host add, then pemfs enroll with the one-time token')
+    say('spctl host add, then pemfs enroll with the one-time token: the host learns all three servers')
     const added = JSON.parse((await spctl(['--json', 'host', 'add', 'demo-host'])).stdout) as { token: string }
     saw(`token ${added.token.slice(0, 20)}… (one-time, pins member ${added.token.slice(-64, -48)}…)`)
     hostDir = path.join(work, 'host')
-    const enrolled = await cli('pemfs', ['enroll', '--cluster', spd.listen, '--token', added.token, '--config-dir', hostDir, '--name', 'demo-host'])
+    const enrolled = await cli('pemfs', ['enroll', '--cluster', first.listen, '--token', added.token, '--config-dir', hostDir, '--name', 'demo-host'])
     show(enrolled.stdout)
-    expect(enrolled.code === 0, 'host enrolled')
-    const reuse = await cli('pemfs', ['enroll', '--cluster', spd.listen, '--token', added.token, '--config-dir', path.join(work, 'thief')])
-    expect(reuse.code !== 0, `the token cannot be used twice (${reuse.stderr.trim()})`)
+    expect(enrolled.code === 0 && readCluster(hostDir).servers.length === 3, 'host enrolled with 3 servers')
+    const reuse = await cli('pemfs', ['enroll', '--cluster', members[1].listen, '--token', added.token, '--config-dir', path.join(work, 'thief')])
+    expect(reuse.code !== 0, `the token cannot be used twice, on any member (${reuse.stderr.trim()})`)
 
-    say('decisions over the pinned TLS channel, with load and weight in every reply')
+    say('decisions over the pinned TLS channels; the host picks the server from the load and weight in every reply')
     client = new ClusterClient(hostIdentity(hostDir), readCluster(hostDir).servers)
+    const names = new Map(client.servers.map(x => [x.entry.id, x.entry.name]))
     const me = attrsOf(process.pid, process.getuid?.() ?? 0, process.getgid?.() ?? 0)
     for (const [p, action] of [['/finance/q3.txt', 'write'], ['/public/readme.txt', 'read'], ['/public/readme.txt', 'write'], ['/secret/plans.txt', 'read']] as const) {
       const d = await client.decide({ guard, path: p, action, attrs: me })
-      saw(`${action.padEnd(5)} ${p.padEnd(20)} → ${d.ok ? 'permit' : 'deny  '} rule=${d.rule ?? '(default deny)'} key=${d.key ?? '-'} bypass=${String(d.bypass)} load=${d.load.total} weight=${d.weight} pv=${d.pv}`)
+      saw(`${action.padEnd(5)} ${p.padEnd(20)} → ${d.ok ? 'permit' : 'deny  '} rule=${d.rule ?? '(default deny)'} key=${d.key ?? '-'} bypass=${String(d.bypass)} server=${names.get(d.server) ?? '?'} load=${d.load.total} pv=${d.pv}`)
     }
     client.close(); client = undefined
 
@@ -144,35 +160,68 @@ async function main (): Promise<void> {
     expect(raw.indexOf('Q3 revenue') === -1 && raw.subarray(0, 4).toString('latin1') === 'PEMF', 'no plaintext, PEMF header')
     const rawTodo = fs.readFileSync(`/proc/self/fd/${underneath}/todo.txt`)
     expect(rawTodo.indexOf('meeting') === -1, `todo.txt underneath is ${rawTodo.length} bytes of ciphertext`)
-    fs.closeSync(underneath)
 
-    say('a policy change bumps the version; the mount adopts it on its next request')
+    say('a policy change on spd-b: every member installs it together; the mount adopts it on its next request')
     const p2 = POLICY.replace('      - id: public-readonly', '      - id: drafts-closed\n        resources: { dirs: [/drafts] }\n        effect: deny\n      - id: public-readonly')
-    const applied2 = await spctl(['--json', 'policy', 'apply', writeFile(work, 'policy2.yaml', p2)])
-    saw(`installed version ${String(JSON.parse(applied2.stdout).version)}`)
+    const applied2 = await members[1].spctl(['--json', 'policy', 'apply', writeFile(work, 'policy2.yaml', p2)])
+    const v2 = JSON.parse(applied2.stdout || '{}').version as number
+    expect(applied2.code === 0, `applied on spd-b as version ${v2}`)
+    const digest2 = await allInstalled(members, v2)
+    await showMembers(members[2])
+    saw(`all three at version ${v2}, digest ${digest2.slice(0, 16)}…`)
     const d2 = await run('mkdir', [path.join(guard, 'drafts')])
     expect(d2.code !== 0, `mkdir drafts is now denied (${d2.out})`)
 
-    say('pemfs status: the server table of this host')
+    say('kill the busiest member (SIGKILL) while a 96 MiB encrypted write is running: the write finishes on the others')
+    const big = path.join(guard, 'finance/big.bin')
+    const writer = nodeDo(`const fs=require('fs'),c=require('crypto');const h=c.createHash('sha256');const fd=fs.openSync(${JSON.stringify(big)},'w');for(let i=0;i<96;i++){const b=Buffer.alloc(1<<20,i);h.update(b);fs.writeSync(fd,b)}fs.fsyncSync(fd);fs.closeSync(fd);console.log(h.digest('hex'))`, 120000)
+    let writerDone = false
+    void writer.then(() => { writerDone = true })
+    await new Promise(resolve => setTimeout(resolve, 700))
+    const table = JSON.parse((await cli('pemfs', ['status', guard, '--config-dir', hostDir, '--json'])).stdout) as { servers: Array<{ name: string, requests: number }> }
+    const busiest = table.servers.reduce((a, b) => b.requests > a.requests ? b : a)
+    const victim = members.find(x => x.name === busiest.name) as Member
+    expect(!writerDone, `the write is still running when ${victim.name} (${busiest.requests} requests so far) is killed`)
+    await stopSpd(victim, 'SIGKILL')
+    const wrote = await writer
+    expect(wrote.code === 0 && /^[0-9a-f]{64}$/.test(wrote.out), `the writer finished and fsynced (sha256 ${wrote.out.slice(0, 16)}…)`)
+    const readBack = await nodeDo(`const fs=require('fs'),c=require('crypto');console.log(c.createHash('sha256').update(fs.readFileSync(${JSON.stringify(big)})).digest('hex'))`, 120000)
+    expect(readBack.out === wrote.out, 'reading it back gives the same SHA-256: no acknowledged byte lost')
+    const rawBig = fs.statSync(`/proc/self/fd/${underneath}/finance/big.bin`)
+    saw(`underneath: ${rawBig.size} bytes of ciphertext for ${96 << 20} bytes of plaintext`)
+    fs.closeSync(underneath)
+
+    say('pemfs status: the host marked the killed member down and carried on')
     show((await cli('pemfs', ['status', guard, '--config-dir', hostDir])).stdout)
 
-    say('spctl status and the audit log')
-    show((await spctl(['status'])).stdout)
-    const tail = (await spctl(['audit', 'tail', '-n', '3'])).stdout
+    say('spctl status on a survivor: the cluster sees the killed member down; changes still install on the majority')
+    const survivors = members.filter(x => x !== victim)
+    const k = await survivors[0].spctl(['--json', 'key', 'create', 'after-the-kill'])
+    expect(k.code === 0, `a change on ${survivors[0].name} installed as version ${String(JSON.parse(k.stdout || '{}').pv)} with one member down`)
+    await allInstalled(survivors, JSON.parse(k.stdout).pv as number)
+    show((await survivors[0].spctl(['status'])).stdout)
+    const tail = (await survivors[0].spctl(['audit', 'tail', '-n', '3'])).stdout
     show(tail)
-    expect(tail.includes('"kind":"decision"'), 'decisions are audited')
+    expect(tail.includes('"kind"'), 'admin changes and decisions are audited')
 
-    say('unmount; the files stay, encrypted; the store on disk is sealed too')
+    say(`restart ${victim.name}: it catches up with the change it missed`)
+    await startSpd(victim)
+    const digest3 = await allInstalled(members, JSON.parse(k.stdout).pv as number)
+    expect(true, `${victim.name} installed the same digest ${digest3.slice(0, 16)}…`)
+
+    say('unmount; the files stay, encrypted; the stores on disk are sealed too')
     const u = await cli('pemfs', ['unmount', guard, '--config-dir', hostDir], {}, 30000)
     mounted = u.code !== 0
     expect(u.code === 0, 'unmounted')
     expect(fs.readFileSync(path.join(guard, 'finance/q3.txt')).indexOf('Q3 revenue') === -1, 'finance/q3.txt is ciphertext')
     expect(fs.readFileSync(path.join(guard, 'notes.txt'), 'utf8').startsWith('plaintext left'), 'the file from before is untouched')
-    const store = fs.readFileSync(path.join(spd.dir, 'store.bin'))
-    expect(store.indexOf('finance-node-only') === -1 && store.indexOf('demo-host') === -1, `no policy or host names in ${store.length} bytes of store.bin`)
+    for (const x of members) {
+      const store = fs.readFileSync(path.join(x.dir, 'store.bin'))
+      expect(store.indexOf('finance-node-only') === -1 && store.indexOf('demo-host') === -1, `${x.name}: no policy or host names in ${store.length} bytes of store.bin`)
+    }
 
-    say('stop')
-    expect(await stopSpd(spd) === 0, 'SIGTERM: clean exit')
+    say('stop the cluster')
+    for (const x of members) expect(await stopSpd(x) === 0, `${x.name}: SIGTERM, leave message sent, clean exit`)
     process.stdout.write('\ndemo finished: every step passed\n')
   } finally {
     client?.close()
@@ -180,10 +229,10 @@ async function main (): Promise<void> {
       await cli('pemfs', ['unmount', guard, '--config-dir', hostDir], {}, 30000)
       await run('umount', ['-l', guard])
     }
-    if (spd !== undefined) await stopSpd(spd)
+    for (const x of members) await stopSpd(x)
     stopAll()
     fs.rmSync(work, { recursive: true, force: true })
-    if (spd !== undefined) fs.rmSync(path.dirname(spd.dir), { recursive: true, force: true })
+    for (const x of members) fs.rmSync(path.dirname(x.dir), { recursive: true, force: true })
   }
 }
 

@@ -10,7 +10,8 @@ import type { ServerEntry } from '../wire/packets'
 export const HOST_KEY_FILE = 'host.key'
 export const CLUSTER_FILE = 'cluster.json'
 
-export interface ClusterFile { host: string, name: string, servers: ServerEntry[], enrolled: string }
+/** `pv`: the configuration version the server list was fetched at (absent: at enrollment). */
+export interface ClusterFile { host: string, name: string, servers: ServerEntry[], enrolled: string, pv?: number }
 
 export function defaultConfigDir (): string {
   if (process.env.PEMFS_CONFIG_DIR !== undefined) return process.env.PEMFS_CONFIG_DIR

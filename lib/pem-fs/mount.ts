@@ -13,6 +13,7 @@ import { loadShim } from './fuse-ctx'
 import { Guard } from './guard'
 import { hostIdentity, readCluster } from './host-config'
 import { ioOps } from './ops-io'
+import { ServerListWatcher } from './server-list'
 import { PemError } from '../wire/errors'
 
 export interface MountOptions {
@@ -57,8 +58,10 @@ export async function mountGuard (o: MountOptions): Promise<Mounted> {
   const cluster = readCluster(o.configDir)
   const client = new ClusterClient(hostIdentity(o.configDir), cluster.servers, { timeoutMs: o.timeoutMs })
   let backingFd: number | undefined
+  let watcher: ServerListWatcher | undefined
   try {
     await reachCluster(client)
+    const w = watcher = new ServerListWatcher(client, o.configDir, cluster)
     backingFd = fs.openSync(backing, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY)
     const state = new FsState(new Guard(client, dir), backingFd)
     const files = new CryptFiles(client)
@@ -75,6 +78,7 @@ export async function mountGuard (o: MountOptions): Promise<Mounted> {
     let unmounting: Promise<void> | undefined
     const unmount = async (): Promise<void> => {
       unmounting ??= new Promise<void>(resolve => fuse.unmount(() => resolve())).then(() => {
+        w.close()
         client.close()
         for (const h of state.handles.values()) fs.close(h.fd, () => {})
         state.handles.clear()
@@ -85,6 +89,7 @@ export async function mountGuard (o: MountOptions): Promise<Mounted> {
     }
     return { dir, backing, state, client, unmount }
   } catch (err) {
+    watcher?.close()
     client.close()
     if (backingFd !== undefined) fs.closeSync(backingFd)
     throw err
