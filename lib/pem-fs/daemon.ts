@@ -97,9 +97,16 @@ const alive = (pid: number): boolean => { try { process.kill(pid, 0); return tru
 const run = async (cmd: string, args: string[]): Promise<boolean> =>
   await new Promise(resolve => execFile(cmd, args, { timeout: 10000 }, err => resolve(err === null)))
 
+/**
+ * Is a pemfs mount (a FUSE mount whose fsname starts with `pemfs:`) on `dir`? Other file systems mounted there (the
+ * volume a guard point lives on) are never counted, so unmount can never detach them.
+ */
 export function isMounted (dir: string): boolean {
   const target = path.resolve(dir)
-  return fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some(l => l.split(' ')[1]?.replace(/\\040/g, ' ') === target)
+  return fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some(l => {
+    const [source, where, type] = l.split(' ')
+    return where?.replace(/\\040/g, ' ') === target && type?.startsWith('fuse') === true && source?.startsWith('pemfs:') === true
+  })
 }
 
 /** Stops the daemon serving `dir` (SIGTERM, then SIGKILL after `graceMs`) and makes sure nothing stays mounted. */

@@ -55,6 +55,9 @@ export async function mountGuard (o: MountOptions): Promise<Mounted> {
     if (!(fs.statSync(d, { throwIfNoEntry: false })?.isDirectory() ?? false)) throw new PemError('PEM_ERR_BAD_ARGUMENT', `${d} is not a directory`)
   }
   checkFuse()
+  if (fs.statSync(dir).dev !== fs.statSync(path.dirname(dir)).dev && dir !== '/') {
+    throw new PemError('PEM_ERR_BAD_ARGUMENT', `${dir} is a mount point; pemfs guards a directory inside a volume (e.g. ${path.join(dir, 'data')}), never the volume's root`)
+  }
   const cluster = readCluster(o.configDir)
   const client = new ClusterClient(hostIdentity(o.configDir), cluster.servers, { timeoutMs: o.timeoutMs })
   let backingFd: number | undefined
