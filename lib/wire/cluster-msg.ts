@@ -2,7 +2,7 @@
 // Layout (integers big endian), lib/wire/FORMAT.md §5:
 //
 //   offset  size  field
-//   0       1     message type (CLUSTER_MSG_TYPE)
+//   0       1     message type (ClusterMsgType)
 //   1       1     header version (CLUSTER_HEADER_VERSION)
 //   2       32    sender id: SHA-256 of the sender's Ed25519 public key
 //   34      4     sequence: boot epoch (u32), + 1 on every start of the sender, persisted before the first send
@@ -13,12 +13,14 @@
 //   51      B     body: one msgpack array, canonical (re-encoding it gives the same bytes)
 //   51+B    64    Ed25519 signature over cluster id (32) ‖ type (1) ‖ bytes 0 .. 51+B
 //
-// The signature is checked over the received bytes, before the body is decoded.
+// The signature is checked over the received bytes, before the body is decoded. A heartbeat carries its digest list
+// either in full or as the list's SHA-256 only (header version 2; FORMAT.md §5 says when each is sent).
+import { createHash } from 'node:crypto'
 import { PemError } from './errors'
 import { pack, unpack } from './frame'
 import { crc32 } from './crc32'
 
-export const CLUSTER_HEADER_VERSION = 1
+export const CLUSTER_HEADER_VERSION = 2
 export const AUTH_ED25519 = 1
 export const CLUSTER_HEADER_BYTES = 51
 export const CLUSTER_SIG_BYTES = 64
@@ -31,7 +33,8 @@ export const DIGEST_BYTES = 32
 /** Message types. ONLY APPEND; never renumber or reuse. */
 export const ClusterMsgType = {
   Heartbeat: 1, // presence, versions, digest list; sent every interval to every known member
-  SetFetch: 2 // ask the receiver for its encrypted policy set of (version, digest)
+  SetFetch: 2, // ask the receiver for its encrypted policy set of (version, digest)
+  ListFetch: 3 // ask the receiver for a heartbeat carrying its full digest list (its list digest was unknown)
 } as const
 export type ClusterMsgType = (typeof ClusterMsgType)[keyof typeof ClusterMsgType]
 
@@ -63,7 +66,11 @@ export type PendingPhase = (typeof PendingPhase)[keyof typeof PendingPhase]
 
 export interface DigestEntry { digest: Buffer, addr: string, state: MemberState }
 
-/** Body of a Heartbeat: msgpack [status, iv, idg, pv, pdg|nil, phase, bar|nil, [[digest, addr, state], ...]]. */
+/**
+ * Body of a Heartbeat: msgpack [status, iv, idg, pv, pdg|nil, phase, bar|nil, list], where list is either the full
+ * digest list [[digest, addr, state], ...] or, in the short form, the list digest (bin 32): SHA-256 of the msgpack
+ * bytes the full form carries in that place.
+ */
 export interface HeartbeatBody {
   status: ClusterStatus
   installedVersion: number
@@ -73,11 +80,17 @@ export interface HeartbeatBody {
   phase: PendingPhase
   /** An equivocation this member saw: [version, origin id]; sets of that origin at that version are refused. */
   bar: [number, Buffer] | null
-  members: DigestEntry[]
+  /** The full digest list, or null in the short form (only `listDigest` is sent). */
+  members: DigestEntry[] | null
+  /** SHA-256 of the full list's encoding: sent in the short form, computed from the list in the full form. */
+  listDigest: Buffer
 }
 
 /** Body of a SetFetch: msgpack [version, digest]. */
 export interface SetFetchBody { version: number, digest: Buffer }
+
+/** Body of a ListFetch: msgpack [list digest]: the digest the asker could not match to a full list from the receiver. */
+export interface ListFetchBody { listDigest: Buffer }
 
 export interface ClusterHeader {
   type: ClusterMsgType
@@ -105,12 +118,22 @@ function isU32 (n: unknown): n is number { return Number.isInteger(n) && (n as n
 function isVersion (n: unknown): n is number { return Number.isSafeInteger(n) && (n as number) >= 0 }
 function isDigest (b: unknown): b is Buffer { return Buffer.isBuffer(b) && b.length === DIGEST_BYTES }
 
+function listValue (members: DigestEntry[]): unknown[] { return members.map(m => [m.digest, m.addr, m.state]) }
+
+/** The list digest of a full digest list: SHA-256 of its msgpack encoding (the bytes the full form carries). */
+export function digestListDigest (members: DigestEntry[]): Buffer {
+  return createHash('sha256').update(pack(listValue(members))).digest()
+}
+
+/** Full form when `b.members` is set (its `listDigest` is not sent), short form (`listDigest` only) when it is null. */
 export function encodeHeartbeatBody (b: HeartbeatBody): Buffer {
+  if (b.members === null && !isDigest(b.listDigest)) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'a short heartbeat needs a 32-byte list digest')
   return pack([b.status, b.installedVersion, b.installedDigest, b.pendingVersion, b.pendingDigest, b.phase, b.bar,
-    b.members.map(m => [m.digest, m.addr, m.state])])
+    b.members === null ? b.listDigest : listValue(b.members)])
 }
 
 export function encodeSetFetchBody (b: SetFetchBody): Buffer { return pack([b.version, b.digest]) }
+export function encodeListFetchBody (b: ListFetchBody): Buffer { return pack([b.listDigest]) }
 
 /** The unsigned part of a message: header ‖ body. The caller appends the 64-byte signature. */
 export function encodeUnsigned (type: ClusterMsgType, sender: Buffer, epoch: number, counter: number, body: Buffer): Buffer {
@@ -139,7 +162,7 @@ export function splitClusterMsg (bytes: Buffer): RawClusterMsg {
   if (bytes.length > MAX_CLUSTER_MSG_BYTES) throw new PemError('PEM_ERR_FRAME_TOO_LARGE', `cluster message of ${bytes.length} bytes`)
   if (bytes.length < CLUSTER_HEADER_BYTES + 1 + CLUSTER_SIG_BYTES) throw bad(`cluster message of ${bytes.length} bytes is too short`)
   const type = bytes[0]
-  if (type !== ClusterMsgType.Heartbeat && type !== ClusterMsgType.SetFetch) throw bad(`unknown message type ${type}`)
+  if (type !== ClusterMsgType.Heartbeat && type !== ClusterMsgType.SetFetch && type !== ClusterMsgType.ListFetch) throw bad(`unknown message type ${type}`)
   if (bytes[1] !== CLUSTER_HEADER_VERSION) throw new PemError('PEM_ERR_VERSION', `cluster header version ${bytes[1]}`)
   if (bytes[42] !== AUTH_ED25519) throw bad(`unknown authentication type ${bytes[42]}`)
   const bodyLength = bytes.readUInt32BE(47)
@@ -190,17 +213,25 @@ export function decodeHeartbeatBody (body: Buffer): HeartbeatBody {
     if (!Array.isArray(barV) || barV.length !== 2 || !isVersion(barV[0]) || !isDigest(barV[1])) throw bad('bad bar')
     bar = [barV[0], barV[1]]
   }
+  const head = { status: status as ClusterStatus, installedVersion: iv, installedDigest: idg, pendingVersion: pv, pendingDigest: pdg as Buffer | null, phase: phase as PendingPhase, bar }
+  if (isDigest(list)) return { ...head, members: null, listDigest: list }
   if (!Array.isArray(list) || list.length > MAX_DIGEST_LIST) throw bad('bad digest list')
   const members: DigestEntry[] = list.map(e => {
     if (!Array.isArray(e) || e.length !== 3 || !isDigest(e[0]) || typeof e[1] !== 'string' || e[1].length > MAX_ADDR_CHARS) throw bad('bad digest list entry')
     if (!Number.isInteger(e[2]) || e[2] < 1 || e[2] > 255) throw bad('bad member state')
     return { digest: e[0], addr: e[1], state: e[2] as MemberState }
   })
-  return { status: status as ClusterStatus, installedVersion: iv, installedDigest: idg, pendingVersion: pv, pendingDigest: pdg as Buffer | null, phase: phase as PendingPhase, bar, members }
+  return { ...head, members, listDigest: digestListDigest(members) }
 }
 
 export function decodeSetFetchBody (body: Buffer): SetFetchBody {
   const a = decodeCanonical(body)
   if (a.length !== 2 || !isVersion(a[0]) || !isDigest(a[1])) throw bad('bad set fetch body')
   return { version: a[0], digest: a[1] }
+}
+
+export function decodeListFetchBody (body: Buffer): ListFetchBody {
+  const a = decodeCanonical(body)
+  if (a.length !== 1 || !isDigest(a[0])) throw bad('bad list fetch body')
+  return { listDigest: a[0] }
 }

@@ -6,12 +6,12 @@ import { signClusterMsg } from '../../lib/crypto/cluster-auth'
 import { SIG_CTX_POLICY_SET } from '../../lib/crypto/contexts'
 import { generateIdentity, type Identity } from '../../lib/crypto/identity'
 import { sign } from '../../lib/crypto/sign'
-import { acceptMessage, buildHeartbeat, buildSetFetch, type ClusterMessage } from '../../lib/server/cluster/message'
+import { acceptMessage, buildHeartbeat, buildListFetch, buildSetFetch, type ClusterMessage } from '../../lib/server/cluster/message'
 import { MemberTable } from '../../lib/server/cluster/members'
 import { MemoryHwmStore, ReplayGuard, SequenceSource } from '../../lib/server/cluster/sequence'
 import {
-  ClusterMsgType, ClusterStatus, CLUSTER_HEADER_BYTES, encodeHeartbeatBody, encodeUnsigned, MAX_CLUSTER_BODY, MemberState,
-  PendingPhase, type HeartbeatBody
+  ClusterMsgType, ClusterStatus, CLUSTER_HEADER_BYTES, digestListDigest, encodeHeartbeatBody, encodeUnsigned, MAX_CLUSTER_BODY,
+  MemberState, PendingPhase, type DigestEntry, type HeartbeatBody
 } from '../../lib/wire/cluster-msg'
 import { pack } from '../../lib/wire/frame'
 import { memberRecord } from '../helpers/cluster-sim'
@@ -23,8 +23,10 @@ const OTHER_CLUSTER = crypto.createHash('sha256').update('cluster two').digest()
 const members = new MemberTable({ [A.id]: memberRecord(A, 'a', '10.0.0.1:7400'), [B.id]: memberRecord(B, 'b', '10.0.0.2:7400'), [C.id]: memberRecord(C, 'c', '10.0.0.3:7400') })
 const D32 = (s: string): Buffer => crypto.createHash('sha256').update(s).digest()
 
+const LIST: DigestEntry[] = [A, B, C].map((m, i) => ({ digest: Buffer.from(m.id, 'hex'), addr: `10.0.0.${i + 1}:7400`, state: MemberState.Active }))
+/** A full heartbeat body (its listDigest computed from its list unless given). */
 function body (over: Partial<HeartbeatBody> = {}): HeartbeatBody {
-  return {
+  const b = {
     status: ClusterStatus.SyncDone,
     installedVersion: 4,
     installedDigest: D32('v4'),
@@ -32,10 +34,13 @@ function body (over: Partial<HeartbeatBody> = {}): HeartbeatBody {
     pendingDigest: null,
     phase: PendingPhase.None,
     bar: null,
-    members: [A, B, C].map((m, i) => ({ digest: Buffer.from(m.id, 'hex'), addr: `10.0.0.${i + 1}:7400`, state: MemberState.Active })),
+    members: LIST,
     ...over
   }
+  return { ...b, listDigest: over.listDigest ?? digestListDigest(b.members ?? LIST) }
 }
+/** The same advertisement in the short form: the list digest instead of the list. */
+const short = (over: Partial<HeartbeatBody> = {}): HeartbeatBody => ({ ...body(over), members: null })
 const signer = (id: Identity = A, epoch = 1): { clusterId: Buffer, identity: Identity, seq: SequenceSource } => ({ clusterId: CLUSTER, identity: id, seq: new SequenceSource(epoch) })
 const ctx = (store = new MemoryHwmStore()): { clusterId: Buffer, members: MemberTable, guard: ReplayGuard } => ({ clusterId: CLUSTER, members, guard: new ReplayGuard(store) })
 const code = (f: () => unknown): string | undefined => { try { f(); return undefined } catch (e) { return (e as { code?: string }).code } }
@@ -54,6 +59,48 @@ test('heartbeat and set fetch round trip; worked byte count of a 3-member heartb
   const f = buildSetFetch(signer(), { version: 5, digest: D32('v5') })
   t.is(f.length, 51 + 36 + 64)
   t.like(acceptMessage(f, ctx()), { type: ClusterMsgType.SetFetch, body: { version: 5 } })
+})
+
+test('short heartbeat (list digest only) and list fetch round trip; worked byte counts; the digest is the list bytes\' SHA-256', t => {
+  const full = encodeHeartbeatBody(body())
+  // the list is the last element of the full body: fixarray(3) 1 + 3 × 50 = 151 bytes
+  const listDigest = crypto.createHash('sha256').update(full.subarray(full.length - 151)).digest()
+  t.deepEqual(digestListDigest(LIST), listDigest)
+  const c = ctx()
+  t.deepEqual((acceptMessage(buildHeartbeat(signer(), body()), c) as Extract<ClusterMessage, { type: 1 }>).body.listDigest, listDigest, 'computed on receipt of a full list')
+  const hb = buildHeartbeat(signer(A, 2), short())
+  // body: fixarray(8) 1 + status 1 + iv 1 + bin8(32) 34 + pv 1 + nil 1 + phase 1 + nil 1 + list digest bin8(32) 34 = 75
+  t.is(encodeHeartbeatBody(short()).length, 75)
+  t.is(hb.length, 51 + 75 + 64) // 190 bytes (FORMAT.md §5), whatever the number of members
+  const m = acceptMessage(hb, c) as Extract<ClusterMessage, { type: 1 }>
+  t.is(m.body.members, null)
+  t.deepEqual(m.body.listDigest, listDigest)
+  t.deepEqual(m.body, short())
+  const f = buildListFetch(signer(B), { listDigest })
+  t.is(f.length, 51 + 35 + 64) // 150 bytes
+  t.deepEqual(acceptMessage(f, c), { type: ClusterMsgType.ListFetch, sender: B.id, seq: { epoch: 1, counter: 1 }, body: { listDigest } })
+})
+
+test('short heartbeat: the list digest is covered by the signature; a malformed digest or list fetch is refused', t => {
+  const orig = buildHeartbeat(signer(), short())
+  const forged = Buffer.concat([encodeUnsigned(1, Buffer.from(A.id, 'hex'), 1, 1, encodeHeartbeatBody(short({ listDigest: D32('other list') }))), orig.subarray(orig.length - 64)])
+  t.is(code(() => acceptMessage(forged, ctx())), 'PEM_ERR_BAD_SIGNATURE')
+  const good = encodeHeartbeatBody(short())
+  const digest31 = Buffer.concat([good.subarray(0, good.length - 34), Buffer.from([0xc4, 31]), Buffer.alloc(31)])
+  t.is(code(() => acceptMessage(raw(1, digest31), ctx())), 'PEM_ERR_CLUSTER_MSG')
+  t.is(code(() => acceptMessage(raw(3, pack([D32('x'), 1])), ctx())), 'PEM_ERR_CLUSTER_MSG')
+  t.is(code(() => acceptMessage(raw(3, pack(['not a digest'])), ctx())), 'PEM_ERR_CLUSTER_MSG')
+  t.throws(() => encodeHeartbeatBody({ ...short(), listDigest: Buffer.alloc(3) }), { code: 'PEM_ERR_BAD_ARGUMENT' } as never)
+})
+
+test('A2 property: any single flipped bit in a short heartbeat or a list fetch is refused', t => {
+  for (const m0 of [buildHeartbeat(signer(), short()), buildListFetch(signer(), { listDigest: D32('l') })]) {
+    fc.assert(fc.property(fc.integer({ min: 0, max: m0.length * 8 - 1 }), bit => {
+      const m = Buffer.from(m0); m[bit >> 3] ^= 1 << (bit & 7)
+      return code(() => acceptMessage(m, ctx())) !== undefined
+    }), { seed: 43, numRuns: 300 })
+  }
+  t.pass()
 })
 
 test('A1: a key not in the member list is refused even when it names a member id', t => {
@@ -105,8 +152,10 @@ for (const [name, edit] of fieldEdits) {
   })
 }
 test('A3: header version and auth type are checked (unknown values refused)', t => {
-  const m = Buffer.from(buildHeartbeat(signer(), body())); m[1] = 2
-  t.is(code(() => acceptMessage(m, ctx())), 'PEM_ERR_VERSION')
+  for (const v of [1, 3]) { // 1: the layout before short heartbeats
+    const m = Buffer.from(buildHeartbeat(signer(), body())); m[1] = v
+    t.is(code(() => acceptMessage(m, ctx())), 'PEM_ERR_VERSION')
+  }
   const n = Buffer.from(buildHeartbeat(signer(), body())); n[42] = 2
   t.is(code(() => acceptMessage(n, ctx())), 'PEM_ERR_CLUSTER_MSG')
 })
@@ -115,9 +164,9 @@ const bodyEdits: Array<[string, Partial<HeartbeatBody>]> = [
   ['installed version', { installedVersion: 5 }],
   ['installed digest', { installedDigest: D32('other') }],
   ['pending version and digest', { pendingVersion: 5, pendingDigest: D32('v5'), phase: PendingPhase.Held }],
-  ['digest list', { members: body().members.slice(0, 2) }],
-  ['member address', { members: body().members.map((e, i) => i === 1 ? { ...e, addr: '6.6.6.6:1' } : e) }],
-  ['member state', { members: body().members.map((e, i) => i === 2 ? { ...e, state: MemberState.Removed } : e) }]
+  ['digest list', { members: LIST.slice(0, 2) }],
+  ['member address', { members: LIST.map((e, i) => i === 1 ? { ...e, addr: '6.6.6.6:1' } : e) }],
+  ['member state', { members: LIST.map((e, i) => i === 2 ? { ...e, state: MemberState.Removed } : e) }]
 ]
 for (const [name, over] of bodyEdits) {
   test(`A3/A16: body field ${name} is covered by the signature (checksum recomputed)`, t => {

@@ -3,12 +3,12 @@
 // calls tick() every interval and receive() for every packet. Rules: sync.ts; formats: FORMAT.md §5–6.
 import { sha256 } from '../../crypto/cluster-auth'
 import type { Identity } from '../../crypto/identity'
-import { ClusterMsgType, ClusterStatus, MemberState, PendingPhase, type HeartbeatBody } from '../../wire/cluster-msg'
+import { ClusterMsgType, ClusterStatus, digestListDigest, MemberState, PendingPhase, type DigestEntry, type HeartbeatBody } from '../../wire/cluster-msg'
 import { PemError, type ErrorCode } from '../../wire/errors'
 import { pack } from '../../wire/frame'
 import type { ConfigState } from '../state'
 import { changeLanded, draftChange, type Change, type ChangeEvent } from './changes'
-import { acceptMessage, buildHeartbeat, buildSetFetch, type Signer } from './message'
+import { acceptMessage, buildHeartbeat, buildListFetch, buildSetFetch, type Signer } from './message'
 import { MemberTable } from './members'
 import { ReplayGuard, SequenceSource, type HwmStore } from './sequence'
 import { buildSet, openSet } from './set-codec'
@@ -53,6 +53,11 @@ interface Want extends Candidate { from: string, tries: number }
 
 const MAX_FETCH_TRIES = 5
 
+/** This member's own digest list, encoded once per member table (it changes only on install). */
+interface OwnList { table: MemberTable, entries: DigestEntry[], digest: Buffer, hex: string }
+/** A sender's last full digest list, as far as this member needs it: its digest and whether it lists this member. */
+interface PeerList { digest: Buffer, addressed: boolean }
+
 export class ClusterNode {
   readonly id: string
   private readonly digest: Buffer
@@ -65,6 +70,8 @@ export class ClusterNode {
   readonly peers = new Map<string, PeerState>()
   readonly rejections: Record<string, number> = {}
   readonly alarms: string[] = []
+  /** Short heartbeats ignored because their list digest did not match the sender's last full list here. */
+  unknownLists = 0
   /** Every (version, digest) this member installed, in order (for invariant checks). */
   readonly installs: Array<{ version: number, digest: string }> = []
   private readonly signer: Signer
@@ -78,6 +85,18 @@ export class ClusterNode {
   private proposal: (Change & { version: number, digest: string }) | null = null
   stopped = false
   private lockMemo: { version: number, digest: string } | null
+  private ownList: OwnList | null = null
+  /** The list digest of the last heartbeat broadcast in full: later ones carry only the digest while it holds. */
+  private fullListSent: string | null = null
+  /** Per sender, its last full list (FORMAT.md §5): a short heartbeat is trusted only when its digest matches it. */
+  private readonly peerLists = new Map<string, PeerList>()
+  /** When this member last asked a sender for its full list, and last answered a member's ask (rate limits). */
+  private readonly listAsked = new Map<string, number>()
+  private readonly listAnswered = new Map<string, number>()
+  /** Per sender, its last heartbeat body accepted (message.ts skips decoding a byte-identical one). */
+  private readonly bodies = new Map<string, { bytes: Buffer, body: HeartbeatBody }>()
+  /** The advertisement read from a (memoised, read-only) body, so an unchanged heartbeat converts no digests. */
+  private readonly adverts = new WeakMap<HeartbeatBody, Advert>()
 
   constructor (private readonly o: NodeOptions) {
     this.id = o.identity.id
@@ -122,8 +141,19 @@ export class ClusterNode {
 
   // ---- sending -----------------------------------------------------------------------------------------------
 
-  heartbeatBody (status?: ClusterStatus): HeartbeatBody {
+  private list (): OwnList {
+    if (this.ownList?.table !== this.members) {
+      const entries = this.members.all().map(m => ({ digest: m.digest, addr: m.addr, state: m.removed ? MemberState.Removed : MemberState.Active }))
+      const digest = digestListDigest(entries)
+      this.ownList = { table: this.members, entries, digest, hex: digest.toString('hex') }
+    }
+    return this.ownList
+  }
+
+  /** What this member advertises now, with its full digest list (broadcast() sends the short form when it may). */
+  heartbeatBody (status?: ClusterStatus): HeartbeatBody & { members: DigestEntry[] } {
     const p = this.pending
+    const list = this.list()
     return {
       status: status ?? (p !== null ? ClusterStatus.SyncInProgress : this.installed.version === 0 ? ClusterStatus.Join : ClusterStatus.SyncDone),
       installedVersion: this.installed.version,
@@ -132,7 +162,8 @@ export class ClusterNode {
       pendingDigest: p !== null ? Buffer.from(p.digest, 'hex') : null,
       phase: p === null ? PendingPhase.None : p.locked ? PendingPhase.Locked : PendingPhase.Held,
       bar: this.lastBar,
-      members: this.members.all().map(m => ({ digest: m.digest, addr: m.addr, state: m.removed ? MemberState.Removed : MemberState.Active }))
+      members: list.entries,
+      listDigest: list.digest
     }
   }
 
@@ -143,11 +174,16 @@ export class ClusterNode {
 
   /**
    * One signed heartbeat, the same bytes to every active member: one signature per interval whatever N is. A copy
-   * relayed from one receiver to another is then an exact duplicate there (counted once, for its signer).
+   * relayed from one receiver to another is then an exact duplicate there (counted once, for its signer). The digest
+   * list goes in full in the first heartbeat after a start, after every change of the list, and in a Leave; otherwise
+   * only its digest goes (a member that does not know it asks with a ListFetch).
    */
   broadcast (status?: ClusterStatus): void {
     if (this.stopped) return
-    const bytes = buildHeartbeat(this.signer, this.heartbeatBody(status))
+    const body: HeartbeatBody = this.heartbeatBody(status)
+    if (body.status !== ClusterStatus.Leave && this.fullListSent === this.list().hex) body.members = null
+    this.fullListSent = this.list().hex
+    const bytes = buildHeartbeat(this.signer, body)
     for (const m of this.members.active()) if (m.id !== this.id) this.sendTo(m.id, 'msg', bytes)
   }
 
@@ -177,7 +213,14 @@ export class ClusterNode {
   }
 
   private receiveMsg (bytes: Buffer): void {
-    const msg = acceptMessage(bytes, { clusterId: this.o.clusterId, members: this.members, guard: this.guard })
+    const msg = acceptMessage(bytes, { clusterId: this.o.clusterId, members: this.members, guard: this.guard, bodies: this.bodies })
+    if (msg.type === ClusterMsgType.ListFetch) {
+      // Answer with a heartbeat in full, to the asker only; at most one per asker per half interval.
+      if (this.now() - (this.listAnswered.get(msg.sender) ?? -Infinity) < this.intervalMs / 2) return
+      this.listAnswered.set(msg.sender, this.now())
+      this.sendTo(msg.sender, 'msg', buildHeartbeat(this.signer, this.heartbeatBody()))
+      return
+    }
     if (msg.type === ClusterMsgType.SetFetch) {
       const { version, digest } = msg.body
       const hex = digest.toString('hex')
@@ -187,9 +230,14 @@ export class ClusterNode {
       return
     }
     const hb = msg.body
-    const me = hb.members.find(e => e.digest.equals(this.digest))
-    if (me === undefined || me.state === MemberState.Removed) throw new PemError('PEM_ERR_NOT_ADDRESSED', 'heartbeat does not list this member')
-    const advert: Advert = { iv: hb.installedVersion, idg: hb.installedDigest.toString('hex'), pv: hb.pendingVersion, pdg: hb.pendingDigest?.toString('hex') ?? null, phase: hb.phase }
+    const addressed = this.addressedBy(msg.sender, hb)
+    if (addressed === 'unknown') return
+    if (!addressed) throw new PemError('PEM_ERR_NOT_ADDRESSED', 'heartbeat does not list this member')
+    let advert = this.adverts.get(hb)
+    if (advert === undefined) {
+      advert = { iv: hb.installedVersion, idg: hb.installedDigest.toString('hex'), pv: hb.pendingVersion, pdg: hb.pendingDigest?.toString('hex') ?? null, phase: hb.phase }
+      this.adverts.set(hb, advert)
+    }
     const prev = this.peers.get(msg.sender)
     const lastHeard = hb.status === ClusterStatus.Leave ? -Infinity : this.now()
     this.peers.set(msg.sender, { advert, lastHeard, streak: nextStreak(prev?.streak ?? new Map(), advert) })
@@ -204,6 +252,29 @@ export class ClusterNode {
       this.sendTo(msg.sender, 'msg', buildSetFetch(this.signer, { version: c.version, digest: Buffer.from(c.digest, 'hex') }))
     }
     this.evaluate()
+  }
+
+  /**
+   * Does this heartbeat list this member (not as removed)? A full list answers it and is remembered as the sender's
+   * last full list; a short one only through that remembered list with the same digest. Any other digest (unknown,
+   * stale, or another sender's) is never taken as listing this member: 'unknown', the heartbeat is ignored (counted in
+   * `unknownLists`, not a refusal: it is routine after a restart or a join) and the full list is asked for.
+   */
+  private addressedBy (sender: string, hb: HeartbeatBody): boolean | 'unknown' {
+    if (hb.members !== null) {
+      const me = hb.members.find(e => e.digest.equals(this.digest))
+      const addressed = me !== undefined && me.state !== MemberState.Removed
+      this.peerLists.set(sender, { digest: hb.listDigest, addressed })
+      return addressed
+    }
+    const known = this.peerLists.get(sender)
+    if (known !== undefined && known.digest.equals(hb.listDigest)) return known.addressed
+    if (this.now() - (this.listAsked.get(sender) ?? -Infinity) >= this.intervalMs / 2) {
+      this.listAsked.set(sender, this.now())
+      this.sendTo(sender, 'msg', buildListFetch(this.signer, { listDigest: hb.listDigest }))
+    }
+    this.unknownLists++
+    return 'unknown'
   }
 
   private pendingRef (): PendingRef | null {
@@ -315,6 +386,7 @@ export class ClusterNode {
     for (const k of this.originSeen.keys()) if (below(k)) this.originSeen.delete(k)
     for (const k of this.bars) if (below(k)) this.bars.delete(k)
     for (const [k, until] of this.distrusted) if (below(k) || until <= this.now()) this.distrusted.delete(k)
+    for (const m of [this.peerLists, this.listAsked, this.listAnswered, this.bodies]) for (const id of m.keys()) if (this.members.get(id) === undefined) m.delete(id)
     if (this.lastBar !== null && this.lastBar[0] <= installed) this.lastBar = null
     if (this.installs.length > 1024) this.installs.splice(0, this.installs.length - 1024)
   }
