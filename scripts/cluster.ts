@@ -64,7 +64,8 @@ export async function allInstalled (members: Spd[], version: number, timeoutMs =
 export async function join (sponsor: Member, name: string, extra?: Record<string, unknown>): Promise<Member> {
   const s = await initSpd(name, extra)
   const id = JSON.parse((await cli('spd', ['id', '--data-dir', s.dir, '--json'])).stdout) as { id: string, key: string }
-  const add = await sponsor.spctl(['--json', 'member', 'add', id.key, '--addr', s.cluster, '--name', name])
+  const spctl = await loginSpctl(sponsor) // a fresh session: admin sessions do not survive a restart of the sponsor
+  const add = await spctl(['--json', 'member', 'add', id.key, '--addr', s.cluster, '--name', name])
   if (add.code !== 0) throw new Error(`member add ${name}: ${add.stderr}`)
   const sp = (JSON.parse(add.stdout) as { sponsor: { key: string, addr: string, cluster: string } }).sponsor
   const trust = await cli('spd', ['trust', '--data-dir', s.dir, '--key', sp.key, '--addr', sp.addr, '--cluster', sp.cluster])
@@ -72,8 +73,7 @@ export async function join (sponsor: Member, name: string, extra?: Record<string
   await startSpd(s)
   const target = (await installedVersion(sponsor)) ?? 1
   await allInstalled([sponsor, s], target)
-  const spctl = await loginSpctl(s)
-  return { ...s, spctl, id: id.id }
+  return { ...s, spctl: await loginSpctl(s), id: id.id }
 }
 
 /** A cluster of `n` members grown one sponsored key at a time from the first; every member has installed the same version. */

@@ -1,0 +1,77 @@
+// pemfs over a real 2-member cluster: one spd SIGKILLed in the middle of an encrypted write (the write completes on
+// the other member, nothing acknowledged is lost), and a member joining while the mount runs (the host learns the new
+// server list without a remount).
+import test from 'ava'
+import fs from 'node:fs'
+import path from 'node:path'
+import { readCluster } from '../../lib/pem-fs/host-config'
+import { allInstalled, installedVersion, join, startCluster, until, type Member } from '../../scripts/cluster'
+import { cli, startSpd, stopSpd } from '../../scripts/procs'
+import { mountOrThrow, sh, tearDown, tempDir, writeFile, type Cluster } from '../helpers/mounts'
+
+const FAST = { load: { threshold: 1 }, cluster: { intervalMs: 200 } }
+let ms: Member[]
+let c: Cluster
+let dir: string
+let underneath: number // the guarded directory itself, opened before the mount hid it
+const status = async (): Promise<{ pv: number, servers: Array<{ name: string, state: string, requests: number }> }> =>
+  JSON.parse((await cli('pemfs', ['status', dir, '--config-dir', c.hostDir, '--json'])).stdout)
+
+test.before(async () => {
+  const work = tempDir('failover')
+  dir = path.join(work, 'data')
+  fs.mkdirSync(dir)
+  ms = await startCluster(2, 'fo', FAST)
+  const spctl = ms[0].spctl
+  const p = await spctl(['policy', 'apply', writeFile(work, 'policy.yaml', `format: 1\nkeys: [k]\nguards:\n  ${dir}:\n    rules:\n      - id: all\n        effect: apply_key(k)\n`)])
+  if (p.code !== 0) throw new Error(p.stderr)
+  const token = JSON.parse((await spctl(['--json', 'host', 'add', 'h'])).stdout).token as string
+  const hostDir = path.join(work, 'host')
+  const e = await cli('pemfs', ['enroll', '--cluster', ms[0].listen, '--token', token, '--config-dir', hostDir, '--name', 'h'])
+  if (e.code !== 0) throw new Error(e.stderr)
+  c = { spd: ms[0], spctl, hostDir, work }
+  underneath = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY)
+  await mountOrThrow(c, dir, ['--timeout-ms', '1000'])
+})
+
+test.after.always(async () => {
+  if (underneath !== undefined) fs.closeSync(underneath)
+  await tearDown(c)
+})
+
+test.serial('one of two spd killed mid-write: the write completes on the other, and reads back bit for bit', async t => {
+  const file = path.join(dir, 'big.bin')
+  // 48 MiB in 1 MiB writes, fsync, SHA-256 of what was written; in its own process (never from the test process).
+  const writer = sh(`node -e "const fs=require('fs'),c=require('crypto');const h=c.createHash('sha256');const fd=fs.openSync('${file}','w');for(let i=0;i<48;i++){const b=Buffer.alloc(1<<20,i+1);h.update(b);fs.writeSync(fd,b)}fs.fsyncSync(fd);fs.closeSync(fd);console.log(h.digest('hex'))"`, { timeoutMs: 120000 })
+  let done = false
+  void writer.then(() => { done = true })
+  t.true(await until(async () => (await status()).servers.some(s => s.requests > 5), 20000), 'the write reached a server')
+  const busiest = (await status()).servers.reduce((a, b) => b.requests > a.requests ? b : a)
+  t.false(done, 'still writing when the member is killed')
+  const victim = ms.find(m => m.name === busiest.name) as Member
+  await stopSpd(victim, 'SIGKILL')
+  const w = await writer
+  t.is(w.code, 0, w.stderr)
+  const r = await sh(`sha256sum '${file}'`, { timeoutMs: 60000 })
+  t.is(r.stdout.split(' ')[0], w.stdout.trim(), 'the data read back is the data written')
+  const st = await status()
+  t.is(st.servers.find(s => s.name === victim.name)?.state, 'down')
+  const raw = fs.readFileSync(`/proc/self/fd/${underneath}/big.bin`)
+  t.is(raw.subarray(0, 4).toString('latin1'), 'PEMF')
+  t.false(raw.includes(Buffer.alloc(64, 1)), 'ciphertext underneath')
+  await startSpd(victim)
+  await allInstalled(ms, (await installedVersion(ms[0] === victim ? ms[1] : ms[0])) ?? 0)
+})
+
+test.serial('a member joining while mounted: the host learns the new server list without a remount', async t => {
+  const before = (await status()).servers.length
+  t.is(before, 2)
+  const third = await join(ms[0], 'fo3', FAST)
+  ms.push(third)
+  const learnt = await until(async () => {
+    await sh(`ls '${dir}' > /dev/null; cat '${dir}/big.bin' > /dev/null`, { timeoutMs: 60000 }) // traffic carries the new version
+    return (await status()).servers.length === 3
+  }, 20000, 300)
+  t.true(learnt, JSON.stringify((await status()).servers))
+  t.deepEqual(readCluster(c.hostDir).servers.map(s => s.name).sort(), ['fo1', 'fo2', 'fo3'], 'saved in cluster.json for the next mount')
+})
