@@ -1,5 +1,6 @@
 // Admin API: JSON over HTTPS (TLS 1.3, the member's own Ed25519 certificate, pinned by spctl) on its own listener.
 // Logins check an scrypt hash and hand out expiring bearer tokens; every change is audited. Routes: docs/ADMIN.md.
+// GET /metrics (Prometheus text) is the one route without a session: counts and states only, no names or secrets.
 import crypto from 'node:crypto'
 import https from 'node:https'
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -14,14 +15,18 @@ interface Route { method: string, pattern: RegExp, keys: string[], handler: Hand
 
 const MAX_BODY_BYTES = 4 * 1024 * 1024
 const STATUS: Partial<Record<ErrorCode, number>> = {
-  PEM_ERR_AUTH: 401, PEM_ERR_NOT_FOUND: 404, PEM_ERR_BAD_POLICY: 422, PEM_ERR_BAD_ARGUMENT: 400, PEM_ERR_BAD_BODY: 400, PEM_ERR_BUSY: 409
+  PEM_ERR_AUTH: 401, PEM_ERR_NOT_FOUND: 404, PEM_ERR_BAD_POLICY: 422, PEM_ERR_BAD_ARGUMENT: 400, PEM_ERR_BAD_BODY: 400, PEM_ERR_BUSY: 409,
+  PEM_ERR_CHANGE_PENDING: 503
 }
+
+export interface MetricsSource { contentType: string, render: () => Promise<string> }
 
 export class AdminApi {
   private readonly routes: Route[] = []
   private readonly sessions = new Map<string, AdminSession>() // by SHA-256 of the token
   private server: https.Server | null = null
   private failedLogins = 0
+  metrics: MetricsSource | null = null
 
   constructor (
     private readonly identity: Identity,
@@ -86,6 +91,12 @@ export class AdminApi {
   private async serve (req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       const url = new URL(req.url ?? '/', 'https://admin')
+      if (req.method === 'GET' && url.pathname === '/metrics' && this.metrics !== null) {
+        const text = await this.metrics.render()
+        res.writeHead(200, { 'content-type': this.metrics.contentType, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' })
+        res.end(text)
+        return
+      }
       const body = await readJson(req)
       if (req.method === 'POST' && url.pathname === '/v1/login') return send(res, 200, await this.login(body))
       for (const r of this.routes) {

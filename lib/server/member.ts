@@ -20,16 +20,17 @@ import { handleDecide } from './handlers/decide'
 import { handleEnroll } from './handlers/enroll'
 import { DataService } from './keys'
 import { LoadReporter } from './load'
+import { memberMetrics } from './metrics'
 import type { ConfigState } from './state'
 import { ConfigStore, storeKeyFrom } from './store'
 
 export const IDENTITY_FILE = 'identity.key'
 export const AUDIT_FILE = 'audit.log'
 
-export interface Counters { permit: number, deny: number, stale: number, overload: number, refused: number, enrolled: number }
+export interface Counters { permit: number, deny: number, stale: number, overload: number, refused: number, enrolled: number, sealBytes: number, openBytes: number }
 
 export class Member {
-  readonly counters: Counters = { permit: 0, deny: 0, stale: 0, overload: 0, refused: 0, enrolled: 0 }
+  readonly counters: Counters = { permit: 0, deny: 0, stale: 0, overload: 0, refused: 0, enrolled: 0, sealBytes: 0, openBytes: 0 }
   readonly started = Date.now()
   private policy: CompiledPolicy | null = null
   private hostServer: ChannelServer | null = null
@@ -183,6 +184,7 @@ export class Member {
     const adminAt = splitHostPort(this.config.adminListen)
     this.admin = new AdminApi(this.identity, this.config.adminTokenTtlS, user => this.store.state.admins[user]?.hash, e => this.audit.write({ kind: 'admin', ...e }))
     registerAdminRoutes(this.admin, this)
+    this.admin.metrics = memberMetrics(this)
     const b = await this.admin.listen(adminAt.host, adminAt.port)
     this.adminAddr = `${b.host.includes(':') ? `[${b.host}]` : b.host}:${b.port}`
     await this.cluster.start()
@@ -202,8 +204,8 @@ export class Member {
       switch (op) {
         case Op.Decide: return await handleDecide(this, body as DecideBody, ctx)
         case Op.FileHeader: return handleFileHeader(this.data, body as FileHeaderBody, ctx)
-        case Op.BlocksSeal: return await handleSeal(this.data, body as BlocksBody, ctx)
-        case Op.BlocksOpen: return await handleOpen(this.data, body as BlocksBody, ctx)
+        case Op.BlocksSeal: this.counters.sealBytes += (body as BlocksBody).data.length; return await handleSeal(this.data, body as BlocksBody, ctx)
+        case Op.BlocksOpen: this.counters.openBytes += (body as BlocksBody).data.length; return await handleOpen(this.data, body as BlocksBody, ctx)
         case Op.Ping: return { load: this.load.project(0), weight: this.config.weight, pv: this.policyVersion }
         case Op.Servers: return { pv: this.policyVersion, servers: this.servers() }
         default: throw new PemError('PEM_ERR_BAD_OPCODE', `opcode ${op} is not served on a host channel`)

@@ -3,6 +3,7 @@
 // changes, removal that sticks, a rogue key refused at the handshake — while a host's decisions keep being served.
 import test from 'ava'
 import fs from 'node:fs'
+import https from 'node:https'
 import path from 'node:path'
 import { connect } from '../../lib/channel/tls'
 import { generateIdentity } from '../../lib/crypto/identity'
@@ -148,6 +149,33 @@ test.serial('a removed member stays out: refused by the others, it cannot instal
   const again = await ms[0].spctl(['member', 'add', (JSON.parse((await cli('spd', ['id', '--data-dir', gone.dir, '--json'])).stdout) as { key: string }).key, '--addr', gone.cluster, '--name', 'back'])
   t.not(again.code, 0, 'a removed key cannot rejoin')
   t.regex(again.stderr, /removed/)
+})
+
+async function scrape (addr: string): Promise<string> {
+  const [host, port] = addr.split(':')
+  return await new Promise((resolve, reject) => {
+    https.get({ host, port: Number(port), path: '/metrics', rejectUnauthorized: false }, res => {
+      let text = ''
+      res.on('data', (c: Buffer) => { text += c.toString('utf8') })
+      res.on('end', () => res.statusCode === 200 ? resolve(text) : reject(new Error(`HTTP ${String(res.statusCode)}: ${text}`)))
+    }).on('error', reject)
+  })
+}
+const metric = (text: string, line: string): number => Number(new RegExp(`^${line.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN)
+
+test.serial('Prometheus metrics on the admin listener: decisions, versions, member states, heartbeat lag', async t => {
+  const text = await scrape(ms[0].admin)
+  t.true(metric(text, 'spd_policy_version') === await installedVersion(ms[0]))
+  t.is(metric(text, 'spd_cluster_members{state="self"}'), 1)
+  t.is(metric(text, 'spd_cluster_members{state="active"}'), 1, 'one peer active, the removed one counted as removed')
+  t.is(metric(text, 'spd_cluster_members{state="removed"}'), 1)
+  t.is(metric(text, 'spd_cluster_can_serve'), 1)
+  const lag = metric(text, `spd_cluster_heartbeat_lag_seconds{member="${ms[1].name}"}`)
+  t.true(lag >= 0 && lag < 2, `lag ${lag}`)
+  const permits = ms.map(async m => { try { return metric(await scrape(m.admin), 'spd_decisions_total{effect="permit"}') } catch { return 0 } })
+  t.true((await Promise.all(permits)).reduce((a, b) => a + b, 0) > 0, 'the host\'s decisions are counted')
+  t.regex(text, /^spd_process_cpu_seconds_total /m)
+  t.false(/finance|h1|\/srv\/data/.test(text), 'no host names, paths or key names in the metrics')
 })
 
 test.serial('the host was served through all of it: decisions kept succeeding, and it sees the installed version', async t => {
