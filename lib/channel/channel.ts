@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events'
 import type { Socket } from 'node:net'
 import { ERRORS, PemError, isErrorCode } from '../wire/errors'
-import { FLAG_ERROR, FLAG_REPLY, FrameSplitter, MAX_FRAME_BYTES, encodeFrame, type Frame } from '../wire/frame'
+import { FLAG_ERROR, FLAG_REPLY, FrameSplitter, MAX_FRAME_BYTES, encodeFrameParts, type Frame } from '../wire/frame'
 import { Op, isOp } from '../wire/opcodes'
 import { REPLY_CHECKS, REQUEST_CHECKS, checkErrorBody, type HelloBody, type HelloReply } from '../wire/packets'
 
@@ -121,7 +121,7 @@ export class Channel extends EventEmitter {
   notify (op: Op, body: unknown): void {
     if (this.state !== 'open') throw this.notOpen()
     if (!isOp(op)) throw new PemError('PEM_ERR_BAD_OPCODE', `unknown opcode ${String(op)}`)
-    this.queue(encodeFrame(op, 0, body))
+    this.queue(encodeFrameParts(op, 0, body))
   }
 
   /** Close the channel: pending requests reject with PEM_ERR_CLOSED, queued frames are flushed, the socket ends. */
@@ -171,9 +171,9 @@ export class Channel extends EventEmitter {
   private send (op: Op, body: unknown, timeoutMs: number): Promise<unknown> {
     if (!isOp(op)) return Promise.reject(new PemError('PEM_ERR_BAD_OPCODE', `unknown opcode ${String(op)}`))
     const id = this.allocId()
-    let frame: Buffer
+    let frame: Buffer[]
     try {
-      frame = encodeFrame(op, id, body)
+      frame = encodeFrameParts(op, id, body)
     } catch (err) {
       return Promise.reject(new PemError('PEM_ERR_BAD_BODY', `cannot encode request body: ${(err as Error).message}`))
     }
@@ -199,10 +199,10 @@ export class Channel extends EventEmitter {
     }
   }
 
-  private queue (frame: Buffer): void {
+  /** Queues one frame's buffers (a data batch's bulk is its own buffer, never copied here). */
+  private queue (frame: Buffer[]): void {
     if (this.state === 'closed' && this.socket.destroyed) return
-    this.outQ.push(frame)
-    this.outBytes += frame.length
+    for (const b of frame) { this.outQ.push(b); this.outBytes += b.length }
     if (!this.flushScheduled) {
       this.flushScheduled = true
       process.nextTick(() => this.flush()) // runs after the current microtasks: every reply resolved now joins this write
@@ -226,17 +226,17 @@ export class Channel extends EventEmitter {
   }
 
   private reply (op: number, id: number, body: unknown): void {
-    let frame: Buffer
+    let frame: Buffer[]
     try {
-      frame = encodeFrame(op, id, body, FLAG_REPLY)
+      frame = encodeFrameParts(op, id, body, FLAG_REPLY)
     } catch (err) {
-      frame = encodeFrame(op, id, new PemError('PEM_ERR_UNKNOWN', `cannot encode reply: ${(err as Error).message}`).toWire(), FLAG_REPLY | FLAG_ERROR)
+      frame = encodeFrameParts(op, id, new PemError('PEM_ERR_UNKNOWN', `cannot encode reply: ${(err as Error).message}`).toWire(), FLAG_REPLY | FLAG_ERROR)
     }
     this.queue(frame)
   }
 
   private replyError (op: number, id: number, err: PemError): void {
-    this.queue(encodeFrame(op, id, err.toWire(), FLAG_REPLY | FLAG_ERROR))
+    this.queue(encodeFrameParts(op, id, err.toWire(), FLAG_REPLY | FLAG_ERROR))
   }
 
   /** A fatal protocol error: tell the peer once (error reply with id 0), then close. */

@@ -65,15 +65,58 @@ function assertPlain (root: unknown): void {
   }
 }
 
-export function encodeFrame (op: number, id: number, body: unknown, flags = 0): Buffer {
-  const payload = packr.pack(body)
-  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length)
-  out.writeUInt32BE(FRAME_HEADER_BYTES - 4 + payload.length, 0)
+/** A body map whose last value is a Buffer of at least this many bytes is encoded without copying that Buffer. */
+export const SPLIT_BIN_BYTES = 4096
+const EMPTY_BIN = Buffer.alloc(0)
+
+/** The frame header and `payload` (head bytes of the body, `tail` bytes more after it) in one new buffer. */
+function frameHead (op: number, id: number, flags: number, payload: Uint8Array, payloadBytes: number, extra: number, tail: number): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payloadBytes + extra)
+  out.writeUInt32BE(FRAME_HEADER_BYTES - 4 + payloadBytes + extra + tail, 0)
   out[4] = op
   out[5] = flags
   out.writeUInt32BE(id >>> 0, 6)
-  payload.copy(out, FRAME_HEADER_BYTES)
+  out.set(payload.subarray(0, payloadBytes), FRAME_HEADER_BYTES)
   return out
+}
+
+/**
+ * One frame as the buffers to write back to back: [frame], or, for a body map whose last value is a large Buffer
+ * (a data batch), [header and the body up to that Buffer's msgpack bin header, the Buffer itself] — the same bytes
+ * msgpackr would produce, without copying the bulk (docs/CHANNEL.md).
+ */
+export function encodeFrameParts (op: number, id: number, body: unknown, flags = 0): Buffer[] {
+  const big = trailingBin(body)
+  if (big !== null) {
+    // The body with an empty bin in that last field ends in c4 00; the real bin header (bin 8/16/32) replaces it.
+    const payload = packr.pack({ ...(body as object), [big.key]: EMPTY_BIN })
+    const n = big.value.length
+    if (payload.length >= 2 && payload[payload.length - 2] === 0xc4 && payload[payload.length - 1] === 0) {
+      const at = payload.length - 2
+      const binHead = n < 0x100 ? 2 : n < 0x10000 ? 3 : 5
+      const head = frameHead(op, id, flags, payload, at, binHead, n)
+      const o = FRAME_HEADER_BYTES + at
+      if (binHead === 2) { head[o] = 0xc4; head[o + 1] = n } else if (binHead === 3) { head[o] = 0xc5; head.writeUInt16BE(n, o + 1) } else { head[o] = 0xc6; head.writeUInt32BE(n, o + 1) }
+      return [head, big.value]
+    }
+  }
+  const payload = packr.pack(body)
+  return [frameHead(op, id, flags, payload, payload.length, 0, 0)]
+}
+
+function trailingBin (body: unknown): { key: string, value: Buffer } | null {
+  if (body === null || typeof body !== 'object' || Array.isArray(body) || Buffer.isBuffer(body)) return null
+  let key: string | undefined
+  for (const k in body) key = k // the last own enumerable key: bodies are plain object literals
+  if (key === undefined || !Object.prototype.hasOwnProperty.call(body, key)) return null
+  const value = (body as Record<string, unknown>)[key]
+  return Buffer.isBuffer(value) && value.length >= SPLIT_BIN_BYTES ? { key, value } : null
+}
+
+/** One frame in one buffer. */
+export function encodeFrame (op: number, id: number, body: unknown, flags = 0): Buffer {
+  const parts = encodeFrameParts(op, id, body, flags)
+  return parts.length === 1 ? parts[0] : Buffer.concat(parts)
 }
 
 /** Check a frame header (the first 10 bytes) before anything is allocated for the body. Returns the total frame size. */
