@@ -11,6 +11,11 @@ import type { KeyVersion } from './state'
 
 export const FILE_KEYS_MAX = 4096
 const POOL_PER_SIZE = 16
+/**
+ * Data batches below this many bytes are sealed/opened on the event loop: a FUSE request's batch (128 KiB of blocks)
+ * costs less CPU there than queued to the thread pool and split over threads (benchmarks/data: per-request CPU).
+ */
+export const DATA_SYNC_BELOW_BYTES = 512 * 1024
 
 /** Handles by string id, least recently used dropped (and wiped) first. */
 class HandleLru {
@@ -61,7 +66,7 @@ export class DataService {
 
   /** Loads the configured provider and cipher now: one that cannot load throws ENGINE_ERR_PROVIDER (start-up error). */
   constructor (readonly crypto: CryptoConfig, private readonly keys: () => Record<string, KeyVersion[]>) {
-    this.engines.set(crypto.cipher, createEngine({ provider: crypto.provider, cipher: crypto.cipher }))
+    this.engines.set(crypto.cipher, createEngine({ provider: crypto.provider, cipher: crypto.cipher, syncBelowBytes: DATA_SYNC_BELOW_BYTES }))
   }
 
   get cipher (): FileCipher { return this.crypto.cipher }
@@ -70,7 +75,7 @@ export class DataService {
   engine (cipher: FileCipher): CryptoEngine {
     let e = this.engines.get(cipher)
     if (e === undefined) {
-      e = createEngine({ provider: this.crypto.provider, cipher, strict: false })
+      e = createEngine({ provider: this.crypto.provider, cipher, strict: false, syncBelowBytes: DATA_SYNC_BELOW_BYTES })
       this.engines.set(cipher, e)
     }
     return e
