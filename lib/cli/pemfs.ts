@@ -5,6 +5,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { attrsOf } from '../pem-fs/attrs'
 import { ClusterClient, enroll } from '../pem-fs/client'
+import { pemfsMetricsText, writeMetricsFile } from '../pem-fs/metrics'
 import { isMounted, readControl, runFiles, serveControl, signalReady, startDaemon, statusOf, stopDaemon } from '../pem-fs/daemon'
 import { mountGuard } from '../pem-fs/mount'
 import { defaultConfigDir, hostIdentity, readCluster, writeCluster } from '../pem-fs/host-config'
@@ -76,7 +77,7 @@ program.command('servers')
     } finally { client.close() }
   }))
 
-interface MountFlags { backing?: string, foreground?: boolean, embedded?: boolean, configDir: string, timeoutMs: string, json?: boolean }
+interface MountFlags { backing?: string, foreground?: boolean, embedded?: boolean, configDir: string, timeoutMs: string, metricsFile?: string, json?: boolean }
 
 async function mountForeground (dir: string, o: MountFlags): Promise<void> {
   const configDir = path.resolve(o.configDir)
@@ -95,6 +96,7 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
   process.umask(0) // the kernel already applied the caller's umask to create/mkdir modes
   fs.writeFileSync(files.pid, `${process.pid}\n`, { mode: 0o600 })
   const control = serveControl(files.sock, () => statusOf(mounted))
+  const stopMetrics = o.metricsFile === undefined ? () => {} : writeMetricsFile(path.resolve(o.metricsFile), () => statusOf(mounted))
   const keepAlive = setInterval(() => {}, 1 << 30) // fuse-native's handles do not keep the loop alive
   let stopping = false
   const stop = (signal: string): void => {
@@ -102,6 +104,7 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
     stopping = true
     process.stderr.write(`pemfs: ${signal}: unmounting ${mounted.dir}\n`)
     control.close()
+    stopMetrics()
     clearInterval(keepAlive)
     mounted.unmount().then(async () => await embedded?.stop()).finally(() => {
       fs.rmSync(files.pid, { force: true }); fs.rmSync(files.sock, { force: true })
@@ -121,6 +124,7 @@ program.command('mount <dir>')
   .option('--embedded', 'run a private single-member spd (encrypt everything, permit every local user) under the config dir')
   .option('--config-dir <dir>', 'host config directory', defaultConfigDir())
   .option('--timeout-ms <ms>', 'request timeout per server', '2000')
+  .option('--metrics-file <file>', 'write Prometheus metrics of the mount to FILE every 5 s (node_exporter textfile collector)')
   .option('--json', 'print JSON')
   .action((d: string, o: MountFlags) => run(async () => {
     const dir = path.resolve(d)
@@ -128,7 +132,8 @@ program.command('mount <dir>')
     const configDir = path.resolve(o.configDir)
     const files = runFiles(configDir, dir)
     if (isMounted(dir)) throw new PemError('PEM_ERR_BUSY', `${dir} is already mounted`)
-    const args = ['mount', dir, '--foreground', '--config-dir', configDir, '--timeout-ms', o.timeoutMs, ...(o.backing !== undefined ? ['--backing', path.resolve(o.backing)] : []), ...(o.embedded === true ? ['--embedded'] : [])]
+    const args = ['mount', dir, '--foreground', '--config-dir', configDir, '--timeout-ms', o.timeoutMs, ...(o.backing !== undefined ? ['--backing', path.resolve(o.backing)] : []), ...(o.embedded === true ? ['--embedded'] : []),
+      ...(o.metricsFile !== undefined ? ['--metrics-file', path.resolve(o.metricsFile)] : [])]
     const pid = await startDaemon(process.argv[1], args, files.log)
     printObject({ mounted: dir, backing: path.resolve(o.backing ?? dir), pid, log: files.log }, o.json === true)
   }))
@@ -148,9 +153,11 @@ program.command('status <dir>')
   .description('the server table of the mount guarding DIR: state, load, weight, latency, policy version, requests, rejections')
   .option('--config-dir <dir>', 'host config directory', defaultConfigDir())
   .option('--json', 'print JSON')
-  .action((d: string, o: { configDir: string, json?: boolean }) => run(async () => {
+  .option('--prometheus', 'print the metrics in Prometheus text format')
+  .action((d: string, o: { configDir: string, json?: boolean, prometheus?: boolean }) => run(async () => {
     const st = await readControl(runFiles(path.resolve(o.configDir), path.resolve(d)).sock)
     if (o.json === true) { process.stdout.write(JSON.stringify(st) + '\n'); return }
+    if (o.prometheus === true) { process.stdout.write(await pemfsMetricsText(st)); return }
     const { servers, ...rest } = st
     printObject(rest, false)
     process.stdout.write('\n')

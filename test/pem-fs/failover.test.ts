@@ -13,6 +13,7 @@ const FAST = { load: { threshold: 1 }, cluster: { intervalMs: 200 } }
 let ms: Member[]
 let c: Cluster
 let dir: string
+let metricsFile: string
 let underneath: number // the guarded directory itself, opened before the mount hid it
 const status = async (): Promise<{ pv: number, servers: Array<{ name: string, state: string, requests: number }> }> =>
   JSON.parse((await cli('pemfs', ['status', dir, '--config-dir', c.hostDir, '--json'])).stdout)
@@ -31,7 +32,8 @@ test.before(async () => {
   if (e.code !== 0) throw new Error(e.stderr)
   c = { spd: ms[0], spctl, hostDir, work }
   underneath = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY)
-  await mountOrThrow(c, dir, ['--timeout-ms', '1000'])
+  metricsFile = path.join(work, 'pemfs.prom')
+  await mountOrThrow(c, dir, ['--timeout-ms', '1000', '--metrics-file', metricsFile])
 })
 
 test.after.always(async () => {
@@ -74,4 +76,13 @@ test.serial('a member joining while mounted: the host learns the new server list
   }, 20000, 300)
   t.true(learnt, JSON.stringify((await status()).servers))
   t.deepEqual(readCluster(c.hostDir).servers.map(s => s.name).sort(), ['fo1', 'fo2', 'fo3'], 'saved in cluster.json for the next mount')
+})
+
+test.serial('metrics of the mount: a textfile-collector file and pemfs status --prometheus, with the server table', async t => {
+  const text = (await cli('pemfs', ['status', dir, '--config-dir', c.hostDir, '--prometheus'])).stdout
+  const value = (name: string): number => Number(new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN)
+  t.true(value(`pemfs_bytes_written_total{guard="${dir}"}`) >= 48 << 20)
+  for (const m of ms) t.is(value(`pemfs_server_up{guard="${dir}",server="${m.name}"}`), 1, m.name)
+  t.true(await until(async () => fs.existsSync(metricsFile) && fs.readFileSync(metricsFile, 'utf8').includes('server="fo3"'), 12000, 500), 'the file is rewritten with the new server list')
+  t.regex(fs.readFileSync(metricsFile, 'utf8'), /^# TYPE pemfs_server_requests_total gauge$/m)
 })

@@ -1,0 +1,54 @@
+// Prometheus metrics of a pemfs mount (prom-client text format), built from the same status object `pemfs status`
+// shows: operation counters, decisions and denials, and the server table (state, load, latency, requests, rejections).
+// Written to a file for node_exporter's textfile collector (`pemfs mount --metrics-file`) or printed by
+// `pemfs status --prometheus`.
+import fs from 'node:fs'
+import { Gauge, Registry } from 'prom-client'
+
+interface ServerRow { name: string, state: string, load: number | null, weight: number, latencyMs: number | null, pv: number, requests: number, rejections: number }
+
+/** Prometheus text for one mount's status (lib/pem-fs/daemon.ts statusOf). */
+export async function pemfsMetricsText (status: Record<string, unknown>): Promise<string> {
+  const registry = new Registry()
+  const guard = String(status.dir)
+  const gauge = (name: string, help: string, labelNames: string[] = []): Gauge => new Gauge({ name, help, labelNames: ['guard', ...labelNames], registers: [registry] })
+  const counters: Array<[string, string]> = [
+    ['ops', 'FUSE operations served'], ['errors', 'operations answered with an error'], ['reads', 'read requests'], ['writes', 'write requests'],
+    ['bytesRead', 'bytes read through the mount'], ['bytesWritten', 'bytes written through the mount'], ['decisions', 'decisions asked of the cluster'],
+    ['cacheHits', 'decisions answered from the cache'], ['denied', 'operations denied by policy'], ['failed', 'operations failed for want of a server']
+  ]
+  for (const [key, help] of counters) {
+    const v = status[key]
+    if (typeof v === 'number') gauge(`pemfs_${key.replace(/[A-Z]/g, c => `_${c.toLowerCase()}`)}_total`, help).set({ guard }, v)
+  }
+  gauge('pemfs_policy_version', 'newest configuration version this mount has seen').set({ guard }, Number(status.pv ?? 0))
+  gauge('pemfs_open_handles', 'open file handles').set({ guard }, Number(status.handles ?? 0))
+  const up = gauge('pemfs_server_up', '1 when the server is up for this host', ['server'])
+  const load = gauge('pemfs_server_load', 'last load the server reported (1.0 = full)', ['server'])
+  const latency = gauge('pemfs_server_latency_seconds', 'round-trip time EWMA', ['server'])
+  const requests = gauge('pemfs_server_requests_total', 'requests sent to the server', ['server'])
+  const rejections = gauge('pemfs_server_rejections_total', 'requests the server rejected (load, version)', ['server'])
+  for (const s of (status.servers ?? []) as ServerRow[]) {
+    const l = { guard, server: s.name }
+    up.set(l, s.state === 'up' ? 1 : 0)
+    if (s.load !== null) load.set(l, s.load)
+    if (s.latencyMs !== null) latency.set(l, s.latencyMs / 1000)
+    requests.set(l, s.requests)
+    rejections.set(l, s.rejections)
+  }
+  return await registry.metrics()
+}
+
+/** Rewrites `file` atomically every `everyMs` with the mount's metrics; returns a stop function. */
+export function writeMetricsFile (file: string, status: () => Record<string, unknown>, everyMs = 5000): () => void {
+  const write = (): void => {
+    pemfsMetricsText(status()).then(text => {
+      fs.writeFileSync(`${file}.tmp`, text, { mode: 0o644 })
+      fs.renameSync(`${file}.tmp`, file)
+    }).catch(err => process.stderr.write(`pemfs: cannot write ${file}: ${(err as Error).message}\n`))
+  }
+  write()
+  const timer = setInterval(write, everyMs)
+  timer.unref()
+  return () => clearInterval(timer)
+}
