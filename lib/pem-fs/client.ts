@@ -1,6 +1,7 @@
 // Host-side client of the cluster: enrollment, pinned channels to every server, decisions with failover, and the
 // data path (file headers, sealing and opening blocks) on the server whose decision granted the key.
-// Each server's last load, weight, latency and policy version are kept; the host picks its own target from them.
+// Each server's last load, weight, latency, policy version and requests in flight are kept; the host picks its own
+// target from them with a named strategy (selection.ts).
 import { connect } from '../channel/tls'
 import type { Channel } from '../channel/channel'
 import type { Identity } from '../crypto/identity'
@@ -12,6 +13,7 @@ import {
   type PingReply, type ServerEntry
 } from '../wire/packets'
 import { parseToken } from '../wire/token'
+import { createSelector, noteDown, noteReply, type SelectionName, type Selector } from './selection'
 
 export interface ServerState {
   entry: ServerEntry
@@ -26,9 +28,20 @@ export interface ServerState {
   pv: number
   requests: number
   rejections: number
+  inflight: number // this host's requests sent to it and not answered yet
+  preference: number // 0..1 from the configuration (ClientOptions.preferences)
 }
 
-export interface ClientOptions { timeoutMs?: number, retryDownMs?: number }
+export interface ClientOptions {
+  timeoutMs?: number
+  retryDownMs?: number
+  /** How the host picks a server (selection.ts); default 'default'. */
+  selection?: SelectionName
+  /** Server id → preference 0..1 (1 = preferred), from the configuration. */
+  preferences?: Record<string, number>
+  /** Uniform in [0, 1) for the selection's randomness (tests inject a seeded one). */
+  random?: () => number
+}
 
 /** A decision as decide() returns it; the data calls need one with a grant (apply_key permitted). */
 export type Decision = DecideReply & { server: string }
@@ -60,6 +73,12 @@ export async function enroll (identity: Identity, addrs: string[], token: string
   throw PemError.from(last)
 }
 
+/** Counts `s`'s request in flight until it settles (the selection adds this host's own unanswered requests). */
+async function inflight<T> (s: ServerState, request: Promise<T>): Promise<T> {
+  s.inflight++
+  try { return await request } finally { s.inflight-- }
+}
+
 function grantOf (d: Decision): string {
   if (!d.ok || d.grant === null || d.key === null) throw new PemError('PEM_ERR_KEY_NOT_GRANTED', 'the decision grants no key (bypass or denied)')
   return d.grant
@@ -76,11 +95,40 @@ export class ClusterClient {
   pv = 0
   private readonly timeoutMs: number
   private readonly retryDownMs: number
+  private readonly selector: Selector
+  private readonly preferences: Record<string, number>
 
   constructor (private readonly identity: Identity, entries: ServerEntry[], opts: ClientOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? 2000
     this.retryDownMs = opts.retryDownMs ?? 5000
-    this.servers = entries.map(entry => ({ entry, channel: null, connecting: null, state: 'up', downUntil: 0, load: null, loadAt: 0, weight: 50, latencyMs: null, pv: 0, requests: 0, rejections: 0 }))
+    this.selector = createSelector(opts.selection ?? 'default', { random: opts.random })
+    this.preferences = opts.preferences ?? {}
+    this.servers = entries.map(entry => this.newState(entry))
+  }
+
+  /** The selection strategy in use. */
+  get selection (): SelectionName { return this.selector.name }
+
+  private newState (entry: ServerEntry): ServerState {
+    return { entry, channel: null, connecting: null, state: 'up', downUntil: 0, load: null, loadAt: 0, weight: 50, latencyMs: null, pv: 0, requests: 0, rejections: 0, inflight: 0, preference: this.preferences[entry.id] ?? 0 }
+  }
+
+  /**
+   * Swaps in a new server list (learnt from the cluster): servers whose id is unchanged keep their state (channel,
+   * load, latency, counters) and take the new entry (address, name) for their next connection; removed servers'
+   * channels are closed. The list is changed in place, so holders of `servers` see the new one.
+   */
+  replaceServers (entries: ServerEntry[]): void {
+    const old = new Map(this.servers.map(s => [s.entry.id, s]))
+    const next = entries.map(entry => {
+      const kept = old.get(entry.id)
+      if (kept === undefined) return this.newState(entry)
+      old.delete(entry.id)
+      kept.entry = entry
+      return kept
+    })
+    for (const gone of old.values()) { gone.channel?.close(); gone.channel = null }
+    this.servers.splice(0, this.servers.length, ...next)
   }
 
   private async channelOf (s: ServerState): Promise<Channel> {
@@ -98,17 +146,13 @@ export class ClusterClient {
     if (pv > this.pv) this.pv = pv
   }
 
-  /** Candidates in order of preference: servers up (or due for a retry), least projected load weighted first. */
+  /** Candidates in the selection's order: servers up (or due for a retry); the first is asked. */
   private candidates (): ServerState[] {
-    const now = Date.now()
-    const usable = this.servers.filter(s => s.state === 'up' || s.downUntil <= now)
-    const score = (s: ServerState): number => (s.load?.total ?? 0) + (s.weight > 90 ? 10 : s.weight / 1000) + (s.latencyMs ?? 0) / 1000
-    return usable.sort((a, b) => score(a) - score(b))
+    return this.selector.order(this.servers, Date.now())
   }
 
   private markDown (s: ServerState): void {
-    s.state = 'down'
-    s.downUntil = Date.now() + this.retryDownMs
+    noteDown(s, Date.now(), this.retryDownMs)
     s.channel?.close()
     s.channel = null
   }
@@ -127,10 +171,8 @@ export class ClusterClient {
         const ch = await this.channelOf(s)
         s.requests++
         const sent = this.pv
-        const reply = await ch.request(Op.Decide, { ...req, pv: sent }, { timeoutMs: this.timeoutMs }) as DecideReply
-        const ms = Number(process.hrtime.bigint() - started) / 1e6
-        s.latencyMs = s.latencyMs === null ? ms : s.latencyMs * 0.8 + ms * 0.2
-        s.state = 'up'; s.load = reply.load; s.loadAt = Date.now(); s.weight = reply.weight
+        const reply = await inflight(s, ch.request(Op.Decide, { ...req, pv: sent }, { timeoutMs: this.timeoutMs })) as DecideReply
+        noteReply(s, reply, Number(process.hrtime.bigint() - started) / 1e6, Date.now())
         if (reply.ok || reply.reason === ERRORS.PEM_ERR_POLICY_DENY.id) { this.seeVersion(s, reply.pv); return { ...reply, server: s.entry.id } }
         s.rejections++
         if (reply.reason === ERRORS.PEM_ERR_STALE_POLICY.id) {
@@ -227,7 +269,7 @@ export class ClusterClient {
     let ch: Channel
     try { ch = await this.channelOf(s) } catch (err) { throw new PemError('PEM_ERR_UNREACHABLE', `server ${s.entry.name}: ${(err as Error).message}`) }
     s.requests++
-    return await ch.request(op, body, { timeoutMs: this.timeoutMs })
+    return await inflight(s, ch.request(op, body, { timeoutMs: this.timeoutMs }))
   }
 
   async ping (s: ServerState): Promise<PingReply> {
