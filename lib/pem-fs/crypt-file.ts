@@ -1,7 +1,10 @@
 // One encrypted backing file (lib/wire/FORMAT.md §4) as pemfs serves it, shared by every handle on its inode: the
-// header, the backing size (kept here, so getattr and reads need no fstat), and a read/write lock. Reads pread the
-// slots a range covers in one call and open them at spd in one batch; writes read-modify-write partial blocks and
-// seal every block of the request in one batch; truncation re-seals the new last block. Holes stay holes.
+// header, the backing size (kept here, so getattr and reads need no fstat), a read/write lock, sequential readahead
+// and write-behind. Reads pread the slots a range covers and open them at spd in one batch; a reader that goes on
+// where it stopped gets the next chunks opened ahead of it. Writes patch partial blocks (the file's last written
+// block is kept, so appends need no round trip), then seal and write in the background in arrival order: the call
+// returns once the data is copied, a failure is reported by the next write, fsync or close (flush) of the file, and
+// reads and truncations first wait for the writes before them. Truncation re-seals the new last block. Holes stay holes.
 import fs from 'node:fs'
 import type { ClusterClient, Decision } from './client'
 import { RwLock } from './rw-lock'
@@ -11,10 +14,19 @@ import { blockRange, cipherSize, parseSlot, plainSize, recordOffset, slotOffset,
 /** encrypted: has a header; empty: 0 bytes (gets a header at its first write); plaintext: left from before the guard. */
 export type Kind = 'encrypted' | 'empty' | 'plaintext'
 
-const POOL_BYTES = 160 * 1024 // a FUSE request's 128 KiB of slots plus overhead
+/** Runs one data call with the handle's decision; deciding again and retrying when the grant is gone (ops-io.ts). */
+export type WithGrant = <T>(fn: (d: Decision) => Promise<T>) => Promise<T>
+
+/** Plaintext bytes opened ahead of a sequential reader per chunk, and chunks kept in flight ahead of it. */
+export const READAHEAD_CHUNK_BYTES = 256 * 1024
+export const READAHEAD_CHUNKS = 2
+/** Plaintext bytes of one file's writes sealed and written in the background at once; a write beyond it waits. */
+export const WRITE_BEHIND_BYTES = 1024 * 1024
+
+const POOL_BYTES = 288 * 1024 // a readahead chunk's slots (64 × 4136 bytes) or a FUSE write's 128 KiB
 const pool: Buffer[] = []
-const take = (n: number): Buffer => n <= POOL_BYTES ? (pool.pop() ?? Buffer.allocUnsafe(POOL_BYTES)).subarray(0, n) : Buffer.allocUnsafe(n)
-const give = (b: Buffer): void => { if (b.buffer.byteLength === POOL_BYTES && b.byteOffset === 0 && pool.length < 16) pool.push(Buffer.from(b.buffer, 0, POOL_BYTES)) }
+const take = (n: number): Buffer => n <= POOL_BYTES ? (pool.pop() ?? Buffer.allocUnsafeSlow(POOL_BYTES)).subarray(0, n) : Buffer.allocUnsafe(n)
+const give = (b: Buffer): void => { if (b.buffer.byteLength === POOL_BYTES && b.byteOffset === 0 && pool.length < 32) pool.push(Buffer.from(b.buffer, 0, POOL_BYTES)) }
 
 export async function pread (fd: number, buf: Buffer, pos: number): Promise<number> {
   let got = 0
@@ -37,13 +49,29 @@ async function pwritev (fd: number, bufs: Buffer[], pos: number): Promise<void> 
   }
 }
 
+const fstatSize = async (fd: number): Promise<number> =>
+  await new Promise((resolve, reject) => fs.fstat(fd, (e, st) => e === null ? resolve(st.size) : reject(e)))
+
 const ftruncate = async (fd: number, size: number): Promise<void> =>
   await new Promise((resolve, reject) => fs.ftruncate(fd, size, e => e === null ? resolve() : reject(e)))
+
+type Plain = Map<number, Buffer | null> // block -> plaintext (null: a hole, zeros)
 
 export class CryptFile {
   readonly lock = new RwLock()
   refs = 0
   private warned = false
+  // write-behind: jobs in flight, their plaintext bytes, the chain that keeps their disk writes in order, the first failure
+  private readonly jobs = new Set<Promise<void>>()
+  private behind = 0
+  private chain: Promise<void> = Promise.resolve()
+  private failure: unknown = null
+  /** Plaintext of the last block the latest write wrote (in tailBuf): the next append patches it without spd. */
+  private tail: { block: number, plain: Buffer } | null = null
+  private tailBuf: Buffer | null = null
+  // readahead: the block a sequential reader reads next, and chunks (by index) opened or being opened
+  private nextBlock = 0
+  private readonly ahead = new Map<number, Promise<Plain>>()
 
   constructor (
     readonly id: string, // dev:ino
@@ -52,7 +80,7 @@ export class CryptFile {
     public kind: Kind,
     public header: FileHeader | null,
     public headerBytes: Buffer | null,
-    public size: number // backing bytes
+    public size: number // backing bytes, counting writes still in the background
   ) {}
 
   /** Plaintext size applications see (plaintext files: their own size). */
@@ -70,26 +98,85 @@ export class CryptFile {
   }
 
   /** Writes a new header from spd into an empty file (the caller holds the lock exclusively). */
-  private async ensureHeader (d: Decision, real: string): Promise<FileHeader> {
+  private async ensureHeader (grant: WithGrant, real: string): Promise<FileHeader> {
     if (this.kind === 'plaintext') this.refuseWrite('write', real)
     if (this.header !== null && this.headerBytes !== null) return this.header
-    const { bytes, header } = await this.client.newHeader(d)
+    const { bytes, header } = await grant(async d => await this.client.newHeader(d))
     await pwritev(this.fd, [bytes], 0)
     await ftruncate(this.fd, bytes.length)
     this.header = header; this.headerBytes = bytes; this.size = bytes.length; this.kind = 'encrypted'
     return header
   }
 
-  async create (d: Decision, real: string): Promise<void> {
-    await this.lock.exclusive(async () => { await this.ensureHeader(d, real) })
+  async create (grant: WithGrant, real: string): Promise<void> {
+    await this.lock.exclusive(async () => { await this.ensureHeader(grant, real) })
+  }
+
+  // ---- write-behind ----
+
+  /**
+   * Waits until every background write queued so far is on disk (or failed); does not throw. After a failure the
+   * size and the kept last block come from the disk again (writes are refused until the failure is reported).
+   */
+  async drain (): Promise<void> {
+    if (this.jobs.size > 0) await Promise.allSettled([...this.jobs])
+    if (this.failure !== null && this.jobs.size === 0) {
+      this.tail = null
+      this.size = await fstatSize(this.fd)
+    }
   }
 
   /**
-   * Plaintext of `blocks` (ascending, each inside the file): each contiguous run of slots is read with one pread and
-   * all records are opened in one call. A hole is null (zeros).
+   * fsync and flush (close): drain(), then report the first background failure since the last report, once. Until it
+   * is reported this way, every write to the file fails with it too (data before it may be lost).
    */
-  private async openBlocks (d: Decision, h: FileHeader, blocks: number[]): Promise<Map<number, Buffer | null>> {
-    const out = new Map<number, Buffer | null>()
+  async settle (): Promise<void> {
+    await this.drain()
+    const f = this.failure
+    this.failure = null
+    if (f !== null) throw f
+  }
+
+  /**
+   * Seals the blocks and writes their records after every earlier background write, without waiting; `release` gets
+   * the buffers back once the blocks are sealed. The caller holds the lock exclusively; beyond WRITE_BEHIND_BYTES in
+   * flight it waits for the oldest writes.
+   */
+  private async queue (grant: WithGrant, h: FileHeader, nums: number[], parts: Buffer[], bytes: number, release: () => void): Promise<void> {
+    const header = this.headerBytes as Buffer
+    let sealed: Promise<Buffer[]>
+    try {
+      sealed = grant(async d => await this.client.sealBlocks(d, header, nums, parts))
+    } catch (err) { release(); throw err }
+    sealed.then(release, release)
+    const job = this.chain.then(async () => await this.writeRecords(h, nums, await sealed))
+    this.chain = job.catch(err => { this.failure ??= err })
+    const done = this.chain.then(() => { this.jobs.delete(done); this.behind -= bytes })
+    this.jobs.add(done)
+    this.behind += bytes
+    while (this.behind > WRITE_BEHIND_BYTES && this.jobs.size > 0) await Promise.race(this.jobs)
+  }
+
+  /** Records that follow each other on disk go out in one pwritev. */
+  private async writeRecords (h: FileHeader, nums: number[], records: Buffer[]): Promise<void> {
+    for (let i = 0; i < records.length;) {
+      const at = recordOffset(h, nums[i], records[i])
+      let end = at + records[i].length
+      let j = i + 1
+      while (j < records.length && recordOffset(h, nums[j], records[j]) === end) end += records[j++].length
+      await pwritev(this.fd, records.slice(i, j), at)
+      i = j
+    }
+  }
+
+  // ---- reading ----
+
+  /**
+   * Plaintext of `blocks` (ascending, each inside the file): each contiguous run of slots is read with one pread and
+   * all records are opened in one call. A hole is null (zeros). Background writes must be on disk (drain()).
+   */
+  private async openBlocks (grant: WithGrant, h: FileHeader, blocks: number[], size = this.size): Promise<Plain> {
+    const out: Plain = new Map()
     const nums: number[] = []
     const records: Buffer[] = []
     const bufs: Buffer[] = []
@@ -98,7 +185,7 @@ export class CryptFile {
         let j = i + 1
         while (j < blocks.length && blocks[j] === blocks[j - 1] + 1) j++
         const from = slotOffset(h, blocks[i])
-        const buf = take(Math.max(0, Math.min(slotOffset(h, blocks[j - 1] + 1), this.size) - from))
+        const buf = take(Math.max(0, Math.min(slotOffset(h, blocks[j - 1] + 1), size) - from))
         bufs.push(buf)
         const n = await pread(this.fd, buf, from)
         if (n !== buf.length) throw new PemError('PEM_ERR_TRUNCATED', `the backing file ended at ${from + n} while reading block ${blocks[i]}`)
@@ -110,36 +197,63 @@ export class CryptFile {
         i = j
       }
       if (nums.length > 0) {
-        const plain = await this.client.openBlocks(d, this.headerBytes as Buffer, nums, records)
+        const header = this.headerBytes as Buffer
+        const plain = await grant(async d => await this.client.openBlocks(d, header, nums, records))
         nums.forEach((b, i) => out.set(b, plain[i]))
       }
       return out
     } finally { for (const b of bufs) give(b) }
   }
 
-  /** Seals blocks and writes their records; records that follow each other on disk go out in one pwritev. */
-  private async sealAndWrite (d: Decision, h: FileHeader, nums: number[], parts: Buffer[]): Promise<void> {
-    if (nums.length === 0) return
-    const records = await this.client.sealBlocks(d, this.headerBytes as Buffer, nums, parts)
-    for (let i = 0; i < records.length;) {
-      const at = recordOffset(h, nums[i], records[i])
-      let end = at + records[i].length
-      let j = i + 1
-      while (j < records.length && recordOffset(h, nums[j], records[j]) === end) end += records[j++].length
-      await pwritev(this.fd, records.slice(i, j), at)
-      i = j
+  private dropAhead (): void { this.ahead.clear() }
+
+  /**
+   * Plaintext of blocks first .. first+count-1 of a file of `total` blocks. A read that starts where the last one
+   * ended, or inside a chunk already opened ahead, is sequential: its blocks come from readahead chunks, and the
+   * chunks after them are opened now (the kernel's own readahead may hand over reads a little out of order). A chunk
+   * that fails (damage further on, a lost grant) is dropped and the read opens exactly its own blocks.
+   */
+  private async fetch (grant: WithGrant, h: FileHeader, first: number, count: number, total: number): Promise<Plain> {
+    const exact = Array.from({ length: count }, (_, i) => first + i)
+    const per = Math.max(1, Math.floor(READAHEAD_CHUNK_BYTES / h.blockBytes))
+    const k0 = Math.floor(first / per)
+    const k1 = Math.floor((first + count - 1) / per)
+    const sequential = first === this.nextBlock || this.ahead.has(k0)
+    this.nextBlock = Math.max(sequential ? this.nextBlock : 0, first + count)
+    if (!sequential) { this.dropAhead(); this.nextBlock = first + count; return await this.openBlocks(grant, h, exact) }
+    for (const k of this.ahead.keys()) if (k < k0 - 1) this.ahead.delete(k)
+    const size = this.size
+    for (let k = k0; k <= k1 + READAHEAD_CHUNKS && k * per < total; k++) {
+      if (this.ahead.has(k)) continue
+      const blocks = Array.from({ length: Math.min(per, total - k * per) }, (_, i) => k * per + i)
+      const p = this.openBlocks(grant, h, blocks, size)
+      p.catch(() => {}) // a chunk nobody waits for may fail unobserved; a reader that needs it falls back below
+      this.ahead.set(k, p)
     }
+    const out: Plain = new Map()
+    for (let k = k0; k <= k1; k++) {
+      const p = this.ahead.get(k) as Promise<Plain>
+      let m: Plain
+      try { m = await p } catch {
+        if (this.ahead.get(k) === p) this.ahead.delete(k)
+        return await this.openBlocks(grant, h, exact)
+      }
+      for (const b of exact) if (m.has(b)) out.set(b, m.get(b) as Buffer | null)
+    }
+    return out
   }
 
-  async read (d: Decision, out: Buffer, len: number, pos: number): Promise<number> {
+  async read (grant: WithGrant, out: Buffer, len: number, pos: number): Promise<number> {
     return await this.lock.shared(async () => {
       if (this.kind === 'plaintext') return await pread(this.fd, out.subarray(0, len), pos)
+      await this.drain() // the slots of writes still in the background are not on disk yet
       const h = this.header
       if (h === null) return 0
-      const end = Math.min(plainSize(h, this.size), pos + len)
+      const plainTotal = plainSize(h, this.size)
+      const end = Math.min(plainTotal, pos + len)
       if (end <= pos) return 0
       const { first, count } = blockRange(h, pos, end - pos)
-      const blocks = await this.openBlocks(d, h, Array.from({ length: count }, (_, i) => first + i))
+      const blocks = await this.fetch(grant, h, first, count, Math.ceil(plainTotal / h.blockBytes))
       const B = h.blockBytes
       for (let b = first; b < first + count; b++) {
         const s = Math.max(pos, b * B)
@@ -153,6 +267,8 @@ export class CryptFile {
     })
   }
 
+  // ---- writing ----
+
   /** Block b's new plaintext of `len` bytes: its old bytes (or zeros) with [s, e) of the file taken from `data` at `dataPos`. */
   private patch (b: number, B: number, len: number, old: Buffer | null | undefined, data: Buffer, dataPos: number, s: number, e: number, scratch: Buffer[]): Buffer {
     if (s === b * B && e - s === len) return data.subarray(s - dataPos, e - dataPos)
@@ -165,10 +281,27 @@ export class CryptFile {
     return part
   }
 
-  async write (d: Decision, real: string, data: Buffer, len: number, pos: number): Promise<number> {
+  /** Old plaintext of `need`: the kept last block when that is all, else opened from disk after the background writes. */
+  private async oldBlocks (grant: WithGrant, h: FileHeader, need: number[]): Promise<Plain> {
+    const t = this.tail
+    if (need.length === 0) return new Map()
+    if (t !== null && need.length === 1 && need[0] === t.block) return new Map([[t.block, t.plain]])
+    await this.drain()
+    return await this.openBlocks(grant, h, need)
+  }
+
+  private keepTail (block: number, plain: Buffer, blockBytes: number): void {
+    if (this.tailBuf === null || this.tailBuf.length < blockBytes) this.tailBuf = Buffer.allocUnsafeSlow(blockBytes)
+    plain.copy(this.tailBuf)
+    this.tail = { block, plain: this.tailBuf.subarray(0, plain.length) }
+  }
+
+  async write (grant: WithGrant, real: string, data: Buffer, len: number, pos: number): Promise<number> {
     if (len === 0) return 0
     return await this.lock.exclusive(async () => {
-      const h = await this.ensureHeader(d, real)
+      if (this.failure !== null) throw this.failure
+      this.dropAhead()
+      const h = await this.ensureHeader(grant, real)
       const B = h.blockBytes
       const oldPlain = plainSize(h, this.size)
       const end = pos + len
@@ -182,57 +315,69 @@ export class CryptFile {
       if (grow >= 0) need.add(grow)
       if (pos > first * B && first < oldBlocks) need.add(first)
       if (end < Math.min(oldPlain, (last + 1) * B)) need.add(last)
-      const old = await this.openBlocks(d, h, [...need].sort((a, b) => a - b))
+      const old = await this.oldBlocks(grant, h, [...need].sort((a, b) => a - b))
+      // The caller's buffer belongs to fuse-native once we return: the blocks are sealed from our own copy.
+      const copy = take(len)
+      data.copy(copy, 0, 0, len)
       const nums: number[] = []
       const parts: Buffer[] = []
-      const scratch: Buffer[] = []
+      const scratch: Buffer[] = [copy]
       try {
-        if (grow >= 0) { nums.push(grow); parts.push(this.patch(grow, B, B, old.get(grow), data, pos, 0, 0, scratch)) }
+        if (grow >= 0) { nums.push(grow); parts.push(this.patch(grow, B, B, old.get(grow), copy, pos, 0, 0, scratch)) }
         for (let b = first; b <= last; b++) {
           const blen = Math.min(B, newPlain - b * B)
           nums.push(b)
-          parts.push(this.patch(b, B, blen, old.get(b), data, pos, Math.max(pos, b * B), Math.min(end, b * B + blen), scratch))
+          parts.push(this.patch(b, B, blen, old.get(b), copy, pos, Math.max(pos, b * B), Math.min(end, b * B + blen), scratch))
         }
-        await this.sealAndWrite(d, h, nums, parts)
-      } finally { for (const b of scratch) give(b) }
+      } catch (err) { for (const b of scratch) give(b); throw err }
+      this.keepTail(last, parts[parts.length - 1], B)
       if (newPlain > oldPlain) this.size = cipherSize(h, newPlain)
+      await this.queue(grant, h, nums, parts, len, () => { for (const b of scratch) give(b) })
       return len
     })
   }
 
-  async truncate (d: Decision, real: string, size: number): Promise<void> {
+  async truncate (grant: WithGrant, real: string, size: number): Promise<void> {
     await this.lock.exclusive(async () => {
+      await this.drain()
+      this.dropAhead()
+      this.tail = null
       if (this.kind !== 'encrypted' && size === 0) { await ftruncate(this.fd, 0); this.size = 0; this.kind = 'empty'; return }
-      const h = await this.ensureHeader(d, real)
+      const h = await this.ensureHeader(grant, real)
       const B = h.blockBytes
       const oldPlain = plainSize(h, this.size)
       if (size === oldPlain) return
       const nums: number[] = []
       const parts: Buffer[] = []
       const scratch: Buffer[] = []
+      const sealAndWrite = async (): Promise<void> => {
+        if (nums.length === 0) return
+        const header = this.headerBytes as Buffer
+        await this.writeRecords(h, nums, await grant(async d => await this.client.sealBlocks(d, header, nums, parts)))
+      }
       try {
         if (size < oldPlain) {
           // Cut inside block k: it is re-sealed short (the new last block); the rest of the file goes.
           const k = Math.floor(size / B)
           if (size % B !== 0) {
-            const old = await this.openBlocks(d, h, [k])
+            const old = await this.openBlocks(grant, h, [k])
             nums.push(k); parts.push(this.patch(k, B, size % B, old.get(k), Buffer.alloc(0), 0, 0, 0, scratch))
           }
           await ftruncate(this.fd, cipherSize(h, size))
-          await this.sealAndWrite(d, h, nums, parts)
+          await sealAndWrite()
         } else {
           // Growing: an old short last block becomes full (or the new short last block); a new short last block is
           // sealed zeros; the slots between stay holes.
           const k = Math.floor(oldPlain / B)
           if (oldPlain % B !== 0) {
-            const old = await this.openBlocks(d, h, [k])
+            const old = await this.openBlocks(grant, h, [k])
             nums.push(k); parts.push(this.patch(k, B, Math.min(B, size - k * B), old.get(k), Buffer.alloc(0), 0, 0, 0, scratch))
           }
           const kNew = Math.floor(size / B)
           if (size % B !== 0 && (oldPlain % B === 0 || kNew > k)) {
             nums.push(kNew); parts.push(this.patch(kNew, B, size % B, null, Buffer.alloc(0), 0, 0, 0, scratch))
           }
-          await this.sealAndWrite(d, h, nums, parts)
+          await sealAndWrite()
           await ftruncate(this.fd, cipherSize(h, size))
         }
       } finally { for (const b of scratch) give(b) }

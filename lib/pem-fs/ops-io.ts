@@ -1,9 +1,10 @@
 // FUSE operations on file data: open/create decide the transaction (read and/or write) once and the handle carries
 // it. Bypass decisions: read/write/ftruncate/fsync go straight to the backing fd without a round trip. apply_key
 // decisions: the handle shares the inode's CryptFile and its data passes through spd with the decision's grant
-// (crypt-file.ts); an expired or unknown grant (spd restarted, failed over) makes the handle decide again and retry.
+// (crypt-file.ts); an expired or unknown grant (spd restarted, failed over) makes the handle decide again and retry
+// that data call. Encrypted writes finish in the background: fsync and flush (close) wait for them and report a failure.
 import fs from 'node:fs'
-import type { CryptFile } from './crypt-file'
+import type { CryptFile, WithGrant } from './crypt-file'
 import type { CryptFiles } from './crypt-files'
 import type { Caller } from './fuse-ctx'
 import type { Decision } from './guard'
@@ -56,6 +57,10 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
       }
     }
   }
+  /** The handle's data calls for `action`, each retried with a new decision when its grant is gone. */
+  const granted = (h: Handle, action: Action): WithGrant => async fn => await withGrant(h, action, fn)
+  /** A decision just made (open with O_TRUNC, create): used as it is. */
+  const given = (d: Decision): WithGrant => async fn => await fn(d)
   const handleOf = (fh: number): Handle => {
     const h = s.handles.get(fh)
     if (h === undefined) throw Object.assign(new Error('no such handle'), { code: 'EBADF' })
@@ -67,7 +72,7 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
   const cryptOf = async (p: string, flags: number, ds: Decision[]): Promise<CryptFile> => {
     const f = await files.acquire(s.real(p))
     try {
-      if ((flags & O_TRUNC) !== 0) await f.truncate(ds[ds.length - 1], s.real(p), 0)
+      if ((flags & O_TRUNC) !== 0) await f.truncate(given(ds[ds.length - 1]), s.real(p), 0)
       if (f.kind === 'plaintext') f.noteLegacy(s.real(p))
       return f
     } catch (err) { files.release(f); throw err }
@@ -99,7 +104,7 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
         if (!d.bypass) {
           try {
             crypt = await files.acquire(s.real(p))
-            await crypt.create(d, s.real(p))
+            await crypt.create(given(d), s.real(p))
           } catch (err) {
             if (crypt !== null) files.release(crypt)
             fs.close(fd, () => {})
@@ -121,7 +126,7 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
         s.counts.reads++
         const crypt = hh.crypt
         const n = crypt !== null
-          ? await withGrant(hh, readDecision(hh), async d => await crypt.read(d, buf, len, pos))
+          ? await crypt.read(granted(hh, readDecision(hh)), buf, len, pos)
           : await decisionOf(hh, 'read').then(async () => await new Promise<number>((resolve, reject) => fs.read(hh.fd, buf, 0, len, pos, (e, r) => e === null ? resolve(r) : reject(e))))
         s.counts.bytesRead += n
         return n
@@ -139,7 +144,7 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
         s.counts.writes++
         const crypt = hh.crypt
         const n = crypt !== null
-          ? await withGrant(hh, 'write', async d => await crypt.write(d, s.real(hh.path), buf, len, pos))
+          ? await crypt.write(granted(hh, 'write'), s.real(hh.path), buf, len, pos)
           : await decisionOf(hh, 'write').then(async () => await new Promise<number>((resolve, reject) => fs.write(hh.fd, buf, 0, len, pos, (e, r) => e === null ? resolve(r) : reject(e))))
         s.counts.bytesWritten += n
         return n
@@ -150,14 +155,23 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
         const h = s.handles.get(fh)
         s.handles.delete(fh)
         if (h === undefined) return
-        if (h.crypt !== null) files.release(h.crypt)
+        if (h.crypt !== null) {
+          await h.crypt.drain() // a failure was for fsync/flush to report; the fd must outlive the writes
+          files.release(h.crypt)
+        }
         await done(cb2 => fs.close(h.fd, cb2))
       })
     },
-    flush (_raw: string, _fh: number, cb: Reply<void>) { cb(0) },
+    flush (raw: string, fh: number, cb: Reply<void>) {
+      const h = s.handles.get(fh)
+      if (h === undefined || h.crypt === null) { cb(0); return }
+      const crypt = h.crypt
+      s.serve(raw, cb, async () => { await crypt.settle() })
+    },
     fsync (raw: string, datasync: number, fh: number, cb: Reply<void>) {
       s.serve(raw, cb, async () => {
         const h = handleOf(fh)
+        if (h.crypt !== null) await h.crypt.settle()
         await done(cb2 => datasync !== 0 ? fs.fdatasync(h.fd, cb2) : fs.fsync(h.fd, cb2))
       })
     },
@@ -169,14 +183,14 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
         const f = await files.acquire(s.real(p))
         // A short-lived handle, so that a lost grant is decided again like any handle's.
         const h: Handle = { fd: f.fd, path: p, caller: c, attrs, decisions: new Map([['truncate', d]]), crypt: f }
-        try { await withGrant(h, 'truncate', async dd => await f.truncate(dd, s.real(p), size)) } finally { files.release(f) }
+        try { await f.truncate(granted(h, 'truncate'), s.real(p), size) } finally { files.release(f) }
       })
     },
     ftruncate (raw: string, fh: number, size: number, cb: Reply<void>) {
       s.serve(raw, cb, async () => {
         const h = handleOf(fh)
         const crypt = h.crypt
-        if (crypt !== null) { await withGrant(h, 'write', async d => await crypt.truncate(d, s.real(h.path), size)); return }
+        if (crypt !== null) { await crypt.truncate(granted(h, 'write'), s.real(h.path), size); return }
         await decisionOf(h, 'write')
         await done(cb2 => fs.ftruncate(h.fd, size, cb2))
       })

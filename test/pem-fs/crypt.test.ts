@@ -173,3 +173,36 @@ test.serial('a plaintext file left from before: read as it is, writes refused (E
   t.is(r.stdout, 'rewritten\n', r.stderr)
   t.true(fs.readFileSync(path.join(back, 'legacy.txt')).subarray(0, 4).equals(FILE_MAGIC))
 })
+
+test.serial('a write sealed in the background that fails (spd stopped) is reported by fsync; sizes come back from the disk and the file stays usable', async t => {
+  const spd = c.spd.proc?.pid
+  t.truthy(spd)
+  const py = `import os, sys, signal, errno, time
+p, spd = sys.argv[1], int(sys.argv[2])
+fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+os.write(fd, b'a'); os.fsync(fd)
+os.kill(spd, signal.SIGSTOP)
+try:
+    os.pwrite(fd, b'b' * 131072, 0)
+    print('write accepted')
+    try:
+        os.fsync(fd); print('fsync ok')
+    except OSError as e:
+        print('fsync', errno.errorcode[e.errno])
+finally:
+    os.kill(spd, signal.SIGCONT)
+for i in range(100):  # the host marked the server down for a while (retry after 5 s)
+    try:
+        st = os.fstat(fd); break
+    except OSError:
+        time.sleep(0.2)
+print('size', st.st_size)
+os.pwrite(fd, b'c' * 5000, 0); os.fsync(fd)
+print('size', os.fstat(fd).st_size)
+os.close(fd)
+print(open(p, 'rb').read() == b'c' * 5000)`
+  try {
+    const r = await sh(`python3 -c "${py}" ${q('lost-write')} ${String(spd)}`, { timeoutMs: 60000 })
+    t.is(r.stdout, 'write accepted\nfsync EHOSTUNREACH\nsize 1\nsize 5000\nTrue\n', r.stderr)
+  } finally { if (spd !== undefined) process.kill(spd, 'SIGCONT') }
+})
