@@ -6,6 +6,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { flatten, fmtValue as fmt, mergeResults, readSaved, savedJson, writeCharts, type RunInfo, type SavedResults } from './charts'
+import { Progress } from '../lib/cli/progress'
 import { machineFacts, ratio, type BenchFn, type Measurement } from './harness'
 
 const AREAS = ['engine', 'decisions', 'data', 'fs', 'cluster', 'lb'] as const
@@ -53,28 +54,28 @@ async function main (): Promise<void> {
   const opts = parseArgs(process.argv.slice(2))
   if (opts.chartsOnly !== null) { redraw(opts.chartsOnly, opts.only); return }
   const results: Measurement[] = []
-  for (const area of AREAS) {
-    if (opts.only !== null && !opts.only.includes(area)) continue
-    const dir = path.join(__dirname, area)
-    if (!fs.existsSync(dir)) continue
-    for (const file of fs.readdirSync(dir).filter(f => f.endsWith('.bench.js')).sort()) {
-      const mod = require(path.join(dir, file)) as { run?: BenchFn }
-      if (typeof mod.run !== 'function') continue
-      if (!opts.json) process.stdout.write(`\n## ${area}/${file.replace(/\.bench\.js$/, '')}\n`)
-      await mod.run({
-        area,
-        quick: opts.quick,
-        log: line => { if (!opts.json) process.stdout.write(`   ${line}\n`) },
-        report: m => {
-          const full: Measurement = { area, ...m, ratio: m.ratio ?? ratio(m.value, m.baseline_value) }
-          results.push(full)
-          if (opts.json) process.stdout.write(JSON.stringify(full) + '\n')
-          else process.stdout.write(`   ${full.name.padEnd(48)} ${fmt(full.value).padStart(12)} ${full.unit.padEnd(8)}` +
-            (full.baseline === null ? '' : `  vs ${full.baseline} ${fmt(full.baseline_value ?? NaN)} = ${full.ratio ?? '-'}x`) + '\n')
-        }
-      })
-    }
+  const files = AREAS.filter(area => (opts.only === null || opts.only.includes(area)) && fs.existsSync(path.join(__dirname, area)))
+    .flatMap(area => fs.readdirSync(path.join(__dirname, area)).filter(f => f.endsWith('.bench.js')).sort().map(file => ({ area, file })))
+  const progress = new Progress({ total: files.length, label: 'bench', unit: 'items' }) // on stderr: stdout stays the report
+  for (const [i, { area, file }] of files.entries()) {
+    progress.update(i)
+    const mod = require(path.join(__dirname, area, file)) as { run?: BenchFn }
+    if (typeof mod.run !== 'function') continue
+    if (!opts.json) process.stdout.write(`\n## ${area}/${file.replace(/\.bench\.js$/, '')}\n`)
+    await mod.run({
+      area,
+      quick: opts.quick,
+      log: line => { if (!opts.json) process.stdout.write(`   ${line}\n`) },
+      report: m => {
+        const full: Measurement = { area, ...m, ratio: m.ratio ?? ratio(m.value, m.baseline_value) }
+        results.push(full)
+        if (opts.json) process.stdout.write(JSON.stringify(full) + '\n')
+        else process.stdout.write(`   ${full.name.padEnd(48)} ${fmt(full.value).padStart(12)} ${full.unit.padEnd(8)}` +
+          (full.baseline === null ? '' : `  vs ${full.baseline} ${fmt(full.baseline_value ?? NaN)} = ${full.ratio ?? '-'}x`) + '\n')
+      }
+    })
   }
+  progress.finish()
   if (opts.write) {
     let commit = 'unknown'
     try { commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() } catch {}

@@ -8,6 +8,7 @@ import path from 'node:path'
 import { attrsOf } from '../lib/pem-fs/attrs'
 import { ClusterClient } from '../lib/pem-fs/client'
 import { hostIdentity, readCluster } from '../lib/pem-fs/host-config'
+import { Progress } from '../lib/cli/progress'
 import { allInstalled, clusterStatus, installedVersion, join, type Member } from './cluster'
 import { cli, initSpd, loginSpctl, startSpd, stopAll, stopSpd, tempDir, writeFile, type Spd } from './procs'
 
@@ -177,6 +178,10 @@ async function main (): Promise<void> {
     const writer = nodeDo(`const fs=require('fs'),c=require('crypto');const h=c.createHash('sha256');const fd=fs.openSync(${JSON.stringify(big)},'w');for(let i=0;i<96;i++){const b=Buffer.alloc(1<<20,i);h.update(b);fs.writeSync(fd,b)}fs.fsyncSync(fd);fs.closeSync(fd);console.log(h.digest('hex'))`, 120000)
     let writerDone = false
     void writer.then(() => { writerDone = true })
+    const written = async (): Promise<number> => Number((JSON.parse((await cli('pemfs', ['status', guard, '--config-dir', hostDir, '--json'])).stdout) as { bytesWritten: number }).bytesWritten)
+    const base = await written()
+    const bar = new Progress({ total: 96 << 20, label: '    write', unit: 'bytes', stream: process.stdout })
+    const showProgress = (async () => { while (!writerDone) { bar.update(Math.max(0, (await written()) - base)); await new Promise(resolve => setTimeout(resolve, 250)) } })()
     await new Promise(resolve => setTimeout(resolve, 700))
     const table = JSON.parse((await cli('pemfs', ['status', guard, '--config-dir', hostDir, '--json'])).stdout) as { servers: Array<{ name: string, requests: number }> }
     const busiest = table.servers.reduce((a, b) => b.requests > a.requests ? b : a)
@@ -184,6 +189,8 @@ async function main (): Promise<void> {
     expect(!writerDone, `the write is still running when ${victim.name} (${busiest.requests} requests so far) is killed`)
     await stopSpd(victim, 'SIGKILL')
     const wrote = await writer
+    await showProgress
+    bar.finish()
     expect(wrote.code === 0 && /^[0-9a-f]{64}$/.test(wrote.out), `the writer finished and fsynced (sha256 ${wrote.out.slice(0, 16)}…)`)
     const readBack = await nodeDo(`const fs=require('fs'),c=require('crypto');console.log(c.createHash('sha256').update(fs.readFileSync(${JSON.stringify(big)})).digest('hex'))`, 120000)
     expect(readBack.out === wrote.out, 'reading it back gives the same SHA-256: no acknowledged byte lost')
