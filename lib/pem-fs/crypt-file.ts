@@ -9,6 +9,7 @@ import fs from 'node:fs'
 import type { ClusterClient, Decision } from './client'
 import { RwLock } from './rw-lock'
 import { PemError } from '../wire/errors'
+import { LIMITS } from '../wire/packets'
 import { blockRange, cipherSize, parseSlot, plainSize, recordOffset, slotOffset, type FileHeader } from '../wire/file-format'
 
 /** encrypted: has a header; empty: 0 bytes (gets a header at its first write); plaintext: left from before the guard. */
@@ -21,7 +22,10 @@ export type WithGrant = <T>(fn: (d: Decision) => Promise<T>) => Promise<T>
 export const READAHEAD_CHUNK_BYTES = 256 * 1024
 export const READAHEAD_CHUNKS = 2
 /** Plaintext bytes of one file's writes sealed and written in the background at once; a write beyond it waits. */
-export const WRITE_BEHIND_BYTES = 1024 * 1024
+export const WRITE_BEHIND_BYTES = 2 * 1024 * 1024
+/** Seal batches of one file at spd at once; writes queued behind them are sent together, up to SEAL_BATCH_BYTES. */
+export const SEALS_IN_FLIGHT = 2
+export const SEAL_BATCH_BYTES = 512 * 1024
 
 const POOL_BYTES = 288 * 1024 // a readahead chunk's slots (64 × 4136 bytes) or a FUSE write's 128 KiB
 const pool: Buffer[] = []
@@ -56,6 +60,8 @@ const ftruncate = async (fd: number, size: number): Promise<void> =>
   await new Promise((resolve, reject) => fs.ftruncate(fd, size, e => e === null ? resolve() : reject(e)))
 
 type Plain = Map<number, Buffer | null> // block -> plaintext (null: a hole, zeros)
+/** One write's blocks waiting to be sealed; `finish` runs once its records are on disk (or failed). */
+interface Waiting { grant: WithGrant, h: FileHeader, nums: number[], parts: Buffer[], bytes: number, release: () => void, finish: () => void }
 
 export class CryptFile {
   readonly lock = new RwLock()
@@ -63,6 +69,8 @@ export class CryptFile {
   private warned = false
   // write-behind: jobs in flight, their plaintext bytes, the chain that keeps their disk writes in order, the first failure
   private readonly jobs = new Set<Promise<void>>()
+  private readonly waiting: Waiting[] = [] // queued, not yet sent to spd
+  private sealing = 0 // batches at spd
   private behind = 0
   private chain: Promise<void> = Promise.resolve()
   private failure: unknown = null
@@ -138,23 +146,49 @@ export class CryptFile {
   }
 
   /**
-   * Seals the blocks and writes their records after every earlier background write, without waiting; `release` gets
-   * the buffers back once the blocks are sealed. The caller holds the lock exclusively; beyond WRITE_BEHIND_BYTES in
-   * flight it waits for the oldest writes.
+   * Queues the blocks of one write to be sealed and written after every earlier background write, without waiting;
+   * `release` gets the buffers back once they are sealed. The caller holds the lock exclusively; beyond
+   * WRITE_BEHIND_BYTES in flight it waits for the oldest writes.
    */
   private async queue (grant: WithGrant, h: FileHeader, nums: number[], parts: Buffer[], bytes: number, release: () => void): Promise<void> {
-    const header = this.headerBytes as Buffer
-    let sealed: Promise<Buffer[]>
-    try {
-      sealed = grant(async d => await this.client.sealBlocks(d, header, nums, parts))
-    } catch (err) { release(); throw err }
-    sealed.then(release, release)
-    const job = this.chain.then(async () => await this.writeRecords(h, nums, await sealed))
-    this.chain = job.catch(err => { this.failure ??= err })
-    const done = this.chain.then(() => { this.jobs.delete(done); this.behind -= bytes })
+    let finish = (): void => {}
+    const done = new Promise<void>(resolve => { finish = resolve })
+    void done.then(() => { this.jobs.delete(done); this.behind -= bytes }) // before any drain() sees it settle
     this.jobs.add(done)
     this.behind += bytes
+    this.waiting.push({ grant, h, nums, parts, bytes: parts.reduce((n, p) => n + p.length, 0), release, finish })
+    this.pump()
     while (this.behind > WRITE_BEHIND_BYTES && this.jobs.size > 0) await Promise.race(this.jobs)
+  }
+
+  /**
+   * Sends queued writes to spd, at most SEALS_IN_FLIGHT batches per file at once: writes that queue up behind them
+   * (ascending blocks, up to SEAL_BATCH_BYTES) go out together as one batch. Records reach the disk in queue order.
+   */
+  private pump (): void {
+    while (this.sealing < SEALS_IN_FLIGHT && this.waiting.length > 0) {
+      const batch = [this.waiting.shift() as Waiting]
+      let blocks = batch[0].nums.length
+      let bytes = batch[0].bytes
+      for (let next = this.waiting[0]; next !== undefined; next = this.waiting[0]) {
+        const lastNum = batch[batch.length - 1].nums[batch[batch.length - 1].nums.length - 1]
+        if (next.nums[0] <= lastNum || blocks + next.nums.length > LIMITS.blocksPerBatch || bytes + next.bytes > SEAL_BATCH_BYTES) break
+        batch.push(this.waiting.shift() as Waiting)
+        blocks += next.nums.length
+        bytes += next.bytes
+      }
+      const nums = batch.length === 1 ? batch[0].nums : batch.flatMap(w => w.nums)
+      const parts = batch.length === 1 ? batch[0].parts : batch.flatMap(w => w.parts)
+      const h = batch[0].h
+      const header = this.headerBytes as Buffer
+      this.sealing++
+      const sealed = batch[0].grant(async d => await this.client.sealBlocks(d, header, nums, parts))
+      const after = (): void => { this.sealing--; for (const w of batch) w.release(); this.pump() }
+      sealed.then(after, after)
+      const job = this.chain.then(async () => await this.writeRecords(h, nums, await sealed))
+      this.chain = job.catch(err => { this.failure ??= err })
+      void this.chain.then(() => { for (const w of batch) w.finish() })
+    }
   }
 
   /** Records that follow each other on disk go out in one pwritev. */
