@@ -1,10 +1,12 @@
 // fs benchmark (issue 4, Proof): fio sequential write/read (128 KiB, end_fsync), 4 KiB direct random read/write IOPS,
-// and create+stat+unlink of small files, on a plain directory, pemfs bypass (permit), pemfs encrypted
-// (apply_key, aes-256-gcm, no compression; spd on loopback) and gocryptfs — all in one run; baseline = gocryptfs.
-// Every I/O runs in a child process (fio, node small-files.js): the mounts are served by other processes
-// (the pemfs daemon, gocryptfs), and this process only spawns and parses.
+// and create+stat+unlink of small files, on a plain directory, a bare fuse-native passthrough (passthrough.ts: the
+// cost of FUSE in Node without pemfs), pemfs bypass (permit), pemfs encrypted (apply_key, aes-256-gcm, no
+// compression; spd on loopback) and gocryptfs — all in one run; baseline = gocryptfs, and pemfs is also compared
+// with the passthrough. Every I/O runs in a child process (fio, node small-files.js): the mounts are served by other
+// processes (passthrough.js, the pemfs daemon, gocryptfs), and this process only spawns and parses.
 // Deviations from the issue's sizes (session budget): 256 MiB sequential (not 1 GiB), 2,000 small files (not 10,000);
-// the bare fuse-native passthrough and the tar extract are not measured here.
+// the tar extract is not measured here (test/pem-fs/workloads.test.ts runs tar and fio --verify for correctness).
+import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import type { BenchContext } from '../harness'
@@ -15,6 +17,18 @@ interface Target { name: string, dir: string }
 type Results = Record<string, Record<string, number>> // test -> target -> value
 
 const SMALL = path.join(ROOT, 'dist', 'benchmarks', 'fs', 'small-files.js')
+const PASSTHROUGH = path.join(ROOT, 'dist', 'benchmarks', 'fs', 'passthrough.js')
+
+/** Mounts the bare passthrough of `back` at `mnt` in its own process; resolves once it serves. */
+async function startPassthrough (mnt: string, back: string): Promise<ChildProcess> {
+  const proc = spawn(process.execPath, [PASSTHROUGH, mnt, back], { stdio: ['ignore', 'pipe', 'inherit'] })
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('passthrough did not mount in 20 s')), 20000)
+    proc.stdout?.on('data', (c: Buffer) => { if (c.toString('utf8').includes('ready')) { clearTimeout(timer); resolve() } })
+    proc.once('exit', code => { clearTimeout(timer); reject(new Error(`passthrough exited with ${String(code)}`)) })
+  })
+  return proc
+}
 
 const policy = (bypass: string, crypt: string): string => `format: 1
 keys: [k1]
@@ -72,9 +86,12 @@ export async function run (ctx: BenchContext): Promise<void> {
   const crypt = path.join(root, 'crypt')
   const gcCipher = path.join(root, 'gocryptfs-cipher')
   const gcPlain = path.join(root, 'gocryptfs')
-  for (const d of [plain, bypass, crypt, gcCipher, gcPlain]) fs.mkdirSync(d)
+  const passBack = path.join(root, 'passthrough-backing')
+  const passMnt = path.join(root, 'passthrough')
+  for (const d of [plain, bypass, crypt, gcCipher, gcPlain, passBack, passMnt]) fs.mkdirSync(d)
   let c: Cluster | undefined
   let gcMounted = false
+  let pass: ChildProcess | undefined
   const res: Results = {}
   try {
     c = await clusterWithHost('fsbench', () => policy(bypass, crypt))
@@ -82,7 +99,8 @@ export async function run (ctx: BenchContext): Promise<void> {
       const r = await mount(c, d)
       if (r.code !== 0) throw new Error(`pemfs mount ${d}: ${r.stderr}`)
     }
-    const targets: Target[] = [{ name: 'plain', dir: plain }, { name: 'pemfs bypass', dir: bypass }, { name: 'pemfs encrypted', dir: crypt }]
+    pass = await startPassthrough(passMnt, passBack)
+    const targets: Target[] = [{ name: 'plain', dir: plain }, { name: 'fuse passthrough', dir: passMnt }, { name: 'pemfs bypass', dir: bypass }, { name: 'pemfs encrypted', dir: crypt }]
     let gcNote: string | undefined
     const have = await sh('command -v gocryptfs')
     if (have.code !== 0) gcNote = 'gocryptfs not installed'
@@ -106,8 +124,17 @@ export async function run (ctx: BenchContext): Promise<void> {
         ctx.report({ name: `${test} ${t.name}`, value: byTarget[t.name], unit, baseline: base === null ? null : 'gocryptfs', baseline_value: base, note: gcNote })
       }
       if (base !== null) ctx.report({ name: `${test} gocryptfs`, value: base, unit, baseline: 'plain dir', baseline_value: byTarget.plain })
+      for (const t of ['pemfs bypass', 'pemfs encrypted']) {
+        ctx.report({ name: `${test} ${t} vs passthrough`, value: byTarget[t], unit, baseline: 'fuse passthrough', baseline_value: byTarget['fuse passthrough'] })
+      }
     }
   } finally {
+    if (pass !== undefined && pass.exitCode === null) {
+      const exited = new Promise(resolve => pass?.once('exit', resolve))
+      pass.kill('SIGTERM')
+      await Promise.race([exited, new Promise(resolve => setTimeout(resolve, 10000))])
+    }
+    if (isMounted(passMnt)) await sh(`umount -l '${passMnt}'`, { timeoutMs: 5000 })
     await unmountAll(c)
     if (gcMounted || isMounted(gcPlain)) {
       const u = await sh(`fusermount -u '${gcPlain}'`, { timeoutMs: 10000 })
