@@ -1,10 +1,11 @@
 // pemfs: the host side — enroll this host, mount/unmount guard points, their status, and one-off decisions (DESIGN §5).
-import { Command } from 'commander'
+import { Command, Option } from 'commander'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { attrsOf } from '../pem-fs/attrs'
 import { ClusterClient, enroll } from '../pem-fs/client'
+import { SELECTIONS, type SelectionName } from '../pem-fs/selection'
 import { pemfsMetricsText, writeMetricsFile } from '../pem-fs/metrics'
 import { isMounted, readControl, runFiles, serveControl, signalReady, startDaemon, statusOf, stopDaemon } from '../pem-fs/daemon'
 import { mountGuard } from '../pem-fs/mount'
@@ -77,7 +78,7 @@ program.command('servers')
     } finally { client.close() }
   }))
 
-interface MountFlags { backing?: string, foreground?: boolean, embedded?: boolean, configDir: string, timeoutMs: string, metricsFile?: string, json?: boolean }
+interface MountFlags { backing?: string, foreground?: boolean, embedded?: boolean, configDir: string, timeoutMs: string, selection: SelectionName, metricsFile?: string, json?: boolean }
 
 async function mountForeground (dir: string, o: MountFlags): Promise<void> {
   const configDir = path.resolve(o.configDir)
@@ -86,7 +87,7 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
   let embedded: Embedded | undefined
   try {
     if (o.embedded === true) embedded = await startEmbedded(configDir, dir)
-    m = await mountGuard({ dir, backing: o.backing, configDir: embedded?.hostDir ?? configDir, timeoutMs: Number(o.timeoutMs) })
+    m = await mountGuard({ dir, backing: o.backing, configDir: embedded?.hostDir ?? configDir, timeoutMs: Number(o.timeoutMs), selection: o.selection })
   } catch (err) {
     await embedded?.stop()
     signalReady(`error: ${PemError.from(err).message}`)
@@ -124,6 +125,7 @@ program.command('mount <dir>')
   .option('--embedded', 'run a private single-member spd (encrypt everything, permit every local user) under the config dir')
   .option('--config-dir <dir>', 'host config directory', defaultConfigDir())
   .option('--timeout-ms <ms>', 'request timeout per server', '2000')
+  .addOption(new Option('--selection <strategy>', 'how the host picks a server for each request').choices([...SELECTIONS]).default('default'))
   .option('--metrics-file <file>', 'write Prometheus metrics of the mount to FILE every 5 s (node_exporter textfile collector)')
   .option('--json', 'print JSON')
   .action((d: string, o: MountFlags) => run(async () => {
@@ -132,7 +134,7 @@ program.command('mount <dir>')
     const configDir = path.resolve(o.configDir)
     const files = runFiles(configDir, dir)
     if (isMounted(dir)) throw new PemError('PEM_ERR_BUSY', `${dir} is already mounted`)
-    const args = ['mount', dir, '--foreground', '--config-dir', configDir, '--timeout-ms', o.timeoutMs, ...(o.backing !== undefined ? ['--backing', path.resolve(o.backing)] : []), ...(o.embedded === true ? ['--embedded'] : []),
+    const args = ['mount', dir, '--foreground', '--config-dir', configDir, '--timeout-ms', o.timeoutMs, '--selection', o.selection, ...(o.backing !== undefined ? ['--backing', path.resolve(o.backing)] : []), ...(o.embedded === true ? ['--embedded'] : []),
       ...(o.metricsFile !== undefined ? ['--metrics-file', path.resolve(o.metricsFile)] : [])]
     const pid = await startDaemon(process.argv[1], args, files.log)
     printObject({ mounted: dir, backing: path.resolve(o.backing ?? dir), pid, log: files.log }, o.json === true)
@@ -161,7 +163,7 @@ program.command('status <dir>')
     const { servers, ...rest } = st
     printObject(rest, false)
     process.stdout.write('\n')
-    printRows(servers as Array<Record<string, unknown>>, false, ['name', 'addr', 'state', 'load', 'weight', 'latencyMs', 'pv', 'requests', 'rejections'])
+    printRows(servers as Array<Record<string, unknown>>, false, ['name', 'addr', 'state', 'load', 'weight', 'preference', 'latencyMs', 'pv', 'inflight', 'requests', 'rejections'])
   }))
 
 program.parseAsync(process.argv).catch((err: Error) => { process.stderr.write(`error: ${err.message}\n`); process.exitCode = 2 })

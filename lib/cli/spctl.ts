@@ -125,6 +125,29 @@ host.command('list').description('list enrolled hosts')
 host.command('remove <ref>').description('remove a host by name or id (its sessions are closed)')
   .action((ref: string) => run(async () => { printObject(await call('DELETE', `/v1/hosts/${encodeURIComponent(ref)}`) as Record<string, unknown>, opts().json) }))
 
+host.command('servers [name]').description("show, set or clear which members a host uses and prefers (NAME or '*' for every host without its own)")
+  .option('--only <members>', 'comma-separated member names this host may use (default: all)')
+  .option('--prefer <list>', 'member=preference pairs, preference 0..1 (1 = preferred), e.g. spd-a=1,spd-b=0.5')
+  .option('--clear', "remove the host's entry (it falls back to '*', then to every member)")
+  .action((name: string | undefined, o: { only?: string, prefer?: string, clear?: boolean }) => run(async () => {
+    if (name === undefined) {
+      const all = await call('GET', '/v1/host-servers') as Record<string, { only: string[] | null, prefer: Record<string, number> }>
+      if (opts().json) { printObject(all, true); return }
+      printRows(Object.entries(all).map(([h, r]) => ({ host: h, only: r.only?.join(',') ?? '(all)', prefer: Object.entries(r.prefer).map(([k, v]) => `${k}=${v}`).join(',') || '-' })), false)
+      return
+    }
+    if (o.clear === true) { printObject(await call('DELETE', `/v1/host-servers/${encodeURIComponent(name)}`) as Record<string, unknown>, opts().json); return }
+    const prefer: Record<string, number> = {}
+    for (const pair of (o.prefer ?? '').split(',').filter(x => x !== '')) {
+      const [k, v] = pair.split('=')
+      const x = Number(v)
+      if (k === undefined || v === undefined || !Number.isFinite(x) || x < 0 || x > 1) throw new PemError('PEM_ERR_BAD_ARGUMENT', `--prefer: '${pair}' is not member=0..1`)
+      prefer[k] = x
+    }
+    const only = o.only === undefined ? null : o.only.split(',').filter(x => x !== '')
+    printObject(await call('PUT', `/v1/host-servers/${encodeURIComponent(name)}`, { only, prefer }) as Record<string, unknown>, opts().json)
+  }))
+
 const audit = program.command('audit').description('the append-only audit log')
 audit.command('tail').description('print the last audit events')
   .option('-n <count>', 'how many', '20')

@@ -29,7 +29,7 @@ export interface ServerState {
   requests: number
   rejections: number
   inflight: number // this host's requests sent to it and not answered yet
-  preference: number // 0..1 from the configuration (ClientOptions.preferences)
+  preference: number // 0..1 from the configuration (the server entry's preference, `spctl host servers`)
 }
 
 export interface ClientOptions {
@@ -37,8 +37,6 @@ export interface ClientOptions {
   retryDownMs?: number
   /** How the host picks a server (selection.ts); default 'default'. */
   selection?: SelectionName
-  /** Server id → preference 0..1 (1 = preferred), from the configuration. */
-  preferences?: Record<string, number>
   /** Uniform in [0, 1) for the selection's randomness (tests inject a seeded one). */
   random?: () => number
 }
@@ -96,13 +94,11 @@ export class ClusterClient {
   private readonly timeoutMs: number
   private readonly retryDownMs: number
   private readonly selector: Selector
-  private readonly preferences: Record<string, number>
 
   constructor (private readonly identity: Identity, entries: ServerEntry[], opts: ClientOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? 2000
     this.retryDownMs = opts.retryDownMs ?? 5000
     this.selector = createSelector(opts.selection ?? 'default', { random: opts.random })
-    this.preferences = opts.preferences ?? {}
     this.servers = entries.map(entry => this.newState(entry))
   }
 
@@ -110,7 +106,7 @@ export class ClusterClient {
   get selection (): SelectionName { return this.selector.name }
 
   private newState (entry: ServerEntry): ServerState {
-    return { entry, channel: null, connecting: null, state: 'up', downUntil: 0, load: null, loadAt: 0, weight: 50, latencyMs: null, pv: 0, requests: 0, rejections: 0, inflight: 0, preference: this.preferences[entry.id] ?? 0 }
+    return { entry, channel: null, connecting: null, state: 'up', downUntil: 0, load: null, loadAt: 0, weight: 50, latencyMs: null, pv: 0, requests: 0, rejections: 0, inflight: 0, preference: entry.preference ?? 0 }
   }
 
   /**
@@ -125,6 +121,7 @@ export class ClusterClient {
       if (kept === undefined) return this.newState(entry)
       old.delete(entry.id)
       kept.entry = entry
+      kept.preference = entry.preference ?? 0
       return kept
     })
     for (const gone of old.values()) { gone.channel?.close(); gone.channel = null }

@@ -13,6 +13,7 @@ import { loadShim } from './fuse-ctx'
 import { Guard } from './guard'
 import { hostIdentity, readCluster } from './host-config'
 import { ioOps } from './ops-io'
+import type { SelectionName } from './selection'
 import { ServerListWatcher } from './server-list'
 import { PemError } from '../wire/errors'
 
@@ -21,6 +22,7 @@ export interface MountOptions {
   backing?: string // the directory underneath (default: dir itself, guarded in place)
   configDir: string
   timeoutMs?: number // per server tried (DESIGN §8: default 2 s)
+  selection?: SelectionName // how the host picks a server (docs/PEMFS.md "Choosing a server")
 }
 
 interface FuseInstance { mount: (cb: (err: Error | null) => void) => void, unmount: (cb: (err: Error | null) => void) => void }
@@ -59,7 +61,7 @@ export async function mountGuard (o: MountOptions): Promise<Mounted> {
     throw new PemError('PEM_ERR_BAD_ARGUMENT', `${dir} is a mount point; pemfs guards a directory inside a volume (e.g. ${path.join(dir, 'data')}), never the volume's root`)
   }
   const cluster = readCluster(o.configDir)
-  const client = new ClusterClient(hostIdentity(o.configDir), cluster.servers, { timeoutMs: o.timeoutMs })
+  const client = new ClusterClient(hostIdentity(o.configDir), cluster.servers, { timeoutMs: o.timeoutMs, selection: o.selection })
   let backingFd: number | undefined
   let watcher: ServerListWatcher | undefined
   try {

@@ -96,6 +96,32 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
       m.audit.write({ kind: 'admin', event: 'host_removed', user: req.session.user, host: host.id, name: host.name, version: s.version })
       return { removed: host.id, version: s.version }
     })
+    .route('GET', '/v1/host-servers', () => m.store.state.hostServers ?? {})
+    .route('PUT', '/v1/host-servers/:host', async req => {
+      const host = req.params.host === '*' ? '*' : name(req, 'host')
+      const only = req.body.only
+      const prefer = req.body.prefer ?? {}
+      if (only !== null && only !== undefined && (!Array.isArray(only) || !only.every(x => typeof x === 'string' && NAME.test(x)))) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'only must be a list of member names (or null for all)')
+      if (typeof prefer !== 'object' || prefer === null || Array.isArray(prefer) || !Object.entries(prefer).every(([k, v]) => NAME.test(k) && typeof v === 'number' && v >= 0 && v <= 1)) {
+        throw new PemError('PEM_ERR_BAD_ARGUMENT', 'prefer must map member names to numbers 0..1')
+      }
+      const members = new Set(Object.values(m.store.state.members).filter(r => r.state === 'active').map(r => r.name))
+      for (const n of [...(Array.isArray(only) ? only as string[] : []), ...Object.keys(prefer)]) if (!members.has(n)) throw new PemError('PEM_ERR_NOT_FOUND', `no active member named ${n}`)
+      const rule = { only: Array.isArray(only) ? only as string[] : null, prefer: prefer as Record<string, number> }
+      const s = await m.change(req.session.user, `host-servers:${host}`, d => { d.hostServers = { ...d.hostServers, [host]: rule } })
+      m.audit.write({ kind: 'admin', event: 'host_servers_set', user: req.session.user, host, ...rule, version: s.version })
+      return { host, ...rule, pv: s.version }
+    })
+    .route('DELETE', '/v1/host-servers/:host', async req => {
+      const host = req.params.host
+      if (m.store.state.hostServers?.[host] === undefined) throw new PemError('PEM_ERR_NOT_FOUND', `no server list for ${host}`)
+      const s = await m.change(req.session.user, `host-servers-clear:${host}`, d => {
+        const next = { ...d.hostServers }
+        delete next[host]
+        d.hostServers = next
+      })
+      return { host, cleared: true, pv: s.version }
+    })
     .route('GET', '/v1/audit', req => {
       const n = Math.max(1, Math.min(10000, Number(req.query.get('n') ?? 20) || 20))
       return m.audit.tail(n)

@@ -149,13 +149,24 @@ export class Member {
     return r
   }
 
-  /** The servers hosts balance over: every active member of the installed configuration with a host address. */
-  servers (): ServerEntry[] {
-    const list = Object.values(this.store.state.members)
+  /**
+   * The servers a host balances over: the active members of the installed configuration with a host address, cut to
+   * the host's `only` list and carrying its preferences (`spctl host servers`; the '*' entry for hosts without one).
+   */
+  servers (hostId?: string): ServerEntry[] {
+    const s = this.store.state
+    let list: ServerEntry[] = Object.values(s.members)
       .filter(m => m.state === 'active' && m.addr !== '')
       .map(m => ({ id: m.id, key: m.key, addr: m.addr, name: m.name }))
     if (!list.some(m => m.id === this.identity.id)) list.unshift({ id: this.identity.id, key: encodePublicKey(this.identity.publicKey), addr: this.hostAddr, name: this.config.name })
-    return list
+    const hostName = hostId === undefined ? undefined : s.hosts[hostId]?.name
+    const rule = (hostName !== undefined ? s.hostServers?.[hostName] : undefined) ?? s.hostServers?.['*']
+    if (rule === undefined) return list
+    if (rule.only !== null) {
+      const only = list.filter(m => rule.only?.includes(m.name) === true)
+      if (only.length > 0) list = only // a list naming no live member would strand the host: it keeps every member
+    }
+    return list.map(m => rule.prefer[m.name] === undefined ? m : { ...m, preference: rule.prefer[m.name] })
   }
 
   async start (): Promise<void> {
@@ -207,7 +218,7 @@ export class Member {
         case Op.BlocksSeal: this.counters.sealBytes += (body as BlocksBody).data.length; return await handleSeal(this.data, body as BlocksBody, ctx)
         case Op.BlocksOpen: this.counters.openBytes += (body as BlocksBody).data.length; return await handleOpen(this.data, body as BlocksBody, ctx)
         case Op.Ping: return { load: this.load.project(0), weight: this.config.weight, pv: this.policyVersion }
-        case Op.Servers: return { pv: this.policyVersion, servers: this.servers() }
+        case Op.Servers: return { pv: this.policyVersion, servers: this.servers(ch.peer.id) }
         default: throw new PemError('PEM_ERR_BAD_OPCODE', `opcode ${op} is not served on a host channel`)
       }
     }

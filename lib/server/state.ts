@@ -5,6 +5,8 @@ export interface KeyVersion { version: number, material: Buffer, created: string
 export interface HostRecord { id: string, name: string, key: string, enrolled: string }
 export interface TokenRecord { name: string, expires: string, createdBy: string }
 export interface AdminRecord { hash: string }
+/** Which members a host uses and which it prefers (0..1), by member name; key '*' applies to hosts without their own. */
+export interface HostServers { only: string[] | null, prefer: Record<string, number> }
 export interface MemberRecord { id: string, key: string, name: string, addr: string, clusterAddr: string | null, state: 'active' | 'removed' }
 
 export interface ConfigState {
@@ -19,6 +21,8 @@ export interface ConfigState {
   tokens: Record<string, TokenRecord>
   admins: Record<string, AdminRecord>
   members: Record<string, MemberRecord>
+  /** Server lists and preferences for hosts, by host name or '*' (absent: every member, no preference). */
+  hostServers?: Record<string, HostServers>
   changedBy: string
   changedAt: string
   /** Random id of the cluster (hex, 32 bytes), set when its first member is created; binds every signature and set to it. */

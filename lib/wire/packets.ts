@@ -50,7 +50,8 @@ export interface HelloBody { min: number, max: number, cur: number, role: 'host'
 export interface HelloReply { version: number, server: string, name: string, pv: number }
 
 export interface EnrollBody { token: string, name: string }
-export interface ServerEntry { id: string, key: string, addr: string, name: string }
+/** `preference` 0..1 (absent = 0): how much the configuration wants this host on this server (`spctl host servers`). */
+export interface ServerEntry { id: string, key: string, addr: string, name: string, preference?: number }
 export interface EnrollReply { host: string, servers: ServerEntry[] }
 
 export interface LoadValues { total: number, cpu: number, nic: number, crypto: number }
@@ -144,7 +145,12 @@ function checkServerList (v: unknown): ServerEntry[] {
   if (!Array.isArray(v) || v.length > LIMITS.members) bad('servers must be a list')
   return v.map((s, i) => {
     const e = obj(s, `servers[${i}]`)
-    return { id: str(e.id, 'id', 64), key: str(e.key, 'key', 64), addr: str(e.addr, 'addr', 300), name: str(e.name, 'name') }
+    const entry: ServerEntry = { id: str(e.id, 'id', 64), key: str(e.key, 'key', 64), addr: str(e.addr, 'addr', 300), name: str(e.name, 'name') }
+    if (e.preference !== undefined && e.preference !== null) {
+      if (typeof e.preference !== 'number' || !(e.preference >= 0 && e.preference <= 1)) bad(`servers[${i}].preference must be 0..1`)
+      entry.preference = e.preference
+    }
+    return entry
   })
 }
 

@@ -10,6 +10,8 @@ import { generateIdentity } from '../../lib/crypto/identity'
 import { attrsOf } from '../../lib/pem-fs/attrs'
 import { ClusterClient } from '../../lib/pem-fs/client'
 import { hostIdentity, readCluster } from '../../lib/pem-fs/host-config'
+import { Op } from '../../lib/wire/opcodes'
+import type { ServersReply } from '../../lib/wire/packets'
 import { admin, allInstalled, clusterStatus, installedVersion, startCluster, until, type Member } from '../../scripts/cluster'
 import { cli, startSpd, stopAll, stopSpd, tempDir, writeFile } from '../../scripts/procs'
 
@@ -176,6 +178,24 @@ test.serial('Prometheus metrics on the admin listener: decisions, versions, memb
   t.true((await Promise.all(permits)).reduce((a, b) => a + b, 0) > 0, 'the host\'s decisions are counted')
   t.regex(text, /^spd_process_cpu_seconds_total /m)
   t.false(/finance|h1|\/srv\/data/.test(text), 'no host names, paths or key names in the metrics')
+})
+
+test.serial('host server lists and preferences are cluster configuration: set on one member, served by another', async t => {
+  const set = await ms[1].spctl(['--json', 'host', 'servers', 'h1', '--only', ms[0].name, '--prefer', `${ms[0].name}=1`])
+  t.is(set.code, 0, set.stderr)
+  await allInstalled([ms[0], ms[1]], JSON.parse(set.stdout).pv as number)
+  const viaOther = client.servers.find(s => s.entry.name === ms[0].name)
+  t.truthy(viaOther?.channel)
+  const r = await viaOther?.channel?.request(Op.Servers, null) as ServersReply
+  t.deepEqual(r.servers.map(s => [s.name, s.preference]), [[ms[0].name, 1]])
+  const bad = await ms[0].spctl(['host', 'servers', 'h1', '--only', 'no-such-member'])
+  t.not(bad.code, 0)
+  t.regex(bad.stderr, /no active member named no-such-member/)
+  const clear = await ms[0].spctl(['--json', 'host', 'servers', 'h1', '--clear'])
+  t.is(clear.code, 0, clear.stderr)
+  const again = await viaOther?.channel?.request(Op.Servers, null) as ServersReply
+  t.deepEqual(again.servers.map(s => s.name).sort(), [ms[0].name, ms[1].name].sort())
+  t.true(again.servers.every(s => s.preference === undefined))
 })
 
 test.serial('the host was served through all of it: decisions kept succeeding, and it sees the installed version', async t => {
