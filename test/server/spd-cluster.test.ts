@@ -10,12 +10,13 @@ import { generateIdentity } from '../../lib/crypto/identity'
 import { attrsOf } from '../../lib/pem-fs/attrs'
 import { ClusterClient } from '../../lib/pem-fs/client'
 import { hostIdentity, readCluster } from '../../lib/pem-fs/host-config'
+import { ERRORS } from '../../lib/wire/errors'
 import { Op } from '../../lib/wire/opcodes'
-import type { ServersReply } from '../../lib/wire/packets'
+import type { DecideReply, ServersReply } from '../../lib/wire/packets'
 import { admin, allInstalled, clusterStatus, installedVersion, startCluster, until, type Member } from '../../scripts/cluster'
 import { cli, startSpd, stopAll, stopSpd, tempDir, writeFile } from '../../scripts/procs'
 
-const FAST = { load: { threshold: 1 }, cluster: { intervalMs: 200 } }
+const FAST = { load: { threshold: 1 }, cluster: { intervalMs: 200, maxStalenessMs: 3000 } }
 const policy = (tag: string): string => `format: 1
 guards:
   /srv/data:
@@ -25,11 +26,24 @@ guards:
         effect: permit
 `
 
+async function scrape (addr: string): Promise<string> {
+  const [host, port] = addr.split(':')
+  return await new Promise((resolve, reject) => {
+    https.get({ host, port: Number(port), path: '/metrics', rejectUnauthorized: false }, res => {
+      let text = ''
+      res.on('data', (c: Buffer) => { text += c.toString('utf8') })
+      res.on('end', () => res.statusCode === 200 ? resolve(text) : reject(new Error(`HTTP ${String(res.statusCode)}: ${text}`)))
+    }).on('error', reject)
+  })
+}
+const metricOf = (text: string, line: string): number => Number(new RegExp(`^${line.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN)
+
 let ms: Member[]
 let client: ClusterClient
 const work = tempDir('spd-cluster')
 let decisions = { ok: 0, failed: 0, lastError: '' }
 let driving = true
+let paused = false
 let driver: Promise<void> = Promise.resolve()
 
 test.before(async () => {
@@ -47,6 +61,7 @@ test.before(async () => {
   client = new ClusterClient(hostIdentity(hostDir), servers, { timeoutMs: 1000, retryDownMs: 500 })
   driver = (async () => {
     while (driving) {
+      if (paused) { await new Promise(resolve => setTimeout(resolve, 20)); continue }
       try {
         const d = await client.decide({ guard: '/srv/data', path: '/public/a', action: 'read', attrs: attrsOf(process.pid, 1000, 1000) })
         if (d.ok) decisions.ok++; else { decisions.failed++; decisions.lastError = `reason ${d.reason}` }
@@ -120,6 +135,27 @@ test.serial('a killed member does not block the others; on restart it catches up
   t.true(keys.includes('while-down'))
 })
 
+test.serial('members paused past the active window are marked down; the one left stops deciding after maxStalenessMs; all recover on SIGCONT', async t => {
+  paused = true
+  await new Promise(resolve => setTimeout(resolve, 100))
+  const survivor = ms[0]
+  const ch = client.servers.find(s => s.entry.name === survivor.name)?.channel
+  t.truthy(ch)
+  const ask = async (): Promise<DecideReply> => await ch?.request(Op.Decide, { pv: client.pv, guard: '/srv/data', path: '/public/a', action: 'read', attrs: attrsOf(process.pid, 1000, 1000) }) as DecideReply
+  t.true((await ask()).ok)
+  for (const m of [ms[1], ms[2]]) m.proc?.kill('SIGSTOP')
+  try {
+    t.true(await until(async () => (await clusterStatus(survivor)).members.filter(m => m.state === 'down').length === 2, 5000), 'both marked down')
+    t.true(await until(async () => (await ask()).reason === ERRORS.PEM_ERR_STALE_POLICY.id, 8000), 'cut off from the majority: decisions refused as stale')
+    t.is(metricOf(await scrape(survivor.admin), 'spd_cluster_can_serve'), 0)
+  } finally {
+    for (const m of [ms[1], ms[2]]) m.proc?.kill('SIGCONT')
+  }
+  t.true(await until(async () => (await clusterStatus(survivor)).members.every(m => m.state === 'self' || m.state === 'active'), 8000), 'both back')
+  t.true(await until(async () => (await ask()).ok, 5000), 'deciding again')
+  paused = false
+})
+
 test.serial('a process with a key nobody sponsored is refused at the handshake, and the refusal is audited', async t => {
   const rogue = generateIdentity()
   const [host, port] = ms[0].cluster.split(':')
@@ -153,28 +189,16 @@ test.serial('a removed member stays out: refused by the others, it cannot instal
   t.regex(again.stderr, /removed/)
 })
 
-async function scrape (addr: string): Promise<string> {
-  const [host, port] = addr.split(':')
-  return await new Promise((resolve, reject) => {
-    https.get({ host, port: Number(port), path: '/metrics', rejectUnauthorized: false }, res => {
-      let text = ''
-      res.on('data', (c: Buffer) => { text += c.toString('utf8') })
-      res.on('end', () => res.statusCode === 200 ? resolve(text) : reject(new Error(`HTTP ${String(res.statusCode)}: ${text}`)))
-    }).on('error', reject)
-  })
-}
-const metric = (text: string, line: string): number => Number(new RegExp(`^${line.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN)
-
 test.serial('Prometheus metrics on the admin listener: decisions, versions, member states, heartbeat lag', async t => {
   const text = await scrape(ms[0].admin)
-  t.true(metric(text, 'spd_policy_version') === await installedVersion(ms[0]))
-  t.is(metric(text, 'spd_cluster_members{state="self"}'), 1)
-  t.is(metric(text, 'spd_cluster_members{state="active"}'), 1, 'one peer active, the removed one counted as removed')
-  t.is(metric(text, 'spd_cluster_members{state="removed"}'), 1)
-  t.is(metric(text, 'spd_cluster_can_serve'), 1)
-  const lag = metric(text, `spd_cluster_heartbeat_lag_seconds{member="${ms[1].name}"}`)
+  t.true(metricOf(text, 'spd_policy_version') === await installedVersion(ms[0]))
+  t.is(metricOf(text, 'spd_cluster_members{state="self"}'), 1)
+  t.is(metricOf(text, 'spd_cluster_members{state="active"}'), 1, 'one peer active, the removed one counted as removed')
+  t.is(metricOf(text, 'spd_cluster_members{state="removed"}'), 1)
+  t.is(metricOf(text, 'spd_cluster_can_serve'), 1)
+  const lag = metricOf(text, `spd_cluster_heartbeat_lag_seconds{member="${ms[1].name}"}`)
   t.true(lag >= 0 && lag < 2, `lag ${lag}`)
-  const permits = ms.map(async m => { try { return metric(await scrape(m.admin), 'spd_decisions_total{effect="permit"}') } catch { return 0 } })
+  const permits = ms.map(async m => { try { return metricOf(await scrape(m.admin), 'spd_decisions_total{effect="permit"}') } catch { return 0 } })
   t.true((await Promise.all(permits)).reduce((a, b) => a + b, 0) > 0, 'the host\'s decisions are counted')
   t.regex(text, /^spd_process_cpu_seconds_total /m)
   t.false(/finance|h1|\/srv\/data/.test(text), 'no host names, paths or key names in the metrics')
