@@ -19,7 +19,7 @@ export type Kind = 'encrypted' | 'empty' | 'plaintext'
 export type WithGrant = <T>(fn: (d: Decision) => Promise<T>) => Promise<T>
 
 /** Plaintext bytes opened ahead of a sequential reader per chunk, and chunks kept in flight ahead of it. */
-export const READAHEAD_CHUNK_BYTES = 256 * 1024
+export const READAHEAD_CHUNK_BYTES = 512 * 1024
 export const READAHEAD_CHUNKS = 2
 /** Plaintext bytes of one file's writes sealed and written in the background at once; a write beyond it waits. */
 export const WRITE_BEHIND_BYTES = 2 * 1024 * 1024
@@ -27,10 +27,16 @@ export const WRITE_BEHIND_BYTES = 2 * 1024 * 1024
 export const SEALS_IN_FLIGHT = 2
 export const SEAL_BATCH_BYTES = 512 * 1024
 
-const POOL_BYTES = 288 * 1024 // a readahead chunk's slots (64 × 4136 bytes) or a FUSE write's 128 KiB
-const pool: Buffer[] = []
-const take = (n: number): Buffer => n <= POOL_BYTES ? (pool.pop() ?? Buffer.allocUnsafeSlow(POOL_BYTES)).subarray(0, n) : Buffer.allocUnsafe(n)
-const give = (b: Buffer): void => { if (b.buffer.byteLength === POOL_BYTES && b.byteOffset === 0 && pool.length < 32) pool.push(Buffer.from(b.buffer, 0, POOL_BYTES)) }
+// Two pools of scratch buffers: a FUSE request's 128 KiB (and its slots), and a readahead chunk's slots (128 × 4136).
+const POOLS = [{ bytes: 160 * 1024, max: 32, free: [] as Buffer[] }, { bytes: 544 * 1024, max: 8, free: [] as Buffer[] }]
+const take = (n: number): Buffer => {
+  const p = POOLS.find(x => n <= x.bytes)
+  return p === undefined ? Buffer.allocUnsafe(n) : (p.free.pop() ?? Buffer.allocUnsafeSlow(p.bytes)).subarray(0, n)
+}
+const give = (b: Buffer): void => {
+  const p = POOLS.find(x => x.bytes === b.buffer.byteLength)
+  if (p !== undefined && b.byteOffset === 0 && p.free.length < p.max) p.free.push(Buffer.from(b.buffer, 0, p.bytes))
+}
 
 export async function pread (fd: number, buf: Buffer, pos: number): Promise<number> {
   let got = 0

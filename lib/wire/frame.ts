@@ -65,8 +65,11 @@ function assertPlain (root: unknown): void {
   }
 }
 
-/** A body map whose last value is a Buffer of at least this many bytes is encoded without copying that Buffer. */
-export const SPLIT_BIN_BYTES = 4096
+/**
+ * A body map whose last value is a Buffer of at least this many bytes is encoded without copying that Buffer
+ * (smaller frames are copied into one socket write by the channel anyway).
+ */
+export const SPLIT_BIN_BYTES = 64 * 1024
 const EMPTY_BIN = Buffer.alloc(0)
 
 /** The frame header and `payload` (head bytes of the body, `tail` bytes more after it) in one new buffer. */

@@ -14,7 +14,7 @@ function reference (op: number, id: number, body: unknown, flags: number): Buffe
   return Buffer.concat([head, payload])
 }
 
-for (const n of [0, 1, 255, SPLIT_BIN_BYTES - 1, SPLIT_BIN_BYTES, 65535, 65536, 131072 + 32 * 40, 2 * 1024 * 1024]) {
+for (const n of [...new Set([0, 1, 255, 4096, SPLIT_BIN_BYTES - 1, SPLIT_BIN_BYTES, 65535, 65536, 131072 + 32 * 40, 2 * 1024 * 1024])]) {
   test(`a body ending in a ${n}-byte Buffer encodes to the same bytes, and decodes to the same body`, t => {
     const data = crypto.randomBytes(n)
     const per = Math.max(4096, Math.ceil(n / 256)) // at most 256 blocks in a batch
