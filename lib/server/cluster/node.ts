@@ -162,7 +162,7 @@ export class ClusterNode {
       pendingDigest: p !== null ? Buffer.from(p.digest, 'hex') : null,
       phase: p === null ? PendingPhase.None : p.locked ? PendingPhase.Locked : PendingPhase.Held,
       bar: this.lastBar,
-      members: list.entries,
+      members: [...list.entries], // a copy: callers may edit the body they get
       listDigest: list.digest
     }
   }
