@@ -64,7 +64,7 @@ export async function initSpd (name = 'spd-a', extra: Record<string, unknown> = 
 }
 
 /** `spd start` in the background; resolves once it logs that it serves. */
-export async function startSpd (s: Spd, timeoutMs = 10000): Promise<void> {
+export async function startSpd (s: Spd, timeoutMs = 30000): Promise<void> {
   const proc = spawn(process.execPath, [BIN('spd'), 'start', '--data-dir', s.dir], { stdio: ['ignore', 'pipe', 'pipe'] })
   started.add(proc)
   s.proc = proc
