@@ -48,13 +48,15 @@ program.command('init')
   }))
 
 program.command('id')
-  .description("print this member's public key and id")
+  .description("print this member's public key and id, its cluster id, installed version and number of members")
   .requiredOption('--data-dir <dir>', 'member directory')
   .option('--json', 'print JSON')
   .action((o: { dataDir: string, json?: boolean }) => run(async () => {
     const identity = loadIdentity(path.join(o.dataDir, IDENTITY_FILE))
     const name = loadConfig(o.dataDir).name
-    printObject({ name, id: identity.id, key: encodePublicKey(identity.publicKey) }, o.json === true)
+    const state = ConfigStore.open(o.dataDir, storeKeyFrom(identity.signKey)).state
+    const members = Object.values(state.members).filter(m => m.state === 'active').length
+    printObject({ name, id: identity.id, key: encodePublicKey(identity.publicKey), cluster: state.clusterId ?? null, version: state.version, members }, o.json === true)
   }))
 
 program.command('trust')
