@@ -6,7 +6,7 @@ import path from 'node:path'
 import type { ChildProcess } from 'node:child_process'
 import { allInstalled, clusterStatus, installedVersion, until, type Member } from '../../scripts/cluster'
 import { cli, loginSpctl, ROOT, tempDir, type Spd } from '../../scripts/procs'
-import { spawnInNs, type LabNode } from './netns'
+import { labTempPrefix, spawnInNs, type LabNode } from './netns'
 
 /** Ports inside every member namespace (each namespace has its own port space, so they can be fixed). */
 export const PORTS = { listen: 7400, cluster: 7401, admin: 7402 }
@@ -17,8 +17,8 @@ const started = new Set<ChildProcess>()
 const roots: string[] = []
 
 /** `spd init` for a member that will run in `node`'s namespace (init only writes files: it runs in the root namespace). */
-export async function initIn (node: LabNode, extra: Record<string, unknown>): Promise<Spd & { root: string }> {
-  const root = tempDir(`netns-${node.name}`)
+export async function initIn (node: LabNode, extra: Record<string, unknown>): Promise<Spd & { root: string, id: string, key: string }> {
+  const root = tempDir(labTempPrefix(node.name))
   roots.push(root)
   const dir = path.join(root, 'data')
   const passwordFile = path.join(root, 'password')
@@ -26,9 +26,10 @@ export async function initIn (node: LabNode, extra: Record<string, unknown>): Pr
   const at = (port: number): string => `${node.ip}:${port}`
   const r = await cli('spd', ['init', '--data-dir', dir, '--name', node.name, '--listen', at(PORTS.listen), '--cluster-listen', at(PORTS.cluster), '--admin-listen', at(PORTS.admin), '--admin-password-file', passwordFile, '--json'])
   if (r.code !== 0) throw new Error(`spd init ${node.name}: ${r.stderr}`)
+  const { id, key } = JSON.parse(r.stdout) as { id: string, key: string }
   const file = path.join(dir, 'spd.json')
   fs.writeFileSync(file, JSON.stringify({ ...JSON.parse(fs.readFileSync(file, 'utf8')), ...extra }, null, 2))
-  return { dir, name: node.name, listen: at(PORTS.listen), admin: at(PORTS.admin), cluster: at(PORTS.cluster), passwordFile, proc: null, logs: [], root }
+  return { dir, name: node.name, listen: at(PORTS.listen), admin: at(PORTS.admin), cluster: at(PORTS.cluster), passwordFile, proc: null, logs: [], root, id, key }
 }
 
 /** `ip netns exec NS node bin/spd.js start`; resolves once the member logs that it serves. */
@@ -54,31 +55,24 @@ export async function startIn (s: Spd, node: LabNode, timeoutMs = 20000): Promis
   })
 }
 
-async function idOf (s: Spd): Promise<{ id: string, key: string }> {
-  const r = await cli('spd', ['id', '--data-dir', s.dir, '--json'])
-  if (r.code !== 0) throw new Error(`spd id ${s.name}: ${r.stderr}`)
-  return JSON.parse(r.stdout) as { id: string, key: string }
-}
-
 /** The first member: a cluster of one. */
 export async function foundIn (node: LabNode, extra: Record<string, unknown>): Promise<NsMember> {
   const s = await initIn(node, extra)
   await startIn(s, node)
-  return { ...s, node, spctl: await loginSpctl(s), id: (await idOf(s)).id }
+  return { ...s, node, spctl: await loginSpctl(s) }
 }
 
 /** Sponsorship into the cluster of `sponsor`: its admin adds the key, the new member trusts it, starts and installs. */
 export async function joinIn (sponsor: NsMember, node: LabNode, extra: Record<string, unknown>): Promise<NsMember> {
   const s = await initIn(node, extra)
-  const me = await idOf(s)
-  const add = await sponsor.spctl(['--json', 'member', 'add', me.key, '--addr', s.cluster, '--name', node.name])
+  const add = await sponsor.spctl(['--json', 'member', 'add', s.key, '--addr', s.cluster, '--name', node.name])
   if (add.code !== 0) throw new Error(`member add ${node.name}: ${add.stderr}`)
   const sp = (JSON.parse(add.stdout) as { sponsor: { key: string, addr: string, cluster: string } }).sponsor
   const trust = await cli('spd', ['trust', '--data-dir', s.dir, '--key', sp.key, '--addr', sp.addr, '--cluster', sp.cluster])
   if (trust.code !== 0) throw new Error(`spd trust ${node.name}: ${trust.stderr}`)
   await startIn(s, node)
   await allInstalled([sponsor, s], (await installedVersion(sponsor)) ?? 1, 30000)
-  return { ...s, node, spctl: await loginSpctl(s), id: me.id }
+  return { ...s, node, spctl: await loginSpctl(s) }
 }
 
 /**
@@ -115,5 +109,7 @@ export async function stopAllIn (): Promise<void> {
   }))
   await Promise.race([Promise.all(exits), new Promise(resolve => setTimeout(resolve, 5000))])
   started.clear()
-  for (const root of roots.splice(0)) fs.rmSync(root, { recursive: true, force: true })
+  for (const root of roots.splice(0)) {
+    try { fs.rmSync(root, { recursive: true, force: true }) } catch { /* swept by the next run (labTempPrefix) */ }
+  }
 }

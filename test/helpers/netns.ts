@@ -3,9 +3,11 @@
 // faults are nftables input rules inside the member namespaces; teardown removes everything, also a crashed run's.
 //
 // Needs root, iproute2 (`ip netns`) and nftables (`nft`). Names: namespaces `pemlab-PID-br` and `pemlab-PID-mI`, the
-// root port `plPID`; a run whose PID is no longer alive is stale and swept by the next createLab().
+// root port `plPID`, member temp dirs `pem-netns-PID-*`; a run whose PID is no longer alive is stale and swept by the
+// next createLab().
 import { execFile, spawn } from 'node:child_process'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import type { RunResult } from '../../scripts/procs'
 
@@ -104,8 +106,16 @@ export async function sweepStale (): Promise<string[]> {
     const m = new RegExp(`^${TAG}-(\\d+)-`).exec(ns)
     if (m !== null && stale(Number(m[1]))) { await removeNamespace(ns); removed.push(ns) }
   }
+  // Data dirs of members a crashed run started (labTempPrefix below), once their processes are gone.
+  for (const name of fs.readdirSync(os.tmpdir())) {
+    const m = /^pem-netns-(\d+)-/.exec(name)
+    if (m !== null && stale(Number(m[1]))) { fs.rmSync(path.join(os.tmpdir(), name), { recursive: true, force: true }); removed.push(name) }
+  }
   return removed
 }
+
+/** Prefix for temp dirs of this run's members (scripts/procs tempDir adds `pem-` before it): swept with the lab. */
+export function labTempPrefix (member: string): string { return `netns-${process.pid}-${member}` }
 
 /** A /24 under 10.77 that no route of the root namespace covers, starting at a PID-derived one (concurrent runs differ). */
 async function freeSubnet (): Promise<string> {
