@@ -64,8 +64,8 @@ export async function initSpd (name = 'spd-a', extra: Record<string, unknown> = 
 }
 
 /** `spd start` in the background; resolves once it logs that it serves. */
-export async function startSpd (s: Spd, timeoutMs = 30000): Promise<void> {
-  const proc = spawn(process.execPath, [BIN('spd'), 'start', '--data-dir', s.dir], { stdio: ['ignore', 'pipe', 'pipe'] })
+export async function startSpd (s: Spd, timeoutMs = 30000, env: Record<string, string> = {}): Promise<void> {
+  const proc = spawn(process.execPath, [BIN('spd'), 'start', '--data-dir', s.dir], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
   started.add(proc)
   s.proc = proc
   proc.on('exit', () => started.delete(proc))

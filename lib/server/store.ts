@@ -17,6 +17,7 @@ import { AAD_CTX_CONFIG_STORE, KDF_CTX_STORE_KEY } from '../crypto/contexts'
 import { openAtRest, sealAtRest } from '../crypto/seal'
 import { PemError } from '../wire/errors'
 import { pack, unpack } from '../wire/frame'
+import { failpoint } from './failpoint'
 import { emptyState, type ConfigState } from './state'
 
 const MAGIC = Buffer.from('PEMSTORE')
@@ -100,10 +101,13 @@ export class ConfigStore {
     const fd = fs.openSync(tmp, 'w', 0o600)
     try {
       fs.writeSync(fd, head)
+      failpoint('store:mid-write')
       fs.writeSync(fd, body)
       fs.fsyncSync(fd)
     } finally { fs.closeSync(fd) }
+    failpoint('store:before-rename')
     fs.renameSync(tmp, this.file)
+    failpoint('store:after-rename')
     const dir = fs.openSync(path.dirname(this.file), 'r')
     try { fs.fsyncSync(dir) } finally { fs.closeSync(dir) }
   }

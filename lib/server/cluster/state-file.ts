@@ -6,6 +6,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { PemError } from '../../wire/errors'
+import { failpoint } from '../failpoint'
 import type { LockRecord, LockStore } from './node'
 import type { HwmStore, Seq } from './sequence'
 
@@ -69,6 +70,7 @@ export class ClusterStateFile implements HwmStore {
       this.saved.lock = { version: lock.version, digest: lock.digest, set: lock.set?.toString('base64') }
       this.dirty = true
       this.flush()
+      failpoint('lock:after-save')
     }
   }
 
