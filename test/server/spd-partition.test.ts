@@ -274,4 +274,9 @@ test.serial('throughout the file no two members ever reported different digests 
   t.true(watch.polls > 100, `only ${watch.polls} status polls`)
   t.deepEqual(watch.conflicts(), [])
   t.log(`${watch.polls} status polls over versions ${Math.min(...watch.seen.keys())}..${Math.max(...watch.seen.keys())}`)
+  // What the members refused and raised along the way (for the record, not asserted).
+  for (const m of ms) {
+    const v = await status(m)
+    t.log(`${m.name}: refusals ${JSON.stringify(v.rejections)}, alarms ${JSON.stringify(v.alarms)}, transport ${JSON.stringify(v.transport)}`)
+  }
 })
