@@ -1,7 +1,9 @@
 // The cluster transport over real sockets: a TLS 1.3 listener that admits only member keys of the installed
 // configuration (refused at the handshake, before any frame is read), and one outbound channel per peer address,
-// pinned to the key the configuration names for that address. Packets travel as unsolicited frames:
-// Op.Heartbeat carries a signed cluster message, Op.PolicySetFetch an encrypted policy set (FORMAT.md §5–6).
+// pinned to the key the configuration names for that address. Each packet is a request with an empty reply:
+// Op.Heartbeat carries a signed cluster message, Op.PolicySetFetch an encrypted policy set (FORMAT.md §5–6). The
+// reply is only an acknowledgment: a channel whose packets go unacknowledged for ackTimeoutMs is stalled (a healed
+// partition leaves TCP in retransmission backoff for seconds to minutes), so it is closed and dialled afresh.
 import type { Channel } from '../../channel/channel'
 import { connect, listen, type ChannelServer, type RefuseReason } from '../../channel/tls'
 import type { Identity } from '../../crypto/identity'
@@ -28,6 +30,8 @@ export interface ChannelTransportOptions {
   /** A connect attempt to a peer failed: wait this long before the next one (default 1000 ms). */
   retryMs?: number
   connectTimeoutMs?: number
+  /** A packet not acknowledged within this time marks its channel stalled: closed, and redialled (default 2000 ms). */
+  ackTimeoutMs?: number
 }
 
 interface Peer { id: string, channel: Channel | null, connecting: boolean, queue: Packet[], retryAt: number }
@@ -37,7 +41,7 @@ export class ChannelTransport implements Transport {
   private readonly peers = new Map<string, Peer>()
   private closed = false
   addr = ''
-  readonly counts = { sent: 0, received: 0, dropped: 0, connectFailures: 0 }
+  readonly counts = { sent: 0, received: 0, dropped: 0, connectFailures: 0, stalled: 0 }
 
   constructor (private readonly o: ChannelTransportOptions) {}
 
@@ -54,21 +58,18 @@ export class ChannelTransport implements Transport {
         return { name: '', pv: 0 }
       },
       onRefused: (reason, peer) => this.o.onRefused(reason, peer),
-      onChannel: ch => {
-        ch.onMessage = (op, body) => this.deliver(op, body, ch)
-        ch.onRequest = async () => { throw new PemError('PEM_ERR_BAD_OPCODE', 'the cluster listener takes messages, not requests') }
-      }
+      onChannel: ch => { ch.onRequest = async (op, body) => { this.deliver(op, body, ch); return null } }
     })
     const a = this.server.address()
     this.addr = `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`
     return this.addr
   }
 
+  /** A packet from a peer; throws (an error reply) for anything that is not a cluster packet. */
   private deliver (op: Op, body: unknown, ch: Channel): void {
     if (this.closed) return
     if (!(body instanceof Uint8Array) || (op !== Op.Heartbeat && op !== Op.PolicySetFetch)) {
-      ch.close(new PemError('PEM_ERR_CLUSTER_MSG', `unexpected frame 0x${op.toString(16)} on a cluster channel`))
-      return
+      throw new PemError('PEM_ERR_CLUSTER_MSG', `opcode 0x${op.toString(16)} with a ${typeof body} body is not a cluster packet`)
     }
     // A member removed since the channel opened is cut off at once.
     if (!this.o.admits(ch.peer.id)) { ch.close(new PemError('PEM_ERR_REMOVED_MEMBER')); return }
@@ -86,17 +87,22 @@ export class ChannelTransport implements Transport {
       peer = { id, channel: null, connecting: false, queue: [], retryAt: 0 }
       this.peers.set(packet.to, peer)
     }
-    if (peer.channel !== null && !peer.channel.closed) { this.write(peer.channel, packet); return }
+    if (peer.channel !== null && !peer.channel.closed) { this.write(peer, peer.channel, packet); return }
     peer.queue.push(packet)
     if (peer.queue.length > QUEUE_LIMIT) { peer.queue.shift(); this.counts.dropped++ }
     this.dial(packet.to, peer)
   }
 
-  private write (ch: Channel, packet: Packet): void {
-    try {
-      ch.notify(packet.kind === 'msg' ? Op.Heartbeat : Op.PolicySetFetch, packet.bytes)
-      this.counts.sent++
-    } catch { this.counts.dropped++ }
+  private write (peer: Peer, ch: Channel, packet: Packet): void {
+    this.counts.sent++
+    ch.request(packet.kind === 'msg' ? Op.Heartbeat : Op.PolicySetFetch, packet.bytes, { timeoutMs: this.o.ackTimeoutMs ?? 2000 }).catch((err: PemError) => {
+      this.counts.dropped++
+      if (err.code === 'PEM_ERR_TIMEOUT' && peer.channel === ch) {
+        this.counts.stalled++
+        ch.close(new PemError('PEM_ERR_TIMEOUT', 'cluster packets unacknowledged: the connection is stalled'))
+        peer.channel = null // the next packet dials a fresh connection
+      }
+    })
   }
 
   private dial (addr: string, peer: Peer): void {
@@ -108,8 +114,7 @@ export class ChannelTransport implements Transport {
         peer.connecting = false
         if (this.closed || this.peers.get(addr) !== peer) { ch.close(); return }
         peer.channel = ch
-        ch.onMessage = (op, body) => this.deliver(op, body, ch)
-        for (const p of peer.queue.splice(0)) this.write(ch, p)
+        for (const p of peer.queue.splice(0)) this.write(peer, ch, p)
       })
       .catch(() => {
         peer.connecting = false

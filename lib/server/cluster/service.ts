@@ -11,7 +11,7 @@ import type { ConfigStore } from '../store'
 import { ChannelTransport } from './channel-transport'
 import { ClusterNode, type ChangeEvent } from './node'
 import { ClusterStateFile } from './state-file'
-import type { Packet, Transport } from './transport'
+import type { Transport } from './transport'
 
 export interface ChangeResult { version: number, changeId: string, rebased: boolean }
 
@@ -61,9 +61,10 @@ export class ClusterService {
         listen: o.listen,
         admits: id => id !== o.identity.id && this.node.members.get(id)?.removed === false,
         idOf: addr => this.node.members.all().find(m => m.addr === addr && !m.removed)?.id,
-        receive: p => this.receive(p),
+        receive: p => this.node.receive(p),
         onRefused: (reason, peer) => o.onSecurity({ event: 'member_refused', reason, peer: peer.id ?? null, ip: peer.remoteAddress ?? null }),
-        retryMs: o.config.intervalMs
+        retryMs: o.config.intervalMs,
+        ackTimeoutMs: Math.max(500, 2 * o.config.intervalMs)
       })
     const transport: Transport = this.transport ?? { send: () => {} }
     this.node = new ClusterNode({
@@ -95,10 +96,6 @@ export class ClusterService {
     this.node.tick()
     try { this.stateFile.flush() } catch (err) { this.o.log.error({ err: (err as Error).message }, 'cannot write cluster-state.json') }
     this.reportRefusals()
-  }
-
-  private receive (p: Packet): void {
-    this.node.receive(p)
   }
 
   /** New refusals since the last interval go to the audit log, one event per code with its count. */
@@ -220,5 +217,5 @@ export interface ClusterStatusView {
   members: Array<{ id: string, name: string, clusterAddr: string, hostAddr: string, state: string, lastHeardMs: number | null, installed: number | null, pending: number | null }>
   rejections: Record<string, number>
   alarms: string[]
-  transport: { sent: number, received: number, dropped: number, connectFailures: number } | null
+  transport: { sent: number, received: number, dropped: number, connectFailures: number, stalled: number } | null
 }
