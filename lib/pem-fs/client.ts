@@ -13,7 +13,7 @@ import {
   type PingReply, type ServerEntry
 } from '../wire/packets'
 import { parseToken } from '../wire/token'
-import { createSelector, noteDown, noteReply, type SelectionName, type Selector } from './selection'
+import { createSelector, noteDown, noteOverload, noteReply, OVERLOAD_BACKOFF_MS, type SelectionName, type Selector } from './selection'
 
 export interface ServerState {
   entry: ServerEntry
@@ -34,7 +34,13 @@ export interface ServerState {
 
 export interface ClientOptions {
   timeoutMs?: number
+  /** A server that timed out or whose channel closed (maybe dead) is skipped this long; default 5000 ms. */
   retryDownMs?: number
+  /**
+   * A server that rejected for overload (alive, busy) is skipped this long, its channel kept; default
+   * OVERLOAD_BACKOFF_MS (500 ms, two of spd's load samples). See selection.ts noteOverload.
+   */
+  overloadBackoffMs?: number
   /** How the host picks a server (selection.ts); default 'default'. */
   selection?: SelectionName
   /** Uniform in [0, 1) for the selection's randomness (tests inject a seeded one). */
@@ -93,11 +99,13 @@ export class ClusterClient {
   pv = 0
   private readonly timeoutMs: number
   private readonly retryDownMs: number
+  private readonly overloadBackoffMs: number
   private readonly selector: Selector
 
   constructor (private readonly identity: Identity, entries: ServerEntry[], opts: ClientOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? 2000
     this.retryDownMs = opts.retryDownMs ?? 5000
+    this.overloadBackoffMs = opts.overloadBackoffMs ?? OVERLOAD_BACKOFF_MS
     this.selector = createSelector(opts.selection ?? 'default', { random: opts.random })
     this.servers = entries.map(entry => this.newState(entry))
   }
@@ -148,14 +156,21 @@ export class ClusterClient {
     return this.selector.order(this.servers, Date.now())
   }
 
+  /** `s` stopped answering (timeout, closed channel) or cannot serve: skip it for retryDownMs, drop its channel. */
   private markDown (s: ServerState): void {
     noteDown(s, Date.now(), this.retryDownMs)
     s.channel?.close()
     s.channel = null
   }
 
+  /** `s` rejected for overload: alive and busy; skip it for overloadBackoffMs only, keep its channel. */
+  private backOff (s: ServerState): void {
+    noteOverload(s, Date.now(), this.overloadBackoffMs)
+  }
+
   /**
-   * One decision. Overload and timeouts move on to the next server; a stale-version answer makes the host adopt the
+   * One decision. Overload and timeouts move on to the next server (an overloaded one is skipped for
+   * overloadBackoffMs, one that timed out or closed for retryDownMs); a stale-version answer makes the host adopt the
    * newer version and retry; a policy denial is returned at once (the caller turns it into EACCES).
    */
   async decide (req: Omit<DecideBody, 'pv'>): Promise<DecideReply & { server: string }> {
@@ -182,7 +197,7 @@ export class ClusterClient {
         }
         const e = PemError.fromWire(reply.reason, undefined)
         last = new PemError(e.code, `${e.message} (server ${s.entry.name})`)
-        this.markDown(s)
+        if (reply.reason === ERRORS.PEM_ERR_OVERLOAD.id) this.backOff(s); else this.markDown(s)
       } catch (err) {
         last = PemError.from(err)
         s.rejections++
@@ -229,7 +244,8 @@ export class ClusterClient {
         last = PemError.from(err)
         if (!REDECIDE.has(last.code)) throw last
         const s = this.servers.find(x => x.entry.id === d.server)
-        if (s !== undefined && last.code !== 'PEM_ERR_KEY_NOT_GRANTED') this.markDown(s)
+        if (s !== undefined && last.code === 'PEM_ERR_OVERLOAD') this.backOff(s)
+        else if (s !== undefined && last.code !== 'PEM_ERR_KEY_NOT_GRANTED') this.markDown(s)
       }
     }
     throw last ?? new PemError('PEM_ERR_UNREACHABLE')

@@ -2,7 +2,7 @@
 // replies told it (load, weight, latency), under one of three named strategies. The failover loop is in client.ts.
 //
 // - round-robin: the patent's baseline. Keep the current server; move to the next in the configured order when it
-//   reports full load, rejects (the client marks it down) or is down. Each host starts at a random place in the list.
+//   reports full load, rejects (the client skips it) or is down. Each host starts at a random place in the list.
 // - least-load:  least projected load = last reported load aged by its timestamp + this host's requests in flight.
 // - default:     score = projected load + weight + latency (EWMA) - the configuration's preference. A host stays on
 //                its server while the score is near the best and moves a little at a time (randomised, to the best or
@@ -192,8 +192,22 @@ export function noteReply (s: ServerView, reply: { load: { total: number }, weig
   s.weight = reply.weight
 }
 
-/** `s` rejected for overload, timed out or failed: skip it until `retryDownMs` from now. */
+/** `s` timed out, closed its channel or failed: it may be dead; skip it until `retryDownMs` from now. */
 export function noteDown (s: ServerView, now: number, retryDownMs: number): void {
   s.state = 'down'
   s.downUntil = now + retryDownMs
+}
+
+/**
+ * How long a host skips a server that rejected for overload (ClientOptions.overloadBackoffMs): two of spd's load
+ * samples (250 ms). Overload is not death: the server answered, and its next sample may admit again; skipping it for
+ * retryDownMs (5 s) moved its load onto the others until they crossed the threshold in turn and hosts with every
+ * server skipped failed requests while servers sat idle (docs/PEMFS.md "Choosing a server").
+ */
+export const OVERLOAD_BACKOFF_MS = 500
+
+/** `s` rejected for overload: it is alive (its channel stays open) but skipped for `backoffMs` from now. */
+export function noteOverload (s: ServerView, now: number, backoffMs: number = OVERLOAD_BACKOFF_MS): void {
+  s.state = 'down'
+  s.downUntil = now + backoffMs
 }

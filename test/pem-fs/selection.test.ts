@@ -1,10 +1,12 @@
 // Host-side server selection (lib/pem-fs/selection.ts): each strategy's choice on crafted tables, load aging, no
-// herding under the default strategy, round robin moving on at full load; and ClusterClient.replaceServers.
+// herding under the default strategy, round robin moving on at full load; ClusterClient.replaceServers, and
+// how decide() skips a server that rejected for overload (briefly, channel kept) or timed out (retryDownMs, closed).
 import test from 'ava'
 import crypto from 'node:crypto'
 import { identityFromKey } from '../../lib/crypto/identity'
 import { ClusterClient, type ServerState } from '../../lib/pem-fs/client'
-import { agedLoad, createSelector, projectedLoad, UNKNOWN_LOAD, type SelectionName, type ServerView } from '../../lib/pem-fs/selection'
+import { ERRORS, PemError } from '../../lib/wire/errors'
+import { agedLoad, createSelector, OVERLOAD_BACKOFF_MS, projectedLoad, UNKNOWN_LOAD, type SelectionName, type ServerView } from '../../lib/pem-fs/selection'
 import { seededRandom } from '../../lib/server/cluster/transport-mock'
 
 const NOW = 1_000_000
@@ -234,5 +236,51 @@ test('all servers unreachable: decide fails with PEM_ERR_UNREACHABLE within boun
   t.is((err as { code?: string }).code, 'PEM_ERR_UNREACHABLE')
   t.true(Date.now() - t0 < 3000)
   t.true(c.servers.every(s => s.state === 'down' && s.inflight === 0))
+  c.close()
+})
+
+// ---- ClusterClient.decide: overload is not death ----
+
+/** A channel whose every request gets `answer()` (a reply, or a thrown error). */
+function answering (answer: () => unknown): { closed: boolean, close: () => void, request: () => Promise<unknown> } {
+  const ch = { closed: false, close: () => { ch.closed = true }, request: async () => answer() }
+  return ch
+}
+
+const REPLY = { rule: null, load: { total: 0.3, cpu: 0.3, nic: 0, crypto: 0 }, weight: 50, pv: 0, bypass: true, ttl: 0, key: null, compression: 'none', grant: null }
+
+test('an overload rejection skips the server for overloadBackoffMs and keeps its channel; a timeout skips it for retryDownMs and closes it', async t => {
+  const c = new ClusterClient(fakeIdentity(), ['a', 'b', 'c'].map(id => ({ id, key: `k-${id}`, addr: '127.0.0.1:9', name: `n-${id}` })),
+    { selection: 'round-robin', random: () => 0, retryDownMs: 5000 }) // round robin from the first: asks a, then b, then c
+  const [a, b, cc] = c.servers
+  const chA = answering(() => ({ ...REPLY, ok: false, reason: ERRORS.PEM_ERR_OVERLOAD.id, load: { total: 1, cpu: 1, nic: 0, crypto: 0 } }))
+  const chB = answering(() => { throw new PemError('PEM_ERR_TIMEOUT') })
+  const chC = answering(() => ({ ...REPLY, ok: true, reason: 0 }))
+  a.channel = chA as unknown as ServerState['channel']
+  b.channel = chB as unknown as ServerState['channel']
+  cc.channel = chC as unknown as ServerState['channel']
+  const t0 = Date.now()
+  const d = await c.decide({ guard: '/g', path: '/x', action: 'read', attrs: {} as never })
+  t.is(d.server, 'c')
+  t.like(a, { state: 'down', rejections: 1 })
+  t.true(a.downUntil >= t0 + OVERLOAD_BACKOFF_MS && a.downUntil <= Date.now() + OVERLOAD_BACKOFF_MS, 'overload: skipped for the backoff')
+  t.false(chA.closed, 'overload: its channel is kept')
+  t.is(a.channel, chA as unknown as ServerState['channel'])
+  t.like(b, { state: 'down', rejections: 1, channel: null })
+  t.true(b.downUntil >= t0 + 5000, 'timeout: skipped for retryDownMs')
+  t.true(chB.closed, 'timeout: its channel is closed')
+  c.close()
+})
+
+test('overloadBackoffMs is an option', async t => {
+  const c = new ClusterClient(fakeIdentity(), [{ id: 'a', key: 'k-a', addr: '127.0.0.1:9', name: 'n-a' }], { overloadBackoffMs: 40 })
+  const a = c.servers[0]
+  let calls = 0
+  a.channel = answering(() => (calls++ === 0 ? { ...REPLY, ok: false, reason: ERRORS.PEM_ERR_OVERLOAD.id } : { ...REPLY, ok: true, reason: 0 })) as unknown as ServerState['channel']
+  const err = await t.throwsAsync(c.decide({ guard: '/g', path: '/x', action: 'read', attrs: {} as never }))
+  t.is((err as { code?: string }).code, 'PEM_ERR_OVERLOAD', 'its only server is skipped: the overload is reported')
+  await new Promise(resolve => setTimeout(resolve, 60))
+  t.true((await c.decide({ guard: '/g', path: '/x', action: 'read', attrs: {} as never })).ok, 'asked again after the backoff')
+  t.is(calls, 2)
   c.close()
 })
