@@ -1,8 +1,8 @@
 // Load-balancing study (issue 6): round robin (the patent's baseline), least load and pemfs's default strategy in one
 // simulated fleet (benchmarks/lb/sim.ts: 40 hosts, 5 servers of unequal rate, server 1 slows to 25 % mid-run), at
 // three offered loads, each measurement beside round robin's in the same run. Several seeds: counts are pooled over
-// them, p50/p99/CV are the median over seeds. LB_OVERLOAD_DOWN_MS=250 runs the what-if in which a host
-// skips a server that rejected for overload that long instead of the client's retryDownMs (5 s).
+// them, p50/p99/CV are the median over seeds. LB_OVERLOAD_BACKOFF_MS=N runs a what-if in which a host skips a
+// server that rejected for overload N ms instead of the client's overloadBackoffMs (selection.ts OVERLOAD_BACKOFF_MS).
 import { simulate, STUDY, type SimConfig, type SimResult } from './sim'
 import type { SelectionName } from '../../lib/pem-fs/selection'
 import type { BenchContext } from '../harness'
@@ -39,15 +39,16 @@ export async function run (ctx: BenchContext): Promise<void> {
   const seeds = ctx.quick ? [1] : [1, 2, 3]
   const durationMs = ctx.quick ? 12_000 : STUDY.durationMs
   const slow = { ...STUDY.slow, atMs: durationMs * 0.4 }
-  const overloadDownMs = process.env.LB_OVERLOAD_DOWN_MS === undefined ? undefined : Number(process.env.LB_OVERLOAD_DOWN_MS)
+  const whatIf = process.env.LB_OVERLOAD_BACKOFF_MS
+  const overloadBackoffMs = whatIf === undefined ? STUDY.overloadBackoffMs : Number(whatIf)
   ctx.log(`${STUDY.hosts} hosts, servers at ${STUDY.rates.join('/')} req/s, server ${slow.server} at ${slow.factor}x from ${slow.atMs / 1000} s, ` +
     `${durationMs / 1000} s of virtual time per run (first ${STUDY.warmupMs / 1000} s not counted), seeds ${seeds.join(',')}` +
-    (overloadDownMs === undefined ? '' : `; WHAT-IF: overload skips a server for ${overloadDownMs} ms, not ${STUDY.retryDownMs} ms`))
+    (whatIf === undefined ? '' : `; WHAT-IF: overload skips a server for ${overloadBackoffMs} ms, not ${STUDY.overloadBackoffMs} ms`))
   for (const sc of SCENARIOS) {
     const results = new Map<SelectionName, Pooled>()
     for (const name of STRATEGIES) {
       const wall = process.hrtime.bigint()
-      const cfg: Partial<SimConfig> = { offered: sc.offered, durationMs, slow, overloadDownMs }
+      const cfg: Partial<SimConfig> = { offered: sc.offered, durationMs, slow, overloadBackoffMs }
       const runs = seeds.map(seed => simulate(name, { ...cfg, seed }))
       const p = pool(runs)
       results.set(name, p)

@@ -4,13 +4,17 @@
 // Model. Each server is one FIFO queue with exponential service times at its own rate (req/s); one of them drops to a
 // fraction of its rate mid-run. Like spd (lib/server/load.ts) it samples its busy fraction every sampleMs and reports
 //   load = min(1, busy fraction of the last sample + requests queued or in service × perRequest)
-// in every reply, accept or reject; above the threshold it rejects at once (reject mode). Hosts come up one by one
+// in every reply, accept or reject; when the load projected for a new request (the same sum, uncapped, with it counted)
+// is over the threshold it rejects a share of the requests at once, refuseShare() of load.ts, the rule spd applies
+// (reject mode; in spd, the requests in flight are the ones admitted and not yet answered). Hosts come up one by one
 // during the warm-up, then send Poisson requests, and see a server's load only in that server's replies (stale in
-// between). As in ClusterClient.decide: the host asks
-// the first server of the selection's order; a rejection or a timeout marks that server down for retryDownMs and the
-// choice is re-run, at most servers × 2 + 1 attempts; no usable server left = the request fails.
+// between). As in ClusterClient.decide: the host asks the first server of the selection's order; an overload
+// rejection skips that server for overloadBackoffMs (selection.ts noteOverload, the client's default), a timeout
+// for retryDownMs (noteDown), and the choice is re-run, at most servers × 2 + 1 attempts; no usable server left =
+// the request fails.
 import { seededRandom, VirtualClock } from '../../lib/server/cluster/transport-mock'
-import { createSelector, noteDown, noteReply, type SelectionName, type Selector, type ServerView } from '../../lib/pem-fs/selection'
+import { createSelector, noteDown, noteOverload, noteReply, OVERLOAD_BACKOFF_MS, type SelectionName, type Selector, type ServerView } from '../../lib/pem-fs/selection'
+import { refuseShare, SHED_SPAN } from '../../lib/server/load'
 import { percentile } from '../harness'
 
 export interface SimConfig {
@@ -23,11 +27,12 @@ export interface SimConfig {
   slow: { server: number, atMs: number, factor: number } // this server's rate × factor from atMs on
   threshold: number // reject above this load (spd's default 0.95)
   perRequest: number // load each queued request adds to the report
+  shedSpan: number // spd's SHED_SPAN: above the threshold the share refused grows to all over this much load
   sampleMs: number // how often a server samples its busy fraction (spd: 250 ms)
   netMs: number // one-way network delay, plus uniform jitter of the same size
   timeoutMs: number
-  retryDownMs: number // the client's: a server that timed out or rejected is skipped this long
-  overloadDownMs?: number // what-if: skip a server that rejected for overload only this long (default retryDownMs)
+  retryDownMs: number // the client's: a server that timed out is skipped this long
+  overloadBackoffMs: number // the client's: a server that rejected for overload is skipped this long
 }
 
 export const STUDY: SimConfig = {
@@ -40,10 +45,12 @@ export const STUDY: SimConfig = {
   slow: { server: 1, atMs: 12_000, factor: 0.25 },
   threshold: 0.95,
   perRequest: 0.0005, // spd's default (lib/server/config.ts)
+  shedSpan: SHED_SPAN,
   sampleMs: 250,
   netMs: 0.25,
   timeoutMs: 2000,
-  retryDownMs: 5000
+  retryDownMs: 5000,
+  overloadBackoffMs: OVERLOAD_BACKOFF_MS
 }
 
 export interface SimResult {
@@ -71,6 +78,7 @@ export function simulate (selection: SelectionName, overrides: Partial<SimConfig
   // Separate streams, so every strategy meets the same arrivals (per host) and draws service and network times alike.
   const service = seededRandom(c.seed * 104729 + 1)
   const network = seededRandom(c.seed * 104729 + 2)
+  const admission = seededRandom(c.seed * 104729 + 3)
   const exp = (rnd: () => number, mean: number): number => -Math.log(1 - rnd()) * mean
   const net = (): number => c.netMs * (1 + network())
   const servers: Server[] = c.rates.map(rate => ({ rate, queue: 0, busyUntil: 0, busyInWindow: 0, busyCounted: 0, sample: 0 }))
@@ -99,7 +107,8 @@ export function simulate (selection: SelectionName, overrides: Partial<SimConfig
   const arrive = (i: number, reply: (ok: boolean, load: number) => void): void => {
     const s = servers[i]
     const now = clock.now()
-    if (Math.min(1, s.sample + (s.queue + 1) * c.perRequest) > c.threshold) { reply(false, loadOf(s)); return }
+    const projected = s.sample + (s.queue + 1) * c.perRequest
+    if (projected > c.threshold && admission() < refuseShare(projected, c.threshold, c.shedSpan)) { reply(false, loadOf(s)); return }
     s.queue++
     const start = Math.max(now, s.busyUntil)
     const end = start + exp(service, 1000 / s.rate)
@@ -156,7 +165,7 @@ export function simulate (selection: SelectionName, overrides: Partial<SimConfig
             s.rejections++
             second().rejected++
             if (counted) r.rejected++
-            noteDown(s, t, c.overloadDownMs ?? c.retryDownMs)
+            noteOverload(s, t, c.overloadBackoffMs)
             tryNext()
           })
         }))
