@@ -77,7 +77,7 @@ program.command('status')
     const v = await call('GET', '/v1/status') as Record<string, unknown> & { cluster: ClusterView }
     if (opts().json) { printObject(v, true); return }
     const { cluster, ...rest } = v
-    printObject({ ...rest, cluster: `${cluster.clusterId.slice(0, 16)}… installed v${cluster.installed.version}${cluster.pending === null ? '' : `, pending v${cluster.pending.version}${cluster.pending.locked ? ' (locked)' : ''}`}${cluster.canServe ? '' : ', CUT OFF from a majority'}` }, false)
+    printObject({ ...rest, cluster: `${cluster.clusterId.slice(0, 16)}… installed v${cluster.installed.version}${cluster.pending === null ? '' : `, pending v${cluster.pending.version}${cluster.pending.locked ? ' (locked)' : ''}`}${cluster.canServe ? '' : ', CUT OFF from a majority'}${cluster.queued.length > 0 ? `; queued changes: ${cluster.queued.join(', ')}` : ''}` }, false)
     process.stdout.write('\n')
     printMembers(cluster)
   }))
@@ -162,6 +162,7 @@ interface ClusterView {
   installed: { version: number }
   pending: { version: number, locked: boolean } | null
   canServe: boolean
+  queued: string[]
   members: Array<{ id: string, name: string, clusterAddr: string, hostAddr: string, state: string, lastHeardMs: number | null, installed: number | null, pending: number | null }>
 }
 

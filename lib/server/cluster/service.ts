@@ -135,7 +135,7 @@ export class ClusterService {
     return await new Promise<ChangeResult>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters.delete(changeId)
-        reject(new PemError('PEM_ERR_CHANGE_PENDING', `change ${changeId} is proposed but not installed after ${this.o.config.changeTimeoutMs} ms; it installs when a majority of members is reachable`))
+        reject(new PemError('PEM_ERR_CHANGE_PENDING', `change ${changeId} is proposed but not installed after ${this.o.config.changeTimeoutMs} ms; it stays queued and installs when a majority of members is reachable — do not repeat it (spctl status lists queued changes)`))
       }, this.o.config.changeTimeoutMs)
       const w: Waiter = { resolve, reject, timer, rebased: false }
       this.waiters.set(changeId, w)
@@ -187,6 +187,7 @@ export class ClusterService {
       installed: { version: n.installed.version, digest: n.installed.digest },
       pending: n.pending === null ? null : { version: n.pending.version, digest: n.pending.digest, locked: n.pending.locked },
       canServe: this.canServe(),
+      queued: n.unresolved,
       members,
       rejections: { ...n.rejections },
       alarms: n.alarms.slice(-20),
@@ -214,6 +215,8 @@ export interface ClusterStatusView {
   installed: { version: number, digest: string }
   pending: { version: number, digest: string, locked: boolean } | null
   canServe: boolean
+  /** Admin changes accepted here and not yet installed (lost if this member stops). */
+  queued: string[]
   members: Array<{ id: string, name: string, clusterAddr: string, hostAddr: string, state: string, lastHeardMs: number | null, installed: number | null, pending: number | null }>
   rejections: Record<string, number>
   alarms: string[]
