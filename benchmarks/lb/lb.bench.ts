@@ -69,6 +69,8 @@ export async function run (ctx: BenchContext): Promise<void> {
   ctx.log('report. Against round robin (seeds 1-3, 30 s) it had more rejections at 40 % (0.34 % vs 0.04 %) and 72 % (4.95 % vs')
   ctx.log('3.95 %), a worse p99 at 40 % (100-114 ms vs 10-26 ms) and served fewer requests at 56 % and 72 % (79 % vs 85 %, 58 % vs')
   ctx.log('69 %). Now a host moves off its server only when it is clearly worse than the best, a few hosts at a time.')
-  ctx.log('At heavy load every strategy loses requests: one 250 ms sample over the threshold makes a server reject all, and each')
-  ctx.log('host that hears a rejection skips that server for retryDownMs (5 s); see docs/PEMFS.md "Choosing a server".')
+  ctx.log('Overload: spd used to reject every request while one 250 ms sample was over the threshold and a host skipped such a')
+  ctx.log('server for retryDownMs (5 s, for dead servers): from 50 % load on 15-44 % of the requests were not served. Now spd')
+  ctx.log('refuses a share growing with the excess (load.ts refuseShare) and a host skips it for overloadBackoffMs (500 ms);')
+  ctx.log('see docs/PEMFS.md "Choosing a server".')
 }
