@@ -76,7 +76,7 @@ for (const [title, args, bytes] of fioJobs) {
     const file = path.join(view, name)
     // Blocks are the marker repeated plus fio's crc32c header: a plaintext leak underneath would show the marker.
     const pattern = `0x${Buffer.from(MARKER).toString('hex')}`
-    const r = await sh(`fio --name=w --filename='${file}' ${args} --ioengine=psync --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_pattern=${pattern} --output-format=json --group_reporting`, { timeoutMs: 300000 })
+    const r = await sh(`fio --name=w --filename='${file}' ${args} --ioengine=psync --verify=crc32c --verify_state_save=0 --do_verify=1 --verify_fatal=1 --verify_pattern=${pattern} --output-format=json --group_reporting`, { timeoutMs: 300000 })
     t.is(r.code, 0, `fio exit ${r.code}: ${r.stderr.slice(0, 2000)}`)
     const job = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))).jobs[0]
     t.is(job.error, 0, 'fio reports no error')
@@ -86,7 +86,7 @@ for (const [title, args, bytes] of fioJobs) {
     t.is(Number(st.stdout), bytes)
     assertCipher(t, path.join(back, name), bytes)
     // A second, separate verify pass: fio reads the file back cold through a new open and checks every block.
-    const v = await sh(`fio --name=w --filename='${file}' ${args} --ioengine=psync --verify=crc32c --verify_only=1 --verify_fatal=1 --verify_pattern=${pattern} --output-format=json --group_reporting`, { timeoutMs: 300000 })
+    const v = await sh(`fio --name=w --filename='${file}' ${args} --ioengine=psync --verify=crc32c --verify_state_save=0 --verify_only=1 --verify_fatal=1 --verify_pattern=${pattern} --output-format=json --group_reporting`, { timeoutMs: 300000 })
     t.is(v.code, 0, `verify_only exit ${v.code}: ${v.stderr.slice(0, 2000)}`)
     t.is(JSON.parse(v.stdout.slice(v.stdout.indexOf('{'))).jobs[0].error, 0)
     t.is((await sh(`rm '${file}'`)).code, 0)
