@@ -139,7 +139,7 @@ test.serial('pemfs status prints the server table', async t => {
   t.true(s.servers[0].requests > 0)
   t.true(s.servers[0].pv > 0)
   const table = await cli('pemfs', ['status', dir, '--config-dir', c.hostDir])
-  t.regex(table.stdout, /NAME\s+ADDR\s+STATE\s+LOAD\s+WEIGHT\s+LATENCYMS\s+PV\s+REQUESTS\s+REJECTIONS/)
+  t.regex(table.stdout, /NAME\s+ADDR\s+STATE\s+LOAD\s+WEIGHT\s+PREFERENCE\s+LATENCYMS\s+PV\s+INFLIGHT\s+REQUESTS\s+REJECTIONS/)
 })
 
 test.serial('unmount: the directory shows the same files underneath, in plaintext', async t => {
