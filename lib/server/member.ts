@@ -33,6 +33,7 @@ export class Member {
   readonly counters: Counters = { permit: 0, deny: 0, stale: 0, overload: 0, refused: 0, enrolled: 0, sealBytes: 0, openBytes: 0 }
   readonly started = Date.now()
   private policy: CompiledPolicy | null = null
+  private checked: CompiledPolicy | null = null // compiled by the install check, taken over by installed()
   private hostServer: ChannelServer | null = null
   private admin: AdminApi | null = null
   readonly channels = new Set<Channel>()
@@ -62,7 +63,10 @@ export class Member {
       listen: config.clusterListen,
       log,
       onSecurity: e => audit.write({ kind: 'security', ...e }),
-      check: state => { if (state.policyCanonical !== null) parsePolicyOrThrow(state.policyCanonical, `policy of version ${state.version}`) },
+      check: state => {
+        // Compiled once here; installed() takes it over instead of compiling the same text again.
+        if (state.policyCanonical !== null && state.policyCanonical !== this.policy?.canonical) this.checked = parsePolicyOrThrow(state.policyCanonical, `policy of version ${state.version}`)
+      },
       installed: (state, previous) => this.installed(state, previous)
     })
   }
@@ -83,7 +87,11 @@ export class Member {
 
   /** A new configuration is durable: swap in its policy, drop sessions of hosts it removed, keep our own record true. */
   private installed (state: ConfigState, previous: ConfigState): void {
-    if (state.policyCanonical !== previous.policyCanonical) this.installPolicy()
+    if (state.policyCanonical !== previous.policyCanonical) {
+      const checked = this.checked
+      this.checked = null
+      if (checked !== null && checked.canonical === state.policyCanonical) this.policy = checked; else this.installPolicy()
+    }
     for (const id of Object.keys(previous.hosts)) if (state.hosts[id] === undefined) this.disconnectHost(id)
     this.audit.write({ kind: 'admin', event: 'config_installed', version: state.version, origin: state.changedBy })
     this.syncOwnRecord()
