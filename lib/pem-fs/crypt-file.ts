@@ -20,7 +20,7 @@ export type WithGrant = <T>(fn: (d: Decision) => Promise<T>) => Promise<T>
 
 /** Plaintext bytes opened ahead of a sequential reader per chunk, and chunks kept in flight ahead of it. */
 export const READAHEAD_CHUNK_BYTES = 512 * 1024
-export const READAHEAD_CHUNKS = 4
+export const READAHEAD_CHUNKS = 2
 /** Plaintext bytes of one file's writes sealed and written in the background at once; a write beyond it waits. */
 export const WRITE_BEHIND_BYTES = 2 * 1024 * 1024
 /** Seal batches of one file at spd at once; writes queued behind them are sent together, up to SEAL_BATCH_BYTES. */
