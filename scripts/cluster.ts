@@ -71,8 +71,14 @@ export async function join (sponsor: Member, name: string, extra?: Record<string
   const trust = await cli('spd', ['trust', '--data-dir', s.dir, '--key', sp.key, '--addr', sp.addr, '--cluster', sp.cluster])
   if (trust.code !== 0) throw new Error(`spd trust ${name}: ${trust.stderr}`)
   await startSpd(s)
-  const target = (await installedVersion(sponsor)) ?? 1
-  await allInstalled([sponsor, s], target)
+  await allInstalled([sponsor, s], (await installedVersion(sponsor)) ?? 1)
+  // The joiner then publishes its host address with a change of its own: joined = that change installed too.
+  const published = await until(async () => {
+    const v = await clusterStatus(sponsor)
+    return v.pending === null && v.members.some(m => m.id === id.id && m.hostAddr !== '')
+  }, 15000)
+  if (!published) throw new Error(`${name} joined but its host address did not reach ${sponsor.name}`)
+  await allInstalled([sponsor, s], (await installedVersion(sponsor)) ?? 1)
   return { ...s, spctl: await loginSpctl(s), id: id.id }
 }
 
@@ -83,11 +89,6 @@ export async function startCluster (n: number, prefix = 'm', extra?: Record<stri
   const id = JSON.parse((await cli('spd', ['id', '--data-dir', first.dir, '--json'])).stdout) as { id: string }
   const members: Member[] = [{ ...first, spctl: await loginSpctl(first), id: id.id }]
   for (let i = 2; i <= n; i++) members.push(await join(members[i - 2], `${prefix}${i}`, extra))
-  // Joiners publish their host address with a change of their own: wait for the last one to land everywhere.
-  await until(async () => {
-    const v = await clusterStatus(members[0])
-    return v.members.filter(m => m.state !== 'removed').every(m => m.hostAddr !== '') && v.pending === null
-  }, 15000)
   await allInstalled(members, (await installedVersion(members[0])) ?? 1)
   return members
 }

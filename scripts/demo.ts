@@ -173,16 +173,17 @@ async function main (): Promise<void> {
     const d2 = await run('mkdir', [path.join(guard, 'drafts')])
     expect(d2.code !== 0, `mkdir drafts is now denied (${d2.out})`)
 
-    say('kill the busiest member (SIGKILL) while a 96 MiB encrypted write is running: the write finishes on the others')
+    say('kill the busiest member (SIGKILL) while a 256 MiB encrypted write is running: the write finishes on the others')
     const big = path.join(guard, 'finance/big.bin')
-    const writer = nodeDo(`const fs=require('fs'),c=require('crypto');const h=c.createHash('sha256');const fd=fs.openSync(${JSON.stringify(big)},'w');for(let i=0;i<96;i++){const b=Buffer.alloc(1<<20,i);h.update(b);fs.writeSync(fd,b)}fs.fsyncSync(fd);fs.closeSync(fd);console.log(h.digest('hex'))`, 120000)
+    const writer = nodeDo(`const fs=require('fs'),c=require('crypto');const h=c.createHash('sha256');const fd=fs.openSync(${JSON.stringify(big)},'w');for(let i=0;i<256;i++){const b=Buffer.alloc(1<<20,i);h.update(b);fs.writeSync(fd,b)}fs.fsyncSync(fd);fs.closeSync(fd);console.log(h.digest('hex'))`, 120000)
     let writerDone = false
     void writer.then(() => { writerDone = true })
     const written = async (): Promise<number> => Number((JSON.parse((await cli('pemfs', ['status', guard, '--config-dir', hostDir, '--json'])).stdout) as { bytesWritten: number }).bytesWritten)
     const base = await written()
-    const bar = new Progress({ total: 96 << 20, label: '    write', unit: 'bytes', stream: process.stdout })
-    const showProgress = (async () => { while (!writerDone) { bar.update(Math.max(0, (await written()) - base)); await new Promise(resolve => setTimeout(resolve, 250)) } })()
-    await new Promise(resolve => setTimeout(resolve, 700))
+    const bar = new Progress({ total: 256 << 20, label: '    write', unit: 'bytes', stream: process.stdout })
+    let sofar = 0
+    const showProgress = (async () => { while (!writerDone) { sofar = Math.max(0, (await written()) - base); bar.update(sofar); await new Promise(resolve => setTimeout(resolve, 100)) } })()
+    while (!writerDone && sofar < 16 << 20) await new Promise(resolve => setTimeout(resolve, 50)) // kill once 16 MiB went through
     const table = JSON.parse((await cli('pemfs', ['status', guard, '--config-dir', hostDir, '--json'])).stdout) as { servers: Array<{ name: string, requests: number }> }
     const busiest = table.servers.reduce((a, b) => b.requests > a.requests ? b : a)
     const victim = members.find(x => x.name === busiest.name) as Member
@@ -195,7 +196,7 @@ async function main (): Promise<void> {
     const readBack = await nodeDo(`const fs=require('fs'),c=require('crypto');console.log(c.createHash('sha256').update(fs.readFileSync(${JSON.stringify(big)})).digest('hex'))`, 120000)
     expect(readBack.out === wrote.out, 'reading it back gives the same SHA-256: no acknowledged byte lost')
     const rawBig = fs.statSync(`/proc/self/fd/${underneath}/finance/big.bin`)
-    saw(`underneath: ${rawBig.size} bytes of ciphertext for ${96 << 20} bytes of plaintext`)
+    saw(`underneath: ${rawBig.size} bytes of ciphertext for ${256 << 20} bytes of plaintext`)
     fs.closeSync(underneath)
 
     say('pemfs status: the host marked the killed member down and carried on')
