@@ -225,5 +225,6 @@ test.serial('host server lists and preferences are cluster configuration: set on
 test.serial('the host was served through all of it: decisions kept succeeding, and it sees the installed version', async t => {
   t.true(decisions.ok > 20, `only ${decisions.ok} decisions succeeded`)
   t.is(decisions.failed, 0, decisions.lastError)
-  t.is(client.pv, (await installedVersion(ms[0])) ?? -1)
+  const installed = (await installedVersion(ms[0])) ?? -1
+  t.true(await until(async () => client.pv === installed, 5000), `the host sees version ${installed} (it has ${client.pv})`)
 })
