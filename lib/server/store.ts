@@ -17,7 +17,7 @@ import { AAD_CTX_CONFIG_STORE, KDF_CTX_STORE_KEY } from '../crypto/contexts'
 import { openAtRest, sealAtRest } from '../crypto/seal'
 import { PemError } from '../wire/errors'
 import { pack, unpack } from '../wire/frame'
-import { failpoint } from './failpoint'
+import { replaceDurably } from './durable-file'
 import { emptyState, type ConfigState } from './state'
 
 const MAGIC = Buffer.from('PEMSTORE')
@@ -81,14 +81,13 @@ export class ConfigStore {
    */
   install (state: ConfigState, plaintext: Buffer): void {
     if (state.version <= this.current.version) throw new PemError('PEM_ERR_ROLLBACK', `version ${state.version} is not above the installed ${this.current.version}`)
-    this.write(state.version, plaintext)
-    this.current = state
-    this.plain = plaintext
+    this.replace(state, plaintext)
   }
 
   /** `spd trust` only: replace a fresh member's state by its trust state (version 0), before it ever joined. */
-  resetForJoin (state: ConfigState): void {
-    const plaintext = pack(state)
+  resetForJoin (state: ConfigState): void { this.replace(state, pack(state)) }
+
+  private replace (state: ConfigState, plaintext: Buffer): void {
     this.write(state.version, plaintext)
     this.current = state
     this.plain = plaintext
@@ -96,19 +95,6 @@ export class ConfigStore {
 
   private write (version: number, plaintext: Buffer): void {
     const head = header(version)
-    const body = sealAtRest(this.key, plaintext, aad(head))
-    const tmp = `${this.file}.tmp`
-    const fd = fs.openSync(tmp, 'w', 0o600)
-    try {
-      fs.writeSync(fd, head)
-      failpoint('store:mid-write')
-      fs.writeSync(fd, body)
-      fs.fsyncSync(fd)
-    } finally { fs.closeSync(fd) }
-    failpoint('store:before-rename')
-    fs.renameSync(tmp, this.file)
-    failpoint('store:after-rename')
-    const dir = fs.openSync(path.dirname(this.file), 'r')
-    try { fs.fsyncSync(dir) } finally { fs.closeSync(dir) }
+    replaceDurably(this.file, [head, sealAtRest(this.key, plaintext, aad(head))], 'store')
   }
 }

@@ -6,6 +6,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { PemError } from '../../wire/errors'
+import { replaceDurably } from '../durable-file'
 import { failpoint } from '../failpoint'
 import type { LockRecord, LockStore } from './node'
 import type { HwmStore, Seq } from './sequence'
@@ -14,15 +15,6 @@ export const CLUSTER_STATE_FILE = 'cluster-state.json'
 const FORMAT = 1
 
 interface Saved { format: number, epoch: number, marks: Record<string, [number, number]>, lock: { version: number, digest: string, set?: string } | null }
-
-function writeAtomic (file: string, text: string): void {
-  const tmp = `${file}.tmp`
-  const fd = fs.openSync(tmp, 'w', 0o600)
-  try { fs.writeSync(fd, text); fs.fsyncSync(fd) } finally { fs.closeSync(fd) }
-  fs.renameSync(tmp, file)
-  const dir = fs.openSync(path.dirname(file), 'r')
-  try { fs.fsyncSync(dir) } catch { /* some file systems refuse fsync on a directory */ } finally { fs.closeSync(dir) }
-}
 
 function isSaved (v: unknown): v is Saved {
   const s = v as Saved
@@ -77,7 +69,7 @@ export class ClusterStateFile implements HwmStore {
   /** Write the marks and lock if anything changed since the last flush. */
   flush (): void {
     if (!this.dirty) return
-    writeAtomic(this.file, JSON.stringify(this.saved))
+    replaceDurably(this.file, [Buffer.from(JSON.stringify(this.saved))], 'cluster-state')
     this.dirty = false
   }
 }
