@@ -2,6 +2,7 @@
 // `spd init`, sponsored with `spctl member add` + `spd trust`, started as processes; status read over the admin API.
 import { adminCall } from '../lib/cli/admin-client'
 import type { ClusterStatusView } from '../lib/server/cluster/service'
+import { splitHostPort } from '../lib/server/config'
 import { cli, initSpd, loginSpctl, startSpd, type RunResult, type Spd } from './procs'
 import fs from 'node:fs'
 
@@ -10,7 +11,7 @@ export interface Member extends Spd { spctl: (args: string[]) => Promise<RunResu
 /** Fast in-process admin calls (no CLI spawn) for polling; logs in again when the session is gone (a restart). */
 const tokens = new Map<string, string>()
 export async function admin (m: Spd, method: string, path: string, body?: unknown): Promise<unknown> {
-  const [host, port] = [m.admin.slice(0, m.admin.lastIndexOf(':')), Number(m.admin.slice(m.admin.lastIndexOf(':') + 1))]
+  const { host, port } = splitHostPort(m.admin)
   for (let attempt = 0; ; attempt++) {
     let token = tokens.get(m.admin)
     if (token === undefined) {

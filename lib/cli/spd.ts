@@ -6,7 +6,7 @@ import pino from 'pino'
 import crypto from 'node:crypto'
 import { createIdentity, encodePublicKey, keyId, loadIdentity, parsePublicKey } from '../crypto/identity'
 import { hashPassword } from '../crypto/password'
-import { checkConfig, configPath, loadConfig, splitHostPort } from '../server/config'
+import { checkConfig, checkHostPort, configPath, loadConfig } from '../server/config'
 import { IDENTITY_FILE, Member } from '../server/member'
 import { emptyState } from '../server/state'
 import { ConfigStore, storeKeyFrom } from '../server/store'
@@ -67,7 +67,7 @@ program.command('trust')
   .requiredOption('--cluster <id>', 'the cluster id (printed by spctl member add)')
   .option('--json', 'print JSON')
   .action((o: { dataDir: string, key: string, addr: string, cluster: string, json?: boolean }) => run(async () => {
-    splitHostPort(o.addr)
+    checkHostPort(o.addr, '--addr')
     if (!/^[0-9a-f]{64}$/.test(o.cluster)) throw new PemError('PEM_ERR_BAD_ARGUMENT', '--cluster must be the 64-hex-digit cluster id')
     const sponsorKey = parsePublicKey(o.key.trim())
     const sponsor = keyId(sponsorKey)

@@ -6,10 +6,10 @@ import { describePolicy, diffPolicies } from '../policy'
 import { PemError } from '../wire/errors'
 import { formatToken } from '../wire/token'
 import type { AdminApi, AdminRequest } from './admin'
+import { checkHostPort } from './config'
 import { newKeyVersion, type Member } from './member'
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/
-const HOSTPORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/
 
 function name (req: AdminRequest, field: string): string {
   const v = req.body[field] ?? req.params[field]
@@ -129,8 +129,7 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
     .route('GET', '/v1/members', () => m.cluster.status())
     .route('POST', '/v1/members', async req => {
       const member = name(req, 'name')
-      const addr = req.body.addr
-      if (typeof addr !== 'string' || !HOSTPORT.test(addr)) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'addr must be the new member\'s cluster address HOST:PORT')
+      const addr = checkHostPort(req.body.addr, 'addr (the new member\'s cluster address)')
       if (typeof req.body.key !== 'string') throw new PemError('PEM_ERR_BAD_ARGUMENT', 'key must be the new member\'s public key (spd id)')
       const raw = parsePublicKey(req.body.key.trim())
       const id = keyId(raw)

@@ -43,7 +43,9 @@ export const DEFAULTS: Omit<SpdConfig, 'name' | 'listen' | 'clusterListen' | 'ad
   cluster: { intervalMs: 1000, activeWindowMs: 3500, maxStalenessMs: 30000, changeTimeoutMs: 10000 }
 }
 
+/** HOST:PORT as spd.json and the admin API take it (a name, an IPv4 address or a bracketed IPv6 address). */
 const HOSTPORT = '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$'
+const HOSTPORT_RE = new RegExp(HOSTPORT)
 const schema = {
   type: 'object',
   additionalProperties: false,
@@ -123,6 +125,12 @@ export function loadConfig (dataDir: string): SpdConfig {
   let raw: unknown
   try { raw = JSON.parse(text) } catch (err) { throw new PemError('PEM_ERR_BAD_CONFIG', `${file}: not JSON: ${(err as Error).message}`) }
   return checkConfig(raw, file)
+}
+
+/** `addr` if it is HOST:PORT with a port 1..65535; PEM_ERR_BAD_ARGUMENT naming `what` otherwise. */
+export function checkHostPort (addr: unknown, what: string): string {
+  if (typeof addr !== 'string' || !HOSTPORT_RE.test(addr) || splitHostPort(addr).port === 0) throw new PemError('PEM_ERR_BAD_ARGUMENT', `${what} must be HOST:PORT`)
+  return addr
 }
 
 export function splitHostPort (addr: string): { host: string, port: number } {
