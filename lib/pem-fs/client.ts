@@ -10,7 +10,7 @@ import { Op } from '../wire/opcodes'
 import { decodeHeader, readTrailer, TRAILER_BYTES, type FileHeader } from '../wire/file-format'
 import {
   LIMITS, type BlocksReply, type DecideBody, type DecideReply, type EnrollReply, type FileHeaderReply, type LoadValues,
-  type PingReply, type ServerEntry
+  type PingReply, type ServerEntry, type ServersReply
 } from '../wire/packets'
 import { parseToken } from '../wire/token'
 import { createSelector, noteDown, noteOverload, noteReply, OVERLOAD_BACKOFF_MS, type SelectionName, type Selector } from './selection'
@@ -289,6 +289,14 @@ export class ClusterClient {
     const ch = await this.channelOf(s)
     const r = await ch.request(Op.Ping, null, { timeoutMs: this.timeoutMs }) as PingReply
     s.load = r.load; s.loadAt = Date.now(); s.weight = r.weight; this.seeVersion(s, r.pv)
+    return r
+  }
+
+  /** The cluster's current server list for this host, from server `s` (Op.Servers). */
+  async serverList (s: ServerState): Promise<ServersReply> {
+    const ch = await this.channelOf(s)
+    const r = await ch.request(Op.Servers, null, { timeoutMs: this.timeoutMs }) as ServersReply
+    this.seeVersion(s, r.pv)
     return r
   }
 

@@ -1,8 +1,6 @@
 // Keeps a mounted host's server list in step with the cluster: when a reply shows a configuration version newer than
 // the list's, the host asks one server for the current list (Op.Servers), swaps it into the client (state of known
 // servers kept) and saves it in cluster.json, so members added or removed by an admin reach every host.
-import type { ServersReply } from '../wire/packets'
-import { Op } from '../wire/opcodes'
 import type { ClusterClient } from './client'
 import { writeCluster, type ClusterFile } from './host-config'
 
@@ -28,9 +26,7 @@ export class ServerListWatcher {
   private async refresh (): Promise<void> {
     for (const s of this.client.servers.filter(x => x.state === 'up')) {
       try {
-        if (s.channel === null || s.channel.closed) await this.client.ping(s)
-        if (s.channel === null) continue
-        const r = await s.channel.request(Op.Servers, null) as ServersReply
+        const r = await this.client.serverList(s)
         if (r.servers.length === 0) continue
         this.client.replaceServers(r.servers)
         this.listPv = r.pv

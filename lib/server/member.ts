@@ -33,7 +33,7 @@ export class Member {
   readonly counters: Counters = { permit: 0, deny: 0, stale: 0, overload: 0, refused: 0, enrolled: 0, sealBytes: 0, openBytes: 0 }
   readonly started = Date.now()
   private policy: CompiledPolicy | null = null
-  private checked: CompiledPolicy | null = null // compiled by the install check, taken over by installed()
+  private checked: CompiledPolicy | null = null // the newest policy compiled and not yet installed; installed() takes it over
   private hostServer: ChannelServer | null = null
   private admin: AdminApi | null = null
   readonly channels = new Set<Channel>()
@@ -64,8 +64,9 @@ export class Member {
       log,
       onSecurity: e => audit.write({ kind: 'security', ...e }),
       check: state => {
-        // Compiled once here; installed() takes it over instead of compiling the same text again.
-        if (state.policyCanonical !== null && state.policyCanonical !== this.policy?.canonical) this.checked = parsePolicyOrThrow(state.policyCanonical, `policy of version ${state.version}`)
+        // Each policy text is compiled once: by applyPolicy on the member that took the change, here on the others.
+        const text = state.policyCanonical
+        if (text !== null && text !== this.policy?.canonical && text !== this.checked?.canonical) this.checked = parsePolicyOrThrow(text, `policy of version ${state.version}`)
       },
       installed: (state, previous) => this.installed(state, previous)
     })
@@ -148,6 +149,7 @@ export class Member {
       this.audit.write({ kind: 'admin', event: 'policy_refused', user: by, errors: (err as Error).message })
       throw err
     }
+    this.checked = compiled
     const r = await this.change(by, 'policy', draft => {
       draft.policyText = text
       draft.policyCanonical = compiled.canonical

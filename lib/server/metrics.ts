@@ -15,6 +15,8 @@ export function memberMetrics (m: Member): MetricsSource {
     registry.registerMetric(new Gauge({ name, help, labelNames, registers: [], collect () { this.reset(); collect(this) } }))
   }
   // Counters are monotonic in the member; a Counter cannot be set, so reset and re-add the running total per scrape.
+  // The cluster view is built once per scrape (render below), not once per series.
+  let cluster = m.cluster.status()
   const total = (c: Counter, labels: Record<string, string>, value: number): void => { c.reset(); c.inc(labels, value) }
 
   counter('spd_decisions_total', 'Decisions answered, by effect', ['effect'], c => {
@@ -40,19 +42,25 @@ export function memberMetrics (m: Member): MetricsSource {
   })
   gauge('spd_host_channels', 'Open host channels', [], g => g.set(m.channels.size))
   gauge('spd_policy_version', 'Installed configuration version', [], g => g.set(m.policyVersion))
-  gauge('spd_cluster_pending_version', 'Version held pending (0: none)', [], g => g.set(m.cluster.status().pending?.version ?? 0))
-  gauge('spd_cluster_can_serve', '1 while this member hears from a majority (decisions are served)', [], g => g.set(m.cluster.canServe() ? 1 : 0))
+  gauge('spd_cluster_pending_version', 'Version held pending (0: none)', [], g => g.set(cluster.pending?.version ?? 0))
+  gauge('spd_cluster_can_serve', '1 while this member hears from a majority (decisions are served)', [], g => g.set(cluster.canServe ? 1 : 0))
   gauge('spd_cluster_members', 'Members by state as this member sees them', ['state'], g => {
     const counts: Record<string, number> = { self: 0, active: 0, down: 0, left: 0, unknown: 0, removed: 0 }
-    for (const x of m.cluster.status().members) counts[x.state] = (counts[x.state] ?? 0) + 1
+    for (const x of cluster.members) counts[x.state] = (counts[x.state] ?? 0) + 1
     for (const [state, n] of Object.entries(counts)) g.set({ state }, n)
   })
   gauge('spd_cluster_heartbeat_lag_seconds', 'Time since the last accepted heartbeat of each peer', ['member'], g => {
-    for (const x of m.cluster.status().members) if (x.state !== 'self' && x.lastHeardMs !== null) g.set({ member: x.name }, x.lastHeardMs / 1000)
+    for (const x of cluster.members) if (x.state !== 'self' && x.lastHeardMs !== null) g.set({ member: x.name }, x.lastHeardMs / 1000)
   })
   counter('spd_cluster_refused_total', 'Cluster packets refused, by error code', ['code'], c => {
     c.reset()
-    for (const [code, n] of Object.entries(m.cluster.status().rejections)) c.inc({ code }, n)
+    for (const [code, n] of Object.entries(cluster.rejections)) c.inc({ code }, n)
   })
-  return { contentType: registry.contentType, render: async () => await registry.metrics() }
+  return {
+    contentType: registry.contentType,
+    render: async () => {
+      cluster = m.cluster.status()
+      return await registry.metrics()
+    }
+  }
 }

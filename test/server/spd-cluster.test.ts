@@ -12,7 +12,7 @@ import { ClusterClient } from '../../lib/pem-fs/client'
 import { hostIdentity, readCluster } from '../../lib/pem-fs/host-config'
 import { ERRORS } from '../../lib/wire/errors'
 import { Op } from '../../lib/wire/opcodes'
-import type { DecideReply, ServersReply } from '../../lib/wire/packets'
+import type { DecideReply } from '../../lib/wire/packets'
 import { admin, allInstalled, clusterStatus, installedVersion, startCluster, until, type Member } from '../../scripts/cluster'
 import { cli, startSpd, stopAll, stopSpd, tempDir, writeFile } from '../../scripts/procs'
 
@@ -209,15 +209,15 @@ test.serial('host server lists and preferences are cluster configuration: set on
   t.is(set.code, 0, set.stderr)
   await allInstalled([ms[0], ms[1]], JSON.parse(set.stdout).pv as number)
   const viaOther = client.servers.find(s => s.entry.name === ms[0].name)
-  t.truthy(viaOther?.channel)
-  const r = await viaOther?.channel?.request(Op.Servers, null) as ServersReply
+  if (viaOther === undefined) return t.fail(`the host has no server ${ms[0].name}`)
+  const r = await client.serverList(viaOther)
   t.deepEqual(r.servers.map(s => [s.name, s.preference]), [[ms[0].name, 1]])
   const bad = await ms[0].spctl(['host', 'servers', 'h1', '--only', 'no-such-member'])
   t.not(bad.code, 0)
   t.regex(bad.stderr, /no active member named no-such-member/)
   const clear = await ms[0].spctl(['--json', 'host', 'servers', 'h1', '--clear'])
   t.is(clear.code, 0, clear.stderr)
-  const again = await viaOther?.channel?.request(Op.Servers, null) as ServersReply
+  const again = await client.serverList(viaOther)
   t.deepEqual(again.servers.map(s => s.name).sort(), [ms[0].name, ms[1].name].sort())
   t.true(again.servers.every(s => s.preference === undefined))
 })

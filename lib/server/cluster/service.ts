@@ -167,7 +167,7 @@ export class ClusterService {
       const peer = n.peers.get(m.id)
       const heard = peer === undefined || peer.lastHeard === -Infinity ? null : now - peer.lastHeard
       const state = m.removed ? 'removed' : m.id === n.id ? 'self' : peer === undefined ? 'unknown' : peer.lastHeard === -Infinity ? 'left' : (heard ?? Infinity) <= n.activeWindowMs ? 'active' : 'down'
-      const record = Object.values(this.o.store.state.members).find(r => r.id === m.id)
+      const record = this.o.store.state.members[m.id]
       return {
         id: m.id,
         name: m.name,
