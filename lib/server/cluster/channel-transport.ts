@@ -126,7 +126,7 @@ export class ChannelTransport implements Transport {
   }
 
   /** Drop the channel to an address (its member was removed or changed key). */
-  forget (addr: string): void {
+  private forget (addr: string): void {
     this.peers.get(addr)?.channel?.close()
     this.peers.delete(addr)
   }

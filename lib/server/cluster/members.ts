@@ -59,6 +59,17 @@ export class MemberTable {
     return this.activeList
   }
 
+  private addrIndex: Map<string, string> | null = null
+
+  /** Id of the active member at a cluster address (the transport routes by address, once per packet). */
+  activeAt (addr: string): string | undefined {
+    if (this.addrIndex === null) {
+      this.addrIndex = new Map()
+      for (const m of this.active()) if (!this.addrIndex.has(m.addr)) this.addrIndex.set(m.addr, m.id) // the first by id wins
+    }
+    return this.addrIndex.get(addr)
+  }
+
   activeIds (): string[] {
     this.activeIdList ??= this.active().map(m => m.id)
     return this.activeIdList

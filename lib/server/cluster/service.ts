@@ -60,7 +60,7 @@ export class ClusterService {
         identity: o.identity,
         listen: o.listen,
         admits: id => id !== o.identity.id && this.node.members.get(id)?.removed === false,
-        idOf: addr => this.node.members.all().find(m => m.addr === addr && !m.removed)?.id,
+        idOf: addr => this.node.members.activeAt(addr),
         receive: p => this.node.receive(p),
         onRefused: (reason, peer) => o.onSecurity({ event: 'member_refused', reason, peer: peer.id ?? null, ip: peer.remoteAddress ?? null }),
         retryMs: o.config.intervalMs,
