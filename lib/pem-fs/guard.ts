@@ -1,6 +1,8 @@
 // The enforcement step of every FUSE operation: the caller's attributes + guard point + path + action go to the
 // cluster (ClusterClient.decide); decisions are cached per (attributes, path, action) for the reply's ttl and only
-// under the policy version they were made in. Also the one place that turns any error into a FUSE errno.
+// under the policy version they were made in — for every path under the reply's scope when it has one (the server
+// says the policy cannot tell those paths apart), so a directory of new files costs one decision per action, not
+// one per name. Also the one place that turns any error into a FUSE errno.
 import os from 'node:os'
 import { attrsOf } from './attrs'
 import type { ClusterClient } from './client'
@@ -33,16 +35,14 @@ export class Guard {
    * `fresh` skips the cache (a handle whose grant the server no longer knows decides again).
    */
   async allow (c: Caller, path: string, action: Action, attrs = this.attrs(c), fresh = false): Promise<Decision> {
-    const key = `${attrs.uid}:${attrs.gids.join(',')}:${attrs.sid}:${attrs.exeHash}:${attrs.exe}:${attrs.auth}|${action}|${path}`
-    const hit = this.cache.get(key)
-    let d: Decision
-    if (!fresh && hit !== undefined && hit.until > Date.now() && hit.reply.pv === this.client.pv) {
-      this.stats.cacheHits++
-      d = hit.reply
-    } else {
+    const who = `${attrs.uid}:${attrs.gids.join(',')}:${attrs.sid}:${attrs.exeHash}:${attrs.exe}:${attrs.auth}|${action}|`
+    const key = who + path
+    let d = fresh ? undefined : this.cached(who, path)
+    if (d !== undefined) this.stats.cacheHits++
+    else {
       let p = this.inflight.get(key)
       if (p === undefined) {
-        p = this.ask(key, { guard: this.guard, path, action, attrs }).finally(() => this.inflight.delete(key))
+        p = this.ask(who, path, { guard: this.guard, path, action, attrs }).finally(() => this.inflight.delete(key))
         this.inflight.set(key, p)
       }
       d = await p
@@ -51,13 +51,28 @@ export class Guard {
     return d
   }
 
-  private async ask (key: string, req: Parameters<ClusterClient['decide']>[0]): Promise<Decision> {
+  /** A live decision for `path`: its own, or one whose scope is an ancestor of it ('' = the guard root, then down). */
+  private cached (who: string, path: string): Decision | undefined {
+    const now = Date.now()
+    const live = (e: Cached | undefined): Decision | undefined => e !== undefined && e.until > now && e.reply.pv === this.client.pv ? e.reply : undefined
+    const own = live(this.cache.get(who + path))
+    if (own !== undefined || path === '/') return own
+    for (let i = 0; i !== -1 && i < path.length; i = path.indexOf('/', i + 1)) {
+      const d = live(this.cache.get(`${who}${path.slice(0, i)}/*`))
+      if (d !== undefined) return d
+    }
+    return undefined
+  }
+
+  private async ask (who: string, path: string, req: Parameters<ClusterClient['decide']>[0]): Promise<Decision> {
     this.stats.decisions++
     let d: Decision
     try { d = await this.client.decide(req) } catch (err) { this.stats.failed++; throw err }
     if (d.ttl > 0) {
       if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value as string)
-      this.cache.set(key, { reply: d, until: Date.now() + d.ttl })
+      // A scope is only taken when it really is an ancestor of the path asked about.
+      const wide = d.scope !== null && path.startsWith(d.scope + '/') && path.length > d.scope.length + 1
+      this.cache.set(wide ? `${who}${d.scope as string}/*` : who + path, { reply: d, until: Date.now() + d.ttl })
     }
     return d
   }

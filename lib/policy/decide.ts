@@ -1,13 +1,29 @@
 // Decisions: gather candidate rules from the guard's index, then match them in rule order. First terminal match wins;
 // `audit` rules are recorded and passed; no match is a deny by no rule. decideLinear walks every rule (reference).
-import { normalizePath, pathPrefixes } from './glob'
+import { normalizePath, pathPrefixes, underDir } from './glob'
 import { type Ip, maskV4, maskV6, parseIp, v6Key } from './net'
 import { canonicalGuard, matchHost, matchProcess, matchResource, matchUser } from './sets'
 import { actionBit } from './compile'
 import type { CompiledPolicy, CompiledRule, Decision, DecideInput, GuardIndex } from './types'
 
-function denyByDefault (ttlMs: number, audit: string[]): Decision {
-  return { effect: 'deny', rule: null, key: null, compression: 'none', bypass: false, weight: null, ttlMs, audit }
+function denyByDefault (ttlMs: number, audit: string[], scope: string | null): Decision {
+  return { effect: 'deny', rule: null, key: null, compression: 'none', bypass: false, weight: null, ttlMs, audit, scope }
+}
+
+/**
+ * The widest directory under which every path gets the decision `path` gets (for the same attributes, host and
+ * action), or null. Only resources depend on the path: a rule's `dirs` entry d matches all or none of the paths
+ * strictly under A unless d lies strictly under A, and a file glob can tell names apart only at or below its literal
+ * directory. So the scope is the shallowest proper ancestor of `path` with no resource directory strictly under it,
+ * unless `path` is under a glob's literal directory. Hosts cache a decision for its whole scope (pemfs guard.ts).
+ */
+export function decisionScope (ix: GuardIndex, path: string): string | null {
+  if (path === '') return null
+  for (const l of ix.globDirs) if (underDir(path, l)) return null
+  if (!ix.scopeStops.has('')) return ''
+  const ancestors = pathPrefixes(path)
+  for (let i = 0; i < ancestors.length - 1; i++) if (!ix.scopeStops.has(ancestors[i])) return ancestors[i]
+  return null
 }
 
 /** Lazily parsed client address: most rules never look at it. */
@@ -31,7 +47,8 @@ function ruleMatches (r: CompiledRule, input: DecideInput, guard: string, path: 
   return true
 }
 
-function evaluate (p: CompiledPolicy, order: ArrayLike<number>, input: DecideInput, guard: string, path: string, addr: Addr): Decision {
+/** Audited decisions are never widened: the cluster sees (and logs) every path they are asked for. */
+function evaluate (p: CompiledPolicy, ix: GuardIndex, order: ArrayLike<number>, input: DecideInput, guard: string, path: string, addr: Addr): Decision {
   const audit: string[] = []
   let prev = -1
   for (let i = 0; i < order.length; i++) {
@@ -42,13 +59,14 @@ function evaluate (p: CompiledPolicy, order: ArrayLike<number>, input: DecideInp
     if (!ruleMatches(r, input, guard, path, addr)) continue
     if (r.audit) audit.push(r.id)
     if (r.effect === 'audit') continue
+    const scope = audit.length === 0 ? decisionScope(ix, path) : null
     if (r.effect === 'deny') {
-      return { effect: 'deny', rule: r.id, key: null, compression: 'none', bypass: false, weight: r.weight, ttlMs: r.ttlMs, audit }
+      return { effect: 'deny', rule: r.id, key: null, compression: 'none', bypass: false, weight: r.weight, ttlMs: r.ttlMs, audit, scope }
     }
     const apply = r.effect === 'apply_key'
-    return { effect: 'permit', rule: r.id, key: r.key, compression: r.compression, bypass: !apply, weight: r.weight, ttlMs: r.ttlMs, audit }
+    return { effect: 'permit', rule: r.id, key: r.key, compression: r.compression, bypass: !apply, weight: r.weight, ttlMs: r.ttlMs, audit, scope }
   }
-  return denyByDefault(p.ttlMs, audit)
+  return denyByDefault(p.ttlMs, audit, audit.length === 0 ? decisionScope(ix, path) : null)
 }
 
 function add (lists: Int32Array[], l: Int32Array | undefined): void {
@@ -96,14 +114,14 @@ function prepare (p: CompiledPolicy, input: DecideInput): { ix: GuardIndex, guar
 /** The decision for one request, through the index. */
 export function decide (p: CompiledPolicy, input: DecideInput): Decision {
   const s = prepare(p, input)
-  if (s === null) return denyByDefault(p.ttlMs, [])
+  if (s === null) return denyByDefault(p.ttlMs, [], null)
   const addr = new Addr(input.ctx.ip)
-  return evaluate(p, candidates(s.ix, input, s.path, addr), input, s.guard, s.path, addr)
+  return evaluate(p, s.ix, candidates(s.ix, input, s.path, addr), input, s.guard, s.path, addr)
 }
 
 /** The same decision by walking every rule of the guard in order: the reference the index is tested against. */
 export function decideLinear (p: CompiledPolicy, input: DecideInput): Decision {
   const s = prepare(p, input)
-  if (s === null) return denyByDefault(p.ttlMs, [])
-  return evaluate(p, s.ix.all, input, s.guard, s.path, new Addr(input.ctx.ip))
+  if (s === null) return denyByDefault(p.ttlMs, [], null)
+  return evaluate(p, s.ix, s.ix.all, input, s.guard, s.path, new Addr(input.ctx.ip))
 }

@@ -5,6 +5,7 @@
 // set matches only if every field of it matches. So if a rule is filed under, for each set of one field, all values
 // of one field of that set, any request the rule matches looks up at least one of those values. Rules with no
 // field that can be filed (e.g. only `min_auth`, or only a basename glob) sit in the wildcard list, always checked.
+import { pathPrefixes } from './glob'
 import { v6Key } from './net'
 import type { CompiledRule, GuardIndex } from './types'
 
@@ -113,6 +114,17 @@ export function buildGuardIndex (guard: string, rules: readonly CompiledRule[]):
   }
   const get = <K>(d: Dim): Map<K, Int32Array> => frozen(buckets.get(d) as Map<K, number[]> | undefined)
   const byLen = <K>(m: Map<number, Map<K, number[]>>): Map<number, Map<K, Int32Array>> => new Map([...m].map(([l, x]) => [l, frozen(x)]))
+  // Where a decision stops holding for a whole subtree: above any directory a resource names (its proper prefixes,
+  // the root among them), and at or below a file glob's literal directory (names decide there).
+  const scopeStops = new Set<string>()
+  const globDirs: string[] = []
+  const stopAbove = (d: string): void => { if (d !== '') { scopeStops.add(''); for (const a of pathPrefixes(d).slice(0, -1)) scopeStops.add(a) } }
+  for (const r of here) {
+    for (const s of r.resources ?? []) {
+      for (const d of s.dirs ?? []) stopAbove(d)
+      for (const g of s.files ?? []) { stopAbove(g.literalDir); globDirs.push(g.literalDir) }
+    }
+  }
   return {
     guard,
     all: Int32Array.from(here.map(r => r.order)),
@@ -127,6 +139,8 @@ export function buildGuardIndex (guard: string, rules: readonly CompiledRule[]):
     host: get('host'),
     dir: get('dir'),
     net4: byLen(nets.net4),
-    net6: byLen(nets.net6)
+    net6: byLen(nets.net6),
+    scopeStops,
+    globDirs: [...new Set(globDirs)]
   }
 }

@@ -65,6 +65,10 @@ export interface GuardIndex {
   dir: Map<string, Int32Array>
   net4: Map<number, Map<number, Int32Array>> // prefix length -> network -> rules
   net6: Map<number, Map<string, Int32Array>>
+  // Decision scope (decide.ts decisionScope): directories that have a resource `dirs` entry or a file glob's literal
+  // directory strictly below them, and the literal directories of file globs (below one, names decide).
+  scopeStops: ReadonlySet<string>
+  globDirs: readonly string[]
 }
 
 export interface CompiledPolicy {
@@ -95,6 +99,7 @@ export interface Decision {
   weight: number | null
   ttlMs: number
   audit: string[] // ids of the rules that asked for this decision to be audited, in order
+  scope: string | null // every path strictly under this directory gets this same decision ('' = the guard root); null: this path only
 }
 
 /** One problem in a policy document, located by line (1-based) and field path. */

@@ -135,7 +135,7 @@ export class Member {
   get policyVersion (): number { return this.store.state.version }
 
   decide (input: DecideInput): Decision {
-    if (this.policy === null) return { effect: 'deny', rule: null, key: null, compression: 'none', bypass: false, weight: null, ttlMs: this.config.decisionTtlMs, audit: [] }
+    if (this.policy === null) return { effect: 'deny', rule: null, key: null, compression: 'none', bypass: false, weight: null, ttlMs: this.config.decisionTtlMs, audit: [], scope: null }
     return decide(this.policy, input)
   }
 

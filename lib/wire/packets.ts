@@ -77,6 +77,7 @@ export interface DecideReply {
   key: string | null // key name granted for this transaction (apply_key)
   compression: Compression
   grant: string | null // id of the key grant for FileHeader/BlocksSeal/BlocksOpen on this server; absent in v1 fixtures = null
+  scope: string | null // every path strictly under this directory of the guard shares the decision; absent = null (this path only)
 }
 
 /** FileHeader: a new file header for the grant's key (newest version) and compression. */
@@ -218,8 +219,16 @@ export function checkDecideReply (v: unknown): DecideReply {
     ttl: int(o.ttl, 'ttl', 0, 86_400_000),
     key: o.key === null ? null : str(o.key, 'key', LIMITS.nameBytes),
     compression: compression as Compression,
-    grant: o.grant === undefined || o.grant === null ? null : str(o.grant, 'grant', LIMITS.grantBytes)
+    grant: o.grant === undefined || o.grant === null ? null : str(o.grant, 'grant', LIMITS.grantBytes),
+    scope: o.scope === undefined || o.scope === null ? null : scopeOf(o.scope)
   }
+}
+
+/** A decision scope: '' (the guard root) or an absolute path without a trailing slash. */
+function scopeOf (v: unknown): string {
+  const s = str(v, 'scope', LIMITS.pathBytes)
+  if (s !== '' && (!s.startsWith('/') || s.endsWith('/'))) bad('scope must be \'\' or an absolute path without a trailing slash')
+  return s
 }
 
 function bin (v: unknown, what: string, max: number): Buffer {

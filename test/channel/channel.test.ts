@@ -18,7 +18,7 @@ function decide (path: string): DecideBody {
   return { pv: 1, guard: '/data', path, action: 'read', attrs: { uid: 1000, gids: [1000], pid: 42, sid: 42, exe: '/bin/cat', exeHash: '', auth: 0 } }
 }
 function decision (rule: string): DecideReply {
-  return { ok: true, reason: 0, rule, load: LOAD, weight: 10, pv: 1, bypass: false, ttl: 1000, key: null, compression: 'none', grant: null }
+  return { ok: true, reason: 0, rule, load: LOAD, weight: 10, pv: 1, bypass: false, ttl: 1000, key: null, compression: 'none', grant: null, scope: null }
 }
 
 interface Setup { srv: ChannelServer, port: number, serverChannels: Channel[], handlerErrors: unknown[] }

@@ -128,6 +128,18 @@ test.serial('files created through the mount belong to their creator', async t =
   t.is(r.stdout, 'daemon 644\ndaemon 755\n', r.stderr)
 })
 
+test.serial('a directory of new files costs a few decisions, not several per name (decision scope)', async t => {
+  const decisions = async (): Promise<number> => JSON.parse((await cli('pemfs', ['status', dir, '--config-dir', c.hostDir, '--json'])).stdout).decisions
+  const before = await decisions()
+  const r = await sh(`mkdir ${q('scoped')} && cd ${q('scoped')} && for i in $(seq 1 300); do echo x > f$i; done && cat f1 f300 && ls | wc -l`, { timeoutMs: 50000 })
+  t.is(r.stdout, 'x\nx\n300\n', r.stderr)
+  const spent = await decisions() - before
+  // One decision per name would be at least 600 (lookup and create); the scope is /scoped for every name there.
+  t.true(spent < 100, `${spent} decisions for 300 new files`)
+  const secret = await sh(`cat ${q('secret/plans.txt')}`)
+  t.regex(secret.stderr, /Permission denied/, 'the denied directory beside it is still denied')
+})
+
 test.serial('pemfs status prints the server table', async t => {
   const r = await cli('pemfs', ['status', dir, '--config-dir', c.hostDir, '--json'])
   t.is(r.code, 0, r.stderr)

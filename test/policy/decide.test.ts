@@ -90,7 +90,7 @@ rules:
   - {id: a4, effect: audit}
 `)
   const d = decide(p, req('/g', '/x/y', 'read', other))
-  t.deepEqual(d, { effect: 'deny', rule: null, key: null, compression: 'none', bypass: false, weight: null, ttlMs: 30_000, audit: ['a1', 'a3', 'a4'] })
+  t.deepEqual(d, { effect: 'deny', rule: null, key: null, compression: 'none', bypass: false, weight: null, ttlMs: 30_000, audit: ['a1', 'a3', 'a4'], scope: null })
 })
 
 test('a shared rule limited to one guard point does not apply to another', t => {
@@ -119,4 +119,44 @@ guards:
   t.is(decide(p, req('/g', '/f', 'read', { ...other, uid: 2 })).ttlMs, 250)
   t.is(decide(p, req('/g', '/f', 'read', { ...other, uid: 3 })).ttlMs, 3_600_000)
   t.is(decide(p, req('/g', '/f', 'read', { ...other, uid: 4 })).ttlMs, 120_000)
+})
+
+test('decision scope: the widest directory whose every path gets the same decision', t => {
+  const p = parsePolicyOrThrow(`format: 1
+keys: [k1]
+sets:
+  resources:
+    fin: { dirs: [/data/fin] }
+    docs: { files: ["/notes/*.md"] }
+guards:
+  /g:
+    rules:
+      - { id: fin, resources: fin, effect: deny }
+      - { id: docs, resources: docs, effect: deny }
+      - { id: rest, effect: apply_key(k1) }
+  /open:
+    rules:
+      - { id: all, effect: permit }
+  /audited:
+    rules:
+      - { id: seen, effect: permit, audit: true }
+  /named:
+    rules:
+      - { id: txt, resources: { files: ["*.txt"] }, effect: deny }
+      - { id: other, effect: permit }
+`)
+  const at = (guard: string, p2: string): string | null => decide(p, req(guard, p2, 'read', other)).scope
+  t.is(at('/open', '/x'), '', 'no resource constraint: the whole guard point')
+  t.is(at('/open', '/a/b/c'), '')
+  t.is(at('/open', '/'), null, 'the guard root itself is not under any directory')
+  t.is(at('/g', '/data/fin/q1'), '/data/fin', 'inside the denied directory: all of it')
+  t.is(at('/g', '/data/fin/deep/q1'), '/data/fin')
+  t.is(at('/g', '/data/pub/x'), '/data/pub', 'beside it: the sibling directory')
+  t.is(at('/g', '/data/fin'), null, '/data/fin itself differs from its siblings')
+  t.is(at('/g', '/notes/a.md'), null, 'under a glob\'s literal directory names decide')
+  t.is(at('/g', '/notes'), null, 'above the glob: its siblings differ from it')
+  t.is(at('/g', '/other/a.md'), '/other')
+  t.is(at('/named', '/a/b.txt'), null, 'a basename glob tells every name apart')
+  t.is(at('/audited', '/a/b'), null, 'audited decisions are never widened')
+  t.is(decide(p, req('/nowhere', '/a/b', 'read', other)).scope, null, 'unknown guard point')
 })

@@ -1,4 +1,5 @@
-// The index is exact: on random policies (up to 10,000 rules) and random requests, decide() == decideLinear().
+// The index is exact: on random policies (up to 10,000 rules) and random requests, decide() == decideLinear(); and a
+// decision's scope is honest: every path strictly under it gets the same decision.
 import test from 'ava'
 import fc from 'fast-check'
 import { stringify } from 'yaml'
@@ -147,4 +148,31 @@ test('10,000 rules, only the last matches: the decision names it', t => {
   t.like(decide(p, { ...q, path: '/net/x' }), { effect: 'permit', rule: 'n5' })
   t.like(decide(p, { ...q, attrs: { ...q.attrs, groups: ['grp7'] } }), { effect: 'deny', rule: 'g7' })
   t.like(decide(p, { ...q, ctx: { ...q.ctx, host: 'host10' } }), { effect: 'deny', rule: 'h10' })
+})
+
+/** Paths below a scope, chosen to hit the generators' dirs and globs: every one must get the scope's decision. */
+const BELOW = ['/a', '/b', '/c', '/a/b', '/a/b/f.txt', '/a/z/x', '/x.txt', '/f.txt', '/bq', '/c/bq', '/q/r/s', '/b/x']
+
+test('property: every path under a decision\'s scope gets the same decision (random small policies)', t => {
+  let widened = 0
+  fc.assert(fc.property(
+    fc.array(fc.tuple(rule, fc.integer({ min: 0, max: 2 })), { minLength: 0, maxLength: 40 }),
+    fc.array(request, { minLength: 1, maxLength: 20 }),
+    (rs, reqs) => {
+      const p = parsePolicyOrThrow(policyText(rs.map(x => x[0]), rs.map(x => x[1])))
+      for (const q of reqs) {
+        const d = decide(p, q)
+        if (d.scope === null) continue
+        widened++
+        const same = { ...d, scope: null }
+        for (const below of BELOW) {
+          const e = decideLinear(p, { ...q, path: d.scope + below })
+          if (JSON.stringify({ ...e, scope: null }) !== JSON.stringify(same)) {
+            throw new Error(`${JSON.stringify(q)} scope '${d.scope}'\nat ${q.path}: ${JSON.stringify(d)}\nat ${d.scope + below}: ${JSON.stringify(e)}`)
+          }
+        }
+      }
+    }
+  ), { numRuns: 150, seed: 20261127 })
+  t.true(widened > 100, `only ${widened} decisions had a scope: the property was hardly tried`)
 })

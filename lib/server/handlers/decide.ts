@@ -5,7 +5,7 @@ import type { Member } from '../member'
 
 export async function handleDecide (m: Member, body: DecideBody, ctx: HostContext): Promise<DecideReply> {
   const pv = m.store.state.version
-  const base = { pv, weight: m.config.weight, bypass: false, ttl: 0, key: null, compression: 'none' as const, grant: null }
+  const base = { pv, weight: m.config.weight, bypass: false, ttl: 0, key: null, compression: 'none' as const, grant: null, scope: null }
   // A host that saw another version (older or newer) is told ours; it adopts the newer and retries (DESIGN §2.4).
   if (body.pv !== 0 && body.pv !== pv) {
     m.counters.stale++
@@ -41,7 +41,8 @@ export async function handleDecide (m: Member, body: DecideBody, ctx: HostContex
       ttl: d.ttlMs,
       key: ok ? d.key : null,
       compression: ok ? d.compression : 'none',
-      grant: ok && d.key !== null ? m.data.grants.issue(ctx.host, d.key, d.compression, body.action, d.ttlMs) : null
+      grant: ok && d.key !== null ? m.data.grants.issue(ctx.host, d.key, d.compression, body.action, d.ttlMs) : null,
+      scope: d.scope
     }
   } finally {
     m.load.inflight--
