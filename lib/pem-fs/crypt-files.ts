@@ -3,7 +3,7 @@
 // reports, from the backing size and the header (format plainSize) — never a round trip to spd.
 import fs from 'node:fs'
 import type { ClusterClient } from './client'
-import { CryptFile, pread, type Kind } from './crypt-file'
+import { CryptFile, type Kind } from './crypt-file'
 import { FILE_MAGIC, HEADER_MAX_BYTES, decodeHeader, plainSize, type FileHeader } from '../wire/file-format'
 
 const { O_RDWR, O_RDONLY, O_NOFOLLOW } = fs.constants
@@ -16,11 +16,6 @@ function classify (head: Buffer, size: number): { kind: Kind, header: FileHeader
   return { kind: 'encrypted', header, bytes: Buffer.from(head.subarray(0, header.headerBytes)) }
 }
 
-const openFd = async (p: string, flags: number): Promise<number> =>
-  await new Promise((resolve, reject) => fs.open(p, flags, (e, fd) => e === null ? resolve(fd) : reject(e)))
-const fstat = async (fd: number): Promise<fs.Stats> =>
-  await new Promise((resolve, reject) => fs.fstat(fd, (e, st) => e === null ? resolve(st) : reject(e)))
-
 export class CryptFiles {
   private readonly files = new Map<string, CryptFile>()
   private readonly opening = new Map<string, Promise<CryptFile>>()
@@ -29,7 +24,7 @@ export class CryptFiles {
 
   /** The shared state of the file at `real` (a backing path); release() it when done. */
   async acquire (real: string): Promise<CryptFile> {
-    const st = await fs.promises.stat(real)
+    const st = fs.statSync(real)
     const id = `${st.dev}:${st.ino}`
     let f = this.files.get(id)
     if (f === undefined) {
@@ -46,17 +41,17 @@ export class CryptFiles {
 
   private async load (id: string, real: string): Promise<CryptFile> {
     let fd: number
-    try { fd = await openFd(real, O_RDWR | O_NOFOLLOW) } catch { fd = await openFd(real, O_RDONLY | O_NOFOLLOW) }
+    try { fd = fs.openSync(real, O_RDWR | O_NOFOLLOW) } catch { fd = fs.openSync(real, O_RDONLY | O_NOFOLLOW) }
     try {
-      const st = await fstat(fd)
+      const st = fs.fstatSync(fd)
       const head = Buffer.alloc(Math.min(HEADER_MAX_BYTES, st.size))
-      await pread(fd, head, 0)
+      fs.readSync(fd, head, 0, head.length, 0)
       const c = classify(head, st.size)
       const f = new CryptFile(id, fd, this.client, c.kind, c.header, c.bytes, st.size)
       this.files.set(id, f)
       return f
     } catch (err) {
-      fs.close(fd, () => {})
+      fs.closeSync(fd)
       throw err
     }
   }
@@ -83,13 +78,13 @@ export class CryptFiles {
     if (st.size === 0) return 0
     let fd: number | undefined
     try {
-      fd = await openFd(real, O_RDONLY | O_NOFOLLOW)
+      fd = fs.openSync(real, O_RDONLY | O_NOFOLLOW)
       const head = Buffer.alloc(Math.min(HEADER_MAX_BYTES, st.size))
-      await pread(fd, head, 0)
+      fs.readSync(fd, head, 0, head.length, 0)
       const c = classify(head, st.size)
       return c.header === null ? st.size : plainSize(c.header, st.size)
     } catch {
       return st.size
-    } finally { if (fd !== undefined) fs.close(fd, () => {}) }
+    } finally { if (fd !== undefined) fs.closeSync(fd) }
   }
 }

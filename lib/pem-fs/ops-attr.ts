@@ -19,20 +19,20 @@ export function attrOps (s: FsState, sizeOf: SizeOf): Record<string, unknown> {
       s.serve(raw, cb, async (c, p) => {
         const d = await s.guard.allow(c, p, 'getattr')
         const real = s.real(p)
-        const st = await fs.promises.lstat(real)
+        const st = fs.lstatSync(real)
         return toFuseStat(st, st.isFile() && !d.bypass ? await sizeOf(real, st, d) : st.size)
       })
     },
     chmod (raw: string, mode: number, cb: Reply<void>) {
       s.serve(raw, cb, async (c, p) => {
         await s.guard.allow(c, p, 'chmod')
-        await fs.promises.chmod(s.real(p), mode & 0o7777)
+        fs.chmodSync(s.real(p), mode & 0o7777)
       })
     },
     chown (raw: string, uid: number, gid: number, cb: Reply<void>) {
       s.serve(raw, cb, async (c, p) => {
         await s.guard.allow(c, p, 'chown')
-        await fs.promises.lchown(s.real(p), uid === U32 ? -1 : uid, gid === U32 ? -1 : gid)
+        fs.lchownSync(s.real(p), uid === U32 ? -1 : uid, gid === U32 ? -1 : gid)
       })
     },
     utimens (raw: string, atime: number, _mtime: number, cb: Reply<void>) {
@@ -41,15 +41,15 @@ export function attrOps (s: FsState, sizeOf: SizeOf): Record<string, unknown> {
         await s.guard.allow(c, p, 'utimens')
         const real = s.real(p)
         const now = Date.now()
-        const st = a === 'omit' || m === 'omit' ? await fs.promises.lstat(real) : null
+        const st = a === 'omit' || m === 'omit' ? fs.lstatSync(real) : null
         const sec = (t: TimeSpec, old: number | undefined): number => (t === 'now' ? now : t === 'omit' ? old ?? now : t) / 1000
-        await fs.promises.lutimes(real, sec(a, st?.atimeMs), sec(m, st?.mtimeMs))
+        fs.lutimesSync(real, sec(a, st?.atimeMs), sec(m, st?.mtimeMs))
       })
     },
     statfs (raw: string, cb: Reply<FuseStatfs>) {
       s.serve(raw, cb, async (c, p) => {
         await s.guard.allow(c, p, 'statfs')
-        const v = await fs.promises.statfs(s.root)
+        const v = fs.statfsSync(s.root)
         return { bsize: v.bsize, frsize: v.bsize, blocks: clamp(v.blocks), bfree: clamp(v.bfree), bavail: clamp(v.bavail), files: clamp(v.files), ffree: clamp(v.ffree), favail: clamp(v.ffree), fsid: 0, flag: 0, namemax: 255 }
       })
     }

@@ -1,5 +1,6 @@
 // FUSE operations on names: readdir, mkdir, rmdir, unlink, rename, link, symlink, readlink. Each asks the guard first;
-// entries a caller creates are given to the caller (pemfs itself runs as root).
+// entries a caller creates are given to the caller (pemfs itself runs as root). Calls on the backing directory are
+// synchronous (fs-state.ts says why).
 import fs from 'node:fs'
 import { callerOf } from './fuse-ctx'
 import type { FsState, Reply } from './fs-state'
@@ -9,40 +10,40 @@ export function dirOps (s: FsState): Record<string, unknown> {
     readdir (raw: string, cb: Reply<string[]>) {
       s.serve(raw, cb, async (c, p) => {
         await s.guard.allow(c, p, 'list')
-        return ['.', '..', ...await fs.promises.readdir(s.real(p))]
+        return ['.', '..', ...fs.readdirSync(s.real(p))]
       })
     },
     mkdir (raw: string, mode: number, cb: Reply<void>) {
       s.serve(raw, cb, async (c, p) => {
         await s.guard.allow(c, p, 'mkdir')
-        await fs.promises.mkdir(s.real(p), { mode: mode & 0o7777 })
-        await s.own(p, c)
+        fs.mkdirSync(s.real(p), { mode: mode & 0o7777 })
+        s.own(p, c)
       })
     },
     rmdir (raw: string, cb: Reply<void>) {
       s.serve(raw, cb, async (c, p) => {
         await s.guard.allow(c, p, 'rmdir')
-        await fs.promises.rmdir(s.real(p))
+        fs.rmdirSync(s.real(p))
       })
     },
     unlink (raw: string, cb: Reply<void>) {
       s.serve(raw, cb, async (c, p) => {
         await s.guard.allow(c, p, 'delete')
-        await fs.promises.unlink(s.real(p))
+        fs.unlinkSync(s.real(p))
       })
     },
     rename (raw: string, dest: string, cb: Reply<void>) {
       s.serve(raw, cb, async (c, p) => {
         const to = callerOf(dest).path
         await Promise.all([s.guard.allow(c, p, 'rename'), s.guard.allow(c, to, 'rename')])
-        await fs.promises.rename(s.real(p), s.real(to))
+        fs.renameSync(s.real(p), s.real(to))
       })
     },
     link (raw: string, dest: string, cb: Reply<void>) {
       s.serve(raw, cb, async (c, p) => {
         const to = callerOf(dest).path
         await Promise.all([s.guard.allow(c, p, 'link'), s.guard.allow(c, to, 'link')])
-        await fs.promises.link(s.real(p), s.real(to))
+        fs.linkSync(s.real(p), s.real(to))
       })
     },
     // libfuse: symlink(target, linkpath); the caller prefix rides on the target.
@@ -50,14 +51,14 @@ export function dirOps (s: FsState): Record<string, unknown> {
       s.serve(rawTarget, cb, async (c, target) => {
         const p = callerOf(link).path
         await s.guard.allow(c, p, 'symlink')
-        await fs.promises.symlink(target, s.real(p))
-        await s.own(p, c)
+        fs.symlinkSync(target, s.real(p))
+        s.own(p, c)
       })
     },
     readlink (raw: string, cb: Reply<string>) {
       s.serve(raw, cb, async (c, p) => {
         await s.guard.allow(c, p, 'readlink')
-        return await fs.promises.readlink(s.real(p))
+        return fs.readlinkSync(s.real(p))
       })
     }
   }

@@ -19,9 +19,6 @@ const STRIP = O_DIRECT | O_APPEND | O_CREAT | O_EXCL | O_NOCTTY
 /** Data-call errors after which a handle decides again (decide() moves off servers that stopped answering). */
 const REDECIDE = new Set(['PEM_ERR_UNREACHABLE', 'PEM_ERR_CLOSED', 'PEM_ERR_TIMEOUT', 'PEM_ERR_KEY_NOT_GRANTED', 'PEM_ERR_OVERLOAD'])
 
-const openFd = async (p: string, flags: number, mode?: number): Promise<number> =>
-  await new Promise((resolve, reject) => fs.open(p, flags, mode, (e, fd) => e === null ? resolve(fd) : reject(e)))
-
 const done = async (f: (cb: (e: NodeJS.ErrnoException | null) => void) => void): Promise<void> =>
   await new Promise((resolve, reject) => f(e => e === null ? resolve() : reject(e)))
 
@@ -86,11 +83,11 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
         const actions = needed(flags)
         const ds = await Promise.all(actions.map(async a => await s.guard.allow(c, p, a, attrs)))
         const encrypted = ds.some(d => !d.bypass)
-        const fd = await openFd(s.real(p), flags & ~STRIP & ~(encrypted ? O_TRUNC : 0))
+        const fd = fs.openSync(s.real(p), flags & ~STRIP & ~(encrypted ? O_TRUNC : 0))
         let crypt: CryptFile | null = null
         try {
           if (encrypted) crypt = await cryptOf(p, flags, ds)
-        } catch (err) { fs.close(fd, () => {}); throw err }
+        } catch (err) { fs.closeSync(fd); throw err }
         return opened(fd, p, c, attrs, actions.map((a, i) => [a, ds[i]]), crypt)
       })
     },
@@ -98,8 +95,8 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
       s.serve(raw, cb, async (c, p) => {
         const attrs = s.guard.attrs(c)
         const d = await s.guard.allow(c, p, 'create', attrs)
-        const fd = await openFd(s.real(p), O_CREAT | O_RDWR, mode & 0o7777)
-        await s.own(p, c)
+        const fd = fs.openSync(s.real(p), O_CREAT | O_RDWR, mode & 0o7777)
+        s.own(p, c)
         let crypt: CryptFile | null = null
         if (!d.bypass) {
           try {
@@ -107,7 +104,7 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
             await crypt.create(given(d), s.real(p))
           } catch (err) {
             if (crypt !== null) files.release(crypt)
-            fs.close(fd, () => {})
+            fs.closeSync(fd)
             throw err
           }
         }
@@ -159,7 +156,7 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
           await h.crypt.drain() // a failure was for fsync/flush to report; the fd must outlive the writes
           files.release(h.crypt)
         }
-        await done(cb2 => fs.close(h.fd, cb2))
+        fs.closeSync(h.fd)
       })
     },
     flush (raw: string, fh: number, cb: Reply<void>) {
@@ -179,7 +176,7 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
       s.serve(raw, cb, async (c, p) => {
         const attrs = s.guard.attrs(c)
         const d = await s.guard.allow(c, p, 'truncate', attrs)
-        if (d.bypass) { await fs.promises.truncate(s.real(p), size); return }
+        if (d.bypass) { fs.truncateSync(s.real(p), size); return }
         const f = await files.acquire(s.real(p))
         // A short-lived handle, so that a lost grant is decided again like any handle's.
         const h: Handle = { fd: f.fd, path: p, caller: c, attrs, decisions: new Map([['truncate', d]]), crypt: f }
