@@ -51,6 +51,8 @@ export interface ClientOptions {
 export type Decision = DecideReply & { server: string }
 
 /** Errors after which withGrant() decides again (on another server when this one was marked down) and retries. */
+/** New-file headers asked for at once (FileHeader count): one round trip serves this many new encrypted files. */
+const HEADER_BATCH = 16
 const REDECIDE = new Set(['PEM_ERR_UNREACHABLE', 'PEM_ERR_CLOSED', 'PEM_ERR_TIMEOUT', 'PEM_ERR_KEY_NOT_GRANTED', 'PEM_ERR_OVERLOAD'])
 
 export function splitAddr (addr: string): { host: string, port: number } {
@@ -97,6 +99,8 @@ export class ClusterClient {
   readonly servers: ServerState[]
   /** Newest policy version this host has seen. */
   pv = 0
+  /** Unused new-file headers by server|pv|key|compression (newHeader). */
+  private readonly spareHeaders = new Map<string, Buffer[]>()
   private readonly timeoutMs: number
   private readonly retryDownMs: number
   private readonly overloadBackoffMs: number
@@ -209,10 +213,24 @@ export class ClusterClient {
 
   // ---- data path: every call goes to the server that made the decision (grants are per server) ----
 
-  /** A new file header (random file id, newest key version, the decision's compression). Returns its bytes, decoded. */
+  /**
+   * A new file header (random file id, newest key version, the decision's compression). Returns its bytes, decoded.
+   * Headers come HEADER_BATCH at a time; the spare ones serve the next new files of the same server, key, compression
+   * and policy version without a round trip (a key rotation is a new version), each exactly once.
+   */
   async newHeader (d: Decision, blockBytes?: number): Promise<{ bytes: Buffer, header: FileHeader }> {
-    const r = await this.dataRequest(d, Op.FileHeader, { grant: grantOf(d), blockBytes }) as FileHeaderReply
-    return { bytes: r.header, header: decodeHeader(r.header) }
+    const spareKey = `${d.server}|${d.pv}|${d.key ?? ''}|${d.compression}`
+    let bytes = blockBytes === undefined && d.pv === this.pv ? this.spareHeaders.get(spareKey)?.pop() : undefined
+    if (bytes === undefined) {
+      const count = blockBytes === undefined ? HEADER_BATCH : 1
+      const r = await this.dataRequest(d, Op.FileHeader, { grant: grantOf(d), blockBytes, count }) as FileHeaderReply
+      bytes = r.header
+      if (r.more !== undefined && r.more.length > 0) {
+        for (const k of this.spareHeaders.keys()) if (k.split('|')[1] !== String(d.pv)) this.spareHeaders.delete(k)
+        this.spareHeaders.set(spareKey, [...(this.spareHeaders.get(spareKey) ?? []), ...r.more])
+      }
+    }
+    return { bytes, header: decodeHeader(bytes) }
   }
 
   /**

@@ -15,7 +15,9 @@ export const LIMITS = {
   members: 1024,
   /** Plaintext bytes in one BlocksSeal/BlocksOpen batch (records may add RECORD_OVERHEAD per block): fits a 4 MiB frame. */
   batchBytes: 2 * 1024 * 1024,
-  grantBytes: 64
+  grantBytes: 64,
+  /** New file headers one FileHeader request may ask for. */
+  headersPerRequest: 32
 } as const
 
 /** File operations a policy can name. Strings travel on the wire. ONLY APPEND. */
@@ -80,9 +82,12 @@ export interface DecideReply {
   scope: string | null // every path strictly under this directory of the guard shares the decision; absent = null (this path only)
 }
 
-/** FileHeader: a new file header for the grant's key (newest version) and compression. */
-export interface FileHeaderBody { grant: string, blockBytes?: number }
-export interface FileHeaderReply { header: Buffer }
+/**
+ * FileHeader: new file headers for the grant's key (newest version) and compression, each with its own random file
+ * id: `header`, and `count - 1` more in `more` (a host keeps them for its next new files; each is used once).
+ */
+export interface FileHeaderBody { grant: string, blockBytes?: number, count?: number }
+export interface FileHeaderReply { header: Buffer, more?: Buffer[] }
 
 /**
  * BlocksSeal / BlocksOpen: a batch of blocks of one file. `data` holds the blocks back to back, lens[i] bytes each:
@@ -241,11 +246,18 @@ export function checkFileHeader (v: unknown): FileHeaderBody {
   const o = obj(v, 'file header')
   const body: FileHeaderBody = { grant: str(o.grant, 'grant', LIMITS.grantBytes) }
   if (o.blockBytes !== undefined && o.blockBytes !== null) body.blockBytes = int(o.blockBytes, 'blockBytes', 1, 0xffffffff)
+  if (o.count !== undefined && o.count !== null) body.count = int(o.count, 'count', 1, LIMITS.headersPerRequest)
   return body
 }
 
 export function checkFileHeaderReply (v: unknown): FileHeaderReply {
-  return { header: bin(obj(v, 'file header reply').header, 'header', HEADER_MAX_BYTES) }
+  const o = obj(v, 'file header reply')
+  const reply: FileHeaderReply = { header: bin(o.header, 'header', HEADER_MAX_BYTES) }
+  if (o.more !== undefined && o.more !== null) {
+    if (!Array.isArray(o.more) || o.more.length >= LIMITS.headersPerRequest) bad(`more must be a list of at most ${LIMITS.headersPerRequest - 1} headers`)
+    reply.more = o.more.map((h, i) => bin(h, `more[${i}]`, HEADER_MAX_BYTES))
+  }
+  return reply
 }
 
 function checkLensData (o: Record<string, unknown>, n: number): { lens: number[], data: Buffer } {

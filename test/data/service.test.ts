@@ -109,6 +109,17 @@ test('header from spd names the granted key, its newest version, the decision co
   await t.throwsAsync(host1.newHeader(d, 3000), { code: 'PEM_ERR_BAD_ARGUMENT' })
 })
 
+test.serial('new-file headers come 16 to a round trip, each used once', async t => {
+  const d = await decide(host1, '/finance/batch')
+  const s = host1.servers.find(x => x.entry.id === d.server)
+  if (s === undefined) throw new Error('no server state')
+  const before = s.requests
+  const ids = new Set<string>()
+  for (let i = 0; i < 40; i++) ids.add((await host1.newHeader(d)).header.fileId.toString('hex'))
+  t.is(ids.size, 40, 'every file gets its own file id')
+  t.true(s.requests - before <= 3, `${s.requests - before} FileHeader requests for 40 headers`)
+})
+
 for (const [dir, size] of [['/plain', 0], ['/plain', 1], ['/plain', 4095], ['/plain', 4096], ['/plain', 10_000], ['/finance', 200_001], ['/finance', 65_536]] as const) {
   test(`round trip ${size} bytes under ${dir}; st_size gives the plaintext size`, async t => {
     const plain = crypto.randomBytes(size)

@@ -15,15 +15,17 @@ const SEALED_OVERHEAD = NONCE_BYTES + TAG_BYTES
 
 export function handleFileHeader (ds: DataService, body: FileHeaderBody, ctx: HostContext): FileHeaderReply {
   const g = ds.grants.check(body.grant, ctx.host, null, true)
-  const h = makeHeader({
-    fileId: crypto.randomBytes(16),
+  const count = body.count ?? 1
+  const ids = crypto.randomBytes(16 * count)
+  const headers = Array.from({ length: count }, (_, i) => encodeHeader(makeHeader({
+    fileId: ids.subarray(16 * i, 16 * (i + 1)),
     keyName: g.key,
     keyVersion: ds.newestVersion(g.key),
     cipher: ds.cipher,
     compression: g.compression,
     blockBytes: body.blockBytes
-  })
-  return { header: encodeHeader(h) }
+  })))
+  return count === 1 ? { header: headers[0] } : { header: headers[0], more: headers.slice(1) }
 }
 
 /** The grant, the header, and that the header names the granted key. */
