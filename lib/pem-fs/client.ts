@@ -51,6 +51,21 @@ export interface ClientOptions {
 export type Decision = DecideReply & { server: string }
 
 /** Errors after which withGrant() decides again (on another server when this one was marked down) and retries. */
+/**
+ * The parts as one buffer: a view when they lie back to back in one allocation (the records of a run of slots read
+ * with one pread; the blocks of one aligned write), else a copy. Saves a copy and an allocation per batch.
+ */
+function joined (parts: Uint8Array[], bytes: number): Buffer {
+  const first = parts[0]
+  let end = first.byteOffset + first.length
+  for (let i = 1; i < parts.length; i++) {
+    const p = parts[i]
+    if (p.buffer !== first.buffer || p.byteOffset !== end) return Buffer.concat(parts, bytes)
+    end += p.length
+  }
+  return Buffer.from(first.buffer, first.byteOffset, bytes)
+}
+
 /** New-file headers asked for at once (FileHeader count): one round trip serves this many new encrypted files. */
 const HEADER_BATCH = 16
 const REDECIDE = new Set(['PEM_ERR_UNREACHABLE', 'PEM_ERR_CLOSED', 'PEM_ERR_TIMEOUT', 'PEM_ERR_KEY_NOT_GRANTED', 'PEM_ERR_OVERLOAD'])
@@ -282,7 +297,7 @@ export class ClusterClient {
         bytes += parts[end++].length
       }
       const slice = parts.slice(start, end)
-      const body = { grant, header, blocks: blocks.slice(start, end), lens: slice.map(p => p.length), data: Buffer.concat(slice, bytes) }
+      const body = { grant, header, blocks: blocks.slice(start, end), lens: slice.map(p => p.length), data: joined(slice, bytes) }
       runs.push(this.dataRequest(d, op, body) as Promise<BlocksReply>)
       start = end
     }
