@@ -16,8 +16,12 @@ function classify (head: Buffer, size: number): { kind: Kind, header: FileHeader
   return { kind: 'encrypted', header, bytes: Buffer.from(head.subarray(0, header.headerBytes)) }
 }
 
+/** Headers of closed files getattr has read, by dev:ino:ctime (any change to a file moves its ctime). */
+const HEADERS_KEPT = 10_000
+
 export class CryptFiles {
   private readonly files = new Map<string, CryptFile>()
+  private readonly headers = new Map<string, FileHeader | null>() // null: plaintext or damaged (size as it is)
   private readonly opening = new Map<string, Promise<CryptFile>>()
 
   constructor (private readonly client: ClusterClient) {}
@@ -72,19 +76,29 @@ export class CryptFiles {
    * the header's plainSize of st_size. Plaintext files and files whose header is damaged show their backing size
    * (the damaged ones fail with EIO at open; getattr stays possible so they can still be removed).
    */
-  async plainSizeOf (real: string, st: fs.Stats): Promise<number> {
+  plainSizeOf (real: string, st: fs.Stats): number {
     const open = this.files.get(`${st.dev}:${st.ino}`)
     if (open !== undefined) return open.plainSize()
     if (st.size === 0) return 0
+    const key = `${st.dev}:${st.ino}:${st.ctimeMs}`
+    let h = this.headers.get(key)
+    if (h === undefined) {
+      h = this.readHeader(real, st.size)
+      if (this.headers.size >= HEADERS_KEPT) this.headers.delete(this.headers.keys().next().value as string)
+      this.headers.set(key, h)
+    }
+    return h === null ? st.size : plainSize(h, st.size)
+  }
+
+  private readHeader (real: string, size: number): FileHeader | null {
     let fd: number | undefined
     try {
       fd = fs.openSync(real, O_RDONLY | O_NOFOLLOW)
-      const head = Buffer.alloc(Math.min(HEADER_MAX_BYTES, st.size))
+      const head = Buffer.alloc(Math.min(HEADER_MAX_BYTES, size))
       fs.readSync(fd, head, 0, head.length, 0)
-      const c = classify(head, st.size)
-      return c.header === null ? st.size : plainSize(c.header, st.size)
+      return classify(head, size).header
     } catch {
-      return st.size
+      return null
     } finally { if (fd !== undefined) fs.closeSync(fd) }
   }
 }

@@ -70,7 +70,7 @@ export async function mountGuard (o: MountOptions): Promise<Mounted> {
     backingFd = fs.openSync(backing, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY)
     const state = new FsState(new Guard(client, dir), backingFd)
     const files = new CryptFiles(client)
-    const sizeOf: SizeOf = async (real, st) => await files.plainSizeOf(real, st)
+    const sizeOf: SizeOf = (real, st) => files.plainSizeOf(real, st)
     const ops = { ...attrOps(state, sizeOf), ...dirOps(state), ...ioOps(state, files) }
     loadShim() // before fuse-native binds fuse_new
     const Fuse = require('fuse-native') as FuseClass // eslint-disable-line @typescript-eslint/no-var-requires

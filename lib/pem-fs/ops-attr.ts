@@ -11,7 +11,7 @@ const clamp = (n: number): number => Math.min(Math.max(0, Math.floor(n)), U32)
 export interface FuseStatfs { bsize: number, frsize: number, blocks: number, bfree: number, bavail: number, files: number, ffree: number, favail: number, fsid: number, flag: number, namemax: number }
 
 /** Size of a regular file as applications see it under its getattr decision (encrypted: plaintext size). */
-export type SizeOf = (real: string, st: fs.Stats, d: Decision) => Promise<number>
+export type SizeOf = (real: string, st: fs.Stats, d: Decision) => number
 
 export function attrOps (s: FsState, sizeOf: SizeOf): Record<string, unknown> {
   return {
@@ -20,7 +20,7 @@ export function attrOps (s: FsState, sizeOf: SizeOf): Record<string, unknown> {
         const d = await s.guard.allow(c, p, 'getattr')
         const real = s.real(p)
         const st = fs.lstatSync(real)
-        return toFuseStat(st, st.isFile() && !d.bypass ? await sizeOf(real, st, d) : st.size)
+        return toFuseStat(st, st.isFile() && !d.bypass ? sizeOf(real, st, d) : st.size)
       })
     },
     chmod (raw: string, mode: number, cb: Reply<void>) {
