@@ -6,6 +6,8 @@
 // processes (passthrough.js, the pemfs daemon, gocryptfs), and this process only spawns and parses.
 // Deviations from the issue's sizes (session budget): 256 MiB sequential (not 1 GiB), 2,000 small files (not 10,000);
 // the tar extract is not measured here (test/pem-fs/workloads.test.ts runs tar and fio --verify for correctness).
+// This machine's speed drifts by up to 2x within minutes, so the targets take turns: each round measures every
+// target once, test by test, and the median of three rounds is reported (one with --quick) (a ratio then compares neighbours in time).
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -56,26 +58,33 @@ async function dropCaches (): Promise<void> {
   if (r.code !== 0) throw new Error(`drop_caches: ${r.stderr}`)
 }
 
-async function measure (ctx: BenchContext, t: Target, res: Results): Promise<void> {
+type Samples = Record<string, Record<string, number[]>> // test -> target -> one value per round
+
+/** One round: every test on every target, targets in turn within each test. */
+async function round (ctx: BenchContext, targets: Target[], samples: Samples): Promise<void> {
   const size = ctx.quick ? '16M' : '256M'
-  const secs = ctx.quick ? 2 : 10
+  const secs = ctx.quick ? 2 : 5
   const files = ctx.quick ? 200 : 2000
-  const put = (test: string, v: number): void => { (res[test] ??= {})[t.name] = v; ctx.log(`${t.name}: ${test} = ${v.toFixed(1)}`) }
-  const w = await fio(t.dir, `--rw=write --bs=128k --size=${size} --end_fsync=1`, 600000)
-  put('seq write 128k', w.write.bw_bytes / 1e6)
-  await dropCaches()
-  const rd = await fio(t.dir, `--rw=read --bs=128k --size=${size}`, 600000)
-  put('seq read 128k', rd.read.bw_bytes / 1e6)
-  await dropCaches()
-  const rr = await fio(t.dir, `--rw=randread --bs=4k --size=${size} --direct=1 --time_based --runtime=${secs}`, secs * 1000 + 120000)
-  put('randread 4k direct', rr.read.iops)
-  const rw = await fio(t.dir, `--rw=randwrite --bs=4k --size=${size} --direct=1 --time_based --runtime=${secs}`, secs * 1000 + 120000)
-  put('randwrite 4k direct', rw.write.iops)
-  await sh(`rm -f '${path.join(t.dir, 'fio.dat')}'`, { timeoutMs: 60000 })
-  const s = await sh(`node '${SMALL}' '${t.dir}' ${files}`, { timeoutMs: 600000 })
-  if (s.code !== 0) throw new Error(`small files in ${t.dir}: ${s.stderr}`)
-  put(`create+stat+unlink ${files} files`, files / (JSON.parse(s.stdout).ms / 1000))
+  const put = (test: string, t: Target, v: number): void => { ((samples[test] ??= {})[t.name] ??= []).push(v); ctx.log(`${t.name}: ${test} = ${v.toFixed(1)}`) }
+  for (const t of targets) put('seq write 128k', t, (await fio(t.dir, `--rw=write --bs=128k --size=${size} --end_fsync=1`, 600000)).write.bw_bytes / 1e6)
+  for (const t of targets) {
+    await dropCaches()
+    put('seq read 128k', t, (await fio(t.dir, `--rw=read --bs=128k --size=${size}`, 600000)).read.bw_bytes / 1e6)
+  }
+  for (const t of targets) {
+    await dropCaches()
+    put('randread 4k direct', t, (await fio(t.dir, `--rw=randread --bs=4k --size=${size} --direct=1 --time_based --runtime=${secs}`, secs * 1000 + 120000)).read.iops)
+  }
+  for (const t of targets) put('randwrite 4k direct', t, (await fio(t.dir, `--rw=randwrite --bs=4k --size=${size} --direct=1 --time_based --runtime=${secs}`, secs * 1000 + 120000)).write.iops)
+  for (const t of targets) await sh(`rm -f '${path.join(t.dir, 'fio.dat')}'`, { timeoutMs: 60000 })
+  for (const t of targets) {
+    const s = await sh(`node '${SMALL}' '${t.dir}' ${files}`, { timeoutMs: 600000 })
+    if (s.code !== 0) throw new Error(`small files in ${t.dir}: ${s.stderr}`)
+    put(`create+stat+unlink ${files} files`, t, files / (JSON.parse(s.stdout).ms / 1000))
+  }
 }
+
+const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2 }
 
 const UNITS: Record<string, string> = { 'seq write 128k': 'MB/s', 'seq read 128k': 'MB/s', 'randread 4k direct': 'IOPS', 'randwrite 4k direct': 'IOPS' }
 
@@ -115,7 +124,16 @@ export async function run (ctx: BenchContext): Promise<void> {
       ctx.log(v.stdout.trim())
     }
     if (gcNote !== undefined) ctx.log(`MISSING baseline: ${gcNote}`)
-    for (const t of targets) await measure(ctx, t, res)
+    const rounds = ctx.quick ? 1 : 3
+    const samples: Samples = {}
+    for (let r = 1; r <= rounds; r++) {
+      ctx.log(`round ${r} of ${rounds}`)
+      await round(ctx, targets, samples)
+    }
+    for (const [test, byTarget] of Object.entries(samples)) {
+      res[test] = {}
+      for (const [name, xs] of Object.entries(byTarget)) res[test][name] = median(xs)
+    }
     for (const [test, byTarget] of Object.entries(res)) {
       const unit = UNITS[test] ?? 'files/s'
       const base = byTarget.gocryptfs ?? null
