@@ -4,7 +4,7 @@ import test from 'ava'
 import fc from 'fast-check'
 import { stringify } from 'yaml'
 import { decide, decideLinear, parsePolicyOrThrow } from '../../lib/policy'
-import type { DecideInput } from '../../lib/policy'
+import type { CompiledPolicy, DecideInput } from '../../lib/policy'
 import { ACTIONS, type Action } from '../../lib/wire/packets'
 
 const H1 = '11'.repeat(32)
@@ -84,18 +84,23 @@ const request: fc.Arbitrary<DecideInput> = fc.record({
   })
 })
 
-test('property: indexed decide equals the linear walk on random small policies', t => {
+/** Runs `check` on random small policies (up to 40 rules) and random requests; a failing case throws with its data. */
+function onRandomPolicies (numRuns: number, seed: number, check: (p: CompiledPolicy, q: DecideInput) => void): void {
   fc.assert(fc.property(
     fc.array(fc.tuple(rule, fc.integer({ min: 0, max: 2 })), { minLength: 0, maxLength: 40 }),
     fc.array(request, { minLength: 1, maxLength: 20 }),
     (rs, reqs) => {
       const p = parsePolicyOrThrow(policyText(rs.map(x => x[0]), rs.map(x => x[1])))
-      for (const q of reqs) {
-        const a = decide(p, q); const b = decideLinear(p, q)
-        if (JSON.stringify(a) !== JSON.stringify(b)) throw new Error(`${JSON.stringify(q)}\nindexed ${JSON.stringify(a)}\nlinear  ${JSON.stringify(b)}`)
-      }
+      for (const q of reqs) check(p, q)
     }
-  ), { numRuns: 100, seed: 20260127 })
+  ), { numRuns, seed })
+}
+
+test('property: indexed decide equals the linear walk on random small policies', t => {
+  onRandomPolicies(100, 20260127, (p, q) => {
+    const a = decide(p, q); const b = decideLinear(p, q)
+    if (JSON.stringify(a) !== JSON.stringify(b)) throw new Error(`${JSON.stringify(q)}\nindexed ${JSON.stringify(a)}\nlinear  ${JSON.stringify(b)}`)
+  })
   t.pass()
 })
 
@@ -155,24 +160,17 @@ const BELOW = ['/a', '/b', '/c', '/a/b', '/a/b/f.txt', '/a/z/x', '/x.txt', '/f.t
 
 test('property: every path under a decision\'s scope gets the same decision (random small policies)', t => {
   let widened = 0
-  fc.assert(fc.property(
-    fc.array(fc.tuple(rule, fc.integer({ min: 0, max: 2 })), { minLength: 0, maxLength: 40 }),
-    fc.array(request, { minLength: 1, maxLength: 20 }),
-    (rs, reqs) => {
-      const p = parsePolicyOrThrow(policyText(rs.map(x => x[0]), rs.map(x => x[1])))
-      for (const q of reqs) {
-        const d = decide(p, q)
-        if (d.scope === null) continue
-        widened++
-        const same = { ...d, scope: null }
-        for (const below of BELOW) {
-          const e = decideLinear(p, { ...q, path: d.scope + below })
-          if (JSON.stringify({ ...e, scope: null }) !== JSON.stringify(same)) {
-            throw new Error(`${JSON.stringify(q)} scope '${d.scope}'\nat ${q.path}: ${JSON.stringify(d)}\nat ${d.scope + below}: ${JSON.stringify(e)}`)
-          }
-        }
+  onRandomPolicies(150, 20261127, (p, q) => {
+    const d = decide(p, q)
+    if (d.scope === null) return
+    widened++
+    const same = JSON.stringify({ ...d, scope: null })
+    for (const below of BELOW) {
+      const e = decideLinear(p, { ...q, path: d.scope + below })
+      if (JSON.stringify({ ...e, scope: null }) !== same) {
+        throw new Error(`${JSON.stringify(q)} scope '${d.scope}'\nat ${q.path}: ${same}\nat ${d.scope + below}: ${JSON.stringify(e)}`)
       }
     }
-  ), { numRuns: 150, seed: 20261127 })
+  })
   t.true(widened > 100, `only ${widened} decisions had a scope: the property was hardly tried`)
 })
