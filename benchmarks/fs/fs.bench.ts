@@ -6,8 +6,10 @@
 // processes (passthrough.js, the pemfs daemon, gocryptfs), and this process only spawns and parses.
 // Deviations from the issue's sizes (session budget): 256 MiB sequential (not 1 GiB), 2,000 small files (not 10,000);
 // the tar extract is not measured here (test/pem-fs/workloads.test.ts runs tar and fio --verify for correctness).
-// This machine's speed drifts by up to 2x within minutes, so the targets take turns: each round measures every
-// target once, test by test, and the median of three rounds is reported (one with --quick) (a ratio then compares neighbours in time).
+// This machine's speed drifts by up to 2x within minutes, and its disk slows down after a burst of writes, so the
+// targets take turns: each round measures every target once, test by test, starting one target later than the round
+// before (no target is always the one after four others' writes), and the median of three rounds is reported (one
+// with --quick).
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -62,6 +64,7 @@ type Samples = Record<string, Record<string, number[]>> // test -> target -> one
 
 /** One round: every test on every target, targets in turn within each test. */
 async function round (ctx: BenchContext, targets: Target[], samples: Samples): Promise<void> {
+  ctx.log(`order: ${targets.map(t => t.name).join(', ')}`)
   const size = ctx.quick ? '16M' : '256M'
   const secs = ctx.quick ? 2 : 5
   const files = ctx.quick ? 200 : 2000
@@ -128,7 +131,7 @@ export async function run (ctx: BenchContext): Promise<void> {
     const samples: Samples = {}
     for (let r = 1; r <= rounds; r++) {
       ctx.log(`round ${r} of ${rounds}`)
-      await round(ctx, targets, samples)
+      await round(ctx, targets.map((_, i) => targets[(i + r - 1) % targets.length]), samples)
     }
     for (const [test, byTarget] of Object.entries(samples)) {
       res[test] = {}
