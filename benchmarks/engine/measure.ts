@@ -11,8 +11,8 @@ export const KIB = 1024
 export function sizeName (n: number): string { return n >= 1 << 20 ? `${n >> 20} MiB` : `${n >> 10} KiB` }
 
 /** Blocks of `block` bytes in batches of at least 1 MiB (one block when the block is bigger). */
-function batchOf (block: number): { lens: Uint32Array, input: Buffer, out: Buffer } {
-  const count = Math.max(1, Math.floor((1 << 20) / block))
+function batchOf (block: number, batchBytes = 1 << 20): { lens: Uint32Array, input: Buffer, out: Buffer } {
+  const count = Math.max(1, Math.floor(batchBytes / block))
   const lens = new Uint32Array(count).fill(block)
   return { lens, input: crypto.randomBytes(count * block), out: Buffer.alloc(sealedLength(lens)) }
 }
@@ -23,10 +23,10 @@ async function timed (ms: number, step: () => Promise<number> | number): Promise
 }
 
 /** Engine seal MB/s on the JS thread (sync batches): the single-thread figure. */
-export async function engineSealSync (cipher: AeadCipher, block: number, ms: number): Promise<number> {
+export async function engineSealSync (cipher: AeadCipher, block: number, ms: number, batchBytes?: number): Promise<number> {
   const engine = createEngine({ cipher })
   const key = generateKey()
-  const b = batchOf(block)
+  const b = batchOf(block, batchBytes)
   engine.sealBatchSync(key, b.input, b.lens, null, 0, b.out)
   return await timed(ms, () => engine.sealBatchSync(key, b.input, b.lens, null, 0, b.out) - b.lens.length * 28)
 }
@@ -36,10 +36,10 @@ export async function engineSealSync (cipher: AeadCipher, block: number, ms: num
  * under load. With only `threads` in flight each pool thread idles while its batch's completion goes through the JS
  * thread and the next one is queued (measured here: 2 in flight gave 1.4–1.7× one, 4 in flight 1.9×).
  */
-export async function engineSealParallel (cipher: AeadCipher, block: number, ms: number, threads = CRYPTO_THREADS): Promise<number> {
+export async function engineSealParallel (cipher: AeadCipher, block: number, ms: number, threads = CRYPTO_THREADS, batchBytes?: number): Promise<number> {
   const engine = createEngine({ cipher, threads: 1, syncBelowBytes: 0 })
   const key = generateKey()
-  const batches = Array.from({ length: 2 * threads }, () => batchOf(block))
+  const batches = Array.from({ length: 2 * threads }, () => batchOf(block, batchBytes))
   const t0 = process.hrtime.bigint()
   let bytes = 0
   await Promise.all(batches.map(async b => {
