@@ -116,7 +116,7 @@ function writeResults (results: Measurement[], run: RunInfo, charts: string[]): 
   const lines = [`\n### Run ${run.date} — commit ${run.commit}${run.quick ? ' (quick)' : ''}\n`,
     Object.entries(run.machine).map(([k, v]) => `- ${k}: ${v}`).join('\n'), '',
     '| area | measurement | value | unit | baseline | baseline value | ratio |', '|---|---|---|---|---|---|---|',
-    ...results.map(r => `| ${r.area} | ${r.name} | ${fmt(r.value)} | ${r.unit} | ${r.baseline ?? '-'} | ${r.baseline_value === null ? '-' : fmt(r.baseline_value)} | ${r.ratio ?? '-'} |`), '',
+    ...results.map(r => `| ${r.area} | ${r.name}${r.note === undefined ? '' : ` (${r.note})`} | ${fmt(r.value)} | ${r.unit} | ${r.baseline ?? '-'} | ${r.baseline_value === null ? '-' : fmt(r.baseline_value)} | ${r.ratio ?? '-'} |`), '',
     ...(charts.length === 0 ? [] : [`Charts: ${charts.map(f => `[${path.basename(f, '.svg')}](${path.relative(SOURCE_DIR, f)})`).join(', ')}`, ''])]
   if (!fs.existsSync(file)) fs.writeFileSync(file, '# Benchmark results\n\nOne section per run of `npm run bench -- --write`; ratios are value / baseline measured in the same run.\n')
   fs.appendFileSync(file, lines.join('\n'))
