@@ -50,7 +50,6 @@ export interface ClientOptions {
 /** A decision as decide() returns it; the data calls need one with a grant (apply_key permitted). */
 export type Decision = DecideReply & { server: string }
 
-/** Errors after which withGrant() decides again (on another server when this one was marked down) and retries. */
 /**
  * The parts as one buffer: a view when they lie back to back in one allocation (the records of a run of slots read
  * with one pread; the blocks of one aligned write), else a copy. Saves a copy and an allocation per batch.
@@ -68,6 +67,7 @@ function joined (parts: Uint8Array[], bytes: number): Buffer {
 
 /** New-file headers asked for at once (FileHeader count): one round trip serves this many new encrypted files. */
 const HEADER_BATCH = 16
+/** Errors after which withGrant() decides again (on another server when this one was marked down) and retries. */
 const REDECIDE = new Set(['PEM_ERR_UNREACHABLE', 'PEM_ERR_CLOSED', 'PEM_ERR_TIMEOUT', 'PEM_ERR_KEY_NOT_GRANTED', 'PEM_ERR_OVERLOAD'])
 
 export function splitAddr (addr: string): { host: string, port: number } {

@@ -58,7 +58,7 @@ export class Guard {
     const own = live(this.cache.get(who + path))
     if (own !== undefined || path === '/') return own
     for (let i = 0; i !== -1 && i < path.length; i = path.indexOf('/', i + 1)) {
-      const d = live(this.cache.get(`${who}${path.slice(0, i)}/*`))
+      const d = live(this.cache.get(`${who}\0${path.slice(0, i)}`))
       if (d !== undefined) return d
     }
     return undefined
@@ -70,9 +70,10 @@ export class Guard {
     try { d = await this.client.decide(req) } catch (err) { this.stats.failed++; throw err }
     if (d.ttl > 0) {
       if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value as string)
-      // A scope is only taken when it really is an ancestor of the path asked about.
+      // A scope is only taken when it really is an ancestor of the path asked about. Its key has a NUL, which no
+      // path can hold, so a file named '*' (or anything else) never reads as a scope.
       const wide = d.scope !== null && path.startsWith(d.scope + '/') && path.length > d.scope.length + 1
-      this.cache.set(wide ? `${who}${d.scope as string}/*` : who + path, { reply: d, until: Date.now() + d.ttl })
+      this.cache.set(wide ? `${who}\0${d.scope as string}` : who + path, { reply: d, until: Date.now() + d.ttl })
     }
     return d
   }
