@@ -1,6 +1,6 @@
 // Decisions: gather candidate rules from the guard's index, then match them in rule order. First terminal match wins;
 // `audit` rules are recorded and passed; no match is a deny by no rule. decideLinear walks every rule (reference).
-import { normalizePath, pathPrefixes, underDir } from './glob'
+import { normalizePath, pathPrefixes } from './glob'
 import { type Ip, maskV4, maskV6, parseIp, v6Key } from './net'
 import { canonicalGuard, matchHost, matchProcess, matchResource, matchUser } from './sets'
 import { actionBit } from './compile'
@@ -19,9 +19,10 @@ function denyByDefault (ttlMs: number, audit: string[], scope: string | null): D
  */
 export function decisionScope (ix: GuardIndex, path: string): string | null {
   if (path === '') return null
-  for (const l of ix.globDirs) if (underDir(path, l)) return null
+  const ancestors = pathPrefixes(path) // '/a', '/a/b', ..., path itself
+  if (ix.globDirs.has('')) return null
+  for (const a of ancestors) if (ix.globDirs.has(a)) return null // path is at or under a glob's literal directory
   if (!ix.scopeStops.has('')) return ''
-  const ancestors = pathPrefixes(path)
   for (let i = 0; i < ancestors.length - 1; i++) if (!ix.scopeStops.has(ancestors[i])) return ancestors[i]
   return null
 }

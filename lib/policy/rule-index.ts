@@ -117,12 +117,12 @@ export function buildGuardIndex (guard: string, rules: readonly CompiledRule[]):
   // Where a decision stops holding for a whole subtree: above any directory a resource names (its proper prefixes,
   // the root among them), and at or below a file glob's literal directory (names decide there).
   const scopeStops = new Set<string>()
-  const globDirs: string[] = []
+  const globDirs = new Set<string>()
   const stopAbove = (d: string): void => { if (d !== '') { scopeStops.add(''); for (const a of pathPrefixes(d).slice(0, -1)) scopeStops.add(a) } }
   for (const r of here) {
     for (const s of r.resources ?? []) {
       for (const d of s.dirs ?? []) stopAbove(d)
-      for (const g of s.files ?? []) { stopAbove(g.literalDir); globDirs.push(g.literalDir) }
+      for (const g of s.files ?? []) { stopAbove(g.literalDir); globDirs.add(g.literalDir) }
     }
   }
   return {
@@ -141,6 +141,6 @@ export function buildGuardIndex (guard: string, rules: readonly CompiledRule[]):
     net4: byLen(nets.net4),
     net6: byLen(nets.net6),
     scopeStops,
-    globDirs: [...new Set(globDirs)]
+    globDirs
   }
 }

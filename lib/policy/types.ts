@@ -68,7 +68,7 @@ export interface GuardIndex {
   // Decision scope (decide.ts decisionScope): directories that have a resource `dirs` entry or a file glob's literal
   // directory strictly below them, and the literal directories of file globs (below one, names decide).
   scopeStops: ReadonlySet<string>
-  globDirs: readonly string[]
+  globDirs: ReadonlySet<string>
 }
 
 export interface CompiledPolicy {
