@@ -1,4 +1,5 @@
 // Benchmark harness: the measurement record every area reports, and small timing helpers. Runner: benchmarks/run.ts.
+import fs from 'node:fs'
 import os from 'node:os'
 
 /** One measurement, as printed by `npm run bench -- --json` (one JSON object per line). */
@@ -44,6 +45,13 @@ export async function opsPerSecond (ms: number, fn: () => Promise<number> | numb
     elapsed = Number(process.hrtime.bigint() - start) / 1e6
   }
   return ops / (elapsed / 1000)
+}
+
+/** A process's resident memory now and at its peak (VmHWM), in MiB, from /proc/PID/status. */
+export function processMemory (pid: number): { rss: number, peak: number } {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8')
+  const kib = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN)
+  return { rss: kib('VmRSS') / 1024, peak: kib('VmHWM') / 1024 }
 }
 
 export function machineFacts (): Record<string, string> {

@@ -14,7 +14,7 @@ import { pack } from '../../lib/wire/frame'
 import { Op } from '../../lib/wire/opcodes'
 import type { DecideReply } from '../../lib/wire/packets'
 import { startSpd, stopAll, stopSpd } from '../../scripts/procs'
-import type { BenchContext, BenchFn } from '../harness'
+import { processMemory, type BenchContext, type BenchFn } from '../harness'
 import { alternate, type Send, type Series } from './drive'
 import { applyPolicy, enrollHosts, hitRequest, HIT_RULE, policyYaml, startMember, type Member } from './spd-setup'
 
@@ -35,12 +35,6 @@ async function startEcho (): Promise<EchoChild> {
 }
 
 /** VmRSS and VmHWM (peak) of a process, in MiB. */
-function memory (pid: number): { rss: number, peak: number } {
-  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8')
-  const kib = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN)
-  return { rss: kib('VmRSS') / 1024, peak: kib('VmHWM') / 1024 }
-}
-
 async function hostChannel (m: Member): Promise<Channel> {
   const server = readCluster(m.hostDir).servers[0]
   const [host, port] = server.addr.split(':')
@@ -121,7 +115,7 @@ export const run: BenchFn = async (ctx: BenchContext) => {
       starts.push(performance.now() - t)
     }
     const pid = big.spd.proc?.pid ?? 0
-    const atStart = memory(pid)
+    const atStart = processMemory(pid)
     ctx.log(`spd start with ${BIG} rules and ${hosts + 1} hosts, spawn to 'spd serving': ${starts.map(x => Math.round(x)).join(', ')} ms`)
     const worst = Math.max(...starts)
     ctx.report({ name: `spd start (${BIG} rules, ${hosts + 1} hosts), slowest of ${starts.length}`, value: Math.round(worst), unit: 'ms', baseline: 'budget (DESIGN §8)', baseline_value: START_BUDGET_MS, note: met(worst <= START_BUDGET_MS, '<= 1000 ms') })
@@ -145,7 +139,7 @@ export const run: BenchFn = async (ctx: BenchContext) => {
     reportDepth(ctx, 1, await alternate({ ...common, 'ClusterClient 10 rules': decideVia(ccSmall), [`ClusterClient ${BIG} rules`]: decideVia(ccBig) }, 1, rounds, roundMs))
     reportDepth(ctx, 32, await alternate(common, 32, rounds, roundMs))
 
-    const after = memory(pid)
+    const after = processMemory(pid)
     const rss = (name: string, value: number): void => ctx.report({ name, value: Math.round(value * 10) / 10, unit: 'MiB', baseline: 'budget (DESIGN §8)', baseline_value: RSS_BUDGET_MIB, note: met(value <= RSS_BUDGET_MIB, '<= 200 MiB') })
     rss(`spd RSS at start (${BIG} rules, ${hosts + 1} hosts)`, atStart.rss)
     rss('spd RSS after the depth-1 and depth-32 runs', after.rss)

@@ -14,7 +14,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import type { BenchContext } from '../harness'
+import { processMemory, type BenchContext } from '../harness'
 import { ROOT, stopAll, stopSpd } from '../../scripts/procs'
 import { clusterWithHost, isMounted, mount, sh, tempDir, unmountAll, type Cluster } from '../../test/helpers/mounts'
 
@@ -108,9 +108,12 @@ export async function run (ctx: BenchContext): Promise<void> {
   const res: Results = {}
   try {
     c = await clusterWithHost('fsbench', () => policy(bypass, crypt))
-    for (const d of [bypass, crypt]) {
+    const daemons: Array<{ name: string, pid: number, rssAtStart: number }> = []
+    for (const [name, d] of [['bypass', bypass], ['encrypted', crypt]]) {
       const r = await mount(c, d)
       if (r.code !== 0) throw new Error(`pemfs mount ${d}: ${r.stderr}`)
+      const pid = Number(JSON.parse(r.stdout).pid)
+      daemons.push({ name, pid, rssAtStart: processMemory(pid).rss })
     }
     pass = await startPassthrough(passMnt, passBack)
     const targets: Target[] = [{ name: 'plain', dir: plain }, { name: 'fuse passthrough', dir: passMnt }, { name: 'pemfs bypass', dir: bypass }, { name: 'pemfs encrypted', dir: crypt }]
@@ -129,6 +132,7 @@ export async function run (ctx: BenchContext): Promise<void> {
     }
     if (gcNote !== undefined) ctx.log(`MISSING baseline: ${gcNote}`)
     const rounds = ctx.quick ? 1 : 3
+    const RSS_BUDGET_MIB = 120 // DESIGN §8: pemfs steady-state RSS through the whole filesystem benchmark
     const samples: Samples = {}
     for (let r = 1; r <= rounds; r++) {
       ctx.log(`round ${r} of ${rounds}`)
@@ -151,6 +155,11 @@ export async function run (ctx: BenchContext): Promise<void> {
       for (const t of ['pemfs bypass', 'pemfs encrypted']) {
         ctx.report({ name: `${test} ${t} vs passthrough`, value: byTarget[t], unit, baseline: 'fuse passthrough', baseline_value: byTarget['fuse passthrough'], note: rounds3(test, t, 'fuse passthrough') })
       }
+    }
+    for (const dm of daemons) {
+      const m = processMemory(dm.pid)
+      ctx.report({ name: `pemfs daemon RSS after the benchmark (${dm.name} mount; ${dm.rssAtStart.toFixed(0)} MiB after mounting)`, value: Math.round(m.rss), unit: 'MiB', baseline: 'budget (DESIGN §8)', baseline_value: RSS_BUDGET_MIB })
+      ctx.report({ name: `pemfs daemon peak RSS (VmHWM, ${dm.name} mount)`, value: Math.round(m.peak), unit: 'MiB', baseline: 'budget (DESIGN §8)', baseline_value: RSS_BUDGET_MIB })
     }
   } finally {
     if (pass !== undefined && pass.exitCode === null) {
