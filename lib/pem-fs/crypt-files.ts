@@ -8,9 +8,14 @@ import { FILE_MAGIC, HEADER_MAX_BYTES, decodeHeader, plainSize, type FileHeader 
 
 const { O_RDWR, O_RDONLY, O_NOFOLLOW } = fs.constants
 
-/** What a backing file's first bytes say it is. A damaged header (magic present) throws PEM_ERR_BAD_HEADER. */
-function classify (head: Buffer, size: number): { kind: Kind, header: FileHeader | null, bytes: Buffer | null } {
+/**
+ * What the backing file open on `fd` (of `size` bytes) is, from its first bytes. A damaged header (magic present)
+ * throws PEM_ERR_BAD_HEADER.
+ */
+function classify (fd: number, size: number): { kind: Kind, header: FileHeader | null, bytes: Buffer | null } {
   if (size === 0) return { kind: 'empty', header: null, bytes: null }
+  const head = Buffer.alloc(Math.min(HEADER_MAX_BYTES, size))
+  fs.readSync(fd, head, 0, head.length, 0)
   if (head.length < FILE_MAGIC.length || !head.subarray(0, FILE_MAGIC.length).equals(FILE_MAGIC)) return { kind: 'plaintext', header: null, bytes: null }
   const header = decodeHeader(head)
   return { kind: 'encrypted', header, bytes: Buffer.from(head.subarray(0, header.headerBytes)) }
@@ -22,36 +27,28 @@ const HEADERS_KEPT = 10_000
 export class CryptFiles {
   private readonly files = new Map<string, CryptFile>()
   private readonly headers = new Map<string, FileHeader | null>() // null: plaintext or damaged (size as it is)
-  private readonly opening = new Map<string, Promise<CryptFile>>()
 
   constructor (private readonly client: ClusterClient) {}
 
-  /** The shared state of the file at `real` (a backing path); release() it when done. */
-  async acquire (real: string): Promise<CryptFile> {
+  /**
+   * The shared state of the file at `real` (a backing path); release() it when done. Synchronous (fs-state.ts), so
+   * two opens of one inode cannot both load it.
+   */
+  acquire (real: string): CryptFile {
     const st = fs.statSync(real)
     const id = `${st.dev}:${st.ino}`
-    let f = this.files.get(id)
-    if (f === undefined) {
-      let p = this.opening.get(id)
-      if (p === undefined) {
-        p = this.load(id, real).finally(() => this.opening.delete(id))
-        this.opening.set(id, p)
-      }
-      f = await p
-    }
+    const f = this.files.get(id) ?? this.load(id, real)
     f.refs++
     return f
   }
 
-  private async load (id: string, real: string): Promise<CryptFile> {
+  private load (id: string, real: string): CryptFile {
     let fd: number
     try { fd = fs.openSync(real, O_RDWR | O_NOFOLLOW) } catch { fd = fs.openSync(real, O_RDONLY | O_NOFOLLOW) }
     try {
-      const st = fs.fstatSync(fd)
-      const head = Buffer.alloc(Math.min(HEADER_MAX_BYTES, st.size))
-      fs.readSync(fd, head, 0, head.length, 0)
-      const c = classify(head, st.size)
-      const f = new CryptFile(id, fd, this.client, c.kind, c.header, c.bytes, st.size)
+      const size = fs.fstatSync(fd).size
+      const c = classify(fd, size)
+      const f = new CryptFile(id, fd, this.client, c.kind, c.header, c.bytes, size)
       this.files.set(id, f)
       return f
     } catch (err) {
@@ -94,9 +91,7 @@ export class CryptFiles {
     let fd: number | undefined
     try {
       fd = fs.openSync(real, O_RDONLY | O_NOFOLLOW)
-      const head = Buffer.alloc(Math.min(HEADER_MAX_BYTES, size))
-      fs.readSync(fd, head, 0, head.length, 0)
-      return classify(head, size).header
+      return classify(fd, size).header
     } catch {
       return null
     } finally { if (fd !== undefined) fs.closeSync(fd) }

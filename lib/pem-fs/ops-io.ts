@@ -67,7 +67,7 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
     s.addHandle({ fd, path: p, caller, attrs, decisions: new Map(ds), crypt })
   /** The inode's shared state. Plaintext left from before opens (reads serve it as it is, writes get EROFS). */
   const cryptOf = async (p: string, flags: number, ds: Decision[]): Promise<CryptFile> => {
-    const f = await files.acquire(s.real(p))
+    const f = files.acquire(s.real(p))
     try {
       if ((flags & O_TRUNC) !== 0) await f.truncate(given(ds[ds.length - 1]), s.real(p), 0)
       if (f.kind === 'plaintext') f.noteLegacy(s.real(p))
@@ -100,7 +100,7 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
         let crypt: CryptFile | null = null
         if (!d.bypass) {
           try {
-            crypt = await files.acquire(s.real(p))
+            crypt = files.acquire(s.real(p))
             await crypt.create(given(d), s.real(p))
           } catch (err) {
             if (crypt !== null) files.release(crypt)
@@ -177,7 +177,7 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
         const attrs = s.guard.attrs(c)
         const d = await s.guard.allow(c, p, 'truncate', attrs)
         if (d.bypass) { fs.truncateSync(s.real(p), size); return }
-        const f = await files.acquire(s.real(p))
+        const f = files.acquire(s.real(p))
         // A short-lived handle, so that a lost grant is decided again like any handle's.
         const h: Handle = { fd: f.fd, path: p, caller: c, attrs, decisions: new Map([['truncate', d]]), crypt: f }
         try { await f.truncate(granted(h, 'truncate'), s.real(p), size) } finally { files.release(f) }
