@@ -234,13 +234,14 @@ export class ClusterClient {
    * and policy version without a round trip (a key rotation is a new version), each exactly once.
    */
   async newHeader (d: Decision, blockBytes?: number): Promise<{ bytes: Buffer, header: FileHeader }> {
+    // Spares are kept only for the version this host is on: a decision of an older one asks for its header alone.
+    const pooled = blockBytes === undefined && d.pv === this.pv
     const spareKey = `${d.server}|${d.pv}|${d.key ?? ''}|${d.compression}`
-    let bytes = blockBytes === undefined && d.pv === this.pv ? this.spareHeaders.get(spareKey)?.pop() : undefined
+    let bytes = pooled ? this.spareHeaders.get(spareKey)?.pop() : undefined
     if (bytes === undefined) {
-      const count = blockBytes === undefined ? HEADER_BATCH : 1
-      const r = await this.dataRequest(d, Op.FileHeader, { grant: grantOf(d), blockBytes, count }) as FileHeaderReply
+      const r = await this.dataRequest(d, Op.FileHeader, { grant: grantOf(d), blockBytes, count: pooled ? HEADER_BATCH : 1 }) as FileHeaderReply
       bytes = r.header
-      if (r.more !== undefined && r.more.length > 0) {
+      if (pooled && r.more !== undefined && r.more.length > 0) {
         for (const k of this.spareHeaders.keys()) if (k.split('|')[1] !== String(d.pv)) this.spareHeaders.delete(k)
         this.spareHeaders.set(spareKey, [...(this.spareHeaders.get(spareKey) ?? []), ...r.more])
       }
