@@ -29,6 +29,12 @@ export function ratio (value: number, baseline: number | null): number | null {
   return baseline === null || baseline === 0 ? null : Math.round((value / baseline) * 1000) / 1000
 }
 
+/** The middle value of `xs` (the upper middle of an even count); NaN for none. */
+export function median (xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length === 0 ? NaN : s[Math.floor(s.length / 2)]
+}
+
 export function percentile (sorted: ArrayLike<number>, p: number): number {
   if (sorted.length === 0) return NaN
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))

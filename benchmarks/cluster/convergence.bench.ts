@@ -10,7 +10,7 @@ import { MemoryHwmStore } from '../../lib/server/cluster/sequence'
 import { MockNetwork } from '../../lib/server/cluster/transport-mock'
 import { emptyState, type ConfigState } from '../../lib/server/state'
 import { ClusterMsgType, splitClusterMsg } from '../../lib/wire/cluster-msg'
-import type { BenchContext } from '../harness'
+import { median, type BenchContext } from '../harness'
 
 const INTERVAL = 1000
 
@@ -49,7 +49,7 @@ function verifyMicros (net: MockNetwork, ids: Identity[], clusterId: Buffer): nu
     const c = process.cpuUsage(c0)
     runs.push((c.user + c.system) / 500)
   }
-  return runs.sort((a, b) => a - b)[2]
+  return median(runs)
 }
 
 export async function run (ctx: BenchContext): Promise<void> {

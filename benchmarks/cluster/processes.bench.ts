@@ -7,7 +7,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { admin, allInstalled, startCluster, type Member } from '../../scripts/cluster'
 import { stopAll, stopSpd, writeFile } from '../../scripts/procs'
-import type { BenchContext } from '../harness'
+import { median, type BenchContext } from '../harness'
 
 const INTERVAL_MS = 1000
 const TICKS = 100 // USER_HZ: clock ticks per second in /proc/<pid>/stat on Linux
@@ -17,7 +17,6 @@ function cpuSeconds (pid: number): number {
   return (Number(f[11]) + Number(f[12])) / TICKS // utime + stime
 }
 
-function median (xs: number[]): number { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] }
 
 const policy = (i: number): string => `format: 1\nguards:\n  /srv/bench:\n    rules:\n      - id: r${i}\n        effect: permit\n`
 

@@ -14,7 +14,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import { processMemory, type BenchContext } from '../harness'
+import { median, processMemory, type BenchContext } from '../harness'
 import { ROOT, stopAll, stopSpd } from '../../scripts/procs'
 import { clusterWithHost, isMounted, mount, sh, tempDir, unmountAll, type Cluster } from '../../test/helpers/mounts'
 
@@ -87,8 +87,6 @@ async function round (ctx: BenchContext, targets: Target[], samples: Samples): P
     put(`create+stat+unlink ${files} files`, t, files / (JSON.parse(s.stdout).ms / 1000))
   }
 }
-
-const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2 }
 
 const UNITS: Record<string, string> = { 'seq write 128k': 'MB/s', 'seq read 128k': 'MB/s', 'randread 4k direct': 'IOPS', 'randwrite 4k direct': 'IOPS' }
 

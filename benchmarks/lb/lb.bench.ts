@@ -5,7 +5,7 @@
 // server that rejected for overload N ms instead of the client's overloadBackoffMs (selection.ts OVERLOAD_BACKOFF_MS).
 import { simulate, STUDY, type SimConfig, type SimResult } from './sim'
 import type { SelectionName } from '../../lib/pem-fs/selection'
-import type { BenchContext } from '../harness'
+import { median, type BenchContext } from '../harness'
 
 const STRATEGIES: SelectionName[] = ['round-robin', 'least-load', 'default']
 const SCENARIOS = [
@@ -18,7 +18,7 @@ interface Pooled { requests: number, served: number, attempts: number, rejected:
 
 function pool (runs: SimResult[]): Pooled {
   const sum = (f: (r: SimResult) => number): number => runs.reduce((a, r) => a + f(r), 0)
-  const mid = (f: (r: SimResult) => number): number => { const v = runs.map(f).sort((a, b) => a - b); return v[Math.floor(v.length / 2)] }
+  const mid = (f: (r: SimResult) => number): number => median(runs.map(f))
   return {
     requests: sum(r => r.requests), served: sum(r => r.served), attempts: sum(r => r.attempts), rejected: sum(r => r.rejected), timedOut: sum(r => r.timedOut),
     p50: mid(r => r.p50), p99: mid(r => r.p99), p99AfterSlow: mid(r => r.p99AfterSlow), cv: mid(r => r.utilisationCv)
