@@ -9,8 +9,8 @@ import type { DecideBody } from '../../lib/wire/packets'
 const LOAD = { total: 0, cpu: 0, nic: 0, crypto: 0 }
 const caller = { uid: 1000, gid: 1000, pid: 0 }
 
-/** A client that answers every decide() with `reply(path)` and records what it was asked. */
-function standIn (reply: (path: string) => Partial<Decision>): { client: ClusterClient, asked: string[] } {
+/** A guard over a client that answers every decide() with `reply(path)` and records what it was asked. */
+function standIn (reply: (path: string) => Partial<Decision>): { g: Guard, client: ClusterClient, asked: string[] } {
   const asked: string[] = []
   const client = {
     pv: 7,
@@ -20,12 +20,11 @@ function standIn (reply: (path: string) => Partial<Decision>): { client: Cluster
       return { ok: true, reason: 0, rule: 'r', load: LOAD, weight: 10, pv: client.pv, bypass: true, ttl: 60_000, key: null, compression: 'none', grant: null, scope: null, server: 's1', ...reply(req.path) }
     }
   }
-  return { client: client as unknown as ClusterClient, asked }
+  return { g: new Guard(client as unknown as ClusterClient, '/g'), client: client as unknown as ClusterClient, asked }
 }
 
 test('a scope covers every path under it, once per action', async t => {
-  const { client, asked } = standIn(p => ({ scope: p.startsWith('/dir/') ? '/dir' : null }))
-  const g = new Guard(client, '/g')
+  const { g, asked } = standIn(p => ({ scope: p.startsWith('/dir/') ? '/dir' : null }))
   for (const p of ['/dir/a', '/dir/b', '/dir/sub/c']) await g.allow(caller, p, 'getattr')
   t.deepEqual(asked, ['/dir/a'])
   await g.allow(caller, '/dir/a', 'delete')
@@ -35,24 +34,21 @@ test('a scope covers every path under it, once per action', async t => {
 })
 
 test('a file named * is decided for itself, never read as its directory\'s scope', async t => {
-  const { client, asked } = standIn(p => p === '/dir/*' ? { ok: true, rule: 'star' } : { ok: false, rule: 'deny', reason: 40 })
-  const g = new Guard(client, '/g')
+  const { g, asked } = standIn(p => p === '/dir/*' ? { ok: true, rule: 'star' } : { ok: false, rule: 'deny', reason: 40 })
   t.is((await g.allow(caller, '/dir/*', 'read')).rule, 'star')
   await t.throwsAsync(g.allow(caller, '/dir/x', 'read'), { code: 'PEM_ERR_POLICY_DENY' })
   t.deepEqual(asked, ['/dir/*', '/dir/x'])
 })
 
 test('a scope that is not an ancestor of the path asked about is not taken', async t => {
-  const { client, asked } = standIn(() => ({ scope: '/elsewhere' }))
-  const g = new Guard(client, '/g')
+  const { g, asked } = standIn(() => ({ scope: '/elsewhere' }))
   await g.allow(caller, '/dir/a', 'read')
   await g.allow(caller, '/elsewhere/b', 'read')
   t.deepEqual(asked, ['/dir/a', '/elsewhere/b'])
 })
 
 test('a new policy version and a fresh request ask again', async t => {
-  const { client, asked } = standIn(() => ({ scope: '' }))
-  const g = new Guard(client, '/g')
+  const { g, client, asked } = standIn(() => ({ scope: '' }))
   await g.allow(caller, '/a', 'read')
   await g.allow(caller, '/b/c', 'read')
   t.deepEqual(asked, ['/a'], 'the root scope covers the whole guard point')
