@@ -141,17 +141,17 @@ export async function run (ctx: BenchContext): Promise<void> {
       for (const [name, xs] of Object.entries(byTarget)) res[test][name] = median(xs)
     }
     const spread = (test: string, name: string): string => (samples[test]?.[name] ?? []).map(v => v.toPrecision(3)).join('/')
-    const rounds3 = (test: string, a: string, b: string): string | undefined => rounds > 1 ? `rounds ${spread(test, a)} vs ${spread(test, b)}` : undefined
+    const roundsNote = (test: string, a: string, b: string): string | undefined => rounds > 1 ? `rounds ${spread(test, a)} vs ${spread(test, b)}` : undefined
     for (const [test, byTarget] of Object.entries(res)) {
       const unit = UNITS[test] ?? 'files/s'
       const base = byTarget.gocryptfs ?? null
       for (const t of targets) {
         if (t.name === 'gocryptfs') continue
-        ctx.report({ name: `${test} ${t.name}`, value: byTarget[t.name], unit, baseline: base === null ? null : 'gocryptfs', baseline_value: base, note: gcNote ?? rounds3(test, t.name, 'gocryptfs') })
+        ctx.report({ name: `${test} ${t.name}`, value: byTarget[t.name], unit, baseline: base === null ? null : 'gocryptfs', baseline_value: base, note: gcNote ?? roundsNote(test, t.name, 'gocryptfs') })
       }
       if (base !== null) ctx.report({ name: `${test} gocryptfs`, value: base, unit, baseline: 'plain dir', baseline_value: byTarget.plain })
       for (const t of ['pemfs bypass', 'pemfs encrypted']) {
-        ctx.report({ name: `${test} ${t} vs passthrough`, value: byTarget[t], unit, baseline: 'fuse passthrough', baseline_value: byTarget['fuse passthrough'], note: rounds3(test, t, 'fuse passthrough') })
+        ctx.report({ name: `${test} ${t} vs passthrough`, value: byTarget[t], unit, baseline: 'fuse passthrough', baseline_value: byTarget['fuse passthrough'], note: roundsNote(test, t, 'fuse passthrough') })
       }
     }
     for (const dm of daemons) {
