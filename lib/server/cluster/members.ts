@@ -46,6 +46,7 @@ export class MemberTable {
   private sorted: MemberView[] | null = null
   private activeList: MemberView[] | null = null
   private activeIdList: string[] | null = null
+  private addrIndex: Map<string, string> | null = null // cluster address -> active member id (activeAt)
 
   /** Every distinct key, removed ones included, sorted by id (deterministic). Computed once; the table is immutable. */
   all (): MemberView[] {
@@ -58,8 +59,6 @@ export class MemberTable {
     this.activeList ??= this.all().filter(m => !m.removed)
     return this.activeList
   }
-
-  private addrIndex: Map<string, string> | null = null
 
   /** Id of the active member at a cluster address (the transport routes by address, once per packet). */
   activeAt (addr: string): string | undefined {
