@@ -8,6 +8,7 @@
 import fs from 'node:fs'
 import type { ClusterClient, Decision } from './client'
 import { RwLock } from './rw-lock'
+import { BufferPool } from '../channel/buffer-pool'
 import { PemError } from '../wire/errors'
 import { LIMITS } from '../wire/packets'
 import { blockRange, cipherSize, parseSlot, plainSize, recordOffset, slotOffset, type FileHeader } from '../wire/file-format'
@@ -27,16 +28,10 @@ export const WRITE_BEHIND_BYTES = 2 * 1024 * 1024
 export const SEALS_IN_FLIGHT = 2
 export const SEAL_BATCH_BYTES = 512 * 1024
 
-// Two pools of scratch buffers: a FUSE request's 128 KiB (and its slots), and a readahead chunk's slots (128 × 4136).
-const POOLS = [{ bytes: 160 * 1024, max: 32, free: [] as Buffer[] }, { bytes: 544 * 1024, max: 8, free: [] as Buffer[] }]
-const take = (n: number): Buffer => {
-  const p = POOLS.find(x => n <= x.bytes)
-  return p === undefined ? Buffer.allocUnsafe(n) : (p.free.pop() ?? Buffer.allocUnsafeSlow(p.bytes)).subarray(0, n)
-}
-const give = (b: Buffer): void => {
-  const p = POOLS.find(x => x.bytes === b.buffer.byteLength)
-  if (p !== undefined && b.byteOffset === 0 && p.free.length < p.max) p.free.push(Buffer.from(b.buffer, 0, p.bytes))
-}
+// Scratch buffers (a write's copy, patched blocks, the slots a read covers) come from one pool per daemon.
+const pool = new BufferPool({ maxBytes: 8 * 1024 * 1024 })
+const take = (n: number): Buffer => pool.take(n)
+const give = (b: Buffer): void => { pool.give(b) }
 
 async function pread (fd: number, buf: Buffer, pos: number): Promise<number> {
   let got = 0

@@ -4,13 +4,13 @@
 import {
   createEngine, deriveFileKey, importKey, type AeadCipher, type CryptoEngine, type KeyHandle
 } from '../native/crypto-engine'
+import { BufferPool } from '../channel/buffer-pool'
 import { PemError } from '../wire/errors'
 import type { FileCipher } from '../wire/file-format'
 import { GrantTable } from './grants'
 import type { KeyVersion } from './state'
 
 export const FILE_KEYS_MAX = 4096
-const POOL_PER_SIZE = 16
 /**
  * Data batches below this many bytes are sealed/opened on the event loop: a FUSE request's batch (128 KiB of blocks)
  * costs less CPU there than queued to the thread pool and split over threads (benchmarks/data: per-request CPU).
@@ -36,23 +36,6 @@ class HandleLru {
 
   get size (): number { return this.map.size }
   clear (): void { for (const h of this.map.values()) h.destroy(); this.map.clear() }
-}
-
-/** Scratch buffers in power-of-two sizes, reused across batches (never handed to the channel). */
-export class BufferPool {
-  private readonly free = new Map<number, Buffer[]>()
-  take (bytes: number): Buffer {
-    const size = 2 ** Math.max(12, Math.ceil(Math.log2(Math.max(1, bytes))))
-    const b = this.free.get(size)?.pop() ?? Buffer.allocUnsafeSlow(size)
-    return b.subarray(0, bytes)
-  }
-
-  give (b: Buffer): void {
-    const whole = Buffer.from(b.buffer, b.byteOffset, b.buffer.byteLength - b.byteOffset)
-    const list = this.free.get(whole.length) ?? []
-    if (list.length < POOL_PER_SIZE) list.push(whole)
-    this.free.set(whole.length, list)
-  }
 }
 
 export interface CryptoConfig { provider: string, cipher: AeadCipher }
