@@ -21,6 +21,8 @@ export function runFiles (configDir: string, dir: string): RunFiles {
 /** What `pemfs status` prints: the mount and the client's server table. */
 export function statusOf (m: Mounted): Record<string, unknown> {
   const now = Date.now()
+  const mem = process.memoryUsage()
+  const mib = (n: number): number => Math.round(n / 1048576 * 10) / 10
   return {
     dir: m.dir,
     backing: m.backing,
@@ -28,6 +30,9 @@ export function statusOf (m: Mounted): Record<string, unknown> {
     pv: m.client.pv,
     selection: m.client.selection,
     handles: m.state.handles.size,
+    rssMiB: mib(mem.rss),
+    heapMiB: mib(mem.heapUsed),
+    buffersMiB: mib(mem.arrayBuffers),
     ...m.state.counts,
     ...m.state.guard.stats,
     servers: m.client.servers.map(s => ({
@@ -70,9 +75,17 @@ export async function readControl (file: string, timeoutMs = 3000): Promise<Reco
  * Starts `node <cli> mount ... --foreground` detached, with fd 3 as its readiness pipe; resolves once the child says
  * it serves, rejects with the child's own error line otherwise.
  */
+/**
+ * Node flags of the mount daemon (bin/pemfs.js's shebang names them too, for `--foreground` runs). A young generation
+ * of 1 MiB per semi-space (Node's default grows to 16 MiB) is swept every few hundred requests, so the data path's
+ * short-lived buffers (TLS chunks, frames) are freed within milliseconds instead of waiting for a full GC: peak RSS of
+ * the encrypted mount through sequential, random and small-file work 136 → 104 MiB, throughput unchanged (docs/PEMFS.md).
+ */
+export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=1']
+
 export async function startDaemon (cli: string, args: string[], logFile: string, timeoutMs = 20000): Promise<number> {
   const log = fs.openSync(logFile, 'a', 0o600)
-  const child = spawn(process.execPath, [cli, ...args], { detached: true, stdio: ['ignore', log, log, 'pipe'], env: { ...process.env, PEMFS_READY_FD: '3' } })
+  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, cli, ...args], { detached: true, stdio: ['ignore', log, log, 'pipe'], env: { ...process.env, PEMFS_READY_FD: '3' } })
   fs.closeSync(log)
   const ready = child.stdio[3] as NodeJS.ReadableStream
   return await new Promise((resolve, reject) => {

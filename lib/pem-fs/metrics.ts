@@ -1,5 +1,5 @@
 // Prometheus metrics of a pemfs mount (prom-client text format), built from the same status object `pemfs status`
-// shows: operation counters, decisions and denials, and the server table (state, load, latency, requests, rejections).
+// shows: operation counters, decisions and denials, the daemon's memory, and the server table (state, load, latency, requests, rejections).
 // Written to a file for node_exporter's textfile collector (`pemfs mount --metrics-file`) or printed by
 // `pemfs status --prometheus`.
 import fs from 'node:fs'
@@ -23,6 +23,7 @@ export async function pemfsMetricsText (status: Record<string, unknown>): Promis
   }
   gauge('pemfs_policy_version', 'newest configuration version this mount has seen').set({ guard }, Number(status.pv ?? 0))
   gauge('pemfs_open_handles', 'open file handles').set({ guard }, Number(status.handles ?? 0))
+  if (typeof status.rssMiB === 'number') gauge('pemfs_resident_memory_bytes', 'resident memory of the mount daemon').set({ guard }, status.rssMiB * 1048576)
   const up = gauge('pemfs_server_up', '1 when the server is up for this host', ['server'])
   const load = gauge('pemfs_server_load', 'last load the server reported (1.0 = full)', ['server'])
   const latency = gauge('pemfs_server_latency_seconds', 'round-trip time EWMA', ['server'])
