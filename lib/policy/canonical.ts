@@ -1,7 +1,7 @@
 // Canonical form of a policy document (JSON, map keys sorted, list order kept, comments and layout gone) and its digest.
 // Two texts with the same canonical form are the same policy; spd may use the digest to tell versions apart.
+import crypto from 'node:crypto'
 import { parseSource } from './source'
-import { sha256Hex } from './sha256'
 import type { PolicyError } from './types'
 
 function sortKeys (v: unknown): unknown {
@@ -19,6 +19,11 @@ export function canonicalJson (data: unknown): string {
   return JSON.stringify(sortKeys(data))
 }
 
+/** The digest of a canonical text: lower-case hex SHA-256 of its UTF-8 bytes. */
+export function digestOf (canonical: string): string {
+  return crypto.createHash('sha256').update(canonical, 'utf8').digest('hex')
+}
+
 /**
  * Digest of a policy text's canonical form (lower-case hex SHA-256). It only needs well-formed YAML: call
  * parsePolicy first when the policy must also be valid (a valid policy's `digest` is the same value).
@@ -27,5 +32,5 @@ export function policyDigest (text: string): { ok: true, digest: string, canonic
   const src = parseSource(text, 'policy.yaml')
   if (!src.ok) return src
   const canonical = canonicalJson(src.data)
-  return { ok: true, digest: sha256Hex(canonical), canonical }
+  return { ok: true, digest: digestOf(canonical), canonical }
 }

@@ -1,5 +1,6 @@
 // Policy engine API: parse/validate a YAML policy, decide requests through its index, describe and diff policies.
-// Pure: imports only lib/wire, `yaml` and `ajv`. Language: docs/POLICY.md.
+// Pure computation: imports only lib/wire, node:crypto, `yaml` and `ajv` (loading its precompiled schema validators,
+// validator.ts). Language: docs/POLICY.md.
 export { parsePolicy, parsePolicyOrThrow, PolicyRejected } from './parse'
 export { decide, decideLinear } from './decide'
 export { policyDigest, canonicalJson } from './canonical'

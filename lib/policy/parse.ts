@@ -2,15 +2,19 @@
 // A policy with any error is refused as a whole. parsePolicyOrThrow is the same, throwing PEM_ERR_BAD_POLICY.
 import { PemError } from '../wire/errors'
 import { compileDocument } from './compile'
-import { canonicalJson } from './canonical'
+import { canonicalJson, digestOf } from './canonical'
 import { buildGuardIndex } from './rule-index'
 import { checkShape } from './schema'
-import { sha256Hex } from './sha256'
 import { formatPolicyError, parseSource, Problems } from './source'
 import type { CompiledPolicy, GuardIndex, ParseResult, PolicyDocument, PolicyError } from './types'
 
-export function parsePolicy (text: string, fileName = 'policy.yaml'): ParseResult {
-  const src = parseSource(text, fileName, canonicalJson)
+export interface ParseOptions {
+  /** The text is spd's own stored canonical policy (authenticated store): its canonical form is not re-checked. */
+  stored?: boolean
+}
+
+export function parsePolicy (text: string, fileName = 'policy.yaml', opts: ParseOptions = {}): ParseResult {
+  const src = parseSource(text, fileName, opts.stored === true ? 'stored' : canonicalJson)
   if (!src.ok) return src
   const problems = new Problems(src.source)
   if (!checkShape(src.data, problems)) return { ok: false, errors: problems.sorted() }
@@ -22,7 +26,7 @@ export function parsePolicy (text: string, fileName = 'policy.yaml'): ParseResul
   const canonical = src.canonical ?? canonicalJson(data)
   return {
     ok: true,
-    policy: { format: 1, digest: sha256Hex(canonical), canonical, data, ttlMs: c.ttlMs, keys: c.keys, guards, rules: c.rules }
+    policy: { format: 1, digest: digestOf(canonical), canonical, data, ttlMs: c.ttlMs, keys: c.keys, guards, rules: c.rules }
   }
 }
 
@@ -35,8 +39,8 @@ export class PolicyRejected extends PemError {
   }
 }
 
-export function parsePolicyOrThrow (text: string, fileName = 'policy.yaml'): CompiledPolicy {
-  const r = parsePolicy(text, fileName)
+export function parsePolicyOrThrow (text: string, fileName = 'policy.yaml', opts: ParseOptions = {}): CompiledPolicy {
+  const r = parsePolicy(text, fileName, opts)
   if (!r.ok) throw new PolicyRejected(r.errors)
   return r.policy
 }

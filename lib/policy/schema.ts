@@ -1,8 +1,9 @@
-// JSON Schema (ajv) of the policy document's shape, and ajv errors turned into located policy errors.
+// JSON Schema (ajv, precompiled: validator.ts) of the policy document's shape, and ajv errors turned into located policy errors.
 // The schema checks structure and types only; compile.ts checks contents (names, references, CIDRs, globs...).
-import Ajv, { type ErrorObject } from 'ajv'
+import type { ErrorObject } from 'ajv'
 import { COMPRESSIONS } from '../wire/packets'
 import type { PathSeg, Problems } from './source'
+import { validatorFor, type ValidatorSpec } from './validator'
 
 const str = { type: 'string', minLength: 1, maxLength: 4096 }
 const strList = { type: 'array', minItems: 1, items: str }
@@ -87,8 +88,8 @@ export const POLICY_SCHEMA = {
   }
 } as const
 
-const ajv = new Ajv({ allErrors: true, allowUnionTypes: true, strict: true })
-const validate = ajv.compile(POLICY_SCHEMA)
+export const POLICY_VALIDATOR: ValidatorSpec = { name: 'policy', schema: POLICY_SCHEMA, options: { allErrors: true, allowUnionTypes: true, strict: true } }
+const validate = validatorFor(POLICY_VALIDATOR)
 
 function pointerToPath (pointer: string, data: unknown): PathSeg[] {
   if (pointer === '') return []

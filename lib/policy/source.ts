@@ -1,8 +1,11 @@
 // YAML source of a policy: parse with positions, find the line of a field path, format located errors.
-import { Document, LineCounter, isMap, isScalar, isSeq, parseDocument } from 'yaml'
+import type { Document, LineCounter } from 'yaml'
 import type { PolicyError } from './types'
 
 export type PathSeg = string | number
+
+/** The yaml module, loaded on first use: spd reads its stored policy as JSON and never needs it to start (~35 ms). */
+const yaml = (): typeof import('yaml') => require('yaml')
 
 /** Largest policy text accepted (a 10,000-rule policy is about 2 MiB). */
 export const MAX_POLICY_BYTES = 32 * 1024 * 1024
@@ -18,6 +21,7 @@ export class Source {
   get lines (): LineCounter { return this.load().lines }
   private load (): { doc: Document.Parsed, lines: LineCounter } {
     if (this.parsed === null) {
+      const { LineCounter, parseDocument } = yaml()
       const lines = new LineCounter()
       this.parsed = { doc: parseDocument(this.text, { lineCounter: lines, prettyErrors: false }), lines }
     }
@@ -30,19 +34,22 @@ export type SourceResult = { ok: true, source: Source, data: unknown, canonical?
 
 /**
  * The document's data and its Source. Fast path: a text that is exactly its own canonical JSON (what spd stores,
- * see canonical.ts) is read with JSON.parse — the yaml parser needs seconds for a 10,000-rule document. Any other
- * text (including JSON with duplicate keys or layout) takes the YAML path, which reports syntax errors by line.
+ * see canonical.ts) is read with JSON.parse — the yaml parser needs seconds for a 10,000-rule document. `canonical`
+ * re-serializes the data to prove that; 'stored' skips the proof for spd's own stored text (it was canonical when it
+ * was stored, and the store is authenticated: lib/server/store.ts). Any other text (including JSON with duplicate
+ * keys or layout) takes the YAML path, which reports syntax errors by line.
  */
-export function parseSource (text: string, file: string, canonicalJson?: (v: unknown) => string): SourceResult {
+export function parseSource (text: string, file: string, canonical?: ((v: unknown) => string) | 'stored'): SourceResult {
   if (text.length > MAX_POLICY_BYTES) {
     return { ok: false, errors: [{ file, line: 1, column: 1, path: '', message: `policy is larger than ${MAX_POLICY_BYTES} bytes` }] }
   }
-  if (canonicalJson !== undefined && text.startsWith('{"')) {
+  if (canonical !== undefined && text.startsWith('{"')) {
     try {
       const data: unknown = JSON.parse(text)
-      if (canonicalJson(data) === text) return { ok: true, source: new Source(file, text), data, canonical: text }
+      if (canonical === 'stored' || canonical(data) === text) return { ok: true, source: new Source(file, text), data, canonical: text }
     } catch {}
   }
+  const { LineCounter, parseDocument } = yaml()
   const lines = new LineCounter()
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, strict: true })
   if (doc.errors.length > 0) {
@@ -65,7 +72,7 @@ export function parseSource (text: string, file: string, canonicalJson?: (v: unk
 }
 
 function keyText (k: unknown): string | undefined {
-  if (isScalar(k)) return String(k.value)
+  if (yaml().isScalar(k)) return String(k.value)
   return typeof k === 'string' ? k : undefined
 }
 
@@ -74,13 +81,13 @@ export function locate (src: Source, path: readonly PathSeg[]): { line: number, 
   let node: unknown = src.doc.contents
   let offset = (node as { range?: [number, number, number] } | null)?.range?.[0] ?? 0
   for (const seg of path) {
-    if (isMap(node)) {
+    if (yaml().isMap(node)) {
       const pair = node.items.find(p => keyText(p.key) === String(seg))
       if (pair === undefined) break
       const kr = (pair.key as { range?: [number, number, number] } | null)?.range
       if (kr !== undefined) offset = kr[0]
       node = pair.value
-    } else if (isSeq(node) && typeof seg === 'number') {
+    } else if (yaml().isSeq(node) && typeof seg === 'number') {
       const item = node.items[seg] as { range?: [number, number, number] } | undefined
       if (item === undefined) break
       if (item.range !== undefined) offset = item.range[0]

@@ -1,9 +1,9 @@
 // Member-local configuration (<data-dir>/spd.json): addresses, load settings, timeouts. Written by `spd init`,
 // validated against a JSON schema on every start; documented defaults live here and nowhere else.
-import Ajv from 'ajv'
 import fs from 'node:fs'
 import path from 'node:path'
 import { PemError } from '../wire/errors'
+import { validatorFor, type ValidatorSpec } from '../policy/validator'
 
 export interface SpdConfig {
   name: string
@@ -91,7 +91,8 @@ const schema = {
   }
 } as const
 
-const validate = new Ajv({ allErrors: true }).compile(schema)
+export const CONFIG_VALIDATOR: ValidatorSpec = { name: 'spd-config', schema, options: { allErrors: true } }
+const validate = validatorFor(CONFIG_VALIDATOR)
 
 export function configPath (dataDir: string): string { return path.join(dataDir, 'spd.json') }
 

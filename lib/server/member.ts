@@ -83,7 +83,7 @@ export class Member {
   /** Compiles the stored policy text. The stored text was checked before it was installed, so failure here is corruption. */
   private installPolicy (): void {
     const text = this.store.state.policyCanonical
-    this.policy = text === null ? null : parsePolicyOrThrow(text, 'stored policy')
+    this.policy = text === null ? null : parsePolicyOrThrow(text, 'stored policy', { stored: true })
   }
 
   /** A new configuration is durable: swap in its policy, drop sessions of hosts it removed, keep our own record true. */
