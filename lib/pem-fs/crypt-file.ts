@@ -19,9 +19,12 @@ export type Kind = 'encrypted' | 'empty' | 'plaintext'
 /** Runs one data call with the handle's decision; deciding again and retrying when the grant is gone (ops-io.ts). */
 export type WithGrant = <T>(fn: (d: Decision) => Promise<T>) => Promise<T>
 
-/** Plaintext bytes opened ahead of a sequential reader per chunk, and chunks kept in flight ahead of it. */
-export const READAHEAD_CHUNK_BYTES = 512 * 1024
-export const READAHEAD_CHUNKS = 2
+/**
+ * Plaintext bytes opened ahead of a sequential reader per chunk, and chunks kept in flight ahead of it. Measured
+ * (3 fio reads of 256 MiB each): 2 × 512 KiB 82–94 MiB/s, 2 × 1 MiB 105–123, 3 × 1 MiB 110–145, 4 × 1 MiB 116–126.
+ */
+export const READAHEAD_CHUNK_BYTES = 1024 * 1024
+export const READAHEAD_CHUNKS = 3
 /** Plaintext bytes of one file's writes sealed and written in the background at once; a write beyond it waits. */
 export const WRITE_BEHIND_BYTES = 2 * 1024 * 1024
 /** Seal batches of one file at spd at once; writes queued behind them are sent together, up to SEAL_BATCH_BYTES. */
