@@ -63,3 +63,9 @@ export class BufferPool {
     this.idleBytes += size
   }
 }
+
+/**
+ * The process's data-path pool: frames the channel assembles, spd's batches and scratch, pemfs's write copies and
+ * slot reads. One pool, so a buffer given back by one of them serves the next of any.
+ */
+export const dataPool = new BufferPool()

@@ -4,6 +4,7 @@
 // a stream error is fatal (one notice frame, then close). Design and rationale: docs/CHANNEL.md.
 import { EventEmitter } from 'node:events'
 import type { Socket } from 'node:net'
+import { dataPool } from './buffer-pool'
 import { ERRORS, PemError, isErrorCode } from '../wire/errors'
 import { FLAG_ERROR, FLAG_REPLY, FrameSplitter, MAX_FRAME_BYTES, encodeFrameParts, type Frame } from '../wire/frame'
 import { Op, isOp } from '../wire/opcodes'
@@ -22,6 +23,15 @@ export interface PeerInfo {
   remoteAddress: string
 }
 
+/**
+ * A reply body whose `buffers` (taken from dataPool) go back to the pool once the reply is written: spd's data
+ * handlers answer with their output batch this way, so it is reused instead of allocated per request.
+ */
+export class PooledReply {
+  constructor (readonly body: unknown, readonly buffers: Uint8Array[]) {}
+}
+
+/** Returns the reply body (or a PooledReply, or a promise of either). */
 export type RequestHandler = (op: Op, body: unknown, ch: Channel) => unknown
 export type MessageHandler = (op: Op, body: unknown, ch: Channel) => void
 
@@ -85,6 +95,7 @@ export class Channel extends EventEmitter {
   private nextId = 1
   private outQ: Buffer[] = []
   private outBytes = 0
+  private outReleases: Array<() => void> = [] // run once the queued frames are written
   private flushScheduled = false
   private serving = 0
   private paused = false
@@ -97,7 +108,7 @@ export class Channel extends EventEmitter {
     this.peer = init.peer
     this.mode = init.mode
     this.onHello = init.onHello
-    this.splitter = new FrameSplitter(init.maxFrameBytes ?? MAX_FRAME_BYTES)
+    this.splitter = new FrameSplitter(init.maxFrameBytes ?? MAX_FRAME_BYTES, dataPool)
     this.defaultTimeout = init.timeoutMs ?? 2000
     this.maxConcurrent = init.maxConcurrent ?? 256
     this.socket.setNoDelay(true)
@@ -199,10 +210,14 @@ export class Channel extends EventEmitter {
     }
   }
 
-  /** Queues one frame's buffers (a data batch's bulk is its own buffer, never copied here). */
-  private queue (frame: Buffer[]): void {
-    if (this.state === 'closed' && this.socket.destroyed) return
+  /**
+   * Queues one frame's buffers (a data batch's bulk is its own buffer, never copied here); `release` runs once they
+   * are written (the socket may keep a reference to a buffer until then).
+   */
+  private queue (frame: Buffer[], release?: () => void): void {
+    if (this.state === 'closed' && this.socket.destroyed) { release?.(); return }
     for (const b of frame) { this.outQ.push(b); this.outBytes += b.length }
+    if (release !== undefined) this.outReleases.push(release)
     if (!this.flushScheduled) {
       this.flushScheduled = true
       process.nextTick(() => this.flush()) // runs after the current microtasks: every reply resolved now joins this write
@@ -212,31 +227,38 @@ export class Channel extends EventEmitter {
   private flush (): void {
     this.flushScheduled = false
     const q = this.outQ
-    if (q.length === 0 || this.socket.destroyed || !this.socket.writable) { this.outQ = []; this.outBytes = 0; return }
+    const releases = this.outReleases
+    this.outReleases = []
+    const written = releases.length === 0 ? undefined : () => { for (const r of releases) r() }
+    if (q.length === 0 || this.socket.destroyed || !this.socket.writable) { this.outQ = []; this.outBytes = 0; written?.(); return }
     this.outQ = []
-    if (q.length === 1) this.socket.write(q[0])
-    else if (this.outBytes <= COALESCE_COPY_LIMIT) this.socket.write(Buffer.concat(q, this.outBytes))
+    if (q.length === 1) this.socket.write(q[0], written)
+    else if (this.outBytes <= COALESCE_COPY_LIMIT) { this.socket.write(Buffer.concat(q, this.outBytes)); written?.() }
     else {
       this.socket.cork()
-      for (const b of q) this.socket.write(b)
+      for (let i = 0; i < q.length; i++) this.socket.write(q[i], i === q.length - 1 ? written : undefined)
       this.socket.uncork()
     }
     this.outBytes = 0
     this.updateFlow()
   }
 
-  private reply (op: number, id: number, body: unknown): void {
+  /** `release` runs once the reply is written (with a PooledReply's buffers given back to the pool after it). */
+  private reply (op: number, id: number, result: unknown, release?: () => void): void {
+    const pooled = result instanceof PooledReply ? result.buffers : null
+    const body = result instanceof PooledReply ? result.body : result
+    const done = pooled === null ? release : () => { for (const b of pooled) dataPool.give(b); release?.() }
     let frame: Buffer[]
     try {
       frame = encodeFrameParts(op, id, body, FLAG_REPLY)
     } catch (err) {
       frame = encodeFrameParts(op, id, new PemError('PEM_ERR_UNKNOWN', `cannot encode reply: ${(err as Error).message}`).toWire(), FLAG_REPLY | FLAG_ERROR)
     }
-    this.queue(frame)
+    this.queue(frame, done)
   }
 
-  private replyError (op: number, id: number, err: PemError): void {
-    this.queue(encodeFrameParts(op, id, err.toWire(), FLAG_REPLY | FLAG_ERROR))
+  private replyError (op: number, id: number, err: PemError, release?: () => void): void {
+    this.queue(encodeFrameParts(op, id, err.toWire(), FLAG_REPLY | FLAG_ERROR), release)
   }
 
   /** A fatal protocol error: tell the peer once (error reply with id 0), then close. */
@@ -329,24 +351,28 @@ export class Channel extends EventEmitter {
 
   private onPeerRequest (f: Frame): void {
     const op = f.op as Op
+    // A request assembled in a pooled buffer goes back to the pool once its reply is written (the reply may be a view
+    // of it, like an echo's); handlers must not keep a request's Buffers beyond their reply.
+    const pooled = f.pooled
+    const release = pooled === undefined ? undefined : () => dataPool.give(pooled)
     if ((f.flags & FLAG_ERROR) !== 0) return this.fatal(new PemError('PEM_ERR_BAD_FRAME', 'error flag on a request'))
-    if (op === Op.Hello) return this.replyError(op, f.id, new PemError('PEM_ERR_BAD_FRAME', 'Hello was already exchanged'))
-    if (this.mode === 'enroll' && op !== Op.Enroll) return this.replyError(op, f.id, new PemError('PEM_ERR_NOT_ENROLLED', 'an enrollment channel carries only Enroll'))
+    if (op === Op.Hello) return this.replyError(op, f.id, new PemError('PEM_ERR_BAD_FRAME', 'Hello was already exchanged'), release)
+    if (this.mode === 'enroll' && op !== Op.Enroll) return this.replyError(op, f.id, new PemError('PEM_ERR_NOT_ENROLLED', 'an enrollment channel carries only Enroll'), release)
     const handler = this.onRequest
-    if (handler === undefined) return this.replyError(op, f.id, new PemError('PEM_ERR_BAD_OPCODE', `no handler for opcode 0x${op.toString(16)}`))
+    if (handler === undefined) return this.replyError(op, f.id, new PemError('PEM_ERR_BAD_OPCODE', `no handler for opcode 0x${op.toString(16)}`), release)
     let result: unknown
     try {
       const check = REQUEST_CHECKS[op]
       result = handler(op, check === undefined ? f.body : check(f.body), this)
     } catch (err) {
-      return this.replyError(op, f.id, this.toReplyError(err))
+      return this.replyError(op, f.id, this.toReplyError(err), release)
     }
-    if (!(result instanceof Promise)) return this.reply(op, f.id, result)
+    if (!(result instanceof Promise)) return this.reply(op, f.id, result, release)
     this.serving++
     if (this.serving >= this.maxConcurrent) this.updateFlow()
     result.then(
-      (body) => { if (this.state !== 'closed') this.reply(op, f.id, body) },
-      (err) => { if (this.state !== 'closed') this.replyError(op, f.id, this.toReplyError(err)) }
+      (body) => { if (this.state !== 'closed') this.reply(op, f.id, body, release); else release?.() },
+      (err) => { if (this.state !== 'closed') this.replyError(op, f.id, this.toReplyError(err), release); else release?.() }
     ).finally(() => { this.serving--; this.updateFlow() })
   }
 

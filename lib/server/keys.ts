@@ -4,7 +4,7 @@
 import {
   createEngine, deriveFileKey, importKey, type AeadCipher, type CryptoEngine, type KeyHandle
 } from '../native/crypto-engine'
-import { BufferPool } from '../channel/buffer-pool'
+import { dataPool } from '../channel/buffer-pool'
 import { PemError } from '../wire/errors'
 import type { FileCipher } from '../wire/file-format'
 import { GrantTable } from './grants'
@@ -42,7 +42,7 @@ export interface CryptoConfig { provider: string, cipher: AeadCipher }
 
 export class DataService {
   readonly grants = new GrantTable()
-  readonly pool = new BufferPool()
+  readonly pool = dataPool
   private readonly engines = new Map<FileCipher, CryptoEngine>()
   private readonly baseKeys = new HandleLru(1024)
   private readonly fileKeys = new HandleLru(FILE_KEYS_MAX)

@@ -25,7 +25,15 @@ export interface Frame {
   flags: number
   id: number
   body: unknown
+  /** The pooled buffer a large frame was assembled in (its body's Buffers are views of it); see FrameSplitter. */
+  pooled?: Buffer
 }
+
+/** Where FrameSplitter assembles large frames (lib/channel/buffer-pool.ts dataPool). */
+export interface FramePool { take: (bytes: number) => Buffer }
+
+/** Frames at least this large that arrive in several chunks are assembled in a pooled buffer, not concatenated. */
+export const POOLED_FRAME_BYTES = 64 * 1024
 
 // One msgpack configuration for the whole product: plain maps and arrays, no records, no structure sharing.
 const packr = new Packr({ useRecords: false, moreTypes: false, encodeUndefinedAsNil: true })
@@ -144,29 +152,36 @@ export function decodeFrame (buf: Uint8Array, maxBytes = MAX_FRAME_BYTES): Frame
 
 /**
  * Splits a byte stream into frames. push() returns the frames completed by a chunk; a malformed or oversized
- * header throws before its body is buffered, and the splitter is then unusable (the channel must close).
+ * header throws before its body is buffered, and the splitter is then unusable (the channel must close). With a
+ * pool, a frame of POOLED_FRAME_BYTES or more that spans chunks is copied into a buffer from the pool as its bytes
+ * arrive (Frame.pooled); whoever is done with the frame may give that buffer back.
  */
 export class FrameSplitter {
   private chunks: Buffer[] = []
   private buffered = 0
   private need = 0 // total size of the frame being assembled, 0 = header not yet read
   private failed = false
+  private assembly: Buffer | null = null // the pooled buffer the current large frame is copied into
+  private filled = 0
 
-  constructor (private readonly maxBytes = MAX_FRAME_BYTES) {}
+  constructor (private readonly maxBytes = MAX_FRAME_BYTES, private readonly pool?: FramePool) {}
 
   push (chunk: Buffer): Frame[] {
     if (this.failed) throw new PemError('PEM_ERR_BAD_FRAME', 'stream already failed')
-    this.chunks.push(chunk)
-    this.buffered += chunk.length
     const out: Frame[] = []
     try {
-      for (;;) {
+      const rest = this.assembly === null ? chunk : this.fill(chunk, out)
+      if (rest.length > 0) { this.chunks.push(rest); this.buffered += rest.length }
+      while (this.assembly === null) {
         if (this.need === 0) {
           if (this.buffered < FRAME_HEADER_BYTES) break
           const head = this.peek(FRAME_HEADER_BYTES)
           this.need = checkHeader(head, 0, this.maxBytes)
         }
-        if (this.buffered < this.need) break
+        if (this.buffered < this.need) {
+          if (this.pool !== undefined && this.need >= POOLED_FRAME_BYTES) this.startAssembly()
+          break
+        }
         out.push(decodeFrame(this.take(this.need), this.maxBytes))
         this.need = 0
       }
@@ -175,6 +190,30 @@ export class FrameSplitter {
       throw err
     }
     return out
+  }
+
+  /** Moves the bytes buffered so far (fewer than the frame's) into a pooled buffer of the frame's size. */
+  private startAssembly (): void {
+    const a = (this.pool as FramePool).take(this.need)
+    let at = 0
+    for (const c of this.chunks) at += c.copy(a, at)
+    this.chunks = []
+    this.buffered = 0
+    this.assembly = a
+    this.filled = at
+  }
+
+  /** Copies the next bytes of the frame being assembled; returns what is left of `chunk` after it. */
+  private fill (chunk: Buffer, out: Frame[]): Buffer {
+    const a = this.assembly as Buffer
+    const n = Math.min(chunk.length, a.length - this.filled)
+    chunk.copy(a, this.filled, 0, n)
+    this.filled += n
+    if (this.filled < a.length) return chunk.subarray(chunk.length)
+    this.assembly = null
+    this.need = 0
+    out.push({ ...decodeFrame(a, this.maxBytes), pooled: a })
+    return chunk.subarray(n)
   }
 
   private peek (n: number): Buffer {

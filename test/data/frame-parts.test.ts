@@ -5,6 +5,7 @@ import crypto from 'node:crypto'
 import { FLAG_REPLY, FrameSplitter, SPLIT_BIN_BYTES, decodeFrame, encodeFrameParts, pack } from '../../lib/wire/frame'
 import { Op } from '../../lib/wire/opcodes'
 import { checkBlocks, checkBlocksReply } from '../../lib/wire/packets'
+import { BufferPool } from '../../lib/channel/buffer-pool'
 
 /** The frame as the plain codec would lay it out: header, then msgpackr's encoding of the whole body. */
 function reference (op: number, id: number, body: unknown, flags: number): Buffer {
@@ -45,4 +46,34 @@ test('a large Buffer that is not the last field, or a body that is not a map, is
     t.is(parts.length, 1)
     t.deepEqual(parts[0], reference(Op.Ping, 1, body, 0))
   }
+})
+
+test('with a pool, a large frame arriving in pieces is assembled in a pooled buffer; small and whole frames are not', t => {
+  const pool = new BufferPool()
+  const data = crypto.randomBytes(200_000)
+  const big = Buffer.concat(encodeFrameParts(Op.BlocksOpen, 9, { lens: [data.length], data }, FLAG_REPLY))
+  const small = Buffer.concat(encodeFrameParts(Op.BlocksOpen, 10, { lens: [3], data: Buffer.from('abc') }, FLAG_REPLY))
+  const stream = Buffer.concat([small, big, small, big])
+  for (let trial = 0; trial < 20; trial++) {
+    const splitter = new FrameSplitter(undefined, pool)
+    const frames = []
+    for (let at = 0; at < stream.length;) {
+      const n = 1 + crypto.randomInt(trial % 2 === 0 ? 40_000 : 17) // big pieces, and tiny ones around the headers
+      frames.push(...splitter.push(stream.subarray(at, at + n)))
+      at += n
+    }
+    t.deepEqual(frames.map(f => f.id), [10, 9, 10, 9])
+    for (const f of frames) {
+      const body = checkBlocksReply(f.body)
+      if (f.id === 10) { t.is(f.pooled, undefined); t.deepEqual(body.data, Buffer.from('abc')); continue }
+      t.not(f.pooled, undefined)
+      t.is(body.data.buffer, (f.pooled as Buffer).buffer, 'the body is a view of the pooled buffer')
+      t.deepEqual(body.data, data)
+      pool.give(f.pooled as Buffer)
+    }
+  }
+  t.true(pool.retained > 0)
+  // A frame that arrives whole in one chunk is a view of that chunk, never copied.
+  const [whole] = new FrameSplitter(undefined, pool).push(big)
+  t.is(whole.pooled, undefined)
 })

@@ -1,7 +1,9 @@
 // Data service handlers: FileHeader, BlocksSeal, BlocksOpen. Each checks the host's grant, decodes the file header
 // the host sends, and runs the batch through the engine asynchronously (the event loop never waits on a batch).
+// Output batches come from the data pool and go back to it once the channel has written the reply (PooledReply).
 // Record layout and AAD: lib/wire/file-format.ts; byte counts: lib/wire/FORMAT.md §4.
 import crypto from 'node:crypto'
+import { PooledReply } from '../../channel/channel'
 import { compressBatch, decompressBatch, type Codec } from '../../native/compress'
 import { PemError } from '../../wire/errors'
 import {
@@ -51,7 +53,7 @@ function blockError (err: unknown, blocks: number[]): PemError {
   return n === undefined ? e : new PemError(e.code, `block ${n}: ${e.message}`)
 }
 
-export async function handleSeal (ds: DataService, body: BlocksBody, ctx: HostContext): Promise<BlocksReply> {
+export async function handleSeal (ds: DataService, body: BlocksBody, ctx: HostContext): Promise<PooledReply> {
   const h = begin(ds, body, ctx, true)
   const { blocks, lens, data } = body
   const n = blocks.length
@@ -69,10 +71,10 @@ export async function handleSeal (ds: DataService, body: BlocksBody, ctx: HostCo
     let payload = 0
     for (let i = 0; i < n; i++) payload += payloadLens[i]
     const sealed = payload + n * SEALED_OVERHEAD
-    const out = Buffer.allocUnsafe(sealed + n * TRAILER_BYTES)
+    const out = ds.pool.take(sealed + n * TRAILER_BYTES)
     try {
       await ds.engine(h.cipher).sealBatch(key, input, payloadLens, aad, AAD_BYTES, out.subarray(0, sealed))
-    } catch (err) { throw blockError(err, blocks) }
+    } catch (err) { ds.pool.give(out); throw blockError(err, blocks) }
     // Sealed blocks are back to back; move each to its record position (last first) and write its trailer.
     const outLens = new Array<number>(n)
     let end = out.length
@@ -85,7 +87,8 @@ export async function handleSeal (ds: DataService, body: BlocksBody, ctx: HostCo
       writeTrailer(out, end + len, { sealedLen: len, plainLen: lens[i], keyVersion: h.keyVersion })
       outLens[i] = len + TRAILER_BYTES
     }
-    return { lens: outLens, data: out }
+    const reply: BlocksReply = { lens: outLens, data: out }
+    return new PooledReply(reply, [out])
   } finally {
     for (const b of scratch) ds.pool.give(b)
   }
@@ -134,7 +137,7 @@ async function compressFull (ds: DataService, h: FileHeader, lens: number[], dat
   return payloads.subarray(0, w)
 }
 
-export async function handleOpen (ds: DataService, body: BlocksBody, ctx: HostContext): Promise<BlocksReply> {
+export async function handleOpen (ds: DataService, body: BlocksBody, ctx: HostContext): Promise<PooledReply> {
   const h = begin(ds, body, ctx, false)
   const { blocks, lens, data } = body
   const n = blocks.length
@@ -157,17 +160,21 @@ export async function handleOpen (ds: DataService, body: BlocksBody, ctx: HostCo
   }
   const key = ds.fileKey(h.keyName, h.keyVersion, h.fileId)
   const aad = aadOf(ds, h, blocks, trailers.map(t => t.plainLen))
-  const out = Buffer.allocUnsafe(plainTotal)
+  const out = ds.pool.take(plainTotal)
   const payloads = anyCompressed ? ds.pool.take(w - n * SEALED_OVERHEAD) : out
+  let replied = false
   try {
     try {
       await ds.engine(h.cipher).openBatch(key, data.subarray(0, w), sealedLens, aad, AAD_BYTES, payloads)
     } catch (err) { throw blockError(err, blocks) }
     if (anyCompressed) await decompressRuns(h, blocks, trailers, payloads, out)
-    return { lens: trailers.map(t => t.plainLen), data: out }
+    const reply: BlocksReply = { lens: trailers.map(t => t.plainLen), data: out }
+    replied = true
+    return new PooledReply(reply, [out])
   } finally {
     ds.pool.give(aad)
     if (payloads !== out) ds.pool.give(payloads)
+    if (!replied) ds.pool.give(out)
   }
 }
 
