@@ -77,14 +77,14 @@ export async function run (ctx: BenchContext): Promise<void> {
       const nums = Array.from({ length: perBatch }, (_, i) => i)
       // Compressible input for zstd (half random, half zeros per block), random otherwise.
       const parts = nums.map(() => { const b = crypto.randomBytes(blockBytes); if (dir === 'zstd') b.fill(0, blockBytes / 2); return b })
-      const records = await c.sealBlocks(d, header, nums, parts)
+      const records = (await c.sealBlocks(d, header, nums, parts)).parts
       const batchMB = (perBatch * blockBytes) / 1e6
       const label = `${dir} ${blockBytes / 1024} KiB x ${perBatch}`
       // Floor: the same request frame echoed by the bare Channel (request and reply both carry the batch).
       const sealBody = { grant: d.grant, header, blocks: nums, lens: parts.map(p => p.length), data: Buffer.concat(parts) }
       const floor = await pump(ms, async () => await floorCh.request(Op.BlocksSeal, sealBody))
-      const seal = await pump(ms, async () => await c.sealBlocks(d, header, nums, parts))
-      const open = await pump(ms, async () => await c.openBlocks(d, header, nums, records))
+      const seal = await pump(ms, async () => { (await c.sealBlocks(d, header, nums, parts)).release() })
+      const open = await pump(ms, async () => { (await c.openBlocks(d, header, nums, records)).release() })
       const base = { baseline: 'channel echo, same size', baseline_value: floor * batchMB }
       ctx.report({ name: `seal ${label} MB/s`, value: seal * batchMB, unit: 'MB/s', ...base })
       ctx.report({ name: `seal ${label} blocks/s`, value: seal * perBatch, unit: 'blocks/s', baseline: 'channel echo, same size', baseline_value: floor * perBatch })

@@ -2,6 +2,7 @@
 // data path (file headers, sealing and opening blocks) on the server whose decision granted the key.
 // Each server's last load, weight, latency, policy version and requests in flight are kept; the host picks its own
 // target from them with a named strategy (selection.ts).
+import { dataPool } from '../channel/buffer-pool'
 import { connect } from '../channel/tls'
 import type { Channel } from '../channel/channel'
 import type { Identity } from '../crypto/identity'
@@ -46,6 +47,9 @@ export interface ClientOptions {
   /** Uniform in [0, 1) for the selection's randomness (tests inject a seeded one). */
   random?: () => number
 }
+
+/** One block's output per block sent, and the hand-back of the reply frames they are views of (dataPool). */
+export interface Batch { parts: Buffer[], release: () => void }
 
 /** A decision as decide() returns it; the data calls need one with a grant (apply_key permitted). */
 export type Decision = DecideReply & { server: string }
@@ -252,14 +256,15 @@ export class ClusterClient {
   /**
    * Seals plaintext blocks (numbers `blocks[i]`, bytes `plain[i]`; only a file's last block may be shorter than its
    * block size) and returns one record per block, to be written at recordOffset(). Large inputs are split into
-   * batches (LIMITS) sent at once on the one channel.
+   * batches (LIMITS) sent at once on the one channel. The records are views of pooled reply frames: call release()
+   * once they are written, and not touch them after.
    */
-  async sealBlocks (d: Decision, header: Buffer, blocks: number[], plain: Uint8Array[]): Promise<Buffer[]> {
+  async sealBlocks (d: Decision, header: Buffer, blocks: number[], plain: Uint8Array[]): Promise<Batch> {
     return await this.batches(d, Op.BlocksSeal, header, blocks, plain)
   }
 
-  /** Opens records found by parseSlot() (holes are not sent); returns each block's plaintext. */
-  async openBlocks (d: Decision, header: Buffer, blocks: number[], records: Uint8Array[]): Promise<Buffer[]> {
+  /** Opens records found by parseSlot() (holes are not sent); returns each block's plaintext, released the same way. */
+  async openBlocks (d: Decision, header: Buffer, blocks: number[], records: Uint8Array[]): Promise<Batch> {
     return await this.batches(d, Op.BlocksOpen, header, blocks, records)
   }
 
@@ -285,7 +290,7 @@ export class ClusterClient {
     throw last ?? new PemError('PEM_ERR_UNREACHABLE')
   }
 
-  private async batches (d: Decision, op: Op, header: Buffer, blocks: number[], parts: Uint8Array[]): Promise<Buffer[]> {
+  private async batches (d: Decision, op: Op, header: Buffer, blocks: number[], parts: Uint8Array[]): Promise<Batch> {
     if (blocks.length !== parts.length) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'one buffer per block number')
     const runs: Array<Promise<BlocksReply>> = []
     const grant = grantOf(d)
@@ -302,12 +307,13 @@ export class ClusterClient {
       runs.push(this.dataRequest(d, op, body) as Promise<BlocksReply>)
       start = end
     }
+    const replies = await Promise.all(runs)
     const out: Buffer[] = []
-    for (const r of await Promise.all(runs)) {
+    for (const r of replies) {
       let off = 0
       for (const len of r.lens) { out.push(r.data.subarray(off, off + len)); off += len }
     }
-    return out
+    return { parts: out, release: () => { for (const r of replies) dataPool.give(r.data) } }
   }
 
   private async dataRequest (d: Decision, op: Op, body: unknown): Promise<unknown> {

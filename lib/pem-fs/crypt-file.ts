@@ -8,7 +8,7 @@
 import fs from 'node:fs'
 import type { ClusterClient, Decision } from './client'
 import { RwLock } from './rw-lock'
-import { BufferPool } from '../channel/buffer-pool'
+import { dataPool } from '../channel/buffer-pool'
 import { PemError } from '../wire/errors'
 import { LIMITS } from '../wire/packets'
 import { blockRange, cipherSize, parseSlot, plainSize, recordOffset, slotOffset, type FileHeader } from '../wire/file-format'
@@ -31,10 +31,9 @@ export const WRITE_BEHIND_BYTES = 2 * 1024 * 1024
 export const SEALS_IN_FLIGHT = 2
 export const SEAL_BATCH_BYTES = 512 * 1024
 
-// Scratch buffers (a write's copy, patched blocks, the slots a read covers) come from one pool per daemon.
-const pool = new BufferPool({ maxBytes: 8 * 1024 * 1024 })
-const take = (n: number): Buffer => pool.take(n)
-const give = (b: Buffer): void => { pool.give(b) }
+// Scratch buffers (a write's copy, patched blocks, the slots a read covers) come from the process's data pool.
+const take = (n: number): Buffer => dataPool.take(n)
+const give = (b: Buffer): void => { dataPool.give(b) }
 
 /** Slots read on the JS thread when this small: a thread-pool trip costs 70–100 µs, a cached 4 KiB pread ~5 µs. */
 const SYNC_PREAD_BYTES = 16 * 1024
@@ -67,6 +66,11 @@ const ftruncate = async (fd: number, size: number): Promise<void> =>
   await new Promise((resolve, reject) => fs.ftruncate(fd, size, e => e === null ? resolve() : reject(e)))
 
 type Plain = Map<number, Buffer | null> // block -> plaintext (null: a hole, zeros)
+/** Opened blocks: views of pooled reply frames until release() hands those back (then the views must not be read). */
+interface Opened { plain: Plain, release: () => void }
+const NOTHING_TO_RELEASE = (): void => {}
+/** A readahead chunk: readers using it hold `users`; once dropped from `ahead` and unused, its frames go back. */
+interface Chunk { opened: Promise<Opened>, users: number, dropped: boolean, released: boolean }
 /** One write's blocks waiting to be sealed; `finish` runs once its records are on disk (or failed). */
 interface Waiting { grant: WithGrant, h: FileHeader, nums: number[], parts: Buffer[], bytes: number, release: () => void, finish: () => void }
 
@@ -86,7 +90,7 @@ export class CryptFile {
   private tailBuf: Buffer | null = null
   // readahead: the block a sequential reader reads next, and chunks (by index) opened or being opened
   private nextBlock = 0
-  private readonly ahead = new Map<number, Promise<Plain>>()
+  private readonly ahead = new Map<number, Chunk>()
 
   constructor (
     readonly id: string, // dev:ino
@@ -192,7 +196,10 @@ export class CryptFile {
       const sealed = batch[0].grant(async d => await this.client.sealBlocks(d, header, nums, parts))
       const after = (): void => { this.sealing--; for (const w of batch) w.release(); this.pump() }
       sealed.then(after, after)
-      const job = this.chain.then(async () => await this.writeRecords(h, nums, await sealed))
+      const job = this.chain.then(async () => {
+        const s = await sealed
+        try { await this.writeRecords(h, nums, s.parts) } finally { s.release() }
+      })
       this.chain = job.catch(err => { this.failure ??= err })
       void this.chain.then(() => { for (const w of batch) w.finish() })
     }
@@ -216,7 +223,7 @@ export class CryptFile {
    * Plaintext of `blocks` (ascending, each inside the file): each contiguous run of slots is read with one pread and
    * all records are opened in one call. A hole is null (zeros). Background writes must be on disk (drain()).
    */
-  private async openBlocks (grant: WithGrant, h: FileHeader, blocks: number[], size = this.size): Promise<Plain> {
+  private async openBlocks (grant: WithGrant, h: FileHeader, blocks: number[], size = this.size): Promise<Opened> {
     const out: Plain = new Map()
     const nums: number[] = []
     const records: Buffer[] = []
@@ -237,16 +244,31 @@ export class CryptFile {
         }
         i = j
       }
-      if (nums.length > 0) {
-        const header = this.headerBytes as Buffer
-        const plain = await grant(async d => await this.client.openBlocks(d, header, nums, records))
-        nums.forEach((b, i) => out.set(b, plain[i]))
-      }
-      return out
+      if (nums.length === 0) return { plain: out, release: NOTHING_TO_RELEASE }
+      const header = this.headerBytes as Buffer
+      const opened = await grant(async d => await this.client.openBlocks(d, header, nums, records))
+      nums.forEach((b, i) => out.set(b, opened.parts[i]))
+      return { plain: out, release: opened.release }
     } finally { for (const b of bufs) give(b) }
   }
 
-  private dropAhead (): void { this.ahead.clear() }
+  /** Takes chunk k out of the readahead; its frames go back to the pool once no reader uses it. */
+  private dropChunk (k: number): void {
+    const c = this.ahead.get(k)
+    if (c === undefined) return
+    this.ahead.delete(k)
+    c.dropped = true
+    this.unuse(c, 0)
+  }
+
+  private unuse (c: Chunk, readers: number): void {
+    c.users -= readers
+    if (!c.dropped || c.users > 0 || c.released) return
+    c.released = true
+    c.opened.then(o => o.release(), () => {})
+  }
+
+  private dropAhead (): void { for (const k of [...this.ahead.keys()]) this.dropChunk(k) }
 
   /**
    * Plaintext of blocks first .. first+count-1 of a file of `total` blocks. A read that starts where the last one
@@ -254,7 +276,7 @@ export class CryptFile {
    * chunks after them are opened now (the kernel's own readahead may hand over reads a little out of order). A chunk
    * that fails (damage further on, a lost grant) is dropped and the read opens exactly its own blocks.
    */
-  private async fetch (grant: WithGrant, h: FileHeader, first: number, count: number, total: number): Promise<Plain> {
+  private async fetch (grant: WithGrant, h: FileHeader, first: number, count: number, total: number): Promise<Opened> {
     const exact = Array.from({ length: count }, (_, i) => first + i)
     const per = Math.max(1, Math.floor(READAHEAD_CHUNK_BYTES / h.blockBytes))
     const k0 = Math.floor(first / per)
@@ -262,26 +284,31 @@ export class CryptFile {
     const sequential = first === this.nextBlock || this.ahead.has(k0)
     this.nextBlock = Math.max(sequential ? this.nextBlock : 0, first + count)
     if (!sequential) { this.dropAhead(); this.nextBlock = first + count; return await this.openBlocks(grant, h, exact) }
-    for (const k of this.ahead.keys()) if (k < k0 - 1) this.ahead.delete(k)
+    for (const k of [...this.ahead.keys()]) if (k < k0 - 1) this.dropChunk(k)
     const size = this.size
     for (let k = k0; k <= k1 + READAHEAD_CHUNKS && k * per < total; k++) {
       if (this.ahead.has(k)) continue
       const blocks = Array.from({ length: Math.min(per, total - k * per) }, (_, i) => k * per + i)
-      const p = this.openBlocks(grant, h, blocks, size)
-      p.catch(() => {}) // a chunk nobody waits for may fail unobserved; a reader that needs it falls back below
-      this.ahead.set(k, p)
+      const opened = this.openBlocks(grant, h, blocks, size)
+      opened.catch(() => {}) // a chunk nobody waits for may fail unobserved; a reader that needs it falls back below
+      this.ahead.set(k, { opened, users: 0, dropped: false, released: false })
     }
+    // This read uses chunks k0..k1 until its caller is done copying (release), so none of them is reused before.
+    const used: Chunk[] = []
+    for (let k = k0; k <= k1; k++) { const c = this.ahead.get(k) as Chunk; c.users++; used.push(c) }
+    const done = (): void => { for (const c of used) this.unuse(c, 1) }
     const out: Plain = new Map()
     for (let k = k0; k <= k1; k++) {
-      const p = this.ahead.get(k) as Promise<Plain>
+      const c = used[k - k0]
       let m: Plain
-      try { m = await p } catch {
-        if (this.ahead.get(k) === p) this.ahead.delete(k)
+      try { m = (await c.opened).plain } catch {
+        if (this.ahead.get(k) === c) this.dropChunk(k)
+        done()
         return await this.openBlocks(grant, h, exact)
       }
       for (const b of exact) if (m.has(b)) out.set(b, m.get(b) as Buffer | null)
     }
-    return out
+    return { plain: out, release: done }
   }
 
   async read (grant: WithGrant, out: Buffer, len: number, pos: number): Promise<number> {
@@ -294,16 +321,18 @@ export class CryptFile {
       const end = Math.min(plainTotal, pos + len)
       if (end <= pos) return 0
       const { first, count } = blockRange(h, pos, end - pos)
-      const blocks = await this.fetch(grant, h, first, count, Math.ceil(plainTotal / h.blockBytes))
+      const opened = await this.fetch(grant, h, first, count, Math.ceil(plainTotal / h.blockBytes))
       const B = h.blockBytes
-      for (let b = first; b < first + count; b++) {
-        const s = Math.max(pos, b * B)
-        const e = Math.min(end, (b + 1) * B)
-        const p = blocks.get(b) ?? null
-        const have = p === null ? 0 : Math.max(0, Math.min(e, b * B + p.length) - s)
-        if (have > 0) (p as Buffer).copy(out, s - pos, s - b * B, s - b * B + have)
-        if (have < e - s) out.fill(0, s - pos + have, e - pos)
-      }
+      try {
+        for (let b = first; b < first + count; b++) {
+          const s = Math.max(pos, b * B)
+          const e = Math.min(end, (b + 1) * B)
+          const p = opened.plain.get(b) ?? null
+          const have = p === null ? 0 : Math.max(0, Math.min(e, b * B + p.length) - s)
+          if (have > 0) (p as Buffer).copy(out, s - pos, s - b * B, s - b * B + have)
+          if (have < e - s) out.fill(0, s - pos + have, e - pos)
+        }
+      } finally { opened.release() }
       return end - pos
     })
   }
@@ -323,10 +352,10 @@ export class CryptFile {
   }
 
   /** Old plaintext of `need`: the kept last block when that is all, else opened from disk after the background writes. */
-  private async oldBlocks (grant: WithGrant, h: FileHeader, need: number[]): Promise<Plain> {
+  private async oldBlocks (grant: WithGrant, h: FileHeader, need: number[]): Promise<Opened> {
     const t = this.tail
-    if (need.length === 0) return new Map()
-    if (t !== null && need.length === 1 && need[0] === t.block) return new Map([[t.block, t.plain]])
+    if (need.length === 0) return { plain: new Map(), release: NOTHING_TO_RELEASE }
+    if (t !== null && need.length === 1 && need[0] === t.block) return { plain: new Map([[t.block, t.plain]]), release: NOTHING_TO_RELEASE }
     await this.drain()
     return await this.openBlocks(grant, h, need)
   }
@@ -364,13 +393,13 @@ export class CryptFile {
       const parts: Buffer[] = []
       const scratch: Buffer[] = [copy]
       try {
-        if (grow >= 0) { nums.push(grow); parts.push(this.patch(grow, B, B, old.get(grow), copy, pos, 0, 0, scratch)) }
+        if (grow >= 0) { nums.push(grow); parts.push(this.patch(grow, B, B, old.plain.get(grow), copy, pos, 0, 0, scratch)) }
         for (let b = first; b <= last; b++) {
           const blen = Math.min(B, newPlain - b * B)
           nums.push(b)
-          parts.push(this.patch(b, B, blen, old.get(b), copy, pos, Math.max(pos, b * B), Math.min(end, b * B + blen), scratch))
+          parts.push(this.patch(b, B, blen, old.plain.get(b), copy, pos, Math.max(pos, b * B), Math.min(end, b * B + blen), scratch))
         }
-      } catch (err) { for (const b of scratch) give(b); throw err }
+      } catch (err) { for (const b of scratch) give(b); throw err } finally { old.release() } // patch() copied what it kept
       this.keepTail(last, parts[parts.length - 1], B)
       if (newPlain > oldPlain) this.size = cipherSize(h, newPlain)
       await this.queue(grant, h, nums, parts, len, () => { for (const b of scratch) give(b) })
@@ -394,7 +423,8 @@ export class CryptFile {
       const sealAndWrite = async (): Promise<void> => {
         if (nums.length === 0) return
         const header = this.headerBytes as Buffer
-        await this.writeRecords(h, nums, await grant(async d => await this.client.sealBlocks(d, header, nums, parts)))
+        const s = await grant(async d => await this.client.sealBlocks(d, header, nums, parts))
+        try { await this.writeRecords(h, nums, s.parts) } finally { s.release() }
       }
       try {
         if (size < oldPlain) {
@@ -402,7 +432,7 @@ export class CryptFile {
           const k = Math.floor(size / B)
           if (size % B !== 0) {
             const old = await this.openBlocks(grant, h, [k])
-            nums.push(k); parts.push(this.patch(k, B, size % B, old.get(k), Buffer.alloc(0), 0, 0, 0, scratch))
+            try { nums.push(k); parts.push(this.patch(k, B, size % B, old.plain.get(k), Buffer.alloc(0), 0, 0, 0, scratch)) } finally { old.release() }
           }
           await ftruncate(this.fd, cipherSize(h, size))
           await sealAndWrite()
@@ -412,7 +442,7 @@ export class CryptFile {
           const k = Math.floor(oldPlain / B)
           if (oldPlain % B !== 0) {
             const old = await this.openBlocks(grant, h, [k])
-            nums.push(k); parts.push(this.patch(k, B, Math.min(B, size - k * B), old.get(k), Buffer.alloc(0), 0, 0, 0, scratch))
+            try { nums.push(k); parts.push(this.patch(k, B, Math.min(B, size - k * B), old.plain.get(k), Buffer.alloc(0), 0, 0, 0, scratch)) } finally { old.release() }
           }
           const kNew = Math.floor(size / B)
           if (size % B !== 0 && (oldPlain % B === 0 || kNew > k)) {

@@ -208,8 +208,8 @@ test('grants: another host, another key, a read-only grant, an unknown grant —
   await t.throwsAsync(host1.sealBlocks(hr, bytes, [0], [Buffer.from('x')]), { code: 'PEM_ERR_KEY_NOT_GRANTED', message: /under key 'finance'/ })
   const ro = await decide(host1, '/finance/g', 'read')
   await t.throwsAsync(host1.sealBlocks(ro, bytes, [0], [Buffer.from('x')]), { code: 'PEM_ERR_KEY_NOT_GRANTED', message: /cannot seal/ })
-  const [rec] = await host1.sealBlocks(d1, bytes, [0], [Buffer.from('x')])
-  t.deepEqual((await host1.openBlocks(ro, bytes, [0], [rec]))[0], Buffer.from('x'), 'a read grant opens')
+  const [rec] = (await host1.sealBlocks(d1, bytes, [0], [Buffer.from('x')])).parts
+  t.deepEqual((await host1.openBlocks(ro, bytes, [0], [rec])).parts[0], Buffer.from('x'), 'a read grant opens')
   await t.throwsAsync(host1.openBlocks({ ...d1, grant: 'f'.repeat(32) }, bytes, [0], [rec]), { code: 'PEM_ERR_KEY_NOT_GRANTED' })
   await t.throwsAsync(host1.openBlocks(d1, Buffer.from(bytes).fill(0, 0, 4), [0], [rec]), { code: 'PEM_ERR_BAD_HEADER' })
 })
@@ -219,11 +219,11 @@ test('batches beyond the per-frame limits are split, and 32 batches in flight on
   const { bytes } = await host1.newHeader(d)
   const nums = Array.from({ length: 700 }, (_, i) => i)
   const parts = nums.map(i => crypto.randomBytes(4096).fill(i & 0xff, 0, 1))
-  const records = await host1.sealBlocks(d, bytes, nums, parts)
+  const records = (await host1.sealBlocks(d, bytes, nums, parts)).parts
   t.is(records.length, 700)
-  const opened = await host1.openBlocks(d, bytes, nums, records)
+  const opened = (await host1.openBlocks(d, bytes, nums, records)).parts
   t.true(opened.every((p, i) => p.equals(parts[i])))
-  const results = await Promise.all(Array.from({ length: 32 }, async (_, i) => await host1.openBlocks(d, bytes, [i], [records[i]])))
+  const results = await Promise.all(Array.from({ length: 32 }, async (_, i) => (await host1.openBlocks(d, bytes, [i], [records[i]])).parts))
   t.true(results.every(([p], i) => p.equals(parts[i])))
   t.is(decodeHeader(bytes).blockBytes, 4096)
 })

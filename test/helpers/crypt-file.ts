@@ -31,7 +31,7 @@ export async function writeBlocks (client: ClusterClient, d: Decision, file: str
     if (sparse && off + h.blockBytes < plain.length && part.every(x => x === 0)) continue
     nums.push(b); parts.push(part)
   }
-  const records = await client.sealBlocks(d, header, nums, parts)
+  const records = (await client.sealBlocks(d, header, nums, parts)).parts
   const fd = fs.openSync(file, fs.existsSync(file) ? 'r+' : 'w+')
   try {
     if (first === 0) fs.writeSync(fd, header, 0, header.length, 0)
@@ -61,7 +61,7 @@ export async function readRange (client: ClusterClient, d: Decision, file: strin
       const s = parseSlot(h, b, slot.subarray(0, n))
       if (s.kind === 'record') { nums.push(b); records.push(s.record) }
     }
-    const opened = nums.length > 0 ? await client.openBlocks(d, bytes, nums, records) : []
+    const opened = nums.length > 0 ? (await client.openBlocks(d, bytes, nums, records)).parts : []
     opened.forEach((p, i) => p.copy(plain, (nums[i] - first) * h.blockBytes))
   } finally { fs.closeSync(fd) }
   const from = offset - first * h.blockBytes

@@ -123,6 +123,24 @@ test.serial('two processes write interleaved unaligned ranges of one file at onc
   t.is(got.stdout, `${createHash('sha256').update(expect).digest('hex')}  -\n${expect.length}\n`)
 })
 
+test.serial('readers of one file at once share readahead chunks whose buffers are recycled: every reader gets the right bytes', async t => {
+  // 24 MiB of distinct 4 KiB blocks; four sequential readers with different request sizes, one reading backwards in
+  // 1 MiB steps, and a writer of another file churning the data pool, three times over.
+  const want = (await sh(`head -c 25165824 /dev/urandom | tee ${q('big.dat')} | sha256sum`, { timeoutMs: 60000 })).stdout
+  const d = q('sums')
+  const script = `f=${q('big.dat')}; mkdir -p ${d}; cd ${d}
+    for bs in 4k 128k 1M 3000; do dd if="$f" bs=$bs status=none | sha256sum > sum-$bs & done
+    (for i in $(seq 23 -1 0); do dd if="$f" bs=1M skip=$i count=1 status=none; done | sha256sum > sum-back) &
+    head -c 16777216 /dev/urandom > ${q('churn.dat')} &
+    wait; cat sum-4k sum-128k sum-1M sum-3000`
+  const back = (await sh(`for i in $(seq 23 -1 0); do dd if=${q('big.dat')} bs=1M skip=$i count=1 status=none; done | sha256sum`, { timeoutMs: 60000 })).stdout
+  for (let round = 0; round < 3; round++) {
+    const r = await sh(script, { timeoutMs: 120000 })
+    t.is(r.stdout, want.repeat(4), `round ${round}: ${r.stderr}`)
+    t.is((await sh(`cat ${q('sums/sum-back')}`)).stdout, back, `round ${round}: the backward reader`)
+  }
+})
+
 test.serial('O_APPEND from two shells at once: every line arrives whole', async t => {
   const r = await sh(`f=${q('log')}; (for i in $(seq 200); do echo "a-$i-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" >> "$f"; done) & (for i in $(seq 200); do echo "b-$i-bbbbbbbbbbbbbbbbbbbbbbbbbbbbb" >> "$f"; done) & wait; wc -l < "$f"; grep -c '^a-[0-9]*-a*$' "$f"; grep -c '^b-[0-9]*-b*$' "$f"`, { timeoutMs: 60000 })
   t.is(r.stdout, '400\n200\n200\n', r.stderr)
