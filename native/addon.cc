@@ -1,12 +1,14 @@
-// Addon entry: NODE_API_MODULE + Init only; registers the load registers and the crypto engine (like InitAll).
+// Addon entry: NODE_API_MODULE + Init only; registers the load registers, the crypto engine and the memory helpers.
 #include <napi.h>
 
 #include "crypto_engine.h"
 #include "load_regs.h"
+#include "memory.h"
 
 static Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   pem::regs::Init(env, exports);
   pem::engine::Init(env, exports);
+  pem::memory::Init(env, exports);
   return exports;
 }
 

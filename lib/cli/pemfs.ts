@@ -9,6 +9,7 @@ import { SELECTIONS, type SelectionName } from '../pem-fs/selection'
 import { pemfsMetricsText, writeMetricsFile } from '../pem-fs/metrics'
 import { isMounted, readControl, runFiles, serveControl, signalReady, startDaemon, statusOf, stopDaemon } from '../pem-fs/daemon'
 import { mountGuard } from '../pem-fs/mount'
+import { trimHeapEvery } from '../native/memory'
 import { defaultConfigDir, hostIdentity, readCluster, writeCluster } from '../pem-fs/host-config'
 import { PemError } from '../wire/errors'
 import { isAction, ACTIONS } from '../wire/packets'
@@ -99,6 +100,7 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
   const control = serveControl(files.sock, () => statusOf(mounted))
   const stopMetrics = o.metricsFile === undefined ? () => {} : writeMetricsFile(path.resolve(o.metricsFile), () => statusOf(mounted))
   const keepAlive = setInterval(() => {}, 1 << 30) // fuse-native's handles do not keep the loop alive
+  const stopTrim = trimHeapEvery() // freed C-heap pages back to the kernel (lib/native/memory.ts)
   let stopping = false
   const stop = (signal: string): void => {
     if (stopping) return
@@ -107,6 +109,7 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
     control.close()
     stopMetrics()
     clearInterval(keepAlive)
+    stopTrim()
     mounted.unmount().then(async () => await embedded?.stop()).finally(() => {
       fs.rmSync(files.pid, { force: true }); fs.rmSync(files.sock, { force: true })
       process.exit(0)

@@ -10,6 +10,7 @@ import { checkConfig, checkHostPort, configPath, loadConfig } from '../server/co
 import { IDENTITY_FILE, Member } from '../server/member'
 import { emptyState } from '../server/state'
 import { ConfigStore, storeKeyFrom } from '../server/store'
+import { trimHeapEvery } from '../native/memory'
 import { PemError } from '../wire/errors'
 import { printObject, readSecret, run } from './common'
 
@@ -101,11 +102,13 @@ program.command('start')
     const log = pino({ level: config.logLevel, base: { member: config.name } })
     const member = Member.open(o.dataDir, log)
     await member.start()
+    const stopTrim = trimHeapEvery() // freed C-heap pages back to the kernel (lib/native/memory.ts)
     await new Promise<void>(resolve => {
       const stop = (sig: string): void => { log.info({ signal: sig }, 'stopping'); resolve() }
       process.once('SIGTERM', () => stop('SIGTERM'))
       process.once('SIGINT', () => stop('SIGINT'))
     })
+    stopTrim()
     await member.stop()
   }))
 

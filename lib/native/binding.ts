@@ -66,7 +66,13 @@ export interface RawCrypto {
   readonly HKDF_INFO_FILE_KEY: string
 }
 
-export type RawBinding = RawRegs & RawCrypto
+/** native/memory.cc */
+export interface RawMemory {
+  /** glibc malloc_trim(0): true when memory went back to the kernel. */
+  trimHeap (): boolean
+}
+
+export type RawBinding = RawRegs & RawCrypto & RawMemory
 
 /** The package root: the nearest ancestor of this file that holds binding.gyp (works from lib/ and dist/lib/). */
 function packageRoot (): string {
