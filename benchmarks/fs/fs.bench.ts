@@ -64,12 +64,20 @@ async function dropCaches (): Promise<void> {
 type Samples = Record<string, Record<string, number[]>> // test -> target -> one value per round
 
 /** One round: every test on every target, targets in turn within each test. */
-async function round (ctx: BenchContext, targets: Target[], samples: Samples): Promise<void> {
+/** The encrypted mount's daemon RSS, sampled every 100 ms: the highest since the last test ended, and per test. */
+interface RssWatch { since: number, byTest: Record<string, number> }
+
+async function round (ctx: BenchContext, targets: Target[], samples: Samples, rss: RssWatch): Promise<void> {
   ctx.log(`order: ${targets.map(t => t.name).join(', ')}`)
   const size = ctx.quick ? '16M' : '256M'
   const secs = ctx.quick ? 2 : 5
   const files = ctx.quick ? 200 : 2000
-  const put = (test: string, t: Target, v: number): void => { ((samples[test] ??= {})[t.name] ??= []).push(v); ctx.log(`${t.name}: ${test} = ${v.toFixed(1)}`) }
+  const put = (test: string, t: Target, v: number): void => {
+    ((samples[test] ??= {})[t.name] ??= []).push(v)
+    ctx.log(`${t.name}: ${test} = ${v.toFixed(1)}`)
+    if (t.name === 'pemfs encrypted') rss.byTest[test] = Math.max(rss.byTest[test] ?? 0, rss.since)
+    rss.since = 0
+  }
   for (const t of targets) put('seq write 128k', t, (await fio(t.dir, `--rw=write --bs=128k --size=${size}`, 600000)).write.bw_bytes / 1e6)
   for (const t of targets) {
     await dropCaches()
@@ -132,10 +140,15 @@ export async function run (ctx: BenchContext): Promise<void> {
     const rounds = ctx.quick ? 1 : 3
     const RSS_BUDGET_MIB = 120 // DESIGN §8: pemfs steady-state RSS through the whole filesystem benchmark
     const samples: Samples = {}
-    for (let r = 1; r <= rounds; r++) {
-      ctx.log(`round ${r} of ${rounds}`)
-      await round(ctx, targets.map((_, i) => targets[(i + r - 1) % targets.length]), samples)
-    }
+    const cryptPid = daemons.find(d => d.name === 'encrypted')?.pid ?? 0
+    const rss: RssWatch = { since: 0, byTest: {} }
+    const watch = setInterval(() => { rss.since = Math.max(rss.since, processMemory(cryptPid).rss) }, 100)
+    try {
+      for (let r = 1; r <= rounds; r++) {
+        ctx.log(`round ${r} of ${rounds}`)
+        await round(ctx, targets.map((_, i) => targets[(i + r - 1) % targets.length]), samples, rss)
+      }
+    } finally { clearInterval(watch) }
     for (const [test, byTarget] of Object.entries(samples)) {
       res[test] = {}
       for (const [name, xs] of Object.entries(byTarget)) res[test][name] = median(xs)
@@ -153,6 +166,9 @@ export async function run (ctx: BenchContext): Promise<void> {
       for (const t of ['pemfs bypass', 'pemfs encrypted']) {
         ctx.report({ name: `${test} ${t} vs passthrough`, value: byTarget[t], unit, baseline: 'fuse passthrough', baseline_value: byTarget['fuse passthrough'], note: roundsNote(test, t, 'fuse passthrough') })
       }
+    }
+    for (const [test, peak] of Object.entries(rss.byTest)) {
+      ctx.report({ name: `pemfs daemon RSS peak during ${test} (encrypted mount, sampled every 100 ms)`, value: Math.round(peak), unit: 'MiB', baseline: 'budget (DESIGN §8)', baseline_value: RSS_BUDGET_MIB })
     }
     for (const dm of daemons) {
       const m = processMemory(dm.pid)

@@ -2,7 +2,7 @@
 // loopback, one encrypted pemfs mount, and a child process (workload.ts) cycling sequential, random, small-file and
 // append work through it for 10 minutes (20 s with --quick), every byte read back and compared. Both daemons' RSS is
 // sampled every 5 s; "start" is the sample after the first tenth of the run (buffers, pools and JIT warmed up),
-// "end" the last one. The run stops by itself.
+// "end" the one 3 s after the workload stopped; the peak (VmHWM) covers every moment. The run stops by itself.
 import path from 'node:path'
 import fs from 'node:fs'
 import { processMemory, type BenchContext } from '../harness'
@@ -12,6 +12,7 @@ import { clusterWithHost, mount, sh, tearDown, tempDir, type Cluster } from '../
 const WORKLOAD = path.join(ROOT, 'dist', 'benchmarks', 'soak', 'workload.js')
 const BUDGET_MIB = { pemfs: 120, spd: 200 } // DESIGN §8
 const SAMPLE_MS = 5000
+const SETTLE_MS = 3000
 
 const policy = (dir: string): string => `format: 1
 keys: [k1]
@@ -41,6 +42,7 @@ export async function run (ctx: BenchContext): Promise<void> {
     const timer = setInterval(sample, SAMPLE_MS)
     const r = await sh(`'${process.execPath}' '${WORKLOAD}' '${dir}' ${seconds}`, { timeoutMs: (seconds + 180) * 1000 })
     clearInterval(timer)
+    await new Promise(resolve => setTimeout(resolve, SETTLE_MS)) // "end": idle again, as a daemon sits between bursts
     sample()
     if (r.code !== 0) throw new Error(`soak workload exited with ${r.code}: ${r.stderr.slice(0, 500)}`)
     const w = JSON.parse(r.stdout) as { cycles: number, bytes: number, errors: number, firstError: string | null }
