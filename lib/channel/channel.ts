@@ -64,6 +64,8 @@ interface Pending {
 }
 
 const COALESCE_COPY_LIMIT = 64 * 1024
+/** Requests whose pooled frame the channel gives back after replying (see onPeerRequest). */
+const RECYCLED_REQUESTS: ReadonlySet<number> = new Set([Op.BlocksSeal, Op.BlocksOpen])
 const DESTROY_AFTER_END_MS = 1000
 
 export class Channel extends EventEmitter {
@@ -351,9 +353,10 @@ export class Channel extends EventEmitter {
 
   private onPeerRequest (f: Frame): void {
     const op = f.op as Op
-    // A request assembled in a pooled buffer goes back to the pool once its reply is written (the reply may be a view
-    // of it, like an echo's); handlers must not keep a request's Buffers beyond their reply.
-    const pooled = f.pooled
+    // A data request assembled in a pooled buffer goes back to the pool once its reply is written (the reply may be a
+    // view of it, like an echo's). Only data ops: their handlers never keep a request's Buffers beyond the reply,
+    // while others may (a cluster member keeps a received policy set until it installs it); theirs go to the GC.
+    const pooled = RECYCLED_REQUESTS.has(op) ? f.pooled : undefined
     const release = pooled === undefined ? undefined : () => dataPool.give(pooled)
     if ((f.flags & FLAG_ERROR) !== 0) return this.fatal(new PemError('PEM_ERR_BAD_FRAME', 'error flag on a request'))
     if (op === Op.Hello) return this.replyError(op, f.id, new PemError('PEM_ERR_BAD_FRAME', 'Hello was already exchanged'), release)
