@@ -247,9 +247,9 @@ export class Channel extends EventEmitter {
 
   /** `release` runs once the reply is written (with a PooledReply's buffers given back to the pool after it). */
   private reply (op: number, id: number, result: unknown, release?: () => void): void {
-    const pooled = result instanceof PooledReply ? result.buffers : null
-    const body = result instanceof PooledReply ? result.body : result
-    const done = pooled === null ? release : () => { for (const b of pooled) dataPool.give(b); release?.() }
+    const pooled = result instanceof PooledReply ? result : null
+    const body = pooled === null ? result : pooled.body
+    const done = pooled === null ? release : () => { for (const b of pooled.buffers) dataPool.give(b); release?.() }
     let frame: Buffer[]
     try {
       frame = encodeFrameParts(op, id, body, FLAG_REPLY)

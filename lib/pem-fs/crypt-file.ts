@@ -31,10 +31,6 @@ export const WRITE_BEHIND_BYTES = 2 * 1024 * 1024
 export const SEALS_IN_FLIGHT = 2
 export const SEAL_BATCH_BYTES = 512 * 1024
 
-// Scratch buffers (a write's copy, patched blocks, the slots a read covers) come from the process's data pool.
-const take = (n: number): Buffer => dataPool.take(n)
-const give = (b: Buffer): void => { dataPool.give(b) }
-
 /** Slots read on the JS thread when this small: a thread-pool trip costs 70–100 µs, a cached 4 KiB pread ~5 µs. */
 const SYNC_PREAD_BYTES = 16 * 1024
 
@@ -237,7 +233,7 @@ export class CryptFile {
         let j = i + 1
         while (j < blocks.length && blocks[j] === blocks[j - 1] + 1) j++
         const from = slotOffset(h, blocks[i])
-        const buf = take(Math.max(0, Math.min(slotOffset(h, blocks[j - 1] + 1), size) - from))
+        const buf = dataPool.take(Math.max(0, Math.min(slotOffset(h, blocks[j - 1] + 1), size) - from))
         bufs.push(buf)
         const n = buf.length <= SYNC_PREAD_BYTES ? fs.readSync(this.fd, buf, 0, buf.length, from) : await pread(this.fd, buf, from)
         if (n !== buf.length) throw new PemError('PEM_ERR_TRUNCATED', `the backing file ended at ${from + n} while reading block ${blocks[i]}`)
@@ -253,7 +249,7 @@ export class CryptFile {
       const opened = await grant(async d => await this.client.openBlocks(d, header, nums, records))
       nums.forEach((b, i) => out.set(b, opened.parts[i]))
       return { plain: out, release: opened.release }
-    } finally { for (const b of bufs) give(b) }
+    } finally { for (const b of bufs) dataPool.give(b) }
   }
 
   /** Takes chunk k out of the readahead; its frames go back to the pool once no reader uses it. */
@@ -346,7 +342,7 @@ export class CryptFile {
   /** Block b's new plaintext of `len` bytes: its old bytes (or zeros) with [s, e) of the file taken from `data` at `dataPos`. */
   private patch (b: number, B: number, len: number, old: Buffer | null | undefined, data: Buffer, dataPos: number, s: number, e: number, scratch: Buffer[]): Buffer {
     if (s === b * B && e - s === len) return data.subarray(s - dataPos, e - dataPos)
-    const part = take(len)
+    const part = dataPool.take(len)
     scratch.push(part)
     const keep = old === null || old === undefined ? 0 : Math.min(old.length, len)
     if (keep > 0) (old as Buffer).copy(part, 0, 0, keep)
@@ -391,7 +387,7 @@ export class CryptFile {
       if (end < Math.min(oldPlain, (last + 1) * B)) need.add(last)
       const old = await this.oldBlocks(grant, h, [...need].sort((a, b) => a - b))
       // The caller's buffer belongs to fuse-native once we return: the blocks are sealed from our own copy.
-      const copy = take(len)
+      const copy = dataPool.take(len)
       data.copy(copy, 0, 0, len)
       const nums: number[] = []
       const parts: Buffer[] = []
@@ -403,10 +399,10 @@ export class CryptFile {
           nums.push(b)
           parts.push(this.patch(b, B, blen, old.plain.get(b), copy, pos, Math.max(pos, b * B), Math.min(end, b * B + blen), scratch))
         }
-      } catch (err) { for (const b of scratch) give(b); throw err } finally { old.release() } // patch() copied what it kept
+      } catch (err) { for (const b of scratch) dataPool.give(b); throw err } finally { old.release() } // patch() copied what it kept
       this.keepTail(last, parts[parts.length - 1], B)
       if (newPlain > oldPlain) this.size = cipherSize(h, newPlain)
-      await this.queue(grant, h, nums, parts, len, () => { for (const b of scratch) give(b) })
+      await this.queue(grant, h, nums, parts, len, () => { for (const b of scratch) dataPool.give(b) })
       return len
     })
   }
@@ -455,7 +451,7 @@ export class CryptFile {
           await sealAndWrite()
           await ftruncate(this.fd, cipherSize(h, size))
         }
-      } finally { for (const b of scratch) give(b) }
+      } finally { for (const b of scratch) dataPool.give(b) }
       this.size = cipherSize(h, size)
     })
   }

@@ -72,10 +72,6 @@ export async function readControl (file: string, timeoutMs = 3000): Promise<Reco
 }
 
 /**
- * Starts `node <cli> mount ... --foreground` detached, with fd 3 as its readiness pipe; resolves once the child says
- * it serves, rejects with the child's own error line otherwise.
- */
-/**
  * Node flags of the mount daemon (bin/pemfs.js's shebang names them too, for `--foreground` runs). A young generation
  * of 1 MiB per semi-space (Node's default grows to 16 MiB) is swept every few hundred requests, so the data path's
  * short-lived buffers (TLS chunks, frames) are freed within milliseconds instead of waiting for a full GC: peak RSS of
@@ -83,6 +79,10 @@ export async function readControl (file: string, timeoutMs = 3000): Promise<Reco
  */
 export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=1']
 
+/**
+ * Starts `node <cli> mount ... --foreground` detached, with fd 3 as its readiness pipe; resolves once the child says
+ * it serves, rejects with the child's own error line otherwise.
+ */
 export async function startDaemon (cli: string, args: string[], logFile: string, timeoutMs = 20000): Promise<number> {
   const log = fs.openSync(logFile, 'a', 0o600)
   const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, cli, ...args], { detached: true, stdio: ['ignore', log, log, 'pipe'], env: { ...process.env, PEMFS_READY_FD: '3' } })

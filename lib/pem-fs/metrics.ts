@@ -1,5 +1,6 @@
 // Prometheus metrics of a pemfs mount (prom-client text format), built from the same status object `pemfs status`
-// shows: operation counters, decisions and denials, the daemon's memory, and the server table (state, load, latency, requests, rejections).
+// shows: operation counters, decisions and denials, the daemon's memory, and the server table (state, load, latency,
+// requests, rejections).
 // Written to a file for node_exporter's textfile collector (`pemfs mount --metrics-file`) or printed by
 // `pemfs status --prometheus`.
 import fs from 'node:fs'

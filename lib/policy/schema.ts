@@ -1,4 +1,5 @@
-// JSON Schema (ajv, precompiled: validator.ts) of the policy document's shape, and ajv errors turned into located policy errors.
+// JSON Schema (ajv, precompiled: validator.ts) of the policy document's shape, and ajv errors turned into located
+// policy errors.
 // The schema checks structure and types only; compile.ts checks contents (names, references, CIDRs, globs...).
 import type { ErrorObject } from 'ajv'
 import { COMPRESSIONS } from '../wire/packets'

@@ -5,7 +5,8 @@ import type { PolicyError } from './types'
 export type PathSeg = string | number
 
 /** The yaml module, loaded on first use: spd reads its stored policy as JSON and never needs it to start (~35 ms). */
-const yaml = (): typeof import('yaml') => require('yaml')
+let yamlModule: typeof import('yaml') | undefined
+const yaml = (): typeof import('yaml') => (yamlModule ??= require('yaml') as typeof import('yaml'))
 
 /** Largest policy text accepted (a 10,000-rule policy is about 2 MiB). */
 export const MAX_POLICY_BYTES = 32 * 1024 * 1024

@@ -1,10 +1,10 @@
 // spd's data-path state: the crypto engines (one per cipher, the configured one loaded at start), per-file keys
-// derived from the named policy keys (bounded LRU of native handles), and a pool of scratch buffers.
+// derived from the named policy keys (bounded LRU of native handles); scratch buffers come from the data pool
+// (lib/channel/buffer-pool.ts).
 // Key material never leaves this process: hosts only ever see grants, headers and sealed records.
 import {
   createEngine, deriveFileKey, importKey, type AeadCipher, type CryptoEngine, type KeyHandle
 } from '../native/crypto-engine'
-import { dataPool } from '../channel/buffer-pool'
 import { PemError } from '../wire/errors'
 import type { FileCipher } from '../wire/file-format'
 import { GrantTable } from './grants'
@@ -42,7 +42,6 @@ export interface CryptoConfig { provider: string, cipher: AeadCipher }
 
 export class DataService {
   readonly grants = new GrantTable()
-  readonly pool = dataPool
   private readonly engines = new Map<FileCipher, CryptoEngine>()
   private readonly baseKeys = new HandleLru(1024)
   private readonly fileKeys = new HandleLru(FILE_KEYS_MAX)

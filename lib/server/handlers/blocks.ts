@@ -3,6 +3,7 @@
 // Output batches come from the data pool and go back to it once the channel has written the reply (PooledReply).
 // Record layout and AAD: lib/wire/file-format.ts; byte counts: lib/wire/FORMAT.md §4.
 import crypto from 'node:crypto'
+import { dataPool } from '../../channel/buffer-pool'
 import { PooledReply } from '../../channel/channel'
 import { compressBatch, decompressBatch, type Codec } from '../../native/compress'
 import { PemError } from '../../wire/errors'
@@ -38,8 +39,8 @@ function begin (ds: DataService, body: BlocksBody, ctx: HostContext, seal: boole
   return h
 }
 
-function aadOf (ds: DataService, h: FileHeader, blocks: number[], plainLens: number[]): Buffer {
-  const aad = ds.pool.take(blocks.length * AAD_BYTES)
+function aadOf (h: FileHeader, blocks: number[], plainLens: number[]): Buffer {
+  const aad = dataPool.take(blocks.length * AAD_BYTES)
   for (let i = 0; i < blocks.length; i++) writeAad(h, blocks[i], h.keyVersion, plainLens[i], aad, i * AAD_BYTES)
   return aad
 }
@@ -65,16 +66,16 @@ export async function handleSeal (ds: DataService, body: BlocksBody, ctx: HostCo
   const scratch: Buffer[] = []
   try {
     let input: Buffer = data
-    if (h.compression !== 'none') input = await compressFull(ds, h, lens, data, payloadLens, scratch)
-    const aad = aadOf(ds, h, blocks, lens)
+    if (h.compression !== 'none') input = await compressFull(h, lens, data, payloadLens, scratch)
+    const aad = aadOf(h, blocks, lens)
     scratch.push(aad)
     let payload = 0
     for (let i = 0; i < n; i++) payload += payloadLens[i]
     const sealed = payload + n * SEALED_OVERHEAD
-    const out = ds.pool.take(sealed + n * TRAILER_BYTES)
+    const out = dataPool.take(sealed + n * TRAILER_BYTES)
     try {
       await ds.engine(h.cipher).sealBatch(key, input, payloadLens, aad, AAD_BYTES, out.subarray(0, sealed))
-    } catch (err) { ds.pool.give(out); throw blockError(err, blocks) }
+    } catch (err) { dataPool.give(out); throw blockError(err, blocks) }
     // Sealed blocks are back to back; move each to its record position (last first) and write its trailer.
     const outLens = new Array<number>(n)
     let end = out.length
@@ -90,7 +91,7 @@ export async function handleSeal (ds: DataService, body: BlocksBody, ctx: HostCo
     const reply: BlocksReply = { lens: outLens, data: out }
     return new PooledReply(reply, [out])
   } finally {
-    for (const b of scratch) ds.pool.give(b)
+    for (const b of scratch) dataPool.give(b)
   }
 }
 
@@ -98,10 +99,10 @@ export async function handleSeal (ds: DataService, body: BlocksBody, ctx: HostCo
  * Compresses every full block (a short block is the file's last and stays raw, so the file size gives the plaintext
  * size). Returns the payloads back to back and sets payloadLens; a block that does not shrink stays raw.
  */
-async function compressFull (ds: DataService, h: FileHeader, lens: number[], data: Buffer, payloadLens: Uint32Array, scratch: Buffer[]): Promise<Buffer> {
+async function compressFull (h: FileHeader, lens: number[], data: Buffer, payloadLens: Uint32Array, scratch: Buffer[]): Promise<Buffer> {
   const codec = h.compression as Codec
-  const packed = ds.pool.take(data.length)
-  const payloads = ds.pool.take(data.length)
+  const packed = dataPool.take(data.length)
+  const payloads = dataPool.take(data.length)
   scratch.push(packed, payloads)
   const n = lens.length
   const outLens = new Uint32Array(n)
@@ -159,22 +160,23 @@ export async function handleOpen (ds: DataService, body: BlocksBody, ctx: HostCo
     anyCompressed ||= isCompressed(t)
   }
   const key = ds.fileKey(h.keyName, h.keyVersion, h.fileId)
-  const aad = aadOf(ds, h, blocks, trailers.map(t => t.plainLen))
-  const out = ds.pool.take(plainTotal)
-  const payloads = anyCompressed ? ds.pool.take(w - n * SEALED_OVERHEAD) : out
+  const plainLens = trailers.map(t => t.plainLen)
+  const aad = aadOf(h, blocks, plainLens)
+  const out = dataPool.take(plainTotal)
+  const payloads = anyCompressed ? dataPool.take(w - n * SEALED_OVERHEAD) : out
   let replied = false
   try {
     try {
       await ds.engine(h.cipher).openBatch(key, data.subarray(0, w), sealedLens, aad, AAD_BYTES, payloads)
     } catch (err) { throw blockError(err, blocks) }
     if (anyCompressed) await decompressRuns(h, blocks, trailers, payloads, out)
-    const reply: BlocksReply = { lens: trailers.map(t => t.plainLen), data: out }
+    const reply: BlocksReply = { lens: plainLens, data: out }
     replied = true
     return new PooledReply(reply, [out])
   } finally {
-    ds.pool.give(aad)
-    if (payloads !== out) ds.pool.give(payloads)
-    if (!replied) ds.pool.give(out)
+    dataPool.give(aad)
+    if (payloads !== out) dataPool.give(payloads)
+    if (!replied) dataPool.give(out)
   }
 }
 
