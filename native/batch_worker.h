@@ -1,5 +1,5 @@
-// Off-thread batches: a Job runs in Napi::AsyncWorker::Execute (no Napi there) and settles a Promise.
-// The JS buffers the job points into are pinned with references until the worker is done (sodium-native style).
+// Batch plumbing of the engine: a Job runs synchronously on the JS thread or on the engine pool (job_pool.h) and
+// settles a Promise; argument views shared by the AEAD and codec batches.
 #pragma once
 
 #include <napi.h>
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "job_pool.h"
 #include "load_regs.h"
 
 namespace pem::engine {
@@ -53,36 +54,57 @@ Napi::Value RunSync(Napi::Env env, Job* job) {
   return Napi::Number::New(env, job->result.value);
 }
 
+// A batch on the engine's pool: the Job runs on a pool thread; the Promise settles on the JS thread. The JS buffers
+// the job points into are pinned with references until it is done (sodium-native style).
 template <typename Job>
-class BatchWorker : public Napi::AsyncWorker {
+class BatchTask : public PoolTask {
  public:
-  BatchWorker(Napi::Env env, std::unique_ptr<Job> job, const std::vector<Napi::Object>& pins)
-      : Napi::AsyncWorker(env, "pem:batch"), deferred_(Napi::Promise::Deferred::New(env)), job_(std::move(job)) {
+  BatchTask(Napi::Env env, std::unique_ptr<Job> job, const std::vector<Napi::Object>& pins) : job_(std::move(job)) {
+    napi_create_promise(env, &deferred_, &promise_);
     pins_.reserve(pins.size());
     for (const Napi::Object& o : pins) pins_.push_back(Napi::Persistent(o));
   }
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
- protected:
-  void Execute() override {  // worker thread: no Napi calls
-    RunTimed(job_.get());
-    if (job_->result.code != nullptr) SetError(job_->result.msg.empty() ? "batch failed" : job_->result.msg);
+  Napi::Value Promise(Napi::Env env) { return Napi::Value(env, promise_); }
+  void Execute() override { RunTimed(job_.get()); }
+  // Plain N-API with statuses ignored: while a worker thread is being terminated, settling fails (JS may not run
+  // any more) and node-addon-api would turn that failure into a fatal error.
+  void Settle(Napi::Env env) override {
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+    const JobResult& r = job_->result;
+    napi_value v = nullptr;
+    if (r.code == nullptr) {
+      napi_create_double(env, r.value, &v);
+      napi_resolve_deferred(env, deferred_, v);
+    } else {
+      napi_value code = nullptr, msg = nullptr, index = nullptr;
+      napi_create_string_utf8(env, r.code, NAPI_AUTO_LENGTH, &code);
+      napi_create_string_utf8(env, r.msg.empty() ? "batch failed" : r.msg.c_str(), NAPI_AUTO_LENGTH, &msg);
+      if (napi_create_error(env, code, msg, &v) == napi_ok && r.index >= 0 &&
+          napi_create_double(env, static_cast<double>(r.index), &index) == napi_ok) {
+        napi_set_named_property(env, v, "index", index);
+      }
+      napi_reject_deferred(env, deferred_, v);
+    }
+    napi_close_handle_scope(env, scope);
   }
-  void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), job_->result.value)); }
-  void OnError(const Napi::Error&) override { deferred_.Reject(JobError(Env(), job_->result).Value()); }
+  void Forget() override {
+    for (Napi::ObjectReference& r : pins_) r.SuppressDestruct();
+  }
 
  private:
-  Napi::Promise::Deferred deferred_;
+  napi_deferred deferred_ = nullptr;
+  napi_value promise_ = nullptr;  // valid in the creating call's handle scope only
   std::unique_ptr<Job> job_;
   std::vector<Napi::ObjectReference> pins_;
 };
 
-// Queues the job; returns its Promise.
+// Queues the job on the env's pool; returns its Promise.
 template <typename Job>
 Napi::Value RunAsync(Napi::Env env, std::unique_ptr<Job> job, const std::vector<Napi::Object>& pins) {
-  auto* w = new BatchWorker<Job>(env, std::move(job), pins);  // deletes itself after OnOK/OnError
-  Napi::Promise p = w->Promise();
-  w->Queue();
+  auto* task = new BatchTask<Job>(env, std::move(job), pins);
+  Napi::Value p = task->Promise(env);
+  GetJobPool(env)->Submit(task);
   return p;
 }
 

@@ -18,7 +18,7 @@ namespace pem::engine {
 namespace {
 
 // One cipher context per thread, reused across batches and blocks (reset after each batch: no key stays behind).
-// thread_local is per-thread scratch, not shared state: every libuv pool thread and the JS thread get their own.
+// thread_local is per-thread scratch, not shared state: every engine pool thread and the JS thread get their own.
 struct ThreadCipherCtx {
   EVP_CIPHER_CTX* ctx = nullptr;
   ~ThreadCipherCtx() { EVP_CIPHER_CTX_free(ctx); }

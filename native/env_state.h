@@ -3,7 +3,10 @@
 
 #include <napi.h>
 
+#include <memory>
+
 #include "crypto_engine.h"
+#include "job_pool.h"
 #include "load_regs.h"
 
 namespace pem {
@@ -11,6 +14,7 @@ namespace pem {
 struct EnvState {
   regs::State regs;
   engine::State engine;
+  std::unique_ptr<engine::JobPool> pool;  // created on the first async batch
 };
 
 // The env's state, created on first use and freed with the env (worker threads get their own).

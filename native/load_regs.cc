@@ -191,6 +191,7 @@ void CryptoBusyAdd(uint64_t ns) { g_crypto_busy_ns.fetch_add(ns, std::memory_ord
 uint64_t CryptoBusyNs() { return g_crypto_busy_ns.load(std::memory_order_relaxed); }
 
 int CryptoThreads() {
+  constexpr int kMaxCryptoThreads = 64;
   int cpus = 1;
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) {
@@ -199,13 +200,7 @@ int CryptoThreads() {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     if (n > 0) cpus = static_cast<int>(n);
   }
-  int pool = 4;  // libuv's default threadpool size
-  if (const char* e = getenv("UV_THREADPOOL_SIZE")) {
-    int v = atoi(e);
-    if (v > 0) pool = v > 1024 ? 1024 : v;
-  }
-  int n = cpus < pool ? cpus : pool;
-  return n > 0 ? n : 1;
+  return cpus < 1 ? 1 : (cpus > kMaxCryptoThreads ? kMaxCryptoThreads : cpus);
 }
 
 uint64_t MonoNs() {

@@ -17,7 +17,7 @@ enum Reg : int {
   kRegNicTxBytes = 3,       // /sys/class/net/IF/statistics/tx_bytes
   kRegNicSpeedMbps = 4,     // /sys/class/net/IF/speed, -1 when unknown (loopback, virtual, link down)
   kRegCryptoBusyNs = 5,     // cumulative busy ns of all crypto batches in this process
-  kRegCryptoThreads = 6,    // how many crypto batches can run at once (cores, capped by the libuv pool)
+  kRegCryptoThreads = 6,    // how many crypto batches can run at once (the engine pool's threads: the cores)
   kRegMonoNs = 7,           // CLOCK_MONOTONIC in ns at the time of the read
   kRegCount = 8
 };
@@ -40,7 +40,7 @@ struct State {
 // The one process-wide mutable: busy ns added by every crypto batch on any thread (atomic, lock-free).
 void CryptoBusyAdd(uint64_t ns);
 uint64_t CryptoBusyNs();
-// Crypto threads available to the engine: CPUs in our affinity mask, capped at UV_THREADPOOL_SIZE (default 4).
+// Threads of the engine pool (job_pool.h): CPUs in our affinity mask (at most 64).
 int CryptoThreads();
 // CLOCK_MONOTONIC in ns.
 uint64_t MonoNs();

@@ -32,7 +32,7 @@ export async function engineSealSync (cipher: AeadCipher, block: number, ms: num
 }
 
 /**
- * Engine seal MB/s on the libuv pool with 2 × `threads` async batches in flight: the all-cores figure, as spd runs
+ * Engine seal MB/s on the engine pool with 2 × `threads` async batches in flight: the all-cores figure, as spd runs
  * under load. With only `threads` in flight each pool thread idles while its batch's completion goes through the JS
  * thread and the next one is queued (measured here: 2 in flight gave 1.4–1.7× one, 4 in flight 1.9×).
  */

@@ -7,7 +7,7 @@ export const EMPTY = new Uint8Array(0)
 
 /** Batches below this many bytes run synchronously on the calling thread (queueing costs more than they take). */
 export const SYNC_BELOW_BYTES = 64 * 1024
-/** Groups are never cut smaller than this: each group is one libuv work item. */
+/** Groups are never cut smaller than this: each group is one task on the engine pool. */
 export const MIN_GROUP_BYTES = 64 * 1024
 
 export interface Group { start: number, end: number }

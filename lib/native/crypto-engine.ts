@@ -6,7 +6,7 @@ import {
   splitBlocks, sumLens
 } from './batch'
 import { raw, type RawEngine, type RawEngineInfo, type RawKey } from './binding'
-import { call } from './errors'
+import { call, fromNative } from './errors'
 
 export const NONCE_BYTES: number = raw.NONCE_BYTES
 export const TAG_BYTES: number = raw.TAG_BYTES
@@ -14,7 +14,7 @@ export const KEY_BYTES: number = raw.KEY_BYTES
 export const OVERHEAD_BYTES: number = raw.OVERHEAD_BYTES
 export const FILE_ID_BYTES: number = raw.FILE_ID_BYTES
 export const MAX_BLOCK_BYTES: number = raw.MAX_BLOCK_BYTES
-/** Threads a large batch is spread over by default: cores in our affinity mask, capped by UV_THREADPOOL_SIZE. */
+/** Threads of the engine pool, and groups a large batch is spread over by default: cores in our affinity mask. */
 export const CRYPTO_THREADS: number = raw.CRYPTO_THREADS
 /** HKDF info label of deriveFileKey: label | file id (16) | key version (u32 big endian). */
 export const HKDF_INFO_FILE_KEY: string = raw.HKDF_INFO_FILE_KEY
@@ -117,7 +117,14 @@ export class CryptoEngine {
     if (c.inBytes < this.syncBelow) {
       return await asPromise(() => seal ? native.seal(key, input, lens, aad, aadLen, out) : native.open(key, input, lens, aad, aadLen, out))
     }
-    const groups = splitBlocks(lens, c.inBytes, groupCount(c.inBytes, n, this.threads))
+    const parts = groupCount(c.inBytes, n, this.threads)
+    if (parts === 1) {
+      // One group: the whole batch as one pool job, no splitting or settling of groups (per-batch JS cost counts:
+      // docs/ENGINE.md "What an async batch costs").
+      const run = seal ? native.sealAsync(key, input, lens, aad, aadLen, out) : native.openAsync(key, input, lens, aad, aadLen, out)
+      return await run.catch(err => { throw fromNative(err) })
+    }
+    const groups = splitBlocks(lens, c.inBytes, parts)
     const runs: Array<Promise<number>> = []
     let inOff = 0
     let outOff = 0

@@ -41,7 +41,7 @@ export interface LoadMeterOptions {
   nic: string
   /** Capacity in bytes/s per direction, used when the link speed is unknown (loopback, virtual). Default 1.25e9. */
   nicCapacityBps?: number
-  /** Crypto threads the busy time is divided by. Default: REG_CRYPTO_THREADS (cores, capped by the libuv pool). */
+  /** Crypto threads the busy time is divided by. Default: REG_CRYPTO_THREADS (the engine pool's threads: the cores). */
   cryptoThreads?: number
 }
 

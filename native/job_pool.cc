@@ -1,0 +1,123 @@
+// Engine thread pool (see job_pool.h): queue, pool threads, settling on the JS thread, env teardown.
+#include "job_pool.h"
+
+#include "env_state.h"
+#include "load_regs.h"
+
+namespace pem::engine {
+
+struct JobPool::DoneHandle {
+  uv_async_t async;
+  napi_async_cleanup_hook_handle hook = nullptr;
+};
+
+namespace {
+
+void FreeForgotten(PoolTask* task) {
+  task->Forget();
+  delete task;
+}
+
+}  // namespace
+
+JobPool::JobPool(Napi::Env env, int threads) : env_(env), async_context_(env, "pem:engine-pool") {
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  done_handle_ = new DoneHandle();
+  uv_async_init(loop, &done_handle_->async, OnDone);
+  done_handle_->async.data = this;
+  uv_unref(reinterpret_cast<uv_handle_t*>(&done_handle_->async));  // only submitted work keeps the process alive
+  napi_add_async_cleanup_hook(env, OnTeardown, this, &done_handle_->hook);
+  const int n = threads > 0 ? threads : 1;
+  workers_.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n; i++) workers_.emplace_back([this] { Work(); });
+}
+
+JobPool::~JobPool() { Shutdown(); }  // normally done already by the env's teardown hook
+
+void JobPool::Submit(PoolTask* task) {
+  if (in_flight_++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&done_handle_->async));
+  bool signal;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    queue_.push_back(task);
+    signal = idle_ > 0;
+  }
+  if (signal) wake_.notify_one();
+}
+
+void JobPool::Work() {
+  std::unique_lock<std::mutex> lk(mu_);
+  for (;;) {
+    if (stopping_) return;
+    if (queue_.empty()) {
+      idle_++;
+      wake_.wait(lk, [this] { return stopping_ || !queue_.empty(); });
+      idle_--;
+      continue;
+    }
+    PoolTask* task = queue_.front();
+    queue_.pop_front();
+    lk.unlock();
+    task->Execute();
+    lk.lock();
+    done_.push_back(task);
+    lk.unlock();
+    uv_async_send(&done_handle_->async);  // coalesces while the JS thread has not yet run OnDone
+    lk.lock();
+  }
+}
+
+void JobPool::OnDone(uv_async_t* async) { static_cast<JobPool*>(async->data)->SettleDone(); }
+
+void JobPool::SettleDone() {
+  std::vector<PoolTask*> done;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    done.swap(done_);
+  }
+  if (done.empty()) return;
+  {
+    Napi::HandleScope scope(env_);
+    Napi::CallbackScope callback(env_, async_context_);  // promise reactions run when it closes
+    for (PoolTask* task : done) {
+      task->Settle(env_);
+      delete task;
+    }
+  }
+  in_flight_ -= done.size();
+  if (in_flight_ == 0 && !shut_down_) uv_unref(reinterpret_cast<uv_handle_t*>(&done_handle_->async));
+}
+
+void JobPool::OnTeardown(napi_async_cleanup_hook_handle, void* pool) { static_cast<JobPool*>(pool)->Shutdown(); }
+
+void JobPool::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  for (std::thread& t : workers_) t.join();  // a running job finishes first: it may write into JS buffers
+  workers_.clear();
+  for (PoolTask* t : queue_) FreeForgotten(t);
+  for (PoolTask* t : done_) FreeForgotten(t);
+  queue_.clear();
+  done_.clear();
+  // libuv frees the handle later; the close callback must not touch the pool, which may be gone by then.
+  uv_close(reinterpret_cast<uv_handle_t*>(&done_handle_->async), [](uv_handle_t* h) {
+    auto* d = reinterpret_cast<DoneHandle*>(h);
+    napi_remove_async_cleanup_hook(d->hook);
+    delete d;
+  });
+  done_handle_ = nullptr;
+}
+
+JobPool* GetJobPool(Napi::Env env) {
+  EnvState* s = GetEnvState(env);
+  if (!s->pool) s->pool = std::make_unique<JobPool>(env, regs::CryptoThreads());
+  return s->pool.get();
+}
+
+}  // namespace pem::engine
