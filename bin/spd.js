@@ -1,3 +1,4 @@
-#!/usr/bin/env node
-// Launcher: the compiled CLI in dist/ (build with `npm run build`).
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node
+// Launcher: the compiled CLI in dist/ (build with `npm run build`). The environment is the daemons' (lib/pem-fs/daemon.ts
+// DAEMON_ENV).
 require('../dist/lib/cli/spd.js')

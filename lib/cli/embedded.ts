@@ -10,6 +10,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { adminCall } from './admin-client'
 import { enroll, splitAddr } from '../pem-fs/client'
+import { DAEMON_ENV } from '../pem-fs/daemon'
 import { hostIdentity, writeCluster, CLUSTER_FILE } from '../pem-fs/host-config'
 import { defaultPolicy } from '../policy/default'
 import { PemError } from '../wire/errors'
@@ -51,7 +52,7 @@ async function spdInit (f: EmbeddedFiles): Promise<Info> {
 /** Starts `spd start` and resolves once it logs that it serves; its output goes to the log file. */
 async function spdStart (f: EmbeddedFiles, timeoutMs = 10000): Promise<ChildProcess> {
   const log = fs.createWriteStream(f.log, { flags: 'a', mode: 0o600 })
-  const child = spawn(process.execPath, [SPD, 'start', '--data-dir', f.data], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [SPD, 'start', '--data-dir', f.data], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...DAEMON_ENV } })
   child.stderr?.pipe(log)
   await new Promise<void>((resolve, reject) => {
     let text = ''

@@ -80,12 +80,21 @@ export async function readControl (file: string, timeoutMs = 3000): Promise<Reco
 export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=1']
 
 /**
+ * Environment of the daemons (the pemfs mount daemon and an embedded spd; bin/pemfs.js's and bin/spd.js's shebangs
+ * set it too). Two glibc malloc arenas instead of one per thread up to 8 per core: the libuv pool (16 threads in
+ * pemfs) and the FUSE threads each kept freed memory in arenas of their own. Measured on the encrypted mount, the
+ * soak's sequential + random + small-file cycle for 100 s, twice each, alternating: RSS peak 111 / 112 MiB → 106 /
+ * 104, cycles done 66 / 64 → 71 / 71; after 250 s of mixed work, 146 → 108 MiB.
+ */
+export const DAEMON_ENV = { MALLOC_ARENA_MAX: '2' }
+
+/**
  * Starts `node <cli> mount ... --foreground` detached, with fd 3 as its readiness pipe; resolves once the child says
  * it serves, rejects with the child's own error line otherwise.
  */
 export async function startDaemon (cli: string, args: string[], logFile: string, timeoutMs = 20000): Promise<number> {
   const log = fs.openSync(logFile, 'a', 0o600)
-  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, cli, ...args], { detached: true, stdio: ['ignore', log, log, 'pipe'], env: { ...process.env, PEMFS_READY_FD: '3' } })
+  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, cli, ...args], { detached: true, stdio: ['ignore', log, log, 'pipe'], env: { ...process.env, ...DAEMON_ENV, PEMFS_READY_FD: '3' } })
   fs.closeSync(log)
   const ready = child.stdio[3] as NodeJS.ReadableStream
   return await new Promise((resolve, reject) => {

@@ -154,6 +154,8 @@ test.serial('pemfs status prints the server table', async t => {
   t.true(s.buffersMiB >= 0 && s.heapMiB > 0)
   const argv = fs.readFileSync(`/proc/${s.pid}/cmdline`, 'utf8').split('\0')
   t.true(argv.includes('--max-semi-space-size=1'), 'the daemon runs with its node flags (DAEMON_NODE_FLAGS)')
+  const env = fs.readFileSync(`/proc/${s.pid}/environ`, 'utf8').split('\0')
+  t.true(env.includes('MALLOC_ARENA_MAX=2'), 'the daemon runs with its environment (DAEMON_ENV)')
   const table = await cli('pemfs', ['status', dir, '--config-dir', c.hostDir])
   t.regex(table.stdout, /NAME\s+ADDR\s+STATE\s+LOAD\s+WEIGHT\s+PREFERENCE\s+LATENCYMS\s+PV\s+INFLIGHT\s+REQUESTS\s+REJECTIONS/)
 })
