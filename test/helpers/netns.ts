@@ -259,6 +259,7 @@ export async function dropped (lab: Lab): Promise<Record<string, number>> {
   const out: Record<string, number> = {}
   for (const node of lab.nodes) {
     const r = await inNs(node.ns, NFT, ['list', 'chain', ...TABLE.split(' '), 'in'])
+    if (r.code !== 0) throw new Error(`nft list in ${node.ns} failed (${r.code}): ${r.stderr.trim()}`)
     out[node.name] = [...r.stdout.matchAll(/counter packets (\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0)
   }
   return out
