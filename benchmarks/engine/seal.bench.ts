@@ -1,5 +1,5 @@
 // Engine seal throughput (AES-256-GCM, ChaCha20-Poly1305) per block size, one thread and all cores, beside
-// `openssl speed`, node:crypto and sodium-native measured in the same run. The AES-GCM rows are medians of three
+// `openssl speed`, node:crypto and sodium-native measured in the same run. The AES-GCM rows are medians of five
 // rounds in which the engine and openssl take turns (this VM's speed drifts within a minute; the samples are noted).
 import { median, type BenchContext } from '../harness'
 import { CRYPTO_THREADS } from '../../lib/native/crypto-engine'
@@ -20,7 +20,7 @@ export async function run (ctx: BenchContext): Promise<void> {
     return v
   }
   ctx.log(`blocks of N bytes in 1 MiB batches (and one 4 MiB row); ${threads} crypto thread(s); MB = 10^6 bytes`)
-  const rounds = ctx.quick ? 1 : 3
+  const rounds = ctx.quick ? 1 : 5
   const samples = (xs: Array<number | null>): string => xs.map(x => x === null ? '-' : x.toFixed(0)).join('/')
   const mid = (xs: Array<number | null>): number | null => xs.includes(null) ? null : median(xs as number[])
   for (const n of sizes) {

@@ -2,7 +2,7 @@
 // Layout of a sealed block: nonce (12) | ciphertext (L) | tag (16). Design and numbers: docs/ENGINE.md
 import { PemError } from '../wire/errors'
 import {
-  EMPTY, SYNC_BELOW_BYTES, asPromise, badLength, checkBytes, checkLens, groupCount, overlaps, sameView, settle,
+  EMPTY, SYNC_BELOW_BYTES, badLength, checkBytes, checkLens, groupCount, overlaps, sameView, settle,
   splitBlocks, sumLens
 } from './batch'
 import { raw, type RawEngine, type RawEngineInfo, type RawKey } from './binding'
@@ -64,6 +64,8 @@ export function createEngine (opts: EngineOptions = {}): CryptoEngine {
   return new CryptoEngine(opts)
 }
 
+const rethrowNative = (err: unknown): never => { throw fromNative(err) }
+
 interface Checked { n: number, inBytes: number, outBytes: number, inPlace: boolean }
 
 export class CryptoEngine {
@@ -92,8 +94,8 @@ export class CryptoEngine {
     return call(() => this.native.seal(key, input, lens, aad ?? EMPTY, aadLen, out))
   }
 
-  async sealBatch (key: KeyHandle, input: Uint8Array, lens: Uint32Array, aad: Uint8Array | null, aadLen: number, out: Uint8Array): Promise<number> {
-    return await this.run(true, key, input, lens, aad ?? EMPTY, aadLen, out)
+  sealBatch (key: KeyHandle, input: Uint8Array, lens: Uint32Array, aad: Uint8Array | null, aadLen: number, out: Uint8Array): Promise<number> {
+    return this.run(true, key, input, lens, aad ?? EMPTY, aadLen, out)
   }
 
   /**
@@ -106,24 +108,26 @@ export class CryptoEngine {
     return call(() => this.native.open(key, input, lens, aad ?? EMPTY, aadLen, out))
   }
 
-  async openBatch (key: KeyHandle, input: Uint8Array, lens: Uint32Array, aad: Uint8Array | null, aadLen: number, out: Uint8Array): Promise<number> {
-    return await this.run(false, key, input, lens, aad ?? EMPTY, aadLen, out)
+  openBatch (key: KeyHandle, input: Uint8Array, lens: Uint32Array, aad: Uint8Array | null, aadLen: number, out: Uint8Array): Promise<number> {
+    return this.run(false, key, input, lens, aad ?? EMPTY, aadLen, out)
   }
 
-  private async run (seal: boolean, key: KeyHandle, input: Uint8Array, lens: Uint32Array, aad: Uint8Array, aadLen: number, out: Uint8Array): Promise<number> {
-    const c = this.check(seal, input, lens, aad, aadLen, out)
-    const n = c.n
+  // Never throws: failures are rejections. Not an async function, and a one-group batch hands back the pool's own
+  // promise: each promise layer is a microtask per batch on the JS thread (docs/ENGINE.md "What an async batch costs").
+  private run (seal: boolean, key: KeyHandle, input: Uint8Array, lens: Uint32Array, aad: Uint8Array, aadLen: number, out: Uint8Array): Promise<number> {
+    try {
+      const c = this.check(seal, input, lens, aad, aadLen, out)
+      const native = this.native
+      if (c.inBytes < this.syncBelow) return Promise.resolve(seal ? native.seal(key, input, lens, aad, aadLen, out) : native.open(key, input, lens, aad, aadLen, out))
+      const parts = groupCount(c.inBytes, c.n, this.threads)
+      if (parts === 1) return (seal ? native.sealAsync(key, input, lens, aad, aadLen, out) : native.openAsync(key, input, lens, aad, aadLen, out)).catch(rethrowNative)
+      return this.runGroups(seal, key, input, lens, aad, aadLen, out, c, parts)
+    } catch (err) { return Promise.reject(fromNative(err)) }
+  }
+
+  /** A batch cut into `parts` contiguous groups, one pool task each; settled into one result or the first bad block. */
+  private async runGroups (seal: boolean, key: KeyHandle, input: Uint8Array, lens: Uint32Array, aad: Uint8Array, aadLen: number, out: Uint8Array, c: Checked, parts: number): Promise<number> {
     const native = this.native
-    if (c.inBytes < this.syncBelow) {
-      return await asPromise(() => seal ? native.seal(key, input, lens, aad, aadLen, out) : native.open(key, input, lens, aad, aadLen, out))
-    }
-    const parts = groupCount(c.inBytes, n, this.threads)
-    if (parts === 1) {
-      // One group: the whole batch as one pool job, no splitting or settling of groups (per-batch JS cost counts:
-      // docs/ENGINE.md "What an async batch costs").
-      const run = seal ? native.sealAsync(key, input, lens, aad, aadLen, out) : native.openAsync(key, input, lens, aad, aadLen, out)
-      return await run.catch(err => { throw fromNative(err) })
-    }
     const groups = splitBlocks(lens, c.inBytes, parts)
     const runs: Array<Promise<number>> = []
     let inOff = 0
