@@ -1,6 +1,8 @@
 // Engine thread pool (see job_pool.h): queue, pool threads, settling on the JS thread, env teardown.
 #include "job_pool.h"
 
+#include <pthread.h>
+
 #include "env_state.h"
 #include "load_regs.h"
 
@@ -36,6 +38,10 @@ JobPool::JobPool(Napi::Env env, int threads) : env_(env), async_context_(env, "p
 JobPool::~JobPool() { Shutdown(); }  // normally done already by the env's teardown hook
 
 void JobPool::Submit(PoolTask* task) {
+  if (shut_down_) {  // the env is tearing down: nothing will run or settle it
+    FreeForgotten(task);
+    return;
+  }
   if (in_flight_++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&done_handle_->async));
   bool signal;
   {
@@ -47,6 +53,7 @@ void JobPool::Submit(PoolTask* task) {
 }
 
 void JobPool::Work() {
+  pthread_setname_np(pthread_self(), "pem-crypto");  // how ps, top and perf (and the tests) tell pool threads apart
   std::unique_lock<std::mutex> lk(mu_);
   for (;;) {
     if (stopping_) return;

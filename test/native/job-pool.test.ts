@@ -39,9 +39,10 @@ test('terminating a worker with batches queued leaves the main thread\'s engine 
     const w = new Worker(`${PRELUDE}
 const { parentPort } = require('node:worker_threads')
 for (let i = 0; i < 16; i++) { const b = big(); void e.sealBatch(k, b.pt, b.lens, null, 0, b.out) }
+setInterval(() => {}, 1000) // only terminate() ends it
 parentPort.postMessage('queued')`, { eval: true })
     await new Promise<void>((resolve, reject) => { w.once('message', () => resolve()); w.once('error', reject) })
-    t.is(typeof await w.terminate(), 'number')
+    t.is(await w.terminate(), 1)
   }
   const engine = createEngine({ threads: 2, syncBelowBytes: 0 })
   const key = generateKey()
@@ -66,4 +67,24 @@ test('more batches in flight than pool threads all settle with their own results
   t.deepEqual(sealedBytes, jobs.map(j => j.out.length))
   await Promise.all(jobs.map(async j => await engine.openBatch(key, j.out, j.lens.map(l => l + OVERHEAD_BYTES), null, 0, j.back)))
   for (const j of jobs) t.true(j.back.equals(j.pt))
+})
+
+test('the pool starts one thread per core of the affinity mask, on the first async batch', t => {
+  const script = (cores: string): string => `
+const fs = require('node:fs')
+const pool = () => fs.readdirSync('/proc/self/task').filter(t => fs.readFileSync('/proc/self/task/' + t + '/comm', 'utf8').trim() === 'pem-crypto').length
+const before = pool()
+const b = big()
+e.sealBatch(k, b.pt, b.lens, null, 0, b.out).then(() => {
+  console.log(JSON.stringify({ cores: ${cores}, crypto: c.CRYPTO_THREADS, before, started: pool() }))
+})`
+  const all = node(script('require("node:os").availableParallelism()'))
+  t.is(all.status, 0, all.stderr)
+  const a = JSON.parse(all.stdout) as { cores: number, crypto: number, before: number, started: number }
+  t.is(a.crypto, Math.min(a.cores, 64))
+  t.is(a.before, 0, 'no pool before the first async batch')
+  t.is(a.started, a.crypto, 'the first async batch started exactly the pool (threads named pem-crypto)')
+  const r = spawnSync('taskset', ['-c', '0', process.execPath, '-e', PRELUDE + script('1')], { encoding: 'utf8', timeout: 30000 })
+  t.is(r.status, 0, r.stderr)
+  t.deepEqual(JSON.parse(r.stdout), { cores: 1, crypto: 1, before: 0, started: 1 }, 'pinned to one core: one pool thread')
 })
