@@ -81,12 +81,16 @@ export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=1']
 
 /**
  * Environment of the daemons (the pemfs mount daemon and an embedded spd; bin/pemfs.js's and bin/spd.js's shebangs
- * set it too). Two glibc malloc arenas instead of one per thread up to 8 per core: the libuv pool (16 threads in
- * pemfs) and the FUSE threads each kept freed memory in arenas of their own. Measured on the encrypted mount, the
- * soak's sequential + random + small-file cycle for 100 s, twice each, alternating: RSS peak 111 / 112 MiB → 106 /
- * 104, cycles done 66 / 64 → 71 / 71; after 250 s of mixed work, 146 → 108 MiB.
+ * set it too), for glibc's malloc:
+ * - two arenas instead of one per thread up to 8 per core: the libuv pool (16 threads in pemfs) and the FUSE threads
+ *   each kept freed memory in arenas of their own. The soak's cycle for 100 s on the encrypted mount, twice each,
+ *   alternating: RSS peak 111 / 112 MiB → 106 / 104, cycles done 66 / 64 → 71 / 71.
+ * - blocks of 1 MiB and more always mmap'd, so they go back to the kernel when freed (glibc otherwise raises its
+ *   mmap threshold to the largest block freed so far, and the 1–2 MiB buffers of data frames then stay in the heap
+ *   between trims). The soak's cycle for 180 s: pemfs peak 137 MiB (a 30-MiB spike, back down within 3 s) → 105 and
+ *   108; fio sequential and random rates within the noise of an alternating A/B.
  */
-export const DAEMON_ENV = { MALLOC_ARENA_MAX: '2' }
+export const DAEMON_ENV = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '1048576' }
 
 /**
  * Starts `node <cli> mount ... --foreground` detached, with fd 3 as its readiness pipe; resolves once the child says
