@@ -10,7 +10,6 @@ import os from 'node:os'
 import path from 'node:path'
 import { adminCall } from './admin-client'
 import { enroll, splitAddr } from '../pem-fs/client'
-import { DAEMON_ENV } from '../pem-fs/daemon'
 import { hostIdentity, writeCluster, CLUSTER_FILE } from '../pem-fs/host-config'
 import { defaultPolicy } from '../policy/default'
 import { PemError } from '../wire/errors'
@@ -56,7 +55,7 @@ async function spdInit (f: EmbeddedFiles): Promise<Info> {
  */
 async function spdStart (f: EmbeddedFiles, timeoutMs = 20000): Promise<ChildProcess> {
   const log = fs.createWriteStream(f.log, { flags: 'a', mode: 0o600 })
-  const child = spawn(process.execPath, [SPD, 'start', '--data-dir', f.data], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...DAEMON_ENV } })
+  const child = spawn(process.execPath, [SPD, 'start', '--data-dir', f.data], { stdio: ['ignore', 'pipe', 'pipe'] })
   child.stderr?.pipe(log)
   await new Promise<void>((resolve, reject) => {
     let text = ''

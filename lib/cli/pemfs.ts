@@ -9,7 +9,7 @@ import { SELECTIONS, type SelectionName } from '../pem-fs/selection'
 import { pemfsMetricsText, writeMetricsFile } from '../pem-fs/metrics'
 import { isMounted, readControl, runFiles, serveControl, signalReady, startDaemon, statusOf, stopDaemon } from '../pem-fs/daemon'
 import { mountGuard } from '../pem-fs/mount'
-import { trimHeapEvery } from '../native/memory'
+import { manageHeap } from '../native/memory'
 import { defaultConfigDir, hostIdentity, readCluster, writeCluster } from '../pem-fs/host-config'
 import { PemError } from '../wire/errors'
 import { isAction, ACTIONS } from '../wire/packets'
@@ -82,6 +82,7 @@ program.command('servers')
 interface MountFlags { backing?: string, foreground?: boolean, embedded?: boolean, configDir: string, timeoutMs: string, selection: SelectionName, metricsFile?: string, json?: boolean }
 
 async function mountForeground (dir: string, o: MountFlags): Promise<void> {
+  const stopHeap = manageHeap() // before the FUSE and libuv threads start (lib/native/memory.ts)
   const configDir = path.resolve(o.configDir)
   const files = runFiles(configDir, dir)
   let m
@@ -100,7 +101,6 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
   const control = serveControl(files.sock, () => statusOf(mounted))
   const stopMetrics = o.metricsFile === undefined ? () => {} : writeMetricsFile(path.resolve(o.metricsFile), () => statusOf(mounted))
   const keepAlive = setInterval(() => {}, 1 << 30) // fuse-native's handles do not keep the loop alive
-  const stopTrim = trimHeapEvery() // freed C-heap pages back to the kernel (lib/native/memory.ts)
   let stopping = false
   const stop = (signal: string): void => {
     if (stopping) return
@@ -109,7 +109,7 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
     control.close()
     stopMetrics()
     clearInterval(keepAlive)
-    stopTrim()
+    stopHeap()
     mounted.unmount().then(async () => await embedded?.stop()).finally(() => {
       fs.rmSync(files.pid, { force: true }); fs.rmSync(files.sock, { force: true })
       process.exit(0)

@@ -10,7 +10,7 @@ import { checkConfig, checkHostPort, configPath, loadConfig } from '../server/co
 import { IDENTITY_FILE, Member } from '../server/member'
 import { emptyState } from '../server/state'
 import { ConfigStore, storeKeyFrom } from '../server/store'
-import { trimHeapEvery } from '../native/memory'
+import { manageHeap } from '../native/memory'
 import { PemError } from '../wire/errors'
 import { printObject, readSecret, run } from './common'
 
@@ -98,17 +98,17 @@ program.command('start')
   .description('serve in the foreground; JSON logs on stdout; SIGTERM or SIGINT stops gracefully')
   .requiredOption('--data-dir <dir>', 'member directory')
   .action((o: { dataDir: string }) => run(async () => {
+    const stopHeap = manageHeap() // before the engine's and libuv's threads start (lib/native/memory.ts)
     const config = loadConfig(o.dataDir)
     const log = pino({ level: config.logLevel, base: { member: config.name } })
     const member = Member.open(o.dataDir, log)
     await member.start()
-    const stopTrim = trimHeapEvery() // freed C-heap pages back to the kernel (lib/native/memory.ts)
     await new Promise<void>(resolve => {
       const stop = (sig: string): void => { log.info({ signal: sig }, 'stopping'); resolve() }
       process.once('SIGTERM', () => stop('SIGTERM'))
       process.once('SIGINT', () => stop('SIGINT'))
     })
-    stopTrim()
+    stopHeap()
     await member.stop()
   }))
 

@@ -70,6 +70,8 @@ export interface RawCrypto {
 export interface RawMemory {
   /** glibc malloc_trim(0): true when memory went back to the kernel. */
   trimHeap (): boolean
+  /** mallopt(M_ARENA_MAX, arenas) and mallopt(M_MMAP_THRESHOLD, mmapBytes): true when glibc took both. */
+  tuneHeap (arenas: number, mmapBytes: number): boolean
 }
 
 export type RawBinding = RawRegs & RawCrypto & RawMemory

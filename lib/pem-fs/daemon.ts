@@ -7,6 +7,7 @@ import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import type { Mounted } from './mount'
+import { heapTuned } from '../native/memory'
 import { PemError } from '../wire/errors'
 
 export interface RunFiles { pid: string, sock: string, log: string }
@@ -33,6 +34,7 @@ export function statusOf (m: Mounted): Record<string, unknown> {
     rssMiB: mib(mem.rss),
     heapMiB: mib(mem.heapUsed),
     buffersMiB: mib(mem.arrayBuffers),
+    heapTuned: heapTuned(),
     ...m.state.counts,
     ...m.state.guard.stats,
     servers: m.client.servers.map(s => ({
@@ -80,25 +82,12 @@ export async function readControl (file: string, timeoutMs = 3000): Promise<Reco
 export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=1']
 
 /**
- * Environment of the daemons (the pemfs mount daemon and an embedded spd; bin/pemfs.js's and bin/spd.js's shebangs
- * set it too), for glibc's malloc:
- * - two arenas instead of one per thread up to 8 per core: the libuv pool (16 threads in pemfs) and the FUSE threads
- *   each kept freed memory in arenas of their own. The soak's cycle for 100 s on the encrypted mount, twice each,
- *   alternating: RSS peak 111 / 112 MiB → 106 / 104, cycles done 66 / 64 → 71 / 71.
- * - blocks of 1 MiB and more always mmap'd, so they go back to the kernel when freed (glibc otherwise raises its
- *   mmap threshold to the largest block freed so far, and the 1–2 MiB buffers of data frames then stay in the heap
- *   between trims). The soak's cycle for 180 s: pemfs peak 137 MiB (a 30-MiB spike, back down within 3 s) → 105 and
- *   108; fio sequential and random rates within the noise of an alternating A/B.
- */
-export const DAEMON_ENV = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '1048576' }
-
-/**
  * Starts `node <cli> mount ... --foreground` detached, with fd 3 as its readiness pipe; resolves once the child says
  * it serves, rejects with the child's own error line otherwise.
  */
 export async function startDaemon (cli: string, args: string[], logFile: string, timeoutMs = 20000): Promise<number> {
   const log = fs.openSync(logFile, 'a', 0o600)
-  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, cli, ...args], { detached: true, stdio: ['ignore', log, log, 'pipe'], env: { ...process.env, ...DAEMON_ENV, PEMFS_READY_FD: '3' } })
+  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, cli, ...args], { detached: true, stdio: ['ignore', log, log, 'pipe'], env: { ...process.env, PEMFS_READY_FD: '3' } })
   fs.closeSync(log)
   const ready = child.stdio[3] as NodeJS.ReadableStream
   return await new Promise((resolve, reject) => {
