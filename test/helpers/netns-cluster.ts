@@ -77,7 +77,8 @@ export async function joinIn (sponsor: NsMember, node: LabNode, extra: Record<st
 
 /**
  * Waits until the joiners' own changes (their host addresses) have landed and nothing is pending, then until every
- * member has installed the same version; returns that version.
+ * member has installed the same version and hears every other member (a full mesh: channels a fault stalled have
+ * recovered, so the next fault starts from live links); returns that version.
  */
 export async function settle (members: NsMember[], timeoutMs = 30000): Promise<number> {
   const ok = await until(async () => {
@@ -89,6 +90,14 @@ export async function settle (members: NsMember[], timeoutMs = 30000): Promise<n
   if (!ok) throw new Error(`the cluster did not settle within ${timeoutMs} ms`)
   const version = (await installedVersion(members[0])) ?? 1
   await allInstalled(members, version, timeoutMs)
+  const names = new Set(members.map(m => m.node.name))
+  const meshed = await until(async () => {
+    try {
+      const views = await Promise.all(members.map(async m => await clusterStatus(m)))
+      return views.every(v => v.members.filter(p => names.has(p.name)).every(p => p.state === 'self' || p.state === 'active'))
+    } catch { return false }
+  }, timeoutMs, 100)
+  if (!meshed) throw new Error(`the members did not all hear each other within ${timeoutMs} ms`)
   return version
 }
 
