@@ -71,8 +71,11 @@ function joined (parts: Uint8Array[], bytes: number): Buffer {
 
 /** New-file headers asked for at once (FileHeader count): one round trip serves this many new encrypted files. */
 const HEADER_BATCH = 16
-/** Errors after which withGrant() decides again (on another server when this one was marked down) and retries. */
-const REDECIDE = new Set(['PEM_ERR_UNREACHABLE', 'PEM_ERR_CLOSED', 'PEM_ERR_TIMEOUT', 'PEM_ERR_KEY_NOT_GRANTED', 'PEM_ERR_OVERLOAD'])
+/**
+ * Data-call errors after which the caller decides again (on another server when this one was marked down) and
+ * retries: withGrant() here and the handles' data calls (ops-io.ts).
+ */
+export const REDECIDE: ReadonlySet<string> = new Set(['PEM_ERR_UNREACHABLE', 'PEM_ERR_CLOSED', 'PEM_ERR_TIMEOUT', 'PEM_ERR_KEY_NOT_GRANTED', 'PEM_ERR_OVERLOAD'])
 
 export function splitAddr (addr: string): { host: string, port: number } {
   const i = addr.lastIndexOf(':')

@@ -6,6 +6,7 @@
 import fs from 'node:fs'
 import type { CryptFile, WithGrant } from './crypt-file'
 import type { CryptFiles } from './crypt-files'
+import { REDECIDE } from './client'
 import type { Caller } from './fuse-ctx'
 import type { Decision } from './guard'
 import type { FsState, Handle, Reply } from './fs-state'
@@ -16,8 +17,6 @@ const { O_ACCMODE = 3, O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_NOCTTY, O_
 // O_DIRECT would make the backing file demand aligned buffers; O_APPEND is applied by the kernel, which hands us
 // the offset at end of file (and pwrite ignores offsets under O_APPEND); creation flags were handled by the kernel.
 const STRIP = O_DIRECT | O_APPEND | O_CREAT | O_EXCL | O_NOCTTY
-/** Data-call errors after which a handle decides again (decide() moves off servers that stopped answering). */
-const REDECIDE = new Set(['PEM_ERR_UNREACHABLE', 'PEM_ERR_CLOSED', 'PEM_ERR_TIMEOUT', 'PEM_ERR_KEY_NOT_GRANTED', 'PEM_ERR_OVERLOAD'])
 
 const done = async (f: (cb: (e: NodeJS.ErrnoException | null) => void) => void): Promise<void> =>
   await new Promise((resolve, reject) => f(e => e === null ? resolve() : reject(e)))

@@ -64,6 +64,14 @@ export async function unmountAll (c: Cluster | undefined): Promise<void> {
   mounted.clear()
 }
 
+/** The last lines of the mount daemons' logs (what pemfs said about failures), for a failing test's message. */
+export function daemonLogs (c: Cluster, lines = 20): string {
+  const run = path.join(c.hostDir, 'run')
+  if (!fs.existsSync(run)) return '(no run directory)'
+  return fs.readdirSync(run).filter(f => f.endsWith('.log'))
+    .map(f => `${f}:\n${fs.readFileSync(path.join(run, f), 'utf8').split('\n').slice(-lines).join('\n')}`).join('\n')
+}
+
 /** A test file's before hook: mount, or fail the hook with pemfs's own message. */
 export async function mountOrThrow (c: Cluster, dir: string, extra: string[] = []): Promise<void> {
   const r = await mount(c, dir, extra)

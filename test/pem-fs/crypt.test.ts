@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { ROOT } from '../../scripts/procs'
 import { cipherSize, decodeHeader, FILE_MAGIC, HEADER_MAX_BYTES, plainSize, slotOffset } from '../../lib/wire/file-format'
-import { clusterWithHost, mountOrThrow, sh, tearDown, tempDir, type Cluster } from '../helpers/mounts'
+import { clusterWithHost, daemonLogs, mountOrThrow, sh, tearDown, tempDir, type Cluster } from '../helpers/mounts'
 
 const DRIVER = path.join(ROOT, 'dist', 'test', 'helpers', 'crypt-driver.js')
 let c: Cluster
@@ -143,6 +143,15 @@ test.serial('readers of one file at once share readahead chunks whose buffers ar
 
 test.serial('O_APPEND from two shells at once: every line arrives whole', async t => {
   const r = await sh(`f=${q('log')}; (for i in $(seq 200); do echo "a-$i-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" >> "$f"; done) & (for i in $(seq 200); do echo "b-$i-bbbbbbbbbbbbbbbbbbbbbbbbbbbbb" >> "$f"; done) & wait; wc -l < "$f"; grep -c '^a-[0-9]*-a*$' "$f"; grep -c '^b-[0-9]*-b*$' "$f"`, { timeoutMs: 60000 })
+  if (r.stdout !== '400\n200\n200\n') {
+    // Where it went wrong: lines that are not one whole line of either writer (with their byte offset), lines missing.
+    const text = (await sh(`cat ${q('log')}`)).stdout
+    const lines = text.split('\n')
+    let at = 0
+    const odd = lines.flatMap(l => { const o = at; at += l.length + 1; return /^a-\d+-a{31}$|^b-\d+-b{29}$|^$/.test(l) ? [] : [`@${o}: ${JSON.stringify(l)}`] })
+    const missing = ['a', 'b'].flatMap(w => Array.from({ length: 200 }, (_, i) => `${w}-${i + 1}-`).filter(k => !lines.some(l => l.startsWith(k))))
+    t.log(`size ${text.length}; odd lines: ${odd.slice(0, 10).join(' | ') || 'none'}; missing: ${missing.join(' ') || 'none'}\n${daemonLogs(c)}`)
+  }
   t.is(r.stdout, '400\n200\n200\n', r.stderr)
 })
 
