@@ -2,7 +2,8 @@
 // Why not libuv's pool (Napi::AsyncWorker): there every batch pays a pool-thread wake-up and its own JS wake-up, and
 // libuv's 4 threads oversubscribe a 2-core machine. Here a pool thread that finds queued work takes it without
 // sleeping, the JS thread signals only when a pool thread is idle, and finished jobs go back through one uv_async
-// handle whose wake-ups coalesce (no lock is held across a syscall; docs/ENGINE.md "What an async batch costs").
+// handle whose wake-ups coalesce; while queued work keeps the threads busy, the JS thread is woken once per
+// CryptoThreads() finished jobs (no lock is held across a syscall; docs/ENGINE.md "What an async batch costs").
 #pragma once
 
 #include <napi.h>

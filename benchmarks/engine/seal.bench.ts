@@ -1,6 +1,9 @@
 // Engine seal throughput (AES-256-GCM, ChaCha20-Poly1305) per block size, one thread and all cores, beside
-// `openssl speed`, node:crypto and sodium-native measured in the same run. The AES-GCM rows are medians of five
-// rounds in which the engine and openssl take turns (this VM's speed drifts within a minute; the samples are noted).
+// `openssl speed`, node:crypto and sodium-native measured in the same run. This VM's speed drifts by ±20 % within
+// seconds, so the AES-GCM rows come from paired rounds: in each, engine (1 thread), openssl, engine (all threads),
+// openssl -multi, engine (1 thread) again run back to back for a second each, and a row's ratio is the median over
+// the rounds of the ratio inside each round (neighbours in time; the two-threads-vs-one ratio divides by the mean
+// of the one-thread runs on either side). Its value and baseline are the medians of the samples, which are noted.
 import { median, type BenchContext } from '../harness'
 import { CRYPTO_THREADS } from '../../lib/native/crypto-engine'
 import {
@@ -10,7 +13,7 @@ import {
 export async function run (ctx: BenchContext): Promise<void> {
   const sizes = ctx.quick ? [4 * KIB] : [4 * KIB, 16 * KIB, 64 * KIB, 1024 * KIB]
   const ms = ctx.quick ? 60 : 1000
-  const seconds = ctx.quick ? 1 : 2
+  const seconds = 1
   const threads = CRYPTO_THREADS
   const unit = 'MB/s'
   let noOpenssl = false
@@ -19,36 +22,52 @@ export async function run (ctx: BenchContext): Promise<void> {
     if (v === null && !noOpenssl) { noOpenssl = true; ctx.log('openssl CLI missing or unparsable: openssl baselines skipped') }
     return v
   }
-  ctx.log(`blocks of N bytes in 1 MiB batches (and one 4 MiB row); ${threads} crypto thread(s); MB = 10^6 bytes`)
-  const rounds = ctx.quick ? 1 : 5
+  const rounds = ctx.quick ? 1 : 7
+  ctx.log(`blocks of N bytes in 1 MiB batches (and one 4 MiB row); ${threads} crypto thread(s); ${rounds} paired round(s); MB = 10^6 bytes`)
   const samples = (xs: Array<number | null>): string => xs.map(x => x === null ? '-' : x.toFixed(0)).join('/')
-  const mid = (xs: Array<number | null>): number | null => xs.includes(null) ? null : median(xs as number[])
+  const ratios = (xs: Array<number | null>): string => xs.map(x => x === null ? '-' : x.toFixed(2)).join('/')
+  /** Median of the non-null values, or null when there are none. */
+  const mid = (xs: Array<number | null>): number | null => { const v = xs.filter((x): x is number => x !== null); return v.length === 0 ? null : median(v) }
+  /** Median of paired ratios, to three decimals like the harness's own ratios. */
+  const midRatio = (xs: Array<number | null>): number | null => { const m = mid(xs); return m === null ? null : Math.round(m * 1000) / 1000 }
+  const paired = (a: Array<number | null>, b: Array<number | null>): Array<number | null> => a.map((x, i) => { const y = b[i]; return x === null || y === null || y === 0 ? null : x / y })
+  const note = (values: number[], base: Array<number | null>, rs: Array<number | null>): string =>
+    `samples ${samples(values)} vs ${samples(base)}; ratio = median of paired ${ratios(rs)}`
   for (const n of sizes) {
-    const one: number[] = []; const all: number[] = []; const o1s: Array<number | null> = []; const oNs: Array<number | null> = []
+    const oneA: number[] = []; const oneB: number[] = []; const all: number[] = []; const o1s: Array<number | null> = []; const oNs: Array<number | null> = []
     for (let r = 0; r < rounds; r++) {
-      one.push(await engineSealSync('aes-256-gcm', n, ms))
+      oneA.push(await engineSealSync('aes-256-gcm', n, ms))
       o1s.push(ossl('aes-256-gcm', n))
       all.push(await engineSealParallel('aes-256-gcm', n, ms, threads))
       oNs.push(threads > 1 ? ossl('aes-256-gcm', n, threads) : o1s[r])
+      oneB.push(await engineSealSync('aes-256-gcm', n, ms))
     }
+    const one = oneA.map((a, i) => (a + oneB[i]) / 2)
     const node = await nodeCryptoSeal('aes-256-gcm', n, ms)
-    const o1 = mid(o1s); const oN = mid(oNs)
-    const note = (a: Array<number | null>, b: Array<number | null>): string | undefined => rounds > 1 ? `rounds ${samples(a)} vs ${samples(b)}` : undefined
-    ctx.report({ name: `seal aes-256-gcm ${sizeName(n)} 1 thread`, value: median(one), unit, baseline: o1 === null ? null : 'openssl speed', baseline_value: o1, note: note(one, o1s) })
+    const vsOssl = paired(oneA, o1s)
+    ctx.report({ name: `seal aes-256-gcm ${sizeName(n)} 1 thread`, value: median(oneA), unit, baseline: mid(o1s) === null ? null : 'openssl speed', baseline_value: mid(o1s), ratio: midRatio(vsOssl), note: note(oneA, o1s, vsOssl) })
     ctx.report({ name: `seal aes-256-gcm ${sizeName(n)} 1 thread vs node`, value: median(one), unit, baseline: 'node:crypto', baseline_value: node })
-    ctx.report({ name: `seal aes-256-gcm ${sizeName(n)} ${threads} threads`, value: median(all), unit, baseline: oN === null ? null : `openssl speed -multi ${threads}`, baseline_value: oN, note: note(all, oNs) })
-    if (threads > 1) ctx.report({ name: `seal aes-256-gcm ${sizeName(n)} ${threads} threads vs 1 (target 1.8)`, value: median(all), unit, baseline: 'engine, 1 thread', baseline_value: median(one), note: note(all, one) })
+    const vsMulti = paired(all, oNs)
+    ctx.report({ name: `seal aes-256-gcm ${sizeName(n)} ${threads} threads`, value: median(all), unit, baseline: mid(oNs) === null ? null : `openssl speed -multi ${threads}`, baseline_value: mid(oNs), ratio: midRatio(vsMulti), note: note(all, oNs, vsMulti) })
+    if (threads > 1) {
+      const scaling = paired(all, one)
+      const osslScaling = paired(oNs, o1s)
+      ctx.report({ name: `seal aes-256-gcm ${sizeName(n)} ${threads} threads vs 1 (target 1.8)`, value: median(all), unit, baseline: 'engine, 1 thread', baseline_value: median(one), ratio: midRatio(scaling), note: `${note(all, one, scaling)}; openssl -multi ${threads} vs 1 in the same rounds ${ratios(osslScaling)}` })
+    }
   }
   if (threads > 1) {
     // What two threads give when each batch is large enough to outweigh its hand-offs (docs/ENGINE.md "What an async
-    // batch costs"): 16 KiB blocks in 4 MiB batches, both sides measured with that batch size.
+    // batch costs"): 16 KiB blocks in 4 MiB batches, both sides measured with that batch size, paired the same way.
     const big = 4096 * KIB
-    const one: number[] = []; const all: number[] = []
+    const oneA: number[] = []; const oneB: number[] = []; const all: number[] = []
     for (let r = 0; r < rounds; r++) {
-      one.push(await engineSealSync('aes-256-gcm', 16 * KIB, ms, big))
+      oneA.push(await engineSealSync('aes-256-gcm', 16 * KIB, ms, big))
       all.push(await engineSealParallel('aes-256-gcm', 16 * KIB, ms, threads, big))
+      oneB.push(await engineSealSync('aes-256-gcm', 16 * KIB, ms, big))
     }
-    ctx.report({ name: `seal aes-256-gcm 16 KiB in 4 MiB batches ${threads} threads vs 1 (target 1.8)`, value: median(all), unit, baseline: 'engine, 1 thread, 4 MiB batches', baseline_value: median(one), note: rounds > 1 ? `rounds ${samples(all)} vs ${samples(one)}` : undefined })
+    const one = oneA.map((a, i) => (a + oneB[i]) / 2)
+    const scaling = paired(all, one)
+    ctx.report({ name: `seal aes-256-gcm 16 KiB in 4 MiB batches ${threads} threads vs 1 (target 1.8)`, value: median(all), unit, baseline: 'engine, 1 thread, 4 MiB batches', baseline_value: median(one), ratio: midRatio(scaling), note: note(all, one, scaling) })
   }
   const openSize = ctx.quick ? 4 * KIB : 64 * KIB
   const open = await engineOpenSync('aes-256-gcm', openSize, ms)
