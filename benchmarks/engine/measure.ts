@@ -2,6 +2,7 @@
 // zstd/lz4 CLIs as external baselines, and a child-process runner for OPENSSL_ia32cap-masked runs.
 import { execFileSync, spawnSync } from 'node:child_process'
 import crypto from 'node:crypto'
+import { Worker } from 'node:worker_threads'
 import { CRYPTO_THREADS, createEngine, generateKey, sealedLength, type AeadCipher } from '../../lib/native/crypto-engine'
 import { opsPerSecond } from '../harness'
 
@@ -49,6 +50,35 @@ export async function engineSealParallel (cipher: AeadCipher, block: number, ms:
     }
   }))
   return bytes / (Number(process.hrtime.bigint() - t0) / 1e9) / MB
+}
+
+/**
+ * `n` worker threads of this process, each running engineSealSync on its own (no pool, no JS thread between them):
+ * what that many threads of this code do side by side on this machine, the ceiling for the pool's figure.
+ */
+export class SyncThreads {
+  private constructor (private readonly workers: Worker[]) {}
+
+  static async start (n: number): Promise<SyncThreads> {
+    const code = `const { parentPort } = require('node:worker_threads')
+      const m = require(${JSON.stringify(__filename)})
+      parentPort.on('message', a => m.engineSealSync(a.cipher, a.block, a.ms, a.batchBytes).then(v => parentPort.postMessage(v)))`
+    const t = new SyncThreads(Array.from({ length: n }, () => new Worker(code, { eval: true })))
+    await t.seal('aes-256-gcm', 16 * KIB, 50) // loaded and warm
+    return t
+  }
+
+  /** Total MB/s of all threads sealing at once for `ms`. */
+  async seal (cipher: AeadCipher, block: number, ms: number, batchBytes?: number): Promise<number> {
+    const rates = await Promise.all(this.workers.map(async w => await new Promise<number>((resolve, reject) => {
+      w.once('message', resolve)
+      w.once('error', reject)
+      w.postMessage({ cipher, block, ms, batchBytes })
+    })))
+    return rates.reduce((a, b) => a + b, 0)
+  }
+
+  async stop (): Promise<void> { await Promise.all(this.workers.map(async w => await w.terminate())) }
 }
 
 /** Engine open MB/s (sync), sealed by the engine first. */

@@ -1,13 +1,14 @@
 // Engine seal throughput (AES-256-GCM, ChaCha20-Poly1305) per block size, one thread and all cores, beside
 // `openssl speed`, node:crypto and sodium-native measured in the same run. This VM's speed drifts by ±20 % within
 // seconds, so the AES-GCM rows come from paired rounds: in each, engine (1 thread), openssl, engine (all threads),
-// openssl -multi, engine (1 thread) again run back to back for a second each, and a row's ratio is the median over
+// the sync call on as many worker threads side by side (no pool: the ceiling for the pool's figure), openssl -multi,
+// engine (1 thread) again run back to back for a second each, and a row's ratio is the median over
 // the rounds of the ratio inside each round (neighbours in time; the two-threads-vs-one ratio divides by the mean
 // of the one-thread runs on either side). Its value and baseline are the medians of the samples, which are noted.
 import { median, type BenchContext } from '../harness'
 import { CRYPTO_THREADS } from '../../lib/native/crypto-engine'
 import {
-  KIB, engineOpenSync, engineSealParallel, engineSealSync, nodeCryptoSeal, opensslSpeed, sizeName, sodiumChachaSeal
+  KIB, SyncThreads, engineOpenSync, engineSealParallel, engineSealSync, nodeCryptoSeal, opensslSpeed, sizeName, sodiumChachaSeal
 } from './measure'
 
 export async function run (ctx: BenchContext): Promise<void> {
@@ -33,12 +34,15 @@ export async function run (ctx: BenchContext): Promise<void> {
   const paired = (a: Array<number | null>, b: Array<number | null>): Array<number | null> => a.map((x, i) => { const y = b[i]; return x === null || y === null || y === 0 ? null : x / y })
   const note = (values: number[], base: Array<number | null>, rs: Array<number | null>): string =>
     `samples ${samples(values)} vs ${samples(base)}; ratio = median of paired ${ratios(rs)}`
+  const side = threads > 1 ? await SyncThreads.start(threads) : null
   for (const n of sizes) {
     const oneA: number[] = []; const oneB: number[] = []; const all: number[] = []; const o1s: Array<number | null> = []; const oNs: Array<number | null> = []
+    const sides: number[] = []
     for (let r = 0; r < rounds; r++) {
       oneA.push(await engineSealSync('aes-256-gcm', n, ms))
       o1s.push(ossl('aes-256-gcm', n))
       all.push(await engineSealParallel('aes-256-gcm', n, ms, threads))
+      if (side !== null) sides.push(await side.seal('aes-256-gcm', n, ms))
       oNs.push(threads > 1 ? ossl('aes-256-gcm', n, threads) : o1s[r])
       oneB.push(await engineSealSync('aes-256-gcm', n, ms))
     }
@@ -53,8 +57,11 @@ export async function run (ctx: BenchContext): Promise<void> {
       const scaling = paired(all, one)
       const osslScaling = paired(oNs, o1s)
       ctx.report({ name: `seal aes-256-gcm ${sizeName(n)} ${threads} threads vs 1 (target 1.8)`, value: median(all), unit, baseline: 'engine, 1 thread', baseline_value: median(one), ratio: midRatio(scaling), note: `${note(all, one, scaling)}; openssl -multi ${threads} vs 1 in the same rounds ${ratios(osslScaling)}` })
+      const sideScaling = paired(sides, one)
+      ctx.report({ name: `seal aes-256-gcm ${sizeName(n)} ${threads} sync worker threads side by side vs 1 (the pool's ceiling)`, value: median(sides), unit, baseline: 'engine, 1 thread', baseline_value: median(one), ratio: midRatio(sideScaling), note: note(sides, one, sideScaling) })
     }
   }
+  await side?.stop()
   if (threads > 1) {
     // What two threads give when each batch is large enough to outweigh its hand-offs (docs/ENGINE.md "What an async
     // batch costs"): 16 KiB blocks in 4 MiB batches, both sides measured with that batch size, paired the same way.
