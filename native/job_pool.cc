@@ -22,7 +22,8 @@ void FreeForgotten(PoolTask* task) {
 
 }  // namespace
 
-JobPool::JobPool(Napi::Env env, int threads) : env_(env), async_context_(env, "pem:engine-pool") {
+JobPool::JobPool(Napi::Env env, int threads)
+    : env_(env), async_context_(env, "pem:engine-pool"), thread_count_(threads > 0 ? static_cast<size_t>(threads) : 1) {
   uv_loop_t* loop = nullptr;
   napi_get_uv_event_loop(env, &loop);
   done_handle_ = new DoneHandle();
@@ -30,9 +31,8 @@ JobPool::JobPool(Napi::Env env, int threads) : env_(env), async_context_(env, "p
   done_handle_->async.data = this;
   uv_unref(reinterpret_cast<uv_handle_t*>(&done_handle_->async));  // only submitted work keeps the process alive
   napi_add_async_cleanup_hook(env, OnTeardown, this, &done_handle_->hook);
-  const int n = threads > 0 ? threads : 1;
-  workers_.reserve(static_cast<size_t>(n));
-  for (int i = 0; i < n; i++) workers_.emplace_back([this] { Work(); });
+  workers_.reserve(thread_count_);
+  for (size_t i = 0; i < thread_count_; i++) workers_.emplace_back([this] { Work(); });
 }
 
 JobPool::~JobPool() { Shutdown(); }  // normally done already by the env's teardown hook
@@ -72,7 +72,7 @@ void JobPool::Work() {
     // While queued work keeps this thread busy, the JS thread is woken for every CryptoThreads() finished jobs rather
     // than for each: a wake-up costs it ~40 us on a cache the batches just evicted, taken from a pool thread on a
     // 2-core machine. A held job waits at most until another finishes (the queued one will); a lone job goes at once.
-    const bool notify = queue_.empty() || done_.size() >= workers_.size();
+    const bool notify = queue_.empty() || done_.size() >= thread_count_;
     lk.unlock();
     if (notify) uv_async_send(&done_handle_->async);  // coalesces while the JS thread has not yet run OnDone
     lk.lock();

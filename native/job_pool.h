@@ -53,6 +53,7 @@ class JobPool {
   std::deque<PoolTask*> queue_;   // submitted, not started; guarded by mu_
   std::vector<PoolTask*> done_;   // executed, not settled; guarded by mu_
   std::vector<std::thread> workers_;
+  const size_t thread_count_;      // workers_.size() from the start; read by the pool threads
   int idle_ = 0;                   // pool threads waiting on wake_; guarded by mu_
   bool stopping_ = false;          // guarded by mu_
   size_t in_flight_ = 0;           // JS thread only: submitted, not yet settled
