@@ -6,7 +6,7 @@
 // returns once the data is copied, a failure is reported by the next write, fsync or close (flush) of the file, and
 // reads and truncations first wait for the writes before them. Truncation re-seals the new last block. Holes stay holes.
 import fs from 'node:fs'
-import type { ClusterClient, Decision } from './client'
+import { REDECIDE, type ClusterClient, type Decision } from './client'
 import { RwLock } from './rw-lock'
 import { dataPool } from '../channel/buffer-pool'
 import { PemError } from '../wire/errors'
@@ -27,6 +27,15 @@ export const READAHEAD_CHUNK_BYTES = 1024 * 1024
 export const READAHEAD_CHUNKS = 3
 /** Plaintext bytes of one file's writes sealed and written in the background at once; a write beyond it waits. */
 export const WRITE_BEHIND_BYTES = 2 * 1024 * 1024
+/**
+ * How long a background seal keeps retrying when no server can take it (timeouts, servers marked down, overload):
+ * the application was already told its write succeeded, so a cluster that stalls or restarts for a few seconds must
+ * not lose it. Longer than one request timeout (2 s) plus the time a server stays marked down (5 s), so at least one
+ * retry reaches a server that came back. A foreground call (read, open) still fails after one try per server.
+ */
+export const WRITE_BEHIND_PERSIST_MS = 10_000
+const PERSIST_BACKOFF_MS = [100, 250, 500, 1000]
+
 /** Seal batches of one file at spd at once; writes queued behind them are sent together, up to SEAL_BATCH_BYTES. */
 export const SEALS_IN_FLIGHT = 2
 export const SEAL_BATCH_BYTES = 512 * 1024
@@ -42,6 +51,20 @@ async function pread (fd: number, buf: Buffer, pos: number): Promise<number> {
     got += n
   }
   return got
+}
+
+/** `call()`, tried again after REDECIDE-class failures (with a short backoff) until WRITE_BEHIND_PERSIST_MS is spent. */
+async function persisting<T> (call: () => Promise<T>): Promise<T> {
+  const end = Date.now() + WRITE_BEHIND_PERSIST_MS
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await call()
+    } catch (err) {
+      const wait = PERSIST_BACKOFF_MS[Math.min(attempt, PERSIST_BACKOFF_MS.length - 1)]
+      if (!(err instanceof PemError) || !REDECIDE.has(err.code) || Date.now() + wait > end) throw err
+      await new Promise(resolve => setTimeout(resolve, wait))
+    }
+  }
 }
 
 async function pwritev (fd: number, bufs: Buffer[], pos: number): Promise<void> {
@@ -193,7 +216,7 @@ export class CryptFile {
       const h = batch[0].h
       const header = this.headerBytes as Buffer
       this.sealing++
-      const sealed = batch[0].grant(async d => await this.client.sealBlocks(d, header, nums, parts))
+      const sealed = persisting(async () => await batch[0].grant(async d => await this.client.sealBlocks(d, header, nums, parts)))
       const after = (): void => { this.sealing--; for (const w of batch) w.release(); this.pump() }
       sealed.then(after, after)
       const job = this.chain.then(async () => {

@@ -203,7 +203,28 @@ test.serial('a plaintext file left from before: read as it is, writes refused (E
   t.true(fs.readFileSync(path.join(back, 'legacy.txt')).subarray(0, 4).equals(FILE_MAGIC))
 })
 
-test.serial('a write sealed in the background that fails (spd stopped) is reported by fsync; sizes come back from the disk and the file stays usable', async t => {
+test.serial('a write sealed in the background survives spd stopping for 6 s: fsync succeeds and the bytes read back', async t => {
+  const spd = c.spd.proc?.pid
+  t.truthy(spd)
+  const py = `import os, sys, signal, threading, time
+p, spd = sys.argv[1], int(sys.argv[2])
+fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+os.write(fd, b'a'); os.fsync(fd)
+os.kill(spd, signal.SIGSTOP)
+threading.Timer(6, os.kill, (spd, signal.SIGCONT)).start()
+t0 = time.time()
+os.pwrite(fd, b'b' * 131072, 0)
+os.fsync(fd)
+print('fsync ok', 'after the pause' if time.time() - t0 >= 6 else 'before the pause ended')
+os.close(fd)
+print(open(p, 'rb').read() == b'b' * 131072)`
+  try {
+    const r = await sh(`python3 -c "${py}" ${q('paused-write')} ${String(spd)}`, { timeoutMs: 60000 })
+    t.is(r.stdout, 'fsync ok after the pause\nTrue\n', r.stderr)
+  } finally { if (spd !== undefined) process.kill(spd, 'SIGCONT') }
+})
+
+test.serial('a write sealed in the background that fails (spd stopped past WRITE_BEHIND_PERSIST_MS) is reported by fsync; sizes come back from the disk and the file stays usable', async t => {
   const spd = c.spd.proc?.pid
   t.truthy(spd)
   const py = `import os, sys, signal, errno, time
