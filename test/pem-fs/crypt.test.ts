@@ -2,10 +2,10 @@
 // sizes, random overwrites/appends/truncations checked against a model, holes, two processes writing one file,
 // tampering underneath gives EIO (never garbage), and a plaintext file left from before is served read-only.
 // The mount serves VIEW over BACKING (--backing), so this process can read and damage the bytes underneath.
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import fs from 'node:fs'
 import path from 'node:path'
-import { ROOT } from '../../scripts/procs'
+import { ROOT, type RunResult } from '../../scripts/procs'
 import { cipherSize, decodeHeader, FILE_MAGIC, HEADER_MAX_BYTES, plainSize, slotOffset } from '../../lib/wire/file-format'
 import { clusterWithHost, daemonLogs, mountOrThrow, sh, tearDown, tempDir, type Cluster } from '../helpers/mounts'
 
@@ -203,36 +203,37 @@ test.serial('a plaintext file left from before: read as it is, writes refused (E
   t.true(fs.readFileSync(path.join(back, 'legacy.txt')).subarray(0, 4).equals(FILE_MAGIC))
 })
 
-test.serial('a write sealed in the background survives spd stopping for 6 s: fsync succeeds and the bytes read back', async t => {
+/**
+ * Runs `rest` (Python) after a 1-byte file `name` is written and fsynced and spd is SIGSTOPped (variables: fd, p,
+ * spd); returns what it printed. spd is always continued afterwards.
+ */
+async function withSpdStopped (t: ExecutionContext, name: string, rest: string): Promise<RunResult> {
   const spd = c.spd.proc?.pid
   t.truthy(spd)
-  const py = `import os, sys, signal, threading, time
+  const py = `import os, sys, signal, errno, threading, time
 p, spd = sys.argv[1], int(sys.argv[2])
 fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
 os.write(fd, b'a'); os.fsync(fd)
 os.kill(spd, signal.SIGSTOP)
-threading.Timer(6, os.kill, (spd, signal.SIGCONT)).start()
+${rest}`
+  try {
+    return await sh(`python3 -c "${py}" ${q(name)} ${String(spd)}`, { timeoutMs: 60000 })
+  } finally { if (spd !== undefined) process.kill(spd, 'SIGCONT') }
+}
+
+test.serial('a write sealed in the background survives spd stopping for 6 s: fsync succeeds and the bytes read back', async t => {
+  const r = await withSpdStopped(t, 'paused-write', `threading.Timer(6, os.kill, (spd, signal.SIGCONT)).start()
 t0 = time.time()
 os.pwrite(fd, b'b' * 131072, 0)
 os.fsync(fd)
 print('fsync ok', 'after the pause' if time.time() - t0 >= 6 else 'before the pause ended')
 os.close(fd)
-print(open(p, 'rb').read() == b'b' * 131072)`
-  try {
-    const r = await sh(`python3 -c "${py}" ${q('paused-write')} ${String(spd)}`, { timeoutMs: 60000 })
-    t.is(r.stdout, 'fsync ok after the pause\nTrue\n', r.stderr)
-  } finally { if (spd !== undefined) process.kill(spd, 'SIGCONT') }
+print(open(p, 'rb').read() == b'b' * 131072)`)
+  t.is(r.stdout, 'fsync ok after the pause\nTrue\n', r.stderr)
 })
 
 test.serial('a write sealed in the background that fails (spd stopped past WRITE_BEHIND_PERSIST_MS) is reported by fsync; sizes come back from the disk and the file stays usable', async t => {
-  const spd = c.spd.proc?.pid
-  t.truthy(spd)
-  const py = `import os, sys, signal, errno, time
-p, spd = sys.argv[1], int(sys.argv[2])
-fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
-os.write(fd, b'a'); os.fsync(fd)
-os.kill(spd, signal.SIGSTOP)
-try:
+  const r = await withSpdStopped(t, 'lost-write', `try:
     os.pwrite(fd, b'b' * 131072, 0)
     print('write accepted')
     try:
@@ -250,9 +251,6 @@ print('size', st.st_size)
 os.pwrite(fd, b'c' * 5000, 0); os.fsync(fd)
 print('size', os.fstat(fd).st_size)
 os.close(fd)
-print(open(p, 'rb').read() == b'c' * 5000)`
-  try {
-    const r = await sh(`python3 -c "${py}" ${q('lost-write')} ${String(spd)}`, { timeoutMs: 60000 })
-    t.is(r.stdout, 'write accepted\nfsync EHOSTUNREACH\nsize 1\nsize 5000\nTrue\n', r.stderr)
-  } finally { if (spd !== undefined) process.kill(spd, 'SIGCONT') }
+print(open(p, 'rb').read() == b'c' * 5000)`)
+  t.is(r.stdout, 'write accepted\nfsync EHOSTUNREACH\nsize 1\nsize 5000\nTrue\n', r.stderr)
 })
