@@ -72,8 +72,9 @@ function joined (parts: Uint8Array[], bytes: number): Buffer {
 /** New-file headers asked for at once (FileHeader count): one round trip serves this many new encrypted files. */
 const HEADER_BATCH = 16
 /**
- * Data-call errors after which the caller decides again (on another server when this one was marked down) and
- * retries: withGrant() here and the handles' data calls (ops-io.ts).
+ * Data-call errors after which the caller decides again and retries (ops-io.ts withGrant; crypt-file.ts keeps
+ * trying background seals): dataRequest() has marked a server that stopped answering down, so the new decision
+ * comes from another one when there is one.
  */
 export const REDECIDE: ReadonlySet<string> = new Set(['PEM_ERR_UNREACHABLE', 'PEM_ERR_CLOSED', 'PEM_ERR_TIMEOUT', 'PEM_ERR_KEY_NOT_GRANTED', 'PEM_ERR_OVERLOAD'])
 
@@ -271,28 +272,6 @@ export class ClusterClient {
     return await this.batches(d, Op.BlocksOpen, header, blocks, records)
   }
 
-  /**
-   * Decides and runs `fn` with the decision; when the deciding server goes away (closed, timeout, overload) or no
-   * longer knows the grant (expired, restarted), decides again — decide() skips servers marked down — and retries,
-   * at most once per server. Policy denials and data errors (tampering, bad header) are thrown at once.
-   */
-  async withGrant<T> (req: Omit<DecideBody, 'pv'>, fn: (d: Decision) => Promise<T>): Promise<T> {
-    let last: PemError | undefined
-    for (let i = 0; i <= this.servers.length; i++) {
-      const d = await this.decide(req)
-      try {
-        return await fn(d)
-      } catch (err) {
-        last = PemError.from(err)
-        if (!REDECIDE.has(last.code)) throw last
-        const s = this.servers.find(x => x.entry.id === d.server)
-        if (s !== undefined && last.code === 'PEM_ERR_OVERLOAD') this.backOff(s)
-        else if (s !== undefined && last.code !== 'PEM_ERR_KEY_NOT_GRANTED') this.markDown(s)
-      }
-    }
-    throw last ?? new PemError('PEM_ERR_UNREACHABLE')
-  }
-
   private async batches (d: Decision, op: Op, header: Buffer, blocks: number[], parts: Uint8Array[]): Promise<Batch> {
     if (blocks.length !== parts.length) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'one buffer per block number')
     const runs: Array<Promise<BlocksReply>> = []
@@ -323,9 +302,20 @@ export class ClusterClient {
     const s = this.servers.find(x => x.entry.id === d.server)
     if (s === undefined) throw new PemError('PEM_ERR_UNREACHABLE', `server ${d.server} is not in this host's table`)
     let ch: Channel
-    try { ch = await this.channelOf(s) } catch (err) { throw new PemError('PEM_ERR_UNREACHABLE', `server ${s.entry.name}: ${(err as Error).message}`) }
+    try { ch = await this.channelOf(s) } catch (err) {
+      this.markDown(s)
+      throw new PemError('PEM_ERR_UNREACHABLE', `server ${s.entry.name}: ${(err as Error).message}`)
+    }
     s.requests++
-    return await inflight(s, ch.request(op, body, { timeoutMs: this.timeoutMs }))
+    try {
+      return await inflight(s, ch.request(op, body, { timeoutMs: this.timeoutMs }))
+    } catch (err) {
+      // Like decide(): a server that stopped answering is skipped for a while, a busy one briefly, so the caller's
+      // new decision (REDECIDE) goes elsewhere instead of waiting on it again.
+      const code = PemError.from(err).code
+      if (code === 'PEM_ERR_OVERLOAD') this.backOff(s); else if (code === 'PEM_ERR_TIMEOUT' || code === 'PEM_ERR_CLOSED') this.markDown(s)
+      throw err
+    }
   }
 
   async ping (s: ServerState): Promise<PingReply> {
