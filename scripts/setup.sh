@@ -3,10 +3,10 @@
 # (`npm test`, `npm run demo` and .ci/run all start here). Quiet and quick when everything is already in place.
 #   libzstd-dev liblz4-dev  compression libraries of the native addon     libfuse2 fuse3  fuse-native, fusermount
 #   openssl                 `openssl speed` baselines                     fio             the pemfs workload tests
-#   nftables iproute2       network-namespace partition tests
+#   nftables iproute2       network-namespace partition tests            python3 util-linux  the POSIX comparison suite (setpriv)
 set -eu
 cd "$(dirname "$0")/.."
-PACKAGES="libzstd-dev liblz4-dev libfuse2 fuse3 openssl fio nftables iproute2"
+PACKAGES="libzstd-dev liblz4-dev libfuse2 fuse3 openssl fio nftables iproute2 python3 util-linux"
 
 missing=""
 for pkg in $PACKAGES; do

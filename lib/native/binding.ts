@@ -74,7 +74,16 @@ export interface RawMemory {
   tuneHeap (arenas: number, mmapBytes: number): boolean
 }
 
-export type RawBinding = RawRegs & RawCrypto & RawMemory
+/** native/fs_calls.cc: each returns 0 or a byte count, or -errno. */
+export interface RawFsCalls {
+  mknod (path: string, mode: number, dev: number): number
+  getxattr (path: string, name: string, out: Uint8Array | null): number
+  setxattr (path: string, name: string, value: Uint8Array, flags: number): number
+  listxattr (path: string, out: Uint8Array | null): number
+  removexattr (path: string, name: string): number
+}
+
+export type RawBinding = RawRegs & RawCrypto & RawMemory & RawFsCalls
 
 /** The package root: the nearest ancestor of this file that holds binding.gyp (works from lib/ and dist/lib/). */
 function packageRoot (): string {

@@ -27,19 +27,23 @@ export interface OpCounts { ops: number, errors: number, reads: number, writes: 
 export type Reply<T> = (err: number, value?: T) => void
 
 export class FsState {
-  /** Backing directory as a path that reaches underneath the mount: /proc/self/fd/N. */
+  /** Backing directory as a path that reaches underneath the mount: /proc/self/fd/N (statfs only). */
   readonly root: string
   readonly handles = new Map<number, Handle>()
   readonly counts: OpCounts = { ops: 0, errors: 0, reads: 0, writes: 0, bytesRead: 0, bytesWritten: 0 }
   private nextFh = 1
   private readonly asRoot = process.getuid?.() === 0
 
+  /** The mount daemon's working directory must be the backing directory (mountGuard chdirs there). */
   constructor (readonly guard: Guard, readonly backingFd: number) {
     this.root = `/proc/self/fd/${backingFd}`
   }
 
-  /** Backing path of a path inside the mount. '/' keeps its slash: /proc/self/fd/N itself is a (magic) symlink. */
-  real (p: string): string { return this.root + p }
+  /**
+   * Backing path of a path inside the mount, relative to the working directory (the backing directory): a path of up
+   * to 4,095 bytes from the mount stays one under PATH_MAX underneath too, where a /proc/self/fd/N prefix would not.
+   */
+  real (p: string): string { return p === '/' ? '.' : p.slice(1) }
 
   addHandle (h: Handle): number {
     const fh = this.nextFh
@@ -71,12 +75,20 @@ export class FsState {
     process.stderr.write(`${new Date(now).toISOString()} ${p}: ${err.message} (${err.code})\n`)
   }
 
-  /** New entries belong to the caller (pemfs runs as root); the group follows a setgid parent directory. */
+  /**
+   * New entries get the owner ext4 would give them had the caller made them (pemfs makes them as root): the caller's
+   * fsuid, and the parent's group when the parent is setgid (else the caller's fsgid). The kernel already applied the
+   * caller's umask and dropped a setgid bit the caller may not set, and the backing file system made a directory under
+   * a setgid parent setgid; root's chown clears a file's set-id bits, so those are put back.
+   */
   own (p: string, caller: Caller): void {
     if (!this.asRoot || caller.pid === 0) return
+    const real = this.real(p)
     const parent = fs.statSync(this.real(path.posix.dirname(p)))
     const gid = (parent.mode & 0o2000) !== 0 ? parent.gid : caller.gid
-    fs.lchownSync(this.real(p), caller.uid, gid)
+    const before = fs.lstatSync(real)
+    fs.lchownSync(real, caller.uid, gid)
+    if (!before.isSymbolicLink() && (before.mode & 0o6000) !== 0) fs.chmodSync(real, before.mode & 0o7777)
   }
 }
 

@@ -1,7 +1,8 @@
 // Mounting a guard point: checks FUSE, the enrollment and the cluster, opens the directory underneath BEFORE the
 // mount covers it (so DIR is guarded in place and pemfs still reaches the files through /proc/self/fd/N), and mounts
-// with allow_other and without default_permissions: every access decision is the cluster's policy, not the mode bits
-// (docs/PEMFS.md). No subtype, so `df -T` shows plain `fuse`; the fsname names the guarded directory.
+// with allow_other and default_permissions: the kernel checks mode bits, ownership and sticky directories for every
+// caller as on a local file system, and the cluster's policy restricts further (docs/PEMFS.md "Permissions"). No
+// subtype, so `df -T` shows plain `fuse`; the fsname names the guarded directory.
 import fs from 'node:fs'
 import path from 'node:path'
 import { attrOps, type SizeOf } from './ops-attr'
@@ -13,6 +14,7 @@ import { loadShim } from './fuse-ctx'
 import { Guard } from './guard'
 import { hostIdentity, readCluster } from './host-config'
 import { ioOps } from './ops-io'
+import { xattrOps } from './ops-xattr'
 import type { SelectionName } from './selection'
 import { ServerListWatcher } from './server-list'
 import { PemError } from '../wire/errors'
@@ -35,7 +37,8 @@ export interface Mounted { dir: string, backing: string, state: FsState, client:
 // Without them the kernel hands writes over in 4 KiB requests (50 MB/s instead of ~360 MB/s here).
 // attr_timeout=0: libfuse's high-level API gives every name of a hard-linked file its own kernel inode, so a cached
 // size would let fstat on an fd opened under one name miss writes made under another (docs/PEMFS.md).
-const EXTRA_OPTIONS = 'nonempty,big_writes,max_write=131072,attr_timeout=0'
+// default_permissions: the kernel's own permission checks, from the attributes getattr reports.
+const EXTRA_OPTIONS = 'nonempty,big_writes,max_write=131072,attr_timeout=0,default_permissions'
 
 function checkFuse (): void {
   if (!fs.existsSync('/dev/fuse')) throw new PemError('PEM_ERR_BAD_CONFIG', 'FUSE is not available: /dev/fuse is missing (load the fuse module, or run the container with --device /dev/fuse)')
@@ -68,10 +71,12 @@ export async function mountGuard (o: MountOptions): Promise<Mounted> {
     await reachCluster(client)
     const w = watcher = new ServerListWatcher(client, o.configDir, cluster)
     backingFd = fs.openSync(backing, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY)
+    // Backing calls use paths relative to the backing directory (FsState.real); one mount per process.
+    process.chdir(`/proc/self/fd/${backingFd}`)
     const state = new FsState(new Guard(client, dir), backingFd)
     const files = new CryptFiles(client)
     const sizeOf: SizeOf = (real, st) => files.plainSizeOf(real, st)
-    const ops = { ...attrOps(state, sizeOf), ...dirOps(state), ...ioOps(state, files) }
+    const ops = { ...attrOps(state, sizeOf), ...dirOps(state), ...ioOps(state, files), ...xattrOps(state) }
     loadShim() // before fuse-native binds fuse_new
     const Fuse = require('fuse-native') as FuseClass // eslint-disable-line @typescript-eslint/no-var-requires
     const fsname = `pemfs:${dir.replace(/,/g, '_')},${EXTRA_OPTIONS}`

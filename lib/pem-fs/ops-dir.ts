@@ -1,9 +1,10 @@
-// FUSE operations on names: readdir, mkdir, rmdir, unlink, rename, link, symlink, readlink. Each asks the guard first;
+// FUSE operations on names: readdir, mkdir, mknod, rmdir, unlink, rename, link, symlink, readlink. Each asks the guard first;
 // entries a caller creates are given to the caller (pemfs itself runs as root). Calls on the backing directory are
 // synchronous (fs-state.ts says why).
 import fs from 'node:fs'
 import { callerOf } from './fuse-ctx'
 import type { FsState, Reply } from './fs-state'
+import { mknod } from '../native/fs-calls'
 
 export function dirOps (s: FsState): Record<string, unknown> {
   return {
@@ -17,6 +18,14 @@ export function dirOps (s: FsState): Record<string, unknown> {
       s.serve(raw, cb, async (c, p) => {
         await s.guard.allow(c, p, 'mkdir')
         fs.mkdirSync(s.real(p), { mode: mode & 0o7777 })
+        s.own(p, c)
+      })
+    },
+    // FIFOs, sockets, device nodes (the kernel lets only a caller with CAP_MKNOD ask for those) and plain files.
+    mknod (raw: string, mode: number, dev: number, cb: Reply<void>) {
+      s.serve(raw, cb, async (c, p) => {
+        await s.guard.allow(c, p, 'create')
+        mknod(s.real(p), mode, dev)
         s.own(p, c)
       })
     },

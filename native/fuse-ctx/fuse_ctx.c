@@ -25,16 +25,18 @@ typedef struct fuse_context_abi *(*get_context_t)(void);
 #define SLOT_DESTROY 30
 #define FLAG_UTIME_OMIT_OK 4u // bit 2 of the flag word after the 38 pointers
 #define PREFIX_MAX 48
+// A path from the mount as libfuse builds it: "/" + up to 4,095 bytes (the longest path a caller can pass, PATH_MAX
+// counting its NUL, is 4,095 bytes below the mount point).
 #define PATH_BYTES 4096
 
 static op6_t originals[SLOTS];
 static get_context_t get_context;
 
 static long forward (int slot, const char *path, long a, long b, long c, long d, long e) {
-  char buf[PREFIX_MAX + PATH_BYTES];
+  char buf[PREFIX_MAX + PATH_BYTES + 1];
   struct fuse_context_abi *cx = get_context();
   size_t len = path == NULL ? 0 : strlen(path);
-  if (len >= PATH_BYTES) return -ENAMETOOLONG;
+  if (len > PATH_BYTES) return -ENAMETOOLONG;
   int n = snprintf(buf, PREFIX_MAX, "\x01%u %u %d\x01", (unsigned) cx->uid, (unsigned) cx->gid, (int) cx->pid);
   memcpy(buf + n, path == NULL ? "" : path, len + 1);
   return originals[slot](buf, a, b, c, d, e);
