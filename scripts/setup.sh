@@ -4,9 +4,11 @@
 #   libzstd-dev liblz4-dev  compression libraries of the native addon     libfuse2 fuse3  fuse-native, fusermount
 #   openssl                 `openssl speed` baselines                     fio             the pemfs workload tests
 #   nftables iproute2       network-namespace partition tests            python3 util-linux  the POSIX comparison suite (setpriv)
+# `setup.sh --bench` also installs what only the benchmarks use: gocryptfs (the fs baseline).
 set -eu
 cd "$(dirname "$0")/.."
 PACKAGES="libzstd-dev liblz4-dev libfuse2 fuse3 openssl fio nftables iproute2 python3 util-linux"
+[ "${1:-}" = --bench ] && PACKAGES="$PACKAGES gocryptfs"
 
 missing=""
 for pkg in $PACKAGES; do
