@@ -28,6 +28,10 @@ const ops = {
   rmdir: (p: string, cb: Cb) => fs.rmdir(real(p), done(cb)),
   rename: (a: string, b: string, cb: Cb) => fs.rename(real(a), real(b), done(cb)),
   chmod: (p: string, mode: number, cb: Cb) => fs.chmod(real(p), mode, done(cb)),
+  chown: (p: string, uid: number, gid: number, cb: Cb) => fs.lchown(real(p), uid, gid, done(cb)),
+  symlink: (target: string, p: string, cb: Cb) => fs.symlink(target, real(p), done(cb)),
+  readlink: (p: string, cb: Cb) => fs.readlink(real(p), (e, t) => e === null ? cb(0, t) : cb(errno(e))),
+  link: (a: string, b: string, cb: Cb) => fs.link(real(a), real(b), done(cb)),
   utimens: (p: string, atime: number, mtime: number, cb: Cb) => fs.utimes(real(p), atime / 1000, mtime / 1000, done(cb)),
   statfs: (_p: string, cb: Cb) => fs.statfs(backing, (e, v) => e === null
     ? cb(0, { bsize: v.bsize, frsize: v.bsize, blocks: v.blocks, bfree: v.bfree, bavail: v.bavail, files: v.files, ffree: v.ffree, favail: v.ffree, fsid: 0, flag: 0, namemax: 255 })
@@ -36,8 +40,9 @@ const ops = {
 
 interface FuseInstance { mount: (cb: (err: Error | null) => void) => void, unmount: (cb: (err: Error | null) => void) => void }
 const Fuse = require('fuse-native') as new (mnt: string, ops: Record<string, unknown>, opts: Record<string, unknown>) => FuseInstance // eslint-disable-line @typescript-eslint/no-var-requires
-// The same kernel-side options as pemfs (lib/pem-fs/mount.ts): big writes, 128 KiB requests, no attribute cache.
-const fuse = new Fuse(mnt, ops, { allowOther: true, fsname: 'passthrough,nonempty,big_writes,max_write=131072,attr_timeout=0' })
+// The same kernel-side options as pemfs (lib/pem-fs/mount.ts): big writes, 128 KiB requests, no attribute cache,
+// the kernel's permission checks.
+const fuse = new Fuse(mnt, ops, { allowOther: true, fsname: 'passthrough,nonempty,big_writes,max_write=131072,attr_timeout=0,default_permissions' })
 fuse.mount(err => {
   if (err !== null && err !== undefined) { process.stderr.write(`passthrough mount: ${err.message}\n`); process.exit(1) }
   process.stdout.write('ready\n')
