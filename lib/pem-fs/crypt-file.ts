@@ -10,6 +10,8 @@ import fs from 'node:fs'
 import { REDECIDE, type ClusterClient, type Decision } from './client'
 import { RwLock } from './rw-lock'
 import { dataPool } from '../channel/buffer-pool'
+import { failpoint } from '../server/failpoint'
+import { crc32 } from '../wire/crc32'
 import { PemError } from '../wire/errors'
 import { LIMITS } from '../wire/packets'
 import { blockRange, cipherSize, parseSlot, plainSize, recordOffset, slotOffset, type FileHeader } from '../wire/file-format'
@@ -84,6 +86,84 @@ async function pwritev (fd: number, bufs: Buffer[], pos: number): Promise<void> 
 
 const ftruncate = async (fd: number, size: number): Promise<void> =>
   await new Promise((resolve, reject) => fs.ftruncate(fd, size, e => e === null ? resolve() : reject(e)))
+
+const fdatasync = async (fd: number): Promise<void> =>
+  await new Promise((resolve, reject) => fs.fdatasync(fd, e => e === null ? resolve() : reject(e)))
+
+// ---- the redo record of a truncation (lib/wire/FORMAT.md §4.8) ----
+
+/**
+ * The last bytes of a file whose truncation is not finished. Read where a record trailer's plaintext length would
+ * be, "PEMF" is 1.3 GB, more than any block: no complete file ends like this.
+ */
+const REDO_MAGIC = Buffer.from('PEMFredo', 'latin1')
+/** u64 target size | u32 entry bytes | u32 CRC-32 of the entries and both fields | magic. */
+const REDO_FOOTER_BYTES = 24
+/** Before each entry's bytes: u64 file offset | u32 length. */
+const REDO_ENTRY_BYTES = 12
+
+/** A truncation's writes in place and the backing size it ends with. */
+export interface Redo { target: number, writes: Array<{ at: number, bytes: Buffer }> }
+
+function encodeRedo (r: Redo): Buffer {
+  const entries = r.writes.reduce((n, w) => n + REDO_ENTRY_BYTES + w.bytes.length, 0)
+  const b = Buffer.alloc(entries + REDO_FOOTER_BYTES)
+  let at = 0
+  for (const w of r.writes) {
+    b.writeBigUInt64BE(BigInt(w.at), at)
+    b.writeUInt32BE(w.bytes.length, at + 8)
+    w.bytes.copy(b, at + REDO_ENTRY_BYTES)
+    at += REDO_ENTRY_BYTES + w.bytes.length
+  }
+  b.writeBigUInt64BE(BigInt(r.target), at)
+  b.writeUInt32BE(entries, at + 8)
+  b.writeUInt32BE(crc32(b.subarray(0, at + 12)), at + 12)
+  REDO_MAGIC.copy(b, at + 16)
+  return b
+}
+
+/**
+ * The redo record a crash left at the end of the encrypted file open on `fd` (`size` bytes), or null. One that is
+ * damaged or does not fit the file (entries outside [header, target), the record not wholly beyond the target, more
+ * than the two records a truncation writes) is not taken for one: the file then reads as damaged (EIO).
+ */
+export function readRedo (fd: number, h: FileHeader, size: number): Redo | null {
+  if (size < h.headerBytes + REDO_FOOTER_BYTES) return null
+  const foot = Buffer.alloc(REDO_FOOTER_BYTES)
+  if (fs.readSync(fd, foot, 0, foot.length, size - foot.length) !== foot.length || !foot.subarray(16).equals(REDO_MAGIC)) return null
+  const target = Number(foot.readBigUInt64BE(0))
+  const entries = foot.readUInt32BE(8)
+  const start = size - REDO_FOOTER_BYTES - entries
+  if (target < h.headerBytes || start < target || entries > 2 * (REDO_ENTRY_BYTES + h.slotBytes)) return null
+  const b = Buffer.alloc(entries + 12)
+  if (fs.readSync(fd, b, 0, b.length, start) !== b.length || crc32(b) !== foot.readUInt32BE(12)) return null
+  const writes: Redo['writes'] = []
+  for (let at = 0; at < entries;) {
+    if (at + REDO_ENTRY_BYTES > entries) return null
+    const to = Number(b.readBigUInt64BE(at))
+    const len = b.readUInt32BE(at + 8)
+    at += REDO_ENTRY_BYTES
+    if (at + len > entries || to < h.headerBytes || to + len > target) return null
+    writes.push({ at: to, bytes: b.subarray(at, at + len) })
+    at += len
+  }
+  return { target, writes }
+}
+
+/**
+ * Finishes a truncation a crash interrupted (CryptFiles, when it loads a file that ends with a redo record): its
+ * records are written in place again, synced, and the file is cut to the truncation's size, which drops the redo
+ * record with the rest. Doing it again is harmless, so a crash in here is finished the same way next time.
+ */
+export function finishTruncation (fd: number, redo: Redo, real: string): void {
+  for (const w of redo.writes) {
+    for (let done = 0; done < w.bytes.length;) done += fs.writeSync(fd, w.bytes, done, w.bytes.length - done, w.at + done)
+  }
+  fs.fdatasyncSync(fd)
+  failpoint('pemfs:redo:after-rewrite')
+  fs.ftruncateSync(fd, redo.target)
+  process.stderr.write(`${new Date().toISOString()} ${real}: finished a truncation a crash interrupted (${redo.target} bytes underneath)\n`)
+}
 
 type Plain = Map<number, Buffer | null> // block -> plaintext (null: a hole, zeros)
 /** Opened blocks: views of pooled reply frames until release() hands those back (then the views must not be read). */
@@ -467,6 +547,12 @@ export class CryptFile {
     })
   }
 
+  /**
+   * Cut: the block the new size ends inside is re-sealed short (the new last block); the rest goes. Growth: an old
+   * short last block is re-sealed full (or longer, if the new size ends inside it), a new short last block is sealed
+   * zeros, the slots in between stay holes. Either way at most one record on disk is replaced: block `k`, the block
+   * the kept bytes end inside.
+   */
   async truncate (grant: WithGrant, real: string, size: number): Promise<void> {
     await this.lock.exclusive(async () => {
       await this.drain()
@@ -477,42 +563,55 @@ export class CryptFile {
       const B = h.blockBytes
       const oldPlain = plainSize(h, this.size)
       if (size === oldPlain) return
+      const keep = Math.min(size, oldPlain)
+      const k = Math.floor(keep / B)
+      const kNew = Math.floor(size / B)
       const nums: number[] = []
       const parts: Buffer[] = []
       const scratch: Buffer[] = []
-      const sealAndWrite = async (): Promise<void> => {
-        if (nums.length === 0) return
-        const header = this.headerBytes as Buffer
-        const s = await grant(async d => await this.client.sealBlocks(d, header, nums, parts))
-        try { await this.writeRecords(h, nums, s.parts) } finally { s.release() }
-      }
       try {
-        if (size < oldPlain) {
-          // Cut inside block k: it is re-sealed short (the new last block); the rest of the file goes.
-          const k = Math.floor(size / B)
-          if (size % B !== 0) {
-            const old = await this.openBlocks(grant, h, [k])
-            try { nums.push(k); parts.push(this.patch(k, B, size % B, old.plain.get(k), Buffer.alloc(0), 0, 0, 0, scratch)) } finally { old.release() }
-          }
-          await ftruncate(this.fd, cipherSize(h, size))
-          await sealAndWrite()
-        } else {
-          // Growing: an old short last block becomes full (or the new short last block); a new short last block is
-          // sealed zeros; the slots between stay holes.
-          const k = Math.floor(oldPlain / B)
-          if (oldPlain % B !== 0) {
-            const old = await this.openBlocks(grant, h, [k])
-            try { nums.push(k); parts.push(this.patch(k, B, Math.min(B, size - k * B), old.plain.get(k), Buffer.alloc(0), 0, 0, 0, scratch)) } finally { old.release() }
-          }
-          const kNew = Math.floor(size / B)
-          if (size % B !== 0 && (oldPlain % B === 0 || kNew > k)) {
-            nums.push(kNew); parts.push(this.patch(kNew, B, size % B, null, Buffer.alloc(0), 0, 0, 0, scratch))
-          }
-          await sealAndWrite()
-          await ftruncate(this.fd, cipherSize(h, size))
+        if (keep % B !== 0) {
+          const old = await this.openBlocks(grant, h, [k])
+          try { nums.push(k); parts.push(this.patch(k, B, Math.min(B, size - k * B), old.plain.get(k), Buffer.alloc(0), 0, 0, 0, scratch)) } finally { old.release() }
         }
+        if (size > oldPlain && size % B !== 0 && (keep % B === 0 || kNew > k)) {
+          nums.push(kNew); parts.push(this.patch(kNew, B, size % B, null, Buffer.alloc(0), 0, 0, 0, scratch))
+        }
+        await this.resize(grant, h, nums, parts, cipherSize(h, size), keep % B !== 0)
       } finally { for (const b of scratch) dataPool.give(b) }
       this.size = cipherSize(h, size)
     })
+  }
+
+  /**
+   * Writes the records of `nums` and gives the backing file `target` bytes, so that a crash at any point leaves the
+   * file as it was or as the truncation makes it, with every byte that was durable below the new size (FORMAT.md
+   * §4.8). Records beyond the old end and a cut or growth by whole slots are single steps. Replacing block k's
+   * record (`inPlace`) is not: the new record overlaps the old one (a short record starts at the slot start, a full
+   * one fills the slot), and the two layouts hold two sizes, so no order of plain writes keeps the block readable
+   * throughout. It goes through a redo record instead: the new records and the target size, written beyond both
+   * ends of the file and synced; then the records in place, synced; then the cut to `target`, which drops the redo
+   * record. A crash before the redo record is complete leaves the old file (its end is only read as a redo record
+   * when whole: CRC); after it, the next load finishes the truncation (finishTruncation).
+   */
+  private async resize (grant: WithGrant, h: FileHeader, nums: number[], parts: Buffer[], target: number, inPlace: boolean): Promise<void> {
+    if (nums.length > 0) {
+      const header = this.headerBytes as Buffer
+      const s = await grant(async d => await this.client.sealBlocks(d, header, nums, parts))
+      try {
+        if (inPlace) {
+          const redo = encodeRedo({ target, writes: nums.map((b, i) => ({ at: recordOffset(h, b, s.parts[i]), bytes: s.parts[i] })) })
+          await pwritev(this.fd, [redo], Math.max(this.size, target))
+          await fdatasync(this.fd)
+          failpoint('pemfs:truncate:after-redo')
+        }
+        await this.writeRecords(h, nums, s.parts)
+        if (inPlace) {
+          await fdatasync(this.fd)
+          failpoint('pemfs:truncate:after-rewrite')
+        }
+      } finally { s.release() }
+    }
+    await ftruncate(this.fd, target)
   }
 }
