@@ -3,12 +3,15 @@
 // and write-behind. Reads pread the slots a range covers and open them at spd in one batch; a reader that goes on
 // where it stopped gets the next chunks opened ahead of it. Writes patch partial blocks (the file's last written
 // block is kept, so appends need no round trip), then seal and write in the background in arrival order: the call
-// returns once the data is copied, a failure is reported by the next write, fsync or close (flush) of the file, and
-// reads and truncations first wait for the writes before them. Truncation re-seals the new last block. Holes stay holes.
+// returns once the data is copied; a failure is told once to every handle that has written (its fsync or close), and
+// reads and truncations first wait for the writes before them. Truncation re-seals the new last block, through a redo
+// record when it must overwrite a record in place (crash consistency, lib/wire/FORMAT.md §4.8). Holes stay holes.
 import fs from 'node:fs'
 import { REDECIDE, type ClusterClient, type Decision } from './client'
 import { RwLock } from './rw-lock'
 import { dataPool } from '../channel/buffer-pool'
+import { failpoint } from '../server/failpoint'
+import { crc32 } from '../wire/crc32'
 import { PemError } from '../wire/errors'
 import { LIMITS } from '../wire/packets'
 import { blockRange, cipherSize, parseSlot, plainSize, recordOffset, slotOffset, type FileHeader } from '../wire/file-format'
@@ -53,15 +56,18 @@ async function pread (fd: number, buf: Buffer, pos: number): Promise<number> {
   return got
 }
 
-/** `call()`, tried again after REDECIDE-class failures (with a short backoff) until WRITE_BEHIND_PERSIST_MS is spent. */
-async function persisting<T> (call: () => Promise<T>): Promise<T> {
+/**
+ * `call()`, tried again after REDECIDE-class failures (with a short backoff) until WRITE_BEHIND_PERSIST_MS is spent
+ * or the result is no longer `wanted()`.
+ */
+async function persisting<T> (call: () => Promise<T>, wanted: () => boolean): Promise<T> {
   const end = Date.now() + WRITE_BEHIND_PERSIST_MS
   for (let attempt = 0; ; attempt++) {
     try {
       return await call()
     } catch (err) {
       const wait = PERSIST_BACKOFF_MS[Math.min(attempt, PERSIST_BACKOFF_MS.length - 1)]
-      if (!(err instanceof PemError) || !REDECIDE.has(err.code) || Date.now() + wait > end) throw err
+      if (!(err instanceof PemError) || !REDECIDE.has(err.code) || Date.now() + wait > end || !wanted()) throw err
       await new Promise(resolve => setTimeout(resolve, wait))
     }
   }
@@ -78,11 +84,86 @@ async function pwritev (fd: number, bufs: Buffer[], pos: number): Promise<void> 
   }
 }
 
-const fstatSize = async (fd: number): Promise<number> =>
-  await new Promise((resolve, reject) => fs.fstat(fd, (e, st) => e === null ? resolve(st.size) : reject(e)))
-
 const ftruncate = async (fd: number, size: number): Promise<void> =>
   await new Promise((resolve, reject) => fs.ftruncate(fd, size, e => e === null ? resolve() : reject(e)))
+
+const fdatasync = async (fd: number): Promise<void> =>
+  await new Promise((resolve, reject) => fs.fdatasync(fd, e => e === null ? resolve() : reject(e)))
+
+// ---- the redo record of a truncation (lib/wire/FORMAT.md §4.8) ----
+
+/**
+ * The last bytes of a file whose truncation is not finished. Read where a record trailer's plaintext length would
+ * be, "PEMF" is 1.3 GB, more than any block: no complete file ends like this.
+ */
+const REDO_MAGIC = Buffer.from('PEMFredo', 'latin1')
+/** u64 target size | u32 entry bytes | u32 CRC-32 of the entries and both fields | magic. */
+const REDO_FOOTER_BYTES = 24
+/** Before each entry's bytes: u64 file offset | u32 length. */
+const REDO_ENTRY_BYTES = 12
+
+/** A truncation's writes in place and the backing size it ends with. */
+export interface Redo { target: number, writes: Array<{ at: number, bytes: Buffer }> }
+
+function encodeRedo (r: Redo): Buffer {
+  const entries = r.writes.reduce((n, w) => n + REDO_ENTRY_BYTES + w.bytes.length, 0)
+  const b = Buffer.alloc(entries + REDO_FOOTER_BYTES)
+  let at = 0
+  for (const w of r.writes) {
+    b.writeBigUInt64BE(BigInt(w.at), at)
+    b.writeUInt32BE(w.bytes.length, at + 8)
+    w.bytes.copy(b, at + REDO_ENTRY_BYTES)
+    at += REDO_ENTRY_BYTES + w.bytes.length
+  }
+  b.writeBigUInt64BE(BigInt(r.target), at)
+  b.writeUInt32BE(entries, at + 8)
+  b.writeUInt32BE(crc32(b.subarray(0, at + 12)), at + 12)
+  REDO_MAGIC.copy(b, at + 16)
+  return b
+}
+
+/**
+ * The redo record a crash left at the end of the encrypted file open on `fd` (`size` bytes), or null. One that is
+ * damaged or does not fit the file (entries outside [header, target), the record not wholly beyond the target, more
+ * than the two records a truncation writes) is not taken for one: the file then reads as damaged (EIO).
+ */
+export function readRedo (fd: number, h: FileHeader, size: number): Redo | null {
+  if (size < h.headerBytes + REDO_FOOTER_BYTES) return null
+  const foot = Buffer.alloc(REDO_FOOTER_BYTES)
+  if (fs.readSync(fd, foot, 0, foot.length, size - foot.length) !== foot.length || !foot.subarray(16).equals(REDO_MAGIC)) return null
+  const target = Number(foot.readBigUInt64BE(0))
+  const entries = foot.readUInt32BE(8)
+  const start = size - REDO_FOOTER_BYTES - entries
+  if (target < h.headerBytes || start < target || entries > 2 * (REDO_ENTRY_BYTES + h.slotBytes)) return null
+  const b = Buffer.alloc(entries + 12)
+  if (fs.readSync(fd, b, 0, b.length, start) !== b.length || crc32(b) !== foot.readUInt32BE(12)) return null
+  const writes: Redo['writes'] = []
+  for (let at = 0; at < entries;) {
+    if (at + REDO_ENTRY_BYTES > entries) return null
+    const to = Number(b.readBigUInt64BE(at))
+    const len = b.readUInt32BE(at + 8)
+    at += REDO_ENTRY_BYTES
+    if (at + len > entries || to < h.headerBytes || to + len > target) return null
+    writes.push({ at: to, bytes: b.subarray(at, at + len) })
+    at += len
+  }
+  return { target, writes }
+}
+
+/**
+ * Finishes a truncation a crash interrupted (CryptFiles, when it loads a file that ends with a redo record): its
+ * records are written in place again, synced, and the file is cut to the truncation's size, which drops the redo
+ * record with the rest. Doing it again is harmless, so a crash in here is finished the same way next time.
+ */
+export function finishTruncation (fd: number, redo: Redo, real: string): void {
+  for (const w of redo.writes) {
+    for (let done = 0; done < w.bytes.length;) done += fs.writeSync(fd, w.bytes, done, w.bytes.length - done, w.at + done)
+  }
+  fs.fdatasyncSync(fd)
+  failpoint('pemfs:redo:after-rewrite')
+  fs.ftruncateSync(fd, redo.target)
+  process.stderr.write(`${new Date().toISOString()} ${real}: finished a truncation a crash interrupted (${redo.target} bytes underneath)\n`)
+}
 
 type Plain = Map<number, Buffer | null> // block -> plaintext (null: a hole, zeros)
 /** Opened blocks: views of pooled reply frames until release() hands those back (then the views must not be read). */
@@ -90,20 +171,36 @@ interface Opened { plain: Plain, release: () => void }
 const NOTHING_TO_RELEASE = (): void => {}
 /** A readahead chunk: readers using it hold `users`; once dropped from `ahead` and unused, its frames go back. */
 interface Chunk { opened: Promise<Opened>, users: number, dropped: boolean, released: boolean }
-/** One write's blocks waiting to be sealed; `finish` runs once its records are on disk (or failed). */
-interface Waiting { grant: WithGrant, h: FileHeader, nums: number[], parts: Buffer[], bytes: number, release: () => void, finish: () => void }
+/**
+ * One write's blocks waiting to be sealed; `finish` runs once its records are on disk (or failed, or dropped).
+ * `failures`: the file's failure count when the write was patched (on top of every write queued before it).
+ */
+interface Waiting { grant: WithGrant, h: FileHeader, nums: number[], parts: Buffer[], bytes: number, failures: number, release: () => void, finish: () => void }
+
+/**
+ * What one open handle knows of its file's background write failures, like Linux's errseq_t per open file: the
+ * file counts its failures; a handle notes the count when it opens and each time it is told. fs-state.ts's Handle.
+ */
+export interface Writer {
+  wrote: boolean // has written through this handle: only such handles are told of failures
+  failuresSeen: number // the file's failure count at open or at the last failure this handle was told of
+}
 
 export class CryptFile {
   readonly lock = new RwLock()
   refs = 0
   private warned = false
-  // write-behind: jobs in flight, their plaintext bytes, the chain that keeps their disk writes in order, the first failure
+  // write-behind: jobs in flight, their plaintext bytes, the chain that keeps their disk writes in order
   private readonly jobs = new Set<Promise<void>>()
   private readonly waiting: Waiting[] = [] // queued, not yet sent to spd
   private sealing = 0 // batches at spd
   private behind = 0
   private chain: Promise<void> = Promise.resolve()
-  private failure: unknown = null
+  /** Background writes that failed so far (the writes dropped behind one are not counted again), and the latest error. */
+  failures = 0
+  private lastFailure: unknown = null
+  /** A write failed or was dropped: size and the kept last block may be ahead of the disk until drain() re-reads them. */
+  private stale = false
   /** Plaintext of the last block the latest write wrote (in tailBuf): the next append patches it without spd. */
   private tail: { block: number, plain: Buffer } | null = null
   private tailBuf: Buffer | null = null
@@ -154,25 +251,27 @@ export class CryptFile {
 
   /**
    * Waits until every background write queued so far is on disk (or failed); does not throw. After a failure the
-   * size and the kept last block come from the disk again (writes are refused until the failure is reported).
+   * size and the kept last block come from the disk again (synchronously: no write may slip in between).
    */
   async drain (): Promise<void> {
     if (this.jobs.size > 0) await Promise.allSettled([...this.jobs])
-    if (this.failure !== null && this.jobs.size === 0) {
+    if (this.stale && this.jobs.size === 0) {
+      this.stale = false
       this.tail = null
-      this.size = await fstatSize(this.fd)
+      this.size = fs.fstatSync(this.fd).size
     }
   }
 
   /**
-   * fsync and flush (close): drain(), then report the first background failure since the last report, once. Until it
-   * is reported this way, every write to the file fails with it too (data before it may be lost).
+   * fsync and flush (close) of handle `w`: drain(), then, if `w` has written, throw the latest background failure it
+   * was not told of yet — once per handle, so every handle that wrote hears of it (its own data may be what was lost)
+   * and a reader neither hears of it nor takes it from the writers.
    */
-  async settle (): Promise<void> {
+  async settle (w: Writer): Promise<void> {
     await this.drain()
-    const f = this.failure
-    this.failure = null
-    if (f !== null) throw f
+    if (!w.wrote || w.failuresSeen === this.failures) return
+    w.failuresSeen = this.failures
+    throw this.lastFailure
   }
 
   /**
@@ -180,13 +279,13 @@ export class CryptFile {
    * `release` gets the buffers back once they are sealed. The caller holds the lock exclusively; beyond
    * WRITE_BEHIND_BYTES in flight it waits for the oldest writes.
    */
-  private async queue (grant: WithGrant, h: FileHeader, nums: number[], parts: Buffer[], bytes: number, release: () => void): Promise<void> {
+  private async queue (grant: WithGrant, h: FileHeader, nums: number[], parts: Buffer[], bytes: number, failures: number, release: () => void): Promise<void> {
     let finish = (): void => {}
     const done = new Promise<void>(resolve => { finish = resolve })
     void done.then(() => { this.jobs.delete(done); this.behind -= bytes }) // before any drain() sees it settle
     this.jobs.add(done)
     this.behind += bytes
-    this.waiting.push({ grant, h, nums, parts, bytes: parts.reduce((n, p) => n + p.length, 0), release, finish })
+    this.waiting.push({ grant, h, nums, parts, bytes: parts.reduce((n, p) => n + p.length, 0), failures, release, finish })
     this.pump()
     // Jobs finish in queue order (their disk writes are chained), so waiting for the oldest is waiting for the first
     // to finish. Promise.race over all of them added a reaction to every pending job per write: with 512 queued 4 KiB
@@ -198,34 +297,51 @@ export class CryptFile {
   /**
    * Sends queued writes to spd, at most SEALS_IN_FLIGHT batches per file at once: writes that queue up behind them
    * (ascending blocks, up to SEAL_BATCH_BYTES) go out together as one batch. Records reach the disk in queue order.
+   *
+   * A write patched before a failure was patched on top of the failed one (its blocks, the size it set, the kept
+   * last block), so once a write fails, every write queued before the failure is dropped, not written: written
+   * alone it could leave the disk inconsistent (a block after an old short last block the failed write was to grow
+   * makes that block unreadable). Their handles are told of the failure like its own. Writes after it start from
+   * the disk again (drain()) and go on normally.
    */
   private pump (): void {
     while (this.sealing < SEALS_IN_FLIGHT && this.waiting.length > 0) {
-      const batch = [this.waiting.shift() as Waiting]
+      const first = this.waiting.shift() as Waiting
+      if (first.failures !== this.failures) { this.drop([first]); continue }
+      const batch = [first]
       let blocks = batch[0].nums.length
       let bytes = batch[0].bytes
       for (let next = this.waiting[0]; next !== undefined; next = this.waiting[0]) {
         const lastNum = batch[batch.length - 1].nums[batch[batch.length - 1].nums.length - 1]
-        if (next.nums[0] <= lastNum || blocks + next.nums.length > LIMITS.blocksPerBatch || bytes + next.bytes > SEAL_BATCH_BYTES) break
+        if (next.failures !== first.failures || next.nums[0] <= lastNum || blocks + next.nums.length > LIMITS.blocksPerBatch || bytes + next.bytes > SEAL_BATCH_BYTES) break
         batch.push(this.waiting.shift() as Waiting)
         blocks += next.nums.length
         bytes += next.bytes
       }
       const nums = batch.length === 1 ? batch[0].nums : batch.flatMap(w => w.nums)
       const parts = batch.length === 1 ? batch[0].parts : batch.flatMap(w => w.parts)
-      const h = batch[0].h
+      const h = first.h
       const header = this.headerBytes as Buffer
+      const current = (): boolean => first.failures === this.failures
       this.sealing++
-      const sealed = persisting(async () => await batch[0].grant(async d => await this.client.sealBlocks(d, header, nums, parts)))
+      const sealed = persisting(async () => await first.grant(async d => await this.client.sealBlocks(d, header, nums, parts)), current)
       const after = (): void => { this.sealing--; for (const w of batch) w.release(); this.pump() }
       sealed.then(after, after)
       const job = this.chain.then(async () => {
+        if (!current()) { this.stale = true; sealed.then(s => s.release(), () => {}); return }
         const s = await sealed
         try { await this.writeRecords(h, nums, s.parts) } finally { s.release() }
       })
-      this.chain = job.catch(err => { this.failure ??= err })
+      this.chain = job.catch(err => { this.failures++; this.lastFailure = err; this.stale = true })
       void this.chain.then(() => { for (const w of batch) w.finish() })
     }
+  }
+
+  /** Writes dropped before they reach spd (see pump()): finished in queue order, after the disk writes before them. */
+  private drop (batch: Waiting[]): void {
+    this.stale = true
+    for (const w of batch) w.release()
+    void this.chain.then(() => { for (const w of batch) w.finish() })
   }
 
   /** Records that follow each other on disk go out in one pwritev. */
@@ -392,7 +508,8 @@ export class CryptFile {
   async write (grant: WithGrant, real: string, data: Buffer, len: number, pos: number): Promise<number> {
     if (len === 0) return 0
     return await this.lock.exclusive(async () => {
-      if (this.failure !== null) throw this.failure
+      if (this.stale) await this.drain() // after a failure: patch on top of what is on disk
+      const failures = this.failures
       this.dropAhead()
       const h = await this.ensureHeader(grant, real)
       const B = h.blockBytes
@@ -425,11 +542,17 @@ export class CryptFile {
       } catch (err) { for (const b of scratch) dataPool.give(b); throw err } finally { old.release() } // patch() copied what it kept
       this.keepTail(last, parts[parts.length - 1], B)
       if (newPlain > oldPlain) this.size = cipherSize(h, newPlain)
-      await this.queue(grant, h, nums, parts, len, () => { for (const b of scratch) dataPool.give(b) })
+      await this.queue(grant, h, nums, parts, len, failures, () => { for (const b of scratch) dataPool.give(b) })
       return len
     })
   }
 
+  /**
+   * Cut: the block the new size ends inside is re-sealed short (the new last block); the rest goes. Growth: an old
+   * short last block is re-sealed full (or longer, if the new size ends inside it), a new short last block is sealed
+   * zeros, the slots in between stay holes. Either way at most one record on disk is replaced: block `k`, the block
+   * the kept bytes end inside.
+   */
   async truncate (grant: WithGrant, real: string, size: number): Promise<void> {
     await this.lock.exclusive(async () => {
       await this.drain()
@@ -440,42 +563,55 @@ export class CryptFile {
       const B = h.blockBytes
       const oldPlain = plainSize(h, this.size)
       if (size === oldPlain) return
+      const keep = Math.min(size, oldPlain)
+      const k = Math.floor(keep / B)
+      const kNew = Math.floor(size / B)
       const nums: number[] = []
       const parts: Buffer[] = []
       const scratch: Buffer[] = []
-      const sealAndWrite = async (): Promise<void> => {
-        if (nums.length === 0) return
-        const header = this.headerBytes as Buffer
-        const s = await grant(async d => await this.client.sealBlocks(d, header, nums, parts))
-        try { await this.writeRecords(h, nums, s.parts) } finally { s.release() }
-      }
       try {
-        if (size < oldPlain) {
-          // Cut inside block k: it is re-sealed short (the new last block); the rest of the file goes.
-          const k = Math.floor(size / B)
-          if (size % B !== 0) {
-            const old = await this.openBlocks(grant, h, [k])
-            try { nums.push(k); parts.push(this.patch(k, B, size % B, old.plain.get(k), Buffer.alloc(0), 0, 0, 0, scratch)) } finally { old.release() }
-          }
-          await ftruncate(this.fd, cipherSize(h, size))
-          await sealAndWrite()
-        } else {
-          // Growing: an old short last block becomes full (or the new short last block); a new short last block is
-          // sealed zeros; the slots between stay holes.
-          const k = Math.floor(oldPlain / B)
-          if (oldPlain % B !== 0) {
-            const old = await this.openBlocks(grant, h, [k])
-            try { nums.push(k); parts.push(this.patch(k, B, Math.min(B, size - k * B), old.plain.get(k), Buffer.alloc(0), 0, 0, 0, scratch)) } finally { old.release() }
-          }
-          const kNew = Math.floor(size / B)
-          if (size % B !== 0 && (oldPlain % B === 0 || kNew > k)) {
-            nums.push(kNew); parts.push(this.patch(kNew, B, size % B, null, Buffer.alloc(0), 0, 0, 0, scratch))
-          }
-          await sealAndWrite()
-          await ftruncate(this.fd, cipherSize(h, size))
+        if (keep % B !== 0) {
+          const old = await this.openBlocks(grant, h, [k])
+          try { nums.push(k); parts.push(this.patch(k, B, Math.min(B, size - k * B), old.plain.get(k), Buffer.alloc(0), 0, 0, 0, scratch)) } finally { old.release() }
         }
+        if (size > oldPlain && size % B !== 0 && (keep % B === 0 || kNew > k)) {
+          nums.push(kNew); parts.push(this.patch(kNew, B, size % B, null, Buffer.alloc(0), 0, 0, 0, scratch))
+        }
+        await this.resize(grant, h, nums, parts, cipherSize(h, size), keep % B !== 0)
       } finally { for (const b of scratch) dataPool.give(b) }
       this.size = cipherSize(h, size)
     })
+  }
+
+  /**
+   * Writes the records of `nums` and gives the backing file `target` bytes, so that a crash at any point leaves the
+   * file as it was or as the truncation makes it, with every byte that was durable below the new size (FORMAT.md
+   * §4.8). Records beyond the old end and a cut or growth by whole slots are single steps. Replacing block k's
+   * record (`inPlace`) is not: the new record overlaps the old one (a short record starts at the slot start, a full
+   * one fills the slot), and the two layouts hold two sizes, so no order of plain writes keeps the block readable
+   * throughout. It goes through a redo record instead: the new records and the target size, written beyond both
+   * ends of the file and synced; then the records in place, synced; then the cut to `target`, which drops the redo
+   * record. A crash before the redo record is complete leaves the old file (its end is only read as a redo record
+   * when whole: CRC); after it, the next load finishes the truncation (finishTruncation).
+   */
+  private async resize (grant: WithGrant, h: FileHeader, nums: number[], parts: Buffer[], target: number, inPlace: boolean): Promise<void> {
+    if (nums.length > 0) {
+      const header = this.headerBytes as Buffer
+      const s = await grant(async d => await this.client.sealBlocks(d, header, nums, parts))
+      try {
+        if (inPlace) {
+          const redo = encodeRedo({ target, writes: nums.map((b, i) => ({ at: recordOffset(h, b, s.parts[i]), bytes: s.parts[i] })) })
+          await pwritev(this.fd, [redo], Math.max(this.size, target))
+          await fdatasync(this.fd)
+          failpoint('pemfs:truncate:after-redo')
+        }
+        await this.writeRecords(h, nums, s.parts)
+        if (inPlace) {
+          await fdatasync(this.fd)
+          failpoint('pemfs:truncate:after-rewrite')
+        }
+      } finally { s.release() }
+    }
+    await ftruncate(this.fd, target)
   }
 }

@@ -1,24 +1,25 @@
 // The encrypted files pemfs has open, one CryptFile per backing inode (dev:ino) however many handles and names
 // reach it, so every reader and writer of a file shares its size and its lock; and the plaintext size getattr
-// reports, from the backing size and the header (format plainSize) — never a round trip to spd.
+// reports, from the backing size and the header (format plainSize) — never a round trip to spd. A file a crash left
+// in the middle of a truncation (a redo record at its end, FORMAT.md §4.8) is finished when first loaded or stat'ed.
 import fs from 'node:fs'
 import type { ClusterClient } from './client'
-import { CryptFile, type Kind } from './crypt-file'
+import { CryptFile, finishTruncation, readRedo, type Kind, type Redo } from './crypt-file'
 import { FILE_MAGIC, HEADER_MAX_BYTES, decodeHeader, plainSize, type FileHeader } from '../wire/file-format'
 
 const { O_RDWR, O_RDONLY, O_NOFOLLOW } = fs.constants
 
 /**
- * What the backing file open on `fd` (of `size` bytes) is, from its first bytes. A damaged header (magic present)
- * throws PEM_ERR_BAD_HEADER.
+ * What the backing file open on `fd` (of `size` bytes) is, from its first bytes, and the redo record of a truncation
+ * a crash interrupted, if its last bytes are one. A damaged header (magic present) throws PEM_ERR_BAD_HEADER.
  */
-function classify (fd: number, size: number): { kind: Kind, header: FileHeader | null, bytes: Buffer | null } {
-  if (size === 0) return { kind: 'empty', header: null, bytes: null }
+function classify (fd: number, size: number): { kind: Kind, header: FileHeader | null, bytes: Buffer | null, redo: Redo | null } {
+  if (size === 0) return { kind: 'empty', header: null, bytes: null, redo: null }
   const head = Buffer.alloc(Math.min(HEADER_MAX_BYTES, size))
   fs.readSync(fd, head, 0, head.length, 0)
-  if (head.length < FILE_MAGIC.length || !head.subarray(0, FILE_MAGIC.length).equals(FILE_MAGIC)) return { kind: 'plaintext', header: null, bytes: null }
+  if (head.length < FILE_MAGIC.length || !head.subarray(0, FILE_MAGIC.length).equals(FILE_MAGIC)) return { kind: 'plaintext', header: null, bytes: null, redo: null }
   const header = decodeHeader(head)
-  return { kind: 'encrypted', header, bytes: Buffer.from(head.subarray(0, header.headerBytes)) }
+  return { kind: 'encrypted', header, bytes: Buffer.from(head.subarray(0, header.headerBytes)), redo: readRedo(fd, header, size) }
 }
 
 /** Headers of closed files getattr has read, by dev:ino:ctime (any change to a file moves its ctime). */
@@ -46,8 +47,9 @@ export class CryptFiles {
     let fd: number
     try { fd = fs.openSync(real, O_RDWR | O_NOFOLLOW) } catch { fd = fs.openSync(real, O_RDONLY | O_NOFOLLOW) }
     try {
-      const size = fs.fstatSync(fd).size
+      let size = fs.fstatSync(fd).size
       const c = classify(fd, size)
+      if (c.redo !== null) { finishTruncation(fd, c.redo, real); size = c.redo.target }
       const f = new CryptFile(id, fd, this.client, c.kind, c.header, c.bytes, size)
       this.files.set(id, f)
       return f
@@ -80,20 +82,25 @@ export class CryptFiles {
     const key = `${st.dev}:${st.ino}:${st.ctimeMs}`
     let h = this.headers.get(key)
     if (h === undefined) {
-      h = this.readHeader(real, st.size)
+      const c = this.readHeader(real, st.size)
+      if (c.redo) { // loading finishes it; a file it cannot be finished in stats as it is (like a damaged one)
+        try { const f = this.acquire(real); try { return f.plainSize() } finally { this.release(f) } } catch {}
+      }
+      h = c.header
       if (this.headers.size >= HEADERS_KEPT) this.headers.delete(this.headers.keys().next().value as string)
       this.headers.set(key, h)
     }
     return h === null ? st.size : plainSize(h, st.size)
   }
 
-  private readHeader (real: string, size: number): FileHeader | null {
+  private readHeader (real: string, size: number): { header: FileHeader | null, redo: boolean } {
     let fd: number | undefined
     try {
       fd = fs.openSync(real, O_RDONLY | O_NOFOLLOW)
-      return classify(fd, size).header
+      const c = classify(fd, size)
+      return { header: c.header, redo: c.redo !== null }
     } catch {
-      return null
+      return { header: null, redo: false }
     } finally { if (fd !== undefined) fs.closeSync(fd) }
   }
 }

@@ -20,6 +20,8 @@ export interface Handle {
   attrs: AccessAttrs
   decisions: Map<Action, Decision> // read/write decisions of this handle, made at open (or first use, for create)
   crypt: CryptFile | null // the file's shared state when its decisions need the cluster for the data (apply_key)
+  wrote: boolean // has written (encrypted): its flush and fsync report background write failures (crypt-file.ts Writer)
+  failuresSeen: number // its file's background write failure count at open or when it was last told of one
 }
 
 export interface OpCounts { ops: number, errors: number, reads: number, writes: number, bytesRead: number, bytesWritten: number }

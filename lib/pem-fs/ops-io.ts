@@ -2,7 +2,8 @@
 // it. Bypass decisions: read/write/ftruncate/fsync go straight to the backing fd without a round trip. apply_key
 // decisions: the handle shares the inode's CryptFile and its data passes through spd with the decision's grant
 // (crypt-file.ts); an expired or unknown grant (spd restarted, failed over) makes the handle decide again and retry
-// that data call. Encrypted writes finish in the background: fsync and flush (close) wait for them and report a failure.
+// that data call. Encrypted writes finish in the background: fsync and flush (close) of a handle that wrote wait for
+// them and report a failure, once per such handle; a reader's close neither waits nor hears of it.
 import fs from 'node:fs'
 import type { CryptFile, WithGrant } from './crypt-file'
 import type { CryptFiles } from './crypt-files'
@@ -63,7 +64,7 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
     return h
   }
   const opened = (fd: number, p: string, caller: Caller, attrs: AccessAttrs, ds: Array<[Action, Decision]>, crypt: CryptFile | null): number =>
-    s.addHandle({ fd, path: p, caller, attrs, decisions: new Map(ds), crypt })
+    s.addHandle({ fd, path: p, caller, attrs, decisions: new Map(ds), crypt, wrote: false, failuresSeen: crypt?.failures ?? 0 })
   /** The inode's shared state. Plaintext left from before opens (reads serve it as it is, writes get EROFS). */
   const cryptOf = async (p: string, flags: number, ds: Decision[]): Promise<CryptFile> => {
     const f = files.acquire(s.real(p))
@@ -139,6 +140,7 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
         const hh = handleOf(fh)
         s.counts.writes++
         const crypt = hh.crypt
+        if (crypt !== null) hh.wrote = true // before the write is queued: a failure from here on is this handle's to hear
         const n = crypt !== null
           ? await crypt.write(granted(hh, 'write'), s.real(hh.path), buf, len, pos)
           : await decisionOf(hh, 'write').then(async () => await new Promise<number>((resolve, reject) => fs.write(hh.fd, buf, 0, len, pos, (e, r) => e === null ? resolve(r) : reject(e))))
@@ -160,14 +162,14 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
     },
     flush (raw: string, fh: number, cb: Reply<void>) {
       const h = s.handles.get(fh)
-      if (h === undefined || h.crypt === null) { cb(0); return }
+      if (h === undefined || h.crypt === null || !h.wrote) { cb(0); return } // nothing of its own to wait for
       const crypt = h.crypt
-      s.serve(raw, cb, async () => { await crypt.settle() })
+      s.serve(raw, cb, async () => { await crypt.settle(h) })
     },
     fsync (raw: string, datasync: number, fh: number, cb: Reply<void>) {
       s.serve(raw, cb, async () => {
         const h = handleOf(fh)
-        if (h.crypt !== null) await h.crypt.settle()
+        if (h.crypt !== null) await h.crypt.settle(h)
         await done(cb2 => datasync !== 0 ? fs.fdatasync(h.fd, cb2) : fs.fsync(h.fd, cb2))
       })
     },
@@ -178,7 +180,7 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
         if (d.bypass) { fs.truncateSync(s.real(p), size); return }
         const f = files.acquire(s.real(p))
         // A short-lived handle, so that a lost grant is decided again like any handle's.
-        const h: Handle = { fd: f.fd, path: p, caller: c, attrs, decisions: new Map([['truncate', d]]), crypt: f }
+        const h: Handle = { fd: f.fd, path: p, caller: c, attrs, decisions: new Map([['truncate', d]]), crypt: f, wrote: false, failuresSeen: f.failures }
         try { await f.truncate(granted(h, 'truncate'), s.real(p), size) } finally { files.release(f) }
       })
     },

@@ -204,16 +204,17 @@ test.serial('a plaintext file left from before: read as it is, writes refused (E
 })
 
 /**
- * Runs `rest` (Python) after a 1-byte file `name` is written and fsynced and spd is SIGSTOPped (variables: fd, p,
- * spd); returns what it printed. spd is always continued afterwards.
+ * Runs `rest` (Python) after a 1-byte file `name` is written and fsynced, `before` has run and spd is SIGSTOPped
+ * (variables: fd, p, spd); returns what it printed. spd is always continued afterwards.
  */
-async function withSpdStopped (t: ExecutionContext, name: string, rest: string): Promise<RunResult> {
+async function withSpdStopped (t: ExecutionContext, name: string, rest: string, before = ''): Promise<RunResult> {
   const spd = c.spd.proc?.pid
   t.truthy(spd)
   const py = `import os, sys, signal, errno, threading, time
 p, spd = sys.argv[1], int(sys.argv[2])
 fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
 os.write(fd, b'a'); os.fsync(fd)
+${before}
 os.kill(spd, signal.SIGSTOP)
 ${rest}`
   try {
@@ -253,4 +254,37 @@ print('size', os.fstat(fd).st_size)
 os.close(fd)
 print(open(p, 'rb').read() == b'c' * 5000)`)
   t.is(r.stdout, 'write accepted\nfsync EHOSTUNREACH\nsize 1\nsize 5000\nTrue\n', r.stderr)
+})
+
+test.serial('a background write failure is told once to every handle that wrote (fsync or close), never to a reader, whose close returns 0 at once; later writes land', async t => {
+  // fd (from withSpdStopped) wrote and fsynced before spd stopped; w and w3 write while it is stopped; rd only reads.
+  const r = await withSpdStopped(t, 'told-writers', `def report(name, call):
+    try:
+        call(); print(name, 'ok')
+    except OSError as e:
+        print(name, errno.errorcode[e.errno])
+try:
+    os.pwrite(w, b'b' * 131072, 0)
+    os.pwrite(w3, b'x' * 10, 200000)
+    t0 = time.time()
+    report('reader close', lambda: os.close(rd))
+    print('reader close', 'at once' if time.time() - t0 < 5 else 'waited %.1f s' % (time.time() - t0))
+    report('writer fsync', lambda: os.fsync(w))
+    report('writer fsync again', lambda: os.fsync(w))
+    report('other writer close', lambda: os.close(w3))
+    report('first writer fsync', lambda: os.fsync(fd))
+finally:
+    os.kill(spd, signal.SIGCONT)
+report('first writer close', lambda: os.close(fd))
+for i in range(100):  # the host marked the server down for a while (retry after 5 s)
+    try:
+        os.pwrite(w, b'c' * 10, 0); os.fsync(w); print('later write ok'); break
+    except OSError:
+        time.sleep(0.2)
+report('writer close', lambda: os.close(w))
+print(open(p, 'rb').read() == b'c' * 10)`, `w = os.open(p, os.O_RDWR)
+w3 = os.open(p, os.O_RDWR)
+rd = os.open(p, os.O_RDONLY)`)
+  t.is(r.stdout, ['reader close ok', 'reader close at once', 'writer fsync EHOSTUNREACH', 'writer fsync again ok', 'other writer close EHOSTUNREACH',
+    'first writer fsync EHOSTUNREACH', 'first writer close ok', 'later write ok', 'writer close ok', 'True', ''].join('\n'), r.stderr)
 })
