@@ -186,7 +186,7 @@ program.command('unmount <dir>')
       const who = holders.slice(0, 3).map(h => `pid ${h.pid} (${h.command}) has ${h.what}`).join('; ')
       throw new PemError('PEM_ERR_BUSY', `${dir} is busy: ${who}${holders.length > 3 ? `; and ${holders.length - 3} more` : ''}. Stop them, or detach it anyway with --lazy`)
     }
-    const r = await stopDaemon(runFiles(configDir, dir), dir)
+    const r = await stopDaemon(runFiles(configDir, dir), dir, daemon === 0 ? null : daemon)
     await stopStale(embeddedFiles(configDir, dir)) // only when a dead mount left its embedded spd
     printObject({ unmounted: dir, daemon: r.pid, forced: r.detached }, o.json === true)
   }))

@@ -173,10 +173,14 @@ export function holdersOf (dir: string, except: ReadonlySet<number>): Holder[] {
   return out
 }
 
-/** Stops the daemon serving `dir` (SIGTERM, then SIGKILL after `graceMs`) and makes sure nothing stays mounted. */
-export async function stopDaemon (files: RunFiles, dir: string, graceMs = 10000): Promise<{ pid: number | null, detached: boolean }> {
-  let pid: number | null = null
-  try { pid = Number(fs.readFileSync(files.pid, 'utf8').trim()) || null } catch { pid = null }
+/**
+ * Stops the daemon serving `dir` (SIGTERM, then SIGKILL after `graceMs`) and makes sure nothing stays mounted.
+ * `known` is its pid when the caller has it (the guard point's lock names it, whichever config dir started it);
+ * otherwise the pid file of this config dir says.
+ */
+export async function stopDaemon (files: RunFiles, dir: string, known: number | null = null, graceMs = 10000): Promise<{ pid: number | null, detached: boolean }> {
+  let pid: number | null = known
+  if (pid === null) try { pid = Number(fs.readFileSync(files.pid, 'utf8').trim()) || null } catch { pid = null }
   if (pid !== null && alive(pid)) {
     process.kill(pid, 'SIGTERM')
     const until = Date.now() + graceMs

@@ -245,8 +245,11 @@ test.serial('one pemfs per guard point; status into a closed pipe; check finds i
     t.regex(busy.stderr, /PEM_ERR_BUSY/)
     t.true(busy.stderr.includes(`pid ${holder.pid ?? -1} (sleep) has its working directory`), busy.stderr)
     t.true(isMounted(dir), 'still mounted')
-    const lazy = await cli('pemfs', ['unmount', dir, '--lazy', '--config-dir', cfg, '--json'], {}, 30000)
+    // Another config dir than the mount's: the guard point's lock still names the daemon to stop.
+    const lazy = await cli('pemfs', ['unmount', dir, '--lazy', '--config-dir', path.join(root, 'other-config'), '--json'], {}, 30000)
     t.is(lazy.code, 0, lazy.stderr)
     t.false(isMounted(dir))
+    t.is(JSON.parse(lazy.stdout).daemon, daemon)
+    t.throws(() => process.kill(daemon, 0), undefined, 'the daemon is gone')
   } finally { holder.kill('SIGKILL') }
 })
