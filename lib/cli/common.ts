@@ -7,7 +7,7 @@ import readline from 'node:readline'
 import { didYouMean } from '../policy/nearest'
 import { ERRORS, PemError } from '../wire/errors'
 
-/** Exit code of a usage error (unknown command or option, missing argument), as for diff(1) and most Unix tools. */
+/** Exit code of a usage error (unknown command or option, missing argument), as most Unix tools use it (docs/ADMIN.md). */
 export const USAGE_EXIT = 2
 
 const VERSION = (JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../package.json'), 'utf8')) as { version: string }).version
