@@ -241,7 +241,7 @@ async function main (): Promise<void> {
   } finally {
     client?.close()
     if (mounted) {
-      await cli('pemfs', ['unmount', guard, '--config-dir', hostDir], {}, 30000)
+      await cli('pemfs', ['unmount', guard, '--lazy', '--config-dir', hostDir], {}, 30000)
       await run('umount', ['-l', guard])
     }
     for (const x of members) await stopSpd(x)

@@ -33,7 +33,7 @@ export async function run (ctx: BenchContext): Promise<void> {
       await cli('pemfs', ['unmount', dir, '--config-dir', cfg], {}, 30000)
       second.push(await usableAfter(dir, cfg))
     } finally {
-      if (isMounted(dir)) await cli('pemfs', ['unmount', dir, '--config-dir', cfg], {}, 30000)
+      if (isMounted(dir)) await cli('pemfs', ['unmount', dir, '--lazy', '--config-dir', cfg], {}, 30000)
       if (isMounted(dir)) await sh(`umount -l '${dir}'`)
       if (!isMounted(dir)) fs.rmSync(root, { recursive: true, force: true })
     }

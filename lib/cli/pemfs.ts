@@ -1,5 +1,5 @@
 // pemfs: the host side — enroll this host, mount/unmount guard points, their status, and one-off decisions (DESIGN §5).
-import { Command, Option } from 'commander'
+import { Option } from 'commander'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -7,45 +7,59 @@ import { attrsOf } from '../pem-fs/attrs'
 import { ClusterClient, enroll } from '../pem-fs/client'
 import { SELECTIONS, type SelectionName } from '../pem-fs/selection'
 import { pemfsMetricsText, writeMetricsFile } from '../pem-fs/metrics'
-import { isMounted, readControl, runFiles, serveControl, signalReady, startDaemon, statusOf, stopDaemon } from '../pem-fs/daemon'
+import { holdersOf, isMounted, pemfsMounts, readControl, runFiles, serveControl, signalReady, startDaemon, statusOf, stopDaemon } from '../pem-fs/daemon'
 import { mountGuard } from '../pem-fs/mount'
 import { manageHeap } from '../native/memory'
-import { defaultConfigDir, hostIdentity, readCluster, writeCluster } from '../pem-fs/host-config'
+import { CLUSTER_FILE, defaultConfigDir, HOST_KEY_FILE, hostIdentity, readCluster, writeCluster } from '../pem-fs/host-config'
 import { PemError } from '../wire/errors'
 import { isAction, ACTIONS } from '../wire/packets'
-import { printObject, printRows, run } from './common'
+import { keepServingOnBrokenPipe, newProgram, parseProgram, printObject, printRows, run } from './common'
+import { lockDir, lockHolder } from './dir-lock'
 import { embeddedFiles, startEmbedded, stopStale, type Embedded } from './embedded'
 
 // FUSE requests wait on the libuv pool for backing-file I/O: give it more than the default 4 threads.
 process.env.UV_THREADPOOL_SIZE ??= '16'
 
-const program = new Command('pemfs').description('Policy enforcement module: guards data directories with the cluster\'s policy and encryption').showHelpAfterError()
+const program = newProgram('pemfs', 'Policy enforcement module: guards data directories with the cluster\'s policy and encryption')
 
 program.command('enroll')
   .description('enroll this host with the cluster using a one-time token from `spctl host add`')
   .requiredOption('--cluster <addrs>', 'HOST:PORT of one or more servers, comma separated')
   .requiredOption('--token <token>', 'one-time enrollment token')
   .option('--config-dir <dir>', 'host config directory', defaultConfigDir())
-  .option('--name <name>', 'host name recorded by the cluster', os.hostname())
+  .option('--name <name>', 'host name sent with the request (the cluster records the name given to spctl host add)', os.hostname())
   .option('--json', 'print JSON')
   .action((o: { cluster: string, token: string, configDir: string, name: string, json?: boolean }) => run(async () => {
     const dir = path.resolve(o.configDir)
+    const file = path.join(dir, CLUSTER_FILE)
+    if (fs.existsSync(file)) {
+      const c = readCluster(dir)
+      throw new PemError('PEM_ERR_BUSY', `this host is already enrolled as ${c.name} (host ${c.host.slice(0, 16)}…, ${file}); it needs no token. To enroll it anew: spctl host remove ${c.name}, then move ${file} aside`)
+    }
     const identity = hostIdentity(dir)
-    const reply = await enroll(identity, o.cluster.split(',').map(s => s.trim()).filter(Boolean), o.token, o.name)
-    writeCluster(dir, { host: reply.host, name: o.name, servers: reply.servers, enrolled: new Date().toISOString() })
-    printObject({ host: reply.host, name: o.name, servers: reply.servers.map(s => `${s.name}@${s.addr}`).join(', '), configDir: dir }, o.json === true)
+    let reply
+    try {
+      reply = await enroll(identity, o.cluster.split(',').map(s => s.trim()).filter(Boolean), o.token, o.name)
+    } catch (err) {
+      // The cluster knows this key already (its cluster.json was removed): it only takes it on the session protocol.
+      if (/must use the session protocol/.test((err as Error).message)) throw new PemError('PEM_ERR_BUSY', `the cluster has this host's key (${path.join(dir, HOST_KEY_FILE)}) enrolled already (host ${identity.id.slice(0, 16)}…) but ${file} is missing: spctl host remove ${identity.id.slice(0, 16)} first, then enroll with a new token`)
+      throw err
+    }
+    const name = reply.name ?? o.name
+    writeCluster(dir, { host: reply.host, name, servers: reply.servers, enrolled: new Date().toISOString() })
+    printObject({ host: reply.host, name, servers: reply.servers.map(s => `${s.name}@${s.addr}`).join(', '), configDir: dir }, o.json === true)
   }))
 
 program.command('check <path>')
   .description('ask the cluster what it decides for this process doing ACTION on PATH inside a guard point')
-  .requiredOption('--guard <dir>', 'the guard point (host directory the policy protects)')
+  .option('--guard <dir>', 'the guard point (host directory the policy protects); default: the pemfs mount PATH is in')
   .option('--action <action>', `one of: ${ACTIONS.join(', ')}`, 'read')
   .option('--config-dir <dir>', 'host config directory', defaultConfigDir())
   .option('--json', 'print JSON')
-  .action((p: string, o: { guard: string, action: string, configDir: string, json?: boolean }) => run(async () => {
+  .action((p: string, o: { guard?: string, action: string, configDir: string, json?: boolean }) => run(async () => {
     if (!isAction(o.action)) throw new PemError('PEM_ERR_BAD_ARGUMENT', `--action must be one of: ${ACTIONS.join(', ')}`)
-    const guard = path.resolve(o.guard)
     const abs = path.resolve(p)
+    const guard = o.guard !== undefined ? path.resolve(o.guard) : guardOf(abs)
     if (abs !== guard && !abs.startsWith(guard + '/')) throw new PemError('PEM_ERR_BAD_ARGUMENT', `${abs} is not inside the guard point ${guard}`)
     const dir = path.resolve(o.configDir)
     const client = new ClusterClient(hostIdentity(dir), readCluster(dir).servers)
@@ -56,6 +70,13 @@ program.command('check <path>')
       if (!d.ok) process.exitCode = 3
     } finally { client.close() }
   }))
+
+/** The guard point of the innermost pemfs mount that holds `abs` (from the mount table, not from the mount itself). */
+function guardOf (abs: string): string {
+  const guard = pemfsMounts().filter(m => abs === m || abs.startsWith(m + '/')).sort((a, b) => b.length - a.length)[0]
+  if (guard === undefined) throw new PemError('PEM_ERR_BAD_ARGUMENT', `${abs} is not inside a pemfs mount: give its guard point with --guard DIR`)
+  return guard
+}
 
 program.command('servers')
   .description('ping every server this host knows and print its state, load, weight, latency and policy version')
@@ -88,6 +109,7 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
   let m
   let embedded: Embedded | undefined
   try {
+    await lockDir('pemfs', dir, 'a pemfs daemon guards this directory')
     if (o.embedded === true) embedded = await startEmbedded(configDir, dir)
     m = await mountGuard({ dir, backing: o.backing, configDir: embedded?.hostDir ?? configDir, timeoutMs: Number(o.timeoutMs), selection: o.selection })
   } catch (err) {
@@ -96,6 +118,7 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
     throw err
   }
   const mounted = m
+  keepServingOnBrokenPipe()
   process.umask(0) // the kernel already applied the caller's umask to create/mkdir modes
   fs.writeFileSync(files.pid, `${process.pid}\n`, { mode: 0o600 })
   const control = serveControl(files.sock, () => statusOf(mounted))
@@ -136,7 +159,9 @@ program.command('mount <dir>')
     if (o.foreground === true) { await mountForeground(dir, o); return }
     const configDir = path.resolve(o.configDir)
     const files = runFiles(configDir, dir)
-    if (isMounted(dir)) throw new PemError('PEM_ERR_BUSY', `${dir} is already mounted`)
+    const holder = await lockHolder('pemfs', dir)
+    if (holder !== null) throw new PemError('PEM_ERR_BUSY', `${dir} is guarded already, by pemfs pid ${holder}: pemfs unmount ${dir} first`)
+    if (isMounted(dir)) throw new PemError('PEM_ERR_BUSY', `${dir} is already mounted (its daemon is gone: pemfs unmount ${dir})`)
     const args = ['mount', dir, '--foreground', '--config-dir', configDir, '--timeout-ms', o.timeoutMs, '--selection', o.selection, ...(o.backing !== undefined ? ['--backing', path.resolve(o.backing)] : []), ...(o.embedded === true ? ['--embedded'] : []),
       ...(o.metricsFile !== undefined ? ['--metrics-file', path.resolve(o.metricsFile)] : [])]
     const pid = await startDaemon(process.argv[1], args, files.log)
@@ -144,13 +169,25 @@ program.command('mount <dir>')
   }))
 
 program.command('unmount <dir>')
-  .description('stop the pemfs daemon guarding DIR and unmount it')
+  .description('stop the pemfs daemon guarding DIR and unmount it; refused while a process uses the mount (unless --lazy)')
+  .option('--lazy', 'detach the mount even while it is in use: it goes away once the last process lets go')
   .option('--config-dir <dir>', 'host config directory', defaultConfigDir())
   .option('--json', 'print JSON')
-  .action((d: string, o: { configDir: string, json?: boolean }) => run(async () => {
+  .action((d: string, o: { lazy?: boolean, configDir: string, json?: boolean }) => run(async () => {
     const dir = path.resolve(d)
-    const r = await stopDaemon(runFiles(path.resolve(o.configDir), dir), dir)
-    await stopStale(embeddedFiles(path.resolve(o.configDir), dir)) // only when a dead mount left its embedded spd
+    const configDir = path.resolve(o.configDir)
+    const daemon = await lockHolder('pemfs', dir)
+    if (!isMounted(dir) && daemon === null) {
+      await stopStale(embeddedFiles(configDir, dir)) // a dead mount may have left its embedded spd
+      throw new PemError('PEM_ERR_NOT_FOUND', `${dir} is not a pemfs mount: nothing to unmount`)
+    }
+    const holders = o.lazy === true ? [] : holdersOf(dir, new Set([process.pid, ...(daemon === null ? [] : [daemon])]))
+    if (holders.length > 0) {
+      const who = holders.slice(0, 3).map(h => `pid ${h.pid} (${h.command}) has ${h.what}`).join('; ')
+      throw new PemError('PEM_ERR_BUSY', `${dir} is busy: ${who}${holders.length > 3 ? `; and ${holders.length - 3} more` : ''}. Stop them, or detach it anyway with --lazy`)
+    }
+    const r = await stopDaemon(runFiles(configDir, dir), dir, daemon === 0 ? null : daemon)
+    await stopStale(embeddedFiles(configDir, dir)) // only when a dead mount left its embedded spd
     printObject({ unmounted: dir, daemon: r.pid, forced: r.detached }, o.json === true)
   }))
 
@@ -169,4 +206,4 @@ program.command('status <dir>')
     printRows(servers as Array<Record<string, unknown>>, false, ['name', 'addr', 'state', 'load', 'weight', 'preference', 'latencyMs', 'pv', 'inflight', 'requests', 'rejections'])
   }))
 
-program.parseAsync(process.argv).catch((err: Error) => { process.stderr.write(`error: ${err.message}\n`); process.exitCode = 2 })
+parseProgram(program)

@@ -1,12 +1,13 @@
 // spctl: the authenticated admin client of one spd member (DESIGN §5). Sessions and pinned server ids are kept in
 // $SPCTL_CONFIG or ~/.config/pemfs/spctl.json (mode 0600).
-import { Command, Option } from 'commander'
+import { Option } from 'commander'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { diffPolicies, formatPolicyError, parsePolicy } from '../policy'
 import { PemError } from '../wire/errors'
-import { adminCall } from './admin-client'
-import { printObject, printRows, readSecret, run } from './common'
+import { adminCall, pinnedSocket } from './admin-client'
+import { newProgram, parseProgram, printObject, printRows, readSecret, run } from './common'
 
 interface Session { serverId: string, token?: string, expires?: string, user?: string }
 type Sessions = Record<string, Session>
@@ -31,12 +32,10 @@ function endpointOf (url: string): { key: string, host: string, port: number } {
   return { key: `${host}:${port}`, host, port }
 }
 
-const program = new Command('spctl')
-  .description('Administer an spd cluster through one member: policy, keys, hosts, members, audit')
+const program = newProgram('spctl', 'Administer an spd cluster through one member: policy, keys, hosts, members, audit')
   .addOption(new Option('--endpoint <url>', 'admin API of the member').env('SPCTL_ENDPOINT').default('https://127.0.0.1:7702'))
   .option('--server-id <id>', 'expected member id (hex SHA-256 of its key); default: the one recorded at first login')
   .option('--json', 'print JSON')
-  .showHelpAfterError()
 
 function opts (): { endpoint: string, serverId?: string, json: boolean } {
   const o = program.opts<{ endpoint: string, serverId?: string, json?: boolean }>()
@@ -47,10 +46,22 @@ function opts (): { endpoint: string, serverId?: string, json: boolean } {
 async function call (method: string, p: string, body?: unknown): Promise<unknown> {
   const o = opts()
   const ep = endpointOf(o.endpoint)
-  const s = loadSessions()[ep.key]
-  if (s?.token === undefined) throw new PemError('PEM_ERR_AUTH', `not logged in to ${ep.key}: run spctl login`)
+  const sessions = loadSessions()
+  const s = sessions[ep.key]
+  if (s?.token === undefined) await notLoggedIn(ep, Object.keys(sessions).filter(k => sessions[k].token !== undefined))
   const pin = o.serverId ?? s.serverId
   return (await adminCall({ host: ep.host, port: ep.port, pin }, method, p, body, s.token)).value
+}
+
+/** No session for this endpoint: say whether it is the endpoint that is wrong (nothing answers) or the login missing. */
+async function notLoggedIn (ep: { key: string, host: string, port: number }, known: string[]): Promise<never> {
+  try {
+    (await pinnedSocket({ host: ep.host, port: ep.port, pin: null })).socket.destroy()
+  } catch (err) {
+    const sessions = known.length === 0 ? '' : `; sessions exist for ${known.join(', ')}`
+    throw new PemError('PEM_ERR_UNREACHABLE', `${(err as Error).message}: check --endpoint (or SPCTL_ENDPOINT)${sessions}`)
+  }
+  throw new PemError('PEM_ERR_AUTH', `not logged in to ${ep.key}: run spctl login`)
 }
 
 program.command('login')
@@ -76,11 +87,18 @@ program.command('status')
   .action(() => run(async () => {
     const v = await call('GET', '/v1/status') as Record<string, unknown> & { cluster: ClusterView }
     if (opts().json) { printObject(v, true); return }
-    const { cluster, ...rest } = v
-    printObject({ ...rest, cluster: `${cluster.clusterId.slice(0, 16)}… installed v${cluster.installed.version}${cluster.pending === null ? '' : `, pending v${cluster.pending.version}${cluster.pending.locked ? ' (locked)' : ''}`}${cluster.canServe ? '' : ', CUT OFF from a majority'}${cluster.queued.length > 0 ? `; queued changes: ${cluster.queued.join(', ')}` : ''}` }, false)
+    const cluster = v.cluster
+    printObject({ ...v, load: loadText(v.load as Record<string, number>), cluster: `${cluster.clusterId.slice(0, 16)}… installed v${cluster.installed.version}${cluster.pending === null ? '' : `, pending v${cluster.pending.version}${cluster.pending.locked ? ' (locked)' : ''}`}${cluster.canServe ? '' : ', CUT OFF from a majority'}${cluster.queued.length > 0 ? `; queued changes: ${cluster.queued.join(', ')}` : ''}` }, false)
     process.stdout.write('\n')
     printMembers(cluster)
   }))
+
+/** `51% (cpu 51%, nic 0%, crypto 0%)`: the busiest component decides the total. */
+function loadText (load: Record<string, number>): string {
+  const pct = (x: number): string => `${Math.round(x * 100)}%`
+  const { total, ...parts } = load
+  return `${pct(total)} (${Object.entries(parts).map(([k, x]) => `${k} ${pct(x)}`).join(', ')})`
+}
 
 const policy = program.command('policy').description('get, apply or diff the policy')
 policy.command('get').description('print the installed policy YAML')
@@ -92,15 +110,46 @@ policy.command('get').description('print the installed policy YAML')
   }))
 policy.command('apply <file>').description('check and install a policy; a bad one is refused whole and the old one stays')
   .action((file: string) => run(async () => {
-    const v = await call('PUT', '/v1/policy', { text: readText(file) }) as { version: number }
+    const text = readPolicy(file)
+    let v: { version: number }
+    try {
+      v = await call('PUT', '/v1/policy', { text }) as { version: number }
+    } catch (err) {
+      // spd names the text it checked `policy`; the user knows it as FILE.
+      const details = (err as { details?: unknown }).details
+      if (Array.isArray(details)) Object.assign(err as object, { details: details.map(d => String(d).replace(/^policy:/, `${file}:`)) })
+      throw err
+    }
     printObject({ applied: file, version: v.version }, opts().json)
   }))
-policy.command('diff <file>').description('show what applying FILE would change, rule by rule')
+policy.command('diff <file>').description('show what applying FILE would change, rule by rule; exit 0: no change, 1: changes, 2: invalid (as diff(1))')
   .action((file: string) => run(async () => {
-    const v = await call('POST', '/v1/policy/diff', { text: readText(file) }) as { diff: unknown }
-    if (opts().json) printObject(v as Record<string, unknown>, true)
-    else process.stdout.write(typeof v.diff === 'string' ? v.diff : JSON.stringify(v.diff, null, 2) + '\n')
+    const text = readPolicy(file, DIFF_INVALID)
+    const installed = await call('GET', '/v1/policy') as { version: number, text: string | null }
+    const d = diffPolicies(installed.text ?? EMPTY_POLICY, text, [`installed policy (version ${installed.version})`, file])
+    if (!d.ok) throw rejectedPolicy(d.errors.map(formatPolicyError), DIFF_INVALID)
+    if (opts().json) printObject({ version: installed.version, changes: d.changes }, true)
+    else if (d.changes.length > 0) process.stdout.write(d.text + '\n')
+    process.exitCode = d.changes.length > 0 ? 1 : 0
   }))
+
+/** What a cluster without a policy compares against: no keys, no guard points. */
+const EMPTY_POLICY = 'format: 1\nguards: {}\n'
+
+/** `policy diff`'s exit code for an invalid file (0 = no change, 1 = changes). */
+const DIFF_INVALID = 2
+
+function rejectedPolicy (lines: string[], exitCode = 1): PemError {
+  return Object.assign(new PemError('PEM_ERR_BAD_POLICY', lines.join('\n')), { details: lines, exitCode })
+}
+
+/** FILE's text once it is a valid policy, checked here so that every error names FILE (spd checks it again). */
+function readPolicy (file: string, invalidExit = 1): string {
+  const text = readText(file)
+  const r = parsePolicy(text, file)
+  if (!r.ok) throw rejectedPolicy(r.errors.map(formatPolicyError), invalidExit)
+  return text
+}
 
 const key = program.command('key').description('named data keys (material stays in spd)')
 key.command('list').description('list keys and their versions')
@@ -200,4 +249,4 @@ function readText (file: string): string {
   try { return fs.readFileSync(file, 'utf8') } catch (err) { throw new PemError('PEM_ERR_BAD_ARGUMENT', `cannot read ${file}: ${(err as Error).message}`) }
 }
 
-program.parseAsync(process.argv).catch((err: Error) => { process.stderr.write(`error: ${err.message}\n`); process.exitCode = 2 })
+parseProgram(program)

@@ -1,5 +1,4 @@
 // spd: the security processor daemon's command line — init, id, start (DESIGN §5).
-import { Command } from 'commander'
 import fs from 'node:fs'
 import path from 'node:path'
 import pino from 'pino'
@@ -12,9 +11,21 @@ import { emptyState } from '../server/state'
 import { ConfigStore, storeKeyFrom } from '../server/store'
 import { manageHeap } from '../native/memory'
 import { PemError } from '../wire/errors'
-import { printObject, readSecret, run } from './common'
+import { keepServingOnBrokenPipe, newProgram, parseProgram, printObject, readSecret, run } from './common'
+import { lockDir } from './dir-lock'
 
-const program = new Command('spd').description('Security processor daemon: decides file operations, holds the keys, syncs with its peers').showHelpAfterError()
+const program = newProgram('spd', 'Security processor daemon: decides file operations, holds the keys, syncs with its peers')
+
+/** Opens the data dir's store; a store that the identity's key does not open says which two files disagree. */
+function openStore<T> (dataDir: string, open: () => T): T {
+  try {
+    return open()
+  } catch (err) {
+    if (PemError.from(err).code !== 'PEM_ERR_STORE' || !/failed authentication/.test((err as Error).message)) throw err
+    const dir = path.resolve(dataDir)
+    throw new PemError('PEM_ERR_STORE', `${path.join(dir, 'store.bin')} was not sealed with the key in ${path.join(dir, IDENTITY_FILE)}: the two files come from different members (one was copied or restored from elsewhere); put back the identity file this store was created with`)
+  }
+}
 
 program.command('init')
   .description('create a member: key pair, local config, encrypted store with the first admin; a cluster of one until it sponsors others (or joins one with spd trust)')
@@ -27,6 +38,10 @@ program.command('init')
   .option('--admin-password-file <file>', 'read the admin password from FILE; prompts on a terminal otherwise')
   .option('--json', 'print JSON')
   .action((o: { dataDir: string, name: string, listen: string, clusterListen?: string, adminListen: string, adminUser: string, adminPasswordFile?: string, json?: boolean }) => run(async () => {
+    for (const [flag, addr] of [['--listen', o.listen], ['--cluster-listen', o.clusterListen], ['--admin-listen', o.adminListen]] as const) {
+      if (addr === undefined) continue
+      try { checkHostPort(addr, flag) } catch { throw new PemError('PEM_ERR_BAD_ARGUMENT', `${flag} ${addr} is not HOST:PORT: give the address too, e.g. ${flag} 127.0.0.1:${/^\d+$/.test(addr) ? addr : '7700'}`) }
+    }
     const config = checkConfig({ name: o.name, listen: o.listen, clusterListen: o.clusterListen ?? null, adminListen: o.adminListen }, 'spd init')
     if (!/^[A-Za-z0-9._-]{1,64}$/.test(o.adminUser)) throw new PemError('PEM_ERR_BAD_ARGUMENT', '--admin-user must be 1-64 characters of A-Z a-z 0-9 . _ -')
     const dir = path.resolve(o.dataDir)
@@ -55,7 +70,7 @@ program.command('id')
   .action((o: { dataDir: string, json?: boolean }) => run(async () => {
     const identity = loadIdentity(path.join(o.dataDir, IDENTITY_FILE))
     const name = loadConfig(o.dataDir).name
-    const state = ConfigStore.open(o.dataDir, storeKeyFrom(identity.signKey)).state
+    const state = openStore(o.dataDir, () => ConfigStore.open(o.dataDir, storeKeyFrom(identity.signKey))).state
     const members = Object.values(state.members).filter(m => m.state === 'active').length
     printObject({ name, id: identity.id, key: encodePublicKey(identity.publicKey), cluster: state.clusterId ?? null, version: state.version, members }, o.json === true)
   }))
@@ -76,7 +91,7 @@ program.command('trust')
     if (config.clusterListen === null) throw new PemError('PEM_ERR_NO_CLUSTER', 'this member has no cluster listener: set clusterListen in spd.json first')
     const identity = loadIdentity(path.join(o.dataDir, IDENTITY_FILE))
     if (sponsor === identity.id) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'a member cannot sponsor itself')
-    const store = ConfigStore.open(o.dataDir, storeKeyFrom(identity.signKey))
+    const store = openStore(o.dataDir, () => ConfigStore.open(o.dataDir, storeKeyFrom(identity.signKey)))
     const s = store.state
     const others = Object.keys(s.members).filter(id => id !== identity.id)
     if (s.version > 1 || others.length > 0 || s.policyText !== null || Object.keys(s.hosts).length > 0) {
@@ -100,8 +115,10 @@ program.command('start')
   .action((o: { dataDir: string }) => run(async () => {
     const stopHeap = manageHeap() // before the engine's and libuv's threads start (lib/native/memory.ts)
     const config = loadConfig(o.dataDir)
+    await lockDir('spd', fs.realpathSync(o.dataDir), 'an spd serves this data dir')
+    keepServingOnBrokenPipe()
     const log = pino({ level: config.logLevel, base: { member: config.name } })
-    const member = Member.open(o.dataDir, log)
+    const member = openStore(o.dataDir, () => Member.open(o.dataDir, log))
     await member.start()
     await new Promise<void>(resolve => {
       const stop = (sig: string): void => { log.info({ signal: sig }, 'stopping'); resolve() }
@@ -112,4 +129,4 @@ program.command('start')
     await member.stop()
   }))
 
-program.parseAsync(process.argv).catch((err: Error) => { process.stderr.write(`error: ${err.message}\n`); process.exitCode = 2 })
+parseProgram(program)

@@ -1,6 +1,7 @@
 // A mount's life outside the terminal: the run files of a guard point (pid, control socket, log under the config
 // dir), the control socket that `pemfs status` reads, starting a detached daemon that reports readiness before
-// its parent exits, and stopping it (SIGTERM → clean unmount; a dead daemon's mount is detached with umount -l).
+// its parent exits, and stopping it (SIGTERM → clean unmount; a dead daemon's mount is detached with umount -l),
+// after checking that no process still uses the mount (a busy mount is detached only when asked to: --lazy).
 import { execFile, spawn } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -87,7 +88,8 @@ export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=1']
  */
 export async function startDaemon (cli: string, args: string[], logFile: string, timeoutMs = 20000): Promise<number> {
   const log = fs.openSync(logFile, 'a', 0o600)
-  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, cli, ...args], { detached: true, stdio: ['ignore', log, log, 'pipe'], env: { ...process.env, PEMFS_READY_FD: '3' } })
+  // cwd /: a daemon started from inside the guard point must not keep it busy (pemfs unmount checks for users).
+  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, cli, ...args], { cwd: '/', detached: true, stdio: ['ignore', log, log, 'pipe'], env: { ...process.env, PEMFS_READY_FD: '3' } })
   fs.closeSync(log)
   const ready = child.stdio[3] as NodeJS.ReadableStream
   return await new Promise((resolve, reject) => {
@@ -120,17 +122,65 @@ const run = async (cmd: string, args: string[]): Promise<boolean> =>
  * volume a guard point lives on) are never counted, so unmount can never detach them.
  */
 export function isMounted (dir: string): boolean {
-  const target = path.resolve(dir)
-  return fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some(l => {
+  return pemfsMounts().includes(path.resolve(dir))
+}
+
+/** The guard points of every pemfs mount in the mount table. */
+export function pemfsMounts (): string[] {
+  return fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').flatMap(l => {
     const [source, where, type] = l.split(' ')
-    return where?.replace(/\\040/g, ' ') === target && type?.startsWith('fuse') === true && source?.startsWith('pemfs:') === true
+    return where !== undefined && type?.startsWith('fuse') === true && source?.startsWith('pemfs:') === true ? [where.replace(/\\040/g, ' ')] : []
   })
 }
 
-/** Stops the daemon serving `dir` (SIGTERM, then SIGKILL after `graceMs`) and makes sure nothing stays mounted. */
-export async function stopDaemon (files: RunFiles, dir: string, graceMs = 10000): Promise<{ pid: number | null, detached: boolean }> {
-  let pid: number | null = null
-  try { pid = Number(fs.readFileSync(files.pid, 'utf8').trim()) || null } catch { pid = null }
+function commandOf (pid: number): string {
+  try { return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() } catch { return '?' }
+}
+
+export interface Holder { pid: number, command: string, what: string }
+
+/**
+ * The processes (other than `except`) whose working directory, root, an open file or a mapped file is `dir` or under
+ * it, as fuser(1) finds them: readlink of /proc entries only, so the mount itself is never touched (its daemon may be
+ * the one to answer). Processes this user may not inspect are skipped.
+ */
+export function holdersOf (dir: string, except: ReadonlySet<number>): Holder[] {
+  const target = path.resolve(dir)
+  const inside = (p: string): boolean => p === target || p.startsWith(target + '/')
+  const link = (f: string): string => { try { return fs.readlinkSync(f) } catch { return '' } }
+  const out: Holder[] = []
+  for (const name of fs.readdirSync('/proc')) {
+    const pid = Number(name)
+    if (!Number.isInteger(pid) || pid <= 0 || except.has(pid)) continue
+    const at = `/proc/${pid}`
+    let what: string | undefined
+    if (inside(link(`${at}/cwd`))) what = 'its working directory'
+    else if (inside(link(`${at}/root`))) what = 'its root directory'
+    if (what === undefined) {
+      let fds: string[] = []
+      try { fds = fs.readdirSync(`${at}/fd`) } catch {}
+      const open = fds.map(fd => link(`${at}/fd/${fd}`)).find(inside)
+      if (open !== undefined) what = `${open} open`
+    }
+    if (what === undefined) {
+      let maps = ''
+      try { maps = fs.readFileSync(`${at}/maps`, 'utf8') } catch {}
+      const mapped = maps.split('\n').map(l => l.includes('/') ? l.slice(l.indexOf('/')) : '').find(inside)
+      if (mapped !== undefined) what = `${mapped} mapped`
+    }
+    if (what !== undefined) out.push({ pid, command: commandOf(pid), what })
+  }
+  return out
+}
+
+/**
+ * Stops the daemon serving `dir` (SIGTERM, then SIGKILL after `graceMs`) and makes sure nothing stays mounted.
+ * `known` is its pid when the caller has it (the guard point's lock names it, whichever config dir started it);
+ * otherwise the pid file of this config dir says.
+ */
+export async function stopDaemon (files: RunFiles, dir: string, known: number | null = null, graceMs = 10000): Promise<{ pid: number | null, detached: boolean }> {
+  let pid: number | null = known
+  if (pid === null) try { pid = Number(fs.readFileSync(files.pid, 'utf8').trim()) || null } catch { pid = null }
   if (pid !== null && alive(pid)) {
     process.kill(pid, 'SIGTERM')
     const until = Date.now() + graceMs

@@ -4,7 +4,8 @@
 import type { ErrorObject } from 'ajv'
 import { COMPRESSIONS } from '../wire/packets'
 import type { PathSeg, Problems } from './source'
-import { validatorFor, type ValidatorSpec } from './validator'
+import { didYouMean, nearestName } from './nearest'
+import { knownFields, validatorFor, type ValidatorSpec } from './validator'
 
 const str = { type: 'string', minLength: 1, maxLength: 4096 }
 const strList = { type: 'array', minItems: 1, items: str }
@@ -89,7 +90,7 @@ export const POLICY_SCHEMA = {
   }
 } as const
 
-export const POLICY_VALIDATOR: ValidatorSpec = { name: 'policy', schema: POLICY_SCHEMA, options: { allErrors: true, allowUnionTypes: true, strict: true } }
+export const POLICY_VALIDATOR: ValidatorSpec = { name: 'policy', schema: POLICY_SCHEMA, options: { allErrors: true, allowUnionTypes: true, strict: true, verbose: true } } // verbose: the hint's field names
 const validate = validatorFor(POLICY_VALIDATOR)
 
 function pointerToPath (pointer: string, data: unknown): PathSeg[] {
@@ -125,8 +126,14 @@ function message (e: ErrorObject): string {
 /** Checks the shape; reports each problem at its field. Returns true when the shape is right. */
 export function checkShape (data: unknown, problems: Problems): boolean {
   if (validate(data)) return true
+  const errors = validate.errors ?? []
+  // `efect: permit` is one mistake: report the unknown field with its hint, not also "effect: is required".
+  const misspelt = new Set(errors.filter(e => e.keyword === 'additionalProperties').map(e => {
+    const near = nearestName(String((e.params as { additionalProperty: string }).additionalProperty), knownFields(e))
+    return JSON.stringify([...pointerToPath(e.instancePath, data), near])
+  }))
   const seen = new Set<string>()
-  for (const e of validate.errors ?? []) {
+  for (const e of errors) {
     if (e.keyword === 'if') continue
     const path = pointerToPath(e.instancePath, data)
     let at = path
@@ -136,9 +143,10 @@ export function checkShape (data: unknown, problems: Problems): boolean {
       at = [...path, prop]
       text = isKeyEntry(path)
         ? 'a key entry may name a key and describe it, nothing else: key material is generated and kept by spd and must never be in the policy'
-        : 'unknown field'
+        : `unknown field${didYouMean(prop, knownFields(e))}`
     } else if (e.keyword === 'required') {
       at = [...path, String((e.params as { missingProperty: string }).missingProperty)]
+      if (misspelt.has(JSON.stringify(at))) continue
       text = 'is required'
     } else {
       text = message(e)

@@ -54,14 +54,11 @@ export function parseSource (text: string, file: string, canonical?: ((v: unknow
   const lines = new LineCounter()
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, strict: true })
   if (doc.errors.length > 0) {
-    return {
-      ok: false,
-      errors: doc.errors.map(e => {
-        const pos = e.linePos?.[0] ?? lines.linePos(e.pos[0])
-        const msg = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')
-        return { file, line: pos.line, column: pos.col, path: '', message: `YAML syntax: ${msg}` }
-      })
-    }
+    // Only the first: the parser's later errors follow from it (one unclosed quote gives eight of them).
+    const e = doc.errors[0]
+    const pos = e.linePos?.[0] ?? lines.linePos(e.pos[0])
+    const msg = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')
+    return { ok: false, errors: [{ file, line: pos.line, column: pos.col, path: '', message: `YAML syntax: ${msg}` }] }
   }
   let data: unknown
   try {

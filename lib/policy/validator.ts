@@ -5,7 +5,7 @@
 // `spd start`, loading its generated code takes ~5 ms (measured with a require() timer).
 import crypto from 'node:crypto'
 import path from 'node:path'
-import type { Options, ValidateFunction } from 'ajv'
+import type { ErrorObject, Options, ValidateFunction } from 'ajv'
 
 export interface ValidatorSpec {
   /** File name of the generated code (generated/NAME.js). */
@@ -29,6 +29,14 @@ export function validatorFor (spec: ValidatorSpec): ValidateFunction {
   try { generated = require(generatedPath(spec)) } catch { generated = undefined }
   if (generated !== undefined && generated.digest === specDigest(spec)) return generated
   return compileValidator(spec)
+}
+
+/**
+ * The field names the schema allows where an `additionalProperties` error was raised, for "did you mean" hints. Needs
+ * a validator compiled with `verbose: true` (errors then carry their schema); empty otherwise.
+ */
+export function knownFields (e: ErrorObject): string[] {
+  return Object.keys((e.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {})
 }
 
 export function compileValidator (spec: ValidatorSpec): ValidateFunction {

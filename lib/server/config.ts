@@ -3,7 +3,9 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { PemError } from '../wire/errors'
-import { validatorFor, type ValidatorSpec } from '../policy/validator'
+import type { ErrorObject } from 'ajv'
+import { didYouMean } from '../policy/nearest'
+import { knownFields, validatorFor, type ValidatorSpec } from '../policy/validator'
 
 export interface SpdConfig {
   name: string
@@ -91,7 +93,7 @@ const schema = {
   }
 } as const
 
-export const CONFIG_VALIDATOR: ValidatorSpec = { name: 'spd-config', schema, options: { allErrors: true } }
+export const CONFIG_VALIDATOR: ValidatorSpec = { name: 'spd-config', schema, options: { allErrors: true, verbose: true } } // verbose: field names for hints
 const validate = validatorFor(CONFIG_VALIDATOR)
 
 export function configPath (dataDir: string): string { return path.join(dataDir, 'spd.json') }
@@ -99,7 +101,7 @@ export function configPath (dataDir: string): string { return path.join(dataDir,
 /** Checks a parsed config object and fills in the defaults. */
 export function checkConfig (raw: unknown, where = 'spd.json'): SpdConfig {
   if (!validate(raw)) {
-    const why = (validate.errors ?? []).map(e => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}`).join('; ')
+    const why = (validate.errors ?? []).map(configProblem).join('; ')
     throw new PemError('PEM_ERR_BAD_CONFIG', `${where}: ${why}`)
   }
   const c = raw as Partial<SpdConfig> & Pick<SpdConfig, 'name' | 'listen' | 'adminListen'>
@@ -111,6 +113,17 @@ export function checkConfig (raw: unknown, where = 'spd.json'): SpdConfig {
     crypto: { ...DEFAULTS.crypto, ...c.crypto },
     cluster: clusterDefaults(c.cluster)
   }
+}
+
+/** One schema error as the user reads it: the field by its dotted name; an unknown one with the nearest known name. */
+function configProblem (e: ErrorObject): string {
+  const field = e.instancePath.slice(1).replace(/\//g, '.')
+  if (e.keyword === 'additionalProperties') {
+    const name = String((e.params as { additionalProperty: string }).additionalProperty)
+    return `unknown field '${field === '' ? name : `${field}.${name}`}'${didYouMean(name, knownFields(e))}`
+  }
+  if (e.keyword === 'pattern' && e.params.pattern === HOSTPORT) return `${field} must be HOST:PORT (e.g. 127.0.0.1:7700)`
+  return `${field === '' ? 'the document' : field} ${e.message ?? 'is invalid'}`
 }
 
 /** The active window defaults to 3.5 heartbeat intervals of the configured interval, not of the default one. */

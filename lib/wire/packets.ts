@@ -54,7 +54,7 @@ export interface HelloReply { version: number, server: string, name: string, pv:
 export interface EnrollBody { token: string, name: string }
 /** `preference` 0..1 (absent = 0): how much the configuration wants this host on this server (`spctl host servers`). */
 export interface ServerEntry { id: string, key: string, addr: string, name: string, preference?: number }
-export interface EnrollReply { host: string, servers: ServerEntry[] }
+export interface EnrollReply { host: string, servers: ServerEntry[], name?: string } // name: as the cluster recorded it (spctl host add); absent from older servers
 
 export interface LoadValues { total: number, cpu: number, nic: number, crypto: number }
 
@@ -162,7 +162,7 @@ function checkServerList (v: unknown): ServerEntry[] {
 
 export function checkEnrollReply (v: unknown): EnrollReply {
   const o = obj(v, 'enroll reply')
-  return { host: str(o.host, 'host', 64), servers: checkServerList(o.servers) }
+  return { host: str(o.host, 'host', 64), servers: checkServerList(o.servers), ...(o.name === undefined ? {} : { name: str(o.name, 'name') }) }
 }
 
 export function checkServersReply (v: unknown): ServersReply {

@@ -34,8 +34,8 @@ export async function mount (c: Cluster, dir: string, extra: string[] = []): Pro
   return r
 }
 
-export async function unmount (c: Cluster, dir: string): Promise<RunResult> {
-  const r = await cli('pemfs', ['unmount', dir, '--config-dir', c.hostDir, '--json'], {}, 30000)
+export async function unmount (c: Cluster, dir: string, extra: string[] = []): Promise<RunResult> {
+  const r = await cli('pemfs', ['unmount', dir, '--config-dir', c.hostDir, '--json', ...extra], {}, 30000)
   mounted.delete(dir)
   return r
 }
@@ -58,7 +58,7 @@ export function isMounted (dir: string): boolean {
 /** For after.always: every mount this test file made is gone afterwards, whatever state it is in. */
 export async function unmountAll (c: Cluster | undefined): Promise<void> {
   for (const dir of mounted) {
-    if (c !== undefined) await unmount(c, dir)
+    if (c !== undefined) await unmount(c, dir, ['--lazy']) // stops the daemon even if a stuck process still uses the mount
     if (isMounted(dir)) await sh(`umount -l '${dir}'`, { timeoutMs: 5000 })
   }
   mounted.clear()

@@ -55,7 +55,7 @@ const rows: Array<[string, string, string | RegExp]> = [
   ['weight zero', '- id: x\n  effect: permit\n  weight: 0', `policy.yaml:13: ${R}.weight: must be >= 1`],
   ['bad ttl', '- id: x\n  effect: permit\n  ttl: 5 days', /:13: .*\.ttl: bad ttl '5 days'/],
   ['min_auth not an integer', '- id: x\n  effect: permit\n  min_auth: high', `policy.yaml:13: ${R}.min_auth: must be integer`],
-  ['unknown rule field', '- id: x\n  effect: permit\n  user: fin', `policy.yaml:13: ${R}.user: unknown field`],
+  ['unknown rule field', '- id: x\n  effect: permit\n  user: fin', `policy.yaml:13: ${R}.user: unknown field (did you mean 'users'?)`],
   ['missing effect', '- id: x', `policy.yaml:11: ${R}.effect: is required`],
   ['empty inline set', '- id: x\n  effect: permit\n  users: {}', /:13: .*\.users: an empty user set would match everything/],
   ['empty action list', '- id: x\n  effect: permit\n  actions: []', `policy.yaml:13: ${R}.actions: must not be an empty list`]

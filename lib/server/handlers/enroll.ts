@@ -22,5 +22,5 @@ export async function handleEnroll (m: Member, body: EnrollBody, peer: { id: str
   })
   m.counters.enrolled++
   m.audit.write({ kind: 'admin', event: 'host_enrolled', host: peer.id, name: record.name, ip: peer.remoteAddress })
-  return { host: peer.id, servers: m.servers(peer.id) }
+  return { host: peer.id, servers: m.servers(peer.id), name: record.name }
 }
