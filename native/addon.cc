@@ -1,7 +1,9 @@
-// Addon entry: NODE_API_MODULE + Init only; registers the load registers, the crypto engine and the memory helpers.
+// Addon entry: NODE_API_MODULE + Init only; registers the load registers, the crypto engine, the memory helpers and
+// the native FUSE session (native/fuse/).
 #include <napi.h>
 
 #include "crypto_engine.h"
+#include "fuse/js.h"
 #include "load_regs.h"
 #include "memory.h"
 
@@ -9,6 +11,7 @@ static Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   pem::regs::Init(env, exports);
   pem::engine::Init(env, exports);
   pem::memory::Init(env, exports);
+  pem::fuse::Init(env, exports);
   return exports;
 }
 
