@@ -1,0 +1,277 @@
+// The native FUSE session on a real mount: served by a CHILD node process (test/helpers/fuse-serve.ts) and driven
+// by separate shell processes (never from this process), as root and as nobody. Every mount is freed in
+// after.always (SIGTERM, then SIGKILL, then umount -l).
+import test from 'ava'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import readline from 'node:readline'
+
+const HELPER = path.join(__dirname, '..', 'helpers', 'fuse-serve.js')
+const base = fs.mkdtempSync(path.join(os.tmpdir(), 'pemfs-native-'))
+fs.chmodSync(base, 0o755) // nobody must reach the mount
+const back = path.join(base, 'back')
+const mnt = path.join(base, 'mnt')
+
+interface Run { code: number, stdout: string, stderr: string }
+async function sh (script: string, user?: string, timeoutMs = 20000): Promise<Run> {
+  const [cmd, args] = user === undefined ? ['sh', ['-c', script]] : ['su', [user, '-s', '/bin/sh', '-c', script]]
+  return await new Promise(resolve => execFile(cmd, args, { cwd: mnt, timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+    const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 124
+    resolve({ code, stdout, stderr })
+  }))
+}
+
+const isMounted = (dir: string): boolean => fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some(l => l.split(' ')[1] === dir)
+
+class Server {
+  readonly child: ChildProcess
+  private readonly lines: string[] = []
+  private waiting: Array<(l: string) => void> = []
+  constructor (cfg: Record<string, unknown>) {
+    this.child = spawn(process.execPath, [HELPER, JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'inherit'] })
+    readline.createInterface({ input: this.child.stdout as NodeJS.ReadableStream }).on('line', l => {
+      const w = this.waiting.shift()
+      if (w !== undefined) w(l); else this.lines.push(l)
+    })
+  }
+
+  async next (timeoutMs = 10000): Promise<Record<string, unknown>> {
+    const l = this.lines.shift() ?? await new Promise<string>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('no answer from the serving process')), timeoutMs)
+      this.waiting.push(v => { clearTimeout(t); resolve(v) })
+    })
+    return JSON.parse(l) as Record<string, unknown>
+  }
+
+  async command (cmd: string): Promise<Record<string, unknown>> {
+    this.child.stdin?.write(cmd + '\n')
+    return await this.next()
+  }
+
+  async exited (timeoutMs: number): Promise<number | null> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode
+    return await new Promise(resolve => {
+      const t = setTimeout(() => resolve(null), timeoutMs)
+      this.child.once('exit', code => { clearTimeout(t); resolve(code) })
+    })
+  }
+
+  /** SIGTERM (clean unmount), then SIGKILL, then umount -l: nothing is left mounted. */
+  async stop (dir: string): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill('SIGTERM')
+      if (await this.exited(3000) === null) { this.child.kill('SIGKILL'); await this.exited(3000) }
+    }
+    for (let i = 0; i < 30 && isMounted(dir); i++) await new Promise(resolve => setTimeout(resolve, 100))
+    if (isMounted(dir)) await new Promise(resolve => execFile('umount', ['-l', dir], { timeout: 5000 }, resolve))
+  }
+}
+
+async function serve (dir: string, backing: string, extra: Record<string, unknown> = {}): Promise<Server> {
+  fs.mkdirSync(dir, { recursive: true })
+  fs.mkdirSync(backing, { recursive: true })
+  const s = new Server({ dir, backing, ...extra })
+  const first = await s.next(15000)
+  if (first.ready !== true) throw new Error(`serving process: ${JSON.stringify(first)}`)
+  return s
+}
+
+async function waitUnmounted (dir: string, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end;) {
+    if (!isMounted(dir)) return true
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  return !isMounted(dir)
+}
+
+let server: Server | undefined
+const others: Array<[Server, string]> = []
+
+test.before(async () => {
+  fs.mkdirSync(back, { mode: 0o777 })
+  fs.chmodSync(back, 0o777)
+  fs.writeFileSync(path.join(back, 'denied'), 'secret\n')
+  fs.mkdirSync(path.join(back, 'x'))
+  server = await serve(mnt, back, { deny: ['/denied'], hang: ['/hang'], xor: ['/x'], decideTimeoutMs: 1500 })
+})
+
+test.after.always(async () => {
+  await server?.stop(mnt)
+  for (const [s, dir] of others) await s.stop(dir)
+  if (!isMounted(mnt)) fs.rmSync(base, { recursive: true, force: true })
+})
+
+test.serial('create, write, read and append through the native session', async t => {
+  const r = await sh('echo hello > f && echo world >> f && cat f && stat -c %s f')
+  t.is(r.code, 0, r.stderr)
+  t.is(r.stdout, 'hello\nworld\n12\n')
+  t.is(fs.readFileSync(path.join(back, 'f'), 'utf8'), 'hello\nworld\n')
+})
+
+test.serial('a hard link is one inode: link counts, and a size change under one name shows under the other', async t => {
+  const r = await sh('echo abc > h1 && ln h1 h2 && stat -c "%h %i" h1 h2 && exec 3<h1 && printf defg >> h2 && stat -c %s h1 && rm h2 && stat -c %h h1')
+  t.is(r.code, 0, r.stderr)
+  const [a, b, size, after] = r.stdout.trim().split('\n')
+  t.is(a, b)
+  t.true(a.startsWith('2 '))
+  t.is(size, '8')
+  t.is(after, '1')
+})
+
+test.serial('rename, unlink, rmdir, symlink and readlink', async t => {
+  const r = await sh('mkdir d && echo one > a && mv a d/b && ls d && ln -s d/b s && readlink s && cat s && mv d e && cat e/b && rm s e/b && rmdir e && ls')
+  t.is(r.code, 0, r.stderr)
+  t.is(r.stdout, 'b\nd/b\none\none\n' + fs.readdirSync(back).sort().join('\n') + '\n')
+  t.false(fs.existsSync(path.join(back, 'e')))
+})
+
+test.serial('mkfifo and mknod (a device node, as root)', async t => {
+  const r = await sh('mkfifo p && mknod c c 1 3 && stat -c "%F %t:%T" p c && rm p c')
+  t.is(r.code, 0, r.stderr)
+  t.is(r.stdout, 'fifo 0:0\ncharacter special file 1:3\n')
+})
+
+test.serial('xattrs: user.* is stored on the backing file, trusted.* and pemfs names are refused', async t => {
+  const py = [
+    'import os', 'open("xa", "w").close()', 'os.setxattr("xa", "user.color", b"blue")',
+    'print(os.getxattr("xa", "user.color").decode(), os.listxattr("xa"))',
+    'for n in ["trusted.a", "user.pemfs.key"]:',
+    '  try: os.setxattr("xa", n, b"1"); print("set", n)',
+    '  except OSError as e: print(n, e.errno)',
+    'os.removexattr("xa", "user.color"); print(os.listxattr("xa"))'
+  ].join('\n')
+  const r = await sh(`/usr/bin/python3 -c '${py}'`)
+  t.is(r.code, 0, r.stderr)
+  t.is(r.stdout, "blue ['user.color']\ntrusted.a 1\nuser.pemfs.key 1\n[]\n")
+  fs.writeFileSync(path.join(back, 'xb'), '')
+  const r2 = await sh(`/usr/bin/python3 -c 'import os; os.setxattr("${path.join(back, 'xb')}", "user.k", b"v"); print(os.getxattr("xb", "user.k").decode())'`)
+  t.is(r2.stdout, 'v\n', r2.stderr)
+})
+
+test.serial('a 255-byte name and a path of ~4000 bytes inside the mount', async t => {
+  const name = 'n'.repeat(255)
+  const comp = 'c'.repeat(208)
+  const r = await sh(`echo long > ${name} && cat ${name} && for i in $(seq 19); do mkdir ${comp} && cd ${comp} || exit 9; done; echo deep > f && cat f && echo toolong > ${name}x; echo $?`)
+  t.is(r.code, 0, r.stderr)
+  const lines = r.stdout.trim().split('\n')
+  t.deepEqual(lines, ['long', 'deep', '2'])
+  t.is(19 * 209 + 2, 3973)
+  let p = back
+  for (let i = 0; i < 19; i++) p = path.join(p, comp)
+  t.is(fs.readFileSync(path.join(p, 'f'), 'utf8'), 'deep\n')
+  fs.rmSync(path.join(back, comp), { recursive: true })
+})
+
+test.serial('truncate up and down', async t => {
+  const r = await sh('printf 0123456789 > tr && truncate -s 100000 tr && stat -c %s tr && truncate -s 3 tr && cat tr')
+  t.is(r.code, 0, r.stderr)
+  t.is(r.stdout, '100000\n012')
+})
+
+test.serial('readdir of 1000 entries', async t => {
+  const r = await sh('mkdir many && cd many && seq 1000 | sed s/^/entry-/ | xargs touch && ls | wc -l && ls -f | wc -l')
+  t.is(r.code, 0, r.stderr)
+  t.is(r.stdout, '1000\n1002\n')
+  t.is(fs.readdirSync(path.join(back, 'many')).length, 1000)
+})
+
+test.serial('a refusal from decide is EACCES', async t => {
+  const r = await sh('cat denied')
+  t.not(r.code, 0)
+  t.regex(r.stderr, /Permission denied/)
+})
+
+test.serial('a decide that never answers fails the operation within its deadline (ETIMEDOUT)', async t => {
+  fs.writeFileSync(path.join(back, 'hang'), 'x')
+  const start = Date.now()
+  const r = await sh('cat hang')
+  const ms = Date.now() - start
+  t.not(r.code, 0)
+  t.regex(r.stderr, /timed out/)
+  t.true(ms >= 1400 && ms < 6000, `${ms} ms`)
+})
+
+test.serial('Unix permissions as a local filesystem: root 0600 file vs nobody', async t => {
+  t.is((await sh('echo secret > secret && chmod 600 secret')).code, 0)
+  const cat = await sh('cat secret', 'nobody')
+  t.not(cat.code, 0)
+  t.regex(cat.stderr, /Permission denied/)
+  const app = await sh('echo x >> secret', 'nobody')
+  t.not(app.code, 0)
+  t.regex(app.stderr, /Permission denied/)
+  const chmod = await sh('chmod 777 secret', 'nobody')
+  t.not(chmod.code, 0)
+  t.regex(chmod.stderr, /Operation not permitted/)
+  t.is(fs.readFileSync(path.join(back, 'secret'), 'utf8'), 'secret\n')
+  t.is(fs.statSync(path.join(back, 'secret')).mode & 0o777, 0o600)
+})
+
+test.serial('entries are owned as on ext4: nobody in a 1777 dir, umask, setgid group, sticky removal', async t => {
+  t.is((await sh('mkdir pub && chmod 1777 pub && mkdir sg && chgrp 100 sg && chmod 2777 sg && echo r > pub/rootfile && chmod 666 pub/rootfile')).code, 0)
+  const r = await sh('umask 027 && touch pub/mine && mkdir pub/mydir && stat -c "%U %a" pub/mine pub/mydir && touch sg/g && stat -c %g sg/g; rm -f pub/rootfile; echo rm=$?', 'nobody')
+  t.is(r.stdout, 'nobody 640\nnobody 750\n100\nrm=1\n', r.stderr)
+  const st = fs.statSync(path.join(back, 'pub', 'mine'))
+  t.is(st.uid, 65534)
+  t.is(fs.statSync(path.join(back, 'sg', 'g')).gid, 100)
+  t.true(fs.existsSync(path.join(back, 'pub', 'rootfile')))
+})
+
+test.serial('the io hook serves encrypted handles (XOR 0x5a on disk)', async t => {
+  const r = await sh('echo hello > x/f && cat x/f && echo more >> x/f && cat x/f && truncate -s 3 x/f && cat x/f && echo new > x/f && cat x/f')
+  t.is(r.code, 0, r.stderr)
+  t.is(r.stdout, 'hello\nhello\nmore\nhelnew\n')
+  t.deepEqual([...fs.readFileSync(path.join(back, 'x', 'f'))], [...Buffer.from('new\n')].map(b => b ^ 0x5a))
+  const st = await server?.command('stats') as { hooked: Record<string, number> }
+  t.true(st.hooked.read > 0 && st.hooked.write > 0 && st.hooked.truncate > 0 && st.hooked.release > 0)
+})
+
+test.serial('decisions are cached natively per process; invalidate drops them', async t => {
+  fs.writeFileSync(path.join(back, 'c'), 'line\n')
+  const reads = async (): Promise<number> => ((await server?.command('stats')) as { decided: Record<string, number> }).decided.read ?? 0
+  const loop = 'for i in $(seq 50); do read l < c; done; echo $l'
+  const r0 = await reads()
+  t.is((await sh(loop)).stdout, 'line\n')
+  const r1 = await reads()
+  t.is(r1 - r0, 1)
+  t.deepEqual(await server?.command('invalidate'), { ok: true })
+  await sh(loop)
+  t.is(await reads() - r1, 1)
+})
+
+test.serial('revoke: an open handle loses its decision', async t => {
+  fs.writeFileSync(path.join(back, 'rv'), 'data\n')
+  const flag = path.join(base, 'opened')
+  const go = path.join(base, 'go')
+  const reader = sh(`exec 3< rv && touch ${flag} && while [ ! -e ${go} ]; do sleep 0.05; done; cat <&3`)
+  for (let i = 0; i < 100 && !fs.existsSync(flag); i++) await new Promise(resolve => setTimeout(resolve, 50))
+  const rv = await server?.command('revoke') as { revoked: number }
+  t.true(rv.revoked >= 1)
+  fs.writeFileSync(go, '')
+  const r = await reader
+  t.not(r.code, 0)
+  t.regex(r.stderr, /Permission denied/)
+})
+
+test.serial('SIGTERM unmounts cleanly', async t => {
+  const dir = path.join(base, 'mnt-term')
+  const s = await serve(dir, path.join(base, 'back-term'))
+  others.push([s, dir])
+  t.true(isMounted(dir))
+  s.child.kill('SIGTERM')
+  t.is(await s.exited(5000), 0)
+  t.false(isMounted(dir))
+})
+
+test.serial('a SIGKILLed serving process leaves no hung mount (auto_unmount)', async t => {
+  const dir = path.join(base, 'mnt-kill')
+  const s = await serve(dir, path.join(base, 'back-kill'))
+  others.push([s, dir])
+  t.is((await sh(`echo x > ${dir}/f && cat ${dir}/f`)).stdout, 'x\n')
+  s.child.kill('SIGKILL')
+  t.true(await waitUnmounted(dir, 5000))
+  const r = await sh(`touch ${dir}/after && ls ${dir} && echo ok`, undefined, 5000)
+  t.is(r.code, 0, r.stderr)
+  t.is(r.stdout.trim(), 'after\nok')
+})
