@@ -218,6 +218,23 @@ test.serial('entries are owned as on ext4: nobody in a 1777 dir, umask, setgid g
   t.true(fs.existsSync(path.join(back, 'pub', 'rootfile')))
 })
 
+// The kernel's binary xattr form of an ACL: version 2, then (tag u16, perm u16, id u32) entries, little endian.
+const ACL_PY = 'import os, struct\ne = lambda tag, perm, id: struct.pack("<HHI", tag, perm, id)\nU = 0xffffffff\n'
+
+test.serial('POSIX ACLs are stored on the backing file and honoured (access and default ACL)', async t => {
+  t.is((await sh('echo acl > acl && chmod 600 acl && mkdir acld')).code, 0)
+  const set = await sh(`/usr/bin/python3 -c '${ACL_PY}` +
+    'os.setxattr("acl", "system.posix_acl_access", struct.pack("<I", 2) + e(1, 6, U) + e(2, 4, 65534) + e(4, 0, U) + e(0x10, 4, U) + e(0x20, 0, U))\n' +
+    'os.setxattr("acld", "system.posix_acl_default", struct.pack("<I", 2) + e(1, 7, U) + e(2, 7, 65534) + e(4, 5, U) + e(0x10, 7, U) + e(0x20, 5, U))\'')
+  t.is(set.code, 0, set.stderr)
+  t.is((await sh('cat acl', 'nobody')).stdout, 'acl\n')
+  t.not((await sh('cat secret', 'nobody')).code, 0) // the same mode without an ACL entry for nobody
+  // A default ACL replaces the umask for new entries, as on ext4: 0666 from touch, group rw from the ACL mask.
+  t.is((await sh('umask 077 && touch acld/inh && stat -c %a acld/inh')).stdout, '664\n')
+  t.is(fs.statSync(path.join(back, 'acld', 'inh')).mode & 0o777, 0o664)
+  t.is((await sh('echo w >> acld/inh && echo ok', 'nobody')).stdout, 'ok\n')
+})
+
 test.serial('the io hook serves encrypted handles (XOR 0x5a on disk)', async t => {
   const r = await sh('echo hello > x/f && cat x/f && echo more >> x/f && cat x/f && truncate -s 3 x/f && cat x/f && echo new > x/f && cat x/f')
   t.is(r.code, 0, r.stderr)
