@@ -1,5 +1,5 @@
 // Data ops: open/create decide the handle's actions once (read, write, truncate for O_TRUNC; create) and the handle
-// holds them; read/write/flush/fsync/release/fallocate/lseek/copy_file_range then never ask again. A bypass handle
+// holds them; read/write/flush/fsync/release (and ops_range.cc) then never ask again. A bypass handle
 // does its I/O on the backing fd here; an encrypted one (a decision with bypass: false) sends its data calls to the
 // JS io hook (bridge.h) and waits for the answer.
 #include <errno.h>
@@ -182,32 +182,13 @@ void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, st
   fuse_reply_create(req, &e, fi);
 }
 
-// The handle of fi when `action` is decided for it (deciding it now if its open did not). nullptr: *err says why.
-std::shared_ptr<Handle> Allowed(fuse_req_t req, Session* s, struct fuse_file_info* fi, Action action, int* err) {
-  auto h = s->GetHandle(fi->fh);
-  if (h == nullptr) {
-    *err = EBADF;
-    return nullptr;
-  }
-  if (h->revoked) {
-    *err = EACCES;
-    return nullptr;
-  }
-  if ((h->allowed & Bit(action)) == 0) {
-    *err = s->DecideNode(req, h->nodeid, action);
-    if (*err != 0) return nullptr;
-    h->allowed |= Bit(action);
-  }
-  return h;
-}
-
 thread_local std::vector<char> t_buf;
 
 void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) {
   Session* s = S(req);
   s->ops++;
   int err = 0;
-  auto h = Allowed(req, s, fi, Action::kRead, &err);
+  auto h = s->Allowed(req, fi, Action::kRead, &err);
   if (h == nullptr) {
     fuse_reply_err(req, err);
     return;
@@ -254,7 +235,7 @@ void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
   Session* s = S(req);
   s->ops++;
   int err = 0;
-  auto h = Allowed(req, s, fi, Action::kWrite, &err);
+  auto h = s->Allowed(req, fi, Action::kWrite, &err);
   if (h == nullptr) {
     fuse_reply_err(req, err);
     return;
@@ -338,64 +319,6 @@ void Release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   fuse_reply_err(req, 0);
 }
 
-void Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info* fi) {
-  Session* s = S(req);
-  s->ops++;
-  int err = 0;
-  auto h = Allowed(req, s, fi, Action::kWrite, &err);
-  (void)ino;
-  if (h == nullptr) {
-    fuse_reply_err(req, err);
-    return;
-  }
-  if (h->encrypted) {
-    fuse_reply_err(req, EOPNOTSUPP);
-    return;
-  }
-  fuse_reply_err(req, fallocate(h->fd, mode, offset, length) == 0 ? 0 : errno);
-}
-
-void Lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info* fi) {
-  Session* s = S(req);
-  auto h = s->GetHandle(fi->fh);
-  (void)ino;
-  if (h == nullptr || h->encrypted) {  // an encrypted file's holes are not the backing file's
-    fuse_reply_err(req, h == nullptr ? EBADF : EOPNOTSUPP);
-    return;
-  }
-  off_t r = lseek(h->fd, off, whence);
-  if (r < 0) {
-    fuse_reply_err(req, errno);
-    return;
-  }
-  fuse_reply_lseek(req, r);
-}
-
-void CopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, struct fuse_file_info* fi_in,
-                   fuse_ino_t ino_out, off_t off_out, struct fuse_file_info* fi_out, size_t len, int flags) {
-  Session* s = S(req);
-  s->ops++;
-  int err = 0;
-  auto in = Allowed(req, s, fi_in, Action::kRead, &err);
-  auto out = in != nullptr ? Allowed(req, s, fi_out, Action::kWrite, &err) : nullptr;
-  (void)ino_in;
-  (void)ino_out;
-  if (in == nullptr || out == nullptr) {
-    fuse_reply_err(req, err);
-    return;
-  }
-  if (in->encrypted || out->encrypted) {  // the caller falls back to read + write, which the hook serves
-    fuse_reply_err(req, EOPNOTSUPP);
-    return;
-  }
-  ssize_t n = copy_file_range(in->fd, &off_in, out->fd, &off_out, len, static_cast<unsigned>(flags));
-  if (n < 0) {
-    fuse_reply_err(req, errno);
-    return;
-  }
-  fuse_reply_write(req, static_cast<size_t>(n));
-}
-
 }  // namespace
 
 void AddIoOps(struct fuse_lowlevel_ops* ops) {
@@ -406,9 +329,6 @@ void AddIoOps(struct fuse_lowlevel_ops* ops) {
   ops->flush = Flush;
   ops->fsync = Fsync;
   ops->release = Release;
-  ops->fallocate = Fallocate;
-  ops->lseek = Lseek;
-  ops->copy_file_range = CopyFileRange;
 }
 
 }  // namespace pem::fuse

@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "bridge.h"
+#include "watcher.h"
 
 namespace pem::fuse {
 
@@ -45,7 +46,7 @@ void OpInit(void* userdata, struct fuse_conn_info* conn) {
 void OpDestroy(void* userdata) { (void)userdata; }
 
 // "maj:min" of the FUSE mount at dir in /proc/self/mountinfo (the last one: the newest mount on top).
-std::string ConnOf(const std::string& dir) {
+std::string DevnoOf(const std::string& dir) {
   std::ifstream f("/proc/self/mountinfo");
   std::string line, found;
   while (std::getline(f, line)) {
@@ -54,9 +55,13 @@ std::string ConnOf(const std::string& dir) {
     in >> id >> parent >> devno >> root >> point;
     if (point == dir && line.find(" - fuse") != std::string::npos) found = devno;
   }
-  size_t colon = found.find(':');
+  return found;
+}
+
+std::string AbortPath(const std::string& devno) {
+  size_t colon = devno.find(':');
   if (colon == std::string::npos) return "";
-  return "/sys/fs/fuse/connections/" + found.substr(colon + 1) + "/abort";
+  return "/sys/fs/fuse/connections/" + devno.substr(colon + 1) + "/abort";
 }
 
 }  // namespace
@@ -99,6 +104,7 @@ int Session::Start(Bridge* bridge, std::string* why) {
   AddDirOps(&ops);
   AddIoOps(&ops);
   AddXattrOps(&ops);
+  AddRangeOps(&ops);
   se_ = fuse_session_new(&args, &ops, sizeof(ops), this);
   fuse_opt_free_args(&args);
   if (se_ == nullptr) {
@@ -112,7 +118,9 @@ int Session::Start(Bridge* bridge, std::string* why) {
     return EIO;
   }
   mounted_ = true;
-  conn_abort_ = ConnOf(opts_.dir);
+  std::string devno = DevnoOf(opts_.dir);
+  conn_abort_ = AbortPath(devno);
+  if (opts_.auto_unmount) watcher_fd_ = StartWatcher(opts_.dir, devno);
 
   notifier_ = std::thread([this] { NotifierLoop(); });
   loop_ = std::thread([this] {
@@ -175,6 +183,8 @@ void Session::Stop() {
   }
   if (root_fd_ >= 0) close(root_fd_);
   root_fd_ = -1;
+  StopWatcher(watcher_fd_);  // after the unmount: a "q", so the watcher does nothing
+  watcher_fd_ = -1;
 }
 
 void Session::QueueInval(uint64_t nodeid, const std::string& name) {
@@ -280,6 +290,25 @@ std::shared_ptr<Handle> Session::TakeHandle(uint64_t id) {
   if (it == handles_.end()) return nullptr;
   auto h = it->second;
   handles_.erase(it);
+  return h;
+}
+
+// Session::Allowed: the handle of fi when `action` is decided for it (deciding it now if its open did not). nullptr: *err says why.
+std::shared_ptr<Handle> Session::Allowed(fuse_req_t req, struct fuse_file_info* fi, Action action, int* err) {
+  auto h = GetHandle(fi->fh);
+  if (h == nullptr) {
+    *err = EBADF;
+    return nullptr;
+  }
+  if (h->revoked) {
+    *err = EACCES;
+    return nullptr;
+  }
+  if ((h->allowed & Bit(action)) == 0) {
+    *err = DecideNode(req, h->nodeid, action);
+    if (*err != 0) return nullptr;
+    h->allowed |= Bit(action);
+  }
   return h;
 }
 

@@ -84,6 +84,8 @@ class Session {
   std::shared_ptr<Handle> AddHandle(int fd, uint64_t nodeid, bool encrypted, fuse_req_t req, uint32_t allowed);
   std::shared_ptr<Handle> GetHandle(uint64_t id);
   std::shared_ptr<Handle> TakeHandle(uint64_t id);
+  // The handle of fi with `action` decided (now, if its open did not); nullptr with *err (EBADF, EACCES, ...).
+  std::shared_ptr<Handle> Allowed(fuse_req_t req, struct fuse_file_info* fi, Action action, int* err);
   // Marks handles revoked (id 0: all). Returns how many.
   size_t Revoke(uint64_t id);
   std::vector<std::shared_ptr<Handle>> Handles();
@@ -115,6 +117,7 @@ class Session {
   std::atomic<bool> stopped_{false};
   bool mounted_ = false;
   std::string conn_abort_;  // /sys/fs/fuse/connections/N/abort, found after the mount
+  int watcher_fd_ = -1;     // watcher.h: its pipe; closing it without "q" (the daemon died) frees the mount
 
   std::mutex handles_mu_;
   std::unordered_map<uint64_t, std::shared_ptr<Handle>> handles_;
@@ -135,6 +138,7 @@ void AddAttrOps(struct fuse_lowlevel_ops* ops);
 void AddDirOps(struct fuse_lowlevel_ops* ops);
 void AddIoOps(struct fuse_lowlevel_ops* ops);
 void AddXattrOps(struct fuse_lowlevel_ops* ops);
+void AddRangeOps(struct fuse_lowlevel_ops* ops);
 
 // stat of an O_PATH fd (AT_EMPTY_PATH, never following a symlink).
 int StatFd(int fd, struct stat* st);

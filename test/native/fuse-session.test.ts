@@ -150,6 +150,22 @@ test.serial('xattrs: user.* is stored on the backing file, trusted.* and pemfs n
   t.is(r2.stdout, 'v\n', r2.stderr)
 })
 
+test.serial('utimens, fallocate, lseek (SEEK_DATA/SEEK_HOLE) and copy_file_range as the kernel sends them', async t => {
+  const py = [
+    'import os',
+    'fd = os.open("rg", os.O_RDWR | os.O_CREAT, 0o644)',
+    'os.posix_fallocate(fd, 0, 65536); print(os.fstat(fd).st_size)',
+    'os.ftruncate(fd, 4 << 20); os.pwrite(fd, b"tail", (4 << 20) - 4)',
+    'print(os.lseek(fd, 65536, os.SEEK_HOLE), os.lseek(fd, 1 << 20, os.SEEK_DATA) >= (1 << 20))',
+    'out = os.open("rg2", os.O_RDWR | os.O_CREAT, 0o644)',
+    'print(os.copy_file_range(fd, out, 4, (4 << 20) - 4, 0), os.pread(out, 4, 0))'
+  ].join('\n')
+  const r = await sh(`/usr/bin/python3 -c '${py}' && touch -m -d @1000000000 rg && touch -a -d @1100000000 rg && stat -c "%X %Y" rg`)
+  t.is(r.code, 0, r.stderr)
+  t.is(r.stdout, "65536\n65536 True\n4 b'tail'\n1100000000 1000000000\n")
+  t.is(Math.round(fs.statSync(path.join(back, 'rg')).mtimeMs / 1000), 1000000000)
+})
+
 test.serial('a 255-byte name and a path of ~4000 bytes inside the mount', async t => {
   const name = 'n'.repeat(255)
   const comp = 'c'.repeat(208)
