@@ -1,6 +1,6 @@
 // A child process that serves one native FUSE session for the tests (test/native/fuse-session.test.ts): a scripted
 // decide (deny / never answer / hook by path prefix), an XOR io hook standing in for encryption, and commands on
-// stdin ("invalidate", "revoke", "stats", "unmount") answered with one JSON line each on stdout. Prints
+// stdin ("invalidate", "revoke [fh]", "notify PATH", "stats", "unmount") answered with one JSON line each on stdout. Prints
 // {"ready":true} once the mount serves; SIGTERM unmounts cleanly and exits 0.
 import fs from 'node:fs'
 import readline from 'node:readline'
@@ -14,14 +14,17 @@ interface Config {
   xor?: string[] // path prefixes whose handles go to the io hook (bytes XOR 0x5a on disk)
   decideTimeoutMs?: number
   ttlMs?: number
+  attrTimeoutMs?: number
 }
 
 const cfg = JSON.parse(process.argv[2]) as Config
 const under = (p: string, prefixes: string[] | undefined): boolean => (prefixes ?? []).some(x => p === x || p.startsWith(x.endsWith('/') ? x : x + '/'))
 const decided: Record<string, number> = {}
+const nodeids = new Map<string, number>() // path -> nodeid, from the questions that name a node
 
 function decide (r: DecideRequest): { ok: boolean, errno?: string, ttlMs?: number, bypass?: boolean } | Promise<never> {
   decided[r.action] = (decided[r.action] ?? 0) + 1
+  if (r.nodeid > 0) nodeids.set(r.path, r.nodeid)
   if (under(r.path, cfg.hang)) return new Promise<never>(() => {})
   if (under(r.path, cfg.deny)) return { ok: false, errno: 'EACCES', ttlMs: cfg.ttlMs ?? 2000 }
   return { ok: true, ttlMs: cfg.ttlMs ?? 2000, bypass: !under(r.path, cfg.xor) }
@@ -52,13 +55,13 @@ function io (r: IoRequest): { value?: number, data?: Buffer } {
 }
 
 const backingFd = fs.openSync(cfg.backing, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY)
-const session = FuseSession.mount(cfg.dir, backingFd, decide, { io, decideTimeoutMs: cfg.decideTimeoutMs, entryTimeoutMs: 1000, attrTimeoutMs: 1000 })
+const session = FuseSession.mount(cfg.dir, backingFd, decide, { io, decideTimeoutMs: cfg.decideTimeoutMs, entryTimeoutMs: 1000, attrTimeoutMs: cfg.attrTimeoutMs ?? 1000 })
 const out = (o: unknown): void => { process.stdout.write(JSON.stringify(o) + '\n') }
 process.on('SIGTERM', () => { session.unmount(); process.exit(0) })
 readline.createInterface({ input: process.stdin }).on('line', line => {
   const [cmd, arg] = line.trim().split(/\s+/)
   if (cmd === 'invalidate') { session.invalidate(); out({ ok: true }) } else if (cmd === 'revoke') out({ revoked: session.revoke(Number(arg ?? 0)) })
   else if (cmd === 'stats') out({ ...session.stats(), decided, hooked, handles: session.handles() })
-  else if (cmd === 'unmount') { session.unmount(); out({ ok: true }) }
+  else if (cmd === 'notify') { const id = nodeids.get(arg); if (id !== undefined) session.notify(id); out({ nodeid: id ?? null }) } else if (cmd === 'unmount') { session.unmount(); out({ ok: true }) }
 })
 out({ ready: true })

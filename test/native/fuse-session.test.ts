@@ -287,6 +287,26 @@ test.serial('revoke: an open handle loses its decision', async t => {
   t.regex(r.stderr, /Permission denied/)
 })
 
+test.serial('notify: the kernel forgets cached attributes at once (attribute timeout 60 s)', async t => {
+  const dir = path.join(base, 'mnt-cache')
+  const backing = path.join(base, 'back-cache')
+  const s = await serve(dir, backing, { attrTimeoutMs: 60000 })
+  others.push([s, dir])
+  fs.writeFileSync(path.join(backing, 'f'), '12345')
+  t.is((await sh(`exec 3< ${dir}/f; stat -c %s ${dir}/f`)).stdout, '5\n')
+  fs.writeFileSync(path.join(backing, 'f'), '1234567890') // behind the mount's back
+  t.is((await sh(`stat -c %s ${dir}/f`)).stdout, '5\n') // the kernel's cached attributes
+  t.true(typeof (await s.command('notify /f')).nodeid === 'number')
+  let size = ''
+  for (let i = 0; i < 20 && size !== '10\n'; i++) { // the notifier thread runs it shortly after
+    size = (await sh(`stat -c %s ${dir}/f`)).stdout
+    if (size !== '10\n') await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  t.is(size, '10\n')
+  await s.stop(dir)
+  t.false(isMounted(dir))
+})
+
 test.serial('SIGTERM unmounts cleanly', async t => {
   const dir = path.join(base, 'mnt-term')
   const s = await serve(dir, path.join(base, 'back-term'))
