@@ -16,17 +16,19 @@ export interface DecideRequest { uid: number, gid: number, gids: number[], pid: 
 /**
  * The answer. `errno` (name or number) for a refusal, EACCES by default. `ttlMs` > 0: the native cache keeps it
  * for that long, keyed by (pid, uid, gid, executable, action, path). `bypass: false` at open/create/truncate makes
- * the handle's data calls go to the io hook (encrypted files).
+ * the handle's data calls go to the io hook (encrypted files); for getattr it makes the io hook give the size.
  */
 export interface DecideAnswer { ok: boolean, errno?: string | number, ttlMs?: number, bypass?: boolean }
 
-export type IoKind = 'open' | 'read' | 'write' | 'flush' | 'fsync' | 'release' | 'truncate'
+export type IoKind = 'open' | 'read' | 'write' | 'flush' | 'fsync' | 'release' | 'truncate' | 'size'
 
 /**
  * A data call of a hooked handle. `fd` is the handle's backing file (this process's fd; valid until the release
  * answer). open: `flags` are the caller's open flags (O_CREAT for a new file; O_TRUNC is left to the hook).
  * read: answer `data` (at most `size` bytes). write: `data` at `offset`, answer `value` = bytes taken.
  * fsync: `flags` 1 for fdatasync. truncate: `size` (fh 0 when it came by path; `fd` is then a temporary one).
+ * size: the size applications see (answer `value`) of a file whose getattr decision is not a bypass, or of a hooked
+ * handle; `size` is the backing size, `fd` the handle's or a temporary read-only one.
  */
 export interface IoRequest { kind: IoKind, fh: number, nodeid: number, fd: number, offset: number, size: number, flags: number, path: string, data?: Buffer }
 export interface IoAnswer { errno?: string | number, value?: number, data?: Uint8Array }

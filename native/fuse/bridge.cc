@@ -16,6 +16,7 @@ const char* IoKindName(IoKind k) {
     case IoKind::kFsync: return "fsync";
     case IoKind::kRelease: return "release";
     case IoKind::kTruncate: return "truncate";
+    case IoKind::kSize: return "size";
   }
   return "?";
 }

@@ -21,7 +21,7 @@ namespace pem::fuse {
 constexpr size_t kMaxIoBytes = 1u << 20;  // an io answer's data: at most one max_write
 
 // What the io hook is asked to do for an encrypted handle. ONLY APPEND (the names reach JS).
-enum class IoKind : uint8_t { kOpen, kRead, kWrite, kFlush, kFsync, kRelease, kTruncate };
+enum class IoKind : uint8_t { kOpen, kRead, kWrite, kFlush, kFsync, kRelease, kTruncate, kSize };
 const char* IoKindName(IoKind k);
 
 struct DecideCall {

@@ -15,9 +15,14 @@ namespace pem::fuse {
 
 namespace {
 
-void ReplyAttr(fuse_req_t req, Session* s, int fd) {
+// Replies with the node's attributes under its getattr decision (a hooked file's size comes from the io hook).
+void ReplyAttr(fuse_req_t req, Session* s, fuse_ino_t ino, int fd) {
+  Answer a;
+  std::string path;
+  int err = s->inodes().Path(ino, &path) ? s->Decide(req, ino, path, Action::kGetattr, &a) : ESTALE;
   struct stat st;
-  int err = StatFd(fd, &st);
+  if (err == 0) err = StatFd(fd, &st);
+  if (err == 0 && !a.bypass) err = s->HookedSize(ino, -1, path, &st);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
@@ -32,8 +37,14 @@ void GetAttr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
     auto h = s->GetHandle(fi->fh);
     if (h != nullptr && !h->revoked) {
       struct stat st;
-      if (fstat(h->fd, &st) != 0) {
-        fuse_reply_err(req, errno);
+      int err = fstat(h->fd, &st) == 0 ? 0 : errno;
+      std::string path;
+      if (err == 0 && h->encrypted) {
+        s->inodes().Path(ino, &path);
+        err = s->HookedSize(ino, h->fd, path, &st);
+      }
+      if (err != 0) {
+        fuse_reply_err(req, err);
         return;
       }
       fuse_reply_attr(req, &st, s->opts().attr_timeout);
@@ -45,12 +56,7 @@ void GetAttr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
     fuse_reply_err(req, ESTALE);
     return;
   }
-  int err = s->DecideNode(req, ino, Action::kGetattr);
-  if (err != 0) {
-    fuse_reply_err(req, err);
-    return;
-  }
-  ReplyAttr(req, s, fd);
+  ReplyAttr(req, s, ino, fd);
 }
 
 // Truncation: through the handle when there is one (its write decision), else decided as 'truncate'.
@@ -144,7 +150,7 @@ void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, stru
     fuse_reply_err(req, err);
     return;
   }
-  ReplyAttr(req, s, fd);
+  ReplyAttr(req, s, ino, fd);
 }
 
 void StatFs(fuse_req_t req, fuse_ino_t ino) {

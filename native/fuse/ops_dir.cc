@@ -45,13 +45,19 @@ void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     fuse_reply_err(req, err);
     return;
   }
-  err = s->DecideChild(req, parent, name, Action::kGetattr);
+  Answer a;
+  std::string path;
+  err = s->DecideChild(req, parent, name, Action::kGetattr, &a, &path);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
   }
   struct fuse_entry_param e;
   err = s->LookupEntry(parent, name, &e);
+  if (err == 0 && !a.bypass) {
+    err = s->HookedSize(e.ino, -1, path, &e.attr);
+    if (err != 0) s->inodes().Forget(e.ino, 1);
+  }
   if (err == ENOENT) {  // a negative entry the kernel may keep
     memset(&e, 0, sizeof(e));
     e.entry_timeout = s->opts().entry_timeout;

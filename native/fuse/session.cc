@@ -345,6 +345,30 @@ int Session::Entry(uint64_t parent, const char* name, int fd, struct fuse_entry_
   return 0;
 }
 
+int Session::HookedSize(uint64_t nodeid, int fd, const std::string& path, struct stat* st) {
+  if (!S_ISREG(st->st_mode)) return 0;
+  int tmp = -1;
+  if (fd < 0) {
+    int nfd = inodes_.Fd(nodeid);
+    if (nfd < 0) return ESTALE;
+    tmp = fd = open(ProcPath(nfd).c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return errno;
+  }
+  IoCall c;
+  c.kind = IoKind::kSize;
+  c.nodeid = nodeid;
+  c.fd = fd;
+  c.size = static_cast<uint64_t>(st->st_size);
+  c.path = path;
+  IoResult r;
+  int err = bridge_->Io(std::move(c), &r);
+  if (tmp >= 0) close(tmp);
+  if (err == 0) err = r.err;
+  if (err == 0 && r.value < 0) err = EIO;
+  if (err == 0) st->st_size = static_cast<off_t>(r.value);
+  return err;
+}
+
 int Session::LookupEntry(uint64_t parent, const char* name, struct fuse_entry_param* e) {
   int pfd = inodes_.Fd(parent);
   if (pfd < 0) return ESTALE;

@@ -94,6 +94,10 @@ class Session {
   // that waits for JS). name empty: the inode's attributes and data; otherwise the entry parent/name.
   void QueueInval(uint64_t nodeid, const std::string& name);
 
+  // A hooked file's size as applications see it (the io hook's 'size'): st->st_size is replaced. `fd` is an open
+  // fd of the file, or -1 (a temporary one is opened from the node). 0 or errno.
+  int HookedSize(uint64_t nodeid, int fd, const std::string& path, struct stat* st);
+
   // fills e from a freshly opened O_PATH fd of parent/name (takes the fd). 0 or errno.
   int Entry(uint64_t parent, const char* name, int fd, struct fuse_entry_param* e);
   // lookup of parent/name into e; 0 or errno.

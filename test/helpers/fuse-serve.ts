@@ -1,5 +1,5 @@
 // A child process that serves one native FUSE session for the tests (test/native/fuse-session.test.ts): a scripted
-// decide (deny / never answer / hook by path prefix), an XOR io hook standing in for encryption, and commands on
+// decide (deny / never answer / hook by path prefix), an io hook standing in for encryption (a header, then XOR), and commands on
 // stdin ("invalidate", "revoke [fh]", "notify PATH", "stats", "unmount") answered with one JSON line each on stdout. Prints
 // {"ready":true} once the mount serves; SIGTERM unmounts cleanly and exits 0.
 import fs from 'node:fs'
@@ -30,6 +30,10 @@ function decide (r: DecideRequest): { ok: boolean, errno?: string, ttlMs?: numbe
   return { ok: true, ttlMs: cfg.ttlMs ?? 2000, bypass: !under(r.path, cfg.xor) }
 }
 
+// The stand-in format of hooked files: a 16-byte header, then the bytes XOR 0x5a (so the size applications see
+// differs from the backing size, as with the real encrypted format).
+const HEADER = Buffer.from('PEMFS-XOR-HEADER')
+const H = HEADER.length
 const xor = (b: Buffer): Buffer => { for (let i = 0; i < b.length; i++) b[i] ^= 0x5a; return b }
 const hooked: Record<string, number> = {}
 
@@ -38,17 +42,19 @@ function io (r: IoRequest): { value?: number, data?: Buffer } {
   switch (r.kind) {
     case 'open':
       if ((r.flags & fs.constants.O_TRUNC) !== 0) fs.ftruncateSync(r.fd, 0)
+      if (fs.fstatSync(r.fd).size === 0) fs.writeSync(r.fd, HEADER, 0, H, 0)
       return {}
     case 'read': {
       const b = Buffer.alloc(r.size)
-      const n = fs.readSync(r.fd, b, 0, r.size, r.offset)
+      const n = fs.readSync(r.fd, b, 0, r.size, r.offset + H)
       return { data: xor(b.subarray(0, n)) }
     }
     case 'write': {
       const d = xor(Buffer.from(r.data as Buffer))
-      return { value: fs.writeSync(r.fd, d, 0, d.length, r.offset) }
+      return { value: fs.writeSync(r.fd, d, 0, d.length, r.offset + H) }
     }
-    case 'truncate': fs.ftruncateSync(r.fd, r.size); return {}
+    case 'truncate': fs.ftruncateSync(r.fd, r.size + H); return {}
+    case 'size': return { value: Math.max(0, r.size - H) }
     case 'fsync': fs.fsyncSync(r.fd); return {}
     default: return {}
   }

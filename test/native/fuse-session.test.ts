@@ -251,13 +251,16 @@ test.serial('POSIX ACLs are stored on the backing file and honoured (access and 
   t.is((await sh('echo w >> acld/inh && echo ok', 'nobody')).stdout, 'ok\n')
 })
 
-test.serial('the io hook serves encrypted handles (XOR 0x5a on disk)', async t => {
-  const r = await sh('echo hello > x/f && cat x/f && echo more >> x/f && cat x/f && truncate -s 3 x/f && cat x/f && echo new > x/f && cat x/f')
+test.serial('the io hook serves hooked (encrypted) handles: data, truncation and sizes (a header + XOR 0x5a on disk)', async t => {
+  const r = await sh('echo hello > x/f && cat x/f && echo more >> x/f && cat x/f && stat -c %s x/f && truncate -s 3 x/f && cat x/f && ' +
+    'echo new > x/f && cat x/f && stat -c %s x/f && exec 3< x/f && python3 -c "import os; print(os.fstat(3).st_size)"')
   t.is(r.code, 0, r.stderr)
-  t.is(r.stdout, 'hello\nhello\nmore\nhelnew\n')
-  t.deepEqual([...fs.readFileSync(path.join(back, 'x', 'f'))], [...Buffer.from('new\n')].map(b => b ^ 0x5a))
+  t.is(r.stdout, 'hello\nhello\nmore\n11\nhelnew\n4\n4\n')
+  const disk = fs.readFileSync(path.join(back, 'x', 'f'))
+  t.is(disk.subarray(0, 16).toString(), 'PEMFS-XOR-HEADER')
+  t.deepEqual([...disk.subarray(16)], [...Buffer.from('new\n')].map(b => b ^ 0x5a))
   const st = await server?.command('stats') as { hooked: Record<string, number> }
-  t.true(st.hooked.read > 0 && st.hooked.write > 0 && st.hooked.truncate > 0 && st.hooked.release > 0)
+  for (const k of ['open', 'read', 'write', 'truncate', 'release', 'size']) t.true(st.hooked[k] > 0, k)
 })
 
 test.serial('decisions are cached natively per process; invalidate drops them', async t => {
