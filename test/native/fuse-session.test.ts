@@ -310,6 +310,19 @@ test.serial('notify: the kernel forgets cached attributes at once (attribute tim
   t.false(isMounted(dir))
 })
 
+test.serial('guarding in place: the mount covers its own backing directory', async t => {
+  const dir = path.join(base, 'inplace')
+  fs.mkdirSync(dir)
+  fs.writeFileSync(path.join(dir, 'old'), 'before\n')
+  const s = await serve(dir, dir)
+  others.push([s, dir])
+  const r = await sh(`cat ${dir}/old && echo new > ${dir}/n && mv ${dir}/n ${dir}/n2 && ls ${dir}`)
+  t.is(r.stdout, 'before\nn2\nold\n', r.stderr)
+  await s.stop(dir)
+  t.false(isMounted(dir))
+  t.deepEqual(fs.readdirSync(dir).sort(), ['n2', 'old'])
+})
+
 test.serial('SIGTERM unmounts cleanly', async t => {
   const dir = path.join(base, 'mnt-term')
   const s = await serve(dir, path.join(base, 'back-term'))
