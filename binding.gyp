@@ -1,23 +1,26 @@
-# node-gyp build of the one native addon "pem_native": every native/*.cc, N-API via node-addon-api (no C++ exceptions).
+# node-gyp build of the one native addon "pem_native": every native/*.cc and native/fuse/*.cc, N-API via node-addon-api
+# (no C++ exceptions).
 # OpenSSL comes from the node binary itself (its headers are on node-gyp's include path): never add -lcrypto here,
 # or two OpenSSLs end up in one process. zstd and lz4 are Debian's system libraries (libzstd-dev, liblz4-dev);
-# zlib is the copy node exports.
+# zlib is the copy node exports. The native FUSE session links Debian's libfuse3 (libfuse3-dev, via pkg-config).
 {
   "targets": [
     {
       "target_name": "pem_native",
       "sources": [
-        "<!@(node -p \"require('fs').readdirSync('native').filter(f => f.endsWith('.cc')).sort().map(f => 'native/' + f).join(' ')\")"
+        "<!@(node -p \"require('fs').readdirSync('native').filter(f => f.endsWith('.cc')).sort().map(f => 'native/' + f).join(' ')\")",
+        "<!@(node -p \"require('fs').readdirSync('native/fuse').filter(f => f.endsWith('.cc')).sort().map(f => 'native/fuse/' + f).join(' ')\")"
       ],
       "include_dirs": [
-        "<!(node -p \"require('node-addon-api').include_dir\")"
+        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "<!@(pkg-config --cflags-only-I fuse3 | sed 's/-I//g')"
       ],
       "defines": ["NAPI_DISABLE_CPP_EXCEPTIONS", "NAPI_VERSION=8"],
       "cflags!": ["-fno-exceptions", "-O2", "-O0"],
       "cflags_cc!": ["-fno-exceptions", "-O2", "-O0"],
       "cflags": ["-O3", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_cc": ["-O3", "-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-      "libraries": ["-lzstd", "-llz4"]
+      "libraries": ["-lzstd", "-llz4", "<!@(pkg-config --libs fuse3)"]
     }
   ]
 }

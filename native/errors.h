@@ -17,6 +17,7 @@ constexpr const char* kErrProvider = "ENGINE_ERR_PROVIDER";
 constexpr const char* kErrCompress = "ENGINE_ERR_COMPRESS";
 constexpr const char* kErrBadArgument = "ENGINE_ERR_BAD_ARGUMENT";
 constexpr const char* kErrLoadRegs = "ENGINE_ERR_LOAD_REGS";
+constexpr const char* kErrFuse = "ENGINE_ERR_FUSE";
 
 inline Napi::Error EngineError(Napi::Env env, const char* code, const std::string& msg) {
   Napi::Error err = Napi::Error::New(env, msg);

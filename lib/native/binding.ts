@@ -83,7 +83,32 @@ export interface RawFsCalls {
   removexattr (path: string, name: string): number
 }
 
-export type RawBinding = RawRegs & RawCrypto & RawMemory & RawFsCalls
+
+/** An opaque native FUSE session (native/fuse/js.cc). */
+export interface RawFuseSession { readonly __fuseSession: unique symbol }
+
+/** What native/fuse hands the control plane (lib/native/fuse-session.ts types them further). */
+export interface RawDecideCall { id: number, uid: number, gid: number, gids: number[], pid: number, umask: number, path: string, action: string, nodeid: number }
+export interface RawIoCall { id: number, kind: string, fh: number, nodeid: number, fd: number, offset: number, size: number, flags: number, path: string, data?: Buffer }
+export interface RawFuseOptions { entryTimeoutMs: number, attrTimeoutMs: number, decideTimeoutMs: number, autoUnmount: boolean, debug: boolean }
+
+/** native/fuse/js.cc */
+export interface RawFuse {
+  fuseMount (dir: string, backingFd: number, options: RawFuseOptions, decide: (c: RawDecideCall) => void, io: (c: RawIoCall) => void): RawFuseSession
+  /** false: the call is gone (answered after its deadline, or the session stopped). */
+  fuseAnswer (s: RawFuseSession, id: number, answer: { ok?: boolean, errno?: number, ttlMs?: number, bypass?: boolean, value?: number, data?: Uint8Array }): boolean
+  fuseUnmount (s: RawFuseSession): void
+  fuseInvalidate (s: RawFuseSession): void
+  fuseNotify (s: RawFuseSession, nodeid: number, name?: string): void
+  fuseRevoke (s: RawFuseSession, fh: number): number
+  fuseHandles (s: RawFuseSession): Array<{ fh: number, nodeid: number, path: string, encrypted: boolean, read: boolean, write: boolean, revoked: boolean, uid: number, pid: number }>
+  fuseStats (s: RawFuseSession): { ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number }
+  readonly FUSE_MAX_WRITE: number
+  readonly FUSE_NAME_MAX: number
+  readonly FUSE_PATH_MAX: number
+}
+
+export type RawBinding = RawRegs & RawCrypto & RawMemory & RawFsCalls & RawFuse
 
 /** The package root: the nearest ancestor of this file that holds binding.gyp (works from lib/ and dist/lib/). */
 function packageRoot (): string {

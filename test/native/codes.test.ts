@@ -1,4 +1,4 @@
-// Drift test: every error code string in native/*.{cc,h} exists in the one table, lib/wire/errors.ts.
+// Drift test: every error code string in native/*.{cc,h} and native/fuse/*.{cc,h} exists in the one table, lib/wire/errors.ts.
 import test from 'ava'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -6,11 +6,13 @@ import { ERRORS } from '../../lib/wire/errors'
 import { root } from './node-aead'
 
 const NATIVE = path.join(root(), 'native')
-const files = fs.readdirSync(NATIVE).filter(f => /\.(cc|h)$/.test(f))
+const files = [...fs.readdirSync(NATIVE), ...fs.readdirSync(path.join(NATIVE, 'fuse')).map(f => path.join('fuse', f))]
+  .filter(f => /\.(cc|h)$/.test(f))
 
 test('native sources are found', t => {
   t.true(files.includes('errors.h'))
   t.true(files.includes('load_regs.cc'))
+  t.true(files.includes(path.join('fuse', 'js.cc')))
 })
 
 test('every ENGINE_ERR_/PEM_ERR_ code used in native code is in lib/wire/errors.ts', t => {

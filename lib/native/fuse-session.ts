@@ -1,0 +1,155 @@
+// The native FUSE session (native/fuse/, docs/PEMFS.md "The native session"): the only code that talks to the
+// binding's fuse* functions. Native worker threads serve the hot operations; this module is the control plane's end
+// of the one narrow interface: `decide` answers "may this caller do this action on this path" (cached natively for
+// the answer's ttl) and the optional `io` hook serves the data calls of handles whose decision is not a bypass.
+import os from 'node:os'
+import { raw, type RawDecideCall, type RawFuseSession, type RawIoCall } from './binding'
+import { call } from './errors'
+import { ERRORS, PemError } from '../wire/errors'
+import type { Action } from '../wire/packets'
+
+const ERRNO = os.constants.errno as Record<string, number>
+
+/** One question of a FUSE worker thread. `gids` are the caller's supplementary groups; `nodeid` 0 for a new name. */
+export interface DecideRequest { uid: number, gid: number, gids: number[], pid: number, umask: number, path: string, action: Action, nodeid: number }
+
+/**
+ * The answer. `errno` (name or number) for a refusal, EACCES by default. `ttlMs` > 0: the native cache keeps it
+ * for that long, keyed by (pid, uid, gid, executable, action, path). `bypass: false` at open/create/truncate makes
+ * the handle's data calls go to the io hook (encrypted files); for getattr it makes the io hook give the size.
+ */
+export interface DecideAnswer { ok: boolean, errno?: string | number, ttlMs?: number, bypass?: boolean }
+
+export type IoKind = 'open' | 'read' | 'write' | 'flush' | 'fsync' | 'release' | 'truncate' | 'size'
+
+/**
+ * A data call of a hooked handle. `fd` is the handle's backing file (this process's fd; valid until the release
+ * answer). open: `flags` are the caller's open flags (O_CREAT for a new file; O_TRUNC is left to the hook).
+ * read: answer `data` (at most `size` bytes). write: `data` at `offset`, answer `value` = bytes taken.
+ * fsync: `flags` 1 for fdatasync. truncate: `size` (fh 0 when it came by path; `fd` is then a temporary one).
+ * size: the size applications see (answer `value`) of a file whose getattr decision is not a bypass, or of a hooked
+ * handle; `size` is the backing size, `fd` the handle's or a temporary read-only one.
+ */
+export interface IoRequest { kind: IoKind, fh: number, nodeid: number, fd: number, offset: number, size: number, flags: number, path: string, data?: Buffer }
+export interface IoAnswer { errno?: string | number, value?: number, data?: Uint8Array }
+
+export type DecideFn = (r: DecideRequest) => DecideAnswer | Promise<DecideAnswer>
+export type IoFn = (r: IoRequest) => IoAnswer | Promise<IoAnswer>
+
+export interface FuseSessionOptions {
+  /** Seconds the kernel keeps names and attributes, in ms (default 1000 each). */
+  entryTimeoutMs?: number
+  attrTimeoutMs?: number
+  /** A decide or io answer later than this fails the operation with ETIMEDOUT (default 5000). */
+  decideTimeoutMs?: number
+  /** fusermount3 unmounts when this process dies, even by SIGKILL (default true). */
+  autoUnmount?: boolean
+  debug?: boolean
+  io?: IoFn
+}
+
+export interface HandleInfo { fh: number, nodeid: number, path: string, encrypted: boolean, read: boolean, write: boolean, revoked: boolean, uid: number, pid: number }
+export interface SessionStats { ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number }
+
+export const FUSE_MAX_WRITE: number = raw.FUSE_MAX_WRITE
+export const FUSE_NAME_MAX: number = raw.FUSE_NAME_MAX
+export const FUSE_PATH_MAX: number = raw.FUSE_PATH_MAX
+
+/** errno number of an answer's errno field or of anything thrown (our codes map through lib/wire/errors.ts). */
+export function errnoNumber (e: unknown, fallback = ERRNO.EIO): number {
+  if (typeof e === 'number' && Number.isInteger(e) && e > 0 && e < 4096) return e
+  if (typeof e === 'string') return ERRNO[e] ?? fallback
+  if (e instanceof PemError) return ERRNO[ERRORS[e.code].errno] ?? fallback
+  const code = (e as { code?: unknown } | null)?.code
+  if (typeof code === 'string' && ERRNO[code] !== undefined) return ERRNO[code]
+  return fallback
+}
+
+const timeout = (name: string, v: number | undefined, dflt: number, min: number): number => {
+  const n = v ?? dflt
+  if (!Number.isFinite(n) || n < min || n > 3_600_000) throw new PemError('PEM_ERR_BAD_ARGUMENT', `${name} must be ${min}..3600000 ms`)
+  return n
+}
+
+export class FuseSession {
+  private live = true
+  private readonly onExit = (): void => { this.unmount() }
+
+  private constructor (readonly dir: string, private readonly s: RawFuseSession) {
+    process.on('exit', this.onExit) // a plain exit still unmounts (SIGKILL: autoUnmount)
+  }
+
+  /**
+   * Mounts `dir` (absolute) serving the directory behind `backingFd` (this process keeps its own fd; the session
+   * dups it). Returns once the mount serves. Throws PemError (ENGINE_ERR_FUSE: the mount failed).
+   */
+  static mount (dir: string, backingFd: number, decide: DecideFn, o: FuseSessionOptions = {}): FuseSession {
+    if (typeof dir !== 'string' || !dir.startsWith('/') || Buffer.byteLength(dir) > FUSE_PATH_MAX) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'dir must be an absolute path')
+    if (!Number.isInteger(backingFd) || backingFd < 0) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'backingFd must be an open fd')
+    if (typeof decide !== 'function') throw new PemError('PEM_ERR_BAD_ARGUMENT', 'decide must be a function')
+    const opts = {
+      entryTimeoutMs: timeout('entryTimeoutMs', o.entryTimeoutMs, 1000, 0),
+      attrTimeoutMs: timeout('attrTimeoutMs', o.attrTimeoutMs, 1000, 0),
+      decideTimeoutMs: timeout('decideTimeoutMs', o.decideTimeoutMs, 5000, 1),
+      autoUnmount: o.autoUnmount ?? true,
+      debug: o.debug ?? false
+    }
+    let session: RawFuseSession | undefined
+    const answer = (id: number, a: Parameters<typeof raw.fuseAnswer>[2]): void => {
+      if (session === undefined) return
+      try { raw.fuseAnswer(session, id, a) } catch (err) { process.emitWarning(`pemfs native session: ${(err as Error).message}`) }
+    }
+    const onDecide = (c: RawDecideCall): void => {
+      const req: DecideRequest = { uid: c.uid, gid: c.gid, gids: c.gids, pid: c.pid, umask: c.umask, path: c.path, action: c.action as Action, nodeid: c.nodeid }
+      Promise.resolve().then(async () => await decide(req)).then(
+        a => answer(c.id, { ok: a.ok === true, errno: a.ok === true ? undefined : errnoNumber(a.errno, ERRNO.EACCES), ttlMs: a.ttlMs ?? 0, bypass: a.bypass ?? true }),
+        err => answer(c.id, { ok: false, errno: errnoNumber(err) }))
+    }
+    const io = o.io
+    const onIo = (c: RawIoCall): void => {
+      if (io === undefined) { answer(c.id, { errno: ERRNO.EIO }); return }
+      const req: IoRequest = { kind: c.kind as IoKind, fh: c.fh, nodeid: c.nodeid, fd: c.fd, offset: c.offset, size: c.size, flags: c.flags, path: c.path, data: c.data }
+      Promise.resolve().then(async () => await io(req)).then(
+        a => answer(c.id, { errno: a.errno === undefined ? undefined : errnoNumber(a.errno), value: a.value, data: a.data }),
+        err => answer(c.id, { errno: errnoNumber(err) }))
+    }
+    session = call(() => raw.fuseMount(dir, backingFd, opts, onDecide, onIo))
+    return new FuseSession(dir, session)
+  }
+
+  get mounted (): boolean { return this.live }
+
+  /** Clean unmount: pending decisions fail with EIO, the mount is detached, the worker threads end. Idempotent. */
+  unmount (): void {
+    if (!this.live) return
+    this.live = false
+    process.off('exit', this.onExit)
+    call(() => raw.fuseUnmount(this.s))
+  }
+
+  /** Drops every cached decision (a new policy version). */
+  invalidate (): void { this.check(); call(() => raw.fuseInvalidate(this.s)) }
+
+  /** The kernel forgets what it caches: an inode's attributes and data, or (with `name`) the entry parent/name. */
+  notify (nodeid: number, name?: string): void {
+    this.check()
+    if (!Number.isInteger(nodeid) || nodeid < 1) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'nodeid must be a positive integer')
+    if (name !== undefined && (Buffer.byteLength(name) > FUSE_NAME_MAX || name.includes('/'))) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'name must be one name of at most 255 bytes')
+    call(() => raw.fuseNotify(this.s, nodeid, name))
+  }
+
+  /** The handle `fh` (0: every open handle) loses the decisions of its open: its reads and writes get EACCES. */
+  revoke (fh = 0): number {
+    this.check()
+    if (!Number.isInteger(fh) || fh < 0) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'fh must be a handle number or 0')
+    return call(() => raw.fuseRevoke(this.s, fh))
+  }
+
+  handles (): HandleInfo[] { this.check(); return call(() => raw.fuseHandles(this.s)) }
+
+  stats (): SessionStats { this.check(); return call(() => raw.fuseStats(this.s)) }
+
+  private check (): void {
+    if (!this.live) throw new PemError('ENGINE_ERR_FUSE', `${this.dir} is unmounted`)
+  }
+}

@@ -1,0 +1,247 @@
+// Bridge (bridge.h): worker -> JS calls through thread-safe functions, JS -> worker answers by id.
+#include "bridge.h"
+
+#include <errno.h>
+
+#include <chrono>
+
+namespace pem::fuse {
+
+const char* IoKindName(IoKind k) {
+  switch (k) {
+    case IoKind::kOpen: return "open";
+    case IoKind::kRead: return "read";
+    case IoKind::kWrite: return "write";
+    case IoKind::kFlush: return "flush";
+    case IoKind::kFsync: return "fsync";
+    case IoKind::kRelease: return "release";
+    case IoKind::kTruncate: return "truncate";
+    case IoKind::kSize: return "size";
+  }
+  return "?";
+}
+
+Bridge::Bridge(Napi::Env env, Napi::Function decide, Napi::Function io, int timeout_ms) : timeout_ms_(timeout_ms) {
+  // Unlimited queues: a worker never blocks on the queue, only on its own answer (which has a deadline).
+  decide_tsfn_ = Napi::ThreadSafeFunction::New(env, decide, "pem:fuse-decide", 0, 1);
+  io_tsfn_ = Napi::ThreadSafeFunction::New(env, io, "pem:fuse-io", 0, 1);
+}
+
+std::shared_ptr<Bridge::Pending> Bridge::Enqueue(Job* job) {
+  auto p = std::make_shared<Pending>();
+  p->is_io = job->is_io;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (cancelled_) return nullptr;
+  job->bridge = this;
+  job->id = next_id_++;
+  pending_[job->id] = p;
+  return p;
+}
+
+void Bridge::Fail(uint64_t id, int err) {
+  std::shared_ptr<Pending> p;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = pending_.find(id);
+    if (it == pending_.end()) return;
+    p = it->second;
+    pending_.erase(it);
+  }
+  std::lock_guard<std::mutex> lock(p->mu);
+  p->err = err;
+  p->done = true;
+  p->cv.notify_all();
+}
+
+int Bridge::Wait(uint64_t id, const std::shared_ptr<Pending>& p) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
+  std::unique_lock<std::mutex> lk(p->mu);
+  if (!p->cv.wait_until(lk, deadline, [&] { return p->done; })) {
+    lk.unlock();
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.erase(id);  // a late answer finds nothing
+    timeouts_++;
+    return ETIMEDOUT;
+  }
+  return p->err;
+}
+
+int Bridge::Decide(DecideCall&& call, Answer* out) {
+  Job* job = new Job();
+  job->decide = std::move(call);
+  auto p = Enqueue(job);
+  if (p == nullptr) {
+    delete job;
+    return EIO;
+  }
+  uint64_t id = job->id;
+  if (decide_tsfn_.NonBlockingCall(job, CallDecide) != napi_ok) {
+    delete job;
+    Fail(id, EIO);
+  }
+  int err = Wait(id, p);
+  if (err == 0) *out = p->answer;
+  return err;
+}
+
+int Bridge::Io(IoCall&& call, IoResult* out) {
+  Job* job = new Job();
+  job->is_io = true;
+  job->io = std::move(call);
+  auto p = Enqueue(job);
+  if (p == nullptr) {
+    delete job;
+    return EIO;
+  }
+  uint64_t id = job->id;
+  if (io_tsfn_.NonBlockingCall(job, CallIo) != napi_ok) {
+    delete job;
+    Fail(id, EIO);
+  }
+  int err = Wait(id, p);
+  if (err == 0) *out = std::move(p->io);
+  return err;
+}
+
+void Bridge::Deliver(Napi::Env env, Napi::Function fn, Job* job, Napi::Object req) {
+  req.Set("id", Napi::Number::New(env, static_cast<double>(job->id)));
+  fn.Call({req});
+  if (env.IsExceptionPending()) {
+    env.GetAndClearPendingException();
+    job->bridge->Fail(job->id, EIO);
+  }
+}
+
+void Bridge::CallDecide(Napi::Env env, Napi::Function fn, Job* job) {
+  if (env == nullptr || fn.IsEmpty()) {  // the function is being torn down
+    job->bridge->Fail(job->id, EIO);
+    delete job;
+    return;
+  }
+  Napi::HandleScope scope(env);
+  const DecideCall& c = job->decide;
+  Napi::Object req = Napi::Object::New(env);
+  req.Set("uid", Napi::Number::New(env, c.uid));
+  req.Set("gid", Napi::Number::New(env, c.gid));
+  Napi::Array gids = Napi::Array::New(env, c.gids.size());
+  for (size_t i = 0; i < c.gids.size(); i++) gids.Set(static_cast<uint32_t>(i), Napi::Number::New(env, c.gids[i]));
+  req.Set("gids", gids);
+  req.Set("pid", Napi::Number::New(env, c.pid));
+  req.Set("umask", Napi::Number::New(env, c.umask));
+  req.Set("path", Napi::String::New(env, c.path));
+  req.Set("action", Napi::String::New(env, ActionName(c.action)));
+  req.Set("nodeid", Napi::Number::New(env, static_cast<double>(c.nodeid)));
+  Deliver(env, fn, job, req);
+  delete job;
+}
+
+void Bridge::CallIo(Napi::Env env, Napi::Function fn, Job* job) {
+  if (env == nullptr || fn.IsEmpty()) {
+    job->bridge->Fail(job->id, EIO);
+    delete job;
+    return;
+  }
+  Napi::HandleScope scope(env);
+  const IoCall& c = job->io;
+  Napi::Object req = Napi::Object::New(env);
+  req.Set("kind", Napi::String::New(env, IoKindName(c.kind)));
+  req.Set("fh", Napi::Number::New(env, static_cast<double>(c.fh)));
+  req.Set("nodeid", Napi::Number::New(env, static_cast<double>(c.nodeid)));
+  req.Set("fd", Napi::Number::New(env, c.fd));
+  req.Set("offset", Napi::Number::New(env, static_cast<double>(c.offset)));
+  req.Set("size", Napi::Number::New(env, static_cast<double>(c.size)));
+  req.Set("flags", Napi::Number::New(env, c.flags));
+  req.Set("path", Napi::String::New(env, c.path));
+  if (c.kind == IoKind::kWrite) req.Set("data", Napi::Buffer<uint8_t>::Copy(env, c.data.data(), c.data.size()));
+  Deliver(env, fn, job, req);
+  delete job;
+}
+
+namespace {
+
+bool NumberField(Napi::Object o, const char* key, double* out) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return false;
+  if (!v.IsNumber()) return false;
+  *out = v.As<Napi::Number>().DoubleValue();
+  return true;
+}
+
+}  // namespace
+
+bool Bridge::Complete(Napi::Env env, uint64_t id, Napi::Value answer, std::string* why) {
+  std::shared_ptr<Pending> p;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = pending_.find(id);
+    if (it == pending_.end()) {
+      *why = "no such call (answered late, or the session stopped)";
+      return false;
+    }
+    p = it->second;
+    pending_.erase(it);
+  }
+  int err = 0;
+  Answer a;
+  IoResult r;
+  bool good = answer.IsObject();
+  if (!good) *why = "the answer must be an object";
+  if (good) {
+    Napi::Object o = answer.As<Napi::Object>();
+    double n = 0;
+    if (!p->is_io) {
+      a.ok = o.Get("ok").ToBoolean().Value();
+      if (NumberField(o, "errno", &n) && n > 0 && n < 4096) a.err = static_cast<int>(n);
+      if (!a.ok && a.err == 0) a.err = EACCES;
+      if (NumberField(o, "ttlMs", &n) && n > 0) a.ttl_ms = n > 3.6e6 ? 3.6e6 : n;
+      Napi::Value bp = o.Get("bypass");
+      a.bypass = bp.IsUndefined() ? true : bp.ToBoolean().Value();
+    } else {
+      if (NumberField(o, "errno", &n) && n > 0 && n < 4096) r.err = static_cast<int>(n);
+      if (NumberField(o, "value", &n)) r.value = static_cast<int64_t>(n);
+      Napi::Value d = o.Get("data");
+      if (d.IsBuffer() || d.IsTypedArray()) {
+        Napi::Uint8Array u = d.As<Napi::Uint8Array>();
+        if (u.ByteLength() > kMaxIoBytes) {
+          good = false;
+          *why = "data is larger than the size asked";
+        } else {
+          r.data.assign(u.Data(), u.Data() + u.ByteLength());
+        }
+      }
+    }
+  }
+  if (!good) err = EIO;
+  std::lock_guard<std::mutex> lock(p->mu);
+  p->answer = a;
+  p->io = std::move(r);
+  p->err = err;
+  p->done = true;
+  p->cv.notify_all();
+  return good;
+}
+
+void Bridge::CancelAll() {
+  std::unordered_map<uint64_t, std::shared_ptr<Pending>> all;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled_ = true;
+    all.swap(pending_);
+  }
+  for (auto& kv : all) {
+    std::lock_guard<std::mutex> lock(kv.second->mu);
+    kv.second->err = EIO;
+    kv.second->done = true;
+    kv.second->cv.notify_all();
+  }
+}
+
+void Bridge::Release() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (released_) return;
+  released_ = true;
+  decide_tsfn_.Release();
+  io_tsfn_.Release();
+}
+
+}  // namespace pem::fuse

@@ -1,0 +1,35 @@
+// The caller's credentials on this worker thread for the calls that create or move names (create, mkdir, mknod,
+// symlink, link, rename): fsuid, fsgid, supplementary groups and umask, so the backing filesystem gives new entries
+// the owner, group (setgid directories), mode and sticky-directory outcome it would give that caller locally.
+// Raw syscalls: glibc's setfsuid/setgroups wrappers change every thread of the process; these change only this one.
+#pragma once
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+#include <sys/types.h>
+
+namespace pem::fuse {
+
+class CallerCreds {
+ public:
+  // Switches to the caller of req; ok() false (errno in err()) when the switch failed (nothing is switched then).
+  explicit CallerCreds(fuse_req_t req);
+  ~CallerCreds();
+  CallerCreds(const CallerCreds&) = delete;
+  CallerCreds& operator=(const CallerCreds&) = delete;
+  bool ok() const { return err_ == 0; }
+  int err() const { return err_; }
+
+ private:
+  static constexpr int kMaxGroups = 256;
+  void Restore();
+  int err_ = 0;
+  uid_t saved_uid_ = 0;
+  gid_t saved_gid_ = 0;
+  int n_saved_ = 0;
+  gid_t saved_groups_[kMaxGroups];
+  bool switched_ = false;
+  mode_t old_umask_ = 0;
+};
+
+}  // namespace pem::fuse

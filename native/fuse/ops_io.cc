@@ -1,0 +1,334 @@
+// Data ops: open/create decide the handle's actions once (read, write, truncate for O_TRUNC; create) and the handle
+// holds them; read/write/flush/fsync/release (and ops_range.cc) then never ask again. A bypass handle
+// does its I/O on the backing fd here; an encrypted one (a decision with bypass: false) sends its data calls to the
+// JS io hook (bridge.h) and waits for the answer.
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "bridge.h"
+#include "creds.h"
+#include "session.h"
+
+namespace pem::fuse {
+
+namespace {
+
+// O_DIRECT would demand aligned buffers of the backing file; the kernel supplies append offsets (O_APPEND) and has
+// handled creation flags; O_NOFOLLOW cannot apply to the /proc/self/fd link (it is one by design).
+constexpr int kStrip = O_DIRECT | O_APPEND | O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW;
+
+uint32_t Needed(int flags) {
+  int acc = flags & O_ACCMODE;
+  uint32_t bits = acc == O_RDONLY ? Bit(Action::kRead) : acc == O_WRONLY ? Bit(Action::kWrite)
+                                                                           : Bit(Action::kRead) | Bit(Action::kWrite);
+  if (flags & O_TRUNC) bits |= Bit(Action::kTruncate);
+  return bits;
+}
+
+// The JS side of an encrypted handle's open; on failure the handle is dropped. 0 or errno.
+int OpenHook(Session* s, const std::shared_ptr<Handle>& h, int flags, const std::string& path) {
+  IoCall c;
+  c.kind = IoKind::kOpen;
+  c.fh = h->id;
+  c.nodeid = h->nodeid;
+  c.fd = h->fd;
+  c.flags = flags;
+  c.path = path;
+  IoResult r;
+  int err = s->bridge()->Io(std::move(c), &r);
+  if (err == 0) err = r.err;
+  if (err != 0) {
+    s->TakeHandle(h->id);
+    close(h->fd);
+  }
+  return err;
+}
+
+// Decides `bits` for the node and opens a handle on the backing fd `bfd` (taken). 0 or errno.
+int Finish(fuse_req_t req, Session* s, fuse_ino_t ino, int bfd, int flags, uint32_t bits, bool encrypted,
+           const std::string& path, struct fuse_file_info* fi) {
+  auto h = s->AddHandle(bfd, ino, encrypted, req, bits);
+  if (encrypted) {
+    int err = OpenHook(s, h, flags, path);
+    if (err != 0) return err;
+  }
+  fi->fh = h->id;
+  return 0;
+}
+
+int DecideBits(fuse_req_t req, Session* s, fuse_ino_t ino, const std::string& path, uint32_t bits, bool* encrypted) {
+  for (unsigned a = 0; a < static_cast<unsigned>(Action::kCount); a++) {
+    if ((bits & (1u << a)) == 0) continue;
+    Answer d;
+    int err = s->Decide(req, ino, path, static_cast<Action>(a), &d);
+    if (err != 0) return err;
+    if (!d.bypass) *encrypted = true;
+  }
+  return 0;
+}
+
+void Open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+  Session* s = S(req);
+  s->ops++;
+  mode_t type = 0;
+  int fd = s->inodes().Fd(ino, &type);
+  std::string path;
+  if (fd < 0 || !s->inodes().Path(ino, &path)) {
+    fuse_reply_err(req, ESTALE);
+    return;
+  }
+  if (!S_ISREG(type)) {
+    fuse_reply_err(req, S_ISDIR(type) ? EISDIR : ENXIO);
+    return;
+  }
+  uint32_t bits = Needed(fi->flags);
+  bool encrypted = false;
+  int err = DecideBits(req, s, ino, path, bits, &encrypted);
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  int flags = (fi->flags & ~kStrip) | O_CLOEXEC;
+  if (encrypted) flags &= ~O_TRUNC;  // the io hook truncates (it knows the format)
+  int bfd = open(ProcPath(fd).c_str(), flags);
+  if (bfd < 0) {
+    fuse_reply_err(req, errno);
+    return;
+  }
+  err = Finish(req, s, ino, bfd, fi->flags, bits, encrypted, path, fi);
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  fuse_reply_open(req, fi);
+}
+
+void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, struct fuse_file_info* fi) {
+  Session* s = S(req);
+  s->ops++;
+  if (strnlen(name, kNameMax + 1) > kNameMax) {
+    fuse_reply_err(req, ENAMETOOLONG);
+    return;
+  }
+  int pfd = s->inodes().Fd(parent);
+  if (pfd < 0) {
+    fuse_reply_err(req, ESTALE);
+    return;
+  }
+  Answer d;
+  std::string path;
+  int err = s->DecideChild(req, parent, name, Action::kCreate, &d, &path);
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  bool encrypted = !d.bypass;
+  int flags = (fi->flags & ~kStrip & ~O_TRUNC) | O_CLOEXEC;
+  int bfd = -1;
+  {
+    CallerCreds cc(req);
+    if (!cc.ok()) {
+      fuse_reply_err(req, cc.err());
+      return;
+    }
+    // O_EXCL | O_NOFOLLOW: a name that appeared meanwhile (or a planted symlink) is never followed or reused here.
+    bfd = openat(pfd, name, flags | O_CREAT | O_EXCL | O_NOFOLLOW, mode & 07777);
+    if (bfd < 0) err = errno;
+  }
+  uint32_t bits = Bit(Action::kWrite);  // create answers for the writes; a read through it is decided at first read
+  if (err == EEXIST && !(fi->flags & O_EXCL)) {
+    // Lost a race with another creator: open the existing file as open() would, with its own decisions.
+    struct fuse_entry_param e;
+    err = s->LookupEntry(parent, name, &e);
+    if (err == 0) {
+      bits = Needed(fi->flags);
+      encrypted = false;
+      err = DecideBits(req, s, e.ino, path, bits, &encrypted);
+      if (err == 0) {
+        bfd = openat(pfd, name, flags | O_NOFOLLOW);
+        if (bfd < 0) err = errno;
+      }
+      if (err == 0) err = Finish(req, s, e.ino, bfd, fi->flags & ~O_CREAT, bits, encrypted, path, fi);
+      if (err == 0) {
+        fuse_reply_create(req, &e, fi);
+        return;
+      }
+      s->inodes().Forget(e.ino, 1);
+    }
+    fuse_reply_err(req, err);
+    return;
+  }
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  struct fuse_entry_param e;
+  err = s->LookupEntry(parent, name, &e);
+  if (err == 0) {
+    err = Finish(req, s, e.ino, bfd, fi->flags, bits, encrypted, path, fi);
+    if (err != 0) s->inodes().Forget(e.ino, 1);
+  } else {
+    close(bfd);
+  }
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  fuse_reply_create(req, &e, fi);
+}
+
+thread_local std::vector<char> t_buf;
+
+void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) {
+  Session* s = S(req);
+  s->ops++;
+  int err = 0;
+  auto h = s->Allowed(req, fi, Action::kRead, &err);
+  if (h == nullptr) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  if (size > kMaxWrite) size = kMaxWrite;
+  if (h->encrypted) {
+    IoCall c;
+    c.kind = IoKind::kRead;
+    c.fh = h->id;
+    c.nodeid = ino;
+    c.fd = h->fd;
+    c.offset = off;
+    c.size = size;
+    IoResult r;
+    err = s->bridge()->Io(std::move(c), &r);
+    if (err == 0) err = r.err;
+    if (err == 0 && r.data.size() > size) err = EIO;
+    if (err != 0) {
+      fuse_reply_err(req, err);
+      return;
+    }
+    fuse_reply_buf(req, reinterpret_cast<const char*>(r.data.data()), r.data.size());
+    return;
+  }
+  if (t_buf.size() < kMaxWrite) t_buf.resize(kMaxWrite);
+  size_t got = 0;
+  while (got < size) {
+    ssize_t n = pread(h->fd, t_buf.data() + got, size - got, off + static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      if (got == 0) {
+        fuse_reply_err(req, errno);
+        return;
+      }
+      break;
+    }
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  fuse_reply_buf(req, t_buf.data(), got);
+}
+
+void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, struct fuse_file_info* fi) {
+  Session* s = S(req);
+  s->ops++;
+  int err = 0;
+  auto h = s->Allowed(req, fi, Action::kWrite, &err);
+  if (h == nullptr) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  if (h->encrypted) {
+    IoCall c;
+    c.kind = IoKind::kWrite;
+    c.fh = h->id;
+    c.nodeid = ino;
+    c.fd = h->fd;
+    c.offset = off;
+    c.size = size;
+    c.data.assign(buf, buf + size);
+    IoResult r;
+    err = s->bridge()->Io(std::move(c), &r);
+    if (err == 0) err = r.err;
+    if (err == 0 && (r.value < 0 || static_cast<uint64_t>(r.value) > size)) err = EIO;
+    if (err != 0) {
+      fuse_reply_err(req, err);
+      return;
+    }
+    fuse_reply_write(req, static_cast<size_t>(r.value));
+    return;
+  }
+  ssize_t n;
+  do {
+    n = pwrite(h->fd, buf, size, off);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    fuse_reply_err(req, errno);
+    return;
+  }
+  fuse_reply_write(req, static_cast<size_t>(n));
+}
+
+// flush/fsync of an encrypted handle: the io hook (pending writes, then the backing file).
+int Hook(Session* s, const std::shared_ptr<Handle>& h, IoKind kind, int flags) {
+  IoCall c;
+  c.kind = kind;
+  c.fh = h->id;
+  c.nodeid = h->nodeid;
+  c.fd = h->fd;
+  c.flags = flags;
+  IoResult r;
+  int err = s->bridge()->Io(std::move(c), &r);
+  return err != 0 ? err : r.err;
+}
+
+void Flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+  Session* s = S(req);
+  auto h = s->GetHandle(fi->fh);
+  (void)ino;
+  fuse_reply_err(req, h != nullptr && h->encrypted ? Hook(s, h, IoKind::kFlush, 0) : 0);
+}
+
+void Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info* fi) {
+  Session* s = S(req);
+  auto h = s->GetHandle(fi->fh);
+  (void)ino;
+  if (h == nullptr) {
+    fuse_reply_err(req, EBADF);
+    return;
+  }
+  if (h->encrypted) {
+    fuse_reply_err(req, Hook(s, h, IoKind::kFsync, datasync));
+    return;
+  }
+  int r = datasync ? fdatasync(h->fd) : fsync(h->fd);
+  fuse_reply_err(req, r == 0 ? 0 : errno);
+}
+
+void Release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+  Session* s = S(req);
+  auto h = s->TakeHandle(fi->fh);
+  (void)ino;
+  if (h != nullptr) {
+    if (h->encrypted) Hook(s, h, IoKind::kRelease, 0);  // the fd outlives the hook's pending writes
+    close(h->fd);
+    h->fd = -1;
+  }
+  fuse_reply_err(req, 0);
+}
+
+}  // namespace
+
+void AddIoOps(struct fuse_lowlevel_ops* ops) {
+  ops->open = Open;
+  ops->create = Create;
+  ops->read = Read;
+  ops->write = Write;
+  ops->flush = Flush;
+  ops->fsync = Fsync;
+  ops->release = Release;
+}
+
+}  // namespace pem::fuse
