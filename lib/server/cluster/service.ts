@@ -139,9 +139,11 @@ export class ClusterService {
       }, this.o.config.changeTimeoutMs)
       const w: Waiter = { resolve, reject, timer, rebased: false }
       this.waiters.set(changeId, w)
+      // Only a change asked for by an admin user of the installed configuration may add or remove a member.
+      const admin = Object.prototype.hasOwnProperty.call(this.o.store.state.admins, by) ? by : undefined
       this.node.propose(changeId, draft => {
         try { mutate(draft) } catch (err) { w.error = err as Error; throw err }
-      })
+      }, admin)
     })
   }
 
