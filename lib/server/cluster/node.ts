@@ -43,7 +43,10 @@ export interface NodeOptions {
   installedPlaintext?: Buffer
   intervalMs?: number
   activeWindowMs?: number
-  /** Wall clock, for the changedAt stamp of proposed versions only (display); durations use `clock`. Default Date.now. */
+  /**
+   * Wall clock, for the changedAt stamp of proposed versions only (display); durations use `clock`. Default: `clock`
+   * (a virtual clock in simulations keeps the content, hence the digests, deterministic).
+   */
   wallClock?: () => number
   /** Make the new configuration durable (atomic); throwing leaves the old one installed and the set pending. */
   commit: (state: ConfigState, plaintext: Buffer) => void
@@ -461,7 +464,7 @@ export class ClusterNode {
     let draft: ConfigState
     let held: Held
     try {
-      const { state, plaintext } = draftChange(this.installed, this.members, this.o.identity, this.o.clusterId, change, (this.o.wallClock ?? Date.now)())
+      const { state, plaintext } = draftChange(this.installed, this.members, this.o.identity, this.o.clusterId, change, this.o.wallClock?.() ?? this.now())
       draft = state
       held = this.held(plaintext, draft, this.id, false) // sealing refuses a set over the size or member limits
     } catch (err) {

@@ -79,6 +79,7 @@ export class ClusterService {
       addr: self?.clusterAddr ?? self?.addr ?? '',
       transport,
       clock: this.clock,
+      wallClock: Date.now,
       epoch: this.stateFile.epoch,
       hwm: this.stateFile,
       locks: this.stateFile.locks,
