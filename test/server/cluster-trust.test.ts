@@ -191,3 +191,24 @@ test('a set signed as origin verifies only over the exact content: any edit afte
   t.is(b.node.pending, null)
   t.throws(() => signAsOrigin(sim.clusterId, forged, a.identity), { code: 'PEM_ERR_BAD_ARGUMENT' }, 'an entry is signed once')
 })
+
+test('a member-list change that loses its version to a concurrent one lands re-based, still as an admin change', t => {
+  const x = identityNo(93)
+  // Both proposals race for v + 1 and the smaller digest wins: pick a schedule where the add loses, so it is re-based.
+  let sim: Sim | undefined
+  let v = 0
+  for (let seed = 38; seed < 70 && sim === undefined; seed++) {
+    const s = Sim.cluster(3, seed)
+    v = s.node('A').installed.version
+    s.node('A').propose('add x', d => { d.members[x.id] = memberRecord(x, 'x', '10.9.0.4:7400') }, SIM_ADMIN)
+    s.node('C').propose('policy', d => { d.policyText = 'concurrent' })
+    if ((s.node('A').pending?.digest ?? '') > (s.node('C').pending?.digest ?? '')) sim = s
+  }
+  if (sim === undefined) { t.fail('no schedule where the add loses'); return }
+  const found = sim
+  t.true(found.until(() => found.converged(v + 2)) >= 0)
+  const events = found.get('A').events.filter(e => e.changeId === 'add x')
+  t.deepEqual(events.map(e => e.outcome), ['rebased', 'installed'], JSON.stringify(events))
+  t.false(found.node('B').members.get(x.id)?.removed ?? true, 'x is a member everywhere')
+  t.is(found.get('B').stored.state.policyText, 'concurrent')
+})

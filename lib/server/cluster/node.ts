@@ -413,7 +413,7 @@ export class ClusterNode {
       if (changeLanded(p.state, pr.version, this.id, pr.changeId)) {
         this.o.onChange?.({ changeId: pr.changeId, outcome: 'installed', version: pr.version, digest: pr.digest })
       } else {
-        this.queue.unshift({ changeId: pr.changeId, mutate: pr.mutate })
+        this.queue.unshift({ changeId: pr.changeId, mutate: pr.mutate, admin: pr.admin })
         this.o.onChange?.({ changeId: pr.changeId, outcome: 'rebased', version: pr.version, lostTo: { version: p.version, digest: p.digest }, code: 'PEM_ERR_CHANGE_REBASED' })
       }
     }
