@@ -10,6 +10,8 @@ export const SIG_CTX_POLICY_SET = 'pem/v1 policy set'
 export const SIG_CTX_SPONSOR = 'pem/v1 sponsor'
 /** An audit log checkpoint. */
 export const SIG_CTX_AUDIT = 'pem/v1 audit checkpoint'
+/** The origin member's signature over the configuration version its admin change produced (lib/server/cluster/changes.ts). */
+export const SIG_CTX_CHANGE_ORIGIN = 'pem/v1 change origin'
 
 /** Associated data labels for sealAtRest (lib/crypto/seal.ts). */
 export const AAD_CTX_CONFIG_STORE = 'pem/v1 config store'
@@ -19,4 +21,4 @@ export const AAD_CTX_POLICY_SET = 'pem/v1 policy set body'
 /** HKDF info of the configuration store key, derived from the member's identity seed (lib/server/store.ts). */
 export const KDF_CTX_STORE_KEY = 'pem/v1 configuration store key'
 
-export const SIG_CONTEXTS: readonly string[] = [SIG_CTX_CLUSTER_MSG, SIG_CTX_POLICY_SET, SIG_CTX_SPONSOR, SIG_CTX_AUDIT]
+export const SIG_CONTEXTS: readonly string[] = [SIG_CTX_CLUSTER_MSG, SIG_CTX_POLICY_SET, SIG_CTX_SPONSOR, SIG_CTX_AUDIT, SIG_CTX_CHANGE_ORIGIN]

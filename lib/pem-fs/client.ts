@@ -120,7 +120,10 @@ function plainOf (op: Op, part: Uint8Array): number {
 
 export class ClusterClient {
   readonly servers: ServerState[]
-  /** Newest policy version this host has seen. */
+  /**
+   * The host's policy version fence: the newest version a strict majority of its servers have reported (never lowered).
+   * One server announcing a newer version does not move it (docs/PEMFS.md, "Policy version").
+   */
   pv = 0
   /** Unused new-file headers by server|pv|key|compression (newHeader). */
   private readonly spareHeaders = new Map<string, Buffer[]>()
@@ -175,12 +178,14 @@ export class ClusterClient {
 
   private seeVersion (s: ServerState, pv: number): void {
     s.pv = pv
-    if (pv > this.pv) this.pv = pv
+    const newestFirst = this.servers.map(x => x.pv).sort((a, b) => b - a)
+    const confirmed = newestFirst[Math.floor(this.servers.length / 2)] ?? 0 // reported by a strict majority
+    if (confirmed > this.pv) this.pv = confirmed
   }
 
-  /** Candidates in the selection's order: servers up (or due for a retry); the first is asked. */
-  private candidates (): ServerState[] {
-    return this.selector.order(this.servers, Date.now())
+  /** Candidates in the selection's order: servers up (or due for a retry), less `skip`; the first is asked. */
+  private candidates (skip: ReadonlySet<ServerState> = new Set()): ServerState[] {
+    return this.selector.order(this.servers, Date.now()).filter(s => !skip.has(s))
   }
 
   /** `s` stopped answering (timeout, closed channel) or cannot serve: skip it for retryDownMs, drop its channel. */
@@ -197,13 +202,16 @@ export class ClusterClient {
 
   /**
    * One decision. Overload and timeouts move on to the next server (an overloaded one is skipped for
-   * overloadBackoffMs, one that timed out or closed for retryDownMs); a stale-version answer makes the host adopt the
-   * newer version and retry; a policy denial is returned at once (the caller turns it into EACCES).
+   * overloadBackoffMs, one that timed out or closed for retryDownMs); a stale-version answer counts towards the host's
+   * version fence (retried with the new fence once a majority confirms it), a server ahead of an unconfirmed version is
+   * skipped for this decision only, and one behind the confirmed fence (or cut off from its cluster) is marked down; a
+   * policy denial is returned at once (the caller turns it into EACCES).
    */
   async decide (req: Omit<DecideBody, 'pv'>): Promise<DecideReply & { server: string }> {
     let last: PemError = new PemError('PEM_ERR_UNREACHABLE', 'no server is up')
+    const ahead = new Set<ServerState>()
     for (let attempt = 0; attempt < this.servers.length * 2 + 1; attempt++) {
-      const s = this.candidates()[0]
+      const s = this.candidates(ahead)[0]
       if (s === undefined) break
       const started = process.hrtime.bigint()
       try {
@@ -215,10 +223,15 @@ export class ClusterClient {
         if (reply.ok || reply.reason === ERRORS.PEM_ERR_POLICY_DENY.id) { this.seeVersion(s, reply.pv); return { ...reply, server: s.entry.id } }
         s.rejections++
         if (reply.reason === ERRORS.PEM_ERR_STALE_POLICY.id) {
-          // Newer than ours, or adopted by a concurrent decision while this one was in flight: retry with it.
-          if (reply.pv > this.pv || (reply.pv === this.pv && sent !== this.pv)) { this.pv = reply.pv; s.pv = reply.pv; continue }
-          s.pv = reply.pv
-          last = new PemError('PEM_ERR_STALE_POLICY', `server ${s.entry.name} is at version ${reply.pv}, behind ${this.pv}`)
+          this.seeVersion(s, reply.pv)
+          // The fence moved (a majority now reports a newer version, by this reply or a concurrent decision): retry.
+          if (this.pv !== sent) continue
+          if (reply.pv > sent) {
+            ahead.add(s) // newer than a majority has confirmed: not proof that the others are behind
+            last = new PemError('PEM_ERR_STALE_POLICY', `server ${s.entry.name} is at version ${reply.pv}, not yet reported by a majority`)
+            continue
+          }
+          last = new PemError('PEM_ERR_STALE_POLICY', `server ${s.entry.name} is at version ${reply.pv}, behind ${this.pv} or cut off from its cluster`)
           this.markDown(s)
           continue
         }

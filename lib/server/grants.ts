@@ -1,9 +1,12 @@
 // Key grants: a permitted decision that names a key hands the host a random grant id; data ops must present it.
-// Bounded table (oldest dropped first), entries expire with the decision's ttl. Design: lib/wire/FORMAT.md §4.4.
+// Bounded table (oldest dropped first), entries expire with the decision's ttl, timed by the monotonic clock (a wall-clock
+// step neither extends nor cuts a grant). Design: lib/wire/FORMAT.md §4.4.
 import crypto from 'node:crypto'
+import { performance } from 'node:perf_hooks'
 import { PemError } from '../wire/errors'
 import type { Action, Compression } from '../wire/packets'
 
+/** `expires` is on the table's clock (monotonic milliseconds by default), not a wall-clock time. */
 export interface Grant { host: string, key: string, compression: Compression, action: Action, expires: number }
 
 /** A grant outlives its decision's ttl by this much: a host caching the decision until the ttl ends can still use it. */
@@ -19,7 +22,7 @@ export class GrantTable {
   private readonly pool = Buffer.alloc(16 * 256)
   private poolAt = this.pool.length
 
-  constructor (private readonly max = GRANTS_MAX, private readonly now: () => number = Date.now) {}
+  constructor (private readonly max = GRANTS_MAX, private readonly now: () => number = () => performance.now()) {}
 
   get size (): number { return this.grants.size }
 

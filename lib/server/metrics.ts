@@ -56,6 +56,10 @@ export function memberMetrics (m: Member): MetricsSource {
     c.reset()
     for (const [code, n] of Object.entries(cluster.rejections)) c.inc({ code }, n)
   })
+  counter('spd_cluster_tick_failures_total', 'Cluster heartbeat ticks that threw (logged; the member keeps running)', [], c => {
+    c.reset()
+    c.inc(cluster.tickFailures)
+  })
   return {
     contentType: registry.contentType,
     render: async () => {

@@ -28,8 +28,15 @@ export interface ConfigState {
   /** Random id of the cluster (hex, 32 bytes), set when its first member is created; binds every signature and set to it. */
   clusterId?: string
   /** Cluster change log, newest last, at most 64 entries: which member's which admin change made each version (lib/server/cluster). */
-  clusterLog?: Array<{ version: number, origin: string, change: string }>
+  clusterLog?: ClusterLogEntry[]
 }
+
+/**
+ * One version's entry in the cluster change log (lib/server/cluster/changes.ts checks them on every member): which
+ * member proposed which change; a change of the member list names the one member it adds or removes and the admin
+ * user it was made for; `sig` is the origin member's signature over the configuration it proposed (without `sig`).
+ */
+export interface ClusterLogEntry { version: number, origin: string, change: string, member?: { op: 'add' | 'remove', id: string }, admin?: string, sig?: string }
 
 export function emptyState (): ConfigState {
   return { version: 0, policyText: null, policyCanonical: null, keys: {}, hosts: {}, tokens: {}, admins: {}, members: {}, changedBy: 'init', changedAt: new Date().toISOString() }

@@ -45,6 +45,7 @@ export const ERRORS = {
   PEM_ERR_CHANGE_REBASED: { id: 41, errno: 'EAGAIN', message: 'a concurrent change won this version; the change was re-based on it' },
   PEM_ERR_CHANGE_PENDING: { id: 42, errno: 'EAGAIN', message: 'the change is proposed but not installed yet: too few cluster members are reachable' },
   PEM_ERR_NO_CLUSTER: { id: 43, errno: 'EINVAL', message: 'this member has no cluster listener (spd init --cluster-listen)' },
+  PEM_ERR_BAD_SUCCESSION: { id: 44, errno: 'EACCES', message: 'policy set does not follow from the installed configuration (version jump, member list or origin)' },
   ENGINE_ERR_OPENSSL: { id: 64, errno: 'EIO', message: 'OpenSSL failure' },
   ENGINE_ERR_BAD_LENGTH: { id: 65, errno: 'EINVAL', message: 'buffer has the wrong length' },
   ENGINE_ERR_AUTH: { id: 66, errno: 'EIO', message: 'AEAD authentication failed' },

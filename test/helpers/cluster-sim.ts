@@ -2,11 +2,13 @@
 // durable store per member (survives restarts), kill/restart, and the safety check across all installs ever made.
 import crypto from 'node:crypto'
 import { encodePublicKey, identityFromKey, type Identity } from '../../lib/crypto/identity'
+import { signAsOrigin } from '../../lib/server/cluster/changes'
 import { ClusterNode, type ChangeEvent, type LockRecord } from '../../lib/server/cluster/node'
+import { buildSet, contentOf } from '../../lib/server/cluster/set-codec'
 import { MemoryHwmStore } from '../../lib/server/cluster/sequence'
 import { MockNetwork, type FaultKnobs } from '../../lib/server/cluster/transport-mock'
 import { emptyState, type ConfigState, type MemberRecord } from '../../lib/server/state'
-import { pack } from '../../lib/wire/frame'
+import { pack, unpack } from '../../lib/wire/frame'
 
 export interface SimMember {
   name: string
@@ -41,6 +43,9 @@ export function identityNo (i: number): Identity {
   }
   return identityCache[i]
 }
+
+/** The admin user of every simulated cluster: member-list changes name it (changes.ts). */
+export const SIM_ADMIN = 'root'
 
 export class Sim {
   readonly net: MockNetwork
@@ -124,7 +129,7 @@ export class Sim {
   founder (name: string): SimMember {
     const identity = identityNo(this.next++)
     const addr = `10.0.0.${this.m.size + 1}:7400`
-    const state = { ...emptyState(), version: 1, changedAt: new Date(0).toISOString(), members: { [identity.id]: memberRecord(identity, name, addr) } }
+    const state = { ...emptyState(), version: 1, changedAt: new Date(0).toISOString(), admins: { [SIM_ADMIN]: { hash: 'unused' } }, members: { [identity.id]: memberRecord(identity, name, addr) } }
     return this.add(name, state, identity)
   }
 
@@ -134,7 +139,7 @@ export class Sim {
     const identity = identityNo(this.next++)
     const addr = `10.0.0.${this.m.size + 1}:7400`
     const rec = memberRecord(identity, name, addr)
-    s.node.propose(`add ${name}`, d => { d.members[identity.id] = rec })
+    s.node.propose(`add ${name}`, d => { d.members[identity.id] = rec }, SIM_ADMIN)
     const trust = { ...emptyState(), version: 0, changedAt: new Date(0).toISOString(), members: { [identity.id]: rec, [s.identity.id]: memberRecord(s.identity, sponsor, s.addr) } }
     return this.add(name, trust, identity)
   }
@@ -188,4 +193,20 @@ export class Sim {
 
 export function setPolicy (text: string): (d: ConfigState) => void {
   return d => { d.policyText = text }
+}
+
+/**
+ * What a compromised member can make with its own key: `as`'s installed configuration edited by `edit`, at `version`,
+ * with its own change log entry (and any `extraLog` entries before it) signed as origin, sealed to the members `edit`
+ * leaves active. Returns the set and its content digest.
+ */
+export function forgeSet (clusterId: Buffer, as: SimMember, version: number, edit: (d: ConfigState) => void, extraLog: NonNullable<ConfigState['clusterLog']> = []): { set: Buffer, digest: string, state: ConfigState } {
+  const state = unpack(as.node.installed.plaintext) as ConfigState
+  edit(state)
+  state.version = version
+  state.changedBy = as.identity.id
+  state.clusterLog = [...(state.clusterLog ?? []), ...extraLog, { version, origin: as.identity.id, change: 'forged' }]
+  signAsOrigin(clusterId, state, as.identity)
+  const { plaintext, digest } = contentOf(state)
+  return { set: buildSet(clusterId, as.identity, plaintext, as.identity.id), digest: digest.toString('hex'), state }
 }

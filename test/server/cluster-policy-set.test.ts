@@ -4,6 +4,7 @@ import crypto from 'node:crypto'
 import { SIG_CTX_POLICY_SET } from '../../lib/crypto/contexts'
 import { generateIdentity, type Identity } from '../../lib/crypto/identity'
 import { sign } from '../../lib/crypto/sign'
+import { signAsOrigin } from '../../lib/server/cluster/changes'
 import { MemberTable } from '../../lib/server/cluster/members'
 import { buildSet, contentOf, openSet } from '../../lib/server/cluster/set-codec'
 import { emptyState, type ConfigState } from '../../lib/server/state'
@@ -13,15 +14,18 @@ import { memberRecord } from '../helpers/cluster-sim'
 const A = generateIdentity(); const B = generateIdentity(); const C = generateIdentity(); const R = generateIdentity(); const X = generateIdentity()
 const CLUSTER = crypto.createHash('sha256').update('cluster one').digest()
 
-function stateV (version: number, who: Identity[] = [A, B, C], policy = 'rules: 1'): ConfigState {
+/** Version `version` as `origin` proposed it after version 4: one signed change log entry (changes.ts). */
+function stateV (version: number, who: Identity[] = [A, B, C], origin = A): ConfigState {
   const members: ConfigState['members'] = {}
   who.forEach((m, i) => { members[m.id] = memberRecord(m, `m${i}`, `10.0.0.${i + 1}:7400`) })
-  return { ...emptyState(), version, policyText: policy, changedAt: new Date(0).toISOString(), members, keys: { finance: [{ version: 1, material: Buffer.alloc(32, 7), created: 'then' }] } }
+  const state: ConfigState = { ...emptyState(), version, policyText: 'rules: 1', changedBy: origin.id, changedAt: new Date(0).toISOString(), members, keys: { finance: [{ version: 1, material: Buffer.alloc(32, 7), created: 'then' }] } }
+  if (version > 4) { state.clusterLog = [{ version, origin: origin.id, change: 'test' }]; signAsOrigin(CLUSTER, state, origin) }
+  return state
 }
 const installedMembers = (extra: ConfigState['members'] = {}): MemberTable => new MemberTable({ ...stateV(4, [A, B, C]).members, ...extra })
-const ctxFor = (identity: Identity, installedVersion = 4, members = installedMembers()) => ({ clusterId: CLUSTER, identity, members, installedVersion })
+const ctxFor = (identity: Identity, installedVersion = 4, members = installedMembers()) => ({ clusterId: CLUSTER, identity, members, installed: stateV(installedVersion) })
 const code = (f: () => unknown): string | undefined => { try { f(); return undefined } catch (e) { return (e as { code?: string }).code } }
-const make = (version = 5, source = A, who = [A, B, C]): Buffer => buildSet(CLUSTER, source, contentOf(stateV(version, who)).plaintext, source.id)
+const make = (version = 5, source = A, who = [A, B, C]): Buffer => buildSet(CLUSTER, source, contentOf(stateV(version, who, source)).plaintext, source.id)
 /** An insider holding the source key re-signs edited bytes (shows what the layers under the signature catch). */
 const resign = (set: Buffer, by: Identity = A): Buffer => {
   const unsigned = set.subarray(0, set.length - 64)

@@ -11,7 +11,7 @@ import { generateIdentity } from '../../lib/crypto/identity'
 import { ClusterMsgType, ClusterStatus, MemberState, PendingPhase, splitClusterMsg } from '../../lib/wire/cluster-msg'
 import { unpack } from '../../lib/wire/frame'
 import { emptyState, type ConfigState } from '../../lib/server/state'
-import { Sim, memberRecord, setPolicy, type SimMember } from '../helpers/cluster-sim'
+import { forgeSet, Sim, SIM_ADMIN, memberRecord, setPolicy, type SimMember } from '../helpers/cluster-sim'
 
 const installedSnapshot = (sim: Sim): string => sim.names().map(n => `${n}:${sim.node(n).installed.version}:${sim.node(n).installed.digest}`).join(' ')
 
@@ -88,12 +88,7 @@ test('C12: equivocation — two different sets signed by one origin for one vers
   const a = sim.get('A'); const b = sim.get('B'); const c = sim.get('C')
   const v = a.node.installed.version
   sim.kill('A') // A is compromised: the harness speaks for it
-  const base = unpack(a.node.installed.plaintext) as ConfigState
-  const mk = (text: string): { set: Buffer, digest: string } => {
-    const s = { ...base, version: v + 1, policyText: text, changedBy: a.identity.id }
-    const { plaintext, digest } = contentOf(s)
-    return { set: buildSet(sim.clusterId, a.identity, plaintext, a.identity.id), digest: digest.toString('hex') }
-  }
+  const mk = (text: string): { set: Buffer, digest: string } => forgeSet(sim.clusterId, a, v + 1, d => { d.policyText = text })
   const s1 = mk('evil one'); const s2 = mk('evil two')
   const signer = { clusterId: sim.clusterId, identity: a.identity, seq: new SequenceSource(77) }
   sim.net.attach(a.addr, p => {
@@ -133,7 +128,7 @@ test('E22: a removed member pushing a set → PEM_ERR_REMOVED_MEMBER; its heartb
   const sim = Sim.cluster(3)
   const c = sim.get('C')
   const v = sim.node('A').installed.version
-  sim.node('A').propose('remove C', d => { d.members[c.identity.id].state = 'removed' })
+  sim.node('A').propose('remove C', d => { d.members[c.identity.id].state = 'removed' }, SIM_ADMIN)
   t.true(sim.until(() => sim.node('B').installed.version === v + 1) >= 0)
   const s = { ...(unpack(c.node.installed.plaintext) as ConfigState), version: v + 5, policyText: 'from the removed' }
   sim.net.inject({ kind: 'set', from: c.addr, to: sim.get('B').addr, bytes: buildSet(sim.clusterId, c.identity, contentOf(s).plaintext, c.identity.id) })

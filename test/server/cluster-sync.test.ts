@@ -1,7 +1,7 @@
 // Cluster core, happy paths on the in-memory network: sponsorship-built clusters, a change on each member installs on
 // all, a dead member does not block (active window), restart and catch-up, concurrent changes converge with the loser told.
 import test from 'ava'
-import { identityNo, memberRecord, Sim, setPolicy } from '../helpers/cluster-sim'
+import { identityNo, memberRecord, Sim, SIM_ADMIN, setPolicy } from '../helpers/cluster-sim'
 
 for (const n of [3, 5]) {
   test(`${n} members built by sponsorship; a change on each member in turn installs on all`, t => {
@@ -101,7 +101,7 @@ test('removed member: ignored from the new version on, cannot open later sets, s
   const sim = Sim.cluster(3)
   const cId = sim.get('C').identity.id
   const v = sim.node('A').installed.version
-  sim.node('A').propose('remove C', d => { d.members[cId].state = 'removed' })
+  sim.node('A').propose('remove C', d => { d.members[cId].state = 'removed' }, SIM_ADMIN)
   t.true(sim.until(() => sim.node('A').installed.version === v + 1 && sim.node('B').installed.version === v + 1) >= 0)
   sim.node('B').propose('after removal', setPolicy('secret rules'))
   t.true(sim.until(() => sim.node('A').installed.version === v + 2) >= 0)
@@ -121,9 +121,9 @@ test('a removed key cannot rejoin: re-activating it fails by code', t => {
   const sim = Sim.cluster(3)
   const cId = sim.get('C').identity.id
   const v = sim.node('A').installed.version
-  sim.node('A').propose('remove C', d => { d.members[cId].state = 'removed' })
+  sim.node('A').propose('remove C', d => { d.members[cId].state = 'removed' }, SIM_ADMIN)
   t.true(sim.until(() => sim.converged(v + 1, [sim.get('A'), sim.get('B')])) >= 0)
-  sim.node('B').propose('re-add C', d => { d.members[cId].state = 'active' })
+  sim.node('B').propose('re-add C', d => { d.members[cId].state = 'active' }, SIM_ADMIN)
   sim.run(3000)
   t.like(sim.get('B').events.at(-1), { changeId: 're-add C', outcome: 'failed', code: 'PEM_ERR_BAD_CONFIG' })
   t.is(sim.node('B').installed.version, v + 1)
@@ -132,7 +132,7 @@ test('a removed key cannot rejoin: re-activating it fails by code', t => {
 test('a change adding two members at once is refused (single-change rule keeps majorities overlapping)', t => {
   const sim = Sim.cluster(3)
   const x = memberRecord(identityNo(40), 'x', '10.9.0.1:1'); const y = memberRecord(identityNo(41), 'y', '10.9.0.2:1')
-  sim.node('A').propose('two at once', d => { d.members[x.id] = x; d.members[y.id] = y })
+  sim.node('A').propose('two at once', d => { d.members[x.id] = x; d.members[y.id] = y }, SIM_ADMIN)
   t.like(sim.get('A').events.at(-1), { outcome: 'failed', code: 'PEM_ERR_BAD_CONFIG' })
 })
 

@@ -1,9 +1,15 @@
-// Admin changes on the cluster: the outcome events an admin is told, and drafting version + 1 from the installed
-// configuration with the membership rules checked (one member added or removed per version, no self-removal, no
-// re-activation of a removed key) and the change log entry that lets a proposer learn its outcome later.
+// Admin changes on the cluster: the outcome events an admin is told, drafting version + 1 from the installed
+// configuration (signed by its origin), and the succession rules every member checks on every set it receives against
+// its INSTALLED configuration: one change-log entry per version (no jumps), a member list that changes only through
+// change records naming the member and the admin, records never dropped, no removed key re-activated, no self-removal,
+// and the origin's signature over the content. docs/CLUSTER.md, "What one compromised member can do".
+import { sha256 } from '../../crypto/cluster-auth'
+import { SIG_CTX_CHANGE_ORIGIN } from '../../crypto/contexts'
+import type { Identity } from '../../crypto/identity'
+import { sign, verify } from '../../crypto/sign'
 import { PemError, type ErrorCode } from '../../wire/errors'
 import { pack, unpack } from '../../wire/frame'
-import type { ConfigState } from '../state'
+import type { ClusterLogEntry, ConfigState } from '../state'
 import { MemberTable } from './members'
 
 export interface ChangeEvent {
@@ -16,28 +22,104 @@ export interface ChangeEvent {
   code?: ErrorCode
 }
 
-export interface Change { changeId: string, mutate: (draft: ConfigState) => void }
+/**
+ * An admin change. `admin` names the admin user whose session asked for it; only a change with one may add or remove
+ * a member (changes by the member itself or by an enrolling host may not).
+ */
+export interface Change { changeId: string, mutate: (draft: ConfigState) => void, admin?: string }
 
 /** Versions of change history kept in the configuration, so a proposer that skips versions still learns its outcome. */
 export const CHANGE_LOG_LENGTH = 64
 
-/** Version + 1 of `base` with the change applied; throws a PemError (the change fails, nothing else happens). */
-export function draftChange (base: { plaintext: Buffer, version: number }, members: MemberTable, self: string, change: Change, nowMs: number): { state: ConfigState, plaintext: Buffer } {
+function bad (detail: string): PemError { return new PemError('PEM_ERR_BAD_SUCCESSION', detail) }
+
+/** What the origin signs: cluster id ‖ version ‖ SHA-256 of the configuration with its last log entry's `sig` left out. */
+function originInput (clusterId: Buffer, state: ConfigState): Buffer {
+  const log = state.clusterLog ?? []
+  const last = log[log.length - 1]
+  const { sig: _sig, ...unsigned } = last ?? {}
+  const version = Buffer.alloc(8)
+  version.writeBigUInt64BE(BigInt(state.version))
+  return Buffer.concat([clusterId, version, sha256(pack({ ...state, clusterLog: [...log.slice(0, -1), unsigned] }))])
+}
+
+/** Sign `state` (whose last log entry is its own, without `sig`) as its origin: sets that entry's `sig`. */
+export function signAsOrigin (clusterId: Buffer, state: ConfigState, origin: Identity): void {
+  const log = state.clusterLog ?? []
+  const last = log[log.length - 1]
+  if (last?.version !== state.version || last.origin !== origin.id || last.sig !== undefined) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'the last change log entry must be this origin\'s, unsigned')
+  last.sig = sign(SIG_CTX_CHANGE_ORIGIN, originInput(clusterId, state), origin.signKey).toString('base64')
+}
+
+/**
+ * Version + 1 of `base` with the change applied, its log entry and the origin's signature; the same succession rules
+ * as a receiver applies. Throws a PemError (the change fails, nothing else happens).
+ */
+export function draftChange (base: { plaintext: Buffer, version: number, state: ConfigState }, members: MemberTable, origin: Identity, clusterId: Buffer, change: Change, wallMs: number): { state: ConfigState, plaintext: Buffer } {
+  if (!Number.isSafeInteger(base.version + 1)) throw new PemError('PEM_ERR_BAD_CONFIG', `version ${base.version} is the last one`)
   const draft = unpack(base.plaintext) as ConfigState
   change.mutate(draft)
   draft.version = base.version + 1
-  draft.changedBy = self
-  draft.changedAt = new Date(nowMs).toISOString()
-  draft.clusterLog = [...(draft.clusterLog ?? []), { version: draft.version, origin: self, change: change.changeId }].slice(-CHANGE_LOG_LENGTH)
-  const before = new Set(members.activeIds())
-  const after = new Set(MemberTable.of(draft).activeIds())
-  const diff = [...before].filter(x => !after.has(x)).length + [...after].filter(x => !before.has(x)).length
-  if (diff > 1) throw new PemError('PEM_ERR_BAD_CONFIG', 'a change may add or remove at most one member per version')
-  if (!after.has(self)) throw new PemError('PEM_ERR_BAD_CONFIG', 'a member cannot remove itself; remove it from another member')
-  for (const m of members.all()) {
-    if (m.removed && after.has(m.id)) throw new PemError('PEM_ERR_BAD_CONFIG', `member ${m.id.slice(0, 16)} was removed; a removed key cannot rejoin`)
+  draft.changedBy = origin.id
+  draft.changedAt = new Date(wallMs).toISOString()
+  const entry: ClusterLogEntry = { version: draft.version, origin: origin.id, change: change.changeId }
+  const { added, removed } = memberDelta(members, MemberTable.of(draft))
+  if (added.length + removed.length > 1) throw new PemError('PEM_ERR_BAD_CONFIG', 'a change may add or remove at most one member per version')
+  if (added.length + removed.length === 1) {
+    if (change.admin === undefined) throw new PemError('PEM_ERR_BAD_CONFIG', 'only an admin change may add or remove a member')
+    entry.member = added.length === 1 ? { op: 'add', id: added[0] } : { op: 'remove', id: removed[0] }
+    entry.admin = change.admin
+  }
+  draft.clusterLog = [...(draft.clusterLog ?? []), entry].slice(-CHANGE_LOG_LENGTH)
+  signAsOrigin(clusterId, draft, origin)
+  try {
+    checkSuccession(base.state, members, draft, clusterId)
+  } catch (err) {
+    throw new PemError('PEM_ERR_BAD_CONFIG', (err as Error).message)
   }
   return { state: draft, plaintext: pack(draft) }
+}
+
+/** Active ids the second table has and the first lacks (added), and the reverse (removed). */
+function memberDelta (before: MemberTable, after: MemberTable): { added: string[], removed: string[] } {
+  const was = new Set(before.activeIds())
+  const is = new Set(after.activeIds())
+  return { added: [...is].filter(x => !was.has(x)), removed: [...was].filter(x => !is.has(x)) }
+}
+
+/**
+ * Does `next` follow from the installed configuration? 'verified', or 'beyond-log' when it is more versions ahead
+ * than the change log covers (the caller then needs other evidence: a majority of voters having installed it).
+ * Throws PEM_ERR_BAD_SUCCESSION otherwise. A joiner's trust state (version 0) follows its sponsor unchecked.
+ */
+export function checkSuccession (installed: ConfigState, members: MemberTable, next: ConfigState, clusterId: Buffer): 'verified' | 'beyond-log' {
+  const steps = next.version - installed.version
+  if (installed.version === 0 || steps < 1) return 'verified'
+  const log = next.clusterLog ?? []
+  const last = log[log.length - 1]
+  if (last?.version !== next.version || last.origin !== next.changedBy) throw bad(`version ${next.version} has no change log entry of its origin`)
+  const originKey = (members.get(last.origin) ?? (steps > 1 ? MemberTable.of(next).get(last.origin) : undefined))
+  if (originKey === undefined || members.get(last.origin)?.removed === true) throw bad(`origin ${last.origin.slice(0, 16)} is not a member`)
+  if (typeof last.sig !== 'string' || !verify(SIG_CTX_CHANGE_ORIGIN, originInput(clusterId, next), Buffer.from(last.sig, 'base64'), originKey.publicKey)) {
+    throw bad(`origin signature of version ${next.version} does not hold`)
+  }
+  if (steps > CHANGE_LOG_LENGTH) return 'beyond-log'
+  const covered = log.filter(e => e.version > installed.version)
+  if (covered.length !== steps || covered.some((e, i) => e.version !== installed.version + 1 + i)) {
+    throw bad(`version ${next.version} is ${steps} ahead of the installed ${installed.version} but its change log accounts for ${covered.length}`)
+  }
+  const after = MemberTable.of(next)
+  for (const m of members.all()) {
+    const kept = after.get(m.id)
+    if (kept === undefined) throw bad(`member ${m.id.slice(0, 16)} was dropped from the member list (records are kept)`)
+    if (m.removed && !kept.removed) throw bad(`member ${m.id.slice(0, 16)} was removed; a removed key cannot rejoin`)
+  }
+  const { added, removed } = memberDelta(members, after)
+  const authorised = (op: 'add' | 'remove', id: string): boolean => covered.some(e => e.member?.op === op && e.member.id === id && typeof e.admin === 'string' && e.admin !== '' &&
+    (installed.admins[e.admin] !== undefined || next.admins[e.admin] !== undefined) && (op === 'add' || e.origin !== id))
+  for (const id of added) if (!authorised('add', id)) throw bad(`member ${id.slice(0, 16)} added without an admin change record`)
+  for (const id of removed) if (!authorised('remove', id)) throw bad(`member ${id.slice(0, 16)} removed without an admin change record (or by itself)`)
+  return 'verified'
 }
 
 /** Did the installed configuration take this member's change at the version it proposed it for? */

@@ -11,8 +11,9 @@ import { changeLanded, draftChange, type Change, type ChangeEvent } from './chan
 import { acceptMessage, buildHeartbeat, buildListFetch, buildSetFetch, type Signer } from './message'
 import { MemberTable } from './members'
 import { ReplayGuard, SequenceSource, type HwmStore } from './sequence'
-import { buildSet, openSet } from './set-codec'
-import { agreement, betterTarget, nextStreak, shouldSwitch, type Advert, type Candidate, type PeerState, type PendingRef } from './sync'
+import { parsePolicySet } from '../../wire/policy-set'
+import { buildSet, openSet, type OpenedSet } from './set-codec'
+import { agreement, betterTarget, majorityOf, nextStreak, shouldSwitch, type Advert, type Candidate, type PeerState, type PendingRef } from './sync'
 import type { Clock, Packet, Transport } from './transport'
 
 export type { ChangeEvent } from './changes'
@@ -42,6 +43,11 @@ export interface NodeOptions {
   installedPlaintext?: Buffer
   intervalMs?: number
   activeWindowMs?: number
+  /**
+   * Wall clock, for the changedAt stamp of proposed versions only (display); durations use `clock`. Default: `clock`
+   * (a virtual clock in simulations keeps the content, hence the digests, deterministic).
+   */
+  wallClock?: () => number
   /** Make the new configuration durable (atomic); throwing leaves the old one installed and the set pending. */
   commit: (state: ConfigState, plaintext: Buffer) => void
   locks?: LockStore
@@ -52,6 +58,8 @@ interface Held { version: number, digest: string, plaintext: Buffer, state: Conf
 interface Want extends Candidate { from: string, tries: number }
 
 const MAX_FETCH_TRIES = 5
+/** How long a refused or stalled fetch target is ignored, in intervals. */
+const DISTRUST_INTERVALS = 30
 
 /** This member's own digest list, encoded once per member table (it changes only on install). */
 interface OwnList { table: MemberTable, entries: DigestEntry[], digest: Buffer, hex: string }
@@ -116,7 +124,7 @@ export class ClusterNode {
   /** After a restart: hold the locked set again (locked), so it keeps being advertised and can be fetched. */
   private restoreLocked (set: Buffer): void {
     try {
-      const s = openSet(set, { clusterId: this.o.clusterId, identity: this.o.identity, members: this.members, installedVersion: this.installed.version })
+      const s = openSet(set, { clusterId: this.o.clusterId, identity: this.o.identity, members: this.members, installed: this.installed.state })
       if (s.version !== this.lockMemo?.version || s.digest.toString('hex') !== this.lockMemo.digest) return
       this.pending = { ...this.held(s.plaintext, s.state, s.origin, true), set: Buffer.from(set) }
       this.originSeen.set(`${s.version}:${s.origin}`, this.lockMemo.digest)
@@ -289,7 +297,18 @@ export class ClusterNode {
   }
 
   private receiveSet (bytes: Buffer): void {
-    const s = openSet(bytes, { clusterId: this.o.clusterId, identity: this.o.identity, members: this.members, installedVersion: this.installed.version })
+    let s: OpenedSet
+    try {
+      s = openSet(bytes, { clusterId: this.o.clusterId, identity: this.o.identity, members: this.members, installed: this.installed.state })
+      // A jump past what the change log accounts for is believed only when a majority of the installed voters have
+      // installed it (a member back from a long downtime); one member announcing it is a fast-forward attempt.
+      if (s.beyondLog && !this.installedByMajority(s.version, s.digest.toString('hex'))) {
+        throw new PemError('PEM_ERR_BAD_SUCCESSION', `version ${s.version} is ${s.version - this.installed.version} ahead and not installed by a majority`)
+      }
+    } catch (err) {
+      this.distrustWanted(bytes, PemError.from(err).code)
+      throw err
+    }
     const digest = s.digest.toString('hex')
     const originKey = `${s.version}:${s.origin}`
     const seen = this.originSeen.get(originKey)
@@ -307,6 +326,27 @@ export class ClusterNode {
     this.pending = this.held(s.plaintext, s.state, s.origin, relock)
     this.broadcast()
     this.evaluate()
+  }
+
+  /**
+   * The set this member asked for was refused (forged succession, bad signature, not listed…): stop asking for it and
+   * ignore that (version, digest) for a while, so an advertiser of a bad set cannot keep this member from better ones.
+   */
+  private distrustWanted (bytes: Buffer, code: string): void {
+    const w = this.want
+    if (w === null) return
+    let header: { version: number, digest: string }
+    try { const raw = parsePolicySet(bytes); header = { version: raw.version, digest: raw.contentDigest.toString('hex') } } catch { return }
+    if (header.version !== w.version || header.digest !== w.digest) return
+    this.want = null
+    this.distrusted.set(`${w.version}:${w.digest}`, this.now() + DISTRUST_INTERVALS * this.intervalMs)
+    this.alarms.push(`refused the set of version ${w.version} advertised by ${w.from.slice(0, 16)}: ${code}`)
+  }
+
+  private installedByMajority (version: number, digest: string): boolean {
+    const voters = this.members.activeIds()
+    const by = voters.filter(id => { const a = this.peers.get(id)?.advert; return a !== undefined && a.iv === version && a.idg === digest }).length
+    return by >= majorityOf(voters.length)
   }
 
   private applyBar (version: number, origin: string): void {
@@ -328,7 +368,7 @@ export class ClusterNode {
     // A catch-up target (more than one version ahead) can only install once the active members have it installed;
     // if that does not happen in time it was a fast-forward by one member: drop it and ignore it for a while.
     if (!p.locked && p.version > this.installed.version + 1 && this.now() - p.since > this.activeWindowMs + 2 * this.intervalMs) {
-      this.distrusted.set(`${p.version}:${p.digest}`, this.now() + 30 * this.intervalMs)
+      this.distrusted.set(`${p.version}:${p.digest}`, this.now() + DISTRUST_INTERVALS * this.intervalMs)
       this.alarms.push(`stalled catch-up to version ${p.version} dropped`)
       this.pending = null
       return
@@ -373,7 +413,7 @@ export class ClusterNode {
       if (changeLanded(p.state, pr.version, this.id, pr.changeId)) {
         this.o.onChange?.({ changeId: pr.changeId, outcome: 'installed', version: pr.version, digest: pr.digest })
       } else {
-        this.queue.unshift({ changeId: pr.changeId, mutate: pr.mutate })
+        this.queue.unshift({ changeId: pr.changeId, mutate: pr.mutate, admin: pr.admin })
         this.o.onChange?.({ changeId: pr.changeId, outcome: 'rebased', version: pr.version, lostTo: { version: p.version, digest: p.digest }, code: 'PEM_ERR_CHANGE_REBASED' })
       }
     }
@@ -393,9 +433,12 @@ export class ClusterNode {
 
   // ---- admin changes ---------------------------------------------------------------------------------------------
 
-  /** Queue an admin change; it becomes installed-version + 1 as soon as nothing else is in flight. */
-  propose (changeId: string, mutate: (draft: ConfigState) => void): void {
-    this.queue.push({ changeId, mutate })
+  /**
+   * Queue an admin change; it becomes installed-version + 1 as soon as nothing else is in flight. `admin` names the
+   * admin user it is made for: only such a change may add or remove a member (changes.ts).
+   */
+  propose (changeId: string, mutate: (draft: ConfigState) => void, admin?: string): void {
+    this.queue.push({ changeId, mutate, admin })
     this.applyQueued()
   }
 
@@ -419,14 +462,16 @@ export class ClusterNode {
     if (this.lockMemo !== null && this.lockMemo.version === this.installed.version + 1) return // wait for the locked version
     const change = this.queue.shift() as Change
     let draft: ConfigState
-    let plaintext: Buffer
+    let held: Held
     try {
-      ({ state: draft, plaintext } = draftChange(this.installed, this.members, this.id, change, this.now()))
+      const { state, plaintext } = draftChange(this.installed, this.members, this.o.identity, this.o.clusterId, change, this.o.wallClock?.() ?? this.now())
+      draft = state
+      held = this.held(plaintext, draft, this.id, false) // sealing refuses a set over the size or member limits
     } catch (err) {
       this.o.onChange?.({ changeId: change.changeId, outcome: 'failed', version: this.installed.version + 1, code: PemError.from(err, 'PEM_ERR_BAD_CONFIG').code })
       return
     }
-    this.pending = this.held(plaintext, draft, this.id, false)
+    this.pending = held
     this.originSeen.set(`${draft.version}:${this.id}`, this.pending.digest)
     this.proposal = { ...change, version: draft.version, digest: this.pending.digest }
     this.broadcast()

@@ -1,7 +1,9 @@
-// The cluster side of a running spd member: its ClusterNode driven by a heartbeat timer, carried over the TLS channel
-// transport, persisting the boot epoch, replay marks and lock (cluster-state.json), installing agreed configurations
-// into the ConfigStore, and turning admin changes into proposals whose outcome the admin waits for.
+// The cluster side of a running spd member: its ClusterNode driven by a heartbeat timer (a throw inside a tick is
+// logged and counted, never fatal), carried over the TLS channel transport, timed by the monotonic clock, persisting
+// the boot epoch, replay marks and lock (state-file.ts), installing agreed configurations into the ConfigStore, and
+// turning admin changes into proposals whose outcome the admin waits for.
 import crypto from 'node:crypto'
+import { performance } from 'node:perf_hooks'
 import type pino from 'pino'
 import type { Identity } from '../../crypto/identity'
 import { PemError, type ErrorCode } from '../../wire/errors'
@@ -47,6 +49,10 @@ export class ClusterService {
   private readonly waiters = new Map<string, Waiter>()
   private readonly reported: Record<string, number> = {}
   private alarmsSeen = 0
+  /** Ticks that threw (the interval carries on; `spd_cluster_tick_failures_total`). */
+  tickFailures = 0
+  /** Durations (liveness, the staleness fence, fetch and list rate limits) never see a wall-clock step. */
+  private readonly clock = { now: () => performance.now() }
   addr = ''
 
   constructor (private readonly o: ClusterServiceOptions) {
@@ -72,7 +78,8 @@ export class ClusterService {
       identity: o.identity,
       addr: self?.clusterAddr ?? self?.addr ?? '',
       transport,
-      clock: { now: () => Date.now() },
+      clock: this.clock,
+      wallClock: Date.now,
       epoch: this.stateFile.epoch,
       hwm: this.stateFile,
       locks: this.stateFile.locks,
@@ -93,7 +100,12 @@ export class ClusterService {
   }
 
   private tick (): void {
-    this.node.tick()
+    try {
+      this.node.tick()
+    } catch (err) {
+      this.tickFailures++
+      this.o.log.error({ err: (err as Error).message, code: PemError.from(err).code, failures: this.tickFailures }, 'cluster tick failed')
+    }
     try { this.stateFile.flush() } catch (err) { this.o.log.error({ err: (err as Error).message }, 'cannot write cluster-state.json') }
     this.reportRefusals()
   }
@@ -139,9 +151,11 @@ export class ClusterService {
       }, this.o.config.changeTimeoutMs)
       const w: Waiter = { resolve, reject, timer, rebased: false }
       this.waiters.set(changeId, w)
+      // Only a change asked for by an admin user of the installed configuration may add or remove a member.
+      const admin = Object.prototype.hasOwnProperty.call(this.o.store.state.admins, by) ? by : undefined
       this.node.propose(changeId, draft => {
         try { mutate(draft) } catch (err) { w.error = err as Error; throw err }
-      })
+      }, admin)
     })
   }
 
@@ -162,7 +176,7 @@ export class ClusterService {
   /** What `spctl member list` and `spctl status` show. */
   status (): ClusterStatusView {
     const n = this.node
-    const now = Date.now()
+    const now = this.clock.now()
     const members = n.members.all().map(m => {
       const peer = n.peers.get(m.id)
       const heard = peer === undefined || peer.lastHeard === -Infinity ? null : now - peer.lastHeard
@@ -191,6 +205,7 @@ export class ClusterService {
       members,
       rejections: { ...n.rejections },
       alarms: n.alarms.slice(-20),
+      tickFailures: this.tickFailures,
       transport: this.transport === null ? null : { ...this.transport.counts }
     }
   }
@@ -220,5 +235,6 @@ export interface ClusterStatusView {
   members: Array<{ id: string, name: string, clusterAddr: string, hostAddr: string, state: string, lastHeardMs: number | null, installed: number | null, pending: number | null }>
   rejections: Record<string, number>
   alarms: string[]
+  tickFailures: number
   transport: { sent: number, received: number, dropped: number, connectFailures: number, stalled: number } | null
 }

@@ -1,5 +1,7 @@
 // Encrypted policy sets for one member: build (source side, a fresh data key per call) and open (member side:
-// parse, anti-rollback, known source, signature, own row, unwrap, decrypt, digest) with a coded refusal each.
+// parse, anti-rollback, known source, signature, own row, unwrap, decrypt, digest, and the succession rules of
+// changes.ts against the installed configuration: origin signature, one log entry per version, member list) with a
+// coded refusal each.
 // Format: lib/wire/policy-set.ts (FORMAT.md §6); crypto: lib/crypto/cluster-auth.ts.
 import { openPolicySetRow, sealPolicySet, sha256, verifyPolicySet } from '../../crypto/cluster-auth'
 import type { Identity } from '../../crypto/identity'
@@ -7,6 +9,7 @@ import { PemError } from '../../wire/errors'
 import { pack, unpack } from '../../wire/frame'
 import { parsePolicySet } from '../../wire/policy-set'
 import type { ConfigState } from '../state'
+import { checkSuccession } from './changes'
 import { MemberTable } from './members'
 
 export interface OpenedSet {
@@ -16,6 +19,8 @@ export interface OpenedSet {
   source: string
   plaintext: Buffer
   state: ConfigState
+  /** More versions ahead of the installed one than the change log covers: only the origin's signature was checked. */
+  beyondLog: boolean
 }
 
 /** Canonical plaintext of a configuration and its content digest (what heartbeats advertise). */
@@ -39,7 +44,8 @@ export interface OpenContext {
   identity: Identity
   /** The receiver's installed members: the source must be one of them and not removed. */
   members: MemberTable
-  installedVersion: number
+  /** The receiver's installed configuration: the set must follow from it (changes.ts checkSuccession). */
+  installed: ConfigState
 }
 
 export function openSet (bytes: Buffer, ctx: OpenContext): OpenedSet {
@@ -49,7 +55,7 @@ export function openSet (bytes: Buffer, ctx: OpenContext): OpenedSet {
   if (member === undefined) throw new PemError('PEM_ERR_UNKNOWN_MEMBER', `set source ${source.slice(0, 16)} is not a member`)
   if (member.removed) throw new PemError('PEM_ERR_REMOVED_MEMBER', `set source ${source.slice(0, 16)} was removed`)
   if (!verifyPolicySet(ctx.clusterId, raw, member.publicKey)) throw new PemError('PEM_ERR_BAD_SIGNATURE', 'policy set signature check failed')
-  if (raw.version < ctx.installedVersion) throw new PemError('PEM_ERR_ROLLBACK', `set version ${raw.version} is below the installed ${ctx.installedVersion}`)
+  if (raw.version < ctx.installed.version) throw new PemError('PEM_ERR_ROLLBACK', `set version ${raw.version} is below the installed ${ctx.installed.version}`)
   const ids = raw.index.map(d => d.toString('hex'))
   if (new Set(ids).size !== ids.length) throw new PemError('PEM_ERR_BAD_POLICY_SET', 'index lists a key twice')
   const row = ids.indexOf(ctx.identity.id)
@@ -61,5 +67,8 @@ export function openSet (bytes: Buffer, ctx: OpenContext): OpenedSet {
   if (state === null || typeof state !== 'object' || state.version !== raw.version || typeof state.members !== 'object') {
     throw new PemError('PEM_ERR_BAD_POLICY_SET', 'configuration does not match the set header')
   }
-  return { version: raw.version, digest: Buffer.from(raw.contentDigest), origin: raw.origin.toString('hex'), source, plaintext: Buffer.from(plaintext), state }
+  const origin = raw.origin.toString('hex')
+  if (ctx.installed.version > 0 && origin !== state.changedBy) throw new PemError('PEM_ERR_BAD_SUCCESSION', 'the set header names another origin than its configuration')
+  const beyondLog = checkSuccession(ctx.installed, ctx.members, state, ctx.clusterId) === 'beyond-log'
+  return { version: raw.version, digest: Buffer.from(raw.contentDigest), origin, source, plaintext: Buffer.from(plaintext), state, beyondLog }
 }

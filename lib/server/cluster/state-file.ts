@@ -1,8 +1,9 @@
-// Durable protocol state of one member in <data-dir>/cluster-state.json: boot epoch, per-sender replay marks and the
-// lock, behind the HwmStore / LockStore seams of the engine (node.ts). Written whole and atomically (tmp, fsync, rename,
-// fsync dir). The epoch is raised on every open, to max(stored + 1, unix seconds), so it also moves forward when the
-// data dir was wiped and the key kept. Marks are written through on flush(); the owner flushes each interval and on
-// stop, and always before a lock is advertised (save of a lock flushes at once).
+// Durable protocol state of one member: boot epoch and lock in <data-dir>/cluster-state.json, per-sender replay marks
+// in <data-dir>/cluster-marks.json, behind the HwmStore / LockStore seams of the engine (node.ts). Each file is written
+// whole and atomically (tmp, fsync, rename, fsync dir). The epoch is raised on every open, to max(stored + 1, unix
+// seconds), so it also moves forward when the data dir was wiped and the key kept. A raised mark is written at once,
+// before the message that raised it has any effect (a SIGKILL reopens no replay window); a lock is written before it is
+// advertised. (Marks of format-1 state files written before the split are still read.)
 import fs from 'node:fs'
 import path from 'node:path'
 import { PemError } from '../../wire/errors'
@@ -12,6 +13,7 @@ import type { LockRecord, LockStore } from './node'
 import type { HwmStore, Seq } from './sequence'
 
 export const CLUSTER_STATE_FILE = 'cluster-state.json'
+export const CLUSTER_MARKS_FILE = 'cluster-marks.json'
 const FORMAT = 1
 
 interface Saved { format: number, epoch: number, marks: Record<string, [number, number]>, lock: { version: number, digest: string, set?: string } | null }
@@ -23,11 +25,17 @@ function isSaved (v: unknown): v is Saved {
     (s.lock === null || (typeof s.lock === 'object' && Number.isSafeInteger(s.lock.version) && typeof s.lock.digest === 'string'))
 }
 
+function isMarks (v: unknown): v is Pick<Saved, 'marks'> {
+  const s = v as Saved
+  return s !== null && typeof s === 'object' && s.format === FORMAT && typeof s.marks === 'object' && s.marks !== null &&
+    Object.values(s.marks).every(m => Array.isArray(m) && m.length === 2 && m.every(Number.isInteger))
+}
+
 export class ClusterStateFile implements HwmStore {
   readonly epoch: number
   private dirty = false
 
-  private constructor (private readonly file: string, private readonly saved: Saved) { this.epoch = saved.epoch }
+  private constructor (private readonly file: string, private readonly marksFile: string, private readonly saved: Saved) { this.epoch = saved.epoch }
 
   /** Open (or create) the state file and raise the boot epoch durably before anything is sent. */
   static open (dataDir: string, nowMs = Date.now()): ClusterStateFile {
@@ -40,7 +48,17 @@ export class ClusterStateFile implements HwmStore {
       saved = parsed
     }
     saved.epoch = Math.min(0xffffffff, Math.max(saved.epoch + 1, Math.floor(nowMs / 1000)))
-    const s = new ClusterStateFile(file, saved)
+    const marksFile = path.join(dataDir, CLUSTER_MARKS_FILE)
+    if (fs.existsSync(marksFile)) {
+      let marks: unknown
+      try { marks = JSON.parse(fs.readFileSync(marksFile, 'utf8')) } catch (err) { throw new PemError('PEM_ERR_STORE', `${marksFile}: ${(err as Error).message}`) }
+      if (!isMarks(marks)) throw new PemError('PEM_ERR_STORE', `${marksFile} is not a replay mark file of format ${FORMAT}`)
+      for (const [sender, m] of Object.entries(marks.marks)) {
+        const old = saved.marks[sender]
+        if (old === undefined || m[0] > old[0] || (m[0] === old[0] && m[1] > old[1])) saved.marks[sender] = m
+      }
+    }
+    const s = new ClusterStateFile(file, marksFile, saved)
     s.dirty = true
     s.flush()
     return s
@@ -51,7 +69,11 @@ export class ClusterStateFile implements HwmStore {
     return m === undefined ? undefined : { epoch: m[0], counter: m[1] }
   }
 
-  save (sender: string, seq: Seq): void { this.saved.marks[sender] = [seq.epoch, seq.counter]; this.dirty = true }
+  /** Durable before it returns: the caller acts on the message only afterwards (a throw refuses the message). */
+  save (sender: string, seq: Seq): void {
+    this.saved.marks[sender] = [seq.epoch, seq.counter]
+    replaceDurably(this.marksFile, [Buffer.from(JSON.stringify({ format: FORMAT, marks: this.saved.marks }))], 'cluster-marks')
+  }
 
   readonly locks: LockStore = {
     load: (): LockRecord | undefined => {
@@ -66,7 +88,7 @@ export class ClusterStateFile implements HwmStore {
     }
   }
 
-  /** Write the marks and lock if anything changed since the last flush. */
+  /** Write the epoch and lock if anything changed since the last flush (the marks file is always current). */
   flush (): void {
     if (!this.dirty) return
     replaceDurably(this.file, [Buffer.from(JSON.stringify(this.saved))], 'cluster-state')

@@ -9,9 +9,13 @@
 //            supporters (self included) a strict majority of the installed voters.
 //   install  no conflict, every active listed member advertising (v, d) in >= 2 messages, and either
 //            (a) locked with a strict majority of voters advertising (v, d) locked or installed, or
-//            (b) catch-up (after downtime; joiners): some voter advertises (v, d) installed, and either a strict
-//                majority of voters do, or every active listed member does (so one member alone cannot
+//            (b) catch-up (after downtime; joiners): a strict majority of voters advertise (v, d) installed, or,
+//                for a joiner's trust state (version 0) only, its sponsor does (so one member alone cannot
 //                fast-forward the others: they hold it pending, which does not count for (b)).
+//
+// Voters and "listed" are both read against the INSTALLED configuration: the voters are its active members, and a
+// voter may be missing from the set only when the set's change log removes it with an admin change record, which
+// set-codec.ts / changes.ts check before a set is held.
 //
 // A member locks at most one digest per version and never unlocks (except to follow an installed digest; the lock
 // is persisted across restarts), so two majorities of locks for different digests cannot form: no two members
@@ -135,7 +139,9 @@ export function agreement (i: AgreementInput): Agreement {
   const majority = majorityOf(new Set(i.voters).size)
   const next = v === i.installedVersion + 1
   const canLock = next && !i.pending.locked && !conflict && everyone && supporters.length >= majority
-  const catchUp = installedBy.length > 0 && (installedBy.length >= majority || everyoneInstalled)
+  // Catch-up needs a majority of the installed voters; "every active listed member" only for a joiner's trust state
+  // (version 0: itself and its sponsor), or one member alone could fast-forward a member whose other peers are down.
+  const catchUp = installedBy.length > 0 && (installedBy.length >= majority || (i.installedVersion === 0 && everyoneInstalled))
   const canInstall = !conflict && everyone && ((next && i.pending.locked && lockers.length >= majority) || catchUp)
   return { conflict, everyone, supporters, lockers, installedBy, canLock, canInstall }
 }
