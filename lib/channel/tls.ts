@@ -10,6 +10,7 @@ import type { HelloBody, HelloReply } from '../wire/packets'
 import { negotiate, PROTOCOL } from '../wire/version'
 import { keyId, rawPublicKey, type Identity } from '../crypto/identity'
 import { Channel, type ChannelOptions, type MessageHandler, type Mode, type PeerInfo, type RequestHandler, type Role } from './channel'
+import { SourceLimiter, type ConnectionLimits, type LimitRefusal } from './limits'
 
 export const ALPN_SESSION = 'pem/1'
 export const ALPN_ENROLL = 'pem-enroll/1'
@@ -23,8 +24,7 @@ const TLS_BASE = {
 export interface VersionRange { min: number, max: number, cur: number }
 export type Authorization = Mode | false
 const OURS: VersionRange = { min: PROTOCOL.MIN, max: PROTOCOL.MAX, cur: PROTOCOL.CUR }
-export type RefuseReason = 'no-certificate' | 'key-type' | 'alpn' | 'unauthorized' | 'alpn-mismatch' | 'authorize-failed'
-
+export type RefuseReason = 'no-certificate' | 'key-type' | 'alpn' | 'unauthorized' | 'alpn-mismatch' | 'authorize-failed' | LimitRefusal
 
 export interface ListenOptions extends ChannelOptions {
   host?: string
@@ -43,6 +43,11 @@ export interface ListenOptions extends ChannelOptions {
   handshakeTimeoutMs?: number
   /** Refuse TCP connections beyond this many at once (node:net maxConnections); default unlimited. */
   maxConnections?: number
+  /**
+   * Per-source connection limits, checked on the TCP connection before the TLS handshake (a refused one is closed
+   * unread, reason 'source-connections', 'source-rate' or 'pending'); default none.
+   */
+  limits?: ConnectionLimits
 }
 
 export interface ChannelServer {
@@ -104,7 +109,24 @@ export async function listen (opts: ListenOptions): Promise<ChannelServer> {
     try { opts.onRefused?.(reason, peer) } catch { /* a counter must not break the server */ }
     refuse(socket, code)
   }
-  server.on('connection', (s: Socket) => { sockets.add(s); s.once('close', () => sockets.delete(s)) })
+  const limiter = opts.limits === undefined ? null : new SourceLimiter(opts.limits)
+  const admitted = new Map<string, { source: string, pending: boolean }>() // by remote address and port
+  const endpoint = (s: Socket): string => `${s.remoteAddress ?? ''}|${s.remotePort ?? 0}`
+  server.on('connection', (s: Socket) => {
+    sockets.add(s)
+    s.once('close', () => sockets.delete(s))
+    if (limiter === null) return
+    const verdict = limiter.admit(s.remoteAddress ?? '')
+    if (typeof verdict === 'string') {
+      try { opts.onRefused?.(verdict, { remoteAddress: s.remoteAddress ?? '' }) } catch { /* a counter must not break the server */ }
+      s.destroy()
+      return
+    }
+    const at = endpoint(s)
+    const entry = { source: verdict.source, pending: true }
+    admitted.set(at, entry)
+    s.once('close', () => { admitted.delete(at); limiter.release(entry.source, entry.pending) })
+  })
   server.on('tlsClientError', (_err, s) => s.destroy())
   server.on('secureConnection', (socket: tls.TLSSocket) => {
     socket.on('error', () => socket.destroy())
@@ -147,6 +169,8 @@ export async function listen (opts: ListenOptions): Promise<ChannelServer> {
     helloTimer.unref()
     ch.once('open', () => {
       clearTimeout(helloTimer)
+      const entry = admitted.get(endpoint(socket))
+      if (entry !== undefined && limiter !== null) { entry.pending = false; limiter.opened() }
       try { opts.onChannel(ch) } catch (err) { ch.close(PemError.from(err)) }
     })
     ch.once('close', () => { clearTimeout(helloTimer); channels.delete(ch) })
