@@ -24,7 +24,12 @@ const TLS_BASE = {
 export interface VersionRange { min: number, max: number, cur: number }
 export type Authorization = Mode | false
 const OURS: VersionRange = { min: PROTOCOL.MIN, max: PROTOCOL.MAX, cur: PROTOCOL.CUR }
-export type RefuseReason = 'no-certificate' | 'key-type' | 'alpn' | 'unauthorized' | 'alpn-mismatch' | 'authorize-failed' | LimitRefusal
+/**
+ * Why a connection got no channel: at the TCP connection (LimitRefusal), in the TLS handshake ('handshake': failed
+ * or timed out), after it (the key or ALPN), or at the Hello ('hello': a bad, oversized or refused first frame, or
+ * none in time).
+ */
+export type RefuseReason = 'no-certificate' | 'key-type' | 'alpn' | 'unauthorized' | 'alpn-mismatch' | 'authorize-failed' | LimitRefusal | 'handshake' | 'hello'
 
 export interface ListenOptions extends ChannelOptions {
   host?: string
@@ -105,8 +110,11 @@ export async function listen (opts: ListenOptions): Promise<ChannelServer> {
     handshakeTimeout: handshakeMs
   })
   if (opts.maxConnections !== undefined) server.maxConnections = opts.maxConnections
-  const refused = (socket: tls.TLSSocket, reason: RefuseReason, peer: Partial<PeerInfo>, code: PemError): void => {
+  const count = (reason: RefuseReason, peer: Partial<PeerInfo>): void => {
     try { opts.onRefused?.(reason, peer) } catch { /* a counter must not break the server */ }
+  }
+  const refused = (socket: tls.TLSSocket, reason: RefuseReason, peer: Partial<PeerInfo>, code: PemError): void => {
+    count(reason, peer)
     refuse(socket, code)
   }
   const limiter = opts.limits === undefined ? null : new SourceLimiter(opts.limits)
@@ -118,7 +126,7 @@ export async function listen (opts: ListenOptions): Promise<ChannelServer> {
     if (limiter === null) return
     const verdict = limiter.admit(s.remoteAddress ?? '')
     if (typeof verdict === 'string') {
-      try { opts.onRefused?.(verdict, { remoteAddress: s.remoteAddress ?? '' }) } catch { /* a counter must not break the server */ }
+      count(verdict, { remoteAddress: s.remoteAddress ?? '' })
       s.destroy()
       return
     }
@@ -127,7 +135,11 @@ export async function listen (opts: ListenOptions): Promise<ChannelServer> {
     admitted.set(at, entry)
     s.once('close', () => { admitted.delete(at); limiter.release(entry.source, entry.pending) })
   })
-  server.on('tlsClientError', (_err, s) => s.destroy())
+  server.on('tlsClientError', (err: NodeJS.ErrnoException, s) => {
+    // A peer (or the limiter) hanging up mid-handshake is not a refusal; bad TLS and a handshake timeout are.
+    if (err.code !== 'ECONNRESET') count('handshake', { remoteAddress: s.remoteAddress ?? '' })
+    s.destroy()
+  })
   server.on('secureConnection', (socket: tls.TLSSocket) => {
     socket.on('error', () => socket.destroy())
     const remoteAddress = socket.remoteAddress ?? ''
@@ -173,7 +185,12 @@ export async function listen (opts: ListenOptions): Promise<ChannelServer> {
       if (entry !== undefined && limiter !== null) { entry.pending = false; limiter.opened() }
       try { opts.onChannel(ch) } catch (err) { ch.close(PemError.from(err)) }
     })
-    ch.once('close', () => { clearTimeout(helloTimer); channels.delete(ch) })
+    ch.once('close', (reason: PemError) => {
+      clearTimeout(helloTimer)
+      channels.delete(ch)
+      // A channel that closes before its Hello, other than by the peer hanging up, was refused there.
+      if (ch.version === 0 && reason.code !== 'PEM_ERR_CLOSED') count('hello', peer)
+    })
   }
 
   await new Promise<void>((resolve, reject) => {

@@ -71,6 +71,7 @@ test('before the Hello: a frame announcing more than PREAUTH_FRAME_BYTES is refu
     t.deepEqual(notice(raw.frames[0]), [0, FLAG_REPLY | FLAG_ERROR, ERRORS.PEM_ERR_FRAME_TOO_LARGE.id])
   }
   t.is(h.requests, 0)
+  t.deepEqual(h.refused, ['hello', 'hello'], 'counted as refused at the Hello')
 })
 
 test('before the Hello: any frame but a Hello request is refused from its header, its body never read', async t => {
