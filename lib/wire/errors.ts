@@ -51,7 +51,8 @@ export const ERRORS = {
   ENGINE_ERR_PROVIDER: { id: 67, errno: 'EIO', message: 'crypto provider or engine could not be loaded' },
   ENGINE_ERR_COMPRESS: { id: 68, errno: 'EIO', message: 'compression or decompression failed' },
   ENGINE_ERR_BAD_ARGUMENT: { id: 69, errno: 'EINVAL', message: 'bad argument to the native engine' },
-  ENGINE_ERR_LOAD_REGS: { id: 70, errno: 'EIO', message: 'load registers could not be read' }
+  ENGINE_ERR_LOAD_REGS: { id: 70, errno: 'EIO', message: 'load registers could not be read' },
+  PEM_ERR_RATE_LIMITED: { id: 44, errno: 'EAGAIN', message: 'too many attempts from this source: try again later' }
 } as const
 
 export type ErrorCode = keyof typeof ERRORS
