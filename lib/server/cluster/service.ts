@@ -6,6 +6,7 @@ import type pino from 'pino'
 import type { Identity } from '../../crypto/identity'
 import { PemError, type ErrorCode } from '../../wire/errors'
 import type { SpdConfig } from '../config'
+import { RefusalTally } from '../metrics'
 import type { ConfigState } from '../state'
 import type { ConfigStore } from '../store'
 import { ChannelTransport } from './channel-transport'
@@ -47,6 +48,8 @@ export class ClusterService {
   private readonly waiters = new Map<string, Waiter>()
   private readonly reported: Record<string, number> = {}
   private alarmsSeen = 0
+  /** Refused cluster-listener connections: a flood of them reaches the audit log only a few at a time. */
+  private readonly refusals = new RefusalTally()
   addr = ''
 
   constructor (private readonly o: ClusterServiceOptions) {
@@ -62,7 +65,10 @@ export class ClusterService {
         admits: id => id !== o.identity.id && this.node.members.get(id)?.removed === false,
         idOf: addr => this.node.members.activeAt(addr),
         receive: p => this.node.receive(p),
-        onRefused: (reason, peer) => o.onSecurity({ event: 'member_refused', reason, peer: peer.id ?? null, ip: peer.remoteAddress ?? null }),
+        onRefused: (reason, peer) => {
+          const suppressed = this.refusals.note(reason)
+          if (suppressed !== null) o.onSecurity({ event: 'member_refused', reason, peer: peer.id ?? null, ip: peer.remoteAddress ?? null, suppressed })
+        },
         retryMs: o.config.intervalMs,
         ackTimeoutMs: Math.max(500, 2 * o.config.intervalMs)
       })
