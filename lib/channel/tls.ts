@@ -46,6 +46,8 @@ export interface ListenOptions extends ChannelOptions {
   versions?: VersionRange
   /** TLS handshake deadline, and the deadline for the Hello after it (default 5000 ms). */
   handshakeTimeoutMs?: number
+  /** An enrollment channel is closed this long after it opened (default 30000 ms): it carries one Enroll or two. */
+  enrollChannelMs?: number
   /** Refuse TCP connections beyond this many at once (node:net maxConnections); default unlimited. */
   maxConnections?: number
   /**
@@ -98,6 +100,7 @@ function refuse (socket: tls.TLSSocket, err: PemError): void {
 export async function listen (opts: ListenOptions): Promise<ChannelServer> {
   const versions = opts.versions ?? OURS
   const handshakeMs = opts.handshakeTimeoutMs ?? 5000
+  const enrollMs = opts.enrollChannelMs ?? 30_000
   const channels = new Set<Channel>()
   const sockets = new Set<Socket>()
   const server = tls.createServer({
@@ -177,16 +180,20 @@ export async function listen (opts: ListenOptions): Promise<ChannelServer> {
       }
     })
     channels.add(ch)
-    const helloTimer = setTimeout(() => ch.close(new PemError('PEM_ERR_TIMEOUT', 'no Hello in time')), handshakeMs)
-    helloTimer.unref()
+    let deadline = setTimeout(() => ch.close(new PemError('PEM_ERR_TIMEOUT', 'no Hello in time')), handshakeMs)
+    deadline.unref()
     ch.once('open', () => {
-      clearTimeout(helloTimer)
+      clearTimeout(deadline)
+      if (mode === 'enroll') { // an unauthenticated peer does not get to keep a channel
+        deadline = setTimeout(() => ch.close(new PemError('PEM_ERR_TIMEOUT', `enrollment channel open for ${enrollMs} ms`)), enrollMs)
+        deadline.unref()
+      }
       const entry = admitted.get(endpoint(socket))
       if (entry !== undefined && limiter !== null) { entry.pending = false; limiter.opened() }
       try { opts.onChannel(ch) } catch (err) { ch.close(PemError.from(err)) }
     })
     ch.once('close', (reason: PemError) => {
-      clearTimeout(helloTimer)
+      clearTimeout(deadline)
       channels.delete(ch)
       // A channel that closes before its Hello, other than by the peer hanging up, was refused there.
       if (ch.version === 0 && reason.code !== 'PEM_ERR_CLOSED') count('hello', peer)

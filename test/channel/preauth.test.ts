@@ -125,6 +125,18 @@ test('enrollment channel: a request other than Enroll gets PEM_ERR_NOT_ENROLLED 
   t.is(h.requests, 1, 'only the Enroll reached the handler')
 })
 
+test('enrollment channel: closed by the server after enrollChannelMs, a session channel is not', async t => {
+  const h = await start(t, { enrollChannelMs: 200 })
+  const enroll = await connect({ host: '127.0.0.1', port: h.port, identity: generateIdentity(), role: 'enroll', expectedId: h.server.id })
+  const closed = new Promise(resolve => enroll.once('close', resolve))
+  const session = await connect({ host: '127.0.0.1', port: h.port, identity: generateIdentity(), role: 'host', expectedId: h.server.id })
+  t.teardown(() => session.close())
+  await closed // without the deadline it would stay open, and the test time out
+  t.is(enroll.closeReason?.code, 'PEM_ERR_CLOSED')
+  t.truthy(await session.request(Op.Ping, null))
+  t.false(session.closed)
+})
+
 /** A bare TCP connection from `localAddress`; `closed` resolves when the server drops it. */
 async function tcp (port: number, localAddress: string): Promise<{ sock: net.Socket, closed: Promise<void> }> {
   const sock = net.connect({ host: '127.0.0.1', port, localAddress })
