@@ -73,7 +73,7 @@ export class SourceLimiter {
     if (s !== undefined) s.open--
   }
 
-  /** Sources and connections tracked (tests, metrics). */
+  /** Sources tracked and connections pending (for tests). */
   get tracked (): { sources: number, pending: number } { return { sources: this.sources.size, pending: this.pending } }
 
   private sweep (t: number): void {
