@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events'
 import type { Socket } from 'node:net'
 import { dataPool } from './buffer-pool'
 import { ERRORS, PemError, isErrorCode } from '../wire/errors'
-import { FLAG_ERROR, FLAG_REPLY, FrameSplitter, MAX_FRAME_BYTES, encodeFrameParts, type Frame } from '../wire/frame'
+import { FLAG_ERROR, FLAG_REPLY, FrameSplitter, MAX_FRAME_BYTES, PREAUTH_FRAME_BYTES, encodeFrameParts, type Frame, type FrameHeader } from '../wire/frame'
 import { Op, isOp } from '../wire/opcodes'
 import { REPLY_CHECKS, REQUEST_CHECKS, checkErrorBody, type HelloBody, type HelloReply } from '../wire/packets'
 
@@ -110,7 +110,7 @@ export class Channel extends EventEmitter {
     this.peer = init.peer
     this.mode = init.mode
     this.onHello = init.onHello
-    this.splitter = new FrameSplitter(init.maxFrameBytes ?? MAX_FRAME_BYTES, dataPool)
+    this.splitter = new FrameSplitter(init.maxFrameBytes ?? MAX_FRAME_BYTES, dataPool, this.side === 'server' ? h => this.admit(h) : undefined)
     this.defaultTimeout = init.timeoutMs ?? 2000
     this.maxConcurrent = init.maxConcurrent ?? 256
     this.socket.setNoDelay(true)
@@ -279,20 +279,44 @@ export class Channel extends EventEmitter {
 
   private onData (chunk: Buffer): void {
     if (this.state === 'closed') return
-    let frames: Frame[]
     try {
-      frames = this.splitter.push(chunk)
+      this.splitter.feed(chunk)
+      // One frame at a time: the Hello opens the channel, which changes what admit() lets through after it.
+      for (let f = this.splitter.next(); f !== null; f = this.splitter.next()) {
+        this.onFrame(f)
+        if (this.closed) return
+      }
     } catch (err) {
       this.fatal(PemError.from(err, 'PEM_ERR_BAD_FRAME'))
-      return
     }
-    for (const f of frames) {
-      if (this.closed) return
-      if ((f.flags & FLAG_REPLY) !== 0) this.onReply(f)
-      else if (this.state === 'hello') this.onFirstRequest(f)
-      else if (f.id === 0) this.onUnsolicited(f)
-      else this.onPeerRequest(f)
+  }
+
+  private onFrame (f: Frame): void {
+    if (f.skipped === true) return this.onSkipped(f)
+    if ((f.flags & FLAG_REPLY) !== 0) this.onReply(f)
+    else if (this.state === 'hello') this.onFirstRequest(f)
+    else if (f.id === 0) this.onUnsolicited(f)
+    else this.onPeerRequest(f)
+  }
+
+  /**
+   * Server side, from a frame's header alone (docs/CHANNEL.md §5 "Before authentication"): before the Hello only a
+   * Hello request of at most PREAUTH_FRAME_BYTES is read, and on an enrollment channel only Enroll requests of that
+   * size are decoded (any other frame is skipped unread). Throws, failing the stream, for anything else.
+   */
+  private admit (h: FrameHeader): 'decode' | 'skip' {
+    const preauth = this.state === 'hello' || this.mode === 'enroll'
+    if (preauth && h.length > PREAUTH_FRAME_BYTES) {
+      throw new PemError('PEM_ERR_FRAME_TOO_LARGE', `frame of ${h.length} bytes exceeds the limit of ${PREAUTH_FRAME_BYTES} ${this.state === 'hello' ? 'before the Hello' : 'on an enrollment channel'}`)
     }
+    if (this.state === 'hello' && (h.op !== Op.Hello || h.flags !== 0 || h.id === 0)) throw new PemError('PEM_ERR_BAD_FRAME', 'the first frame must be a Hello request')
+    if (this.mode === 'enroll' && this.state === 'open' && (h.op !== Op.Enroll || h.flags !== 0 || h.id === 0)) return 'skip'
+    return 'decode'
+  }
+
+  /** A frame admit() skipped: a request gets PEM_ERR_NOT_ENROLLED, anything else is dropped. */
+  private onSkipped (f: Frame): void {
+    if (f.flags === 0 && f.id !== 0) this.replyError(f.op, f.id, new PemError('PEM_ERR_NOT_ENROLLED', 'an enrollment channel carries only Enroll'))
   }
 
   private onReply (f: Frame): void {
@@ -360,7 +384,6 @@ export class Channel extends EventEmitter {
     const release = pooled === undefined ? undefined : () => dataPool.give(pooled)
     if ((f.flags & FLAG_ERROR) !== 0) return this.fatal(new PemError('PEM_ERR_BAD_FRAME', 'error flag on a request'))
     if (op === Op.Hello) return this.replyError(op, f.id, new PemError('PEM_ERR_BAD_FRAME', 'Hello was already exchanged'), release)
-    if (this.mode === 'enroll' && op !== Op.Enroll) return this.replyError(op, f.id, new PemError('PEM_ERR_NOT_ENROLLED', 'an enrollment channel carries only Enroll'), release)
     const handler = this.onRequest
     if (handler === undefined) return this.replyError(op, f.id, new PemError('PEM_ERR_BAD_OPCODE', `no handler for opcode 0x${op.toString(16)}`), release)
     let result: unknown

@@ -10,6 +10,7 @@ import type { HelloBody, HelloReply } from '../wire/packets'
 import { negotiate, PROTOCOL } from '../wire/version'
 import { keyId, rawPublicKey, type Identity } from '../crypto/identity'
 import { Channel, type ChannelOptions, type MessageHandler, type Mode, type PeerInfo, type RequestHandler, type Role } from './channel'
+import { SourceLimiter, type ConnectionLimits, type LimitRefusal } from './limits'
 
 export const ALPN_SESSION = 'pem/1'
 export const ALPN_ENROLL = 'pem-enroll/1'
@@ -23,8 +24,12 @@ const TLS_BASE = {
 export interface VersionRange { min: number, max: number, cur: number }
 export type Authorization = Mode | false
 const OURS: VersionRange = { min: PROTOCOL.MIN, max: PROTOCOL.MAX, cur: PROTOCOL.CUR }
-export type RefuseReason = 'no-certificate' | 'key-type' | 'alpn' | 'unauthorized' | 'alpn-mismatch' | 'authorize-failed'
-
+/**
+ * Why a connection got no channel: at the TCP connection (LimitRefusal), in the TLS handshake ('handshake': failed
+ * or timed out), after it (the key or ALPN), or at the Hello ('hello': a bad, oversized or refused first frame, or
+ * none in time).
+ */
+export type RefuseReason = 'no-certificate' | 'key-type' | 'alpn' | 'unauthorized' | 'alpn-mismatch' | 'authorize-failed' | LimitRefusal | 'handshake' | 'hello'
 
 export interface ListenOptions extends ChannelOptions {
   host?: string
@@ -41,8 +46,15 @@ export interface ListenOptions extends ChannelOptions {
   versions?: VersionRange
   /** TLS handshake deadline, and the deadline for the Hello after it (default 5000 ms). */
   handshakeTimeoutMs?: number
+  /** An enrollment channel is closed this long after it opened (default 30000 ms): it carries one Enroll or two. */
+  enrollChannelMs?: number
   /** Refuse TCP connections beyond this many at once (node:net maxConnections); default unlimited. */
   maxConnections?: number
+  /**
+   * Per-source connection limits, checked on the TCP connection before the TLS handshake (a refused one is closed
+   * unread, reason 'source-connections', 'source-rate' or 'pending'); default none.
+   */
+  limits?: ConnectionLimits
 }
 
 export interface ChannelServer {
@@ -88,6 +100,7 @@ function refuse (socket: tls.TLSSocket, err: PemError): void {
 export async function listen (opts: ListenOptions): Promise<ChannelServer> {
   const versions = opts.versions ?? OURS
   const handshakeMs = opts.handshakeTimeoutMs ?? 5000
+  const enrollMs = opts.enrollChannelMs ?? 30_000
   const channels = new Set<Channel>()
   const sockets = new Set<Socket>()
   const server = tls.createServer({
@@ -100,12 +113,36 @@ export async function listen (opts: ListenOptions): Promise<ChannelServer> {
     handshakeTimeout: handshakeMs
   })
   if (opts.maxConnections !== undefined) server.maxConnections = opts.maxConnections
-  const refused = (socket: tls.TLSSocket, reason: RefuseReason, peer: Partial<PeerInfo>, code: PemError): void => {
+  const count = (reason: RefuseReason, peer: Partial<PeerInfo>): void => {
     try { opts.onRefused?.(reason, peer) } catch { /* a counter must not break the server */ }
+  }
+  const refused = (socket: tls.TLSSocket, reason: RefuseReason, peer: Partial<PeerInfo>, code: PemError): void => {
+    count(reason, peer)
     refuse(socket, code)
   }
-  server.on('connection', (s: Socket) => { sockets.add(s); s.once('close', () => sockets.delete(s)) })
-  server.on('tlsClientError', (_err, s) => s.destroy())
+  const limiter = opts.limits === undefined ? null : new SourceLimiter(opts.limits)
+  const admitted = new Map<string, { source: string, pending: boolean }>() // by remote address and port
+  const endpoint = (s: Socket): string => `${s.remoteAddress ?? ''}|${s.remotePort ?? 0}`
+  server.on('connection', (s: Socket) => {
+    sockets.add(s)
+    s.once('close', () => sockets.delete(s))
+    if (limiter === null) return
+    const verdict = limiter.admit(s.remoteAddress ?? '')
+    if (typeof verdict === 'string') {
+      count(verdict, { remoteAddress: s.remoteAddress ?? '' })
+      s.destroy()
+      return
+    }
+    const at = endpoint(s)
+    const entry = { source: verdict.source, pending: true }
+    admitted.set(at, entry)
+    s.once('close', () => { admitted.delete(at); limiter.release(entry.source, entry.pending) })
+  })
+  server.on('tlsClientError', (err: NodeJS.ErrnoException, s) => {
+    // A peer (or the limiter) hanging up mid-handshake is not a refusal; bad TLS and a handshake timeout are.
+    if (err.code !== 'ECONNRESET') count('handshake', { remoteAddress: s.remoteAddress ?? '' })
+    s.destroy()
+  })
   server.on('secureConnection', (socket: tls.TLSSocket) => {
     socket.on('error', () => socket.destroy())
     const remoteAddress = socket.remoteAddress ?? ''
@@ -143,13 +180,24 @@ export async function listen (opts: ListenOptions): Promise<ChannelServer> {
       }
     })
     channels.add(ch)
-    const helloTimer = setTimeout(() => ch.close(new PemError('PEM_ERR_TIMEOUT', 'no Hello in time')), handshakeMs)
-    helloTimer.unref()
+    let deadline = setTimeout(() => ch.close(new PemError('PEM_ERR_TIMEOUT', 'no Hello in time')), handshakeMs)
+    deadline.unref()
     ch.once('open', () => {
-      clearTimeout(helloTimer)
+      clearTimeout(deadline)
+      if (mode === 'enroll') { // an unauthenticated peer does not get to keep a channel
+        deadline = setTimeout(() => ch.close(new PemError('PEM_ERR_TIMEOUT', `enrollment channel open for ${enrollMs} ms`)), enrollMs)
+        deadline.unref()
+      }
+      const entry = admitted.get(endpoint(socket))
+      if (entry !== undefined && limiter !== null) { entry.pending = false; limiter.opened() }
       try { opts.onChannel(ch) } catch (err) { ch.close(PemError.from(err)) }
     })
-    ch.once('close', () => { clearTimeout(helloTimer); channels.delete(ch) })
+    ch.once('close', (reason: PemError) => {
+      clearTimeout(deadline)
+      channels.delete(ch)
+      // A channel that closes before its Hello, other than by the peer hanging up, was refused there.
+      if (ch.version === 0 && reason.code !== 'PEM_ERR_CLOSED') count('hello', peer)
+    })
   }
 
   await new Promise<void>((resolve, reject) => {

@@ -1,6 +1,7 @@
 // Admin API: JSON over HTTPS (TLS 1.3, the member's own Ed25519 certificate, pinned by spctl) on its own listener.
 // Logins check an scrypt hash and hand out expiring bearer tokens; every change is audited. Routes: docs/ADMIN.md.
 // GET /metrics (Prometheus text) is the one route without a session: counts and states only, no names or secrets.
+// Before a session is checked only a login body (a few KiB) is read; failed logins are throttled per source address.
 import crypto from 'node:crypto'
 import https from 'node:https'
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -13,10 +14,62 @@ export interface AdminRequest { session: AdminSession, body: Record<string, unkn
 type Handler = (req: AdminRequest) => Promise<unknown> | unknown
 interface Route { method: string, pattern: RegExp, keys: string[], handler: Handler }
 
-const MAX_BODY_BYTES = 4 * 1024 * 1024
+/** Largest body read before a session is checked (a login), and with a valid session (a policy text). */
+export const PREAUTH_BODY_BYTES = 4 * 1024
+export const MAX_BODY_BYTES = 4 * 1024 * 1024
+/** Password checks (scrypt, ~0.3 s of a libuv thread each) running at once, from all sources together. */
+const MAX_LOGINS_VERIFYING = 2
+/** A source's failed logins are forgotten this long after its last one; until then each reply waits 100 ms more. */
+const FAILURE_MEMORY_MS = 15 * 60 * 1000
+const MAX_FAILURE_DELAY_MS = 2000
+/** Sources remembered before those whose failures are forgotten are swept out. */
+const SWEEP_SOURCES_ABOVE = 1024
 const STATUS: Partial<Record<ErrorCode, number>> = {
   PEM_ERR_AUTH: 401, PEM_ERR_NOT_FOUND: 404, PEM_ERR_BAD_POLICY: 422, PEM_ERR_BAD_ARGUMENT: 400, PEM_ERR_BAD_BODY: 400, PEM_ERR_BUSY: 409,
-  PEM_ERR_CHANGE_PENDING: 503
+  PEM_ERR_CHANGE_PENDING: 503, PEM_ERR_RATE_LIMITED: 429
+}
+
+interface LoginSource { failures: number, lastFailure: number, busy: boolean }
+
+/**
+ * Logins per source address: one at a time (a parallel attempt is refused before its password is checked), each
+ * failure holds the next replies back longer, and only MAX_LOGINS_VERIFYING passwords are checked at once overall.
+ */
+class LoginThrottle {
+  private readonly sources = new Map<string, LoginSource>()
+  private verifying = 0
+
+  /** Claim the source's one login slot, or throw PEM_ERR_RATE_LIMITED. */
+  begin (address: string): LoginSource {
+    const now = Date.now()
+    let s = this.sources.get(address)
+    if (s !== undefined && !s.busy && now - s.lastFailure > FAILURE_MEMORY_MS) { this.sources.delete(address); s = undefined }
+    if (s?.busy === true) throw new PemError('PEM_ERR_RATE_LIMITED', 'a login from this address is already in progress')
+    if (this.verifying >= MAX_LOGINS_VERIFYING) throw new PemError('PEM_ERR_RATE_LIMITED', 'too many logins in progress')
+    if (s === undefined) {
+      if (this.sources.size >= SWEEP_SOURCES_ABOVE) this.sweep(now)
+      s = { failures: 0, lastFailure: 0, busy: false }
+      this.sources.set(address, s)
+    }
+    s.busy = true
+    this.verifying++
+    return s
+  }
+
+  /** The password check is done; on failure, how long to hold the reply (the slot stays taken until end()). */
+  checked (s: LoginSource, ok: boolean): number {
+    this.verifying--
+    if (ok) { s.failures = 0; return 0 }
+    s.failures++
+    s.lastFailure = Date.now()
+    return Math.min(MAX_FAILURE_DELAY_MS, 100 * s.failures)
+  }
+
+  end (s: LoginSource): void { s.busy = false }
+
+  private sweep (now: number): void {
+    for (const [k, s] of this.sources) if (!s.busy && now - s.lastFailure > FAILURE_MEMORY_MS) this.sources.delete(k)
+  }
 }
 
 export interface MetricsSource { contentType: string, render: () => Promise<string> }
@@ -25,7 +78,7 @@ export class AdminApi {
   private readonly routes: Route[] = []
   private readonly sessions = new Map<string, AdminSession>() // by SHA-256 of the token
   private server: https.Server | null = null
-  private failedLogins = 0
+  private readonly logins = new LoginThrottle()
   metrics: MetricsSource | null = null
 
   constructor (
@@ -57,19 +110,27 @@ export class AdminApi {
     await new Promise<void>(resolve => s.close(() => resolve()))
   }
 
-  private async login (body: Record<string, unknown>): Promise<{ token: string, expires: string, user: string }> {
+  private async login (body: Record<string, unknown>, address: string): Promise<{ token: string, expires: string, user: string }> {
     const user = typeof body.user === 'string' ? body.user : ''
     const password = typeof body.password === 'string' ? body.password : ''
     const hash = this.lookupAdmin(user)
-    // Verify against a dummy hash for unknown users so timing does not tell which users exist.
-    const ok = await verifyPassword(password, hash ?? DUMMY_HASH) && hash !== undefined
-    if (!ok) {
-      this.failedLogins++
-      this.audit({ kind: 'security', event: 'admin_login_failed', user })
-      await new Promise(resolve => setTimeout(resolve, Math.min(2000, 100 * this.failedLogins)))
-      throw new PemError('PEM_ERR_AUTH', 'wrong user or password')
+    const slot = this.logins.begin(address)
+    try {
+      let ok = false
+      try {
+        // Verify against a dummy hash for unknown users so timing does not tell which users exist.
+        ok = await verifyPassword(password, hash ?? DUMMY_HASH) && hash !== undefined
+      } finally {
+        const delayMs = this.logins.checked(slot, ok)
+        if (!ok) {
+          this.audit({ kind: 'security', event: 'admin_login_failed', user, ip: address })
+          await new Promise(resolve => setTimeout(resolve, delayMs))
+        }
+      }
+      if (!ok) throw new PemError('PEM_ERR_AUTH', 'wrong user or password')
+    } finally {
+      this.logins.end(slot)
     }
-    this.failedLogins = 0
     const token = crypto.randomBytes(32).toString('base64url')
     const expires = Date.now() + this.tokenTtlS * 1000
     this.sessions.set(sha256(token), { user, expires })
@@ -89,6 +150,8 @@ export class AdminApi {
   }
 
   private async serve (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let bodyRead = false
+    const body = async (maxBytes: number): Promise<Record<string, unknown>> => { const v = await readJson(req, maxBytes); bodyRead = true; return v }
     try {
       const url = new URL(req.url ?? '/', 'https://admin')
       if (req.method === 'GET' && url.pathname === '/metrics' && this.metrics !== null) {
@@ -97,21 +160,23 @@ export class AdminApi {
         res.end(text)
         return
       }
-      const body = await readJson(req)
-      if (req.method === 'POST' && url.pathname === '/v1/login') return send(res, 200, await this.login(body))
+      if (req.method === 'POST' && url.pathname === '/v1/login') return send(res, 200, await this.login(await body(PREAUTH_BODY_BYTES), req.socket.remoteAddress ?? ''))
       for (const r of this.routes) {
         if (r.method !== req.method) continue
         const m = r.pattern.exec(url.pathname)
         if (m === null) continue
-        const session = this.session(req)
+        const session = this.session(req) // before a byte of the body is read
+        const parsed = await body(MAX_BODY_BYTES)
         const params: Record<string, string> = {}
         r.keys.forEach((k, i) => { params[k] = decodeURIComponent(m[i + 1]) })
-        return send(res, 200, await r.handler({ session, body, params, query: url.searchParams }))
+        return send(res, 200, await r.handler({ session, body: parsed, params, query: url.searchParams }))
       }
       throw new PemError('PEM_ERR_NOT_FOUND', `no route ${req.method ?? ''} ${url.pathname}`)
     } catch (err) {
       const e = PemError.from(err)
       const details = (err as { details?: unknown }).details
+      // A body left unread (refused before or while reading it) is not drained: the connection closes after the reply.
+      if (!bodyRead && declaresBody(req)) res.setHeader('connection', 'close')
       send(res, STATUS[e.code] ?? (e.code === 'PEM_ERR_UNKNOWN' ? 500 : 400), { error: { code: e.code, id: ERRORS[e.code].id, message: e.message, details } })
     }
   }
@@ -127,12 +192,19 @@ function send (res: ServerResponse, status: number, value: unknown): void {
   res.end(text)
 }
 
-async function readJson (req: IncomingMessage): Promise<Record<string, unknown>> {
+function declaresBody (req: IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0
+}
+
+/** The request's JSON object body ({} when empty); refused unread when its declared length is over `maxBytes`. */
+async function readJson (req: IncomingMessage, maxBytes: number): Promise<Record<string, unknown>> {
+  const tooLarge = (): PemError => new PemError('PEM_ERR_BAD_ARGUMENT', `request body over ${maxBytes} bytes`)
+  if (Number(req.headers['content-length'] ?? 0) > maxBytes) throw tooLarge()
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of req) {
     size += (chunk as Buffer).length
-    if (size > MAX_BODY_BYTES) throw new PemError('PEM_ERR_BAD_ARGUMENT', `request body over ${MAX_BODY_BYTES} bytes`)
+    if (size > maxBytes) throw tooLarge()
     chunks.push(chunk as Buffer)
   }
   if (size === 0) return {}

@@ -6,6 +6,7 @@ import { PemError } from '../wire/errors'
 import type { ErrorObject } from 'ajv'
 import { didYouMean } from '../policy/nearest'
 import { knownFields, validatorFor, type ValidatorSpec } from '../policy/validator'
+import type { ConnectionLimits } from '../channel/limits'
 
 export interface SpdConfig {
   name: string
@@ -33,6 +34,7 @@ export interface SpdConfig {
     maxStalenessMs: number // cut off from a majority for this long: decisions are refused (PEM_ERR_STALE_POLICY)
     changeTimeoutMs: number // an admin change not installed by then is answered PEM_ERR_CHANGE_PENDING (it stays queued)
   }
+  connections: ConnectionLimits // admission on the host (and enrollment) listener, per remote address (lib/channel/limits.ts)
 }
 
 export const DEFAULTS: Omit<SpdConfig, 'name' | 'listen' | 'clusterListen' | 'adminListen'> = {
@@ -42,7 +44,10 @@ export const DEFAULTS: Omit<SpdConfig, 'name' | 'listen' | 'clusterListen' | 'ad
   adminTokenTtlS: 3600,
   logLevel: 'info',
   crypto: { provider: 'default', cipher: 'aes-256-gcm' },
-  cluster: { intervalMs: 1000, activeWindowMs: 3500, maxStalenessMs: 30000, changeTimeoutMs: 10000 }
+  cluster: { intervalMs: 1000, activeWindowMs: 3500, maxStalenessMs: 30000, changeTimeoutMs: 10000 },
+  // A host holds one channel per member and reconnects at most every few hundred ms; a NAT may put dozens behind one
+  // address. `pending` bounds the handshakes (TLS, then Hello: 5 s each at most) in progress from everyone together.
+  connections: { perSource: 64, ratePerS: 20, burst: 64, pending: 512 }
 }
 
 /** HOST:PORT as spd.json and the admin API take it (a name, an IPv4 address or a bracketed IPv6 address). */
@@ -89,6 +94,16 @@ const schema = {
         maxStalenessMs: { type: 'integer', minimum: 100, maximum: 86400000 },
         changeTimeoutMs: { type: 'integer', minimum: 100, maximum: 600000 }
       }
+    },
+    connections: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        perSource: { type: 'integer', minimum: 1, maximum: 1000000 },
+        ratePerS: { type: 'number', exclusiveMinimum: 0, maximum: 1000000 },
+        burst: { type: 'integer', minimum: 1, maximum: 1000000 },
+        pending: { type: 'integer', minimum: 1, maximum: 1000000 }
+      }
     }
   }
 } as const
@@ -111,6 +126,7 @@ export function checkConfig (raw: unknown, where = 'spd.json'): SpdConfig {
     clusterListen: c.clusterListen ?? null,
     load: { ...DEFAULTS.load, ...c.load },
     crypto: { ...DEFAULTS.crypto, ...c.crypto },
+    connections: { ...DEFAULTS.connections, ...c.connections },
     cluster: clusterDefaults(c.cluster)
   }
 }

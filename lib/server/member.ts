@@ -20,7 +20,7 @@ import { handleDecide } from './handlers/decide'
 import { handleEnroll } from './handlers/enroll'
 import { DataService } from './keys'
 import { LoadReporter } from './load'
-import { memberMetrics } from './metrics'
+import { memberMetrics, RefusalTally } from './metrics'
 import type { ConfigState } from './state'
 import { ConfigStore, storeKeyFrom } from './store'
 
@@ -32,6 +32,8 @@ export interface Counters { permit: number, deny: number, stale: number, overloa
 export class Member {
   readonly counters: Counters = { permit: 0, deny: 0, stale: 0, overload: 0, refused: 0, enrolled: 0, sealBytes: 0, openBytes: 0 }
   readonly started = Date.now()
+  /** Host-listener refusals by reason (metrics), and which of them reach the audit log. */
+  readonly refusals = new RefusalTally()
   private policy: CompiledPolicy | null = null
   private checked: CompiledPolicy | null = null // the newest policy compiled and not yet installed; installed() takes it over
   private hostServer: ChannelServer | null = null
@@ -194,9 +196,11 @@ export class Member {
         if (peer.alpn === ALPN_ENROLL) return 'enroll'
         return false
       },
+      limits: this.config.connections,
       onRefused: (reason, peer) => {
         this.counters.refused++
-        this.audit.write({ kind: 'security', event: 'host_refused', reason, host: peer.id ?? null, ip: peer.remoteAddress ?? null })
+        const suppressed = this.refusals.note(reason)
+        if (suppressed !== null) this.audit.write({ kind: 'security', event: 'host_refused', reason, host: peer.id ?? null, ip: peer.remoteAddress ?? null, suppressed })
       },
       onChannel: ch => this.serveHost(ch)
     })

@@ -1,9 +1,37 @@
 // Prometheus metrics of an spd member (prom-client), read at scrape time from the member's own counters: decisions,
 // refusals by reason, load components, crypto bytes, cluster version, member states and heartbeat lag. Served as
-// GET /metrics on the admin listener (lib/server/admin.ts); names and meanings: docs/OPERATIONS.md.
+// GET /metrics on the admin listener (lib/server/admin.ts); names and meanings: docs/OPERATIONS.md. RefusalTally
+// counts refused connections by reason and rate-limits how many of them reach the audit log.
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { MetricsSource } from './admin'
 import type { Member } from './member'
+
+/** Refusals of one reason written to the log in a burst, and how often one more may be written after it. */
+const LOGGED_BURST = 5
+const LOG_EVERY_MS = 2000
+
+/** Refused connections by reason; note() says whether this one is logged, so a flood cannot flood the log. */
+export class RefusalTally {
+  readonly byReason: Record<string, number> = {}
+  private readonly logging = new Map<string, { tokens: number, at: number, suppressed: number }>()
+
+  constructor (private readonly now: () => number = Date.now) {}
+
+  /** Count one refusal; null when it is not to be logged, else how many of its reason were not logged before it. */
+  note (reason: string): number | null {
+    this.byReason[reason] = (this.byReason[reason] ?? 0) + 1
+    const t = this.now()
+    const l = this.logging.get(reason) ?? { tokens: LOGGED_BURST, at: t, suppressed: 0 }
+    this.logging.set(reason, l)
+    l.tokens = Math.min(LOGGED_BURST, l.tokens + (t - l.at) / LOG_EVERY_MS)
+    l.at = t
+    if (l.tokens < 1) { l.suppressed++; return null }
+    l.tokens -= 1
+    const suppressed = l.suppressed
+    l.suppressed = 0
+    return suppressed
+  }
+}
 
 export function memberMetrics (m: Member): MetricsSource {
   const registry = new Registry()
@@ -29,6 +57,10 @@ export function memberMetrics (m: Member): MetricsSource {
     c.inc({ reason: 'stale_policy' }, m.counters.stale)
     c.inc({ reason: 'overload' }, m.counters.overload)
     c.inc({ reason: 'refused_connection' }, m.counters.refused)
+  })
+  counter('spd_refused_connections_total', 'Host-listener connections refused before a channel opened, by reason', ['reason'], c => {
+    c.reset()
+    for (const [reason, n] of Object.entries(m.refusals.byReason)) c.inc({ reason }, n)
   })
   counter('spd_enrollments_total', 'Hosts enrolled through this member', [], c => total(c, {}, m.counters.enrolled))
   counter('spd_crypto_bytes_total', 'Bytes sealed or opened by the data service', ['op'], c => {

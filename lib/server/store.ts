@@ -39,6 +39,27 @@ function header (version: number): Buffer {
 
 function aad (head: Buffer): Buffer { return Buffer.concat([Buffer.from(AAD_CTX_CONFIG_STORE), head]) }
 
+/** The bytes of store.bin holding `plaintext` (pack of a ConfigState of that version), as consecutive buffers. */
+export function encodeStoreFile (key: Buffer, version: number, plaintext: Buffer): Buffer[] {
+  const head = header(version)
+  return [head, sealAtRest(key, plaintext, aad(head))]
+}
+
+/** Opens the bytes of store.bin (`where` names it in errors); anything wrong with them is PEM_ERR_STORE. */
+export function decodeStoreFile (key: Buffer, bytes: Buffer, where: string): { state: ConfigState, plain: Buffer } {
+  if (bytes.length < HEADER_BYTES || !bytes.subarray(0, 8).equals(MAGIC)) throw new PemError('PEM_ERR_STORE', `${where} is not a configuration store`)
+  const fmt = bytes.readUInt16BE(8)
+  if (fmt !== FORMAT_VERSION) throw new PemError('PEM_ERR_STORE', `${where} has store format ${fmt}; this build reads ${FORMAT_VERSION}`)
+  const opened = openAtRest(key, bytes.subarray(HEADER_BYTES), aad(bytes.subarray(0, HEADER_BYTES)))
+  const plain = Buffer.from(opened.buffer, opened.byteOffset, opened.byteLength)
+  let state: ConfigState
+  try { state = unpack(plain) as ConfigState } catch (err) { throw new PemError('PEM_ERR_STORE', `${where}: content does not decode: ${(err as Error).message}`) }
+  if (state === null || typeof state !== 'object' || Array.isArray(state) || state.version !== Number(bytes.readBigUInt64BE(10))) {
+    throw new PemError('PEM_ERR_STORE', `${where}: header and content disagree on the version`)
+  }
+  return { state, plain }
+}
+
 export class ConfigStore {
   private current: ConfigState
   private plain: Buffer
@@ -60,13 +81,7 @@ export class ConfigStore {
     const file = path.join(dataDir, 'store.bin')
     let bytes: Buffer
     try { bytes = fs.readFileSync(file) } catch (err) { throw new PemError('PEM_ERR_STORE', `cannot read ${file}: ${(err as Error).message}`) }
-    if (bytes.length < HEADER_BYTES || !bytes.subarray(0, 8).equals(MAGIC)) throw new PemError('PEM_ERR_STORE', `${file} is not a configuration store`)
-    const fmt = bytes.readUInt16BE(8)
-    if (fmt !== FORMAT_VERSION) throw new PemError('PEM_ERR_STORE', `${file} has store format ${fmt}; this build reads ${FORMAT_VERSION}`)
-    const opened = openAtRest(key, bytes.subarray(HEADER_BYTES), aad(bytes.subarray(0, HEADER_BYTES)))
-    const plain = Buffer.from(opened.buffer, opened.byteOffset, opened.byteLength)
-    const state = unpack(plain) as ConfigState
-    if (state.version !== Number(bytes.readBigUInt64BE(10))) throw new PemError('PEM_ERR_STORE', `${file}: header and content disagree on the version`)
+    const { state, plain } = decodeStoreFile(key, bytes, file)
     return new ConfigStore(file, key, state, plain)
   }
 
@@ -94,7 +109,6 @@ export class ConfigStore {
   }
 
   private write (version: number, plaintext: Buffer): void {
-    const head = header(version)
-    replaceDurably(this.file, [head, sealAtRest(this.key, plaintext, aad(head))], 'store')
+    replaceDurably(this.file, encodeStoreFile(this.key, version, plaintext), 'store')
   }
 }

@@ -16,6 +16,11 @@ import { isOp } from './opcodes'
 export const FRAME_HEADER_BYTES = 10
 /** Default largest frame (length field value): a 1 MiB batch of blocks plus its metadata. */
 export const MAX_FRAME_BYTES = 4 * 1024 * 1024
+/**
+ * Largest frame a server reads from a peer that has not completed its Hello, or that holds an enrollment channel
+ * (only Hello and Enroll, each well under 1 KiB): an unauthenticated peer cannot make it buffer or decode more.
+ */
+export const PREAUTH_FRAME_BYTES = 4 * 1024
 export const FLAG_REPLY = 0x01
 export const FLAG_ERROR = 0x02
 const KNOWN_FLAGS = FLAG_REPLY | FLAG_ERROR
@@ -27,7 +32,18 @@ export interface Frame {
   body: unknown
   /** The pooled buffer a large frame was assembled in (its body's Buffers are views of it); see FrameSplitter. */
   pooled?: Buffer
+  /** The gate skipped this frame: its body was dropped unread (body is undefined). */
+  skipped?: true
 }
+
+/** A frame's header fields; `length` is the length field (the frame is length + 4 bytes). */
+export interface FrameHeader { length: number, op: number, flags: number, id: number }
+
+/**
+ * Decides on a frame from its header alone, before any of its body is buffered: 'decode' it, or 'skip' it (its
+ * body is dropped unread as it arrives); a thrown PemError fails the stream.
+ */
+export type FrameGate = (header: FrameHeader) => 'decode' | 'skip'
 
 /** Where FrameSplitter assembles large frames (lib/channel/buffer-pool.ts dataPool). */
 export interface FramePool { take: (bytes: number) => Buffer }
@@ -130,71 +146,112 @@ export function encodeFrame (op: number, id: number, body: unknown, flags = 0): 
   return parts.length === 1 ? parts[0] : Buffer.concat(parts)
 }
 
-/** Check a frame header (the first 10 bytes) before anything is allocated for the body. Returns the total frame size. */
-export function checkHeader (buf: Uint8Array, offset: number, maxBytes: number): number {
-  const len = ((buf[offset] << 24) >>> 0) + (buf[offset + 1] << 16) + (buf[offset + 2] << 8) + buf[offset + 3]
-  if (len < FRAME_HEADER_BYTES - 4) throw new PemError('PEM_ERR_BAD_FRAME', `frame length ${len} is below the header size`)
-  if (len > maxBytes) throw new PemError('PEM_ERR_FRAME_TOO_LARGE', `frame of ${len} bytes exceeds the limit of ${maxBytes}`)
+/** Read and check a frame header (the first 10 bytes) before anything is allocated for the body. */
+export function readHeader (buf: Uint8Array, offset: number, maxBytes: number): FrameHeader {
+  const length = ((buf[offset] << 24) >>> 0) + (buf[offset + 1] << 16) + (buf[offset + 2] << 8) + buf[offset + 3]
+  if (length < FRAME_HEADER_BYTES - 4) throw new PemError('PEM_ERR_BAD_FRAME', `frame length ${length} is below the header size`)
+  if (length > maxBytes) throw new PemError('PEM_ERR_FRAME_TOO_LARGE', `frame of ${length} bytes exceeds the limit of ${maxBytes}`)
   const op = buf[offset + 4]
   if (!isOp(op)) throw new PemError('PEM_ERR_BAD_OPCODE', `unknown opcode 0x${op.toString(16)}`)
-  if ((buf[offset + 5] & ~KNOWN_FLAGS) !== 0) throw new PemError('PEM_ERR_BAD_FRAME', `unknown flags 0x${buf[offset + 5].toString(16)}`)
-  return len + 4
+  const flags = buf[offset + 5]
+  if ((flags & ~KNOWN_FLAGS) !== 0) throw new PemError('PEM_ERR_BAD_FRAME', `unknown flags 0x${flags.toString(16)}`)
+  const id = ((buf[offset + 6] << 24) >>> 0) + (buf[offset + 7] << 16) + (buf[offset + 8] << 8) + buf[offset + 9]
+  return { length, op, flags, id }
 }
 
 /** Decode one whole frame (header and body, nothing after it). */
 export function decodeFrame (buf: Uint8Array, maxBytes = MAX_FRAME_BYTES): Frame {
   if (buf.length < FRAME_HEADER_BYTES) throw new PemError('PEM_ERR_BAD_FRAME', `frame of ${buf.length} bytes is shorter than its header`)
-  const total = checkHeader(buf, 0, maxBytes)
-  if (total !== buf.length) throw new PemError('PEM_ERR_BAD_FRAME', `frame length field says ${total} bytes, got ${buf.length}`)
-  const id = ((buf[6] << 24) >>> 0) + (buf[7] << 16) + (buf[8] << 8) + buf[9]
-  return { op: buf[4], flags: buf[5], id, body: unpack(buf.subarray(FRAME_HEADER_BYTES)) }
+  const h = readHeader(buf, 0, maxBytes)
+  if (h.length + 4 !== buf.length) throw new PemError('PEM_ERR_BAD_FRAME', `frame length field says ${h.length + 4} bytes, got ${buf.length}`)
+  return { op: h.op, flags: h.flags, id: h.id, body: unpack(buf.subarray(FRAME_HEADER_BYTES)) }
 }
 
 /**
- * Splits a byte stream into frames. push() returns the frames completed by a chunk; a malformed or oversized
- * header throws before its body is buffered, and the splitter is then unusable (the channel must close). With a
- * pool, a frame of POOLED_FRAME_BYTES or more that spans chunks is copied into a buffer from the pool as its bytes
- * arrive (Frame.pooled); whoever is done with the frame may give that buffer back.
+ * Splits a byte stream into frames: feed() the chunks, then take frames one at a time with next() (push() does
+ * both), so that whoever reads them can change what the gate admits between one frame and the next. A malformed
+ * or oversized header, or one the gate refuses, throws before its body is buffered, and the splitter is then
+ * unusable (the channel must close). With a pool, a frame of POOLED_FRAME_BYTES or more that spans chunks is copied
+ * into a buffer from the pool as its bytes arrive (Frame.pooled); whoever is done with the frame may give it back.
  */
 export class FrameSplitter {
   private chunks: Buffer[] = []
   private buffered = 0
-  private need = 0 // total size of the frame being assembled, 0 = header not yet read
+  private head: FrameHeader | null = null // header of the frame being read, null = not yet read
+  private skipping = 0 // bytes of a skipped frame still to drop
   private failed = false
   private assembly: Buffer | null = null // the pooled buffer the current large frame is copied into
   private filled = 0
+  private assembled: Frame | null = null // a pooled frame completed by feed(), handed out by the next next()
 
-  constructor (private readonly maxBytes = MAX_FRAME_BYTES, private readonly pool?: FramePool) {}
+  constructor (private readonly maxBytes = MAX_FRAME_BYTES, private readonly pool?: FramePool, private readonly gate?: FrameGate) {}
 
+  /** Every frame the chunk completes (feed, then next until null). */
   push (chunk: Buffer): Frame[] {
-    if (this.failed) throw new PemError('PEM_ERR_BAD_FRAME', 'stream already failed')
+    this.feed(chunk)
     const out: Frame[] = []
+    for (let f = this.next(); f !== null; f = this.next()) out.push(f)
+    return out
+  }
+
+  feed (chunk: Buffer): void {
+    if (this.failed) throw new PemError('PEM_ERR_BAD_FRAME', 'stream already failed')
+    let rest = chunk
+    if (this.skipping > 0) { // chunks is empty while a skip is still pending (next() dropped all of it)
+      const n = Math.min(this.skipping, rest.length)
+      this.skipping -= n
+      rest = rest.subarray(n)
+    }
+    if (this.assembly !== null) rest = this.fill(rest)
+    if (rest.length > 0) { this.chunks.push(rest); this.buffered += rest.length }
+  }
+
+  /** The next complete frame, or null until more bytes are fed. */
+  next (): Frame | null {
+    if (this.failed) throw new PemError('PEM_ERR_BAD_FRAME', 'stream already failed')
     try {
-      const rest = this.assembly === null ? chunk : this.fill(chunk, out)
-      if (rest.length > 0) { this.chunks.push(rest); this.buffered += rest.length }
-      while (this.assembly === null) {
-        if (this.need === 0) {
-          if (this.buffered < FRAME_HEADER_BYTES) break
-          const head = this.peek(FRAME_HEADER_BYTES)
-          this.need = checkHeader(head, 0, this.maxBytes)
+      if (this.assembled !== null) { const f = this.assembled; this.assembled = null; return f }
+      if (this.assembly !== null) return null
+      if (this.skipping > 0) this.drop()
+      if (this.skipping > 0) return null
+      if (this.head === null) {
+        if (this.buffered < FRAME_HEADER_BYTES) return null
+        const h = readHeader(this.peek(FRAME_HEADER_BYTES), 0, this.maxBytes)
+        if (this.gate?.(h) === 'skip') {
+          this.skipping = h.length + 4
+          this.drop()
+          return { op: h.op, flags: h.flags, id: h.id, body: undefined, skipped: true }
         }
-        if (this.buffered < this.need) {
-          if (this.pool !== undefined && this.need >= POOLED_FRAME_BYTES) this.startAssembly()
-          break
-        }
-        out.push(decodeFrame(this.take(this.need), this.maxBytes))
-        this.need = 0
+        this.head = h
       }
+      const need = this.head.length + 4
+      if (this.buffered < need) {
+        if (this.pool !== undefined && need >= POOLED_FRAME_BYTES) this.startAssembly(need)
+        return null
+      }
+      const f = decodeFrame(this.take(need), this.maxBytes)
+      this.head = null
+      return f
     } catch (err) {
       this.failed = true
       throw err
     }
-    return out
+  }
+
+  /** Drops buffered bytes of the frame being skipped. */
+  private drop (): void {
+    while (this.skipping > 0 && this.chunks.length > 0) {
+      const first = this.chunks[0]
+      const n = Math.min(first.length, this.skipping)
+      if (n === first.length) this.chunks.shift(); else this.chunks[0] = first.subarray(n)
+      this.buffered -= n
+      this.skipping -= n
+    }
   }
 
   /** Moves the bytes buffered so far (fewer than the frame's) into a pooled buffer of the frame's size. */
-  private startAssembly (): void {
-    const a = (this.pool as FramePool).take(this.need)
+  private startAssembly (need: number): void {
+    const a = (this.pool as FramePool).take(need)
     let at = 0
     for (const c of this.chunks) at += c.copy(a, at)
     this.chunks = []
@@ -204,15 +261,20 @@ export class FrameSplitter {
   }
 
   /** Copies the next bytes of the frame being assembled; returns what is left of `chunk` after it. */
-  private fill (chunk: Buffer, out: Frame[]): Buffer {
+  private fill (chunk: Buffer): Buffer {
     const a = this.assembly as Buffer
     const n = Math.min(chunk.length, a.length - this.filled)
     chunk.copy(a, this.filled, 0, n)
     this.filled += n
     if (this.filled < a.length) return chunk.subarray(chunk.length)
     this.assembly = null
-    this.need = 0
-    out.push({ ...decodeFrame(a, this.maxBytes), pooled: a })
+    this.head = null
+    try {
+      this.assembled = { ...decodeFrame(a, this.maxBytes), pooled: a }
+    } catch (err) {
+      this.failed = true
+      throw err
+    }
     return chunk.subarray(n)
   }
 

@@ -116,7 +116,7 @@ test('enrollment ALPN: an unknown key may enroll and do nothing else', async t =
   await t.throwsAsync(connect({ host: '127.0.0.1', port: h.port, identity: host, role: 'host', expectedId: h.server.id }), { code: 'PEM_ERR_NOT_ENROLLED' })
   // A session role over the enrollment ALPN is refused by the Hello.
   await t.throwsAsync(connect({ host: '127.0.0.1', port: h.port, identity: host, role: 'host', alpn: ALPN_ENROLL, expectedId: h.server.id }), { code: 'PEM_ERR_NOT_ENROLLED' })
-  t.deepEqual(h.refused.map(r => r.reason), ['unauthorized'])
+  t.deepEqual(h.refused.map(r => r.reason), ['unauthorized', 'hello'])
 })
 
 test('authorize must match the ALPN: an enroll verdict on the session protocol is refused', async t => {

@@ -1,5 +1,7 @@
 // Fuzzing the frame decoders and body checkers with fast-check: random and mutated frames (bit flips, truncation,
-// length edits, random msgpack) must decode or fail with a PemError of a known code, never crash or hang.
+// length edits, random msgpack) must decode or fail with a PemError of a known code, never crash or hang. Then every
+// other decoder (scripts/fuzz.ts targets: frame stream, cluster messages, policy sets, file headers and slots, the
+// store) for a short fixed budget each; `npm run fuzz` runs the same targets at length.
 import test from 'ava'
 import fc from 'fast-check'
 import fs from 'node:fs'
@@ -8,6 +10,7 @@ import { isErrorCode, PemError } from '../../lib/wire/errors'
 import { FLAG_ERROR, FLAG_REPLY, FRAME_HEADER_BYTES, FrameSplitter, decodeFrame, encodeFrame, pack } from '../../lib/wire/frame'
 import { Op } from '../../lib/wire/opcodes'
 import { REPLY_CHECKS, REQUEST_CHECKS, checkErrorBody } from '../../lib/wire/packets'
+import { FUZZ_TARGETS, corpusOf, fuzzTarget } from '../../scripts/fuzz'
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261127)
 const PROTO_KEYS = Object.getOwnPropertyNames(Object.prototype).sort().join()
@@ -147,3 +150,18 @@ test('FrameSplitter under random chunking: 25,000 streams of valid and mutated f
   t.true(clean > 1_000, `${clean} clean streams checked`)
   t.true(slowest < SLOW_MS, `slowest single call ${slowest.toFixed(1)} ms`)
 })
+
+const CI_BUDGET_MS = 400 // per target: a few seconds for all of them
+
+for (const target of FUZZ_TARGETS) {
+  test(`decoder fuzzing, ${target.name}: ${CI_BUDGET_MS} ms of mutated samples and corpus, only coded PemErrors`, t => {
+    const corpus = corpusOf(target.name)
+    t.true(corpus.length > 0, `test/fixtures/fuzz/${target.name}/ holds a seed corpus`)
+    for (const valid of [...target.samples(), ...corpus]) t.notThrows(() => target.run(valid), 'an unmutated sample decodes')
+    const r = fuzzTarget(target, CI_BUDGET_MS, SEED + 3)
+    t.is(r.failure, undefined, r.failure === undefined ? '' : `${r.failure.error}\ninput: ${r.failure.input.toString('hex').slice(0, 512)}`)
+    t.true(r.runs >= 50, `${r.runs} inputs`)
+    t.true(r.accepted >= 1, 'valid inputs decode')
+    t.log(`${r.runs} inputs, ${r.accepted} accepted, slowest ${r.slowestMs.toFixed(2)} ms`)
+  })
+}

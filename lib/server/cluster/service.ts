@@ -8,6 +8,7 @@ import type pino from 'pino'
 import type { Identity } from '../../crypto/identity'
 import { PemError, type ErrorCode } from '../../wire/errors'
 import type { SpdConfig } from '../config'
+import { RefusalTally } from '../metrics'
 import type { ConfigState } from '../state'
 import type { ConfigStore } from '../store'
 import { ChannelTransport } from './channel-transport'
@@ -53,6 +54,8 @@ export class ClusterService {
   tickFailures = 0
   /** Durations (liveness, the staleness fence, fetch and list rate limits) never see a wall-clock step. */
   private readonly clock = { now: () => performance.now() }
+  /** Refused cluster-listener connections: a flood of them reaches the audit log only a few at a time. */
+  private readonly refusals = new RefusalTally()
   addr = ''
 
   constructor (private readonly o: ClusterServiceOptions) {
@@ -68,7 +71,10 @@ export class ClusterService {
         admits: id => id !== o.identity.id && this.node.members.get(id)?.removed === false,
         idOf: addr => this.node.members.activeAt(addr),
         receive: p => this.node.receive(p),
-        onRefused: (reason, peer) => o.onSecurity({ event: 'member_refused', reason, peer: peer.id ?? null, ip: peer.remoteAddress ?? null }),
+        onRefused: (reason, peer) => {
+          const suppressed = this.refusals.note(reason)
+          if (suppressed !== null) o.onSecurity({ event: 'member_refused', reason, peer: peer.id ?? null, ip: peer.remoteAddress ?? null, suppressed })
+        },
         retryMs: o.config.intervalMs,
         ackTimeoutMs: Math.max(500, 2 * o.config.intervalMs)
       })
