@@ -505,10 +505,16 @@ export class CryptFile {
     this.tail = { block, plain: this.tailBuf.subarray(0, plain.length) }
   }
 
-  async write (grant: WithGrant, real: string, data: Buffer, len: number, pos: number): Promise<number> {
+  /**
+   * Writes `len` bytes of `data` at `pos`, or, when `append`, at the end of the file as it is under the lock: an
+   * O_APPEND handle's write lands at the true end even when the kernel's idea of the size was stale (docs/PEMFS.md
+   * "O_APPEND"). Returns the bytes taken.
+   */
+  async write (grant: WithGrant, real: string, data: Buffer, len: number, at: number, append = false): Promise<number> {
     if (len === 0) return 0
     return await this.lock.exclusive(async () => {
       if (this.stale) await this.drain() // after a failure: patch on top of what is on disk
+      const pos = append ? this.plainSize() : at
       const failures = this.failures
       this.dropAhead()
       const h = await this.ensureHeader(grant, real)

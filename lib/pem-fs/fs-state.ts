@@ -22,6 +22,7 @@ export interface Handle {
   crypt: CryptFile | null // the file's shared state when its decisions need the cluster for the data (apply_key)
   wrote: boolean // has written (encrypted): its flush and fsync report background write failures (crypt-file.ts Writer)
   failuresSeen: number // its file's background write failure count at open or when it was last told of one
+  append: boolean // opened O_APPEND (encrypted): every write goes to the end of the file as pemfs knows it
 }
 
 export interface OpCounts { ops: number, errors: number, reads: number, writes: number, bytesRead: number, bytesWritten: number }

@@ -15,9 +15,10 @@ import { PemError } from '../wire/errors'
 import type { AccessAttrs, Action } from '../wire/packets'
 
 const { O_ACCMODE = 3, O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_NOCTTY, O_APPEND, O_DIRECT = 0o40000, O_TRUNC } = fs.constants as unknown as Record<string, number>
-// O_DIRECT would make the backing file demand aligned buffers; O_APPEND is applied by the kernel, which hands us
-// the offset at end of file (and pwrite ignores offsets under O_APPEND); creation flags were handled by the kernel.
-const STRIP = O_DIRECT | O_APPEND | O_CREAT | O_EXCL | O_NOCTTY
+// O_DIRECT would make the backing file demand aligned buffers; creation flags were handled by the kernel. O_APPEND
+// stays on a bypass handle's backing fd, where pwrite then appends at the true end whatever offset the kernel sent
+// (its size can be stale: docs/PEMFS.md "O_APPEND"); an encrypted handle remembers it and writes at CryptFile's end.
+const STRIP = O_DIRECT | O_CREAT | O_EXCL | O_NOCTTY
 
 const done = async (f: (cb: (e: NodeJS.ErrnoException | null) => void) => void): Promise<void> =>
   await new Promise((resolve, reject) => f(e => e === null ? resolve() : reject(e)))
@@ -63,8 +64,8 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
     if (h === undefined) throw Object.assign(new Error('no such handle'), { code: 'EBADF' })
     return h
   }
-  const opened = (fd: number, p: string, caller: Caller, attrs: AccessAttrs, ds: Array<[Action, Decision]>, crypt: CryptFile | null): number =>
-    s.addHandle({ fd, path: p, caller, attrs, decisions: new Map(ds), crypt, wrote: false, failuresSeen: crypt?.failures ?? 0 })
+  const opened = (fd: number, p: string, caller: Caller, attrs: AccessAttrs, ds: Array<[Action, Decision]>, crypt: CryptFile | null, append = false): number =>
+    s.addHandle({ fd, path: p, caller, attrs, decisions: new Map(ds), crypt, wrote: false, failuresSeen: crypt?.failures ?? 0, append })
   /** The inode's shared state. Plaintext left from before opens (reads serve it as it is, writes get EROFS). */
   const cryptOf = async (p: string, flags: number, ds: Decision[]): Promise<CryptFile> => {
     const f = files.acquire(s.real(p))
@@ -83,12 +84,12 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
         const actions = needed(flags)
         const ds = await Promise.all(actions.map(async a => await s.guard.allow(c, p, a, attrs)))
         const encrypted = ds.some(d => !d.bypass)
-        const fd = fs.openSync(s.real(p), flags & ~STRIP & ~(encrypted ? O_TRUNC : 0))
+        const fd = fs.openSync(s.real(p), flags & ~STRIP & ~(encrypted ? O_TRUNC | O_APPEND : 0))
         let crypt: CryptFile | null = null
         try {
           if (encrypted) crypt = await cryptOf(p, flags, ds)
         } catch (err) { fs.closeSync(fd); throw err }
-        return opened(fd, p, c, attrs, actions.map((a, i) => [a, ds[i]]), crypt)
+        return opened(fd, p, c, attrs, actions.map((a, i) => [a, ds[i]]), crypt, (flags & O_APPEND) !== 0)
       })
     },
     create (raw: string, mode: number, cb: Reply<number>) {
@@ -142,7 +143,7 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
         const crypt = hh.crypt
         if (crypt !== null) hh.wrote = true // before the write is queued: a failure from here on is this handle's to hear
         const n = crypt !== null
-          ? await crypt.write(granted(hh, 'write'), s.real(hh.path), buf, len, pos)
+          ? await crypt.write(granted(hh, 'write'), s.real(hh.path), buf, len, pos, hh.append)
           : await decisionOf(hh, 'write').then(async () => await new Promise<number>((resolve, reject) => fs.write(hh.fd, buf, 0, len, pos, (e, r) => e === null ? resolve(r) : reject(e))))
         s.counts.bytesWritten += n
         return n
@@ -180,7 +181,7 @@ export function ioOps (s: FsState, files: CryptFiles): Record<string, unknown> {
         if (d.bypass) { fs.truncateSync(s.real(p), size); return }
         const f = files.acquire(s.real(p))
         // A short-lived handle, so that a lost grant is decided again like any handle's.
-        const h: Handle = { fd: f.fd, path: p, caller: c, attrs, decisions: new Map([['truncate', d]]), crypt: f, wrote: false, failuresSeen: f.failures }
+        const h: Handle = { fd: f.fd, path: p, caller: c, attrs, decisions: new Map([['truncate', d]]), crypt: f, wrote: false, failuresSeen: f.failures, append: false }
         try { await f.truncate(granted(h, 'truncate'), s.real(p), size) } finally { files.release(f) }
       })
     },
