@@ -4,7 +4,7 @@ import fs from 'node:fs'
 import { SIG_CTX_AUDIT } from '../crypto/contexts'
 import { keyId } from '../crypto/identity'
 import { verify } from '../crypto/sign'
-import { AUDIT_FORMAT, checkpointMessage, GENESIS_HASH, lineHash } from './audit'
+import { AUDIT_FORMAT, checkpointMessage, GENESIS_HASH, lineHash } from '../wire/audit-record'
 
 export interface VerifyOptions {
   /** The member's raw Ed25519 key: checkpoints are checked against it. Without it only the chain is checked. */

@@ -1,42 +1,24 @@
 // Append-only, hash-chained audit log: one JSON line per decision that asks for audit and per admin change, each
 // naming the SHA-256 of the line before it, with checkpoints signed by the member's key (format: lib/wire/FORMAT.md §7).
 // Lines are buffered for one tick and appended with a single write, so auditing costs no syscall per decision.
-import crypto from 'node:crypto'
 import fs from 'node:fs'
 import { SIG_CTX_AUDIT } from '../crypto/contexts'
 import type { Identity } from '../crypto/identity'
 import { sign } from '../crypto/sign'
+import { AUDIT_FORMAT, checkpointMessage, GENESIS_HASH, lineHash } from '../wire/audit-record'
 
 export interface AuditEvent {
   kind: 'decision' | 'admin' | 'security' | 'audit'
   [field: string]: unknown
 }
 
-/** Version of the record format, named by every `start` record. */
-export const AUDIT_FORMAT = 1
-/** `prev` of the first record ever: base64url of 32 zero bytes. */
-export const GENESIS_HASH = 'A'.repeat(43)
 /** Where a restart finds the chain when audit.log was rotated away (docs/OPERATIONS.md, Logs). */
 export const ROTATED_SUFFIX = '.1'
-
-/** base64url SHA-256 of one line's exact bytes, without its newline. */
-export function lineHash (line: string | Buffer): string {
-  return crypto.hash('sha256', line, 'base64url')
-}
-
-/** The bytes a checkpoint signs: member id (32 bytes) || seq (u64 big-endian) || SHA-256 of the line before it. */
-export function checkpointMessage (memberId: string, seq: number, prev: string): Buffer {
-  const out = Buffer.alloc(32 + 8 + 32)
-  out.write(memberId, 0, 32, 'hex')
-  out.writeBigUInt64BE(BigInt(seq), 32)
-  Buffer.from(prev, 'base64url').copy(out, 40)
-  return out
-}
 
 export interface AuditOptions {
   /** A signed checkpoint after this many records... */
   checkpointEvery?: number
-  /** ...or this long after the first record not yet covered by one. */
+  /** ...and every this many milliseconds while some record is not covered by one. */
   checkpointMs?: number
 }
 
@@ -75,7 +57,8 @@ export class AuditLog {
   /**
    * One line per event: `{"seq":N,"prev":"<hash>","ts":...,` then the event's own fields. Splicing the JSON text
    * instead of spreading the event into a new object, and formatting the time once per millisecond, keeps a line
-   * cheap (benchmarks/decisions/audit.bench.ts). `kind` is required, so the event's JSON is never `{}`.
+   * cheap; the hash of each line is one crypto.hash call (benchmarks/decisions/audit.bench.ts). `kind` is required,
+   * so the event's JSON is never `{}`.
    */
   write (event: AuditEvent): void {
     this.append(`{"seq":${this.seq + 1},"prev":"${this.head}","ts":"${this.now()}",${JSON.stringify(event).slice(1)}`)

@@ -8,8 +8,8 @@ import path from 'node:path'
 import { SIG_CTX_AUDIT } from '../../lib/crypto/contexts'
 import { generateIdentity } from '../../lib/crypto/identity'
 import { sign } from '../../lib/crypto/sign'
-import { checkpointMessage } from '../../lib/server/audit'
 import type { VerifyResult } from '../../lib/server/audit-verify'
+import { checkpointMessage } from '../../lib/wire/audit-record'
 import { cli, initSpd, loginSpctl, startSpd, stopAll, stopSpd, tempDir, type RunResult, type Spd } from '../../scripts/procs'
 
 test.before(async () => { await setUp() })
