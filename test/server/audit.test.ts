@@ -1,6 +1,6 @@
 // The hash-chained audit log through the real programs: an intact log passes `spctl audit verify` online and offline;
 // an edited, deleted, swapped or truncated record and a forged checkpoint are each named; restarts, a kill -9 with a
-// torn last line, and a rotation keep the chain.
+// torn last line, and a rotation keep the chain; online, a tail cut from the running log is noticed.
 import test from 'ava'
 import fs from 'node:fs'
 import https from 'node:https'
@@ -157,6 +157,17 @@ test.serial('rotation: stop, move audit.log to audit.log.1, start; the new file 
   t.true(r.ok); t.is(r.continues, null); t.true(r.checkpoints >= 2)
   const wrongOrder = await cli('spctl', ['--json', 'audit', 'verify', '--data-dir', spd.dir, '--file', log(), log() + '.1'])
   t.is(wrongOrder.code, 1)
+})
+
+test.serial('online, the member notices records cut from the end of its running log', async t => {
+  await traffic(1)
+  const text = fs.readFileSync(log(), 'utf8')
+  const lines = linesOf(text)
+  fs.truncateSync(log(), text.length - lines[lines.length - 1].length - 1) // the last line goes; spd appends after it
+  const r = await spctl(['--json', 'audit', 'verify'])
+  t.is(r.code, 1)
+  // A timed checkpoint written in between links to the cut line, and the gap shows as a missing record instead.
+  t.regex((JSON.parse(r.stdout) as VerifyResult).broken?.reason ?? '', /cut from the end|a record is missing/)
   await stopSpd(spd)
 })
 
