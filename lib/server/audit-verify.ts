@@ -35,7 +35,7 @@ export interface VerifyResult {
   continues: { seq: number, prev: string } | null
 }
 
-interface Record { seq?: unknown, prev?: unknown, kind?: unknown, event?: unknown, format?: unknown, member?: unknown, sig?: unknown, offset?: unknown, bytes?: unknown, sha256?: unknown }
+interface RawRecord { seq?: unknown, prev?: unknown, kind?: unknown, event?: unknown, format?: unknown, member?: unknown, sig?: unknown, offset?: unknown, bytes?: unknown, sha256?: unknown }
 
 class BrokenAt extends Error {
   constructor (readonly at: AuditBreak) { super(at.reason) }
@@ -77,28 +77,33 @@ class ChainVerifier {
 
   file (name: string, text: Buffer): void {
     this.name = name
-    const ends: number[] = []
-    for (let i = text.indexOf(10); i >= 0; i = text.indexOf(10, i + 1)) ends.push(i)
-    const lines = ends.map((end, k) => ({ start: k === 0 ? 0 : ends[k - 1] + 1, end }))
-    const parsed = lines.map(l => parse(text.subarray(l.start, l.end)))
-    for (const [k, l] of lines.entries()) {
-      const bytes = text.subarray(l.start, l.end)
-      const next = parsed[k + 1]
-      if (next?.event === 'torn' && next.offset === l.start && next.bytes === bytes.length && next.sha256 === lineHash(bytes)) {
-        this.result.torn.push({ file: name, line: k + 1, bytes: bytes.length })
+    let start = 0
+    let end = text.indexOf(10)
+    let line = 0
+    let current = end < 0 ? null : parse(text.subarray(0, end))
+    while (end >= 0) { // one line of look-ahead: a `torn` record names the cut line before it
+      line++
+      const bytes = text.subarray(start, end)
+      const nextStart = end + 1
+      const nextEnd = text.indexOf(10, nextStart)
+      const next = nextEnd < 0 ? null : parse(text.subarray(nextStart, nextEnd))
+      if (next?.event === 'torn' && next.offset === start && next.bytes === bytes.length && next.sha256 === lineHash(bytes)) {
+        this.result.torn.push({ file: name, line, bytes: bytes.length })
         this.cutLineSkipped = true
-        continue
+      } else {
+        this.record(line, bytes, current)
+        this.cutLineSkipped = false
       }
-      this.record(k + 1, bytes, parsed[k])
-      this.cutLineSkipped = false
+      start = nextStart
+      end = nextEnd
+      current = next
     }
-    const tailStart = ends.length === 0 ? 0 : ends[ends.length - 1] + 1
-    if (tailStart < text.length) {
-      this.broken(lines.length + 1, null, `the last line is cut mid-way (${text.length - tailStart} bytes, no newline): a truncation, or a crash the member has not restarted after yet`)
+    if (start < text.length) {
+      this.broken(line + 1, null, `the last line is cut mid-way (${text.length - start} bytes, no newline): a truncation, or a crash the member has not restarted after yet`)
     }
   }
 
-  private record (line: number, bytes: Buffer, r: Record | null): void {
+  private record (line: number, bytes: Buffer, r: RawRecord | null): void {
     if (r === null) this.broken(line, null, 'not a JSON record')
     const seq = r.seq
     if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) this.broken(line, null, 'no valid seq')
@@ -121,7 +126,7 @@ class ChainVerifier {
     this.result.lastSeq = seq
   }
 
-  private chainRecord (line: number, seq: number, r: Record): void {
+  private chainRecord (line: number, seq: number, r: RawRecord): void {
     if (r.event === 'start' && r.format !== AUDIT_FORMAT) this.broken(line, seq, `record format ${String(r.format)} is not ${AUDIT_FORMAT}`)
     if (r.event === 'torn' && !this.cutLineSkipped) this.broken(line, seq, 'a torn record that does not follow the cut line it names')
     if (r.event !== 'checkpoint') return
@@ -148,9 +153,9 @@ class ChainVerifier {
   }
 }
 
-function parse (bytes: Buffer): Record | null {
+function parse (bytes: Buffer): RawRecord | null {
   try {
     const r = JSON.parse(bytes.toString('utf8')) as unknown
-    return typeof r === 'object' && r !== null && !Array.isArray(r) ? r as Record : null
+    return typeof r === 'object' && r !== null && !Array.isArray(r) ? r as RawRecord : null
   } catch { return null }
 }
