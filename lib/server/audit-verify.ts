@@ -62,7 +62,8 @@ class ChainVerifier {
   readonly result: VerifyResult
   private seq: number | null = null
   private hash = ''
-  private hashLine = 0 // line number of the record `hash` is of
+  private hashLine = 0 // line number and file of the record `hash` is of
+  private hashFile = ''
   private lastCheckpointSeq: number | null = null
   private name = ''
   private cutLineSkipped = false // the line just before was the cut one a `torn` record names
@@ -104,24 +105,28 @@ class ChainVerifier {
   }
 
   private record (line: number, bytes: Buffer, r: RawRecord | null): void {
+    const from = this.options.fromSeq
+    if (this.seq === null && from !== undefined && !(typeof r?.seq === 'number' && r.seq >= from)) return // before --from: not checked
     if (r === null) this.broken(line, null, 'not a JSON record')
     const seq = r.seq
     if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) this.broken(line, null, 'no valid seq')
     if (typeof r.prev !== 'string') this.broken(line, seq, 'no prev hash')
-    const from = this.options.fromSeq
-    if (this.seq === null && from !== undefined && seq < from) return
     if (this.seq === null) {
       if (from !== undefined && seq > from) this.broken(line, seq, `no record with seq ${from}: the chain starts at seq ${seq}`)
       if (!(seq === 1 && r.prev === GENESIS_HASH)) this.result.continues = { seq: seq - 1, prev: r.prev }
       this.result.firstSeq = seq
     } else {
       if (seq !== this.seq + 1) this.broken(line, seq, `seq ${seq} follows seq ${this.seq} (line ${this.hashLine}): a record is missing or out of order`)
-      if (r.prev !== this.hash) this.broken(this.hashLine, this.seq, `the record was changed: its hash is not the prev that the next record (line ${line}, seq ${seq}) carries`)
+      if (r.prev !== this.hash) {
+        if (this.hashFile !== this.name) this.broken(line, seq, `its prev is not the hash of the last line of ${this.hashFile}: the files are not consecutive, or that line was changed`)
+        this.broken(this.hashLine, this.seq, `the record was changed: its hash is not the prev that the next record (line ${line}, seq ${seq}) carries`)
+      }
     }
     if (r.kind === 'audit') this.chainRecord(line, seq, r)
     this.seq = seq
     this.hash = lineHash(bytes)
     this.hashLine = line
+    this.hashFile = this.name
     this.result.records++
     this.result.lastSeq = seq
   }
