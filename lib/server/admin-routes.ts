@@ -1,4 +1,5 @@
-// The admin API's routes over a Member: status, policy get/apply/diff, keys, hosts, members, audit tail. Docs: docs/ADMIN.md.
+// The admin API's routes over a Member: status, policy get/apply/diff, keys, hosts, members, audit tail and verify.
+// Docs: docs/ADMIN.md.
 // Every change is a cluster change: the reply comes once it is installed on this member (version in `pv`).
 import { encodePublicKey, keyId, parsePublicKey } from '../crypto/identity'
 import { newToken, tokenHash } from '../crypto/password'
@@ -6,6 +7,7 @@ import { describePolicy, diffPolicies } from '../policy'
 import { PemError } from '../wire/errors'
 import { formatToken } from '../wire/token'
 import type { AdminApi, AdminRequest } from './admin'
+import { verifyAuditFiles } from './audit-verify'
 import { checkHostPort } from './config'
 import { newKeyVersion, type Member } from './member'
 
@@ -125,6 +127,12 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
     .route('GET', '/v1/audit', req => {
       const n = Math.max(1, Math.min(10000, Number(req.query.get('n') ?? 20) || 20))
       return m.audit.tail(n)
+    })
+    .route('GET', '/v1/audit/verify', req => {
+      const from = req.query.get('from')
+      const fromSeq = from === null ? undefined : Number(from)
+      if (fromSeq !== undefined && (!Number.isSafeInteger(fromSeq) || fromSeq < 1)) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'from must be a record seq (1 or more)')
+      return verifyAuditFiles([m.audit.file], { publicKey: m.identity.publicKey, fromSeq, head: m.audit.written() })
     })
     .route('GET', '/v1/members', () => m.cluster.status())
     .route('POST', '/v1/members', async req => {

@@ -78,7 +78,8 @@ export class Member {
     const config = loadConfig(dataDir)
     const identity = loadIdentity(path.join(dataDir, IDENTITY_FILE))
     const store = ConfigStore.open(dataDir, storeKeyFrom(identity.signKey))
-    const audit = new AuditLog(path.join(dataDir, AUDIT_FILE))
+    const audit = new AuditLog(path.join(dataDir, AUDIT_FILE), identity)
+    if (audit.torn !== null) log.warn({ file: audit.file, ...audit.torn }, 'audit log ended in a cut line (a crash mid-write): kept, and named by a torn record')
     return new Member(dataDir, config, identity, store, audit, new LoadReporter(config.load), log)
   }
 

@@ -72,6 +72,7 @@ export function memberMetrics (m: Member): MetricsSource {
     const l = m.load.project(0)
     for (const k of ['total', 'cpu', 'nic', 'crypto'] as const) g.set({ component: k }, l[k])
   })
+  gauge('spd_audit_torn_at_start', '1 when this start found the audit log ending in a cut line (named by a torn record)', [], g => g.set(m.audit.torn === null ? 0 : 1))
   gauge('spd_host_channels', 'Open host channels', [], g => g.set(m.channels.size))
   gauge('spd_policy_version', 'Installed configuration version', [], g => g.set(m.policyVersion))
   gauge('spd_cluster_pending_version', 'Version held pending (0: none)', [], g => g.set(cluster.pending?.version ?? 0))
