@@ -38,6 +38,9 @@ int OpenHook(Session* s, const std::shared_ptr<Handle>& h, int flags, const std:
   c.nodeid = h->nodeid;
   c.fd = h->fd;
   c.flags = flags;
+  c.uid = h->uid;
+  c.gid = h->gid;
+  c.pid = h->pid;
   c.path = path;
   IoResult r;
   int err = s->bridge()->Io(std::move(c), &r);
