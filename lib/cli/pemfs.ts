@@ -119,11 +119,11 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
   }
   const mounted = m
   keepServingOnBrokenPipe()
-  process.umask(0) // the kernel already applied the caller's umask to create/mkdir modes
+  process.umask(0) // the session gives each worker the caller's umask; nothing else here creates files for callers
   fs.writeFileSync(files.pid, `${process.pid}\n`, { mode: 0o600 })
   const control = serveControl(files.sock, () => statusOf(mounted))
   const stopMetrics = o.metricsFile === undefined ? () => {} : writeMetricsFile(path.resolve(o.metricsFile), () => statusOf(mounted))
-  const keepAlive = setInterval(() => {}, 1 << 30) // fuse-native's handles do not keep the loop alive
+  const keepAlive = setInterval(() => {}, 1 << 30) // the session's threads do not keep the event loop alive
   let stopping = false
   const stop = (signal: string): void => {
     if (stopping) return

@@ -74,16 +74,6 @@ export interface RawMemory {
   tuneHeap (arenas: number, mmapBytes: number): boolean
 }
 
-/** native/fs_calls.cc: each returns 0 or a byte count, or -errno. */
-export interface RawFsCalls {
-  mknod (path: string, mode: number, dev: number): number
-  getxattr (path: string, name: string, out: Uint8Array | null): number
-  setxattr (path: string, name: string, value: Uint8Array, flags: number): number
-  listxattr (path: string, out: Uint8Array | null): number
-  removexattr (path: string, name: string): number
-}
-
-
 /** An opaque native FUSE session (native/fuse/js.cc). */
 export interface RawFuseSession { readonly __fuseSession: unique symbol }
 
@@ -108,7 +98,7 @@ export interface RawFuse {
   readonly FUSE_PATH_MAX: number
 }
 
-export type RawBinding = RawRegs & RawCrypto & RawMemory & RawFsCalls & RawFuse
+export type RawBinding = RawRegs & RawCrypto & RawMemory & RawFuse
 
 /** The package root: the nearest ancestor of this file that holds binding.gyp (works from lib/ and dist/lib/). */
 function packageRoot (): string {
