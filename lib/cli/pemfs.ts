@@ -177,7 +177,9 @@ program.command('unmount <dir>')
     const dir = path.resolve(d)
     const configDir = path.resolve(o.configDir)
     const daemon = await lockHolder('pemfs', dir)
-    if (!isMounted(dir) && daemon === null) {
+    const files = runFiles(configDir, dir)
+    // A daemon that died leaves its pid file; its mount is gone already when the session's watcher detached it.
+    if (!isMounted(dir) && daemon === null && !fs.existsSync(files.pid)) {
       await stopStale(embeddedFiles(configDir, dir)) // a dead mount may have left its embedded spd
       throw new PemError('PEM_ERR_NOT_FOUND', `${dir} is not a pemfs mount: nothing to unmount`)
     }
@@ -186,7 +188,7 @@ program.command('unmount <dir>')
       const who = holders.slice(0, 3).map(h => `pid ${h.pid} (${h.command}) has ${h.what}`).join('; ')
       throw new PemError('PEM_ERR_BUSY', `${dir} is busy: ${who}${holders.length > 3 ? `; and ${holders.length - 3} more` : ''}. Stop them, or detach it anyway with --lazy`)
     }
-    const r = await stopDaemon(runFiles(configDir, dir), dir, daemon === 0 ? null : daemon)
+    const r = await stopDaemon(files, dir, daemon === 0 ? null : daemon)
     await stopStale(embeddedFiles(configDir, dir)) // only when a dead mount left its embedded spd
     printObject({ unmounted: dir, daemon: r.pid, forced: r.detached }, o.json === true)
   }))
