@@ -1,9 +1,8 @@
-// Addon entry: NODE_API_MODULE + Init only; registers the load registers, the crypto engine, the memory helpers,
-// the file-system calls Node lacks and the native FUSE session (native/fuse/).
+// Addon entry: NODE_API_MODULE + Init only; registers the load registers, the crypto engine, the memory helpers
+// and the native FUSE session (native/fuse/).
 #include <napi.h>
 
 #include "crypto_engine.h"
-#include "fs_calls.h"
 #include "fuse/js.h"
 #include "load_regs.h"
 #include "memory.h"
@@ -12,7 +11,6 @@ static Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   pem::regs::Init(env, exports);
   pem::engine::Init(env, exports);
   pem::memory::Init(env, exports);
-  pem::fscalls::Init(env, exports);
   pem::fuse::Init(env, exports);
   return exports;
 }

@@ -1,14 +1,14 @@
 #!/bin/sh
 # Installs what the project needs on a fresh Debian machine, then the npm modules: the one list of system packages
 # (`npm test`, `npm run demo` and .ci/run all start here). Quiet and quick when everything is already in place.
-#   libzstd-dev liblz4-dev  compression libraries of the native addon     libfuse2 fuse3  fuse-native, fusermount
+#   libzstd-dev liblz4-dev  compression libraries of the native addon     fuse3           fusermount3
 #   libfuse3-dev            the addon's native FUSE session (native/fuse/)
 #   openssl                 `openssl speed` baselines                     fio             the pemfs workload tests
 #   nftables iproute2       network-namespace partition tests            python3 util-linux  the POSIX comparison suite (setpriv)
 # `setup.sh --bench` also installs what only the benchmarks use: gocryptfs (the fs baseline).
 set -eu
 cd "$(dirname "$0")/.."
-PACKAGES="libzstd-dev liblz4-dev libfuse3-dev libfuse2 fuse3 openssl fio nftables iproute2 python3 util-linux"
+PACKAGES="libzstd-dev liblz4-dev libfuse3-dev fuse3 openssl fio nftables iproute2 python3 util-linux"
 [ "${1:-}" = --bench ] && PACKAGES="$PACKAGES gocryptfs"
 
 missing=""
@@ -32,7 +32,7 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 addons_load() {
-  node -e "require('node-gyp-build')(process.cwd()); require('sodium-native'); require('fuse-native')" 2>/dev/null
+  node -e "require('node-gyp-build')(process.cwd()); require('sodium-native')" 2>/dev/null
 }
 if [ ! -d node_modules ] || ! addons_load; then
   echo "setup: npm ci" >&2

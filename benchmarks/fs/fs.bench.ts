@@ -5,8 +5,8 @@
 // depth 1 buffered and O_DIRECT (a laid-out file, caches dropped before each, --randrepeat=0 --norandommap), the
 // create(4 KiB)+stat+unlink loop, tar -x and rm -rf of the tree. fio runs with --fallocate=none as there: a FUSE
 // file system without fallocate otherwise gets glibc's byte-per-block emulation (the old harness did not, one reason
-// it showed gocryptfs at a third of the speed measured outside). Targets: a plain directory, a bare fuse-native
-// passthrough (passthrough.ts: FUSE in Node without pemfs), pemfs bypass, pemfs encrypted (apply_key, aes-256-gcm,
+// it showed gocryptfs at a third of the speed measured outside). Targets: a plain directory, a bare
+// native-session passthrough (passthrough.ts: pemfs's FUSE session without policy or cluster), pemfs bypass, pemfs encrypted (apply_key, aes-256-gcm,
 // spd on loopback) and gocryptfs (Debian), in one run; baseline = gocryptfs. Every I/O runs in a child process (fio,
 // tar, node meta-loop.js): the mounts are served by other processes, and this one only spawns and parses. The
 // machine's speed drifts within minutes, so targets take turns test by test, each round starting one target later,

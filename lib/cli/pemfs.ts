@@ -119,11 +119,11 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
   }
   const mounted = m
   keepServingOnBrokenPipe()
-  process.umask(0) // the kernel already applied the caller's umask to create/mkdir modes
+  process.umask(0) // the session gives each worker the caller's umask; nothing else here creates files for callers
   fs.writeFileSync(files.pid, `${process.pid}\n`, { mode: 0o600 })
   const control = serveControl(files.sock, () => statusOf(mounted))
   const stopMetrics = o.metricsFile === undefined ? () => {} : writeMetricsFile(path.resolve(o.metricsFile), () => statusOf(mounted))
-  const keepAlive = setInterval(() => {}, 1 << 30) // fuse-native's handles do not keep the loop alive
+  const keepAlive = setInterval(() => {}, 1 << 30) // the session's threads do not keep the event loop alive
   let stopping = false
   const stop = (signal: string): void => {
     if (stopping) return
@@ -177,7 +177,9 @@ program.command('unmount <dir>')
     const dir = path.resolve(d)
     const configDir = path.resolve(o.configDir)
     const daemon = await lockHolder('pemfs', dir)
-    if (!isMounted(dir) && daemon === null) {
+    const files = runFiles(configDir, dir)
+    // A daemon that died leaves its pid file; its mount is gone already when the session's watcher detached it.
+    if (!isMounted(dir) && daemon === null && !fs.existsSync(files.pid)) {
       await stopStale(embeddedFiles(configDir, dir)) // a dead mount may have left its embedded spd
       throw new PemError('PEM_ERR_NOT_FOUND', `${dir} is not a pemfs mount: nothing to unmount`)
     }
@@ -186,7 +188,7 @@ program.command('unmount <dir>')
       const who = holders.slice(0, 3).map(h => `pid ${h.pid} (${h.command}) has ${h.what}`).join('; ')
       throw new PemError('PEM_ERR_BUSY', `${dir} is busy: ${who}${holders.length > 3 ? `; and ${holders.length - 3} more` : ''}. Stop them, or detach it anyway with --lazy`)
     }
-    const r = await stopDaemon(runFiles(configDir, dir), dir, daemon === 0 ? null : daemon)
+    const r = await stopDaemon(files, dir, daemon === 0 ? null : daemon)
     await stopStale(embeddedFiles(configDir, dir)) // only when a dead mount left its embedded spd
     printObject({ unmounted: dir, daemon: r.pid, forced: r.detached }, o.json === true)
   }))

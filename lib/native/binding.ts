@@ -74,22 +74,12 @@ export interface RawMemory {
   tuneHeap (arenas: number, mmapBytes: number): boolean
 }
 
-/** native/fs_calls.cc: each returns 0 or a byte count, or -errno. */
-export interface RawFsCalls {
-  mknod (path: string, mode: number, dev: number): number
-  getxattr (path: string, name: string, out: Uint8Array | null): number
-  setxattr (path: string, name: string, value: Uint8Array, flags: number): number
-  listxattr (path: string, out: Uint8Array | null): number
-  removexattr (path: string, name: string): number
-}
-
-
 /** An opaque native FUSE session (native/fuse/js.cc). */
 export interface RawFuseSession { readonly __fuseSession: unique symbol }
 
 /** What native/fuse hands the control plane (lib/native/fuse-session.ts types them further). */
 export interface RawDecideCall { id: number, uid: number, gid: number, gids: number[], pid: number, umask: number, path: string, action: string, nodeid: number }
-export interface RawIoCall { id: number, kind: string, fh: number, nodeid: number, fd: number, offset: number, size: number, flags: number, path: string, data?: Buffer }
+export interface RawIoCall { id: number, kind: string, fh: number, nodeid: number, fd: number, offset: number, size: number, flags: number, uid: number, gid: number, pid: number, path: string, data?: Buffer }
 export interface RawFuseOptions { entryTimeoutMs: number, attrTimeoutMs: number, decideTimeoutMs: number, autoUnmount: boolean, debug: boolean }
 
 /** native/fuse/js.cc */
@@ -108,7 +98,7 @@ export interface RawFuse {
   readonly FUSE_PATH_MAX: number
 }
 
-export type RawBinding = RawRegs & RawCrypto & RawMemory & RawFsCalls & RawFuse
+export type RawBinding = RawRegs & RawCrypto & RawMemory & RawFuse
 
 /** The package root: the nearest ancestor of this file that holds binding.gyp (works from lib/ and dist/lib/). */
 function packageRoot (): string {

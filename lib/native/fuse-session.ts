@@ -27,10 +27,12 @@ export type IoKind = 'open' | 'read' | 'write' | 'flush' | 'fsync' | 'release' |
  * answer). open: `flags` are the caller's open flags (O_CREAT for a new file; O_TRUNC is left to the hook).
  * read: answer `data` (at most `size` bytes). write: `data` at `offset`, answer `value` = bytes taken.
  * fsync: `flags` 1 for fdatasync. truncate: `size` (fh 0 when it came by path; `fd` is then a temporary one).
+ * uid/gid/pid: the caller — of the handle's open (open, and every call of that handle), of the request (truncate by
+ * path); 0 for size.
  * size: the size applications see (answer `value`) of a file whose getattr decision is not a bypass, or of a hooked
  * handle; `size` is the backing size, `fd` the handle's or a temporary read-only one.
  */
-export interface IoRequest { kind: IoKind, fh: number, nodeid: number, fd: number, offset: number, size: number, flags: number, path: string, data?: Buffer }
+export interface IoRequest { kind: IoKind, fh: number, nodeid: number, fd: number, offset: number, size: number, flags: number, uid: number, gid: number, pid: number, path: string, data?: Buffer }
 export interface IoAnswer { errno?: string | number, value?: number, data?: Uint8Array }
 
 export type DecideFn = (r: DecideRequest) => DecideAnswer | Promise<DecideAnswer>
@@ -108,7 +110,7 @@ export class FuseSession {
     const io = o.io
     const onIo = (c: RawIoCall): void => {
       if (io === undefined) { answer(c.id, { errno: ERRNO.EIO }); return }
-      const req: IoRequest = { kind: c.kind as IoKind, fh: c.fh, nodeid: c.nodeid, fd: c.fd, offset: c.offset, size: c.size, flags: c.flags, path: c.path, data: c.data }
+      const req: IoRequest = { kind: c.kind as IoKind, fh: c.fh, nodeid: c.nodeid, fd: c.fd, offset: c.offset, size: c.size, flags: c.flags, uid: c.uid, gid: c.gid, pid: c.pid, path: c.path, data: c.data }
       Promise.resolve().then(async () => await io(req)).then(
         a => answer(c.id, { errno: a.errno === undefined ? undefined : errnoNumber(a.errno), value: a.value, data: a.data }),
         err => answer(c.id, { errno: errnoNumber(err) }))

@@ -72,7 +72,7 @@ function joined (parts: Uint8Array[], bytes: number): Buffer {
 /** New-file headers asked for at once (FileHeader count): one round trip serves this many new encrypted files. */
 const HEADER_BATCH = 16
 /**
- * Data-call errors after which the caller decides again and retries (ops-io.ts withGrant; crypt-file.ts keeps
+ * Data-call errors after which the caller decides again and retries (crypt-io.ts granted; crypt-file.ts keeps
  * trying background seals): dataRequest() has marked a server that stopped answering down, so the new decision
  * comes from another one when there is one.
  */
@@ -124,13 +124,28 @@ export class ClusterClient {
    * The host's policy version fence: the newest version a strict majority of its servers have reported (never lowered).
    * One server announcing a newer version does not move it (docs/PEMFS.md, "Policy version").
    */
-  pv = 0
+  private policyVersion = 0
+  private readonly pvListeners = new Set<(pv: number) => void>()
   /** Unused new-file headers by server|pv|key|compression (newHeader). */
   private readonly spareHeaders = new Map<string, Buffer[]>()
   private readonly timeoutMs: number
   private readonly retryDownMs: number
   private readonly overloadBackoffMs: number
   private readonly selector: Selector
+
+  /** The policy version fence (see policyVersion). */
+  get pv (): number { return this.policyVersion }
+  set pv (v: number) {
+    if (v === this.policyVersion) return
+    this.policyVersion = v
+    for (const l of this.pvListeners) l(v)
+  }
+
+  /** Calls `fn` whenever the host adopts a new policy version (the mount drops its cached answers); returns an off. */
+  onPolicyVersion (fn: (pv: number) => void): () => void {
+    this.pvListeners.add(fn)
+    return () => { this.pvListeners.delete(fn) }
+  }
 
   constructor (private readonly identity: Identity, entries: ServerEntry[], opts: ClientOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? 2000

@@ -19,7 +19,7 @@ import { blockRange, cipherSize, parseSlot, plainSize, recordOffset, slotOffset,
 /** encrypted: has a header; empty: 0 bytes (gets a header at its first write); plaintext: left from before the guard. */
 export type Kind = 'encrypted' | 'empty' | 'plaintext'
 
-/** Runs one data call with the handle's decision; deciding again and retrying when the grant is gone (ops-io.ts). */
+/** Runs one data call with the handle's decision; deciding again and retrying when the grant is gone (crypt-io.ts). */
 export type WithGrant = <T>(fn: (d: Decision) => Promise<T>) => Promise<T>
 
 /**
@@ -179,7 +179,7 @@ interface Waiting { grant: WithGrant, h: FileHeader, nums: number[], parts: Buff
 
 /**
  * What one open handle knows of its file's background write failures, like Linux's errseq_t per open file: the
- * file counts its failures; a handle notes the count when it opens and each time it is told. fs-state.ts's Handle.
+ * file counts its failures; a handle notes the count when it opens and each time it is told. crypt-io.ts's CryptHandle.
  */
 export interface Writer {
   wrote: boolean // has written through this handle: only such handles are told of failures
@@ -237,7 +237,7 @@ export class CryptFile {
     if (this.kind === 'plaintext') this.refuseWrite('write', real)
     if (this.header !== null && this.headerBytes !== null) return this.header
     const { bytes, header } = await grant(async d => await this.client.newHeader(d))
-    fs.writeSync(this.fd, bytes, 0, bytes.length, 0) // 45 bytes or so: a thread-pool trip would cost more (fs-state.ts)
+    fs.writeSync(this.fd, bytes, 0, bytes.length, 0) // 45 bytes or so: a thread-pool trip would cost more
     fs.ftruncateSync(this.fd, bytes.length)
     this.header = header; this.headerBytes = bytes; this.size = bytes.length; this.kind = 'encrypted'
     return header
@@ -532,7 +532,7 @@ export class CryptFile {
       if (pos > first * B && first < oldBlocks) need.add(first)
       if (end < Math.min(oldPlain, (last + 1) * B)) need.add(last)
       const old = await this.oldBlocks(grant, h, [...need].sort((a, b) => a - b))
-      // The caller's buffer belongs to fuse-native once we return: the blocks are sealed from our own copy.
+      // The caller's buffer is reused once we return: the blocks are sealed from our own copy.
       const copy = dataPool.take(len)
       data.copy(copy, 0, 0, len)
       const nums: number[] = []

@@ -1,5 +1,5 @@
-// The encrypted files pemfs has open, one CryptFile per backing inode (dev:ino) however many handles and names
-// reach it, so every reader and writer of a file shares its size and its lock; and the plaintext size getattr
+// The encrypted files pemfs has open, one CryptFile per backing inode (dev:ino, from fstat of the fd the native
+// session hands over: no path is resolved) however many handles and names reach it, so every reader and writer of a file shares its size and its lock; and the plaintext size getattr
 // reports, from the backing size and the header (format plainSize) — never a round trip to spd. A file a crash left
 // in the middle of a truncation (a redo record at its end, FORMAT.md §4.8) is finished when first loaded or stat'ed.
 import fs from 'node:fs'
@@ -7,7 +7,7 @@ import type { ClusterClient } from './client'
 import { CryptFile, finishTruncation, readRedo, type Kind, type Redo } from './crypt-file'
 import { FILE_MAGIC, HEADER_MAX_BYTES, decodeHeader, plainSize, type FileHeader } from '../wire/file-format'
 
-const { O_RDWR, O_RDONLY, O_NOFOLLOW } = fs.constants
+const { O_RDWR, O_RDONLY } = fs.constants
 
 /**
  * What the backing file open on `fd` (of `size` bytes) is, from its first bytes, and the redo record of a truncation
@@ -32,20 +32,22 @@ export class CryptFiles {
   constructor (private readonly client: ClusterClient) {}
 
   /**
-   * The shared state of the file at `real` (a backing path); release() it when done. Synchronous (fs-state.ts), so
-   * two opens of one inode cannot both load it.
+   * The shared state of the file open on `handleFd` (the session's backing fd of a handle; `label` names it in log
+   * lines); release() it when done. Synchronous, so two opens of one inode cannot both load it. The CryptFile keeps a
+   * read-write fd of its own (a re-open of the handle's through /proc/self/fd), which outlives any one handle.
    */
-  acquire (real: string): CryptFile {
-    const st = fs.statSync(real)
+  acquire (handleFd: number, label: string): CryptFile {
+    const st = fs.fstatSync(handleFd)
     const id = `${st.dev}:${st.ino}`
-    const f = this.files.get(id) ?? this.load(id, real)
+    const f = this.files.get(id) ?? this.load(id, handleFd, label)
     f.refs++
     return f
   }
 
-  private load (id: string, real: string): CryptFile {
+  private load (id: string, handleFd: number, real: string): CryptFile {
+    const proc = `/proc/self/fd/${handleFd}`
     let fd: number
-    try { fd = fs.openSync(real, O_RDWR | O_NOFOLLOW) } catch { fd = fs.openSync(real, O_RDONLY | O_NOFOLLOW) }
+    try { fd = fs.openSync(proc, O_RDWR) } catch { fd = fs.openSync(proc, O_RDONLY) }
     try {
       let size = fs.fstatSync(fd).size
       const c = classify(fd, size)
@@ -71,36 +73,35 @@ export class CryptFiles {
   }
 
   /**
-   * Size applications see for a regular file under an encrypted guard point: an open file's own bookkeeping, else
+   * Size applications see for the regular file open on `fd` (of `backingSize` bytes) under an encrypted guard point: an open file's own bookkeeping, else
    * the header's plainSize of st_size. Plaintext files and files whose header is damaged show their backing size
    * (the damaged ones fail with EIO at open; getattr stays possible so they can still be removed).
    */
-  plainSizeOf (real: string, st: fs.Stats): number {
+  sizeOf (fd: number, backingSize: number): number {
+    const st = fs.fstatSync(fd)
     const open = this.files.get(`${st.dev}:${st.ino}`)
     if (open !== undefined) return open.plainSize()
-    if (st.size === 0) return 0
+    if (backingSize === 0) return 0
     const key = `${st.dev}:${st.ino}:${st.ctimeMs}`
     let h = this.headers.get(key)
     if (h === undefined) {
-      const c = this.readHeader(real, st.size)
+      const c = this.readHeader(fd, backingSize)
       if (c.redo) { // loading finishes it; a file it cannot be finished in stats as it is (like a damaged one)
-        try { const f = this.acquire(real); try { return f.plainSize() } finally { this.release(f) } } catch {}
+        try { const f = this.acquire(fd, `inode ${st.ino}`); try { return f.plainSize() } finally { this.release(f) } } catch {}
       }
       h = c.header
       if (this.headers.size >= HEADERS_KEPT) this.headers.delete(this.headers.keys().next().value as string)
       this.headers.set(key, h)
     }
-    return h === null ? st.size : plainSize(h, st.size)
+    return h === null ? backingSize : plainSize(h, backingSize)
   }
 
-  private readHeader (real: string, size: number): { header: FileHeader | null, redo: boolean } {
-    let fd: number | undefined
+  private readHeader (fd: number, size: number): { header: FileHeader | null, redo: boolean } {
     try {
-      fd = fs.openSync(real, O_RDONLY | O_NOFOLLOW)
       const c = classify(fd, size)
       return { header: c.header, redo: c.redo !== null }
     } catch {
       return { header: null, redo: false }
-    } finally { if (fd !== undefined) fs.closeSync(fd) }
+    }
   }
 }

@@ -25,19 +25,23 @@ export function statusOf (m: Mounted): Record<string, unknown> {
   const now = Date.now()
   const mem = process.memoryUsage()
   const mib = (n: number): number => Math.round(n / 1048576 * 10) / 10
+  const stats = m.session.mounted ? m.session.stats() : undefined
   return {
     dir: m.dir,
     backing: m.backing,
     pid: process.pid,
     pv: m.client.pv,
     selection: m.client.selection,
-    handles: m.state.handles.size,
+    handles: stats?.handles ?? 0,
     rssMiB: mib(mem.rss),
     heapMiB: mib(mem.heapUsed),
     buffersMiB: mib(mem.arrayBuffers),
     heapTuned: heapTuned(),
-    ...m.state.counts,
-    ...m.state.guard.stats,
+    ops: stats?.ops ?? 0, // every FUSE request the session served
+    ...m.crypt.counts, // reads, writes and bytes of encrypted handles, errors of their data calls
+    nativeCacheHits: stats?.cacheHits ?? 0,
+    timeouts: stats?.timeouts ?? 0,
+    ...m.guard.stats,
     servers: m.client.servers.map(s => ({
       name: s.entry.name,
       addr: s.entry.addr,
@@ -139,10 +143,16 @@ function commandOf (pid: number): string {
 
 export interface Holder { pid: number, command: string, what: string }
 
+/** The parent pid of `pid` (0 when it is gone). */
+function parentOf (pid: number): number {
+  try { return Number(/\nPPid:\s*(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) } catch { return 0 }
+}
+
 /**
- * The processes (other than `except`) whose working directory, root, an open file or a mapped file is `dir` or under
- * it, as fuser(1) finds them: readlink of /proc entries only, so the mount itself is never touched (its daemon may be
- * the one to answer). Processes this user may not inspect are skipped.
+ * The processes (other than `except` and their children: the daemon's own helpers, such as the fusermount3 that
+ * auto_unmount leaves holding the mount point) whose working directory, root, an open file or a mapped file is `dir`
+ * or under it, as fuser(1) finds them: readlink of /proc entries only, so the mount itself is never touched (its
+ * daemon may be the one to answer). Processes this user may not inspect are skipped.
  */
 export function holdersOf (dir: string, except: ReadonlySet<number>): Holder[] {
   const target = path.resolve(dir)
@@ -168,7 +178,7 @@ export function holdersOf (dir: string, except: ReadonlySet<number>): Holder[] {
       const mapped = maps.split('\n').map(l => l.includes('/') ? l.slice(l.indexOf('/')) : '').find(inside)
       if (mapped !== undefined) what = `${mapped} mapped`
     }
-    if (what !== undefined) out.push({ pid, command: commandOf(pid), what })
+    if (what !== undefined && !except.has(parentOf(pid))) out.push({ pid, command: commandOf(pid), what })
   }
   return out
 }

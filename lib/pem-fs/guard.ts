@@ -1,17 +1,19 @@
-// The enforcement step of every FUSE operation: the caller's attributes + guard point + path + action go to the
+// The enforcement step of every FUSE operation (the native session's `decide`, mount.ts): the caller's attributes + guard point + path + action go to the
 // cluster (ClusterClient.decide); decisions are cached per (attributes, path, action) for the reply's ttl and only
 // under the policy version they were made in — for every path under the reply's scope when it has one (the server
 // says the policy cannot tell those paths apart), so a directory of new files costs one decision per action, not
-// one per name. Also the one place that turns any error into a FUSE errno.
+// one per name. Also the one place that turns any error into an errno.
 import os from 'node:os'
 import { attrsOf } from './attrs'
 import type { ClusterClient } from './client'
-import type { Caller } from './fuse-ctx'
 import { errnoOf, PemError } from '../wire/errors'
 import type { AccessAttrs, Action, DecideReply } from '../wire/packets'
 
 const ERRNO = os.constants.errno as Record<string, number>
 const CACHE_MAX = 20_000
+
+/** Who asks: the FUSE request's credentials (pid 0: the kernel itself). */
+export interface Caller { uid: number, gid: number, pid: number }
 
 export type Decision = DecideReply & { server: string }
 interface Cached { reply: Decision, until: number }
@@ -26,8 +28,11 @@ export class Guard {
   /** `guard` is the guard point as applications see it (the mounted directory). */
   constructor (readonly client: ClusterClient, readonly guard: string) {}
 
-  attrs (c: Caller): AccessAttrs {
-    return c.pid > 0 ? attrsOf(c.pid, c.uid, c.gid) : { uid: c.uid, gids: [c.gid], pid: 0, sid: 0, exe: '', exeHash: '', auth: 0 }
+  /** The caller's access attributes; `gids` (the supplementary groups the native session read) replace /proc's. */
+  attrs (c: Caller, gids?: number[]): AccessAttrs {
+    const a = c.pid > 0 ? attrsOf(c.pid, c.uid, c.gid) : { uid: c.uid, gids: [c.gid], pid: 0, sid: 0, exe: '', exeHash: '', auth: 0 }
+    if (gids !== undefined && gids.length > 0) a.gids = [c.gid, ...gids.filter(g => g !== c.gid)].slice(0, 64)
+    return a
   }
 
   /**
@@ -79,7 +84,7 @@ export class Guard {
   }
 }
 
-/** Negative errno for a FUSE callback: system errors keep their errno, our codes map through lib/wire/errors.ts. */
+/** Negative errno of any error: system errors keep their errno, our codes map through lib/wire/errors.ts. */
 export function toErrno (err: unknown): number {
   const code = (err as { code?: unknown } | null)?.code
   if (typeof code === 'string' && ERRNO[code] !== undefined && !(err instanceof PemError)) return -ERRNO[code]

@@ -14,9 +14,10 @@ export async function pemfsMetricsText (status: Record<string, unknown>): Promis
   const guard = String(status.dir)
   const gauge = (name: string, help: string, labelNames: string[] = []): Gauge => new Gauge({ name, help, labelNames: ['guard', ...labelNames], registers: [registry] })
   const counters: Array<[string, string]> = [
-    ['ops', 'FUSE operations served'], ['errors', 'operations answered with an error'], ['reads', 'read requests'], ['writes', 'write requests'],
-    ['bytesRead', 'bytes read through the mount'], ['bytesWritten', 'bytes written through the mount'], ['decisions', 'decisions asked of the cluster'],
-    ['cacheHits', 'decisions answered from the cache'], ['denied', 'operations denied by policy'], ['failed', 'operations failed for want of a server']
+    ['ops', 'FUSE operations served'], ['errors', 'data calls of encrypted handles answered with an error'], ['reads', 'read requests of encrypted handles'],
+    ['writes', 'write requests of encrypted handles'], ['bytesRead', 'bytes read through encrypted handles'], ['bytesWritten', 'bytes written through encrypted handles'],
+    ['decisions', 'decisions asked of the cluster'], ['cacheHits', 'decisions answered from the guard\'s cache'], ['nativeCacheHits', 'decisions answered from the native session\'s cache'],
+    ['timeouts', 'decisions and data calls the session gave up on (ETIMEDOUT)'], ['denied', 'operations denied by policy'], ['failed', 'operations failed for want of a server']
   ]
   for (const [key, help] of counters) {
     const v = status[key]

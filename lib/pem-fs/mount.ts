@@ -1,22 +1,18 @@
 // Mounting a guard point: checks FUSE, the enrollment and the cluster, opens the directory underneath BEFORE the
-// mount covers it (so DIR is guarded in place and pemfs still reaches the files through /proc/self/fd/N), and mounts
-// with allow_other and default_permissions: the kernel checks mode bits, ownership and sticky directories for every
-// caller as on a local file system, and the cluster's policy restricts further (docs/PEMFS.md "Permissions"). No
-// subtype, so `df -T` shows plain `fuse`; the fsname names the guarded directory.
+// mount covers it (so DIR is guarded in place) and hands that fd to the native FUSE session (lib/native/fuse-session.ts,
+// docs/PEMFS.md "The native session"), which serves every operation on its own threads with the kernel's permission
+// checks (default_permissions) and asks this module only `decide` (the cluster's policy, guard.ts) and, for encrypted
+// handles, the io hook (crypt-io.ts). The fsname names the guarded directory.
 import fs from 'node:fs'
 import path from 'node:path'
-import { attrOps, type SizeOf } from './ops-attr'
 import { ClusterClient } from './client'
 import { CryptFiles } from './crypt-files'
-import { dirOps } from './ops-dir'
-import { FsState } from './fs-state'
-import { loadShim } from './fuse-ctx'
-import { Guard } from './guard'
+import { CryptIo } from './crypt-io'
+import { Guard, toErrno } from './guard'
 import { hostIdentity, readCluster } from './host-config'
-import { ioOps } from './ops-io'
-import { xattrOps } from './ops-xattr'
 import type { SelectionName } from './selection'
 import { ServerListWatcher } from './server-list'
+import { FuseSession, type DecideAnswer, type DecideRequest } from '../native/fuse-session'
 import { PemError } from '../wire/errors'
 
 export interface MountOptions {
@@ -27,22 +23,15 @@ export interface MountOptions {
   selection?: SelectionName // how the host picks a server (docs/PEMFS.md "Choosing a server")
 }
 
-interface FuseInstance { mount: (cb: (err: Error | null) => void) => void, unmount: (cb: (err: Error | null) => void) => void }
-type FuseClass = new (mnt: string, ops: Record<string, unknown>, opts: Record<string, unknown>) => FuseInstance
+export interface Mounted { dir: string, backing: string, client: ClusterClient, guard: Guard, session: FuseSession, crypt: CryptIo, unmount: () => Promise<void> }
 
-export interface Mounted { dir: string, backing: string, state: FsState, client: ClusterClient, unmount: () => Promise<void> }
-
-// fuse-native has no option for big writes or for mounting over a non-empty directory (guarding in place needs
-// it); libfuse splits the fsname value on commas, so they ride along with it.
-// Without them the kernel hands writes over in 4 KiB requests (50 MB/s instead of ~360 MB/s here).
-// attr_timeout=0: libfuse's high-level API gives every name of a hard-linked file its own kernel inode, so a cached
-// size would let fstat on an fd opened under one name miss writes made under another (docs/PEMFS.md).
-// default_permissions: the kernel's own permission checks, from the attributes getattr reports.
-const EXTRA_OPTIONS = 'nonempty,big_writes,max_write=131072,attr_timeout=0,default_permissions'
+const DEBUG = process.env.PEMFS_DEBUG === '1'
+// A decision or io answer may wait for every server in turn, and an encrypted fsync/close for write-behind to
+// persist (crypt-file.ts WRITE_BEHIND_PERSIST_MS, 10 s): the session's deadline is above both.
+const ANSWER_SLACK_MS = 30_000
 
 function checkFuse (): void {
   if (!fs.existsSync('/dev/fuse')) throw new PemError('PEM_ERR_BAD_CONFIG', 'FUSE is not available: /dev/fuse is missing (load the fuse module, or run the container with --device /dev/fuse)')
-  try { require.resolve('fuse-native') } catch { throw new PemError('PEM_ERR_BAD_CONFIG', 'fuse-native is not installed: run npm ci') }
 }
 
 async function reachCluster (client: ClusterClient): Promise<void> {
@@ -51,6 +40,27 @@ async function reachCluster (client: ClusterClient): Promise<void> {
     try { await client.ping(s); return } catch (err) { errors.push(`${s.entry.name}@${s.entry.addr}: ${(err as Error).message}`) }
   }
   throw new PemError('PEM_ERR_UNREACHABLE', `no server of the cluster answered (${errors.join('; ')})`)
+}
+
+/** The session's `decide`: the caller's access attributes, then the guard's (cached) decision. */
+function decider (guard: Guard): (c: DecideRequest) => Promise<DecideAnswer> {
+  let lastLog = 0
+  return async c => {
+    const caller = { uid: c.uid, gid: c.gid, pid: c.pid }
+    try {
+      const d = await guard.allow(caller, c.path, c.action, guard.attrs(caller, c.gids))
+      return { ok: true, ttlMs: d.ttl, bypass: d.bypass }
+    } catch (err) {
+      const denied = err instanceof PemError && err.code === 'PEM_ERR_POLICY_DENY'
+      const now = Date.now()
+      if (DEBUG || (!denied && now - lastLog >= 1000)) { // cluster failures, at most a line a second; denials: the audit log
+        lastLog = now
+        const e = PemError.from(err)
+        process.stderr.write(`${new Date(now).toISOString()} ${c.action} ${c.path}: ${e.message} (${e.code})\n`)
+      }
+      return { ok: false, errno: -toErrno(err) }
+    }
+  }
 }
 
 export async function mountGuard (o: MountOptions): Promise<Mounted> {
@@ -71,33 +81,34 @@ export async function mountGuard (o: MountOptions): Promise<Mounted> {
     await reachCluster(client)
     const w = watcher = new ServerListWatcher(client, o.configDir, cluster)
     backingFd = fs.openSync(backing, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY)
-    // Backing calls use paths relative to the backing directory (FsState.real); one mount per process.
-    process.chdir(`/proc/self/fd/${backingFd}`)
-    const state = new FsState(new Guard(client, dir), backingFd)
+    const guard = new Guard(client, dir)
     const files = new CryptFiles(client)
-    const sizeOf: SizeOf = (real, st) => files.plainSizeOf(real, st)
-    const ops = { ...attrOps(state, sizeOf), ...dirOps(state), ...ioOps(state, files), ...xattrOps(state) }
-    loadShim() // before fuse-native binds fuse_new
-    const Fuse = require('fuse-native') as FuseClass // eslint-disable-line @typescript-eslint/no-var-requires
-    const fsname = `pemfs:${dir.replace(/,/g, '_')},${EXTRA_OPTIONS}`
-    const fuse = new Fuse(dir, ops, { allowOther: true, fsname })
-    await new Promise<void>((resolve, reject) => fuse.mount(err => err === null || err === undefined
-      ? resolve()
-      : reject(new PemError('PEM_ERR_BAD_CONFIG', `cannot mount ${dir}: ${err.message} (is it already mounted?)`))))
+    const crypt = new CryptIo(guard, files)
+    let session: FuseSession
+    try {
+      session = FuseSession.mount(dir, backingFd, decider(guard), {
+        io: crypt.io,
+        decideTimeoutMs: ANSWER_SLACK_MS + client.servers.length * (o.timeoutMs ?? 2000)
+      })
+    } catch (err) {
+      throw new PemError('PEM_ERR_BAD_CONFIG', `cannot mount ${dir}: ${(err as Error).message} (is it already mounted?)`)
+    }
+    const s = session
+    const stopListening = client.onPolicyVersion(() => { if (s.mounted) s.invalidate() }) // cached answers were for the old policy
     const fd = backingFd
     let unmounting: Promise<void> | undefined
     const unmount = async (): Promise<void> => {
-      unmounting ??= new Promise<void>(resolve => fuse.unmount(() => resolve())).then(() => {
+      unmounting ??= Promise.resolve().then(() => {
+        stopListening()
+        s.unmount()
         w.close()
         client.close()
-        for (const h of state.handles.values()) fs.close(h.fd, () => {})
-        state.handles.clear()
-        files.closeAll()
+        crypt.closeAll()
         fs.closeSync(fd)
       })
       await unmounting
     }
-    return { dir, backing, state, client, unmount }
+    return { dir, backing, client, guard, session: s, crypt, unmount }
   } catch (err) {
     watcher?.close()
     client.close()

@@ -151,6 +151,9 @@ void Bridge::CallIo(Napi::Env env, Napi::Function fn, Job* job) {
   req.Set("offset", Napi::Number::New(env, static_cast<double>(c.offset)));
   req.Set("size", Napi::Number::New(env, static_cast<double>(c.size)));
   req.Set("flags", Napi::Number::New(env, c.flags));
+  req.Set("uid", Napi::Number::New(env, static_cast<double>(c.uid)));
+  req.Set("gid", Napi::Number::New(env, static_cast<double>(c.gid)));
+  req.Set("pid", Napi::Number::New(env, static_cast<double>(c.pid)));
   req.Set("path", Napi::String::New(env, c.path));
   if (c.kind == IoKind::kWrite) req.Set("data", Napi::Buffer<uint8_t>::Copy(env, c.data.data(), c.data.size()));
   Deliver(env, fn, job, req);

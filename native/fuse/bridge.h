@@ -43,6 +43,9 @@ struct IoCall {
   int64_t offset = 0;
   uint64_t size = 0;
   int flags = 0;
+  uid_t uid = 0;  // the caller: the handle's opener (open, truncate by path: the request's)
+  gid_t gid = 0;
+  pid_t pid = 0;
   std::string path;
   std::vector<uint8_t> data;  // write: the bytes to write
 };

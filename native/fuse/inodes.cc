@@ -118,7 +118,7 @@ bool InodeTable::PathLocked(uint64_t id, std::string* out) {
     if (it == nodes_.end() || it->second->parent == 0) return false;
     names.push_back(&it->second->name);
     len += it->second->name.size() + 1;
-    if (len > kPathMax || names.size() > kPathMax / 2) return false;
+    if (len > kPolicyPathMax || names.size() > kPathMax / 2) return false;
     cur = it->second->parent;
   }
   out->clear();
@@ -144,7 +144,7 @@ bool InodeTable::ChildPath(uint64_t parent, const char* name, std::string* out) 
   if (nl > kNameMax) return false;
   std::lock_guard<std::mutex> lock(mu_);
   if (!PathLocked(parent, out)) return false;
-  if (out->size() + 1 + nl > kPathMax) return false;
+  if ((out->size() > 1 ? out->size() : 0) + 1 + nl > kPolicyPathMax) return false;
   if (out->size() > 1) out->push_back('/');
   out->append(name, nl);
   return true;

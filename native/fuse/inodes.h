@@ -17,6 +17,8 @@ namespace pem::fuse {
 constexpr uint64_t kRootId = 1;  // FUSE_ROOT_ID
 constexpr size_t kNameMax = 255;
 constexpr size_t kPathMax = 4095;
+// A policy path: up to kPathMax bytes below the root (what a caller can pass relative to the mount) and its leading '/'.
+constexpr size_t kPolicyPathMax = kPathMax + 1;
 
 struct Node {
   uint64_t id = 0;
@@ -42,7 +44,7 @@ class InodeTable {
   // The node's O_PATH fd, -1 when unknown. Valid while the kernel holds the node (it does during its requests).
   int Fd(uint64_t id, mode_t* type = nullptr);
   void Forget(uint64_t id, uint64_t n);
-  // "/a/b" of a node ("/" for the root); false when a name on the way is unknown or the path passes kPathMax.
+  // "/a/b" of a node ("/" for the root); false when a name on the way is unknown or the path passes kPolicyPathMax.
   bool Path(uint64_t id, std::string* out);
   bool ChildPath(uint64_t parent, const char* name, std::string* out);
   // Name changes made through the mount (dev/ino of the object that had the old name).

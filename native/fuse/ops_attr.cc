@@ -97,6 +97,10 @@ int Truncate(fuse_req_t req, Session* s, fuse_ino_t ino, int fd, off_t size, str
     c.nodeid = ino;
     c.fd = wfd;
     c.size = static_cast<uint64_t>(size);
+    const struct fuse_ctx* ctx = fuse_req_ctx(req);
+    c.uid = ctx->uid;
+    c.gid = ctx->gid;
+    c.pid = ctx->pid;
     c.path = path;
     IoResult r;
     err = s->bridge()->Io(std::move(c), &r);

@@ -124,7 +124,9 @@ void MakeEntry(fuse_req_t req, fuse_ino_t parent, const char* name, Action actio
     fuse_reply_err(req, ESTALE);
     return;
   }
-  err = s->DecideChild(req, parent, name, action);
+  Answer a;
+  std::string path;
+  err = s->DecideChild(req, parent, name, action, &a, &path);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
@@ -143,6 +145,10 @@ void MakeEntry(fuse_req_t req, fuse_ino_t parent, const char* name, Action actio
   }
   struct fuse_entry_param e;
   err = s->LookupEntry(parent, name, &e);
+  if (err == 0 && !a.bypass) {  // a hard link to an encrypted file: the size applications see, from the io hook
+    err = s->HookedSize(e.ino, -1, path, &e.attr);
+    if (err != 0) s->inodes().Forget(e.ino, 1);
+  }
   if (err != 0) {
     fuse_reply_err(req, err);
     return;

@@ -18,9 +18,11 @@ namespace pem::fuse {
 
 namespace {
 
-// O_DIRECT would demand aligned buffers of the backing file; the kernel supplies append offsets (O_APPEND) and has
-// handled creation flags; O_NOFOLLOW cannot apply to the /proc/self/fd link (it is one by design).
-constexpr int kStrip = O_DIRECT | O_APPEND | O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW;
+// O_DIRECT would demand aligned buffers of the backing file; the kernel has handled creation flags; O_NOFOLLOW cannot
+// apply to the /proc/self/fd link (it is one by design). O_APPEND stays on a bypass handle's backing fd, where pwrite
+// appends at the true end whatever offset the kernel sent (its size can be stale: docs/PEMFS.md "O_APPEND"); an
+// encrypted handle's io hook places its appends itself, so its fd goes without.
+constexpr int kStrip = O_DIRECT | O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW;
 
 uint32_t Needed(int flags) {
   int acc = flags & O_ACCMODE;
@@ -38,6 +40,9 @@ int OpenHook(Session* s, const std::shared_ptr<Handle>& h, int flags, const std:
   c.nodeid = h->nodeid;
   c.fd = h->fd;
   c.flags = flags;
+  c.uid = h->uid;
+  c.gid = h->gid;
+  c.pid = h->pid;
   c.path = path;
   IoResult r;
   int err = s->bridge()->Io(std::move(c), &r);
@@ -94,7 +99,7 @@ void Open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
     return;
   }
   int flags = (fi->flags & ~kStrip) | O_CLOEXEC;
-  if (encrypted) flags &= ~O_TRUNC;  // the io hook truncates (it knows the format)
+  if (encrypted) flags &= ~(O_TRUNC | O_APPEND);  // the io hook truncates and appends (it knows the format)
   int bfd = open(ProcPath(fd).c_str(), flags);
   if (bfd < 0) {
     fuse_reply_err(req, errno);
@@ -129,6 +134,7 @@ void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, st
   }
   bool encrypted = !d.bypass;
   int flags = (fi->flags & ~kStrip & ~O_TRUNC) | O_CLOEXEC;
+  if (encrypted) flags &= ~O_APPEND;
   int bfd = -1;
   {
     CallerCreds cc(req);
@@ -150,7 +156,7 @@ void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, st
       encrypted = false;
       err = DecideBits(req, s, e.ino, path, bits, &encrypted);
       if (err == 0) {
-        bfd = openat(pfd, name, flags | O_NOFOLLOW);
+        bfd = openat(pfd, name, (encrypted ? flags & ~O_APPEND : flags | (fi->flags & O_APPEND)) | O_NOFOLLOW);
         if (bfd < 0) err = errno;
       }
       if (err == 0) err = Finish(req, s, e.ino, bfd, fi->flags & ~O_CREAT, bits, encrypted, path, fi);

@@ -1,8 +1,9 @@
-// Extended attributes, stored on the backing object: user.*, security.* and the POSIX ACLs
-// (system.posix_acl_access/default, with FUSE_CAP_POSIX_ACL the kernel enforces them). trusted.* and pemfs's own
-// names (user.pemfs.*, security.pemfs.*) are refused: set/remove EPERM, get ENODATA, left out of lists.
+// Extended attributes, stored on the backing object: user.*, trusted.*, security.* and the POSIX ACLs
+// (system.posix_acl_access/default, with FUSE_CAP_POSIX_ACL the kernel enforces them; the kernel lets only
+// CAP_SYS_ADMIN reach trusted.*, and lists show trusted.* to root callers only, as ext4 does). pemfs's own names
+// (user.pemfs.*, trusted.pemfs.*, security.pemfs.*) are refused: set/remove EPERM, get ENODATA, left out of lists.
 // Reads of security.* and the ACLs are not decided: the kernel itself asks for them (file capabilities on every
-// write, ACLs on permission checks). user.* reads are decided as 'xattr', and so is every set or remove.
+// write, ACLs on permission checks). user.* and trusted.* reads are decided as 'xattr', and so is every set or remove.
 #include <errno.h>
 #include <linux/limits.h>
 #include <sys/xattr.h>
@@ -20,15 +21,17 @@ namespace {
 
 bool Starts(const char* s, const char* prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
 
-bool Private(const char* name) { return Starts(name, "user.pemfs.") || Starts(name, "security.pemfs."); }
+bool Private(const char* name) {
+  return Starts(name, "user.pemfs.") || Starts(name, "trusted.pemfs.") || Starts(name, "security.pemfs.");
+}
 
 bool Allowed(const char* name) {
   if (Private(name)) return false;
-  return Starts(name, "user.") || Starts(name, "security.") || strcmp(name, "system.posix_acl_access") == 0 ||
+  return Starts(name, "user.") || Starts(name, "trusted.") || Starts(name, "security.") || strcmp(name, "system.posix_acl_access") == 0 ||
          strcmp(name, "system.posix_acl_default") == 0;
 }
 
-bool Decided(const char* name) { return Starts(name, "user."); }
+bool Decided(const char* name) { return Starts(name, "user.") || Starts(name, "trusted."); }
 
 int NodeFd(fuse_req_t req, Session* s, fuse_ino_t ino) {
   int fd = s->inodes().Fd(ino);
@@ -44,7 +47,7 @@ void SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* valu
     return;
   }
   if (!Allowed(name)) {
-    fuse_reply_err(req, Starts(name, "trusted.") || Private(name) ? EPERM : EOPNOTSUPP);
+    fuse_reply_err(req, Private(name) ? EPERM : EOPNOTSUPP);
     return;
   }
   int fd = NodeFd(req, s, ino);
@@ -58,7 +61,7 @@ void GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   Session* s = S(req);
   s->ops++;
   if (!Allowed(name)) {
-    fuse_reply_err(req, Starts(name, "trusted.") || Private(name) ? ENODATA : EOPNOTSUPP);
+    fuse_reply_err(req, Private(name) ? ENODATA : EOPNOTSUPP);
     return;
   }
   int fd = NodeFd(req, s, ino);
@@ -114,10 +117,11 @@ void ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
     }
   }
   std::vector<char> shown;
+  bool admin = fuse_req_ctx(req)->uid == 0;  // ext4 lists trusted.* only to CAP_SYS_ADMIN
   for (size_t i = 0; i < all.size();) {
     const char* name = all.data() + i;
     size_t len = strnlen(name, all.size() - i);
-    if (Allowed(name)) shown.insert(shown.end(), name, name + len + 1);
+    if (Allowed(name) && (admin || !Starts(name, "trusted."))) shown.insert(shown.end(), name, name + len + 1);
     i += len + 1;
   }
   if (size == 0) {
@@ -135,7 +139,7 @@ void RemoveXattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   Session* s = S(req);
   s->ops++;
   if (!Allowed(name)) {
-    fuse_reply_err(req, Starts(name, "trusted.") || Private(name) ? EPERM : EOPNOTSUPP);
+    fuse_reply_err(req, Private(name) ? EPERM : EOPNOTSUPP);
     return;
   }
   int fd = NodeFd(req, s, ino);

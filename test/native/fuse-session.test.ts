@@ -133,18 +133,20 @@ test.serial('mkfifo and mknod (a device node, as root)', async t => {
   t.is(r.stdout, 'fifo 0:0\ncharacter special file 1:3\n')
 })
 
-test.serial('xattrs: user.* is stored on the backing file, trusted.* and pemfs names are refused', async t => {
+test.serial('xattrs: user.* and trusted.* (root) are stored on the backing file, pemfs names are refused', async t => {
   const py = [
     'import os', 'open("xa", "w").close()', 'os.setxattr("xa", "user.color", b"blue")',
     'print(os.getxattr("xa", "user.color").decode(), os.listxattr("xa"))',
-    'for n in ["trusted.a", "user.pemfs.key"]:',
+    'for n in ["trusted.a", "user.pemfs.key", "trusted.pemfs.key"]:',
     '  try: os.setxattr("xa", n, b"1"); print("set", n)',
     '  except OSError as e: print(n, e.errno)',
     'os.removexattr("xa", "user.color"); print(os.listxattr("xa"))'
   ].join('\n')
   const r = await sh(`/usr/bin/python3 -c '${py}'`)
   t.is(r.code, 0, r.stderr)
-  t.is(r.stdout, "blue ['user.color']\ntrusted.a 1\nuser.pemfs.key 1\n[]\n")
+  t.is(r.stdout, "blue ['user.color']\nset trusted.a\nuser.pemfs.key 1\ntrusted.pemfs.key 1\n['trusted.a']\n")
+  const under = await sh(`/usr/bin/python3 -c 'import os; print(os.getxattr("${path.join(back, 'xa')}", "trusted.a").decode())'`)
+  t.is(under.stdout, '1\n', under.stderr)
   fs.writeFileSync(path.join(back, 'xb'), '')
   const r2 = await sh(`/usr/bin/python3 -c 'import os; os.setxattr("${path.join(back, 'xb')}", "user.k", b"v"); print(os.getxattr("xb", "user.k").decode())'`)
   t.is(r2.stdout, 'v\n', r2.stderr)

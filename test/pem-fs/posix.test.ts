@@ -170,11 +170,14 @@ test.serial('bypass mount: every step gives what the plain directory gives (errn
 test.serial('encrypted mount: every step gives what the plain directory gives (errno, mode, owner, size)', compare, () => crypt)
 
 test.serial('encrypted mount: the suite\'s files are ciphertext underneath, the bypass mount\'s are not', async t => {
-  // The mount daemon's working directory is the backing directory (lib/pem-fs/mount.ts): /proc/PID/cwd reaches the
-  // bytes underneath the mount without going through it.
+  // The mount daemon holds the backing directory open (lib/pem-fs/mount.ts, opened before the mount covered it):
+  // /proc/PID/fd/N of that fd reaches the bytes underneath the mount without going through it.
   const under = (dir: string, p: string): Buffer => {
     const pid = fs.readFileSync(runFiles(c.hostDir, dir).pid, 'utf8').trim()
-    return fs.readFileSync(path.join('/proc', pid, 'cwd', 't', p))
+    const fds = path.join('/proc', pid, 'fd')
+    const backing = fs.readdirSync(fds).find(n => { try { return fs.readlinkSync(path.join(fds, n)) === dir } catch { return false } })
+    if (backing === undefined) throw new Error(`pemfs pid ${pid} holds no fd of ${dir}`)
+    return fs.readFileSync(path.join(fds, backing, 't', p))
   }
     const enc = under(crypt, 'f')
   t.true(enc.subarray(0, 4).equals(FILE_MAGIC), 'encrypted file header underneath')

@@ -1,0 +1,195 @@
+// The native session's io hook for encrypted handles (decisions answered `bypass: false`): maps open, read, write,
+// flush, fsync, release, truncate and size onto the inode's shared CryptFile (crypt-files.ts), on the backing fd the
+// session hands over — no path is resolved here. A handle keeps the decisions of its open (read and/or write) with
+// their grants; an expired or unknown grant (spd restarted, failed over) makes the handle decide again and retry
+// that data call. Encrypted writes finish in the background: fsync and flush (close) of a handle that wrote wait for
+// them and report a failure, once per such handle; a reader's close neither waits nor hears of it.
+import fs from 'node:fs'
+import type { CryptFile, WithGrant, Writer } from './crypt-file'
+import type { CryptFiles } from './crypt-files'
+import { REDECIDE } from './client'
+import type { Caller, Decision, Guard } from './guard'
+import type { IoAnswer, IoRequest } from '../native/fuse-session'
+import { PemError } from '../wire/errors'
+import type { AccessAttrs, Action } from '../wire/packets'
+
+const { O_ACCMODE = 3, O_RDONLY, O_WRONLY, O_CREAT, O_TRUNC, O_APPEND } = fs.constants as unknown as Record<string, number>
+const DEBUG = process.env.PEMFS_DEBUG === '1' // log every failed operation, not only cluster failures
+
+/** One encrypted handle: the decisions of its open and what it knows of its file's background write failures. */
+export interface CryptHandle extends Writer {
+  fd: number // the session's backing fd of the handle (valid until release)
+  path: string // the policy's path at open (decisions again, log lines)
+  caller: Caller
+  attrs: AccessAttrs
+  decisions: Map<Action, Decision> // read/write decisions of this handle, made at open (or first use, for create)
+  crypt: CryptFile
+  append: boolean // opened O_APPEND: every write goes to the end of the file as CryptFile knows it
+}
+
+/** Data calls of encrypted handles (the counters `pemfs status` shows next to the session's own). */
+export interface IoCounts { errors: number, reads: number, writes: number, bytesRead: number, bytesWritten: number }
+
+function needed (flags: number): Action[] {
+  const acc = flags & O_ACCMODE
+  const actions: Action[] = acc === O_RDONLY ? ['read'] : acc === O_WRONLY ? ['write'] : ['read', 'write']
+  if ((flags & O_TRUNC) !== 0) actions.push('truncate')
+  return actions
+}
+
+const done = async (f: (cb: (e: NodeJS.ErrnoException | null) => void) => void): Promise<void> =>
+  await new Promise((resolve, reject) => f(e => e === null ? resolve() : reject(e)))
+
+export class CryptIo {
+  readonly handles = new Map<number, CryptHandle>()
+  readonly counts: IoCounts = { errors: 0, reads: 0, writes: 0, bytesRead: 0, bytesWritten: 0 }
+  private lastLog = 0
+
+  constructor (private readonly guard: Guard, private readonly files: CryptFiles) {}
+
+  /** The session's io hook. */
+  readonly io = async (r: IoRequest): Promise<IoAnswer> => {
+    try {
+      return await this.serve(r)
+    } catch (err) {
+      this.counts.errors++
+      if (DEBUG || (!(err instanceof PemError && err.code === 'PEM_ERR_POLICY_DENY') && typeof (err as { syscall?: unknown }).syscall !== 'string')) this.log(r.path, PemError.from(err))
+      throw err
+    }
+  }
+
+  /** Drops every handle's state (the session is gone). */
+  closeAll (): void {
+    this.handles.clear()
+    this.files.closeAll()
+  }
+
+  private async serve (r: IoRequest): Promise<IoAnswer> {
+    switch (r.kind) {
+      case 'open': return await this.open(r)
+      case 'read': {
+        const h = this.handleOf(r.fh)
+        this.counts.reads++
+        const buf = Buffer.allocUnsafe(r.size)
+        const n = await h.crypt.read(this.granted(h, h.decisions.has('read') || !h.decisions.has('write') ? 'read' : 'write'), buf, r.size, r.offset)
+        this.counts.bytesRead += n
+        return { data: buf.subarray(0, n) }
+      }
+      case 'write': {
+        const h = this.handleOf(r.fh)
+        this.counts.writes++
+        const data = r.data ?? Buffer.alloc(0)
+        h.wrote = true // before the write is queued: a failure from here on is this handle's to hear
+        const n = await h.crypt.write(this.granted(h, 'write'), h.path, data, data.length, r.offset, h.append)
+        this.counts.bytesWritten += n
+        return { value: n }
+      }
+      case 'flush': {
+        const h = this.handles.get(r.fh)
+        if (h !== undefined && h.wrote) await h.crypt.settle(h) // else nothing of its own to wait for
+        return {}
+      }
+      case 'fsync': {
+        const h = this.handleOf(r.fh)
+        await h.crypt.settle(h)
+        await done(cb => (r.flags & 1) !== 0 ? fs.fdatasync(h.fd, cb) : fs.fsync(h.fd, cb))
+        return {}
+      }
+      case 'release': {
+        const h = this.handles.get(r.fh)
+        this.handles.delete(r.fh)
+        if (h !== undefined) {
+          await h.crypt.drain() // a failure was for fsync/flush to report; the fd must outlive the writes
+          this.files.release(h.crypt)
+        }
+        return {}
+      }
+      case 'truncate': {
+        if (r.fh !== 0) {
+          const h = this.handleOf(r.fh)
+          await h.crypt.truncate(this.granted(h, 'write'), h.path, r.size)
+          return {}
+        }
+        // By path (the fd is a temporary one): a short-lived handle, so a lost grant is decided again like any handle's.
+        const caller = { uid: r.uid, gid: r.gid, pid: r.pid }
+        const attrs = this.guard.attrs(caller)
+        const d = await this.guard.allow(caller, r.path, 'truncate', attrs)
+        const f = this.files.acquire(r.fd, r.path)
+        const h: CryptHandle = { fd: r.fd, path: r.path, caller, attrs, decisions: new Map([['truncate', d]]), crypt: f, wrote: false, failuresSeen: f.failures, append: false }
+        try { await f.truncate(this.granted(h, 'truncate'), r.path, r.size) } finally { this.files.release(f) }
+        return {}
+      }
+      case 'size': return { value: this.files.sizeOf(r.fd, r.size) }
+    }
+    throw Object.assign(new Error(`unknown io call ${String(r.kind)}`), { code: 'EIO' })
+  }
+
+  private async open (r: IoRequest): Promise<IoAnswer> {
+    const caller = { uid: r.uid, gid: r.gid, pid: r.pid }
+    const attrs = this.guard.attrs(caller)
+    const p = r.path
+    if ((r.flags & O_CREAT) !== 0) { // a new file: its creation decision answers for the writes
+      const d = await this.guard.allow(caller, p, 'create', attrs)
+      const f = this.files.acquire(r.fd, p)
+      try { await f.create(this.given(d), p) } catch (err) { this.files.release(f); throw err }
+      this.opened(r.fh, { fd: r.fd, path: p, caller, attrs, decisions: new Map([['write', d]]), crypt: f, wrote: false, failuresSeen: f.failures, append: (r.flags & O_APPEND) !== 0 })
+      return {}
+    }
+    const actions = needed(r.flags)
+    const ds = await Promise.all(actions.map(async a => await this.guard.allow(caller, p, a, attrs)))
+    const f = this.files.acquire(r.fd, p)
+    try {
+      if ((r.flags & O_TRUNC) !== 0) await f.truncate(this.given(ds[ds.length - 1]), p, 0)
+      if (f.kind === 'plaintext') f.noteLegacy(p) // plaintext left from before: reads serve it as it is, writes EROFS
+    } catch (err) { this.files.release(f); throw err }
+    this.opened(r.fh, { fd: r.fd, path: p, caller, attrs, decisions: new Map(actions.map((a, i) => [a, ds[i]])), crypt: f, wrote: false, failuresSeen: f.failures, append: (r.flags & O_APPEND) !== 0 })
+    return {}
+  }
+
+  private opened (fh: number, h: CryptHandle): void {
+    const old = this.handles.get(fh)
+    if (old !== undefined) this.files.release(old.crypt) // a handle number the session reused without a release
+    this.handles.set(fh, h)
+  }
+
+  private handleOf (fh: number): CryptHandle {
+    const h = this.handles.get(fh)
+    if (h === undefined) throw Object.assign(new Error('no such handle'), { code: 'EBADF' })
+    return h
+  }
+
+  private async decisionOf (h: CryptHandle, action: Action): Promise<Decision> {
+    let d = h.decisions.get(action)
+    if (d === undefined) {
+      d = await this.guard.allow(h.caller, h.path, action, h.attrs)
+      h.decisions.set(action, d)
+    }
+    return d
+  }
+
+  /** The handle's data calls for `action`, each retried with a new decision when its grant is gone. */
+  private granted (h: CryptHandle, action: Action): WithGrant {
+    return async fn => {
+      for (let attempt = 0; ; attempt++) {
+        const d = await this.decisionOf(h, action)
+        try {
+          return await fn(d)
+        } catch (err) {
+          if (!(err instanceof PemError) || !REDECIDE.has(err.code) || attempt >= this.guard.client.servers.length) throw err
+          h.decisions.set(action, await this.guard.allow(h.caller, h.path, action, h.attrs, true))
+        }
+      }
+    }
+  }
+
+  /** A decision just made (open with O_TRUNC, create): used as it is. */
+  private given (d: Decision): WithGrant { return async fn => await fn(d) }
+
+  /** Cluster and protocol failures go to the log (at most one line per second); denials are the audit log's job. */
+  private log (p: string, err: PemError): void {
+    const now = Date.now()
+    if (now - this.lastLog < 1000 && !DEBUG) return
+    this.lastLog = now
+    process.stderr.write(`${new Date(now).toISOString()} ${p}: ${err.message} (${err.code})\n`)
+  }
+}
