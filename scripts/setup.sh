@@ -2,13 +2,13 @@
 # Installs what the project needs on a fresh Debian machine, then the npm modules: the one list of system packages
 # (`npm test`, `npm run demo` and .ci/run all start here). Quiet and quick when everything is already in place.
 #   libzstd-dev liblz4-dev  compression libraries of the native addon     fuse3           fusermount3
-#   libfuse3-dev            the addon's native FUSE session (native/fuse/)
+#   libfuse3-dev pkg-config the addon's native FUSE session (native/fuse/; binding.gyp asks pkg-config for its flags)
 #   openssl                 `openssl speed` baselines                     fio             the pemfs workload tests
 #   nftables iproute2       network-namespace partition tests            python3 util-linux  the POSIX comparison suite (setpriv)
 # `setup.sh --bench` also installs what only the benchmarks use: gocryptfs (the fs baseline).
 set -eu
 cd "$(dirname "$0")/.."
-PACKAGES="libzstd-dev liblz4-dev libfuse3-dev fuse3 openssl fio nftables iproute2 python3 util-linux"
+PACKAGES="libzstd-dev liblz4-dev libfuse3-dev pkg-config fuse3 openssl fio nftables iproute2 python3 util-linux"
 [ "${1:-}" = --bench ] && PACKAGES="$PACKAGES gocryptfs"
 
 missing=""
