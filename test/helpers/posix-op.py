@@ -47,6 +47,38 @@ def fstat_sequence(path):
         os.close(fd)
 
 
+def times(path):
+    # timestamps through every change: set explicitly, moved by a write (mtime, ctime), chmod moves ctime only
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+    os.utime(path, (1000000, 1000000))
+    s0 = os.stat(path)
+    with open(path, "ab") as f:
+        f.write(b"x")
+    s1 = os.stat(path)
+    os.chmod(path, 0o600)
+    s2 = os.stat(path)
+    os.utime(path, (2000000, 3000000))
+    s3 = os.stat(path)
+    return {"set": [int(s0.st_atime), int(s0.st_mtime)], "write_moves_mtime": s1.st_mtime > s0.st_mtime,
+            "write_moves_ctime": s1.st_ctime_ns >= s0.st_ctime_ns, "chmod_keeps_mtime": s2.st_mtime_ns == s1.st_mtime_ns,
+            "chmod_moves_ctime": s2.st_ctime_ns >= s1.st_ctime_ns, "explicit": [int(s3.st_atime), int(s3.st_mtime)]}
+
+
+def blocks(path):
+    # st_blocks: a hole takes (almost) nothing, written data takes at least its size, truncation gives it back
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+    os.truncate(path, 10 << 20)
+    hole = os.stat(path).st_blocks * 512 < (1 << 20)
+    with open(path, "r+b") as f:
+        f.write(os.urandom(256 << 10))
+        f.flush()
+        os.fsync(f.fileno())
+    written = os.stat(path).st_blocks * 512 >= (256 << 10)
+    os.truncate(path, 4096)
+    back = os.stat(path).st_blocks * 512 < (64 << 10)
+    return {"hole_is_small": hole, "written_counts": written, "truncated_gives_back": back, "size": os.stat(path).st_size}
+
+
 ACCESS = {"r": os.R_OK, "w": os.W_OK, "x": os.X_OK, "f": os.F_OK}
 NODES = {"fifo": stat.S_IFIFO, "sock": stat.S_IFSOCK, "chr": stat.S_IFCHR, "reg": stat.S_IFREG}
 
@@ -118,6 +150,10 @@ def run(op, a):
     if op == "removexattr":
         os.removexattr(a[0], a[1], follow_symlinks=False)
         return {}
+    if op == "times":
+        return times(a[0])
+    if op == "blocks":
+        return blocks(a[0])
     if op == "fstat-sequence":
         return fstat_sequence(a[0])
     raise SystemExit("unknown op " + op)

@@ -82,7 +82,8 @@ const STEPS: Step[] = [
   ['a', 'create', `pub/${long('n', 255)}`, '644'], ['a', 'create', `pub/${long('n', 256)}`, '644'],
   ...deepDirs.map((d): Step => ['root', 'mkdir', d, '755']),
   ['root', 'write', deepFile, 'deep'], ['a', 'read', deepFile], ['a', 'stat', deepFile], ['root', 'create', `${deepFile}qqq`, '644'],
-  // sizes and link counts through every path, holes, truncation across blocks
+  // timestamps, st_blocks, sizes and link counts through every path, holes, truncation across blocks
+  ['a', 'times', 'pub/tm'], ['b', 'times', 'pub/tm'], ['a', 'blocks', 'pub/sp'],
   ['a', 'write', 'pub/sz', 'hello'], ['a', 'fstat-sequence', 'pub/sz'], ['a', 'link', 'pub/sz', 'pub/sz2'], ['a', 'stat', 'pub/sz2'],
   ['a', 'truncate', 'pub/sz', '8193'], ['a', 'stat', 'pub/sz2'], ['a', 'truncate', 'pub/sz2', '4095'], ['a', 'stat', 'pub/sz'],
   ['a', 'truncate', 'pub/sz', '0'], ['a', 'stat', 'pub/sz2'], ['a', 'symlink', 'sz', 'pub/ln'], ['a', 'read', 'pub/ln'],
