@@ -37,6 +37,19 @@ bool BadName(const char* name, int* err) {
   return false;
 }
 
+// The fd of `parent` for an operation on parent/name, or -1 once the request was answered with the error (a bad
+// name, or a parent the kernel still names but this session no longer holds).
+int ParentFd(fuse_req_t req, Session* s, fuse_ino_t parent, const char* name) {
+  int err = 0;
+  if (BadName(name, &err)) {
+    fuse_reply_err(req, err);
+    return -1;
+  }
+  int pfd = s->inodes().Fd(parent);
+  if (pfd < 0) fuse_reply_err(req, ESTALE);
+  return pfd;
+}
+
 void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Session* s = S(req);
   s->ops++;
@@ -114,19 +127,11 @@ template <typename F>
 void MakeEntry(fuse_req_t req, fuse_ino_t parent, const char* name, Action action, F make) {
   Session* s = S(req);
   s->ops++;
-  int err = 0;
-  if (BadName(name, &err)) {
-    fuse_reply_err(req, err);
-    return;
-  }
-  int pfd = s->inodes().Fd(parent);
-  if (pfd < 0) {
-    fuse_reply_err(req, ESTALE);
-    return;
-  }
+  int pfd = ParentFd(req, s, parent, name);
+  if (pfd < 0) return;
   Answer a;
   std::string path;
-  err = s->DecideChild(req, parent, name, action, &a, &path);
+  int err = s->DecideChild(req, parent, name, action, &a, &path);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
@@ -195,17 +200,9 @@ void Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newn
 void Remove(fuse_req_t req, fuse_ino_t parent, const char* name, Action action, int flags) {
   Session* s = S(req);
   s->ops++;
-  int err = 0;
-  if (BadName(name, &err)) {
-    fuse_reply_err(req, err);
-    return;
-  }
-  int pfd = s->inodes().Fd(parent);
-  if (pfd < 0) {
-    fuse_reply_err(req, ESTALE);
-    return;
-  }
-  err = s->DecideChild(req, parent, name, action);
+  int pfd = ParentFd(req, s, parent, name);
+  if (pfd < 0) return;
+  int err = s->DecideChild(req, parent, name, action);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
