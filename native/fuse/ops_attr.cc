@@ -51,11 +51,8 @@ void GetAttr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
       return;
     }
   }
-  int fd = s->inodes().Fd(ino);
-  if (fd < 0) {
-    fuse_reply_err(req, ESTALE);
-    return;
-  }
+  int fd = NodeFd(req, s, ino);
+  if (fd < 0) return;
   ReplyAttr(req, s, ino, fd);
 }
 

@@ -98,11 +98,8 @@ void ForgetMulti(fuse_req_t req, size_t count, struct fuse_forget_data* forgets)
 void ReadLink(fuse_req_t req, fuse_ino_t ino) {
   Session* s = S(req);
   s->ops++;
-  int fd = s->inodes().Fd(ino);
-  if (fd < 0) {
-    fuse_reply_err(req, ESTALE);
-    return;
-  }
+  int fd = NodeFd(req, s, ino);
+  if (fd < 0) return;
   int err = s->DecideNode(req, ino, Action::kReadlink);
   if (err != 0) {
     fuse_reply_err(req, err);
@@ -179,11 +176,8 @@ void SymLink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* na
 
 void Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
   Session* s = S(req);
-  int fd = s->inodes().Fd(ino);
-  if (fd < 0) {
-    fuse_reply_err(req, ESTALE);
-    return;
-  }
+  int fd = NodeFd(req, s, ino);
+  if (fd < 0) return;
   int err = s->DecideNode(req, ino, Action::kLink);
   if (err != 0) {
     fuse_reply_err(req, err);
@@ -272,11 +266,8 @@ void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newp
 void OpenDir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   Session* s = S(req);
   s->ops++;
-  int fd = s->inodes().Fd(ino);
-  if (fd < 0) {
-    fuse_reply_err(req, ESTALE);
-    return;
-  }
+  int fd = NodeFd(req, s, ino);
+  if (fd < 0) return;
   int err = s->DecideNode(req, ino, Action::kList);  // held by the handle: readdir never asks again
   if (err != 0) {
     fuse_reply_err(req, err);

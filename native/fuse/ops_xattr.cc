@@ -33,12 +33,6 @@ bool Allowed(const char* name) {
 
 bool Decided(const char* name) { return Starts(name, "user.") || Starts(name, "trusted."); }
 
-int NodeFd(fuse_req_t req, Session* s, fuse_ino_t ino) {
-  int fd = s->inodes().Fd(ino);
-  if (fd < 0) fuse_reply_err(req, ESTALE);
-  return fd;
-}
-
 void SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
   Session* s = S(req);
   s->ops++;

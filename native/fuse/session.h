@@ -137,6 +137,13 @@ class Session {
 // The session of a request (fuse_req_userdata).
 inline Session* S(fuse_req_t req) { return static_cast<Session*>(fuse_req_userdata(req)); }
 
+// The backing fd of node `ino`, or -1 once the request was answered ESTALE (a node the session no longer holds).
+inline int NodeFd(fuse_req_t req, Session* s, fuse_ino_t ino) {
+  int fd = s->inodes().Fd(ino);
+  if (fd < 0) fuse_reply_err(req, ESTALE);
+  return fd;
+}
+
 // Op tables filled by ops_*.cc (session.cc assembles them).
 void AddAttrOps(struct fuse_lowlevel_ops* ops);
 void AddDirOps(struct fuse_lowlevel_ops* ops);
