@@ -299,35 +299,41 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
   if (size > kMaxWrite) size = kMaxWrite;
   std::vector<char> buf(size);
   size_t used = 0;
-  std::lock_guard<std::mutex> lock(dh->mu);
-  if (off != dh->offset) {
-    seekdir(dh->dir, off);
-    dh->offset = off;
-  }
-  for (;;) {
-    errno = 0;
-    long before = telldir(dh->dir);
-    struct dirent* de = readdir(dh->dir);
-    if (de == nullptr) {
-      if (errno != 0 && used == 0) {
-        fuse_reply_err(req, errno);
-        return;
+  int err = 0;
+  {
+    std::lock_guard<std::mutex> lock(dh->mu);
+    if (off != dh->offset) {
+      seekdir(dh->dir, off);
+      dh->offset = off;
+    }
+    for (;;) {
+      errno = 0;
+      long before = telldir(dh->dir);
+      struct dirent* de = readdir(dh->dir);
+      if (de == nullptr) {
+        if (errno != 0 && used == 0) err = errno;
+        break;
       }
-      break;
+      struct stat st;
+      memset(&st, 0, sizeof(st));
+      st.st_ino = de->d_ino;
+      st.st_mode = static_cast<mode_t>(de->d_type) << 12;
+      size_t n = fuse_add_direntry(req, buf.data() + used, size - used, de->d_name, &st, de->d_off);
+      if (n > size - used) {  // does not fit: hand it out next time
+        seekdir(dh->dir, before);
+        break;
+      }
+      used += n;
+      dh->offset = de->d_off;
     }
-    struct stat st;
-    memset(&st, 0, sizeof(st));
-    st.st_ino = de->d_ino;
-    st.st_mode = static_cast<mode_t>(de->d_type) << 12;
-    size_t n = fuse_add_direntry(req, buf.data() + used, size - used, de->d_name, &st, de->d_off);
-    if (n > size - used) {  // does not fit: hand it out next time
-      seekdir(dh->dir, before);
-      break;
-    }
-    used += n;
-    dh->offset = de->d_off;
   }
+  // Only after the lock is gone: once the kernel has its answer it may send RELEASEDIR, which frees dh on another
+  // worker thread (test/pem-fs/backing-race.test.ts found this as a crash: the unlock wrote to freed memory).
   (void)ino;
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
   fuse_reply_buf(req, buf.data(), used);
 }
 
