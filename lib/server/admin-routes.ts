@@ -144,11 +144,8 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
       if (!Number.isFinite(since)) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'since must be a time (ISO 8601)')
       const limit = Number(req.query.get('limit') ?? MAX_DECISIONS_PER_REQUEST)
       if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_DECISIONS_PER_REQUEST) throw new PemError('PEM_ERR_BAD_ARGUMENT', `limit must be 1..${MAX_DECISIONS_PER_REQUEST}`)
-      const pvText = req.query.get('pv')
-      const pv = pvText === null ? undefined : Number(pvText)
-      if (pv !== undefined && (!Number.isSafeInteger(pv) || pv < 0)) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'pv must be a configuration version')
       m.audit.flush()
-      const r = recentDecisions([m.audit.file, m.audit.file + ROTATED_SUFFIX], new Date(since).toISOString(), limit, pv)
+      const r = recentDecisions([m.audit.file, m.audit.file + ROTATED_SUFFIX], new Date(since).toISOString(), limit)
       return { version: m.store.state.version, ...r }
     })
     .route('GET', '/v1/members', () => m.cluster.status())

@@ -1,5 +1,5 @@
 // Reading decision records back for replay (lib/server/audit-read.ts) from logs the real writer produced, larger than
-// the 4 MiB read window: forwards and backwards give the same records; `since`, `limit`, `pv` and a rotated file are
+// the 4 MiB read window: forwards and backwards give the same records; `since`, `limit` and a rotated file are
 // honoured; a cut last line is not read. And a full decision record replays to the very decision it recorded.
 import test from 'ava'
 import fs from 'node:fs'
@@ -46,7 +46,7 @@ function request (i: number): { path: string, action: (typeof ACTIONS)[number], 
   if (i % 2 === 0) attrs.groups = i % 6 === 0 ? ['staff'] : ['users']
   if (i % 5 === 0) attrs.user = `user${i % 11}`
   const dir = ['/secure', '/s', '/pub', '/secure/deep'][i % 4]
-  return { path: `${dir}/file-${i}.log`, action: ACTIONS[i % ACTIONS.length], attrs }
+  return { path: `${dir}/file-${i}${i % 2 === 0 ? '-été' : ''}.log`, action: ACTIONS[i % ACTIONS.length], attrs } // UTF-8 too
 }
 
 /** Decides request i under POLICY and writes its record, as spd does. */
@@ -90,15 +90,13 @@ test('forwards and backwards read the same records, oldest first; the cut last l
   t.is(forward[0].path, request(0).path)
 })
 
-test('since, limit and pv pick the newest matching records; a rotated file continues the window', t => {
+test('since and limit pick the newest matching records; a rotated file continues the window', t => {
   const recent = recentDecisions([file], mid, 1_000_000)
   t.is(recent.records.length, PER_BATCH)
   t.true(recent.records.every(r => r.pv === 3))
   const newest = recentDecisions([file], mid, 10)
   t.true(newest.truncated)
   t.deepEqual(newest.records.map(r => r.seq), recent.records.slice(-10).map(r => r.seq))
-  const v2 = recentDecisions([file], '1970-01-01T00:00:00.000Z', 1_000_000, 2)
-  t.is(v2.records.length, PER_BATCH)
   const both = recentDecisions([file, file + ROTATED_SUFFIX], '1970-01-01T00:00:00.000Z', 1_000_000)
   t.is(both.records.length, 2 * PER_BATCH + 100)
   t.is(both.records[0].pv, 1, 'the rotated file is older')
