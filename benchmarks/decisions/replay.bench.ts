@@ -9,7 +9,7 @@ import path from 'node:path'
 import { generateIdentity } from '../../lib/crypto/identity'
 import { decide, parsePolicyOrThrow } from '../../lib/policy'
 import { Replay } from '../../lib/policy/simulate'
-import { AuditLog, type AuditEvent } from '../../lib/server/audit'
+import { AuditLog } from '../../lib/server/audit'
 import { forEachDecision } from '../../lib/server/audit-read'
 import { decisionRecord } from '../../lib/wire/audit-record'
 import { ACTIONS, type AccessAttrs } from '../../lib/wire/packets'
@@ -43,7 +43,7 @@ function writeLog (file: string, n: number, installed: ReturnType<typeof parsePo
     const q = request(i)
     const ctx = { host: `h${i % 40}`.padEnd(64, '0'), ip: `10.1.${i % 200}.${i % 250}` }
     const d = decide(installed, { guard: '/srv/data', path: q.path, action: q.action, attrs: q.attrs, ctx })
-    log.write(decisionRecord('/srv/data', q.path, q.action, q.attrs, ctx, d, 7) as unknown as AuditEvent)
+    log.write(decisionRecord('/srv/data', q.path, q.action, q.attrs, ctx, d, 7))
     if (i % 4096 === 4095) log.flush()
   }
   log.close()

@@ -27,7 +27,7 @@ export function checkpointMessage (memberId: string, seq: number, prev: string):
  * (effect, rule, key) and under which configuration version (`pv`). Records written before the attributes were
  * recorded in full lack `gids`, `user`, `groups`, `domain`, `sid`, `exeHash` and `auth` (FORMAT.md §7).
  */
-export interface DecisionRecord {
+export type DecisionRecord = { // a type alias, so that it is an AuditEvent (lib/server/audit.ts) as it stands
   kind: 'decision'
   host: string
   ip: string

@@ -1,8 +1,10 @@
 // Decision replay through the real spd and spctl (issue 20, part 2): a recorded workload of host decisions is replayed
 // under drafts. A tightening draft shows exactly the decisions it turns from permit to deny, with the rule and
 // examples; the installed policy again shows no change; an invalid draft exits 2 naming its file; an audit file copy
-// replays offline with no member; apply refuses a permit -> deny without --yes off a terminal and applies with --yes.
+// replays offline with no member; apply refuses a permit -> deny without --yes off a terminal and applies with --yes,
+// and on a terminal (script(1) gives it one) it shows the summary and asks.
 import test from 'ava'
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { attrsOf } from '../../lib/pem-fs/attrs'
@@ -10,7 +12,7 @@ import { ClusterClient } from '../../lib/pem-fs/client'
 import { hostIdentity, readCluster } from '../../lib/pem-fs/host-config'
 import type { SimulationReport } from '../../lib/cli/spctl-simulate'
 import type { AccessAttrs, Action } from '../../lib/wire/packets'
-import { cli, initSpd, loginSpctl, startSpd, stopAll, stopSpd, tempDir, writeFile, type RunResult, type Spd } from '../../scripts/procs'
+import { cli, initSpd, loginSpctl, ROOT, startSpd, stopAll, stopSpd, tempDir, writeFile, type RunResult, type Spd } from '../../scripts/procs'
 
 const INSTALLED = `format: 1
 keys: [fin]
@@ -155,4 +157,32 @@ test.serial('apply refuses a permit -> deny without --yes off a terminal (exit 2
   const back = await spctl(['--json', 'policy', 'apply', files.installed])
   t.is(back.code, 0, back.stderr)
   t.like(JSON.parse(back.stdout), { applied: files.installed, replayed: 10, permitToDeny: 0 })
+})
+
+/** spctl on a terminal: script(1) runs it on a pseudo-terminal and types `typed` into it. */
+async function onTerminal (args: string[], typed: string): Promise<RunResult> {
+  const env = { ...process.env, SPCTL_CONFIG: path.join(path.dirname(spd.dir), 'spctl.json'), SPCTL_ENDPOINT: `https://${spd.admin}` }
+  const command = [process.execPath, path.join(ROOT, 'bin', 'spctl.js'), ...args].map(a => `'${a}'`).join(' ')
+  return await new Promise(resolve => {
+    const child = spawn('script', ['-qec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env })
+    let out = ''
+    child.stdout.on('data', (c: Buffer) => { out += c.toString('utf8') })
+    child.stderr.on('data', (c: Buffer) => { out += c.toString('utf8') })
+    setTimeout(() => child.stdin.end(typed), 300)
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20000)
+    child.on('close', code => { clearTimeout(timer); resolve({ code: code ?? 1, stdout: out, stderr: '' }) })
+  })
+}
+
+test.serial('on a terminal apply shows the summary and asks before a permit -> deny: no keeps the policy, yes applies', async t => {
+  const before = (await spctl(['--json', 'policy', 'get'])).stdout
+  const no = await onTerminal(['policy', 'apply', files.tighter], 'n\n')
+  t.is(no.code, 1, no.stdout)
+  t.regex(no.stdout, /3 +permit \(rule public\) -> deny \(rule no-tmp\)/)
+  t.regex(no.stdout, /would deny 3 of the 10 decisions .*Apply it\? \[y\/N\]/)
+  t.regex(no.stdout, /not applied/)
+  t.is((await spctl(['--json', 'policy', 'get'])).stdout, before)
+  const yes = await onTerminal(['policy', 'apply', files.tighter], 'y\n')
+  t.is(yes.code, 0, yes.stdout)
+  t.is(JSON.parse((await spctl(['--json', 'policy', 'get'])).stdout).text, TIGHTER)
 })

@@ -1,6 +1,7 @@
 // Reading decision records back for replay (lib/server/audit-read.ts) from logs the real writer produced, larger than
 // the 4 MiB read window: forwards and backwards give the same records; `since`, `limit` and a rotated file are
-// honoured; a cut last line is not read. And a full decision record replays to the very decision it recorded.
+// honoured; a cut last line is not read. A full decision record replays to the very decision it recorded, and a log
+// of them verifies as before (the chain does not look into records).
 import test from 'ava'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -9,6 +10,7 @@ import { decide, parsePolicyOrThrow } from '../../lib/policy'
 import { Replay } from '../../lib/policy/simulate'
 import { AuditLog, ROTATED_SUFFIX } from '../../lib/server/audit'
 import { forEachDecision, recentDecisions } from '../../lib/server/audit-read'
+import { verifyAuditFiles } from '../../lib/server/audit-verify'
 import { decisionRecord, type DecisionRecord } from '../../lib/wire/audit-record'
 import { ACTIONS, type AccessAttrs } from '../../lib/wire/packets'
 import { tempDir } from '../../scripts/procs'
@@ -54,7 +56,7 @@ function record (log: AuditLog, i: number, pv: number): void {
   const q = request(i)
   const ctx = { host: `host${i % 3}`, ip: `10.0.0.${i % 250}` }
   const d = decide(POLICY, { guard: '/g', path: q.path, action: q.action, attrs: q.attrs, ctx })
-  log.write(decisionRecord('/g', q.path, q.action, q.attrs, ctx, d, pv) as unknown as Parameters<AuditLog['write']>[0])
+  log.write(decisionRecord('/g', q.path, q.action, q.attrs, ctx, d, pv))
 }
 
 const dir = tempDir('audit-read')
@@ -118,4 +120,14 @@ test('full records replay to the decisions they recorded; without attributes, th
   t.is(o.partial, 2 * PER_BATCH)
   t.true(o.changed > 0, 'replayed without their attributes, some decide otherwise')
   t.deepEqual(o.rulesTestingUnrecorded, ['signed', 'strong', 'staff'])
+})
+
+test('a log of full decision records verifies, continuing its rotated file', t => {
+  const text = fs.readFileSync(file)
+  const whole = path.join(dir, 'whole.log')
+  fs.writeFileSync(whole, text.subarray(0, text.lastIndexOf(10) + 1)) // without the cut line (a restart would name it)
+  const r = verifyAuditFiles([file + ROTATED_SUFFIX, whole])
+  t.true(r.ok, JSON.stringify(r.broken))
+  t.is(r.firstSeq, 1)
+  t.true(r.records > 2 * PER_BATCH + 100)
 })
