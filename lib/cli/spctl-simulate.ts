@@ -9,8 +9,8 @@ import type { DecisionRecord } from '../wire/audit-record'
 import { PemError } from '../wire/errors'
 import { readable } from './common'
 
-/** How far back `policy apply` replays the member's decisions unless --since says otherwise. */
-export const APPLY_WINDOW = '24h'
+/** How far back `policy simulate` and `policy apply` replay the member's decisions unless --since says otherwise. */
+export const REPLAY_WINDOW = '24h'
 export const DEFAULT_EXAMPLES = 3
 
 const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }

@@ -9,7 +9,7 @@ import type { DecisionRecord } from '../wire/audit-record'
 import { PemError } from '../wire/errors'
 import { adminCall, pinnedSocket } from './admin-client'
 import { newProgram, parseProgram, printObject, printRows, readSecret, run } from './common'
-import { APPLY_WINDOW, confirm, DEFAULT_EXAMPLES, parseDuration, parseExamples, replayFile, replayRecords, simulationText, type SimulationReport } from './spctl-simulate'
+import { confirm, DEFAULT_EXAMPLES, parseDuration, parseExamples, replayFile, replayRecords, REPLAY_WINDOW, simulationText, type SimulationReport } from './spctl-simulate'
 
 interface Session { serverId: string, token?: string, expires?: string, user?: string }
 type Sessions = Record<string, Session>
@@ -112,7 +112,7 @@ policy.command('get').description('print the installed policy YAML')
   }))
 policy.command('apply <file>').description('check and install a policy; a bad one is refused whole and the old one stays. Recent decisions are replayed first: a permit it would turn into a deny needs confirming (docs/ADMIN.md)')
   .option('--yes', 'apply without replaying decisions or asking (scripts)')
-  .option('--since <duration>', 'replay the decisions of this long before applying (e.g. 90m, 24h, 7d)', APPLY_WINDOW)
+  .option('--since <duration>', 'replay the decisions of this long before applying (e.g. 90m, 24h, 7d)', REPLAY_WINDOW)
   .action((file: string, o: { yes?: boolean, since: string }) => run(async () => {
     const windowMs = parseDuration(o.since, '--since')
     const { text, policy: draft } = readPolicy(file)
@@ -140,8 +140,19 @@ policy.command('apply <file>').description('check and install a policy; a bad on
     const replayed = simulation === null ? {} : { replayed: simulation.replayed, changed: simulation.changed, permitToDeny: simulation.permitToDeny }
     printObject({ applied: file, version: v.version, ...replayed }, json)
   }))
+policy.command('diff <file>').description('show what applying FILE would change, rule by rule; exit 0: no change, 1: changes, 2: invalid (as diff(1))')
+  .action((file: string) => run(async () => {
+    const { text } = readPolicy(file, DIFF_INVALID)
+    const installed = await call('GET', '/v1/policy') as { version: number, text: string | null }
+    const d = diffPolicies(installed.text ?? EMPTY_POLICY, text, [`installed policy (version ${installed.version})`, file])
+    if (!d.ok) throw rejectedPolicy(d.errors.map(formatPolicyError), DIFF_INVALID)
+    if (opts().json) printObject({ version: installed.version, changes: d.changes }, true)
+    else if (d.changes.length > 0) process.stdout.write(d.text + '\n')
+    process.exitCode = d.changes.length > 0 ? 1 : 0
+  }))
+
 policy.command('simulate <file>').description('replay recorded decisions under FILE and show what would change; exit 0: no change, 1: changes, 2: invalid')
-  .option('--since <duration>', "the member's decisions of this long (e.g. 90m, 24h, 7d)", '1h')
+  .option('--since <duration>', "the member's decisions of this long (e.g. 90m, 24h, 7d); with --from, the file's records of this long", REPLAY_WINDOW)
   .option('--from <auditfile>', 'offline: replay the decisions of this audit log copy against what was recorded (no member needed)')
   .option('--examples <n>', 'example decisions shown per change', String(DEFAULT_EXAMPLES))
   .action((file: string, o: { since: string, from?: string, examples: string }, cmd: Command) => run(async () => {
@@ -166,17 +177,6 @@ async function simulateOnMember (draft: CompiledPolicy, windowMs: number, exampl
   const got = await call('GET', `/v1/audit/decisions?since=${encodeURIComponent(since)}`) as { version: number, records: DecisionRecord[], truncated: boolean, unreadable: number }
   return replayRecords(draft, baseline.policy, got.records, examples, { kind: 'member', version: installed.version, since, truncated: got.truncated, unreadable: got.unreadable })
 }
-policy.command('diff <file>').description('show what applying FILE would change, rule by rule; exit 0: no change, 1: changes, 2: invalid (as diff(1))')
-  .action((file: string) => run(async () => {
-    const { text } = readPolicy(file, DIFF_INVALID)
-    const installed = await call('GET', '/v1/policy') as { version: number, text: string | null }
-    const d = diffPolicies(installed.text ?? EMPTY_POLICY, text, [`installed policy (version ${installed.version})`, file])
-    if (!d.ok) throw rejectedPolicy(d.errors.map(formatPolicyError), DIFF_INVALID)
-    if (opts().json) printObject({ version: installed.version, changes: d.changes }, true)
-    else if (d.changes.length > 0) process.stdout.write(d.text + '\n')
-    process.exitCode = d.changes.length > 0 ? 1 : 0
-  }))
-
 /** What a cluster without a policy compares against: no keys, no guard points. */
 const EMPTY_POLICY = 'format: 1\nguards: {}\n'
 
