@@ -177,6 +177,7 @@ async function simulateOnMember (draft: CompiledPolicy, windowMs: number, exampl
   const got = await call('GET', `/v1/audit/decisions?since=${encodeURIComponent(since)}`) as { version: number, records: DecisionRecord[], truncated: boolean, unreadable: number }
   return replayRecords(draft, baseline.policy, got.records, examples, { kind: 'member', version: installed.version, since, truncated: got.truncated, unreadable: got.unreadable })
 }
+
 /** What a cluster without a policy compares against: no keys, no guard points. */
 const EMPTY_POLICY = 'format: 1\nguards: {}\n'
 

@@ -6,6 +6,8 @@ import fs from 'node:fs'
 import { asDecisionRecord, type DecisionRecord } from '../wire/audit-record'
 
 const CHUNK_BYTES = 4 * 1024 * 1024
+/** A member reads its own log backwards in windows this large and lets its event loop run between them (~2,000 records). */
+const BACK_WINDOW_BYTES = 1024 * 1024
 const DECISION_MARK = '"kind":"decision"'
 
 export interface ReadCounts { decisions: number, unreadable: number }
@@ -53,13 +55,14 @@ export interface RecentDecisions extends ReadCounts {
 
 /**
  * The newest decision records with ts at or after `since` (ISO 8601), at most `limit`, oldest first. `files` newest first (audit.log, then audit.log.1); each is read
- * backwards and reading stops at the first record older than `since` (records are in time order).
+ * backwards and reading stops at the first record older than `since` (records are in time order). Decisions are
+ * served meanwhile: the reading yields to the event loop after each window.
  */
-export function recentDecisions (files: string[], since: string, limit: number): RecentDecisions {
+export async function recentDecisions (files: string[], since: string, limit: number): Promise<RecentDecisions> {
   const out: RecentDecisions = { records: [], truncated: false, decisions: 0, unreadable: 0 }
   for (const file of files) {
     if (!fs.existsSync(file)) continue
-    const done = readBackwards(file, line => {
+    const done = await readBackwards(file, line => {
       const r = decisionOf(line, out)
       if (r === null) return true
       if (typeof r.ts !== 'string' || r.ts < since) return false
@@ -74,14 +77,16 @@ export function recentDecisions (files: string[], since: string, limit: number):
 }
 
 /** Calls `each` with the whole lines of `file`, last first, while it returns true; true when every line was seen. */
-function readBackwards (file: string, each: (line: string) => boolean): boolean {
+async function readBackwards (file: string, each: (line: string) => boolean): Promise<boolean> {
   const fd = fs.openSync(file, 'r')
   try {
-    let end = fs.fstatSync(fd).size
+    const size = fs.fstatSync(fd).size
+    let end = size
     let carry = Buffer.alloc(0) // the bytes before the first newline of the window after this one: a line's end
     let cutTail = true // what follows the file's last newline (nothing, or a line cut by a crash) is not a record
     while (end > 0) {
-      const from = Math.max(0, end - CHUNK_BYTES)
+      if (end < size) await new Promise(resolve => setImmediate(resolve))
+      const from = Math.max(0, end - BACK_WINDOW_BYTES)
       const part = Buffer.alloc(end - from)
       fs.readSync(fd, part, 0, part.length, from)
       end = from

@@ -61,7 +61,7 @@ function record (log: AuditLog, i: number, pv: number): void {
 
 const dir = tempDir('audit-read')
 const file = path.join(dir, 'audit.log')
-const PER_BATCH = 12000 // ~4.3 MiB per batch: both readers cross window edges
+const PER_BATCH = 12000 // ~4.3 MiB per batch: both readers cross window edges (4 MiB forwards, 1 MiB backwards)
 let mid = ''
 
 test.before(async () => {
@@ -80,26 +80,26 @@ test.before(async () => {
   fs.appendFileSync(file, '{"seq":99999,"prev":"x","ts":"2999-01-01T00:00:00.000Z","kind":"decision","guard":"/g"') // cut by a crash
 })
 
-test('forwards and backwards read the same records, oldest first; the cut last line is not read', t => {
+test('forwards and backwards read the same records, oldest first; the cut last line is not read', async t => {
   t.true(fs.statSync(file).size > 2 * 4 * 1024 * 1024, "more than two read windows")
   const forward: DecisionRecord[] = []
   const counts = forEachDecision(file, r => forward.push(r))
   t.deepEqual(counts, { decisions: 2 * PER_BATCH, unreadable: 0 })
-  const back = recentDecisions([file], '1970-01-01T00:00:00.000Z', 1_000_000)
+  const back = await recentDecisions([file], '1970-01-01T00:00:00.000Z', 1_000_000)
   t.false(back.truncated)
   t.is(back.records.length, forward.length)
   t.true(back.records.every((r, i) => JSON.stringify(r) === JSON.stringify(forward[i])), 'record for record')
   t.is(forward[0].path, request(0).path)
 })
 
-test('since and limit pick the newest matching records; a rotated file continues the window', t => {
-  const recent = recentDecisions([file], mid, 1_000_000)
+test('since and limit pick the newest matching records; a rotated file continues the window', async t => {
+  const recent = await recentDecisions([file], mid, 1_000_000)
   t.is(recent.records.length, PER_BATCH)
   t.true(recent.records.every(r => r.pv === 3))
-  const newest = recentDecisions([file], mid, 10)
+  const newest = await recentDecisions([file], mid, 10)
   t.true(newest.truncated)
   t.deepEqual(newest.records.map(r => r.seq), recent.records.slice(-10).map(r => r.seq))
-  const both = recentDecisions([file, file + ROTATED_SUFFIX], '1970-01-01T00:00:00.000Z', 1_000_000)
+  const both = await recentDecisions([file, file + ROTATED_SUFFIX], '1970-01-01T00:00:00.000Z', 1_000_000)
   t.is(both.records.length, 2 * PER_BATCH + 100)
   t.is(both.records[0].pv, 1, 'the rotated file is older')
 })
