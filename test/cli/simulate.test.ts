@@ -2,11 +2,12 @@
 // under drafts. A tightening draft shows exactly the decisions it turns from permit to deny, with the rule and
 // examples; the installed policy again shows no change; an invalid draft exits 2 naming its file; an audit file copy
 // replays offline with no member; apply refuses a permit -> deny without --yes off a terminal and applies with --yes,
-// and on a terminal (script(1) gives it one) it shows the summary and asks.
+// and on a terminal (script(1) gives it one) it shows the summary and asks. The records' admin route needs a session.
 import test from 'ava'
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
+import { adminCall } from '../../lib/cli/admin-client'
 import { attrsOf } from '../../lib/pem-fs/attrs'
 import { ClusterClient } from '../../lib/pem-fs/client'
 import { hostIdentity, readCluster } from '../../lib/pem-fs/host-config'
@@ -141,6 +142,23 @@ test.serial('--from replays a copied audit file offline, with no member or sessi
   const missing = await cli('spctl', ['policy', 'simulate', files.installed, '--from', path.join(work, 'nope.log')], env)
   t.is(missing.code, 2)
   t.regex(missing.stderr, /no such file .*nope\.log/)
+})
+
+test.serial('GET /v1/audit/decisions needs a session, checks its arguments and keeps the newest records under a limit', async t => {
+  const [host, port] = spd.admin.split(':')
+  const target = { host, port: Number(port), pin: null }
+  const since = encodeURIComponent(new Date(Date.now() - 3_600_000).toISOString())
+  const anonymous = await t.throwsAsync(adminCall(target, 'GET', `/v1/audit/decisions?since=${since}`))
+  t.is((anonymous as { code?: string }).code, 'PEM_ERR_AUTH')
+  const session = JSON.parse(fs.readFileSync(path.join(path.dirname(spd.dir), 'spctl.json'), 'utf8'))[spd.admin] as { token: string }
+  const get = async (query: string): Promise<unknown> => (await adminCall(target, 'GET', `/v1/audit/decisions?${query}`, undefined, session.token)).value
+  const newest = await get(`since=${since}&limit=3`) as { records: Array<{ path: string }>, truncated: boolean }
+  t.true(newest.truncated)
+  t.deepEqual(newest.records.map(r => r.path), ['/finance/q4.xlsx', '/finance/q3.xlsx', '/secret/x'])
+  for (const bad of ['since=yesterday', `since=${since}&limit=0`, `since=${since}&limit=100001`]) {
+    const e = await t.throwsAsync(get(bad))
+    t.is((e as { code?: string }).code, 'PEM_ERR_BAD_ARGUMENT', bad)
+  }
 })
 
 test.serial('apply refuses a permit -> deny without --yes off a terminal (exit 2, nothing applied); --yes applies', async t => {
