@@ -72,7 +72,7 @@ export function simulationText (s: SimulationReport): string {
     for (const r of g.examples) lines.push(`${' '.repeat(width)}    e.g. ${exampleText(r)}`)
   }
   if (s.partial > 0) {
-    lines.push(`note: ${s.partial} records lack attributes (gids, groups, session, executable hash, auth level: written by an older spd) and were replayed as if they had none` +
+    lines.push(`note: ${s.partial} records lack attributes (gids, session, executable hash, auth level; lib/wire/FORMAT.md §7) and were replayed as if they had none` +
       (s.rulesTestingUnrecorded.length === 0 ? '; no rule tests those, so their replay is exact' : `; rules that test them: ${readable(s.rulesTestingUnrecorded)}`))
   }
   if (s.notAsRecorded > 0) lines.push(`note: for ${s.notAsRecorded} records the installed policy decides otherwise than recorded (made under an earlier policy, or attributes missing)`)

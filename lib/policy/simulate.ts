@@ -22,7 +22,7 @@ export interface Simulation {
   permitToDeny: number
   /** Most changed first among permit -> deny, then the other groups by count. */
   changes: ChangeGroup[]
-  /** Records that lack attributes (written before spd recorded them all): replayed as if they had none. */
+  /** Records that lack attributes (FORMAT.md §7, decision records): replayed as if they had none. */
   partial: number
   /** Rules of the draft (and baseline) that test an attribute such records lack: their replay of those may be wrong. */
   rulesTestingUnrecorded: string[]
