@@ -80,7 +80,7 @@ export function asDecisionRecord (v: unknown): DecisionRecord | null {
   if (typeof v !== 'object' || v === null) return null
   const r = v as Partial<DecisionRecord>
   if (r.kind !== 'decision' || typeof r.guard !== 'string' || typeof r.path !== 'string' || !isAction(r.action)) return null
-  if (typeof r.uid !== 'number' || typeof r.exe !== 'string' || typeof r.host !== 'string' || typeof r.ip !== 'string') return null
+  if (typeof r.uid !== 'number' || typeof r.exe !== 'string' || typeof r.host !== 'string' || typeof r.ip !== 'string' || typeof r.pv !== 'number') return null
   if ((r.effect !== 'permit' && r.effect !== 'deny') || (r.rule !== null && typeof r.rule !== 'string')) return null
   if (r.gids !== undefined && !(Array.isArray(r.gids) && r.gids.every(g => typeof g === 'number'))) return null
   if (r.groups !== undefined && !(Array.isArray(r.groups) && r.groups.every(g => typeof g === 'string'))) return null
