@@ -1,13 +1,15 @@
 // spctl: the authenticated admin client of one spd member (DESIGN §5). Sessions and pinned server ids are kept in
 // $SPCTL_CONFIG or ~/.config/pemfs/spctl.json (mode 0600).
-import { Option } from 'commander'
+import { type Command, Option } from 'commander'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { diffPolicies, formatPolicyError, parsePolicy } from '../policy'
+import { diffPolicies, formatPolicyError, parsePolicy, type CompiledPolicy } from '../policy'
+import type { DecisionRecord } from '../wire/audit-record'
 import { PemError } from '../wire/errors'
 import { adminCall, pinnedSocket } from './admin-client'
 import { newProgram, parseProgram, printObject, printRows, readSecret, run } from './common'
+import { confirm, DEFAULT_EXAMPLES, parseDuration, parseExamples, replayFile, replayRecords, REPLAY_WINDOW, simulationText, type SimulationReport } from './spctl-simulate'
 
 interface Session { serverId: string, token?: string, expires?: string, user?: string }
 type Sessions = Record<string, Session>
@@ -100,7 +102,7 @@ function loadText (load: Record<string, number>): string {
   return `${pct(total)} (${Object.entries(parts).map(([k, x]) => `${k} ${pct(x)}`).join(', ')})`
 }
 
-const policy = program.command('policy').description('get, apply or diff the policy')
+const policy = program.command('policy').description('get, apply, diff or simulate the policy')
 policy.command('get').description('print the installed policy YAML')
   .action(() => run(async () => {
     const v = await call('GET', '/v1/policy') as { version: number, text: string | null }
@@ -108,9 +110,24 @@ policy.command('get').description('print the installed policy YAML')
     else if (v.text === null) throw new PemError('PEM_ERR_NOT_FOUND', 'no policy installed yet')
     else process.stdout.write(v.text.endsWith('\n') ? v.text : v.text + '\n')
   }))
-policy.command('apply <file>').description('check and install a policy; a bad one is refused whole and the old one stays')
-  .action((file: string) => run(async () => {
-    const text = readPolicy(file)
+policy.command('apply <file>').description('check and install a policy; a bad one is refused whole and the old one stays. Recent decisions are replayed first: a permit it would turn into a deny needs confirming (docs/ADMIN.md)')
+  .option('--yes', 'apply without replaying decisions or asking (scripts)')
+  .option('--since <duration>', 'replay the decisions of this long before applying (e.g. 90m, 24h, 7d)', REPLAY_WINDOW)
+  .action((file: string, o: { yes?: boolean, since: string }) => run(async () => {
+    const windowMs = parseDuration(o.since, '--since')
+    const { text, policy: draft } = readPolicy(file)
+    const json = opts().json
+    let simulation: SimulationReport | null = null
+    if (o.yes !== true) {
+      simulation = await simulateOnMember(draft, windowMs, DEFAULT_EXAMPLES)
+      const terminal = process.stdin.isTTY === true && process.stderr.isTTY === true
+      if (terminal && simulation.changed > 0) process.stderr.write(simulationText(simulation))
+      if (simulation.permitToDeny > 0) {
+        const what = `${file} would deny ${simulation.permitToDeny} of the ${simulation.replayed} decisions recorded in the last ${o.since} that the installed policy permits`
+        if (!terminal) throw Object.assign(new PemError('PEM_ERR_BAD_ARGUMENT', `${what} (see spctl policy simulate ${file}): not applied; confirm on a terminal, or add --yes`), { exitCode: 2 })
+        if (!await confirm(`${what}. Apply it? [y/N] `)) throw Object.assign(new PemError('PEM_ERR_BAD_ARGUMENT', 'not applied'), { exitCode: 1 })
+      }
+    }
     let v: { version: number }
     try {
       v = await call('PUT', '/v1/policy', { text }) as { version: number }
@@ -120,11 +137,12 @@ policy.command('apply <file>').description('check and install a policy; a bad on
       if (Array.isArray(details)) Object.assign(err as object, { details: details.map(d => String(d).replace(/^policy:/, `${file}:`)) })
       throw err
     }
-    printObject({ applied: file, version: v.version }, opts().json)
+    const replayed = simulation === null ? {} : { replayed: simulation.replayed, changed: simulation.changed, permitToDeny: simulation.permitToDeny }
+    printObject({ applied: file, version: v.version, ...replayed }, json)
   }))
 policy.command('diff <file>').description('show what applying FILE would change, rule by rule; exit 0: no change, 1: changes, 2: invalid (as diff(1))')
   .action((file: string) => run(async () => {
-    const text = readPolicy(file, DIFF_INVALID)
+    const { text } = readPolicy(file, DIFF_INVALID)
     const installed = await call('GET', '/v1/policy') as { version: number, text: string | null }
     const d = diffPolicies(installed.text ?? EMPTY_POLICY, text, [`installed policy (version ${installed.version})`, file])
     if (!d.ok) throw rejectedPolicy(d.errors.map(formatPolicyError), DIFF_INVALID)
@@ -132,6 +150,33 @@ policy.command('diff <file>').description('show what applying FILE would change,
     else if (d.changes.length > 0) process.stdout.write(d.text + '\n')
     process.exitCode = d.changes.length > 0 ? 1 : 0
   }))
+
+policy.command('simulate <file>').description('replay recorded decisions under FILE and show what would change; exit 0: no change, 1: changes, 2: invalid')
+  .option('--since <duration>', "the member's decisions of this long (e.g. 90m, 24h, 7d); with --from, the file's records of this long", REPLAY_WINDOW)
+  .option('--from <auditfile>', 'offline: replay the decisions of this audit log copy against what was recorded (no member needed)')
+  .option('--examples <n>', 'example decisions shown per change', String(DEFAULT_EXAMPLES))
+  .action((file: string, o: { since: string, from?: string, examples: string }, cmd: Command) => run(async () => {
+    const examples = parseExamples(o.examples)
+    const sinceGiven = cmd.getOptionValueSource('since') === 'cli'
+    const windowMs = parseDuration(o.since, '--since')
+    const { policy: draft } = readPolicy(file, DIFF_INVALID)
+    const r = o.from !== undefined
+      ? await replayFile(draft, o.from, sinceGiven ? new Date(Date.now() - windowMs).toISOString() : null, examples)
+      : await simulateOnMember(draft, windowMs, examples)
+    if (opts().json) printObject(r as unknown as Record<string, unknown>, true)
+    else process.stdout.write(simulationText(r))
+    process.exitCode = r.changed > 0 ? 1 : 0
+  }))
+
+/** The member's decisions of the last `windowMs` replayed under `draft` against its installed policy. */
+async function simulateOnMember (draft: CompiledPolicy, windowMs: number, examples: number): Promise<SimulationReport> {
+  const installed = await call('GET', '/v1/policy') as { version: number, text: string | null }
+  const baseline = parsePolicy(installed.text ?? EMPTY_POLICY, `installed policy (version ${installed.version})`)
+  if (!baseline.ok) throw rejectedPolicy(baseline.errors.map(formatPolicyError))
+  const since = new Date(Date.now() - windowMs).toISOString()
+  const got = await call('GET', `/v1/audit/decisions?since=${encodeURIComponent(since)}`) as { version: number, records: DecisionRecord[], truncated: boolean, unreadable: number }
+  return replayRecords(draft, baseline.policy, got.records, examples, { kind: 'member', version: installed.version, since, truncated: got.truncated, unreadable: got.unreadable })
+}
 
 /** What a cluster without a policy compares against: no keys, no guard points. */
 const EMPTY_POLICY = 'format: 1\nguards: {}\n'
@@ -143,12 +188,12 @@ function rejectedPolicy (lines: string[], exitCode = 1): PemError {
   return Object.assign(new PemError('PEM_ERR_BAD_POLICY', lines.join('\n')), { details: lines, exitCode })
 }
 
-/** FILE's text once it is a valid policy, checked here so that every error names FILE (spd checks it again). */
-function readPolicy (file: string, invalidExit = 1): string {
+/** FILE's text and compiled policy once it is valid, checked here so that every error names FILE (spd checks it again). */
+function readPolicy (file: string, invalidExit = 1): { text: string, policy: CompiledPolicy } {
   const text = readText(file)
   const r = parsePolicy(text, file)
   if (!r.ok) throw rejectedPolicy(r.errors.map(formatPolicyError), invalidExit)
-  return text
+  return { text, policy: r.policy }
 }
 
 const key = program.command('key').description('named data keys (material stays in spd)')

@@ -1,4 +1,5 @@
-// The admin API's routes over a Member: status, policy get/apply/diff, keys, hosts, members, audit tail and verify.
+// The admin API's routes over a Member: status, policy get/apply/diff, keys, hosts, members, audit tail, verify and
+// the recent decisions a policy simulation replays.
 // Docs: docs/ADMIN.md.
 // Every change is a cluster change: the reply comes once it is installed on this member (version in `pv`).
 import { encodePublicKey, keyId, parsePublicKey } from '../crypto/identity'
@@ -7,11 +8,15 @@ import { describePolicy, diffPolicies } from '../policy'
 import { PemError } from '../wire/errors'
 import { formatToken } from '../wire/token'
 import type { AdminApi, AdminRequest } from './admin'
+import { ROTATED_SUFFIX } from './audit'
+import { recentDecisions } from './audit-read'
 import { verifyAuditFiles } from './audit-verify'
 import { checkHostPort } from './config'
 import { newKeyVersion, type Member } from './member'
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/
+/** Most decision records one GET /v1/audit/decisions returns (about 50 MB of JSON); the newest are kept. */
+const MAX_DECISIONS_PER_REQUEST = 100_000
 
 function name (req: AdminRequest, field: string): string {
   const v = req.body[field] ?? req.params[field]
@@ -133,6 +138,15 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
       const fromSeq = from === null ? undefined : Number(from)
       if (fromSeq !== undefined && (!Number.isSafeInteger(fromSeq) || fromSeq < 1)) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'from must be a record seq (1 or more)')
       return verifyAuditFiles([m.audit.file], { publicKey: m.identity.publicKey, fromSeq, head: m.audit.written() })
+    })
+    .route('GET', '/v1/audit/decisions', async req => {
+      const since = Date.parse(req.query.get('since') ?? '')
+      if (!Number.isFinite(since)) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'since must be a time (ISO 8601)')
+      const limit = Number(req.query.get('limit') ?? MAX_DECISIONS_PER_REQUEST)
+      if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_DECISIONS_PER_REQUEST) throw new PemError('PEM_ERR_BAD_ARGUMENT', `limit must be 1..${MAX_DECISIONS_PER_REQUEST}`)
+      m.audit.flush()
+      const r = await recentDecisions([m.audit.file, m.audit.file + ROTATED_SUFFIX], new Date(since).toISOString(), limit)
+      return { version: m.store.state.version, ...r }
     })
     .route('GET', '/v1/members', () => m.cluster.status())
     .route('POST', '/v1/members', async req => {
