@@ -1,5 +1,6 @@
 // Decide handler: policy-version and cluster-staleness fences, policy decision, load admission, the reply every host balances on, audit.
 import type { DecideBody, DecideReply, HostContext } from '../../wire/packets'
+import { decisionRecord } from '../../wire/audit-record'
 import { ERRORS } from '../../wire/errors'
 import type { Member } from '../member'
 
@@ -26,10 +27,7 @@ export async function handleDecide (m: Member, body: DecideBody, ctx: HostContex
     const d = m.decide({ guard: body.guard, path: body.path, action: body.action, attrs: body.attrs, ctx })
     const ok = d.effect === 'permit'
     if (ok) m.counters.permit++; else m.counters.deny++
-    m.audit.write({
-      kind: 'decision', host: ctx.host, ip: ctx.ip, uid: body.attrs.uid, pid: body.attrs.pid, exe: body.attrs.exe,
-      guard: body.guard, path: body.path, action: body.action, effect: d.effect, rule: d.rule, key: d.key, pv, audit: d.audit
-    })
+    m.audit.write(decisionRecord(body.guard, body.path, body.action, body.attrs, ctx, d, pv)) // everything a replay needs
     return {
       ok,
       reason: ok ? 0 : ERRORS.PEM_ERR_POLICY_DENY.id,
