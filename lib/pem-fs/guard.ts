@@ -5,9 +5,9 @@
 // one per name. Also the one place that turns any error into an errno.
 import os from 'node:os'
 import { attrsOf } from './attrs'
-import type { ClusterClient } from './client'
+import type { ClusterClient, Decision } from './client'
 import { errnoOf, PemError } from '../wire/errors'
-import type { AccessAttrs, Action, DecideReply } from '../wire/packets'
+import type { AccessAttrs, Action } from '../wire/packets'
 
 const ERRNO = os.constants.errno as Record<string, number>
 const CACHE_MAX = 20_000
@@ -15,7 +15,7 @@ const CACHE_MAX = 20_000
 /** Who asks: the FUSE request's credentials (pid 0: the kernel itself). */
 export interface Caller { uid: number, gid: number, pid: number }
 
-export type Decision = DecideReply & { server: string }
+export type { Decision } from './client'
 interface Cached { reply: Decision, until: number }
 
 export interface GuardStats { decisions: number, cacheHits: number, denied: number, failed: number }

@@ -17,7 +17,7 @@ function standIn (reply: (path: string) => Partial<Decision>): { g: Guard, clien
     servers: [],
     async decide (req: Omit<DecideBody, 'pv'>): Promise<Decision> {
       asked.push(req.path)
-      return { ok: true, reason: 0, rule: 'r', load: LOAD, weight: 10, pv: client.pv, bypass: true, ttl: 60_000, key: null, compression: 'none', grant: null, scope: null, server: 's1', ...reply(req.path) }
+      return { ok: true, reason: 0, rule: 'r', load: LOAD, weight: 10, pv: client.pv, bypass: true, ttl: 60_000, key: null, compression: 'none', grant: null, scope: null, server: 's1', placement: 'appliance', ...reply(req.path) }
     }
   }
   return { g: new Guard(client as unknown as ClusterClient, '/g'), client: client as unknown as ClusterClient, asked }
