@@ -33,6 +33,14 @@ test('a scope covers every path under it, once per action', async t => {
   t.deepEqual(asked, ['/dir/a', '/dir/a', '/other', '/dir'], 'another action, a path beside it and the directory itself ask')
 })
 
+test('a decision with a key grant is cached for its own path only (a grant serves one file)', async t => {
+  const { g, asked } = standIn(p => ({ scope: '/dir', bypass: false, key: 'k', grant: `g${p}` }))
+  t.is((await g.allow(caller, '/dir/a', 'write')).grant, 'g/dir/a')
+  t.is((await g.allow(caller, '/dir/a', 'write')).grant, 'g/dir/a')
+  t.is((await g.allow(caller, '/dir/b', 'write')).grant, 'g/dir/b')
+  t.deepEqual(asked, ['/dir/a', '/dir/b'])
+})
+
 test('a file named * is decided for itself, never read as its directory\'s scope', async t => {
   const { g, asked } = standIn(p => p === '/dir/*' ? { ok: true, rule: 'star' } : { ok: false, rule: 'deny', reason: 40 })
   t.is((await g.allow(caller, '/dir/*', 'read')).rule, 'star')
