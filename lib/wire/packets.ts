@@ -313,7 +313,7 @@ export function checkFileKeyReply (v: unknown): FileKeyReply {
   const o = obj(v, 'file key reply')
   const sealed = bin(o.sealed, 'sealed', SEALED_FILE_KEY_BYTES)
   if (sealed.length !== SEALED_FILE_KEY_BYTES) bad(`sealed must be ${SEALED_FILE_KEY_BYTES} bytes`)
-  return { sealed, ttlMs: int(o.ttlMs, 'ttlMs', 0, 86_400_000 + 60_000) }
+  return { sealed, ttlMs: int(o.ttlMs, 'ttlMs', 0, 86_400_000) }
 }
 
 export function checkPingReply (v: unknown): PingReply {
