@@ -205,3 +205,15 @@ test.serial('a host that was never enrolled, or was removed, gets no key', async
   await t.throwsAsync(three.c.fileKey(d3, h3.bytes), { message: /not enrolled/ })
   t.is((await releases()).length, before, 'no release was audited')
 })
+
+test.serial('spctl: policy get shows the placement, diff shows a change of it, apply refuses a bad one naming the rule', async t => {
+  t.regex((await spctl(['policy', 'get'])).stdout, /placement: host/)
+  const moved = writeFile(work, 'moved.yaml', POLICY.replace('        placement: host\n', '        placement: appliance\n'))
+  const diff = await spctl(['policy', 'diff', moved])
+  t.is(diff.code, 1, diff.stderr)
+  t.is(diff.stdout, '~ rule local-crypto (guard /srv/data): placement: host -> appliance\n')
+  const bad = await spctl(['policy', 'apply', writeFile(work, 'bad.yaml', POLICY.replace('placement: host', 'placement: hosts'))])
+  t.not(bad.code, 0)
+  t.regex(bad.stderr, /bad\.yaml:9: .*rules\[0\]\.placement: rule 'local-crypto': unknown placement 'hosts': appliance or host/)
+  t.regex((await spctl(['policy', 'get'])).stdout, /placement: host\n/, 'the installed policy is unchanged')
+})
