@@ -1,7 +1,7 @@
 // Key grants: a permitted decision that names a key hands the host a random grant id; data ops must present it.
 // The first data call that presents a file header binds the grant to that file id (bindFile).
 // Bounded table (oldest dropped first), entries expire with the decision's ttl, timed by the monotonic clock (a wall-clock
-// step neither extends nor cuts a grant). Design: lib/wire/FORMAT.md §4.4.
+// step neither extends nor cuts a grant). Design: lib/wire/FORMAT.md §4.5.
 import crypto from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import { PemError } from '../wire/errors'

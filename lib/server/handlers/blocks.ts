@@ -1,5 +1,6 @@
 // Data service handlers: FileHeader, BlocksSeal, BlocksOpen. Each checks the host's grant, decodes the file header
-// the host sends (the grant's first header binds it to that file), and runs the batch through the engine asynchronously (the event loop never waits on a batch).
+// the host sends (the grant's first header binds it to that file), and runs the batch through the engine
+// asynchronously (the event loop never waits on a batch).
 // Output batches come from the data pool and go back to it once the channel has written the reply (PooledReply).
 // Record layout and AAD: lib/wire/file-format.ts; byte counts: lib/wire/FORMAT.md §4.
 import crypto from 'node:crypto'
@@ -12,7 +13,6 @@ import {
   writeAad, writeTrailer, type FileHeader
 } from '../../wire/file-format'
 import type { BlocksBody, BlocksReply, FileHeaderBody, FileHeaderReply, HostContext } from '../../wire/packets'
-import type { Grant } from '../grants'
 import type { DataService } from '../keys'
 
 const SEALED_OVERHEAD = NONCE_BYTES + TAG_BYTES
@@ -33,12 +33,12 @@ export function handleFileHeader (ds: DataService, body: FileHeaderBody, ctx: Ho
 }
 
 /** The grant, the header, that the header names the granted key, and that the grant serves this file (or now does). */
-export function begin (ds: DataService, body: { grant: string, header: Buffer }, ctx: HostContext, seal: boolean): { g: Grant, h: FileHeader } {
+export function begin (ds: DataService, body: { grant: string, header: Buffer }, ctx: HostContext, seal: boolean): FileHeader {
   const g = ds.grants.check(body.grant, ctx.host, null, seal)
   const h = decodeHeader(body.header)
   if (h.keyName !== g.key) throw new PemError('PEM_ERR_KEY_NOT_GRANTED', `the file is under key '${h.keyName}', the grant is for '${g.key}'`)
   ds.grants.bindFile(g, h.fileId)
-  return { g, h }
+  return h
 }
 
 function aadOf (h: FileHeader, blocks: number[], plainLens: number[]): Buffer {
@@ -57,7 +57,7 @@ function blockError (err: unknown, blocks: number[]): PemError {
 }
 
 export async function handleSeal (ds: DataService, body: BlocksBody, ctx: HostContext): Promise<PooledReply> {
-  const { h } = begin(ds, body, ctx, true)
+  const h = begin(ds, body, ctx, true)
   const { blocks, lens, data } = body
   const n = blocks.length
   for (let i = 0; i < n; i++) {
@@ -141,7 +141,7 @@ async function compressFull (h: FileHeader, lens: number[], data: Buffer, payloa
 }
 
 export async function handleOpen (ds: DataService, body: BlocksBody, ctx: HostContext): Promise<PooledReply> {
-  const { h } = begin(ds, body, ctx, false)
+  const h = begin(ds, body, ctx, false)
   const { blocks, lens, data } = body
   const n = blocks.length
   const trailers = new Array<ReturnType<typeof checkRecord>>(n)

@@ -15,7 +15,7 @@ export function handleFileKey (m: Member, body: FileKeyBody, ctx: HostContext): 
   const g = m.data.grants.check(body.grant, ctx.host, null, false)
   if (g.placement !== 'host') throw new PemError('PEM_ERR_KEY_NOT_GRANTED', 'the decision places crypto on the appliance: use BlocksSeal/BlocksOpen')
   if (!RELEASES_KEY.has(g.action)) throw new PemError('PEM_ERR_KEY_NOT_GRANTED', `a grant for '${g.action}' releases no file key`)
-  const { h } = begin(m.data, body, ctx, false)
+  const h = begin(m.data, body, ctx, false) // checks the grant again, then the header, and binds the grant to its file
   const sealed = m.data.sealedFileKey(h.keyName, h.keyVersion, h.fileId, parsePublicKey(host.key))
   const ttlMs = m.data.grants.remainingMs(g)
   m.audit.write({ kind: 'security', event: 'key_release', host: ctx.host, ip: ctx.ip, key: h.keyName, version: h.keyVersion, file: h.fileId.toString('hex'), action: g.action, ttlMs })
