@@ -1,4 +1,6 @@
 // Key handles: 32-byte keys kept in native memory (wiped on destroy/free) and HKDF-SHA256 per-file key derivation.
+// copyKeyInto(handle, out) writes a handle's 32 bytes into a caller's buffer: spd uses it to seal a per-file key to a
+// host (lib/server/keys.ts), with `out` a sodium_malloc buffer it wipes right after sealing.
 //
 // deriveFileKey(named key K, file id F (16 bytes), key version V):
 //   HKDF-SHA256(ikm = K, salt = none (32 zero bytes), info = "pem/v1 file key" (15) | F (16) | V u32 big endian (4))
@@ -155,6 +157,28 @@ Napi::Value DeriveFileKey(const Napi::CallbackInfo& info) {
   return env.IsExceptionPending() ? env.Undefined() : Napi::Value(k);
 }
 
+Napi::Value CopyKeyInto(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2) {
+    ThrowEngineError(env, kErrBadArgument, "copyKeyInto(key, out)");
+    return env.Undefined();
+  }
+  Key* key = Key::From(env, info[0]);
+  if (key == nullptr) return env.Undefined();
+  uint8_t* out;
+  size_t out_len;
+  if (!BytesArg(info[1], &out, &out_len)) {
+    ThrowEngineError(env, kErrBadArgument, "copyKeyInto: out must be a Uint8Array");
+    return env.Undefined();
+  }
+  if (out_len != kKeyLen) {
+    ThrowEngineError(env, kErrBadLength, "copyKeyInto: out must be 32 bytes");
+    return env.Undefined();
+  }
+  memcpy(out, key->bytes(), kKeyLen);
+  return env.Undefined();
+}
+
 }  // namespace
 
 void InitKeys(Napi::Env env, Napi::Object exports, State* state) {
@@ -162,6 +186,7 @@ void InitKeys(Napi::Env env, Napi::Object exports, State* state) {
   exports.Set("createKey", Napi::Function::New(env, CreateKey, "createKey"));
   exports.Set("generateKey", Napi::Function::New(env, GenerateKey, "generateKey"));
   exports.Set("deriveFileKey", Napi::Function::New(env, DeriveFileKey, "deriveFileKey"));
+  exports.Set("copyKeyInto", Napi::Function::New(env, CopyKeyInto, "copyKeyInto"));
   exports.Set("HKDF_INFO_FILE_KEY", Napi::String::New(env, kHkdfInfoFileKey));
 }
 

@@ -103,7 +103,9 @@ export const FUZZ_TARGETS: FuzzTarget[] = [
       encodeFrame(Op.Enroll, 2, { token: 'pem1.' + 'A'.repeat(43) + '.' + 'ab'.repeat(32), name: 'web-1' }),
       encodeFrame(Op.Decide, 3, { pv: 4, guard: '/srv/data', path: '/a/b', action: 'read', attrs: { uid: 1, gids: [1, 2], pid: 9, sid: 9, exe: '/bin/cat', exeHash: 'ab'.repeat(32), auth: 1 } }),
       encodeFrame(Op.BlocksSeal, 4, { grant: '0'.repeat(32), header: Buffer.alloc(64, 1), blocks: [0, 1], lens: [3, 2], data: Buffer.from('abcde') }),
-      encodeFrame(Op.Ping, 5, { load: { total: 0.5, cpu: 0.5, nic: 0, crypto: 0 }, weight: 5, pv: 4 }, FLAG_REPLY)
+      encodeFrame(Op.Ping, 5, { load: { total: 0.5, cpu: 0.5, nic: 0, crypto: 0 }, weight: 5, pv: 4 }, FLAG_REPLY),
+      encodeFrame(Op.FileKey, 6, { grant: '0'.repeat(32), header: Buffer.alloc(50, 2) }),
+      encodeFrame(Op.FileKey, 6, { sealed: Buffer.alloc(106, 3), ttlMs: 30_000 }, FLAG_REPLY)
     ],
     fixtures: () => hexFiles(path.join(ROOT, 'test/fixtures/wire/v1')),
     run: input => {

@@ -84,11 +84,13 @@ function boxKeysOf (identity: Identity): BoxKeys {
   return k
 }
 
-/** Open a box sealed to `identity`; false when it was sealed to someone else or was altered (never throws). */
-export function openSealed (identity: Identity, sealed: Uint8Array): Buffer | false {
-  if (sealed.length < SEALED_OVERHEAD) return false
+/**
+ * Open a box sealed to `identity`; false when it was sealed to someone else or was altered (never throws). `out`
+ * (exactly sealed.length - SEALED_OVERHEAD bytes, e.g. a sodium_malloc buffer for a secret) receives the plaintext.
+ */
+export function openSealed (identity: Identity, sealed: Uint8Array, out: Buffer = Buffer.allocUnsafe(Math.max(0, sealed.length - SEALED_OVERHEAD))): Buffer | false {
+  if (sealed.length < SEALED_OVERHEAD || out.length !== sealed.length - SEALED_OVERHEAD) return false
   const { pk, sk } = boxKeysOf(identity)
-  const out = Buffer.allocUnsafe(sealed.length - SEALED_OVERHEAD)
   try {
     return sodium.crypto_box_seal_open(out, toBuf(sealed), pk, sk) ? out : false
   } catch {

@@ -52,6 +52,7 @@ export interface RawCrypto {
   createKey (bytes: Uint8Array): RawKey
   generateKey (): RawKey
   deriveFileKey (key: RawKey, fileId: Uint8Array, version: number): RawKey
+  copyKeyInto (key: RawKey, out: Uint8Array): void
   compress (codec: RawCodec, level: number, input: Uint8Array, lens: Uint32Array, out: Uint8Array, outLens: Uint32Array): number
   compressAsync (codec: RawCodec, level: number, input: Uint8Array, lens: Uint32Array, out: Uint8Array, outLens: Uint32Array): Promise<number>
   decompress (codec: RawCodec, input: Uint8Array, lens: Uint32Array, out: Uint8Array, outLens: Uint32Array): number

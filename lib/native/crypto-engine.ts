@@ -42,6 +42,16 @@ export function deriveFileKey (key: KeyHandle, fileId: Uint8Array, version: numb
   return call(() => raw.deriveFileKey(key, fileId, version))
 }
 
+/**
+ * Writes the key's 32 bytes into `out` (exactly KEY_BYTES). Only for handing a per-file key on, sealed: pass a
+ * sodium_malloc buffer and sodium_memzero it as soon as the sealed copy is made (lib/server/keys.ts sealFileKey).
+ */
+export function copyKeyInto (key: KeyHandle, out: Uint8Array): void {
+  checkBytes('out', out)
+  if (out.length !== KEY_BYTES) throw badLength(`a key is ${KEY_BYTES} bytes, out holds ${out.length}`)
+  call(() => raw.copyKeyInto(key, out))
+}
+
 /** Bytes the sealed form of blocks with these plaintext lengths takes. */
 export function sealedLength (lens: Uint32Array): number { return sumLens(lens, OVERHEAD_BYTES) }
 /** Plaintext bytes of sealed blocks with these lengths. */

@@ -1,17 +1,19 @@
 // Host-side client of the cluster: enrollment, pinned channels to every server, decisions with failover, and the
-// data path (file headers, sealing and opening blocks) on the server whose decision granted the key.
+// data path (file headers, sealing and opening blocks, or the file key itself under host placement) on the server
+// whose decision granted the key.
 // Each server's last load, weight, latency, policy version and requests in flight are kept; the host picks its own
 // target from them with a named strategy (selection.ts).
 import { dataPool } from '../channel/buffer-pool'
 import { connect } from '../channel/tls'
 import type { Channel } from '../channel/channel'
+import { openFileKey } from '../crypto/file-key'
 import type { Identity } from '../crypto/identity'
 import { ERRORS, PemError } from '../wire/errors'
 import { Op } from '../wire/opcodes'
 import { decodeHeader, readTrailer, TRAILER_BYTES, type FileHeader } from '../wire/file-format'
 import {
-  LIMITS, type BlocksReply, type DecideBody, type DecideReply, type EnrollReply, type FileHeaderReply, type LoadValues,
-  type PingReply, type ServerEntry, type ServersReply
+  LIMITS, type BlocksReply, type DecideBody, type DecideReply, type EnrollReply, type FileHeaderReply, type FileKeyReply,
+  type LoadValues, type PingReply, type Placement, type ServerEntry, type ServersReply
 } from '../wire/packets'
 import { parseToken } from '../wire/token'
 import { createSelector, noteDown, noteOverload, noteReply, OVERLOAD_BACKOFF_MS, type SelectionName, type Selector } from './selection'
@@ -51,8 +53,11 @@ export interface ClientOptions {
 /** One block's output per block sent, and the hand-back of the reply frames they are views of (dataPool). */
 export interface Batch { parts: Buffer[], release: () => void }
 
-/** A decision as decide() returns it; the data calls need one with a grant (apply_key permitted). */
-export type Decision = DecideReply & { server: string }
+/**
+ * A decision as decide() returns it; the data calls need one with a grant (apply_key permitted), fileKey one with
+ * placement 'host'.
+ */
+export type Decision = DecideReply & { server: string, placement: Placement }
 
 /**
  * The parts as one buffer: a view when they lie back to back in one allocation (the records of a run of slots read
@@ -222,7 +227,7 @@ export class ClusterClient {
    * skipped for this decision only, and one behind the confirmed fence (or cut off from its cluster) is marked down; a
    * policy denial is returned at once (the caller turns it into EACCES).
    */
-  async decide (req: Omit<DecideBody, 'pv'>): Promise<DecideReply & { server: string }> {
+  async decide (req: Omit<DecideBody, 'pv'>): Promise<Decision> {
     let last: PemError = new PemError('PEM_ERR_UNREACHABLE', 'no server is up')
     const ahead = new Set<ServerState>()
     for (let attempt = 0; attempt < this.servers.length * 2 + 1; attempt++) {
@@ -235,7 +240,7 @@ export class ClusterClient {
         const sent = this.pv
         const reply = await inflight(s, ch.request(Op.Decide, { ...req, pv: sent }, { timeoutMs: this.timeoutMs })) as DecideReply
         noteReply(s, reply, Number(process.hrtime.bigint() - started) / 1e6, Date.now())
-        if (reply.ok || reply.reason === ERRORS.PEM_ERR_POLICY_DENY.id) { this.seeVersion(s, reply.pv); return { ...reply, server: s.entry.id } }
+        if (reply.ok || reply.reason === ERRORS.PEM_ERR_POLICY_DENY.id) { this.seeVersion(s, reply.pv); return { ...reply, server: s.entry.id, placement: reply.placement ?? 'appliance' } }
         s.rejections++
         if (reply.reason === ERRORS.PEM_ERR_STALE_POLICY.id) {
           this.seeVersion(s, reply.pv)
@@ -298,6 +303,19 @@ export class ClusterClient {
   /** Opens records found by parseSlot() (holes are not sent); returns each block's plaintext, released the same way. */
   async openBlocks (d: Decision, header: Buffer, blocks: number[], records: Uint8Array[]): Promise<Batch> {
     return await this.batches(d, Op.BlocksOpen, header, blocks, records)
+  }
+
+  /**
+   * The key of the file whose header is `header`, released by the decision's server under host placement: opened
+   * with this host's identity and checked against the header's file id and key version. `key` is a sodium_malloc
+   * buffer of 32 bytes: wipe it (sodium_memzero) once handed to native code. `ttlMs`: how long it may be used before
+   * deciding again. Errors as the blocks calls (PEM_ERR_KEY_NOT_GRANTED and dead servers are in REDECIDE).
+   */
+  async fileKey (d: Decision, header: Buffer): Promise<{ key: Buffer, ttlMs: number }> {
+    const h = decodeHeader(header)
+    if (d.placement !== 'host') throw new PemError('PEM_ERR_KEY_NOT_GRANTED', 'the decision places crypto on the appliance')
+    const r = await this.dataRequest(d, Op.FileKey, { grant: grantOf(d), header }) as FileKeyReply
+    return { key: openFileKey(this.identity, r.sealed, h.fileId, h.keyVersion), ttlMs: r.ttlMs }
   }
 
   private async batches (d: Decision, op: Op, header: Buffer, blocks: number[], parts: Uint8Array[]): Promise<Batch> {

@@ -2,12 +2,12 @@
 // cluster (ClusterClient.decide); decisions are cached per (attributes, path, action) for the reply's ttl and only
 // under the policy version they were made in — for every path under the reply's scope when it has one (the server
 // says the policy cannot tell those paths apart), so a directory of new files costs one decision per action, not
-// one per name. Also the one place that turns any error into an errno.
+// one per name; a decision with a key grant only for its own path (a grant serves one file). Also the one place that turns any error into an errno.
 import os from 'node:os'
 import { attrsOf } from './attrs'
-import type { ClusterClient } from './client'
+import type { ClusterClient, Decision } from './client'
 import { errnoOf, PemError } from '../wire/errors'
-import type { AccessAttrs, Action, DecideReply } from '../wire/packets'
+import type { AccessAttrs, Action } from '../wire/packets'
 
 const ERRNO = os.constants.errno as Record<string, number>
 const CACHE_MAX = 20_000
@@ -15,7 +15,7 @@ const CACHE_MAX = 20_000
 /** Who asks: the FUSE request's credentials (pid 0: the kernel itself). */
 export interface Caller { uid: number, gid: number, pid: number }
 
-export type Decision = DecideReply & { server: string }
+export type { Decision } from './client'
 interface Cached { reply: Decision, until: number }
 
 export interface GuardStats { decisions: number, cacheHits: number, denied: number, failed: number }
@@ -76,8 +76,10 @@ export class Guard {
     if (d.ttl > 0) {
       if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value as string)
       // A scope is only taken when it really is an ancestor of the path asked about. Its key has a NUL, which no
-      // path can hold, so a file named '*' (or anything else) never reads as a scope.
-      const wide = d.scope !== null && path.startsWith(d.scope + '/') && path.length > d.scope.length + 1
+      // path can hold, so a file named '*' (or anything else) never reads as a scope. A decision with a grant is kept
+      // for its own path only: spd binds a grant to the first file it serves (lib/wire/FORMAT.md §4.5), so sharing it
+      // across a scope would cost every other file a refused data call and a new decision.
+      const wide = d.grant === null && d.scope !== null && path.startsWith(d.scope + '/') && path.length > d.scope.length + 1
       this.cache.set(wide ? `${who}\0${d.scope as string}` : who + path, { reply: d, until: Date.now() + d.ttl })
     }
     return d

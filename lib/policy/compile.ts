@@ -1,5 +1,5 @@
 // Semantic checks and compilation of a shape-checked document: names, references, keys, effects, actions, ttl.
-import { ACTIONS, type Compression } from '../wire/packets'
+import { ACTIONS, PLACEMENTS, type Compression, type Placement } from '../wire/packets'
 import { canonicalGuard, compileHostSet, compileProcessSet, compileResourceSet, compileUserSet, type SetKind, SINGULAR } from './sets'
 import { normalizePath } from './glob'
 import { locate, type PathSeg, type Problems, type Source } from './source'
@@ -138,6 +138,12 @@ function compileRule (r: RuleDoc, at: PathSeg[], p: Problems, c: RuleCtx): Compi
     if (effect !== 'apply_key') p.add([...at, 'compression'], 'compression applies only to apply_key rules (data that bypasses the cluster is not compressed)')
     else compression = r.compression
   }
+  let placement: Placement = 'appliance'
+  if (r.placement !== undefined) {
+    if (!(PLACEMENTS as readonly string[]).includes(r.placement)) p.add([...at, 'placement'], `rule '${r.id}': unknown placement '${r.placement}': ${PLACEMENTS.join(' or ')}`)
+    else if (effect !== 'apply_key') p.add([...at, 'placement'], `rule '${r.id}': placement applies only to apply_key rules (it says where the file key is used)`)
+    else placement = r.placement as Placement
+  }
   let actions = 0
   if (r.actions === undefined) actions = ALL_ACTIONS_MASK
   else {
@@ -169,6 +175,7 @@ function compileRule (r: RuleDoc, at: PathSeg[], p: Problems, c: RuleCtx): Compi
     effect,
     key,
     compression,
+    placement,
     weight: r.weight ?? null,
     ttlMs,
     audit: r.audit === true || effect === 'audit'

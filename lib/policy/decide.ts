@@ -7,7 +7,7 @@ import { actionBit } from './compile'
 import type { CompiledPolicy, CompiledRule, Decision, DecideInput, GuardIndex } from './types'
 
 function denyByDefault (ttlMs: number, audit: string[], scope: string | null): Decision {
-  return { effect: 'deny', rule: null, key: null, compression: 'none', bypass: false, weight: null, ttlMs, audit, scope }
+  return { effect: 'deny', rule: null, key: null, compression: 'none', placement: 'appliance', bypass: false, weight: null, ttlMs, audit, scope }
 }
 
 /**
@@ -62,10 +62,10 @@ function evaluate (p: CompiledPolicy, ix: GuardIndex, order: ArrayLike<number>, 
     if (r.effect === 'audit') continue
     const scope = audit.length === 0 ? decisionScope(ix, path) : null
     if (r.effect === 'deny') {
-      return { effect: 'deny', rule: r.id, key: null, compression: 'none', bypass: false, weight: r.weight, ttlMs: r.ttlMs, audit, scope }
+      return { effect: 'deny', rule: r.id, key: null, compression: 'none', placement: 'appliance', bypass: false, weight: r.weight, ttlMs: r.ttlMs, audit, scope }
     }
     const apply = r.effect === 'apply_key'
-    return { effect: 'permit', rule: r.id, key: r.key, compression: r.compression, bypass: !apply, weight: r.weight, ttlMs: r.ttlMs, audit, scope }
+    return { effect: 'permit', rule: r.id, key: r.key, compression: r.compression, placement: r.placement, bypass: !apply, weight: r.weight, ttlMs: r.ttlMs, audit, scope }
   }
   return denyByDefault(p.ttlMs, audit, audit.length === 0 ? decisionScope(ix, path) : null)
 }

@@ -10,6 +10,7 @@ export interface PolicySummary {
   guards: Array<{ path: string, rules: number, applicable: number }> // own rules; own + shared rules that can apply
   sharedRules: number
   rules: number
+  hostPlacementRules: number // apply_key rules with placement: host (spd releases their file keys to hosts)
   sets: { users: number, processes: number, hosts: number, resources: number }
 }
 
@@ -39,6 +40,7 @@ export function describePolicy (p: CompiledPolicy): PolicySummary {
     })),
     sharedRules: p.rules.filter(r => r.guard === null).length,
     rules: p.rules.length,
+    hostPlacementRules: p.rules.filter(r => r.placement === 'host').length,
     sets: { users: count(sets.users), processes: count(sets.processes), hosts: count(sets.hosts), resources: count(sets.resources) }
   }
 }

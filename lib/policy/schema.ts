@@ -82,6 +82,7 @@ export const POLICY_SCHEMA = {
         actions: { type: ['string', 'array'], minLength: 1, minItems: 1, items: str },
         effect: str,
         compression: { enum: [...COMPRESSIONS] },
+        placement: str, // checked in compile.ts, so the error names the rule
         weight: { type: 'integer', minimum: 1, maximum: 100 },
         ttl,
         audit: { type: 'boolean' }

@@ -1,5 +1,5 @@
 // Types of the policy engine: compiled sets, rules, the per-guard index, decisions and located errors.
-import type { AccessAttrs, Action, Compression, HostContext } from '../wire/packets'
+import type { AccessAttrs, Action, Compression, HostContext, Placement } from '../wire/packets'
 import type { Cidr } from './net'
 import type { Glob } from './glob'
 
@@ -44,6 +44,7 @@ export interface CompiledRule {
   effect: RuleEffect
   key: string | null
   compression: Compression
+  placement: Placement // where an apply_key rule's crypto runs ('appliance' for every other effect)
   weight: number | null
   ttlMs: number
   audit: boolean
@@ -95,6 +96,7 @@ export interface Decision {
   rule: string | null // the rule that decided; null only for the default deny
   key: string | null
   compression: Compression
+  placement: Placement // 'host': spd may release the file key to the host (FileKey); 'appliance' otherwise
   bypass: boolean // permit without apply_key: the host does the I/O itself
   weight: number | null
   ttlMs: number
@@ -133,6 +135,7 @@ export interface RuleDoc {
   actions?: string | string[]
   effect: string
   compression?: Compression
+  placement?: string
   weight?: number
   ttl?: number | string
   audit?: boolean

@@ -1,13 +1,17 @@
 // Key grants: a permitted decision that names a key hands the host a random grant id; data ops must present it.
+// The first data call that presents a file header binds the grant to that file id (bindFile).
 // Bounded table (oldest dropped first), entries expire with the decision's ttl, timed by the monotonic clock (a wall-clock
-// step neither extends nor cuts a grant). Design: lib/wire/FORMAT.md §4.4.
+// step neither extends nor cuts a grant). Design: lib/wire/FORMAT.md §4.5.
 import crypto from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import { PemError } from '../wire/errors'
-import type { Action, Compression } from '../wire/packets'
+import type { Action, Compression, Placement } from '../wire/packets'
 
-/** `expires` is on the table's clock (monotonic milliseconds by default), not a wall-clock time. */
-export interface Grant { host: string, key: string, compression: Compression, action: Action, expires: number }
+/**
+ * `expires` is on the table's clock (monotonic milliseconds by default), not a wall-clock time. `fileId` (hex): the
+ * file the grant serves, fixed by the first call that presents a header; null until then.
+ */
+export interface Grant { host: string, key: string, compression: Compression, action: Action, placement: Placement, expires: number, fileId: string | null }
 
 /** A grant outlives its decision's ttl by this much: a host caching the decision until the ttl ends can still use it. */
 export const GRANT_SLACK_MS = 2000
@@ -26,12 +30,12 @@ export class GrantTable {
 
   get size (): number { return this.grants.size }
 
-  issue (host: string, key: string, compression: Compression, action: Action, ttlMs: number): string {
+  issue (host: string, key: string, compression: Compression, action: Action, ttlMs: number, placement: Placement = 'appliance'): string {
     if (this.poolAt === this.pool.length) { crypto.randomFillSync(this.pool); this.poolAt = 0 }
     const id = this.pool.toString('hex', this.poolAt, this.poolAt + 16)
     this.poolAt += 16
     while (this.grants.size >= this.max) this.grants.delete(this.grants.keys().next().value as string)
-    this.grants.set(id, { host, key, compression, action, expires: this.now() + ttlMs + GRANT_SLACK_MS })
+    this.grants.set(id, { host, key, compression, action, placement, expires: this.now() + ttlMs + GRANT_SLACK_MS, fileId: null })
     return id
   }
 
@@ -47,5 +51,17 @@ export class GrantTable {
     if (key !== null && g.key !== key) throw new PemError('PEM_ERR_KEY_NOT_GRANTED', `grant is for key '${g.key}', not '${key}'`)
     if (seal && READ_ONLY.has(g.action)) throw new PemError('PEM_ERR_KEY_NOT_GRANTED', `a grant for '${g.action}' cannot seal blocks`)
     return g
+  }
+
+  /** Binds `g` to the file on its first use with a header; a grant already bound to another file: PEM_ERR_KEY_NOT_GRANTED. */
+  bindFile (g: Grant, fileId: Buffer): void {
+    const hex = fileId.toString('hex')
+    if (g.fileId === null) g.fileId = hex
+    else if (g.fileId !== hex) throw new PemError('PEM_ERR_KEY_NOT_GRANTED', 'grant is for another file (decide again for this one)')
+  }
+
+  /** Milliseconds left of the decision `g` came from (its ttl, without the slack), never below 0. */
+  remainingMs (g: Grant): number {
+    return Math.max(0, Math.floor(g.expires - GRANT_SLACK_MS - this.now()))
   }
 }

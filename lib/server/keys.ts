@@ -1,9 +1,11 @@
 // spd's data-path state: the crypto engines (one per cipher, the configured one loaded at start), per-file keys
 // derived from the named policy keys (bounded LRU of native handles); scratch buffers come from the data pool
 // (lib/channel/buffer-pool.ts).
-// Key material never leaves this process: hosts only ever see grants, headers and sealed records.
+// Key material leaves this process only as a per-file key sealed to an enrolled host (sealedFileKey, host placement);
+// otherwise hosts see grants, headers and sealed records.
+import { sealFileKey } from '../crypto/file-key'
 import {
-  createEngine, deriveFileKey, importKey, type AeadCipher, type CryptoEngine, type KeyHandle
+  copyKeyInto, createEngine, deriveFileKey, importKey, type AeadCipher, type CryptoEngine, type KeyHandle
 } from '../native/crypto-engine'
 import { PemError } from '../wire/errors'
 import type { FileCipher } from '../wire/file-format'
@@ -80,6 +82,15 @@ export class DataService {
     const baseId = `${name}\0${version}\0${kv.created}`
     return this.fileKeys.get(`${baseId}\0${fileId.toString('hex')}`, () =>
       deriveFileKey(this.baseKeys.get(baseId, () => importKey(kv.material)), fileId, version))
+  }
+
+  /**
+   * The per-file key (the same HKDF as fileKey) sealed to `hostKey` (raw Ed25519), bound to file id and version.
+   * The bytes leave the native handle only into a sodium_malloc buffer that is wiped once sealed (crypto/file-key.ts).
+   */
+  sealedFileKey (name: string, version: number, fileId: Buffer, hostKey: Buffer): Buffer {
+    const handle = this.fileKey(name, version, fileId)
+    return sealFileKey(hostKey, fileId, version, out => copyKeyInto(handle, out))
   }
 
   get cachedFileKeys (): number { return this.fileKeys.size }

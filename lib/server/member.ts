@@ -9,7 +9,7 @@ import { encodePublicKey, loadIdentity, type Identity } from '../crypto/identity
 import { decide, formatPolicyError, parsePolicyOrThrow, PolicyRejected, type CompiledPolicy, type Decision, type DecideInput } from '../policy'
 import { PemError } from '../wire/errors'
 import { Op } from '../wire/opcodes'
-import type { BlocksBody, DecideBody, EnrollBody, FileHeaderBody, ServerEntry } from '../wire/packets'
+import type { BlocksBody, DecideBody, EnrollBody, FileHeaderBody, FileKeyBody, ServerEntry } from '../wire/packets'
 import { AdminApi } from './admin'
 import { registerAdminRoutes } from './admin-routes'
 import { AuditLog } from './audit'
@@ -18,6 +18,7 @@ import { loadConfig, splitHostPort, type SpdConfig } from './config'
 import { handleFileHeader, handleOpen, handleSeal } from './handlers/blocks'
 import { handleDecide } from './handlers/decide'
 import { handleEnroll } from './handlers/enroll'
+import { handleFileKey } from './handlers/file-key'
 import { DataService } from './keys'
 import { LoadReporter } from './load'
 import { memberMetrics, RefusalTally } from './metrics'
@@ -138,7 +139,7 @@ export class Member {
   get policyVersion (): number { return this.store.state.version }
 
   decide (input: DecideInput): Decision {
-    if (this.policy === null) return { effect: 'deny', rule: null, key: null, compression: 'none', bypass: false, weight: null, ttlMs: this.config.decisionTtlMs, audit: [], scope: null }
+    if (this.policy === null) return { effect: 'deny', rule: null, key: null, compression: 'none', placement: 'appliance', bypass: false, weight: null, ttlMs: this.config.decisionTtlMs, audit: [], scope: null }
     return decide(this.policy, input)
   }
 
@@ -232,6 +233,7 @@ export class Member {
         case Op.FileHeader: return handleFileHeader(this.data, body as FileHeaderBody, ctx)
         case Op.BlocksSeal: this.counters.sealBytes += (body as BlocksBody).data.length; return await handleSeal(this.data, body as BlocksBody, ctx)
         case Op.BlocksOpen: this.counters.openBytes += (body as BlocksBody).data.length; return await handleOpen(this.data, body as BlocksBody, ctx)
+        case Op.FileKey: return handleFileKey(this, body as FileKeyBody, ctx)
         case Op.Ping: return { load: this.load.project(0), weight: this.config.weight, pv: this.policyVersion }
         case Op.Servers: return { pv: this.policyVersion, servers: this.servers(ch.peer.id) }
         default: throw new PemError('PEM_ERR_BAD_OPCODE', `opcode ${op} is not served on a host channel`)

@@ -32,6 +32,10 @@ export function isAction (a: unknown): a is Action { return typeof a === 'string
 export const COMPRESSIONS = ['none', 'zstd', 'lz4', 'zlib'] as const
 export type Compression = (typeof COMPRESSIONS)[number]
 
+/** Where an apply_key rule's crypto runs: on spd (blocks travel, the default) or on the host (FileKey). */
+export const PLACEMENTS = ['appliance', 'host'] as const
+export type Placement = (typeof PLACEMENTS)[number]
+
 /** Who asks: collected by pemfs from the FUSE context. `host` and `ip` are filled in by spd from the channel, never trusted from the host. */
 export interface AccessAttrs {
   uid: number
@@ -80,6 +84,7 @@ export interface DecideReply {
   compression: Compression
   grant: string | null // id of the key grant for FileHeader/BlocksSeal/BlocksOpen on this server; absent in v1 fixtures = null
   scope: string | null // every path strictly under this directory of the guard shares the decision; absent = null (this path only)
+  placement?: Placement // sent only as 'host' (the grant may fetch the file key: FileKey); absent = 'appliance'
 }
 
 /**
@@ -96,6 +101,15 @@ export interface FileHeaderReply { header: Buffer, more?: Buffer[] }
  */
 export interface BlocksBody { grant: string, header: Buffer, blocks: number[], lens: number[], data: Buffer }
 export interface BlocksReply { lens: number[], data: Buffer }
+
+/**
+ * FileKey: the per-file key of the file whose header is sent, for a grant from a host-placement decision, sealed to
+ * the host's enrolled key (layout: lib/wire/FORMAT.md §4.5); `ttlMs`: how long the host may use it.
+ */
+export interface FileKeyBody { grant: string, header: Buffer }
+export interface FileKeyReply { sealed: Buffer, ttlMs: number }
+/** Bytes of a FileKey reply's `sealed`: the 58-byte plaintext (lib/crypto/file-key.ts) + crypto_box_seal's 48. */
+export const SEALED_FILE_KEY_BYTES = 106
 
 export interface PingReply { load: LoadValues, weight: number, pv: number }
 export interface ServersReply { pv: number, servers: ServerEntry[] }
@@ -225,8 +239,15 @@ export function checkDecideReply (v: unknown): DecideReply {
     key: o.key === null ? null : str(o.key, 'key', LIMITS.nameBytes),
     compression: compression as Compression,
     grant: o.grant === undefined || o.grant === null ? null : str(o.grant, 'grant', LIMITS.grantBytes),
-    scope: o.scope === undefined || o.scope === null ? null : scopeOf(o.scope)
+    scope: o.scope === undefined || o.scope === null ? null : scopeOf(o.scope),
+    placement: placementOf(o.placement)
   }
+}
+
+function placementOf (v: unknown): Placement {
+  if (v === undefined || v === null) return 'appliance'
+  if (!(PLACEMENTS as readonly unknown[]).includes(v)) bad('placement must be host or appliance')
+  return v as Placement
 }
 
 /** A decision scope: '' (the guard root) or an absolute path without a trailing slash. */
@@ -283,6 +304,18 @@ export function checkBlocksReply (v: unknown): BlocksReply {
   return checkLensData(o, o.lens.length)
 }
 
+export function checkFileKey (v: unknown): FileKeyBody {
+  const o = obj(v, 'file key')
+  return { grant: str(o.grant, 'grant', LIMITS.grantBytes), header: bin(o.header, 'header', HEADER_MAX_BYTES) }
+}
+
+export function checkFileKeyReply (v: unknown): FileKeyReply {
+  const o = obj(v, 'file key reply')
+  const sealed = bin(o.sealed, 'sealed', SEALED_FILE_KEY_BYTES)
+  if (sealed.length !== SEALED_FILE_KEY_BYTES) bad(`sealed must be ${SEALED_FILE_KEY_BYTES} bytes`)
+  return { sealed, ttlMs: int(o.ttlMs, 'ttlMs', 0, 86_400_000) }
+}
+
 export function checkPingReply (v: unknown): PingReply {
   const o = obj(v, 'ping reply')
   return { load: checkLoad(o.load), weight: int(o.weight, 'weight', 1, 100), pv: int(o.pv, 'pv') }
@@ -303,7 +336,8 @@ export const REQUEST_CHECKS: Partial<Record<Op, (v: unknown) => unknown>> = {
   [Op.Decide]: checkDecide,
   [Op.FileHeader]: checkFileHeader,
   [Op.BlocksSeal]: checkBlocks,
-  [Op.BlocksOpen]: checkBlocks
+  [Op.BlocksOpen]: checkBlocks,
+  [Op.FileKey]: checkFileKey
 }
 export const REPLY_CHECKS: Partial<Record<Op, (v: unknown) => unknown>> = {
   [Op.Hello]: checkHelloReply,
@@ -313,5 +347,6 @@ export const REPLY_CHECKS: Partial<Record<Op, (v: unknown) => unknown>> = {
   [Op.Decide]: checkDecideReply,
   [Op.FileHeader]: checkFileHeaderReply,
   [Op.BlocksSeal]: checkBlocksReply,
-  [Op.BlocksOpen]: checkBlocksReply
+  [Op.BlocksOpen]: checkBlocksReply,
+  [Op.FileKey]: checkFileKeyReply
 }

@@ -175,8 +175,10 @@ test('tampering fails by code: bit flip, swap, block from another file, cut mid-
   await t.throwsAsync(attempt(b => b.subarray(0, slotOffset(h, 4) + 2000)), { code: 'PEM_ERR_TRUNCATED' })
   await t.throwsAsync(attempt(b => { b[20] ^= 0x10; return b }), { code: 'PEM_ERR_BAD_HEADER' })
   await t.throwsAsync(attempt(b => { b.writeUInt32BE(2, 24); b.writeUInt32BE(crc32(b.subarray(0, h.headerBytes - 4)), h.headerBytes - 4); return b }), { code: 'PEM_ERR_KEY_VERSION' })
-  // A header re-checksummed with another file id: every block fails authentication (its AAD binds the file id).
-  await t.throwsAsync(attempt(b => { encodeHeader({ ...h, fileId: crypto.randomBytes(16) }).copy(b); return b }), { code: 'PEM_ERR_AUTH_FAILED_BLOCK' })
+  // A header re-checksummed with another file id: the grant, bound to this file by its first read, refuses it; under
+  // a fresh grant every block fails authentication (its AAD binds the file id).
+  await t.throwsAsync(attempt(b => { encodeHeader({ ...h, fileId: crypto.randomBytes(16) }).copy(b); return b }), { code: 'PEM_ERR_KEY_NOT_GRANTED', message: /another file/ })
+  await t.throwsAsync(readRange(host1, await decide(host1, '/plain/victim'), file), { code: 'PEM_ERR_AUTH_FAILED_BLOCK' })
   fs.writeFileSync(file, orig)
   t.deepEqual(await readRange(host1, d, file), plain, 'the untouched file still reads')
 })
@@ -189,7 +191,8 @@ test.serial('a block sealed under an older key version is refused with PEM_ERR_K
   const d = await decide(host1, '/hr/v2')
   const fresh = await newFile('/hr', 'v2', crypto.randomBytes(3 * 4096))
   t.is(readHeader(fresh.file).header.keyVersion, 2)
-  t.is((await readRange(host1, d, old.file)).length, 3 * 4096, 'files under version 1 stay readable')
+  // A grant serves one file (the first header it is shown): the old file is read under a decision of its own.
+  t.is((await readRange(host1, await decide(host1, '/hr/v1'), old.file)).length, 3 * 4096, 'files under version 1 stay readable')
   const h = readHeader(fresh.file).header
   const b = fs.readFileSync(fresh.file)
   const o = fs.readFileSync(old.file)

@@ -2,7 +2,7 @@
 import test from 'ava'
 import crypto from 'node:crypto'
 import {
-  HKDF_INFO_FILE_KEY, createEngine, deriveFileKey, importKey, sealedLength, type KeyHandle
+  HKDF_INFO_FILE_KEY, copyKeyInto, createEngine, deriveFileKey, importKey, sealedLength, type KeyHandle
 } from '../../lib/native/crypto-engine'
 import { fixture, nodeOpen, nodeSeal } from './node-aead'
 
@@ -68,4 +68,17 @@ test('bad file ids and versions are refused by code', t => {
   for (const v of [-1, 2 ** 32, 1.5, NaN]) t.throws(() => deriveFileKey(named, Buffer.alloc(16), v), { code: 'ENGINE_ERR_BAD_ARGUMENT' })
   named.destroy()
   t.throws(() => deriveFileKey(named, Buffer.alloc(16), 1), { code: 'ENGINE_ERR_BAD_ARGUMENT' })
+})
+
+test('copyKeyInto writes a derived key\'s bytes (the HKDF output) into exactly 32 bytes; bad buffers and dead handles throw', t => {
+  const k = crypto.randomBytes(32)
+  const fid = crypto.randomBytes(16)
+  const derived = deriveFileKey(importKey(k), fid, 7)
+  const out = Buffer.alloc(32)
+  copyKeyInto(derived, out)
+  t.true(out.equals(nodeFileKey(k, fid, 7)))
+  t.throws(() => copyKeyInto(derived, Buffer.alloc(31)), { code: 'ENGINE_ERR_BAD_LENGTH' })
+  t.throws(() => copyKeyInto(derived, 'x' as unknown as Buffer), { code: 'ENGINE_ERR_BAD_ARGUMENT' })
+  derived.destroy()
+  t.throws(() => copyKeyInto(derived, out), { code: 'ENGINE_ERR_BAD_ARGUMENT' })
 })

@@ -17,7 +17,7 @@ function standIn (reply: (path: string) => Partial<Decision>): { g: Guard, clien
     servers: [],
     async decide (req: Omit<DecideBody, 'pv'>): Promise<Decision> {
       asked.push(req.path)
-      return { ok: true, reason: 0, rule: 'r', load: LOAD, weight: 10, pv: client.pv, bypass: true, ttl: 60_000, key: null, compression: 'none', grant: null, scope: null, server: 's1', ...reply(req.path) }
+      return { ok: true, reason: 0, rule: 'r', load: LOAD, weight: 10, pv: client.pv, bypass: true, ttl: 60_000, key: null, compression: 'none', grant: null, scope: null, server: 's1', placement: 'appliance', ...reply(req.path) }
     }
   }
   return { g: new Guard(client as unknown as ClusterClient, '/g'), client: client as unknown as ClusterClient, asked }
@@ -31,6 +31,14 @@ test('a scope covers every path under it, once per action', async t => {
   await g.allow(caller, '/other', 'getattr')
   await g.allow(caller, '/dir', 'getattr')
   t.deepEqual(asked, ['/dir/a', '/dir/a', '/other', '/dir'], 'another action, a path beside it and the directory itself ask')
+})
+
+test('a decision with a key grant is cached for its own path only (a grant serves one file)', async t => {
+  const { g, asked } = standIn(p => ({ scope: '/dir', bypass: false, key: 'k', grant: `g${p}` }))
+  t.is((await g.allow(caller, '/dir/a', 'write')).grant, 'g/dir/a')
+  t.is((await g.allow(caller, '/dir/a', 'write')).grant, 'g/dir/a')
+  t.is((await g.allow(caller, '/dir/b', 'write')).grant, 'g/dir/b')
+  t.deepEqual(asked, ['/dir/a', '/dir/b'])
 })
 
 test('a file named * is decided for itself, never read as its directory\'s scope', async t => {

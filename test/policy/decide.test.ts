@@ -90,7 +90,7 @@ rules:
   - {id: a4, effect: audit}
 `)
   const d = decide(p, req('/g', '/x/y', 'read', other))
-  t.deepEqual(d, { effect: 'deny', rule: null, key: null, compression: 'none', bypass: false, weight: null, ttlMs: 30_000, audit: ['a1', 'a3', 'a4'], scope: null })
+  t.deepEqual(d, { effect: 'deny', rule: null, key: null, compression: 'none', placement: 'appliance', bypass: false, weight: null, ttlMs: 30_000, audit: ['a1', 'a3', 'a4'], scope: null })
 })
 
 test('a shared rule limited to one guard point does not apply to another', t => {

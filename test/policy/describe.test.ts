@@ -32,6 +32,7 @@ test('describePolicy, keyNames, guardPoints of the example', t => {
     guards: [{ path: '/srv/data', rules: 6, applicable: 8 }, { path: '/srv/hr', rules: 1, applicable: 3 }],
     sharedRules: 2,
     rules: 9,
+    hostPlacementRules: 0,
     sets: { users: 2, processes: 1, hosts: 2, resources: 1 }
   })
 })

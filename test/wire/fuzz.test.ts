@@ -26,8 +26,9 @@ const SAMPLES: Partial<Record<number, { req: unknown, rep: unknown }>> = {
   [Op.Ping]: { req: null, rep: { load, weight: 20, pv: 12 } },
   [Op.Decide]: {
     req: { pv: 12, guard: '/srv/data', path: '/reports/q3.pdf', action: 'read', attrs, bytes: 65536 },
-    rep: { ok: true, reason: 0, rule: 'r-finance', load, weight: 20, pv: 12, bypass: false, ttl: 5000, key: 'finance', compression: 'zstd' }
-  }
+    rep: { ok: true, reason: 0, rule: 'r-finance', load, weight: 20, pv: 12, bypass: false, ttl: 5000, key: 'finance', compression: 'zstd', placement: 'host' }
+  },
+  [Op.FileKey]: { req: { grant: 'ab'.repeat(16), header: Buffer.alloc(50, 7) }, rep: { sealed: Buffer.alloc(106, 9), ttlMs: 5000 } }
 }
 const seeds: Buffer[] = []
 for (const op of Object.values(Op)) {

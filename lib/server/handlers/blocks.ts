@@ -1,5 +1,6 @@
 // Data service handlers: FileHeader, BlocksSeal, BlocksOpen. Each checks the host's grant, decodes the file header
-// the host sends, and runs the batch through the engine asynchronously (the event loop never waits on a batch).
+// the host sends (the grant's first header binds it to that file), and runs the batch through the engine
+// asynchronously (the event loop never waits on a batch).
 // Output batches come from the data pool and go back to it once the channel has written the reply (PooledReply).
 // Record layout and AAD: lib/wire/file-format.ts; byte counts: lib/wire/FORMAT.md §4.
 import crypto from 'node:crypto'
@@ -31,11 +32,12 @@ export function handleFileHeader (ds: DataService, body: FileHeaderBody, ctx: Ho
   return count === 1 ? { header: headers[0] } : { header: headers[0], more: headers.slice(1) }
 }
 
-/** The grant, the header, and that the header names the granted key. */
-function begin (ds: DataService, body: BlocksBody, ctx: HostContext, seal: boolean): FileHeader {
+/** The grant, the header, that the header names the granted key, and that the grant serves this file (or now does). */
+export function begin (ds: DataService, body: { grant: string, header: Buffer }, ctx: HostContext, seal: boolean): FileHeader {
   const g = ds.grants.check(body.grant, ctx.host, null, seal)
   const h = decodeHeader(body.header)
   if (h.keyName !== g.key) throw new PemError('PEM_ERR_KEY_NOT_GRANTED', `the file is under key '${h.keyName}', the grant is for '${g.key}'`)
+  ds.grants.bindFile(g, h.fileId)
   return h
 }
 

@@ -39,8 +39,9 @@ export async function handleDecide (m: Member, body: DecideBody, ctx: HostContex
       ttl: d.ttlMs,
       key: ok ? d.key : null,
       compression: ok ? d.compression : 'none',
-      grant: ok && d.key !== null ? m.data.grants.issue(ctx.host, d.key, d.compression, body.action, d.ttlMs) : null,
-      scope: d.scope
+      grant: ok && d.key !== null ? m.data.grants.issue(ctx.host, d.key, d.compression, body.action, d.ttlMs, d.placement) : null,
+      scope: d.scope,
+      ...(ok && d.key !== null && d.placement === 'host' ? { placement: 'host' as const } : {})
     }
   } finally {
     m.load.inflight--
