@@ -86,7 +86,7 @@ export interface RawFuseOptions { entryTimeoutMs: number, attrTimeoutMs: number,
 export interface RawFuse {
   fuseMount (dir: string, backingFd: number, options: RawFuseOptions, decide: (c: RawDecideCall) => void, io: (c: RawIoCall) => void): RawFuseSession
   /** false: the call is gone (answered after its deadline, or the session stopped). */
-  fuseAnswer (s: RawFuseSession, id: number, answer: { ok?: boolean, errno?: number, ttlMs?: number, bypass?: boolean, value?: number, data?: Uint8Array }): boolean
+  fuseAnswer (s: RawFuseSession, id: number, answer: { ok?: boolean, errno?: number, ttlMs?: number, bypass?: boolean, scope?: string, value?: number, data?: Uint8Array }): boolean
   fuseUnmount (s: RawFuseSession): void
   fuseInvalidate (s: RawFuseSession): void
   fuseNotify (s: RawFuseSession, nodeid: number, name?: string): void
