@@ -80,7 +80,7 @@ export interface RawFuseSession { readonly __fuseSession: unique symbol }
 /** What native/fuse hands the control plane (lib/native/fuse-session.ts types them further). */
 export interface RawDecideCall { id: number, uid: number, gid: number, gids: number[], pid: number, umask: number, path: string, action: string, nodeid: number }
 export interface RawIoCall { id: number, kind: string, fh: number, nodeid: number, fd: number, offset: number, size: number, flags: number, uid: number, gid: number, pid: number, path: string, data?: Buffer }
-export interface RawFuseOptions { entryTimeoutMs: number, attrTimeoutMs: number, decideTimeoutMs: number, autoUnmount: boolean, debug: boolean }
+export interface RawFuseOptions { entryTimeoutMs: number, attrTimeoutMs: number, decideTimeoutMs: number, autoUnmount: boolean, debug: boolean, fsname?: string }
 
 /** native/fuse/js.cc */
 export interface RawFuse {

@@ -50,6 +50,8 @@ export interface FuseSessionOptions {
   /** fusermount3 unmounts when this process dies, even by SIGKILL (default true). */
   autoUnmount?: boolean
   debug?: boolean
+  /** The mount's source in /proc/mounts and df (default `pemfs:DIR`; ',' and '\\' become '_'). */
+  fsname?: string
   io?: IoFn
 }
 
@@ -97,7 +99,8 @@ export class FuseSession {
       attrTimeoutMs: timeout('attrTimeoutMs', o.attrTimeoutMs, 1000, 0),
       decideTimeoutMs: timeout('decideTimeoutMs', o.decideTimeoutMs, 5000, 1),
       autoUnmount: o.autoUnmount ?? true,
-      debug: o.debug ?? false
+      debug: o.debug ?? false,
+      fsname: o.fsname
     }
     let session: RawFuseSession | undefined
     const answer = (id: number, a: Parameters<typeof raw.fuseAnswer>[2]): void => {
