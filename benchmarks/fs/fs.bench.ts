@@ -6,8 +6,10 @@
 // create(4 KiB)+stat+unlink loop, tar -x and rm -rf of the tree. fio runs with --fallocate=none as there: a FUSE
 // file system without fallocate otherwise gets glibc's byte-per-block emulation (the old harness did not, one reason
 // it showed gocryptfs at a third of the speed measured outside). Targets: a plain directory, a bare
-// native-session passthrough (passthrough.ts: pemfs's FUSE session without policy or cluster), pemfs bypass, pemfs encrypted (apply_key, aes-256-gcm,
-// spd on loopback) and gocryptfs (Debian), in one run; baseline = gocryptfs. Every I/O runs in a child process (fio,
+// native-session passthrough (passthrough.ts: pemfs's FUSE session without policy or cluster), pemfs bypass
+// (`pemfs mount --embedded --policy` with a permit-only policy), pemfs encrypted (`pemfs mount --embedded`, its
+// default policy: apply_key, aes-256-gcm, its private spd on loopback) and gocryptfs (Debian), in one run; baseline =
+// gocryptfs. Every I/O runs in a child process (fio,
 // tar, node meta-loop.js): the mounts are served by other processes, and this one only spawns and parses. The
 // machine's speed drifts within minutes, so targets take turns test by test, each round starting one target later,
 // and each row is the median of the rounds (two; one with --quick), with every round's value in the note.
@@ -15,8 +17,8 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { processMemory, type BenchContext } from '../harness'
-import { ROOT, stopAll, stopSpd } from '../../scripts/procs'
-import { clusterWithHost, isMounted, mount, sh, tempDir, unmountAll, type Cluster } from '../../test/helpers/mounts'
+import { cli, ROOT } from '../../scripts/procs'
+import { isMounted, sh, tempDir } from '../../test/helpers/mounts'
 
 interface Target { name: string, dir: string }
 type Results = Record<string, Record<string, number>> // test -> target -> value
@@ -35,19 +37,21 @@ async function startPassthrough (mnt: string, back: string): Promise<ChildProces
   return proc
 }
 
-const policy = (bypass: string, crypt: string): string => `format: 1
-keys: [k1]
+/** The --policy file of the bypass mount: every caller permitted, data stored as it is. */
+const bypassPolicy = (guard: string): string => `format: 1
 guards:
-  ${bypass}:
+  ${guard}:
     rules:
       - id: bypass
         effect: permit
-  ${crypt}:
-    rules:
-      - id: encrypt
-        effect: apply_key(k1)
-        compression: none
 `
+
+/** `pemfs mount DIR --embedded [--policy FILE]`: the daemon's pid. */
+async function mountEmbedded (dir: string, cfg: string, policyFile?: string): Promise<number> {
+  const r = await cli('pemfs', ['mount', dir, '--embedded', '--config-dir', cfg, '--json', ...(policyFile === undefined ? [] : ['--policy', policyFile])], {}, 60000)
+  if (r.code !== 0) throw new Error(`pemfs mount ${dir} --embedded: ${r.stderr}`)
+  return Number(JSON.parse(r.stdout).pid)
+}
 
 interface FioSide { bw_bytes: number, iops: number, clat_ns?: { percentile?: Record<string, number> } }
 async function fio (dir: string, file: string, args: string, timeoutMs: number): Promise<{ read: FioSide, write: FioSide }> {
@@ -135,18 +139,17 @@ export async function run (ctx: BenchContext): Promise<void> {
   const gcPlain = path.join(root, 'gocryptfs')
   const passBack = path.join(root, 'passthrough-backing')
   const passMnt = path.join(root, 'passthrough')
+  const cfg = path.join(root, 'pemfs-config')
   for (const d of [plain, bypass, crypt, gcCipher, gcPlain, passBack, passMnt]) fs.mkdirSync(d)
-  let c: Cluster | undefined
   let gcMounted = false
   let pass: ChildProcess | undefined
   const res: Results = {}
   try {
-    c = await clusterWithHost('fsbench', () => policy(bypass, crypt))
+    const policyFile = path.join(root, 'bypass-policy.yaml')
+    fs.writeFileSync(policyFile, bypassPolicy(bypass))
     const daemons: Array<{ name: string, pid: number, rssAtStart: number }> = []
-    for (const [name, d] of [['bypass', bypass], ['encrypted', crypt]]) {
-      const r = await mount(c, d)
-      if (r.code !== 0) throw new Error(`pemfs mount ${d}: ${r.stderr}`)
-      const pid = Number(JSON.parse(r.stdout).pid)
+    for (const [name, d, file] of [['bypass', bypass, policyFile], ['encrypted', crypt, undefined]] as const) {
+      const pid = await mountEmbedded(d, cfg, file)
       daemons.push({ name, pid, rssAtStart: processMemory(pid).rss })
     }
     pass = await startPassthrough(passMnt, passBack)
@@ -227,15 +230,14 @@ export async function run (ctx: BenchContext): Promise<void> {
       await Promise.race([exited, new Promise(resolve => setTimeout(resolve, 10000))])
     }
     if (isMounted(passMnt)) await sh(`umount -l '${passMnt}'`, { timeoutMs: 5000 })
-    await unmountAll(c)
+    for (const d of [bypass, crypt]) {
+      if (isMounted(d)) await cli('pemfs', ['unmount', d, '--lazy', '--config-dir', cfg], {}, 30000)
+      if (isMounted(d)) await sh(`umount -l '${d}'`, { timeoutMs: 5000 })
+    }
     if (gcMounted || isMounted(gcPlain)) {
       const u = await sh(`fusermount -u '${gcPlain}'`, { timeoutMs: 10000 })
       if (u.code !== 0) await sh(`umount -l '${gcPlain}'`, { timeoutMs: 5000 })
     }
-    if (c !== undefined) await stopSpd(c.spd)
-    stopAll()
-    for (const d of [root, c?.work, c === undefined ? undefined : path.dirname(c.spd.dir)]) {
-      if (d !== undefined && !isMounted(d)) fs.rmSync(d, { recursive: true, force: true })
-    }
+    if (![bypass, crypt, passMnt, gcPlain].some(isMounted)) fs.rmSync(root, { recursive: true, force: true })
   }
 }

@@ -1,7 +1,8 @@
-// `pemfs mount DIR --embedded`: a private single-member spd for one guard point, as a child of the mount. First use:
-// `spd init` under CONFIG/embedded/ID/ (generated admin password file 0600, loopback ports), the standalone default
-// policy (encrypt everything under key `default`, permit every user), a host token and the enrollment. Every mount
-// then starts the child, waits until it serves, and stops it after unmounting. Keys live in that data dir: it is kept.
+// `pemfs mount DIR --embedded [--policy FILE]`: a private single-member spd for one guard point, as a child of the
+// mount. First use: `spd init` under CONFIG/embedded/ID/ (generated admin password file 0600, loopback ports), a
+// host token and the enrollment. Every mount then starts the child, waits until it serves, installs the policy the
+// command line names (FILE, else the standalone default: encrypt everything under key `default`, permit every user)
+// when it is not the one installed, and stops the child after unmounting. Keys live in that data dir: it is kept.
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -11,7 +12,9 @@ import path from 'node:path'
 import { adminCall } from './admin-client'
 import { enroll, splitAddr } from '../pem-fs/client'
 import { hostIdentity, writeCluster, CLUSTER_FILE } from '../pem-fs/host-config'
+import { formatPolicyError, parsePolicy } from '../policy'
 import { defaultPolicy } from '../policy/default'
+import { USAGE_EXIT } from './common'
 import { PemError } from '../wire/errors'
 
 const SPD = path.resolve(__dirname, '../../../bin/spd.js') // from dist/lib/cli
@@ -72,14 +75,45 @@ async function spdStart (f: EmbeddedFiles, timeoutMs = 20000): Promise<ChildProc
   return child
 }
 
-/** Admin login, default policy for DIR, a host token, and the enrollment of this host in f.host. */
-async function enrollHere (f: EmbeddedFiles, info: Info, dir: string): Promise<void> {
+function rejected (lines: string[]): PemError {
+  return Object.assign(new PemError('PEM_ERR_BAD_POLICY', lines.join('\n')), { details: lines, exitCode: USAGE_EXIT })
+}
+
+/**
+ * The text of `pemfs mount DIR --embedded --policy FILE` once FILE is a valid policy with DIR among its guard
+ * points (the policy names guard points by the directory the mount shows). Errors name FILE and its lines, and exit
+ * with the usage code (2), before anything is started.
+ */
+export function readEmbeddedPolicy (file: string, dir: string): string {
+  let text: string
+  try { text = fs.readFileSync(file, 'utf8') } catch (err) {
+    throw Object.assign(new PemError('PEM_ERR_BAD_ARGUMENT', `--policy ${file}: ${(err as Error).message}`), { exitCode: USAGE_EXIT })
+  }
+  const r = parsePolicy(text, file)
+  if (!r.ok) throw rejected(r.errors.map(formatPolicyError))
+  const guard = path.resolve(dir)
+  if (!r.policy.guards.has(guard)) {
+    const named = [...r.policy.guards.keys()]
+    throw rejected([`${file}: no guard point ${guard}, the directory mounted (its guard points: ${named.length > 0 ? named.join(', ') : 'none'})`])
+  }
+  return text
+}
+
+/** Admin login; the policy `text` unless it is the one installed already (so a mount makes no new version). */
+async function installPolicy (f: EmbeddedFiles, info: Info, text: string): Promise<string> {
   const target = { ...splitAddr(info.admin), pin: info.id }
   const password = fs.readFileSync(f.password, 'utf8').trim()
   const login = (await adminCall(target, 'POST', '/v1/login', { user: ADMIN, password })).value as { token: string }
-  await adminCall(target, 'PUT', '/v1/policy', { text: defaultPolicy({ guards: [path.resolve(dir)] }) }, login.token)
+  const current = (await adminCall(target, 'GET', '/v1/policy', undefined, login.token)).value as { text: string | null }
+  if (current.text !== text) await adminCall(target, 'PUT', '/v1/policy', { text }, login.token)
+  return login.token
+}
+
+/** A host token and the enrollment of this host in f.host. */
+async function enrollHere (f: EmbeddedFiles, info: Info, token: string): Promise<void> {
+  const target = { ...splitAddr(info.admin), pin: info.id }
   const name = `${os.hostname()}-embedded`
-  const t = (await adminCall(target, 'POST', '/v1/hosts', { name }, login.token)).value as { token: string }
+  const t = (await adminCall(target, 'POST', '/v1/hosts', { name }, token)).value as { token: string }
   const reply = await enroll(hostIdentity(f.host), [info.listen], t.token, name)
   writeCluster(f.host, { host: reply.host, name, servers: reply.servers, enrolled: new Date().toISOString() })
 }
@@ -101,8 +135,11 @@ export async function stopStale (f: EmbeddedFiles, graceMs = 5000): Promise<void
 
 export interface Embedded { hostDir: string, stop: () => Promise<void> }
 
-/** Brings the embedded spd of DIR up (initialising and enrolling on first use); stop() ends it. */
-export async function startEmbedded (configDir: string, dir: string): Promise<Embedded> {
+/**
+ * Brings the embedded spd of DIR up (initialising and enrolling on first use) with `policy` installed (text from
+ * readEmbeddedPolicy; undefined: the standalone default for DIR); stop() ends it.
+ */
+export async function startEmbedded (configDir: string, dir: string, policy?: string): Promise<Embedded> {
   const f = embeddedFiles(configDir, dir)
   await stopStale(f)
   if (!fs.existsSync(f.info)) fs.rmSync(f.data, { recursive: true, force: true }) // an init that did not finish
@@ -119,7 +156,8 @@ export async function startEmbedded (configDir: string, dir: string): Promise<Em
     fs.rmSync(f.pid, { force: true })
   }
   try {
-    if (!fs.existsSync(path.join(f.host, CLUSTER_FILE))) await enrollHere(f, info, dir)
+    const token = await installPolicy(f, info, policy ?? defaultPolicy({ guards: [path.resolve(dir)] }))
+    if (!fs.existsSync(path.join(f.host, CLUSTER_FILE))) await enrollHere(f, info, token)
   } catch (err) { await stop(); throw err }
   return { hostDir: f.host, stop }
 }

@@ -15,7 +15,7 @@ import { PemError } from '../wire/errors'
 import { isAction, ACTIONS } from '../wire/packets'
 import { keepServingOnBrokenPipe, newProgram, parseProgram, printObject, printRows, run } from './common'
 import { lockDir, lockHolder } from './dir-lock'
-import { embeddedFiles, startEmbedded, stopStale, type Embedded } from './embedded'
+import { embeddedFiles, readEmbeddedPolicy, startEmbedded, stopStale, type Embedded } from './embedded'
 
 // FUSE requests wait on the libuv pool for backing-file I/O: give it more than the default 4 threads.
 process.env.UV_THREADPOOL_SIZE ??= '16'
@@ -100,7 +100,14 @@ program.command('servers')
     } finally { client.close() }
   }))
 
-interface MountFlags { backing?: string, foreground?: boolean, embedded?: boolean, configDir: string, timeoutMs: string, selection: SelectionName, metricsFile?: string, json?: boolean }
+interface MountFlags { backing?: string, foreground?: boolean, embedded?: boolean, policy?: string, configDir: string, timeoutMs: string, selection: SelectionName, metricsFile?: string, json?: boolean }
+
+/** --policy FILE's text for the embedded spd (checked before anything starts), or undefined for the default. */
+function embeddedPolicy (dir: string, o: MountFlags): string | undefined {
+  if (o.policy === undefined) return undefined
+  if (o.embedded !== true) throw new PemError('PEM_ERR_BAD_ARGUMENT', '--policy needs --embedded (a cluster\'s policy is set with spctl policy apply)')
+  return readEmbeddedPolicy(path.resolve(o.policy), dir)
+}
 
 async function mountForeground (dir: string, o: MountFlags): Promise<void> {
   const stopHeap = manageHeap() // before the FUSE and libuv threads start (lib/native/memory.ts)
@@ -109,8 +116,9 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
   let m
   let embedded: Embedded | undefined
   try {
+    const policy = embeddedPolicy(dir, o)
     await lockDir('pemfs', dir, 'a pemfs daemon guards this directory')
-    if (o.embedded === true) embedded = await startEmbedded(configDir, dir)
+    if (o.embedded === true) embedded = await startEmbedded(configDir, dir, policy)
     m = await mountGuard({ dir, backing: o.backing, configDir: embedded?.hostDir ?? configDir, timeoutMs: Number(o.timeoutMs), selection: o.selection })
   } catch (err) {
     await embedded?.stop()
@@ -148,7 +156,8 @@ program.command('mount <dir>')
   .description('guard DIR in place (or --backing DIR under it): every operation is decided by the cluster')
   .option('--backing <dir>', 'the directory whose files are served (default: DIR itself, guarded in place)')
   .option('--foreground', 'stay in the foreground instead of starting a daemon')
-  .option('--embedded', 'run a private single-member spd (encrypt everything, permit every local user) under the config dir')
+  .option('--embedded', 'run a private single-member spd under the config dir (its policy: --policy FILE, else encrypt everything and permit every local user)')
+  .option('--policy <file>', 'with --embedded: install this policy file (YAML, docs/POLICY.md; it must name DIR as a guard point) instead of the default; every mount installs the policy its command line names, so a mount without --policy goes back to the default')
   .option('--config-dir <dir>', 'host config directory', defaultConfigDir())
   .option('--timeout-ms <ms>', 'request timeout per server', '2000')
   .addOption(new Option('--selection <strategy>', 'how the host picks a server for each request').choices([...SELECTIONS]).default('default'))
@@ -157,12 +166,13 @@ program.command('mount <dir>')
   .action((d: string, o: MountFlags) => run(async () => {
     const dir = path.resolve(d)
     if (o.foreground === true) { await mountForeground(dir, o); return }
+    embeddedPolicy(dir, o) // a bad file is refused here, before a daemon starts
     const configDir = path.resolve(o.configDir)
     const files = runFiles(configDir, dir)
     const holder = await lockHolder('pemfs', dir)
     if (holder !== null) throw new PemError('PEM_ERR_BUSY', `${dir} is guarded already, by pemfs pid ${holder}: pemfs unmount ${dir} first`)
     if (isMounted(dir)) throw new PemError('PEM_ERR_BUSY', `${dir} is already mounted (its daemon is gone: pemfs unmount ${dir})`)
-    const args = ['mount', dir, '--foreground', '--config-dir', configDir, '--timeout-ms', o.timeoutMs, '--selection', o.selection, ...(o.backing !== undefined ? ['--backing', path.resolve(o.backing)] : []), ...(o.embedded === true ? ['--embedded'] : []),
+    const args = ['mount', dir, '--foreground', '--config-dir', configDir, '--timeout-ms', o.timeoutMs, '--selection', o.selection, ...(o.backing !== undefined ? ['--backing', path.resolve(o.backing)] : []), ...(o.embedded === true ? ['--embedded'] : []), ...(o.policy !== undefined ? ['--policy', path.resolve(o.policy)] : []),
       ...(o.metricsFile !== undefined ? ['--metrics-file', path.resolve(o.metricsFile)] : [])]
     const pid = await startDaemon(process.argv[1], args, files.log)
     printObject({ mounted: dir, backing: path.resolve(o.backing ?? dir), pid, log: files.log }, o.json === true)

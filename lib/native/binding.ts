@@ -81,13 +81,13 @@ export interface RawFuseSession { readonly __fuseSession: unique symbol }
 /** What native/fuse hands the control plane (lib/native/fuse-session.ts types them further). */
 export interface RawDecideCall { id: number, uid: number, gid: number, gids: number[], pid: number, umask: number, path: string, action: string, nodeid: number }
 export interface RawIoCall { id: number, kind: string, fh: number, nodeid: number, fd: number, offset: number, size: number, flags: number, uid: number, gid: number, pid: number, path: string, data?: Buffer }
-export interface RawFuseOptions { entryTimeoutMs: number, attrTimeoutMs: number, decideTimeoutMs: number, autoUnmount: boolean, debug: boolean }
+export interface RawFuseOptions { entryTimeoutMs: number, attrTimeoutMs: number, decideTimeoutMs: number, autoUnmount: boolean, debug: boolean, fsname?: string }
 
 /** native/fuse/js.cc */
 export interface RawFuse {
   fuseMount (dir: string, backingFd: number, options: RawFuseOptions, decide: (c: RawDecideCall) => void, io: (c: RawIoCall) => void): RawFuseSession
   /** false: the call is gone (answered after its deadline, or the session stopped). */
-  fuseAnswer (s: RawFuseSession, id: number, answer: { ok?: boolean, errno?: number, ttlMs?: number, bypass?: boolean, value?: number, data?: Uint8Array }): boolean
+  fuseAnswer (s: RawFuseSession, id: number, answer: { ok?: boolean, errno?: number, ttlMs?: number, bypass?: boolean, scope?: string, value?: number, data?: Uint8Array }): boolean
   fuseUnmount (s: RawFuseSession): void
   fuseInvalidate (s: RawFuseSession): void
   fuseNotify (s: RawFuseSession, nodeid: number, name?: string): void

@@ -17,8 +17,11 @@ export interface DecideRequest { uid: number, gid: number, gids: number[], pid: 
  * The answer. `errno` (name or number) for a refusal, EACCES by default. `ttlMs` > 0: the native cache keeps it
  * for that long, keyed by (pid, uid, gid, executable, action, path). `bypass: false` at open/create/truncate makes
  * the handle's data calls go to the io hook (encrypted files); for getattr it makes the io hook give the size.
+ * `scope`: the policy directory the answer holds for ('' = the guard root, else '/a/b'; docs/POLICY.md "Scope"), so
+ * the native cache answers every path strictly under it for the same (pid, uid, gid, executable, action); absent:
+ * this path only. A scope that is not a proper ancestor of the path asked about is kept for that path only.
  */
-export interface DecideAnswer { ok: boolean, errno?: string | number, ttlMs?: number, bypass?: boolean }
+export interface DecideAnswer { ok: boolean, errno?: string | number, ttlMs?: number, bypass?: boolean, scope?: string }
 
 export type IoKind = 'open' | 'read' | 'write' | 'flush' | 'fsync' | 'release' | 'truncate' | 'size'
 
@@ -47,6 +50,8 @@ export interface FuseSessionOptions {
   /** fusermount3 unmounts when this process dies, even by SIGKILL (default true). */
   autoUnmount?: boolean
   debug?: boolean
+  /** The mount's source in /proc/mounts and df (default `pemfs:DIR`; ',' and '\\' become '_'). */
+  fsname?: string
   io?: IoFn
 }
 
@@ -94,7 +99,8 @@ export class FuseSession {
       attrTimeoutMs: timeout('attrTimeoutMs', o.attrTimeoutMs, 1000, 0),
       decideTimeoutMs: timeout('decideTimeoutMs', o.decideTimeoutMs, 5000, 1),
       autoUnmount: o.autoUnmount ?? true,
-      debug: o.debug ?? false
+      debug: o.debug ?? false,
+      fsname: o.fsname
     }
     let session: RawFuseSession | undefined
     const answer = (id: number, a: Parameters<typeof raw.fuseAnswer>[2]): void => {
@@ -104,7 +110,7 @@ export class FuseSession {
     const onDecide = (c: RawDecideCall): void => {
       const req: DecideRequest = { uid: c.uid, gid: c.gid, gids: c.gids, pid: c.pid, umask: c.umask, path: c.path, action: c.action as Action, nodeid: c.nodeid }
       Promise.resolve().then(async () => await decide(req)).then(
-        a => answer(c.id, { ok: a.ok === true, errno: a.ok === true ? undefined : errnoNumber(a.errno, ERRNO.EACCES), ttlMs: a.ttlMs ?? 0, bypass: a.bypass ?? true }),
+        a => answer(c.id, { ok: a.ok === true, errno: a.ok === true ? undefined : errnoNumber(a.errno, ERRNO.EACCES), ttlMs: a.ttlMs ?? 0, bypass: a.bypass ?? true, scope: a.scope }),
         err => answer(c.id, { ok: false, errno: errnoNumber(err) }))
     }
     const io = o.io

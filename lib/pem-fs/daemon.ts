@@ -40,6 +40,7 @@ export function statusOf (m: Mounted): Record<string, unknown> {
     ops: stats?.ops ?? 0, // every FUSE request the session served
     ...m.crypt.counts, // reads, writes and bytes of encrypted handles, errors of their data calls
     nativeCacheHits: stats?.cacheHits ?? 0,
+    nativeJsCalls: stats?.jsCalls ?? 0, // decisions the native session asked of this process (its cache missed)
     timeouts: stats?.timeouts ?? 0,
     ...m.guard.stats,
     servers: m.client.servers.map(s => ({

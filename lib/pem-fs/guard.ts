@@ -40,6 +40,13 @@ export class Guard {
    * `fresh` skips the cache (a handle whose grant the server no longer knows decides again).
    */
   async allow (c: Caller, path: string, action: Action, attrs = this.attrs(c), fresh = false): Promise<Decision> {
+    const d = await this.decide(c, path, action, attrs, fresh)
+    if (!d.ok) throw denial(d, path, action)
+    return d
+  }
+
+  /** The decision, permit or deny (counted in stats.denied), or a thrown PemError when the cluster gives none. */
+  async decide (c: Caller, path: string, action: Action, attrs = this.attrs(c), fresh = false): Promise<Decision> {
     const who = `${attrs.uid}:${attrs.gids.join(',')}:${attrs.sid}:${attrs.exeHash}:${attrs.exe}:${attrs.auth}|${action}|`
     const key = who + path
     let d = fresh ? undefined : this.cached(who, path)
@@ -52,7 +59,7 @@ export class Guard {
       }
       d = await p
     }
-    if (!d.ok) { this.stats.denied++; throw new PemError('PEM_ERR_POLICY_DENY', `${action} ${path}: denied by ${d.rule ?? 'the default rule'}`) }
+    if (!d.ok) this.stats.denied++
     return d
   }
 
@@ -84,6 +91,11 @@ export class Guard {
     }
     return d
   }
+}
+
+/** The error of a deny decision (PEM_ERR_POLICY_DENY: EACCES). */
+export function denial (d: Decision, path: string, action: Action): PemError {
+  return new PemError('PEM_ERR_POLICY_DENY', `${action} ${path}: denied by ${d.rule ?? 'the default rule'}`)
 }
 
 /** Negative errno of any error: system errors keep their errno, our codes map through lib/wire/errors.ts. */

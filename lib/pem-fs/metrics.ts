@@ -17,6 +17,7 @@ export async function pemfsMetricsText (status: Record<string, unknown>): Promis
     ['ops', 'FUSE operations served'], ['errors', 'data calls of encrypted handles answered with an error'], ['reads', 'read requests of encrypted handles'],
     ['writes', 'write requests of encrypted handles'], ['bytesRead', 'bytes read through encrypted handles'], ['bytesWritten', 'bytes written through encrypted handles'],
     ['decisions', 'decisions asked of the cluster'], ['cacheHits', 'decisions answered from the guard\'s cache'], ['nativeCacheHits', 'decisions answered from the native session\'s cache'],
+    ['nativeJsCalls', 'decisions the native session asked of the control plane (its cache missed)'],
     ['timeouts', 'decisions and data calls the session gave up on (ETIMEDOUT)'], ['denied', 'operations denied by policy'], ['failed', 'operations failed for want of a server']
   ]
   for (const [key, help] of counters) {

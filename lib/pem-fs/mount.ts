@@ -8,7 +8,7 @@ import path from 'node:path'
 import { ClusterClient } from './client'
 import { CryptFiles } from './crypt-files'
 import { CryptIo } from './crypt-io'
-import { Guard, toErrno } from './guard'
+import { denial, Guard, toErrno, type Decision } from './guard'
 import { hostIdentity, readCluster } from './host-config'
 import type { SelectionName } from './selection'
 import { ServerListWatcher } from './server-list'
@@ -42,22 +42,29 @@ async function reachCluster (client: ClusterClient): Promise<void> {
   throw new PemError('PEM_ERR_UNREACHABLE', `no server of the cluster answered (${errors.join('; ')})`)
 }
 
-/** The session's `decide`: the caller's access attributes, then the guard's (cached) decision. */
+/**
+ * The session's `decide`: the caller's access attributes, then the guard's (cached) decision. Permits and denies
+ * both go to the native cache for their ttl and scope (the guard caches them the same way); a cluster failure is
+ * never cached.
+ */
 function decider (guard: Guard): (c: DecideRequest) => Promise<DecideAnswer> {
   let lastLog = 0
+  const log = (c: DecideRequest, err: unknown): void => {
+    const e = PemError.from(err)
+    process.stderr.write(`${new Date().toISOString()} ${c.action} ${c.path}: ${e.message} (${e.code})\n`)
+  }
+  const scope = (d: Decision): string | undefined => d.scope ?? undefined
   return async c => {
     const caller = { uid: c.uid, gid: c.gid, pid: c.pid }
     try {
-      const d = await guard.allow(caller, c.path, c.action, guard.attrs(caller, c.gids))
-      return { ok: true, ttlMs: d.ttl, bypass: d.bypass }
+      const d = await guard.decide(caller, c.path, c.action, guard.attrs(caller, c.gids))
+      if (d.ok) return { ok: true, ttlMs: d.ttl, bypass: d.bypass, scope: scope(d) }
+      const err = denial(d, c.path, c.action)
+      if (DEBUG) log(c, err) // denials: the audit log
+      return { ok: false, errno: -toErrno(err), ttlMs: d.ttl, scope: scope(d) }
     } catch (err) {
-      const denied = err instanceof PemError && err.code === 'PEM_ERR_POLICY_DENY'
       const now = Date.now()
-      if (DEBUG || (!denied && now - lastLog >= 1000)) { // cluster failures, at most a line a second; denials: the audit log
-        lastLog = now
-        const e = PemError.from(err)
-        process.stderr.write(`${new Date(now).toISOString()} ${c.action} ${c.path}: ${e.message} (${e.code})\n`)
-      }
+      if (DEBUG || now - lastLog >= 1000) { lastLog = now; log(c, err) } // cluster failures, at most a line a second
       return { ok: false, errno: -toErrno(err) }
     }
   }

@@ -5,6 +5,8 @@
 
 #include <chrono>
 
+#include "inodes.h"
+
 namespace pem::fuse {
 
 const char* IoKindName(IoKind k) {
@@ -199,6 +201,18 @@ bool Bridge::Complete(Napi::Env env, uint64_t id, Napi::Value answer, std::strin
       if (NumberField(o, "ttlMs", &n) && n > 0) a.ttl_ms = n > 3.6e6 ? 3.6e6 : n;
       Napi::Value bp = o.Get("bypass");
       a.bypass = bp.IsUndefined() ? true : bp.ToBoolean().Value();
+      Napi::Value sc = o.Get("scope");
+      if (sc.IsString()) {
+        a.scope = sc.As<Napi::String>().Utf8Value();
+        a.scoped = true;
+        if (a.scope.size() > kPolicyPathMax || (!a.scope.empty() && (a.scope[0] != '/' || a.scope.back() == '/'))) {
+          good = false;
+          *why = "scope must be '' or an absolute path without a trailing slash";
+        }
+      } else if (!sc.IsUndefined() && !sc.IsNull()) {
+        good = false;
+        *why = "scope must be a string";
+      }
     } else {
       if (NumberField(o, "errno", &n) && n > 0 && n < 4096) r.err = static_cast<int>(n);
       if (NumberField(o, "value", &n)) r.value = static_cast<int64_t>(n);

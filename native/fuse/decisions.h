@@ -1,5 +1,6 @@
 // Native decision cache: answers of the control plane keyed by (caller pid, uid, gid, executable dev:ino, action,
-// path), each for its ttl; dropped whole by Clear() (a new policy version). docs/PEMFS.md "The native session".
+// path) or, for an answer with a scope, (who, action, scope) holding for every path strictly under that directory;
+// each for its ttl; dropped whole by Clear() (a new policy version). docs/PEMFS.md "The native session".
 #pragma once
 
 #include <sys/types.h>
@@ -25,6 +26,10 @@ struct Answer {
   int err = 0;          // errno when !ok (EACCES when JS gave none)
   double ttl_ms = 0;    // 0: not cached
   bool bypass = true;   // false: the handle's data goes through the JS io hook (encrypted)
+  // The policy directory the answer holds for ('' = the guard root): every path strictly under it. Only Put reads
+  // it; answers from the cache have none.
+  bool scoped = false;
+  std::string scope;
 };
 
 // Who asks: what keys the cache. The executable is the (dev, ino) of /proc/PID/exe, so a process that execs
@@ -42,19 +47,26 @@ void FillExe(Who* w);
 class DecisionCache {
  public:
   static constexpr size_t kMaxEntries = 65536;
+  // The answer for `path`: its own, else a scoped one of an ancestor directory (the root '' first, then down, never
+  // deeper than the longest scope held).
   bool Get(const Who& w, Action a, const std::string& path, Answer* out);
+  // Keeps `ans` for its ttl: under its scope when that is a proper ancestor directory of `path`, else for `path`.
   void Put(const Who& w, Action a, const std::string& path, const Answer& ans);
   void Clear();
   size_t size();
 
  private:
-  static std::string Key(const Who& w, Action a, const std::string& path);
+  // who + action, then the path; a scope's key has a NUL before the scope, which no path holds ('/...').
+  static std::string WhoKey(const Who& w, Action a);
+  bool LiveLocked(const std::string& key, std::chrono::steady_clock::time_point now, Answer* out);
   struct Entry {
     Answer ans;
     std::chrono::steady_clock::time_point until;
   };
   std::mutex mu_;
   std::unordered_map<std::string, Entry> map_;
+  size_t scopes_ = 0;           // scoped entries put since the last clear (0: Get tries no ancestor)
+  size_t longest_scope_ = 0;    // bytes of the longest scope put since the last clear
 };
 
 }  // namespace pem::fuse

@@ -89,6 +89,12 @@ Napi::Value JsMount(const Napi::CallbackInfo& info) {
   o.decide_timeout_ms = static_cast<int>(decide);
   o.auto_unmount = opts.Get("autoUnmount").IsBoolean() ? opts.Get("autoUnmount").ToBoolean().Value() : true;
   o.debug = opts.Get("debug").ToBoolean().Value();
+  Napi::Value fsname = opts.Get("fsname");
+  if (fsname.IsString()) o.fsname = fsname.As<Napi::String>().Utf8Value();
+  if (!fsname.IsUndefined() && (!fsname.IsString() || o.fsname.empty() || o.fsname.size() > kPathMax)) {
+    ThrowEngineError(env, kErrBadArgument, "fuseMount: fsname must be a non-empty string");
+    return env.Undefined();
+  }
 
   Mounted* m = new Mounted();
   m->env = env;

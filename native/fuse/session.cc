@@ -84,7 +84,7 @@ int Session::Start(Bridge* bridge, std::string* why) {
   }
   inodes_.InitRoot(dup(root_fd_), st);
 
-  std::string fsname = "pemfs:" + opts_.dir;
+  std::string fsname = opts_.fsname.empty() ? "pemfs:" + opts_.dir : opts_.fsname;
   for (char& c : fsname) {
     if (c == ',' || c == '\\') c = '_';
   }

@@ -34,6 +34,7 @@ struct MountOptions {
   int decide_timeout_ms = 5000; // a JS answer later than this fails the operation with ETIMEDOUT
   bool auto_unmount = true;     // fusermount3 watches /dev/fuse and unmounts when this process dies
   bool debug = false;
+  std::string fsname;           // what mount tables show as the source; empty: "pemfs:" + dir
 };
 
 // An open file. The decisions of its open are held here; reads and writes never ask again until revoked.

@@ -1,10 +1,10 @@
 // A child process that serves one native FUSE session for the tests (test/native/fuse-session.test.ts): a scripted
-// decide (deny / never answer / hook by path prefix), an io hook standing in for encryption (a header, then XOR), and commands on
+// decide (deny / never answer / hook / answer with a scope, by path prefix), an io hook standing in for encryption (a header, then XOR), and commands on
 // stdin ("invalidate", "revoke [fh]", "notify PATH", "stats", "unmount") answered with one JSON line each on stdout. Prints
 // {"ready":true} once the mount serves; SIGTERM unmounts cleanly and exits 0.
 import fs from 'node:fs'
 import readline from 'node:readline'
-import { FuseSession, type DecideRequest, type IoRequest } from '../../lib/native/fuse-session'
+import { FuseSession, type DecideAnswer, type DecideRequest, type IoRequest } from '../../lib/native/fuse-session'
 
 interface Config {
   dir: string
@@ -12,6 +12,7 @@ interface Config {
   deny?: string[] // path prefixes refused with EACCES
   hang?: string[] // path prefixes never answered
   xor?: string[] // path prefixes whose handles go to the io hook (bytes XOR 0x5a on disk)
+  scopes?: Record<string, string> // path prefix -> the scope answered for the paths under it
   decideTimeoutMs?: number
   ttlMs?: number
   attrTimeoutMs?: number
@@ -22,12 +23,13 @@ const under = (p: string, prefixes: string[] | undefined): boolean => (prefixes 
 const decided: Record<string, number> = {}
 const nodeids = new Map<string, number>() // path -> nodeid, from the questions that name a node
 
-function decide (r: DecideRequest): { ok: boolean, errno?: string, ttlMs?: number, bypass?: boolean } | Promise<never> {
+function decide (r: DecideRequest): DecideAnswer | Promise<never> {
   decided[r.action] = (decided[r.action] ?? 0) + 1
   if (r.nodeid > 0) nodeids.set(r.path, r.nodeid)
   if (under(r.path, cfg.hang)) return new Promise<never>(() => {})
   if (under(r.path, cfg.deny)) return { ok: false, errno: 'EACCES', ttlMs: cfg.ttlMs ?? 2000 }
-  return { ok: true, ttlMs: cfg.ttlMs ?? 2000, bypass: !under(r.path, cfg.xor) }
+  const scope = Object.entries(cfg.scopes ?? {}).find(([prefix]) => under(r.path, [prefix]))?.[1]
+  return { ok: true, ttlMs: cfg.ttlMs ?? 2000, bypass: !under(r.path, cfg.xor), scope }
 }
 
 // The stand-in format of hooked files: a 16-byte header, then the bytes XOR 0x5a (so the size applications see

@@ -94,7 +94,8 @@ test.before(async () => {
   fs.chmodSync(back, 0o777)
   fs.writeFileSync(path.join(back, 'denied'), 'secret\n')
   fs.mkdirSync(path.join(back, 'x'))
-  server = await serve(mnt, back, { deny: ['/denied'], hang: ['/hang'], xor: ['/x'], decideTimeoutMs: 1500 })
+  for (const d of ['scoped', 'wide', 'malformed']) fs.mkdirSync(path.join(back, d))
+  server = await serve(mnt, back, { deny: ['/denied'], hang: ['/hang'], xor: ['/x'], decideTimeoutMs: 1500, scopes: { '/scoped': '/scoped', '/wide': '/elsewhere', '/malformed': 'malformed/' } })
 })
 
 test.after.always(async () => {
@@ -276,6 +277,19 @@ test.serial('decisions are cached natively per process; invalidate drops them', 
   t.deepEqual(await server?.command('invalidate'), { ok: true })
   await sh(loop)
   t.is(await reads() - r1, 1)
+})
+
+test.serial('a scoped answer holds for every path under its scope; one that is not an ancestor holds for its path; a malformed one is EIO', async t => {
+  const creates = async (): Promise<number> => ((await server?.command('stats')) as { decided: Record<string, number> }).decided.create ?? 0
+  const c0 = await creates()
+  t.is((await sh('for i in $(seq 50); do echo x > scoped/f$i; done; cat scoped/f50')).stdout, 'x\n')
+  const c1 = await creates()
+  t.is(c1 - c0, 1, 'one create decision for 50 names under /scoped')
+  t.is((await sh('for i in $(seq 20); do echo x > wide/f$i; done')).code, 0)
+  t.is(await creates() - c1, 20, 'scope /elsewhere is not an ancestor of /wide/…: per path')
+  const bad = await sh('echo x > malformed/f')
+  t.not(bad.code, 0)
+  t.regex(bad.stderr, /Input\/output error/)
 })
 
 test.serial('revoke: an open handle loses its decision', async t => {

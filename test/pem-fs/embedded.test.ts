@@ -58,3 +58,48 @@ test.serial('one command mounts with its own spd; data is ciphertext underneath;
   t.is((await cli('pemfs', ['unmount', dir, '--config-dir', cfg], {}, 30000)).code, 0)
   t.deepEqual(spdPids(), [])
 })
+
+const bypassPolicy = (guard: string): string => `format: 1
+guards:
+  ${guard}:
+    rules:
+      - id: plain
+        effect: permit
+`
+
+test.serial('--policy FILE: a bypass policy stores plaintext; the next mount without --policy is back to the default (encrypted)', async t => {
+  const file = path.join(root, 'bypass.yaml')
+  fs.writeFileSync(file, bypassPolicy(dir))
+  const m = await cli('pemfs', ['mount', dir, '--embedded', '--policy', file, '--config-dir', cfg], {}, 30000)
+  t.is(m.code, 0, m.stderr)
+  const w = await sh(`echo 'PLAIN-BYPASS line' > ${q('plain.txt')} && cat ${q('plain.txt')}`)
+  t.is(w.stdout, 'PLAIN-BYPASS line\n', w.stderr)
+  t.is((await cli('pemfs', ['unmount', dir, '--config-dir', cfg], {}, 30000)).code, 0)
+  t.is(fs.readFileSync(path.join(dir, 'plain.txt'), 'utf8'), 'PLAIN-BYPASS line\n', 'plaintext on disk')
+
+  t.is((await cli('pemfs', ['mount', dir, '--embedded', '--config-dir', cfg], {}, 30000)).code, 0)
+  t.is((await sh(`echo 'DEFAULT-AGAIN' > ${q('sealed.txt')}`)).code, 0)
+  t.is((await cli('pemfs', ['unmount', dir, '--config-dir', cfg], {}, 30000)).code, 0)
+  const raw = fs.readFileSync(path.join(dir, 'sealed.txt'))
+  t.true(raw.subarray(0, 4).equals(FILE_MAGIC), 'the default policy encrypts again')
+  t.false(raw.includes('DEFAULT-AGAIN'))
+  t.deepEqual(spdPids(), [])
+})
+
+test.serial('--policy FILE: an invalid file, one without DIR as a guard point, and --policy without --embedded are refused with exit 2, naming the file', async t => {
+  const bad = path.join(root, 'bad.yaml')
+  fs.writeFileSync(bad, bypassPolicy(dir).replace('effect: permit', 'effect: permitt'))
+  const r = await cli('pemfs', ['mount', dir, '--embedded', '--policy', bad, '--config-dir', cfg], {}, 30000)
+  t.is(r.code, 2, r.stderr)
+  t.regex(r.stderr, new RegExp(`${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:6`), 'the file and the line of the error')
+  const other = path.join(root, 'other.yaml')
+  fs.writeFileSync(other, bypassPolicy('/srv/elsewhere'))
+  const o = await cli('pemfs', ['mount', dir, '--embedded', '--policy', other, '--config-dir', cfg], {}, 30000)
+  t.is(o.code, 2, o.stderr)
+  t.true(o.stderr.includes(other) && o.stderr.includes(`no guard point ${dir}`), o.stderr)
+  const n = await cli('pemfs', ['mount', dir, '--policy', other, '--config-dir', cfg], {}, 30000)
+  t.is(n.code, 2, n.stderr)
+  t.regex(n.stderr, /--policy needs --embedded/)
+  t.false(isMounted(dir))
+  t.deepEqual(spdPids(), [], 'nothing was started')
+})
