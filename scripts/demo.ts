@@ -164,7 +164,11 @@ async function main (): Promise<void> {
 
     say('a policy change on spd-b: every member installs it together; the mount adopts it on its next request')
     const p2 = POLICY.replace('      - id: public-readonly', '      - id: drafts-closed\n        resources: { dirs: [/drafts] }\n        effect: deny\n      - id: public-readonly')
-    const applied2 = await members[1].spctl(['--json', 'policy', 'apply', writeFile(work, 'policy2.yaml', p2)])
+    const p2file = writeFile(work, 'policy2.yaml', p2)
+    const sim = await members[1].spctl(['policy', 'simulate', p2file])
+    show(sim.stdout)
+    expect(sim.code === 0 || sim.code === 1, 'spctl policy simulate replays the recorded decisions under the draft first')
+    const applied2 = await members[1].spctl(['--json', 'policy', 'apply', '--yes', p2file])
     const v2 = JSON.parse(applied2.stdout || '{}').version as number
     expect(applied2.code === 0, `applied on spd-b as version ${v2}`)
     const digest2 = await allInstalled(members, v2)

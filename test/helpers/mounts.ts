@@ -22,7 +22,7 @@ export async function clusterWithHost (name: string, policy: (work: string) => s
 }
 
 export async function applyPolicy (c: Cluster, text: string): Promise<void> {
-  const r = await c.spctl(['policy', 'apply', writeFile(c.work, `policy-${Date.now()}.yaml`, text)])
+  const r = await c.spctl(['policy', 'apply', '--yes', writeFile(c.work, `policy-${Date.now()}.yaml`, text)]) // tests tighten on purpose
   if (r.code !== 0) throw new Error(`policy apply: ${r.stderr}`)
 }
 
