@@ -84,9 +84,10 @@ export class Guard {
       if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value as string)
       // A scope is only taken when it really is an ancestor of the path asked about. Its key has a NUL, which no
       // path can hold, so a file named '*' (or anything else) never reads as a scope. A decision with a grant is kept
-      // for its own path only: spd binds a grant to the first file it serves (lib/wire/FORMAT.md §4.5), so sharing it
-      // across a scope would cost every other file a refused data call and a new decision.
-      const wide = d.grant === null && d.scope !== null && path.startsWith(d.scope + '/') && path.length > d.scope.length + 1
+      // for its own path only: spd binds a grant to the first existing file it serves (lib/wire/FORMAT.md §4.5), so
+      // sharing it across a scope would cost every other file a refused data call and a new decision. A create
+      // decision is the exception: its files get headers spd makes for this host, which any of its grants serves.
+      const wide = (d.grant === null || req.action === 'create') && d.scope !== null && path.startsWith(d.scope + '/') && path.length > d.scope.length + 1
       this.cache.set(wide ? `${who}\0${d.scope as string}` : who + path, { reply: d, until: Date.now() + d.ttl })
     }
     return d

@@ -150,23 +150,31 @@ test.serial('another host\'s grant is refused', async t => {
   await t.throwsAsync(host2.fileKey(d, bytes), { code: 'PEM_ERR_KEY_NOT_GRANTED', message: /another host/ })
 })
 
-test.serial('the first header binds the grant to its file: FileKey and BlocksOpen refuse another file', async t => {
-  const d = await decide(host1, '/host/bound')
-  const a = await host1.newHeader(d)
-  const b = await host1.newHeader(d)
-  const sealedB = await host1.sealBlocks(await decide(host1, '/host/other'), b.bytes, [0], [Buffer.from('file b')])
+test.serial('the first existing file binds the grant: FileKey and BlocksOpen refuse another; files spd made for this host bind nothing', async t => {
+  // Files made for host2 (spd's headers for another host) are existing files to host1.
+  const theirs = await decide(host2, '/host/made-by-2')
+  const a = await host2.newHeader(theirs)
+  const b = await host2.newHeader(theirs)
+  const sealedB = await host2.sealBlocks(theirs, b.bytes, [0], [Buffer.from('file b')])
   const recordB = Buffer.from(sealedB.parts[0])
   sealedB.release()
+  const d = await decide(host1, '/host/bound')
   sodium.sodium_memzero((await host1.fileKey(d, a.bytes)).key)
   sodium.sodium_memzero((await host1.fileKey(d, a.bytes)).key) // the same file again: still served
   await t.throwsAsync(host1.fileKey(d, b.bytes), { code: 'PEM_ERR_KEY_NOT_GRANTED', message: /another file/ })
   await t.throwsAsync(host1.openBlocks(d, b.bytes, [0], [recordB]), { code: 'PEM_ERR_KEY_NOT_GRANTED', message: /another file/ })
 
-  // Bound by BlocksOpen first (an appliance grant too): FileKey/BlocksOpen with another header are refused.
+  // New files spd made for host1, under one create decision: every one is served, and the grant stays unbound.
+  const made = await decide(host1, '/host/new-files', 'create')
+  for (let i = 0; i < 3; i++) sodium.sodium_memzero((await host1.fileKey(made, (await host1.newHeader(made)).bytes)).key)
+  sodium.sodium_memzero((await host1.fileKey(made, a.bytes)).key) // then one existing file binds it
+  await t.throwsAsync(host1.fileKey(made, b.bytes), { code: 'PEM_ERR_KEY_NOT_GRANTED', message: /another file/ })
+
+  // Bound by BlocksOpen first (an appliance grant too): BlocksOpen with another header is refused.
   const appl = await decide(host1, '/appliance/bound', 'read')
-  const w = await decide(host1, '/appliance/bound-w')
-  const c = await host1.newHeader(w)
-  const sealedC = await host1.sealBlocks(w, c.bytes, [0], [Buffer.from('file c')])
+  const w = await decide(host2, '/appliance/bound-w')
+  const c = await host2.newHeader(w)
+  const sealedC = await host2.sealBlocks(w, c.bytes, [0], [Buffer.from('file c')])
   const recordC = Buffer.from(sealedC.parts[0])
   sealedC.release()
   const opened = await host1.openBlocks(appl, c.bytes, [0], [recordC])

@@ -21,6 +21,7 @@ export function handleFileHeader (ds: DataService, body: FileHeaderBody, ctx: Ho
   const g = ds.grants.check(body.grant, ctx.host, null, true)
   const count = body.count ?? 1
   const ids = crypto.randomBytes(16 * count)
+  for (let i = 0; i < count; i++) ds.grants.noteIssued(ctx.host, g.key, ids.subarray(16 * i, 16 * (i + 1)))
   const headers = Array.from({ length: count }, (_, i) => encodeHeader(makeHeader({
     fileId: ids.subarray(16 * i, 16 * (i + 1)),
     keyName: g.key,
