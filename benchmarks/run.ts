@@ -26,7 +26,8 @@ function usage (msg?: string): never {
     '           benchmarks/charts/AREA.svg for the areas that ran\n' +
     '  --results  measure nothing: regenerate benchmarks/RESULTS.md from benchmarks/HISTORY.md (after editing a note there)\n' +
     '  --charts-only FILE  measure nothing: redraw the charts from FILE (benchmarks/results.json, the output of --json,\n' +
-    '           HISTORY.md or RESULTS.md: each area\'s latest run); the areas drawn are also recorded in benchmarks/results.json\n')
+    '           HISTORY.md or RESULTS.md: each area\'s latest run); the areas drawn are also recorded in\n' +
+    '           benchmarks/results.json\n')
   process.exit(msg === undefined ? 0 : 2)
 }
 
