@@ -1,4 +1,4 @@
-// Benchmark charts: dependency-free SVG bar charts of each measurement's ratio to its baseline (one per area), and the readers of saved runs (results.json, --json lines, RESULTS.md) they are redrawn from.
+// Benchmark charts and records: dependency-free SVG bar charts of each measurement's ratio to its baseline (one per area), the readers of saved runs (results.json, --json lines, HISTORY.md, RESULTS.md) they are redrawn from, and the format of HISTORY.md's run sections and of RESULTS.md generated from them.
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Measurement } from './harness'
@@ -25,7 +25,7 @@ const LOWER_IS_BETTER = new Set(['ns', 'us', 'µs', 'ms', 's', 'KiB', 'MiB', 'Gi
 
 export function lowerIsBetter (unit: string): boolean { return LOWER_IS_BETTER.has(unit) }
 
-/** The number format of the printed table and RESULTS.md. */
+/** The number format of the printed table and of HISTORY.md's tables. */
 export function fmtValue (x: number): string {
   return Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(2) : x.toPrecision(3)
 }
@@ -215,9 +215,9 @@ function isMeasurement (v: unknown): v is Measurement {
 }
 
 /**
- * Reads saved results in any of three forms: benchmarks/results.json; the lines of `npm run bench -- --json` (lines
- * that are not JSON objects, such as npm's banner, are skipped); or RESULTS.md, from which each area's latest run is
- * taken (its table values are the rounded ones printed there).
+ * Reads saved results in any of four forms: benchmarks/results.json; the lines of `npm run bench -- --json` (lines
+ * that are not JSON objects, such as npm's banner, are skipped); HISTORY.md or RESULTS.md, from which each area's
+ * latest run is taken (see resultsFromMarkdown; its table values are the rounded ones printed there).
  */
 export function readSaved (text: string): SavedResults {
   if (/^### Run /m.test(text)) return resultsFromMarkdown(text)
@@ -234,26 +234,142 @@ export function readSaved (text: string): SavedResults {
   return mergeResults(null, ms, null)
 }
 
-/** Each area's measurements from the latest `### Run` section of RESULTS.md that has that area. */
+// The run sections of benchmarks/HISTORY.md and RESULTS.md: `### Run DATE — commit C[ (quick)][ (SCOPE only)]`, the
+// machine facts as `- key: value` lines, one table of measurements, a `Charts:` line, and any hand-written notes.
+
+const TABLE_HEAD = ['| area | measurement | value | unit | baseline | baseline value | ratio |', '|---|---|---|---|---|---|---|']
+const RUN_HEADING = /^### Run (\S+) — commit (\S+)( \(quick\))?(?: \(([^)]+) only\))?/
+
+/** The section of one run, as `npm run bench -- --write` records it in HISTORY.md. */
+export function runSection (ms: Measurement[], run: RunInfo, charts: string[]): string {
+  return [`### Run ${run.date} — commit ${run.commit}${run.quick ? ' (quick)' : ''}`, '',
+    ...Object.entries(run.machine).map(([k, v]) => `- ${k}: ${v}`), '', ...TABLE_HEAD,
+    ...ms.map(r => `| ${r.area} | ${r.name}${r.note === undefined ? '' : ` (${r.note})`} | ${fmtValue(r.value)} | ${r.unit} | ${r.baseline ?? '-'} | ${r.baseline_value === null ? '-' : fmtValue(r.baseline_value)} | ${r.ratio ?? '-'} |`),
+    ...(charts.length === 0 ? [] : ['', `Charts: ${charts.map(f => `[${path.basename(f, '.svg')}](charts/${path.basename(f)})`).join(', ')}`])].join('\n') + '\n'
+}
+
+/** The cells of a measurement row of a run's table; null for any other line (the table's head included). */
+function rowCells (line: string): string[] | null {
+  if (!line.startsWith('|')) return null
+  const cells = line.split('|').slice(1, -1).map(s => s.trim())
+  return cells.length !== 7 || cells[0] === 'area' || cells[0].startsWith('---') ? null : cells
+}
+
+/** One run section of a results file. `partial`: it measured one benchmark of its area (`(AREA/BENCH only)`). */
+interface RunText { run: RunInfo, partial: boolean, areas: string[], measurements: Measurement[], text: string }
+
+/** The text before the first run section (the file's header), and each run section in file order, each ending in one newline. */
+export function splitRuns (text: string): { header: string, sections: string[] } {
+  const parts = text.split(/^(?=### Run )/m)
+  const header = parts[0].startsWith('### Run ') ? '' : parts.shift() as string
+  return { header, sections: parts.map(s => s.replace(/\n*$/, '\n')) }
+}
+
+function parseRun (text: string): RunText | null {
+  const head = RUN_HEADING.exec(text)
+  if (head === null) return null
+  const machine: Record<string, string> = {}
+  const lines = text.split('\n')
+  const tableAt = lines.findIndex(l => l.startsWith('|'))
+  for (const l of lines.slice(0, tableAt === -1 ? lines.length : tableAt)) {
+    const fact = /^- ([a-z]+): (.*)$/.exec(l)
+    if (fact !== null) machine[fact[1]] = fact[2]
+  }
+  const measurements: Measurement[] = []
+  for (const line of lines) {
+    const cells = rowCells(line)
+    if (cells === null) continue
+    const num = (s: string): number | null => s === '-' ? null : Number(s)
+    const value = Number(cells[2])
+    if (!Number.isFinite(value)) continue
+    measurements.push({ area: cells[0], name: cells[1], value, unit: cells[3], baseline: cells[4] === '-' ? null : cells[4], baseline_value: num(cells[5]), ratio: num(cells[6]) })
+  }
+  return {
+    run: { date: head[1], commit: head[2], quick: head[3] !== undefined, machine },
+    partial: head[4] !== undefined,
+    areas: [...new Set(measurements.map(x => x.area))],
+    measurements,
+    text
+  }
+}
+
+/** The runs of a results file, oldest first (by date: HISTORY.md lists them newest first, RESULTS.md by area). */
+function runsOf (text: string): RunText[] {
+  const runs = splitRuns(text).sections.map(parseRun).filter((r): r is RunText => r !== null)
+  return runs.map((r, i) => ({ r, i })).sort((a, b) => a.r.run.date < b.r.run.date ? -1 : a.r.run.date > b.r.run.date ? 1 : b.i - a.i).map(x => x.r)
+}
+
+/** Per area, its latest full run and the partial runs after it, oldest first. */
+function latestRuns (runs: RunText[]): Map<string, RunText[]> {
+  const out = new Map<string, RunText[]>()
+  for (const r of runs) {
+    for (const area of r.areas) out.set(area, r.partial && out.has(area) ? [...(out.get(area) as RunText[]), r] : [r])
+  }
+  return out
+}
+
+/**
+ * Each area's measurements from its latest run in HISTORY.md or RESULTS.md (either order). A partial run (headed
+ * `(AREA/BENCH only)`) does not replace its area: its measurements replace those of the same name and add the others;
+ * the area's run stays the full one.
+ */
 export function resultsFromMarkdown (text: string): SavedResults {
-  let saved: SavedResults = { format: 1, areas: {} }
-  for (const section of text.split(/^### Run /m).slice(1)) {
-    const head = /^(\S+) — commit (\S+)( \(quick\))?/.exec(section)
-    if (head === null) continue
-    const machine: Record<string, string> = {}
-    for (const m of section.matchAll(/^- ([a-z]+): (.*)$/gm)) machine[m[1]] = m[2]
-    const ms: Measurement[] = []
-    for (const line of section.split('\n')) {
-      const cells = line.split('|').slice(1, -1).map(s => s.trim())
-      if (cells.length !== 7 || cells[0] === 'area' || cells[0].startsWith('---')) continue
-      const num = (s: string): number | null => s === '-' ? null : Number(s)
-      const value = Number(cells[2])
-      if (!Number.isFinite(value)) continue
-      ms.push({ area: cells[0], name: cells[1], value, unit: cells[3], baseline: cells[4] === '-' ? null : cells[4], baseline_value: num(cells[5]), ratio: num(cells[6]) })
-    }
-    saved = mergeResults(saved, ms, { date: head[1], commit: head[2], quick: head[3] !== undefined, machine })
+  const saved: SavedResults = { format: 1, areas: {} }
+  for (const [area, runs] of latestRuns(runsOf(text))) {
+    const byName = new Map<string, Measurement>()
+    for (const r of runs) for (const x of r.measurements) if (x.area === area) byName.set(x.name, x)
+    saved.areas[area] = { run: runs[0].run, measurements: [...byName.values()] }
   }
   return saved
+}
+
+export const HISTORY_HEADER = `# Benchmark history
+
+Every run of \`npm run bench -- --write\`, newest first: the machine, the commit, the measurements and any notes
+written under them. [RESULTS.md](RESULTS.md) shows each area's latest run and is regenerated from this file
+(\`npm run bench -- --results\`); hand-written notes and runs go here. A run headed \`(AREA/BENCH only)\` measured one
+benchmark of its area: it adds to the area's latest full run instead of replacing it. Ratios are value / baseline
+measured in the same run.
+`
+
+/** HISTORY.md with a new run section first (a missing or empty history gets the header). */
+export function prependRun (history: string | null, section: string): string {
+  const { header, sections } = splitRuns(history ?? '')
+  return [header.trim() === '' ? HISTORY_HEADER : header.replace(/\n*$/, '\n'), ...[section, ...sections].map(s => s.replace(/\n*$/, '\n'))].join('\n')
+}
+
+/** A run section cut down to one area: the other areas' rows and chart links are dropped, everything else is kept. */
+function sectionOfArea (text: string, area: string): string {
+  return text.split('\n').flatMap(line => {
+    const cells = rowCells(line)
+    if (cells !== null) return cells[0] === area ? [line] : []
+    if (!line.startsWith('Charts: ')) return [line]
+    const mine = line.slice('Charts: '.length).split(', ').filter(l => l.startsWith(`[${area}](`))
+    return mine.length === 0 ? [] : [`Charts: ${mine.join(', ')}`]
+  }).join('\n').replace(/\n{3,}/g, '\n\n').replace(/\n*$/, '\n')
+}
+
+/**
+ * RESULTS.md from HISTORY.md: a header, then per area (in \`order\`, areas not in it after, by name) its latest run as
+ * HISTORY.md has it, cut down to that area, with the partial runs after it above it.
+ */
+export function resultsMarkdown (history: string, order: readonly string[]): string {
+  const latest = latestRuns(runsOf(history))
+  const rank = (a: string): number => order.includes(a) ? order.indexOf(a) : order.length
+  const areas = [...latest.keys()].sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0))
+  const head = `# Benchmark results
+
+Each benchmark area's latest run, in the order of \`npm run bench -- --help\`; a run of one benchmark of an area
+(headed \`(AREA/BENCH only)\`) stands above the full run it adds to. Generated from [HISTORY.md](HISTORY.md), which
+keeps every run, newest first: \`npm run bench -- --write\` adds a run there and regenerates this file;
+\`npm run bench -- --results\` regenerates it without measuring. Do not edit this file: notes go under their run in
+HISTORY.md. Ratios are value / baseline measured in the same run.
+
+Areas: ${areas.map(a => `[${a}](#${a.toLowerCase().replace(/[^a-z0-9 -]/g, '').replace(/ /g, '-')})`).join(', ')}
+`
+  const parts = areas.map(area => `## ${area}\n\n` +
+    [...(latest.get(area) as RunText[])].reverse().map(r => sectionOfArea(r.text, area)).join('\n'))
+  return [head, ...parts].join('\n')
 }
 
 /** All measurements of saved results, and the run of each area, for writeCharts. */

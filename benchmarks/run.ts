@@ -1,11 +1,12 @@
-// Benchmark runner: `npm run bench [-- --only AREA[,AREA]] [--json] [--quick] [--write] [--charts-only FILE]`.
+// Benchmark runner: `npm run bench [-- --only AREA[,AREA]] [--json] [--quick] [--write] [--results] [--charts-only FILE]`.
 // Runs every benchmarks/<area>/*.bench.ts, prints a table (or one JSON object per line), and with --write
-// appends the run to benchmarks/RESULTS.md with the machine facts, keeps its raw measurements in
-// benchmarks/results.json and draws benchmarks/charts/<area>.svg (benchmarks/charts.ts).
+// adds the run to benchmarks/HISTORY.md (newest first) with the machine facts, regenerates benchmarks/RESULTS.md (each
+// area's latest run) from it, keeps the raw measurements in benchmarks/results.json and draws
+// benchmarks/charts/<area>.svg (benchmarks/charts.ts has the formats).
 import fs from 'node:fs'
 import path from 'node:path'
 import { execFileSync } from 'node:child_process'
-import { flatten, fmtValue as fmt, mergeResults, readSaved, savedJson, writeCharts, type RunInfo, type SavedResults } from './charts'
+import { flatten, fmtValue as fmt, mergeResults, prependRun, readSaved, resultsMarkdown, runSection, savedJson, writeCharts, type RunInfo, type SavedResults } from './charts'
 import { Progress } from '../lib/cli/progress'
 import { machineFacts, ratio, type BenchFn, type Measurement } from './harness'
 
@@ -13,22 +14,27 @@ const AREAS = ['engine', 'decisions', 'data', 'fs', 'cluster', 'lb', 'soak'] as 
 const SOURCE_DIR = path.join(__dirname, '../../benchmarks') // run from dist/benchmarks
 const RESULTS_JSON = path.join(SOURCE_DIR, 'results.json')
 const CHARTS_DIR = path.join(SOURCE_DIR, 'charts')
+const HISTORY_MD = path.join(SOURCE_DIR, 'HISTORY.md')
+const RESULTS_MD = path.join(SOURCE_DIR, 'RESULTS.md')
 
 function usage (msg?: string): never {
   if (msg !== undefined) process.stderr.write(`error: ${msg}\n`)
-  process.stderr.write('usage: npm run bench -- [--only AREA[,AREA]] [--json] [--quick] [--write] [--charts-only FILE]\n' +
+  process.stderr.write('usage: npm run bench -- [--only AREA[,AREA]] [--json] [--quick] [--write] [--results] [--charts-only FILE]\n' +
     `  areas: ${AREAS.join(', ')}\n  --json   one JSON object per measurement\n  --quick  tiny sizes (smoke test)\n` +
-    '  --write  append the results to benchmarks/RESULTS.md, keep them in benchmarks/results.json (per area, the latest\n' +
-    '           run) and draw benchmarks/charts/AREA.svg for the areas that ran\n' +
+    '  --write  add the run first in benchmarks/HISTORY.md and regenerate benchmarks/RESULTS.md (each area\'s latest run)\n' +
+    '           from it, keep the results in benchmarks/results.json (per area, the latest run) and draw\n' +
+    '           benchmarks/charts/AREA.svg for the areas that ran\n' +
+    '  --results  measure nothing: regenerate benchmarks/RESULTS.md from benchmarks/HISTORY.md (after editing a note there)\n' +
     '  --charts-only FILE  measure nothing: redraw the charts from FILE (benchmarks/results.json, the output of --json,\n' +
-    '           or RESULTS.md: each area\'s latest run); the areas drawn are also recorded in benchmarks/results.json\n')
+    '           HISTORY.md or RESULTS.md: each area\'s latest run); the areas drawn are also recorded in\n' +
+    '           benchmarks/results.json\n')
   process.exit(msg === undefined ? 0 : 2)
 }
 
-interface Options { only: string[] | null, json: boolean, quick: boolean, write: boolean, chartsOnly: string | null }
+interface Options { only: string[] | null, json: boolean, quick: boolean, write: boolean, results: boolean, chartsOnly: string | null }
 
 function parseArgs (argv: string[]): Options {
-  const o: Options = { only: null, json: false, quick: process.env.BENCH_QUICK === '1', write: false, chartsOnly: null }
+  const o: Options = { only: null, json: false, quick: process.env.BENCH_QUICK === '1', write: false, results: false, chartsOnly: null }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     if (a === '--only') {
@@ -39,6 +45,7 @@ function parseArgs (argv: string[]): Options {
     } else if (a === '--json') o.json = true
     else if (a === '--quick') o.quick = true
     else if (a === '--write') o.write = true
+    else if (a === '--results') o.results = true
     else if (a === '--charts-only') {
       const v = argv[++i]
       if (v === undefined) usage('--charts-only needs a file')
@@ -53,6 +60,7 @@ function parseArgs (argv: string[]): Options {
 async function main (): Promise<void> {
   const opts = parseArgs(process.argv.slice(2))
   if (opts.chartsOnly !== null) { redraw(opts.chartsOnly, opts.only); return }
+  if (opts.results) { writeRun(null); return }
   const results: Measurement[] = []
   const files = AREAS.filter(area => (opts.only === null || opts.only.includes(area)) && fs.existsSync(path.join(__dirname, area)))
     .flatMap(area => fs.readdirSync(path.join(__dirname, area)).filter(f => f.endsWith('.bench.js')).sort().map(file => ({ area, file })))
@@ -81,7 +89,7 @@ async function main (): Promise<void> {
     try { commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() } catch {}
     const run: RunInfo = { date: new Date().toISOString(), commit, quick: opts.quick, machine: machineFacts() }
     const charts = saveAndDraw(results, () => run)
-    writeResults(results, run, charts)
+    writeRun(runSection(results, run, charts))
   }
 }
 
@@ -111,15 +119,14 @@ function redraw (file: string, only: string[] | null): void {
   } else saveAndDraw(ms, runOf)
 }
 
-function writeResults (results: Measurement[], run: RunInfo, charts: string[]): void {
-  const file = path.join(SOURCE_DIR, 'RESULTS.md')
-  const lines = [`\n### Run ${run.date} — commit ${run.commit}${run.quick ? ' (quick)' : ''}\n`,
-    Object.entries(run.machine).map(([k, v]) => `- ${k}: ${v}`).join('\n'), '',
-    '| area | measurement | value | unit | baseline | baseline value | ratio |', '|---|---|---|---|---|---|---|',
-    ...results.map(r => `| ${r.area} | ${r.name}${r.note === undefined ? '' : ` (${r.note})`} | ${fmt(r.value)} | ${r.unit} | ${r.baseline ?? '-'} | ${r.baseline_value === null ? '-' : fmt(r.baseline_value)} | ${r.ratio ?? '-'} |`), '',
-    ...(charts.length === 0 ? [] : [`Charts: ${charts.map(f => `[${path.basename(f, '.svg')}](${path.relative(SOURCE_DIR, f)})`).join(', ')}`, ''])]
-  if (!fs.existsSync(file)) fs.writeFileSync(file, '# Benchmark results\n\nOne section per run of `npm run bench -- --write`; ratios are value / baseline measured in the same run.\n')
-  fs.appendFileSync(file, lines.join('\n'))
+/** Adds a run section first in HISTORY.md (none: changes nothing there) and regenerates RESULTS.md from HISTORY.md. */
+function writeRun (section: string | null): void {
+  const history = fs.existsSync(HISTORY_MD) ? fs.readFileSync(HISTORY_MD, 'utf8') : null
+  if (section === null && history === null) usage(`${path.relative(process.cwd(), HISTORY_MD)} does not exist: nothing to regenerate from`)
+  const next = section === null ? history as string : prependRun(history, section)
+  if (next !== history) fs.writeFileSync(HISTORY_MD, next)
+  fs.writeFileSync(RESULTS_MD, resultsMarkdown(next, AREAS))
+  process.stderr.write(`results: ${path.relative(process.cwd(), RESULTS_MD)}\n`)
 }
 
 main().catch(err => { process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`); process.exit(1) })

@@ -1,12 +1,14 @@
-// Benchmark charts (benchmarks/charts.ts): well-formed SVG, one bar per measurement with a ratio, escaped text, and the saved-run readers.
+// Benchmark charts and records (benchmarks/charts.ts): well-formed SVG, one bar per measurement with a ratio, escaped text, the saved-run readers, HISTORY.md and the RESULTS.md generated from it.
 import test from 'ava'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { barChartSvg, barsOf, esc, mergeResults, readSaved, resultsFromMarkdown, savedJson, writeCharts } from '../../benchmarks/charts'
+import { spawnSync } from 'node:child_process'
+import { barChartSvg, barsOf, esc, HISTORY_HEADER, mergeResults, prependRun, readSaved, resultsFromMarkdown, resultsMarkdown, runSection, savedJson, splitRuns, writeCharts, type RunInfo } from '../../benchmarks/charts'
 import type { Measurement } from '../../benchmarks/harness'
 
-const CHARTS = path.join(__dirname, '../../../benchmarks/charts') // from dist/test/bench
+const BENCHMARKS = path.join(__dirname, '../../../benchmarks') // from dist/test/bench
+const CHARTS = path.join(BENCHMARKS, 'charts')
 
 /**
  * A strict check of XML well-formedness for what the chart writer emits (no DTD, no CDATA): one root, balanced tags,
@@ -150,8 +152,12 @@ const MD = `# Benchmark results
 | fs | walk | 296 | ops/s | - | - | - |
 `
 
-test('RESULTS.md gives each area its latest run', t => {
+test('a results file gives each area its latest run, oldest or newest first', t => {
   const s = resultsFromMarkdown(MD)
+  const { header, sections } = splitRuns(MD)
+  t.is(header, '# Benchmark results\n\n')
+  t.is(sections.length, 2)
+  t.deepEqual(resultsFromMarkdown(header + [...sections].reverse().join('\n')), s)
   t.deepEqual(Object.keys(s.areas).sort(), ['engine', 'fs'])
   t.deepEqual(s.areas.fs.measurements.map(x => x.name), ['new', 'walk'])
   t.like(s.areas.fs.run, { commit: 'bbbbbbb', quick: true, machine: { cpu: 'Test CPU x 2' } })
@@ -184,4 +190,98 @@ test('the committed charts are well-formed and match benchmarks/results.json', t
     const bars = [...svg.matchAll(/<rect class="bar" data-ratio="([^"]+)"/g)].map(x => Number(x[1]))
     t.deepEqual(bars, (saved.areas[area]?.measurements ?? []).filter(x => x.ratio !== null).map(x => x.ratio), f)
   }
+})
+
+const RUN: RunInfo = { date: '2026-01-03T00:00:00.000Z', commit: 'ccccccc', quick: false, machine: { cpu: 'Test CPU x 2', node: 'v20' } }
+
+/** A history of two runs (engine and fs; then fs, with a note under it), newest first, as --write leaves it. */
+function history (): string {
+  const older = runSection([m('seal', 0.028, 'MB/s', 1, 'engine'), m('old', 1, 'MB/s', 2)], { ...RUN, date: '2026-01-01T00:00:00.000Z', commit: 'aaaaaaa' }, ['charts/engine.svg', 'charts/fs.svg'])
+  const newer = runSection([m('new', 3, 'MB/s', 2)], { ...RUN, date: '2026-01-02T00:00:00.000Z', commit: 'bbbbbbb' }, ['charts/fs.svg']) + '\nA note on the fs run.\n'
+  return prependRun(prependRun(null, older), newer)
+}
+
+/** The `## AREA` sections of a RESULTS.md text, by area. */
+function areaSections (results: string): Record<string, string> {
+  return Object.fromEntries(results.split(/^(?=## )/m).slice(1).map(s => [/^## (\S+)/.exec(s)?.[1] as string, s]))
+}
+
+test('a run section reads back as it was written, with its machine facts', t => {
+  const ms = [m('seal', 0.028, 'MB/s', 1, 'engine'), m('walk', 296, 'ops/s', null, 'engine'), { ...m('p99', 2.28, 'ms', 1.37, 'engine'), note: 'target 2' }]
+  const section = runSection(ms, RUN, ['/anywhere/charts/engine.svg'])
+  t.regex(section, /^### Run 2026-01-03T00:00:00\.000Z — commit ccccccc\n\n- cpu: Test CPU x 2\n- node: v20\n\n\| area \|/)
+  t.true(section.endsWith('\n\nCharts: [engine](charts/engine.svg)\n'))
+  const back = resultsFromMarkdown(section).areas.engine
+  t.deepEqual(back.run, RUN)
+  t.deepEqual(back.measurements.map(x => x.name), ['seal', 'walk', 'p99 (target 2)'])
+  t.is(back.measurements[0].value, 0.028)
+})
+
+test('HISTORY.md: a new run lands first, the older sections are kept byte for byte', t => {
+  const h = history()
+  t.true(h.startsWith(HISTORY_HEADER + '\n### Run 2026-01-02T00:00:00.000Z — commit bbbbbbb\n'))
+  const { sections } = splitRuns(h)
+  t.deepEqual(sections.map(s => /commit (\S+)/.exec(s)?.[1]), ['bbbbbbb', 'aaaaaaa'])
+  const third = runSection([m('seal', 2, 'MB/s', 1, 'engine')], RUN, [])
+  const h3 = prependRun(h, third)
+  t.deepEqual(splitRuns(h3).sections, [third, ...sections])
+  t.is(splitRuns(h3).header, splitRuns(h).header, 'an existing header is kept')
+})
+
+test('RESULTS.md: one section per area in the given order, each with its latest run cut to that area, notes kept', t => {
+  const results = resultsMarkdown(history(), ['fs', 'engine'])
+  const areas = areaSections(results)
+  t.deepEqual(Object.keys(areas), ['fs', 'engine'])
+  t.regex(results, /^# Benchmark results\n/)
+  t.true(results.includes('Areas: [fs](#fs), [engine](#engine)\n'))
+  t.regex(areas.fs, /commit bbbbbbb/)
+  t.notRegex(areas.fs, /commit aaaaaaa|\| old \|/)
+  t.regex(areas.fs, /\| fs \| new \| 3\.00 \| MB\/s \|/)
+  t.regex(areas.fs, /A note on the fs run\.\n/)
+  t.regex(areas.fs, /- cpu: Test CPU x 2\n/)
+  t.regex(areas.engine, /commit aaaaaaa/)
+  t.notRegex(areas.engine, /\| fs \|/, "the other area's rows of a shared run are left out")
+  t.true(areas.engine.includes('Charts: [engine](charts/engine.svg)\n'), "and its other area's chart link")
+  t.notRegex(areas.engine, /A note on the fs run/)
+  t.deepEqual(Object.keys(areaSections(resultsMarkdown(history(), ['engine']))), ['engine', 'fs'], 'areas not in the order come after it')
+})
+
+test('a new run for one area replaces only that area\'s section of RESULTS.md; regenerating changes nothing', t => {
+  const before = resultsMarkdown(history(), ['engine', 'fs'])
+  const h = prependRun(history(), runSection([m('seal', 2, 'MB/s', 1, 'engine')], RUN, ['charts/engine.svg']))
+  const after = resultsMarkdown(h, ['engine', 'fs'])
+  t.is(splitRuns(h).sections[0].split('\n')[0], '### Run 2026-01-03T00:00:00.000Z — commit ccccccc')
+  const [a, b] = [areaSections(before), areaSections(after)]
+  t.is(b.fs, a.fs)
+  t.not(b.engine, a.engine)
+  t.regex(b.engine, /commit ccccccc/)
+  t.notRegex(b.engine, /commit aaaaaaa/)
+  t.is(resultsMarkdown(h, ['engine', 'fs']), after, 'idempotent')
+  t.deepEqual(readSaved(after), readSaved(h), 'RESULTS.md and HISTORY.md read back alike')
+  t.like(readSaved(after).areas.engine, { run: RUN, measurements: [{ name: 'seal', value: 2 }] })
+})
+
+test('a run of one benchmark (AREA/BENCH only) adds to its area\'s latest full run instead of replacing it', t => {
+  const partial = runSection([m('replay', 5, 'ms', 10), m('old', 4, 'MB/s', 2)], RUN, []).replace(' — commit ccccccc', ' — commit ccccccc (fs/replay only)') + '\nRun alone.\n'
+  const h = prependRun(history(), partial)
+  const fs2 = readSaved(h).areas.fs
+  t.is(fs2.run?.commit, 'bbbbbbb', 'the area keeps its full run')
+  t.deepEqual(fs2.measurements.map(x => [x.name, x.value]), [['new', 3], ['replay', 5], ['old', 4]])
+  const section = areaSections(resultsMarkdown(h, ['engine', 'fs'])).fs
+  t.deepEqual([...section.matchAll(/^### Run \S+ — commit (\S+)/gm)].map(x => x[1]), ['ccccccc', 'bbbbbbb'], 'the partial run above the full one')
+  t.regex(section, /Run alone\./)
+  t.deepEqual(readSaved(resultsMarkdown(h, ['fs'])), readSaved(h))
+  const full = prependRun(h, runSection([m('newest', 1, 'MB/s', 2)], { ...RUN, date: '2026-01-04T00:00:00.000Z', commit: 'ddddddd' }, []))
+  t.deepEqual(readSaved(full).areas.fs.measurements.map(x => x.name), ['newest'], 'a later full run replaces both')
+})
+
+test('the committed RESULTS.md is generated from the committed HISTORY.md, areas in the runner\'s order', t => {
+  const help = spawnSync(process.execPath, [path.join(__dirname, '../../benchmarks/run.js'), '--help'], { encoding: 'utf8', timeout: 20_000 })
+  const order = /^ {2}areas: (.*)$/m.exec(help.stderr)?.[1].split(', ')
+  t.truthy(order, help.stderr)
+  const historyText = fs.readFileSync(path.join(BENCHMARKS, 'HISTORY.md'), 'utf8')
+  const resultsText = fs.readFileSync(path.join(BENCHMARKS, 'RESULTS.md'), 'utf8')
+  t.is(resultsText, resultsMarkdown(historyText, order as string[]), 'regenerate with npm run bench -- --results')
+  const dates = splitRuns(historyText).sections.map(s => /^### Run (\S+)/.exec(s)?.[1] as string)
+  t.deepEqual(dates, [...dates].sort().reverse(), 'HISTORY.md is newest first')
 })
