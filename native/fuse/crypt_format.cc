@@ -117,9 +117,9 @@ void WriteAad(const FileHeader& h, uint64_t block, uint32_t plain_len, uint8_t* 
   Put32(out + 40, plain_len);
 }
 
-void WriteTrailer(const FileHeader& h, uint8_t* rec, uint32_t plain_len) {
-  uint8_t* t = rec + kNonceBytes + plain_len + kTagBytes;
-  Put32(t, static_cast<uint32_t>(kNonceBytes + plain_len + kTagBytes));
+void WriteTrailer(const FileHeader& h, uint8_t* rec, uint32_t payload_len, uint32_t plain_len) {
+  uint8_t* t = rec + kNonceBytes + payload_len + kTagBytes;
+  Put32(t, static_cast<uint32_t>(kNonceBytes + payload_len + kTagBytes));
   Put32(t + 4, plain_len);
   Put32(t + 8, h.key_version);
 }

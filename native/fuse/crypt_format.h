@@ -48,8 +48,8 @@ void WriteAad(const FileHeader& h, uint64_t block, uint32_t plain_len, uint8_t* 
 // last). 0 with *record/*record_len/*plain_len set (a hole: *record == nullptr), else EIO with *why.
 int ParseSlot(const FileHeader& h, uint64_t block, const uint8_t* slot, size_t n, const uint8_t** record,
               size_t* record_len, uint32_t* plain_len, std::string* why);
-// Fills the trailer of a raw record of `plain_len` bytes at rec + kNonceBytes + plain_len + kTagBytes.
-void WriteTrailer(const FileHeader& h, uint8_t* rec, uint32_t plain_len);
+// Fills the trailer of a record whose payload (compressed or raw) is `payload_len` bytes, at its end.
+void WriteTrailer(const FileHeader& h, uint8_t* rec, uint32_t payload_len, uint32_t plain_len);
 
 // The redo record of a truncation (FORMAT.md §4.8): records to write in place, then the cut to `target`.
 struct Redo {

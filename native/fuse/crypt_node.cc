@@ -19,6 +19,8 @@
 #include <cstring>
 #include <ctime>
 
+#include "../crypto_engine.h"
+
 namespace pem::fuse {
 
 namespace {
@@ -48,7 +50,7 @@ struct ThreadCtx {
 };
 thread_local ThreadCtx t_ctx;
 // Per-worker scratch, bounded by one request (kMaxWrite) plus the blocks around it.
-thread_local std::vector<uint8_t> t_slots, t_old, t_plain, t_recs;
+thread_local std::vector<uint8_t> t_slots, t_old, t_plain, t_recs, t_comp;
 
 uint8_t* Room(std::vector<uint8_t>* v, size_t n) {
   if (v->size() < n) v->resize(n);
@@ -166,10 +168,26 @@ int CryptNode::InstallKey(const HostKey& k) {
 
 uint64_t CryptNode::PlainBytes() const { return PlainSize(h_, size_.load()); }
 
-uint64_t CryptNode::RecordOffset(uint64_t block, uint32_t plain_len) const {
-  // A full block's record ends at the slot end; a short (last) one starts at the slot start (§4.2).
-  return plain_len < h_.block_bytes ? SlotOffset(h_, block)
-                                    : SlotOffset(h_, block) + h_.slot_bytes - (plain_len + kRecordOverhead);
+uint64_t CryptNode::RecordOffset(uint64_t block, uint32_t plain_len, size_t rec_len) const {
+  // A full block's record ends at the slot end (a compressed one leaves a hole in front); a short (last) one
+  // starts at the slot start (§4.2).
+  return plain_len < h_.block_bytes ? SlotOffset(h_, block) : SlotOffset(h_, block) + h_.slot_bytes - rec_len;
+}
+
+// Opens one record (checked by ParseSlot) into out (plain_len bytes): a payload shorter than its plaintext is
+// compressed with the header's codec.
+int CryptNode::OpenRecord(uint64_t block, const uint8_t* rec, size_t rec_len, uint32_t plain_len, uint8_t* out) {
+  const size_t payload = rec_len - kRecordOverhead;
+  uint8_t aad[kAadBytes];
+  WriteAad(h_, block, plain_len, aad);
+  if (payload == plain_len) return Aead(cipher_, key_.bytes(), false, aad, rec, payload, out) ? 0 : EIO;
+  if (h_.compression == kCompressionNone) return EIO;
+  uint8_t* packed = Room(&t_comp, payload);
+  bool ok = Aead(cipher_, key_.bytes(), false, aad, rec, payload, packed) &&
+            engine::DecompressBlock(h_.compression, packed, payload, out, plain_len) == plain_len;
+  OPENSSL_cleanse(packed, payload);
+  if (!ok) OPENSSL_cleanse(out, plain_len);
+  return ok ? 0 : EIO;
 }
 
 // Block `block`'s plaintext into out (block_bytes of room); a hole is block_bytes of zeros.
@@ -193,9 +211,7 @@ int CryptNode::OpenBlockLocked(uint64_t block, uint8_t* out, uint32_t* plain_len
     *plain_len = h_.block_bytes;
     return 0;
   }
-  uint8_t aad[kAadBytes];
-  WriteAad(h_, block, plain, aad);
-  if (rec_len - kRecordOverhead != plain || !Aead(cipher_, key_.bytes(), false, aad, rec, plain, out)) return EIO;
+  if ((err = OpenRecord(block, rec, rec_len, plain, out)) != 0) return err;
   *plain_len = plain;
   return 0;
 }
@@ -229,13 +245,8 @@ int CryptNode::Read(uint8_t* out, size_t len, uint64_t off, size_t* got) {
       memset(dst, 0, e - s);
       continue;
     }
-    uint8_t aad[kAadBytes];
-    WriteAad(h_, b, plain_len, aad);
     const bool whole = s == b * B && e - s == plain_len;  // straight into the reply
-    uint8_t* into = whole ? dst : scratch;
-    if (rec_len - kRecordOverhead != plain_len || !Aead(cipher_, key_.bytes(), false, aad, rec, plain_len, into)) {
-      return EIO;
-    }
+    if ((err = OpenRecord(b, rec, rec_len, plain_len, whole ? dst : scratch)) != 0) return err;
     if (!whole) {
       const uint64_t have = std::min<uint64_t>(e, b * B + plain_len);
       if (have > s) memcpy(dst, scratch + (s - b * B), have - s);
@@ -246,12 +257,23 @@ int CryptNode::Read(uint8_t* out, size_t len, uint64_t off, size_t* got) {
   return 0;
 }
 
-// Seals `len` bytes of plaintext of `block` into rec: nonce | ciphertext | tag | trailer.
-int CryptNode::SealLocked(uint64_t block, const uint8_t* plain, uint32_t len, uint8_t* rec) {
+// Seals `len` bytes of plaintext of `block` into rec (room for len + kRecordOverhead): nonce | ciphertext | tag |
+// trailer. With compression a full block is compressed first and stored raw when that does not shrink it (§4.5).
+int CryptNode::SealLocked(uint64_t block, const uint8_t* plain, uint32_t len, uint8_t* rec, size_t* rec_len) {
   uint8_t aad[kAadBytes];
   WriteAad(h_, block, len, aad);
-  if (!Aead(cipher_, key_.bytes(), true, aad, plain, len, rec)) return EIO;
-  WriteTrailer(h_, rec, len);
+  const uint8_t* payload = plain;
+  size_t payload_len = len;
+  if (h_.compression != kCompressionNone && len == h_.block_bytes) {
+    uint8_t* packed = Room(&t_comp, len);
+    size_t n = engine::CompressBlock(h_.compression, plain, len, packed, len - 1);
+    if (n > 0) payload = packed, payload_len = n;
+  }
+  bool ok = Aead(cipher_, key_.bytes(), true, aad, payload, payload_len, rec);
+  if (payload != plain) OPENSSL_cleanse(t_comp.data(), payload_len);
+  if (!ok) return EIO;
+  WriteTrailer(h_, rec, static_cast<uint32_t>(payload_len), len);
+  *rec_len = payload_len + kRecordOverhead;
   return 0;
 }
 
@@ -349,8 +371,9 @@ int CryptNode::Write(const uint8_t* data, size_t len, uint64_t at, bool append, 
       plain = part;
     }
     uint8_t* rec = recs + slot++ * S;
-    int r = SealLocked(b, plain, blen, rec);
-    if (r == 0) out.emplace_back(RecordOffset(b, blen), rec, blen + kRecordOverhead);
+    size_t rec_len = 0;
+    int r = SealLocked(b, plain, blen, rec, &rec_len);
+    if (r == 0) out.emplace_back(RecordOffset(b, blen, rec_len), rec, rec_len);
     return r;
   };
   if (grow) err = seal(grown, static_cast<uint32_t>(B), 0, 0);
@@ -396,17 +419,21 @@ int CryptNode::Truncate(uint64_t plain) {
     const uint32_t blen = static_cast<uint32_t>(std::min<uint64_t>(B, plain - k * B));
     if (blen > have) memset(part + have, 0, blen - have);
     std::vector<uint8_t> rec(blen + kRecordOverhead);
-    err = SealLocked(k, part, blen, rec.data());
+    size_t rec_len = 0;
+    err = SealLocked(k, part, blen, rec.data(), &rec_len);
     if (err != 0) return err;
-    redo.writes.emplace_back(RecordOffset(k, blen), std::move(rec));
+    rec.resize(rec_len);
+    redo.writes.emplace_back(RecordOffset(k, blen, rec_len), std::move(rec));
   }
   if (plain > old_plain && plain % B != 0 && (keep % B == 0 || k_new > k)) {
     const uint32_t blen = static_cast<uint32_t>(plain % B);
     memset(part, 0, blen);
     std::vector<uint8_t> rec(blen + kRecordOverhead);
-    err = SealLocked(k_new, part, blen, rec.data());
+    size_t rec_len = 0;
+    err = SealLocked(k_new, part, blen, rec.data(), &rec_len);
     if (err != 0) return err;
-    redo.writes.emplace_back(RecordOffset(k_new, blen), std::move(rec));
+    rec.resize(rec_len);
+    redo.writes.emplace_back(RecordOffset(k_new, blen, rec_len), std::move(rec));
   }
   OPENSSL_cleanse(part, B);
   const bool in_place = keep % B != 0;
@@ -440,10 +467,6 @@ int CryptNodes::Acquire(int handle_fd, const HostKey& k, std::shared_ptr<CryptNo
   FileHeader h;
   if (!k.present || !DecodeHeader(k.header.data(), k.header.size(), &h, why) || k.header.size() != h.header_bytes) {
     if (why->empty()) *why = "the answer's header does not decode";
-    return EIO;
-  }
-  if (h.compression != kCompressionNone) {
-    *why = "compressed files are not served natively (yet)";
     return EIO;
   }
   if (CipherOf(h.cipher) == nullptr) {

@@ -79,10 +79,11 @@ class CryptNode {
 
  private:
   int OpenBlockLocked(uint64_t block, uint8_t* out, uint32_t* plain_len);
-  int SealLocked(uint64_t block, const uint8_t* plain, uint32_t len, uint8_t* rec);
+  int OpenRecord(uint64_t block, const uint8_t* rec, size_t rec_len, uint32_t plain_len, uint8_t* out);
+  int SealLocked(uint64_t block, const uint8_t* plain, uint32_t len, uint8_t* rec, size_t* rec_len);
   int EnsureHeaderLocked();
   int WriteRecordsLocked(const std::vector<std::tuple<uint64_t, const uint8_t*, size_t>>& recs);
-  uint64_t RecordOffset(uint64_t block, uint32_t plain_len) const;
+  uint64_t RecordOffset(uint64_t block, uint32_t plain_len, size_t rec_len) const;
 
   mutable std::shared_mutex rw_;
   int fd_;

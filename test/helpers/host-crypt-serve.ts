@@ -1,7 +1,7 @@
 // A child process serving one native FUSE session in host placement for test/pem-fs/host-crypt.test.ts: every path
 // is encrypted (decisions bypass: false) and the io hook answers `open` and `key` with the file's key derived from a
 // fixed master key (the fixtures' key.hex, as key `fixture` version 3), writing a new header into an empty file it
-// opens for writing. Every io call is counted. Commands on stdin, one JSON line each on stdout: "stats", "reset",
+// opens for writing (compressed with zstd, lz4 or zlib under a top directory of that name). Every io call is counted. Commands on stdin, one JSON line each on stdout: "stats", "reset",
 // "ttl MS" (ttl of keys handed over from now on), "keyerr ERRNO|none" (how `key` questions are answered).
 // Prints {"ready":true} once the mount serves; SIGTERM unmounts cleanly and exits 0.
 import crypto from 'node:crypto'
@@ -34,7 +34,8 @@ function headerOf (r: IoRequest): Buffer {
   const n = fs.readSync(rfd, head, 0, head.length, 0)
   fs.closeSync(rfd)
   if (n > 0) return Buffer.from(head.subarray(0, decodeHeader(head.subarray(0, n)).headerBytes))
-  const bytes = encodeHeader(makeHeader({ fileId: crypto.randomBytes(16), keyName: 'fixture', keyVersion: 3, cipher: cfg.cipher ?? 'aes-256-gcm', compression: 'none' }))
+  const codec = (['zstd', 'lz4', 'zlib'] as const).find(c => r.path.startsWith(`/${c}/`)) ?? 'none' // by top directory
+  const bytes = encodeHeader(makeHeader({ fileId: crypto.randomBytes(16), keyName: 'fixture', keyVersion: 3, cipher: cfg.cipher ?? 'aes-256-gcm', compression: codec }))
   if ((r.flags & 3) !== fs.constants.O_RDONLY) fs.writeSync(r.fd, bytes, 0, bytes.length, 0) // as crypt-io.ts does on create
   return bytes
 }
