@@ -57,8 +57,8 @@ int Hook(Session* s, const std::shared_ptr<Handle>& h, IoKind kind, int flags, c
 int OpenEncrypted(Session* s, const std::shared_ptr<Handle>& h, int flags, const std::string& path) {
   struct stat st;
   if (fstat(h->fd, &st) != 0) return errno;
-  h->host = s->crypt().Hold(st.st_dev, st.st_ino, true);
-  if (h->host == nullptr) {
+  std::shared_ptr<CryptNode> n = s->crypt().Hold(st.st_dev, st.st_ino, true);
+  if (n == nullptr) {
     IoResult r;
     int err = Hook(s, h, IoKind::kOpen, flags, path, &r);
     if (err != 0) return err;
@@ -72,19 +72,20 @@ int OpenEncrypted(Session* s, const std::shared_ptr<Handle>& h, int flags, const
       why = "the io hook handed over the key of an inode it serves itself";
       err = EIO;
     } else {
-      err = s->crypt().Acquire(h->fd, r.host, &h->host, &why);
+      err = s->crypt().Acquire(h->fd, r.host, &n, &why);
     }
     if (err != 0) {
       HostLog(path + ": open refused (" + why + ")");
       return err;
     }
   }
-  int err = (flags & O_TRUNC) ? h->host->Truncate(0) : 0;
+  int err = (flags & O_TRUNC) ? n->Truncate(0) : 0;
   if (err != 0) {
-    s->crypt().Release(h->host);
-    h->host = nullptr;
+    s->crypt().Release(n);
+    return err;
   }
-  return err;
+  s->SetHost(h, std::move(n));
+  return 0;
 }
 
 // Decides `bits` for the node and opens a handle on the backing fd `bfd` (taken). 0 or errno; on failure the

@@ -348,6 +348,11 @@ int Session::Entry(uint64_t parent, const char* name, int fd, struct fuse_entry_
   return 0;
 }
 
+void Session::SetHost(const std::shared_ptr<Handle>& h, std::shared_ptr<CryptNode> n) {
+  std::lock_guard<std::mutex> lock(handles_mu_);
+  h->host = std::move(n);
+}
+
 bool Session::JsHooked(uint64_t nodeid, uint64_t except) {
   std::lock_guard<std::mutex> lock(handles_mu_);
   for (auto& kv : handles_) {

@@ -43,7 +43,7 @@ struct Handle {
   int fd = -1;                  // backing file
   uint64_t nodeid = 0;
   bool encrypted = false;       // data calls go to the JS io hook (bridge.cc), or to `host`
-  std::shared_ptr<CryptNode> host;  // host placement: served natively (crypt_node.h); set before the handle is used
+  std::shared_ptr<CryptNode> host;  // host placement: served natively (crypt_node.h); Session::SetHost, at open
   bool append = false;          // opened O_APPEND (a host-mode write goes to the end of the file)
   std::atomic<uint32_t> allowed{0};  // bit per Action decided for this handle
   std::atomic<bool> revoked{false};
@@ -102,6 +102,8 @@ class Session {
   // fd of the file, or -1 (a temporary one is opened from the node). 0 or errno.
   // Natively when it can (a node held in host placement; a closed file: header plainSize), else the io hook.
   int HookedSize(uint64_t nodeid, int fd, const std::string& path, struct stat* st);
+  // Gives an opening handle its host-mode node (under the handle table's lock: JsHooked reads it).
+  void SetHost(const std::shared_ptr<Handle>& h, std::shared_ptr<CryptNode> n);
   // Whether node `nodeid` has handles (other than `except`) open whose data calls go to the JS io hook.
   bool JsHooked(uint64_t nodeid, uint64_t except = 0);
 
