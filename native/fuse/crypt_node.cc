@@ -126,6 +126,7 @@ KeyPage::KeyPage() {
   void* p = mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return;
   madvise(p, kPage, MADV_DONTDUMP);
+  madvise(p, kPage, MADV_WIPEONFORK);  // a child forked to exec something never sees it
   if (mlock(p, kPage) != 0) {
     static std::atomic<bool> warned{false};
     if (!warned.exchange(true)) HostLog("mlock of a key page failed (RLIMIT_MEMLOCK?): keys may be swapped");

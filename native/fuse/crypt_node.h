@@ -38,7 +38,7 @@ struct HostKey {
 };
 
 // One page of memory outside the heap for a key: mlock'ed (never swapped), MADV_DONTDUMP (never in a core dump),
-// wiped with OPENSSL_cleanse when cleared or freed.
+// MADV_WIPEONFORK (zeros in a forked child), wiped with OPENSSL_cleanse when cleared or freed.
 class KeyPage {
  public:
   KeyPage();
