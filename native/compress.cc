@@ -269,7 +269,50 @@ Napi::Value CompressAsync(const Napi::CallbackInfo& info) { return CodecBatch(in
 Napi::Value DecompressSync(const Napi::CallbackInfo& info) { return CodecBatch(info, false, false); }
 Napi::Value DecompressAsync(const Napi::CallbackInfo& info) { return CodecBatch(info, false, true); }
 
+// The levels lib/native/compress.ts uses by default (DEFAULT_LEVEL), for blocks sealed natively.
+int DefaultLevel(Codec c) { return c == Codec::kZstd ? 3 : c == Codec::kLz4 ? 1 : 6; }
+
+bool CodecOfHeader(uint8_t id, Codec* c) {
+  if (id < 1 || id > 3) return false;
+  *c = id == 1 ? Codec::kZstd : id == 2 ? Codec::kLz4 : Codec::kZlib;
+  return true;
+}
+
 }  // namespace
+
+size_t CompressBlock(uint8_t codec, const uint8_t* in, size_t len, uint8_t* out, size_t cap) {
+  CodecJob job;
+  uint32_t out_len = 0;
+  const uint32_t in_len = static_cast<uint32_t>(len);
+  if (!CodecOfHeader(codec, &job.codec) || len > kMaxBlock) return 0;
+  job.level = DefaultLevel(job.codec);
+  job.in = in;
+  job.in_len = len;
+  job.out = out;
+  job.out_len = cap;
+  job.lens = &in_len;
+  job.out_lens = &out_len;
+  job.n = 1;
+  job.Run();
+  return job.result.code == nullptr ? out_len : 0;
+}
+
+int64_t DecompressBlock(uint8_t codec, const uint8_t* in, size_t len, uint8_t* out, size_t room) {
+  CodecJob job;
+  uint32_t out_len = static_cast<uint32_t>(room);
+  const uint32_t in_len = static_cast<uint32_t>(len);
+  if (!CodecOfHeader(codec, &job.codec) || len > kMaxBlock || room > kMaxBlock) return -1;
+  job.compress = false;
+  job.in = in;
+  job.in_len = len;
+  job.out = out;
+  job.out_len = room;
+  job.lens = &in_len;
+  job.out_lens = &out_len;
+  job.n = 1;
+  job.Run();
+  return job.result.code == nullptr ? static_cast<int64_t>(out_len) : -1;
+}
 
 void InitCompress(Napi::Env env, Napi::Object exports) {
   exports.Set("compress", Napi::Function::New(env, CompressSync, "compress"));

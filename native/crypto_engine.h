@@ -80,6 +80,11 @@ class Engine : public Napi::ObjectWrap<Engine> {
 void InitKeys(Napi::Env env, Napi::Object exports, State* state);
 // compress.cc: compress/compressAsync/decompress/decompressAsync.
 void InitCompress(Napi::Env env, Napi::Object exports);
+// compress.cc, one block on the calling thread (host placement, native/fuse/crypt_node.cc); codec is the file
+// header's compression byte (1 zstd, 2 lz4, 3 zlib). CompressBlock: the compressed size, 0 when it did not fit in
+// cap (= did not shrink: store it raw) or failed. DecompressBlock: the bytes produced, -1 for garbage or more than room.
+size_t CompressBlock(uint8_t codec, const uint8_t* in, size_t len, uint8_t* out, size_t cap);
+int64_t DecompressBlock(uint8_t codec, const uint8_t* in, size_t len, uint8_t* out, size_t room);
 // crypto_engine.cc: createEngine(provider, cipher, strict), sizes, and the two calls above.
 void Init(Napi::Env env, Napi::Object exports);
 

@@ -87,13 +87,13 @@ export interface RawFuseOptions { entryTimeoutMs: number, attrTimeoutMs: number,
 export interface RawFuse {
   fuseMount (dir: string, backingFd: number, options: RawFuseOptions, decide: (c: RawDecideCall) => void, io: (c: RawIoCall) => void): RawFuseSession
   /** false: the call is gone (answered after its deadline, or the session stopped). */
-  fuseAnswer (s: RawFuseSession, id: number, answer: { ok?: boolean, errno?: number, ttlMs?: number, bypass?: boolean, scope?: string, value?: number, data?: Uint8Array }): boolean
+  fuseAnswer (s: RawFuseSession, id: number, answer: { ok?: boolean, errno?: number, ttlMs?: number, bypass?: boolean, scope?: string, value?: number, data?: Uint8Array, hostKey?: { key: Uint8Array, header: Uint8Array, ttlMs: number } }): boolean
   fuseUnmount (s: RawFuseSession): void
   fuseInvalidate (s: RawFuseSession): void
   fuseNotify (s: RawFuseSession, nodeid: number, name?: string): void
   fuseRevoke (s: RawFuseSession, fh: number): number
   fuseHandles (s: RawFuseSession): Array<{ fh: number, nodeid: number, path: string, encrypted: boolean, read: boolean, write: boolean, revoked: boolean, uid: number, pid: number }>
-  fuseStats (s: RawFuseSession): { ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number }
+  fuseStats (s: RawFuseSession): { ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number, hostNodes: number, hostKeys: number, hostKeyCalls: number, hostReads: number, hostWrites: number, dumpable: boolean }
   readonly FUSE_MAX_WRITE: number
   readonly FUSE_NAME_MAX: number
   readonly FUSE_PATH_MAX: number

@@ -23,7 +23,7 @@ export interface DecideRequest { uid: number, gid: number, gids: number[], pid: 
  */
 export interface DecideAnswer { ok: boolean, errno?: string | number, ttlMs?: number, bypass?: boolean, scope?: string }
 
-export type IoKind = 'open' | 'read' | 'write' | 'flush' | 'fsync' | 'release' | 'truncate' | 'size'
+export type IoKind = 'open' | 'read' | 'write' | 'flush' | 'fsync' | 'release' | 'truncate' | 'size' | 'key'
 
 /**
  * A data call of a hooked handle. `fd` is the handle's backing file (this process's fd; valid until the release
@@ -33,10 +33,24 @@ export type IoKind = 'open' | 'read' | 'write' | 'flush' | 'fsync' | 'release' |
  * uid/gid/pid: the caller — of the handle's open (open, and every call of that handle), of the request (truncate by
  * path); 0 for size.
  * size: the size applications see (answer `value`) of a file whose getattr decision is not a bypass, or of a hooked
- * handle; `size` is the backing size, `fd` the handle's or a temporary read-only one.
+ * handle; `size` is the backing size, `fd` the handle's or a temporary read-only one. Asked only when the native
+ * side cannot tell: a closed file whose header decodes (and that does not end in a redo record) and a file held in
+ * host placement are sized natively.
+ * key: a host-placement handle's key outlived its ttlMs (fh; fh 0 for a truncation by path, with the request's
+ * caller): answer `hostKey` again, or an errno that fails the data call (EACCES also revokes the handle).
  */
 export interface IoRequest { kind: IoKind, fh: number, nodeid: number, fd: number, offset: number, size: number, flags: number, uid: number, gid: number, pid: number, path: string, data?: Buffer }
-export interface IoAnswer { errno?: string | number, value?: number, data?: Uint8Array }
+export interface IoAnswer { errno?: string | number, value?: number, data?: Uint8Array, hostKey?: HostKey }
+
+/**
+ * Host placement (docs/PEMFS.md "Host placement"): an answer to `open` or `key` that hands over the file's key
+ * (32 bytes; copied into locked, non-dumpable native memory: zero your copy once the answer is given), the file's
+ * header bytes (checked against the file; an empty file gets them at its first write) and how long the key may be
+ * used (ms). From then on the handle's data calls (read, write, flush, fsync, release, truncate, size) are served
+ * natively and never reach the io hook; O_TRUNC of the open is done natively too. Files with compression are
+ * refused (EIO) for now.
+ */
+export interface HostKey { key: Uint8Array, header: Uint8Array, ttlMs: number }
 
 export type DecideFn = (r: DecideRequest) => DecideAnswer | Promise<DecideAnswer>
 export type IoFn = (r: IoRequest) => IoAnswer | Promise<IoAnswer>
@@ -56,7 +70,15 @@ export interface FuseSessionOptions {
 }
 
 export interface HandleInfo { fh: number, nodeid: number, path: string, encrypted: boolean, read: boolean, write: boolean, revoked: boolean, uid: number, pid: number }
-export interface SessionStats { ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number }
+/**
+ * hostNodes: files held in host placement now; hostKeys: keys installed (opens and `key` answers); hostKeyCalls:
+ * `key` questions asked; hostReads/hostWrites: data calls served natively; dumpable: the process may dump core
+ * (false once a session started: it may hold file keys).
+ */
+export interface SessionStats {
+  ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number
+  hostNodes: number, hostKeys: number, hostKeyCalls: number, hostReads: number, hostWrites: number, dumpable: boolean
+}
 
 export const FUSE_MAX_WRITE: number = raw.FUSE_MAX_WRITE
 export const FUSE_NAME_MAX: number = raw.FUSE_NAME_MAX
@@ -118,7 +140,7 @@ export class FuseSession {
       if (io === undefined) { answer(c.id, { errno: ERRNO.EIO }); return }
       const req: IoRequest = { kind: c.kind as IoKind, fh: c.fh, nodeid: c.nodeid, fd: c.fd, offset: c.offset, size: c.size, flags: c.flags, uid: c.uid, gid: c.gid, pid: c.pid, path: c.path, data: c.data }
       Promise.resolve().then(async () => await io(req)).then(
-        a => answer(c.id, { errno: a.errno === undefined ? undefined : errnoNumber(a.errno), value: a.value, data: a.data }),
+        a => answer(c.id, { errno: a.errno === undefined ? undefined : errnoNumber(a.errno), value: a.value, data: a.data, hostKey: a.hostKey }),
         err => answer(c.id, { errno: errnoNumber(err) }))
     }
     session = call(() => raw.fuseMount(dir, backingFd, opts, onDecide, onIo))

@@ -4,6 +4,7 @@
 #include <errno.h>
 
 #include <chrono>
+#include <cstring>
 
 #include "inodes.h"
 
@@ -19,6 +20,7 @@ const char* IoKindName(IoKind k) {
     case IoKind::kRelease: return "release";
     case IoKind::kTruncate: return "truncate";
     case IoKind::kSize: return "size";
+    case IoKind::kKey: return "key";
   }
   return "?";
 }
@@ -172,6 +174,31 @@ bool NumberField(Napi::Object o, const char* key, double* out) {
   return true;
 }
 
+// hostKey: { key: 32 bytes, header: the file's header bytes, ttlMs > 0 } (absent: not host placement).
+bool HostKeyField(Napi::Object o, HostKey* k, std::string* why) {
+  Napi::Value v = o.Get("hostKey");
+  if (v.IsUndefined() || v.IsNull()) return true;
+  if (!v.IsObject()) return *why = "hostKey must be an object", false;
+  Napi::Object hk = v.As<Napi::Object>();
+  Napi::Value key = hk.Get("key"), header = hk.Get("header");
+  double ttl = 0;
+  if (!key.IsTypedArray() || key.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+      key.As<Napi::Uint8Array>().ByteLength() != kHostKeyBytes) {
+    return *why = "hostKey.key must be 32 bytes", false;
+  }
+  if (!header.IsTypedArray() || header.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+      header.As<Napi::Uint8Array>().ByteLength() > kHeaderMaxBytes) {
+    return *why = "hostKey.header must be the file's header bytes", false;
+  }
+  if (!NumberField(hk, "ttlMs", &ttl) || !(ttl > 0)) return *why = "hostKey.ttlMs must be > 0", false;
+  Napi::Uint8Array kb = key.As<Napi::Uint8Array>(), hb = header.As<Napi::Uint8Array>();
+  memcpy(k->key, kb.Data(), kHostKeyBytes);
+  k->header.assign(hb.Data(), hb.Data() + hb.ByteLength());
+  k->ttl_ms = ttl > kHostKeyMaxTtlMs ? kHostKeyMaxTtlMs : ttl;
+  k->present = true;
+  return true;
+}
+
 }  // namespace
 
 bool Bridge::Complete(Napi::Env env, uint64_t id, Napi::Value answer, std::string* why) {
@@ -226,6 +253,7 @@ bool Bridge::Complete(Napi::Env env, uint64_t id, Napi::Value answer, std::strin
           r.data.assign(u.Data(), u.Data() + u.ByteLength());
         }
       }
+      if (good && !HostKeyField(o, &r.host, why)) good = false;
     }
   }
   if (!good) err = EIO;

@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "crypt_node.h"
 #include "decisions.h"
 
 namespace pem::fuse {
@@ -21,7 +22,7 @@ namespace pem::fuse {
 constexpr size_t kMaxIoBytes = 1u << 20;  // an io answer's data: at most one max_write
 
 // What the io hook is asked to do for an encrypted handle. ONLY APPEND (the names reach JS).
-enum class IoKind : uint8_t { kOpen, kRead, kWrite, kFlush, kFsync, kRelease, kTruncate, kSize };
+enum class IoKind : uint8_t { kOpen, kRead, kWrite, kFlush, kFsync, kRelease, kTruncate, kSize, kKey };
 const char* IoKindName(IoKind k);
 
 struct DecideCall {
@@ -54,6 +55,7 @@ struct IoResult {
   int err = 0;
   int64_t value = 0;          // write: bytes written
   std::vector<uint8_t> data;  // read: the bytes read (at most the size asked)
+  HostKey host;               // open, key: the file's key for host placement (crypt_node.h)
 };
 
 class Bridge {

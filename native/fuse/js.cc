@@ -3,6 +3,7 @@
 #include "js.h"
 
 #include <napi.h>
+#include <sys/prctl.h>
 
 #include <string>
 
@@ -218,6 +219,13 @@ Napi::Value JsStats(const Napi::CallbackInfo& info) {
   o.Set("nodes", Napi::Number::New(env, static_cast<double>(s->inodes().size())));
   o.Set("handles", Napi::Number::New(env, static_cast<double>(s->Handles().size())));
   o.Set("cacheEntries", Napi::Number::New(env, static_cast<double>(s->cache().size())));
+  CryptNodes& c = s->crypt();
+  o.Set("hostNodes", Napi::Number::New(env, static_cast<double>(c.nodes())));
+  o.Set("hostKeys", Napi::Number::New(env, static_cast<double>(c.keys.load())));
+  o.Set("hostKeyCalls", Napi::Number::New(env, static_cast<double>(c.key_calls.load())));
+  o.Set("hostReads", Napi::Number::New(env, static_cast<double>(c.reads.load())));
+  o.Set("hostWrites", Napi::Number::New(env, static_cast<double>(c.writes.load())));
+  o.Set("dumpable", Napi::Boolean::New(env, prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0));
   return o;
 }
 

@@ -57,7 +57,7 @@ void GetAttr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
 }
 
 // Truncation: through the handle when there is one (its write decision), else decided as 'truncate'.
-// An encrypted file's truncation goes to the io hook.
+// An encrypted file's truncation goes to the io hook, or to its CryptNode when held in host placement.
 int Truncate(fuse_req_t req, Session* s, fuse_ino_t ino, int fd, off_t size, struct fuse_file_info* fi) {
   std::shared_ptr<Handle> h = fi != nullptr ? s->GetHandle(fi->fh) : nullptr;
   std::string path;
@@ -70,6 +70,10 @@ int Truncate(fuse_req_t req, Session* s, fuse_ino_t ino, int fd, off_t size, str
       h->allowed |= Bit(Action::kWrite);
     }
     if (!h->encrypted) return ftruncate(h->fd, size) == 0 ? 0 : errno;
+    if (h->host != nullptr) {
+      int err = FreshHostKey(s, h.get());
+      return err != 0 ? err : h->host->Truncate(static_cast<uint64_t>(size));
+    }
     IoCall c;
     c.kind = IoKind::kTruncate;
     c.fh = h->id;
@@ -84,6 +88,23 @@ int Truncate(fuse_req_t req, Session* s, fuse_ino_t ino, int fd, off_t size, str
   Answer a;
   int err = s->Decide(req, ino, path, Action::kTruncate, &a);
   if (err != 0) return err;
+  struct stat st;
+  std::shared_ptr<CryptNode> held;
+  if (!a.bypass && StatFd(fd, &st) == 0) held = s->crypt().Hold(st.st_dev, st.st_ino, false);
+  if (held != nullptr) {  // held in host placement: truncated natively, the key asked for this caller if stale
+    Handle by_path;
+    const struct fuse_ctx* ctx = fuse_req_ctx(req);
+    by_path.nodeid = ino;
+    by_path.fd = fd;
+    by_path.uid = ctx->uid;
+    by_path.gid = ctx->gid;
+    by_path.pid = ctx->pid;
+    by_path.host = held;
+    err = FreshHostKey(s, &by_path);
+    if (err == 0) err = held->Truncate(static_cast<uint64_t>(size));
+    s->crypt().Release(held);
+    return err;
+  }
   int wfd = open(ProcPath(fd).c_str(), O_WRONLY | O_CLOEXEC | O_NONBLOCK);
   if (wfd < 0) return errno;
   if (a.bypass) {

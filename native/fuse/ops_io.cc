@@ -1,7 +1,8 @@
 // Data ops: open/create decide the handle's actions once (read, write, truncate for O_TRUNC; create) and the handle
 // holds them; read/write/flush/fsync/release (and ops_range.cc) then never ask again. A bypass handle
 // does its I/O on the backing fd here; an encrypted one (a decision with bypass: false) sends its data calls to the
-// JS io hook (bridge.h) and waits for the answer.
+// JS io hook (bridge.h) and waits for the answer, unless it is in host placement (the open's answer handed over the
+// file's key): then its CryptNode serves them on this thread (crypt_node.h).
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -32,10 +33,11 @@ uint32_t Needed(int flags) {
   return bits;
 }
 
-// The JS side of an encrypted handle's open; on failure the handle is dropped. 0 or errno.
-int OpenHook(Session* s, const std::shared_ptr<Handle>& h, int flags, const std::string& path) {
+// One io call of handle h (flush, fsync, release, open, key); 0 or errno. *r gets the answer when given.
+int Hook(Session* s, const std::shared_ptr<Handle>& h, IoKind kind, int flags, const std::string& path = "",
+         IoResult* r = nullptr) {
   IoCall c;
-  c.kind = IoKind::kOpen;
+  c.kind = kind;
   c.fh = h->id;
   c.nodeid = h->nodeid;
   c.fd = h->fd;
@@ -44,23 +46,61 @@ int OpenHook(Session* s, const std::shared_ptr<Handle>& h, int flags, const std:
   c.gid = h->gid;
   c.pid = h->pid;
   c.path = path;
-  IoResult r;
-  int err = s->bridge()->Io(std::move(c), &r);
-  if (err == 0) err = r.err;
-  if (err != 0) {
-    s->TakeHandle(h->id);
-    close(h->fd);
-  }
-  return err;
+  IoResult own;
+  if (r == nullptr) r = &own;
+  int err = s->bridge()->Io(std::move(c), r);
+  return err != 0 ? err : r->err;
 }
 
-// Decides `bits` for the node and opens a handle on the backing fd `bfd` (taken). 0 or errno.
+// An encrypted handle's open: served natively when its inode is held in host placement with a live key, else by
+// the JS io hook, whose answer may hand over the file's key (host placement from then on). 0 or errno.
+int OpenEncrypted(Session* s, const std::shared_ptr<Handle>& h, int flags, const std::string& path) {
+  struct stat st;
+  if (fstat(h->fd, &st) != 0) return errno;
+  std::shared_ptr<CryptNode> n = s->crypt().Hold(st.st_dev, st.st_ino, true);
+  if (n == nullptr) {
+    IoResult r;
+    int err = Hook(s, h, IoKind::kOpen, flags, path, &r);
+    if (err != 0) return err;
+    std::string why;
+    if (!r.host.present) {
+      if (s->crypt().Find(st.st_dev, st.st_ino) == nullptr) return 0;  // served by the io hook
+      why = "the io hook answered without hostKey for an inode held in host placement";
+      err = EIO;
+      Hook(s, h, IoKind::kRelease, 0);
+    } else if (s->JsHooked(h->nodeid, h->id)) {
+      why = "the io hook handed over the key of an inode it serves itself";
+      err = EIO;
+    } else {
+      err = s->crypt().Acquire(h->fd, r.host, &n, &why);
+    }
+    if (err != 0) {
+      HostLog(path + ": open refused (" + why + ")");
+      return err;
+    }
+  }
+  int err = (flags & O_TRUNC) ? n->Truncate(0) : 0;
+  if (err != 0) {
+    s->crypt().Release(n);
+    return err;
+  }
+  s->SetHost(h, std::move(n));
+  return 0;
+}
+
+// Decides `bits` for the node and opens a handle on the backing fd `bfd` (taken). 0 or errno; on failure the
+// handle is dropped.
 int Finish(fuse_req_t req, Session* s, fuse_ino_t ino, int bfd, int flags, uint32_t bits, bool encrypted,
            const std::string& path, struct fuse_file_info* fi) {
   auto h = s->AddHandle(bfd, ino, encrypted, req, bits);
+  h->append = (flags & O_APPEND) != 0;
   if (encrypted) {
-    int err = OpenHook(s, h, flags, path);
-    if (err != 0) return err;
+    int err = OpenEncrypted(s, h, flags, path);
+    if (err != 0) {
+      s->TakeHandle(h->id);
+      close(h->fd);
+      return err;
+    }
   }
   fi->fh = h->id;
   return 0;
@@ -200,6 +240,19 @@ void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_fi
     return;
   }
   if (size > kMaxWrite) size = kMaxWrite;
+  if (h->host != nullptr) {
+    if (t_buf.size() < kMaxWrite) t_buf.resize(kMaxWrite);
+    size_t got = 0;
+    err = FreshHostKey(s, h.get());
+    if (err == 0) err = h->host->Read(reinterpret_cast<uint8_t*>(t_buf.data()), size, off, &got);
+    s->crypt().reads++;
+    if (err != 0) {
+      fuse_reply_err(req, err);
+      return;
+    }
+    fuse_reply_buf(req, t_buf.data(), got);
+    return;
+  }
   if (h->encrypted) {
     IoCall c;
     c.kind = IoKind::kRead;
@@ -246,6 +299,18 @@ void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
     fuse_reply_err(req, err);
     return;
   }
+  if (h->host != nullptr) {
+    size_t wrote = 0;
+    err = FreshHostKey(s, h.get());
+    if (err == 0) err = h->host->Write(reinterpret_cast<const uint8_t*>(buf), size, off, h->append, &wrote);
+    s->crypt().writes++;
+    if (err != 0) {
+      fuse_reply_err(req, err);
+      return;
+    }
+    fuse_reply_write(req, wrote);
+    return;
+  }
   if (h->encrypted) {
     IoCall c;
     c.kind = IoKind::kWrite;
@@ -277,24 +342,12 @@ void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
   fuse_reply_write(req, static_cast<size_t>(n));
 }
 
-// flush/fsync of an encrypted handle: the io hook (pending writes, then the backing file).
-int Hook(Session* s, const std::shared_ptr<Handle>& h, IoKind kind, int flags) {
-  IoCall c;
-  c.kind = kind;
-  c.fh = h->id;
-  c.nodeid = h->nodeid;
-  c.fd = h->fd;
-  c.flags = flags;
-  IoResult r;
-  int err = s->bridge()->Io(std::move(c), &r);
-  return err != 0 ? err : r.err;
-}
-
 void Flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   Session* s = S(req);
   auto h = s->GetHandle(fi->fh);
   (void)ino;
-  fuse_reply_err(req, h != nullptr && h->encrypted ? Hook(s, h, IoKind::kFlush, 0) : 0);
+  // A host-mode handle's writes are on disk when they return: nothing to wait for.
+  fuse_reply_err(req, h != nullptr && h->encrypted && h->host == nullptr ? Hook(s, h, IoKind::kFlush, 0) : 0);
 }
 
 void Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info* fi) {
@@ -303,6 +356,10 @@ void Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info* 
   (void)ino;
   if (h == nullptr) {
     fuse_reply_err(req, EBADF);
+    return;
+  }
+  if (h->host != nullptr) {
+    fuse_reply_err(req, h->host->Sync(datasync != 0));
     return;
   }
   if (h->encrypted) {
@@ -318,7 +375,12 @@ void Release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   auto h = s->TakeHandle(fi->fh);
   (void)ino;
   if (h != nullptr) {
-    if (h->encrypted) Hook(s, h, IoKind::kRelease, 0);  // the fd outlives the hook's pending writes
+    if (h->host != nullptr) {
+      s->crypt().Release(h->host);  // the last handle of the node wipes its key
+      h->host = nullptr;
+    } else if (h->encrypted) {
+      Hook(s, h, IoKind::kRelease, 0);  // the fd outlives the hook's pending writes
+    }
     close(h->fd);
     h->fd = -1;
   }
@@ -326,6 +388,30 @@ void Release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
 }
 
 }  // namespace
+
+int FreshHostKey(Session* s, Handle* h) {
+  CryptNode* n = h->host.get();
+  if (n->KeyLive()) return 0;
+  std::lock_guard<std::mutex> lock(n->key_mu);
+  if (n->KeyLive()) return 0;  // another worker asked meanwhile
+  IoCall c;
+  c.kind = IoKind::kKey;
+  c.fh = h->id;
+  c.nodeid = h->nodeid;
+  c.fd = h->fd;
+  c.uid = h->uid;
+  c.gid = h->gid;
+  c.pid = h->pid;
+  s->inodes().Path(h->nodeid, &c.path);
+  s->crypt().key_calls++;
+  IoResult r;
+  int err = s->bridge()->Io(std::move(c), &r);
+  if (err == 0) err = r.err;
+  if (err == 0) err = r.host.present ? n->InstallKey(r.host) : EIO;
+  if (err == 0) s->crypt().keys++;
+  if (err == EACCES) h->revoked = true;
+  return err;
+}
 
 void AddIoOps(struct fuse_lowlevel_ops* ops) {
   ops->open = Open;

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -70,6 +71,7 @@ Session::~Session() { Stop(); }
 
 int Session::Start(Bridge* bridge, std::string* why) {
   bridge_ = bridge;
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);  // host placement keeps file keys here: no core dumps, no ptrace by the user
   root_fd_ = openat(opts_.backing_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (root_fd_ < 0) {
     *why = std::string("backing directory: ") + strerror(errno);
@@ -180,6 +182,7 @@ void Session::Stop() {
     }
     handles_.clear();
     inodes_.CloseAll();
+    crypt_.Clear();
   }
   if (root_fd_ >= 0) close(root_fd_);
   root_fd_ = -1;
@@ -345,14 +348,37 @@ int Session::Entry(uint64_t parent, const char* name, int fd, struct fuse_entry_
   return 0;
 }
 
+void Session::SetHost(const std::shared_ptr<Handle>& h, std::shared_ptr<CryptNode> n) {
+  std::lock_guard<std::mutex> lock(handles_mu_);
+  h->host = std::move(n);
+}
+
+bool Session::JsHooked(uint64_t nodeid, uint64_t except) {
+  std::lock_guard<std::mutex> lock(handles_mu_);
+  for (auto& kv : handles_) {
+    if (kv.first != except && kv.second->nodeid == nodeid && kv.second->encrypted && kv.second->host == nullptr) return true;
+  }
+  return false;
+}
+
 int Session::HookedSize(uint64_t nodeid, int fd, const std::string& path, struct stat* st) {
   if (!S_ISREG(st->st_mode)) return 0;
+  if (auto n = crypt_.Find(st->st_dev, st->st_ino)) {  // held in host placement: its own bookkeeping
+    st->st_size = static_cast<off_t>(n->PlainBytes());
+    return 0;
+  }
   int tmp = -1;
   if (fd < 0) {
     int nfd = inodes_.Fd(nodeid);
     if (nfd < 0) return ESTALE;
     tmp = fd = open(ProcPath(nfd).c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return errno;
+  }
+  uint64_t closed = 0;
+  if (!JsHooked(nodeid) && crypt_.ClosedSize(fd, *st, &closed)) {  // no JS state: the header's plainSize
+    if (tmp >= 0) close(tmp);
+    st->st_size = static_cast<off_t>(closed);
+    return 0;
   }
   IoCall c;
   c.kind = IoKind::kSize;

@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "crypt_node.h"
 #include "decisions.h"
 #include "inodes.h"
 
@@ -42,7 +43,9 @@ struct Handle {
   uint64_t id = 0;
   int fd = -1;                  // backing file
   uint64_t nodeid = 0;
-  bool encrypted = false;       // data calls go to the JS io hook (bridge.cc)
+  bool encrypted = false;       // data calls go to the JS io hook (bridge.cc), or to `host`
+  std::shared_ptr<CryptNode> host;  // host placement: served natively (crypt_node.h); Session::SetHost, at open
+  bool append = false;          // opened O_APPEND (a host-mode write goes to the end of the file)
   std::atomic<uint32_t> allowed{0};  // bit per Action decided for this handle
   std::atomic<bool> revoked{false};
   uid_t uid = 0;
@@ -72,6 +75,7 @@ class Session {
   const MountOptions& opts() const { return opts_; }
   InodeTable& inodes() { return inodes_; }
   DecisionCache& cache() { return cache_; }
+  CryptNodes& crypt() { return crypt_; }
   Bridge* bridge() { return bridge_; }
   int root_fd() const { return root_fd_; }
 
@@ -97,7 +101,12 @@ class Session {
 
   // A hooked file's size as applications see it (the io hook's 'size'): st->st_size is replaced. `fd` is an open
   // fd of the file, or -1 (a temporary one is opened from the node). 0 or errno.
+  // Natively when it can (a node held in host placement; a closed file: header plainSize), else the io hook.
   int HookedSize(uint64_t nodeid, int fd, const std::string& path, struct stat* st);
+  // Gives an opening handle its host-mode node (under the handle table's lock: JsHooked reads it).
+  void SetHost(const std::shared_ptr<Handle>& h, std::shared_ptr<CryptNode> n);
+  // Whether node `nodeid` has handles (other than `except`) open whose data calls go to the JS io hook.
+  bool JsHooked(uint64_t nodeid, uint64_t except = 0);
 
   // fills e from a freshly opened O_PATH fd of parent/name (takes the fd). 0 or errno.
   int Entry(uint64_t parent, const char* name, int fd, struct fuse_entry_param* e);
@@ -112,6 +121,7 @@ class Session {
   MountOptions opts_;
   InodeTable inodes_;
   DecisionCache cache_;
+  CryptNodes crypt_;
   Bridge* bridge_ = nullptr;
   struct fuse_session* se_ = nullptr;
   int root_fd_ = -1;
@@ -144,6 +154,10 @@ inline int NodeFd(fuse_req_t req, Session* s, fuse_ino_t ino) {
   if (fd < 0) fuse_reply_err(req, ESTALE);
   return fd;
 }
+
+// A host-mode handle's key, asked again of JS (io kind 'key') once its ttl has passed; EACCES revokes the handle.
+// 0 or errno (ops_io.cc).
+int FreshHostKey(Session* s, Handle* h);
 
 // Op tables filled by ops_*.cc (session.cc assembles them).
 void AddAttrOps(struct fuse_lowlevel_ops* ops);

@@ -1,0 +1,601 @@
+// CryptNode and CryptNodes (crypt_node.h): the native data plane of host placement. The read, write and truncate
+// rules are those of lib/pem-fs/crypt-file.ts (partial blocks patched, an old short last block grown to full before
+// a write past it, holes left as holes, appends at the true end, the redo record for a cut inside a block).
+#include "crypt_node.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+
+#include "../crypto_engine.h"
+
+namespace pem::fuse {
+
+namespace {
+
+constexpr size_t kPage = 4096;
+constexpr size_t kSeenMax = 10000;  // headers of closed files kept for getattr
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+const EVP_CIPHER* CipherOf(uint8_t id) {
+  static EVP_CIPHER* aes = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+  static EVP_CIPHER* chacha = EVP_CIPHER_fetch(nullptr, "ChaCha20-Poly1305", nullptr);
+  return id == kCipherAesGcm ? aes : id == kCipherChaCha ? chacha : nullptr;
+}
+
+// One cipher context per worker thread, reset after every block (no key schedule stays behind).
+struct ThreadCtx {
+  EVP_CIPHER_CTX* ctx = nullptr;
+  ~ThreadCtx() { EVP_CIPHER_CTX_free(ctx); }
+  EVP_CIPHER_CTX* Get() {
+    if (ctx == nullptr) ctx = EVP_CIPHER_CTX_new();
+    return ctx;
+  }
+};
+thread_local ThreadCtx t_ctx;
+// Per-worker scratch, bounded by one request (kMaxWrite) plus the blocks around it.
+thread_local std::vector<uint8_t> t_slots, t_old, t_plain, t_recs, t_comp;
+
+uint8_t* Room(std::vector<uint8_t>* v, size_t n) {
+  if (v->size() < n) v->resize(n);
+  return v->data();
+}
+
+int PreadFull(int fd, uint8_t* buf, size_t n, uint64_t at, size_t* got) {
+  *got = 0;
+  while (*got < n) {
+    ssize_t r = pread(fd, buf + *got, n - *got, static_cast<off_t>(at + *got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return errno;
+    if (r == 0) break;
+    *got += static_cast<size_t>(r);
+  }
+  return 0;
+}
+
+int PwriteFull(int fd, const uint8_t* buf, size_t n, uint64_t at) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t r = pwrite(fd, buf + done, n - done, static_cast<off_t>(at + done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return errno;
+    done += static_cast<size_t>(r);
+  }
+  return 0;
+}
+
+// AEAD over one block: seal `len` bytes of `in` into nonce|ct|tag at rec, or open rec (nonce|ct|tag) into out.
+bool Aead(const EVP_CIPHER* cipher, const uint8_t* key, bool seal, const uint8_t* aad, const uint8_t* in, size_t len,
+          uint8_t* out) {
+  EVP_CIPHER_CTX* c = t_ctx.Get();
+  if (c == nullptr) return false;
+  int outl = 0;
+  bool ok;
+  if (seal) {
+    uint8_t* nonce = out;
+    ok = RAND_bytes(nonce, kNonceBytes) == 1 && EVP_CipherInit_ex2(c, cipher, key, nonce, 1, nullptr) == 1 &&
+         EVP_EncryptUpdate(c, nullptr, &outl, aad, static_cast<int>(kAadBytes)) == 1 &&
+         (len == 0 || EVP_EncryptUpdate(c, out + kNonceBytes, &outl, in, static_cast<int>(len)) == 1) &&
+         EVP_EncryptFinal_ex(c, out + kNonceBytes + len, &outl) == 1 &&
+         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, kTagBytes, out + kNonceBytes + len) == 1;
+  } else {
+    uint8_t tag[kTagBytes];
+    memcpy(tag, in + kNonceBytes + len, kTagBytes);
+    ok = EVP_CipherInit_ex2(c, cipher, key, in, 0, nullptr) == 1 &&
+         EVP_DecryptUpdate(c, nullptr, &outl, aad, static_cast<int>(kAadBytes)) == 1 &&
+         (len == 0 || EVP_DecryptUpdate(c, out, &outl, in + kNonceBytes, static_cast<int>(len)) == 1) &&
+         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, kTagBytes, tag) == 1 &&
+         EVP_DecryptFinal_ex(c, out + len, &outl) == 1;
+    if (!ok && len > 0) OPENSSL_cleanse(out, len);  // never hand out unauthenticated plaintext
+  }
+  ERR_clear_error();
+  EVP_CIPHER_CTX_reset(c);
+  return ok;
+}
+
+}  // namespace
+
+void HostLog(const std::string& what) {
+  char ts[32];
+  time_t now = time(nullptr);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  fprintf(stderr, "%s pemfs host placement: %s\n", ts, what.c_str());
+}
+
+HostKey::~HostKey() { OPENSSL_cleanse(key, sizeof(key)); }
+
+KeyPage::KeyPage() {
+  void* p = mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return;
+  madvise(p, kPage, MADV_DONTDUMP);
+  madvise(p, kPage, MADV_WIPEONFORK);  // a child forked to exec something never sees it
+  if (mlock(p, kPage) != 0) {
+    static std::atomic<bool> warned{false};
+    if (!warned.exchange(true)) HostLog("mlock of a key page failed (RLIMIT_MEMLOCK?): keys may be swapped");
+  }
+  page_ = static_cast<uint8_t*>(p);
+}
+
+KeyPage::~KeyPage() {
+  if (page_ == nullptr) return;
+  Wipe();
+  munlock(page_, kPage);
+  munmap(page_, kPage);
+}
+
+void KeyPage::Set(const uint8_t* key) { memcpy(page_, key, kHostKeyBytes); }
+void KeyPage::Wipe() { OPENSSL_cleanse(page_, kHostKeyBytes); }
+
+CryptNode::CryptNode(int fd, const FileHeader& h, const std::vector<uint8_t>& header, uint64_t size)
+    : fd_(fd), h_(h), header_(header), cipher_(CipherOf(h.cipher)), size_(size) {}
+
+CryptNode::~CryptNode() { Close(); }
+
+void CryptNode::Close() {
+  std::unique_lock<std::shared_mutex> lk(rw_);
+  key_.Wipe();
+  key_expiry_ms_ = 0;
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
+
+bool CryptNode::KeyLive() const { return NowMs() < key_expiry_ms_.load(); }
+
+int CryptNode::InstallKey(const HostKey& k) {
+  if (!k.present || k.header != header_ || !key_.ok()) return EIO;
+  std::unique_lock<std::shared_mutex> lk(rw_);
+  key_.Set(k.key);
+  key_expiry_ms_ = NowMs() + static_cast<int64_t>(k.ttl_ms);
+  return 0;
+}
+
+uint64_t CryptNode::PlainBytes() const { return PlainSize(h_, size_.load()); }
+
+uint64_t CryptNode::RecordOffset(uint64_t block, uint32_t plain_len, size_t rec_len) const {
+  // A full block's record ends at the slot end (a compressed one leaves a hole in front); a short (last) one
+  // starts at the slot start (§4.2).
+  return plain_len < h_.block_bytes ? SlotOffset(h_, block) : SlotOffset(h_, block) + h_.slot_bytes - rec_len;
+}
+
+// Opens one record (checked by ParseSlot) into out (plain_len bytes): a payload shorter than its plaintext is
+// compressed with the header's codec.
+int CryptNode::OpenRecord(uint64_t block, const uint8_t* rec, size_t rec_len, uint32_t plain_len, uint8_t* out) {
+  const size_t payload = rec_len - kRecordOverhead;
+  uint8_t aad[kAadBytes];
+  WriteAad(h_, block, plain_len, aad);
+  if (payload == plain_len) return Aead(cipher_, key_.bytes(), false, aad, rec, payload, out) ? 0 : EIO;
+  if (h_.compression == kCompressionNone) return EIO;
+  uint8_t* packed = Room(&t_comp, payload);
+  bool ok = Aead(cipher_, key_.bytes(), false, aad, rec, payload, packed) &&
+            engine::DecompressBlock(h_.compression, packed, payload, out, plain_len) == plain_len;
+  OPENSSL_cleanse(packed, payload);
+  if (!ok) OPENSSL_cleanse(out, plain_len);
+  return ok ? 0 : EIO;
+}
+
+// Block `block`'s plaintext into out (block_bytes of room); a hole is block_bytes of zeros.
+int CryptNode::OpenBlockLocked(uint64_t block, uint8_t* out, uint32_t* plain_len) {
+  const uint64_t from = SlotOffset(h_, block), size = size_.load();
+  if (from >= size) return EIO;
+  const size_t n = static_cast<size_t>(std::min<uint64_t>(h_.slot_bytes, size - from));
+  uint8_t* slot = Room(&t_slots, n);
+  size_t got = 0;
+  int err = PreadFull(fd_, slot, n, from, &got);
+  if (err == 0 && got != n) err = EIO;
+  if (err != 0) return err;
+  const uint8_t* rec;
+  size_t rec_len;
+  uint32_t plain;
+  std::string why;
+  err = ParseSlot(h_, block, slot, n, &rec, &rec_len, &plain, &why);
+  if (err != 0) return err;
+  if (rec == nullptr) {
+    memset(out, 0, h_.block_bytes);
+    *plain_len = h_.block_bytes;
+    return 0;
+  }
+  if ((err = OpenRecord(block, rec, rec_len, plain, out)) != 0) return err;
+  *plain_len = plain;
+  return 0;
+}
+
+int CryptNode::Read(uint8_t* out, size_t len, uint64_t off, size_t* got) {
+  std::shared_lock<std::shared_mutex> lk(rw_);
+  *got = 0;
+  if (fd_ < 0) return EBADF;
+  const uint64_t size = size_.load(), plain = PlainSize(h_, size), B = h_.block_bytes, S = h_.slot_bytes;
+  const uint64_t end = std::min<uint64_t>(plain, off + len);
+  if (end <= off) return 0;
+  const uint64_t first = off / B, last = (end - 1) / B;
+  const uint64_t from = SlotOffset(h_, first), to = std::min<uint64_t>(SlotOffset(h_, last + 1), size);
+  uint8_t* slots = Room(&t_slots, to - from);
+  size_t n = 0;
+  int err = PreadFull(fd_, slots, to - from, from, &n);
+  if (err == 0 && n != to - from) err = EIO;  // the backing file ended early: PEM_ERR_TRUNCATED
+  if (err != 0) return err;
+  uint8_t* scratch = Room(&t_plain, B);
+  for (uint64_t b = first; b <= last; b++) {
+    const size_t at = (b - first) * S;
+    const uint8_t* rec;
+    size_t rec_len;
+    uint32_t plain_len;
+    std::string why;
+    err = ParseSlot(h_, b, slots + at, std::min<uint64_t>(S, n - at), &rec, &rec_len, &plain_len, &why);
+    if (err != 0) return err;
+    const uint64_t s = std::max<uint64_t>(off, b * B), e = std::min<uint64_t>(end, (b + 1) * B);
+    uint8_t* dst = out + (s - off);
+    if (rec == nullptr) {
+      memset(dst, 0, e - s);
+      continue;
+    }
+    const bool whole = s == b * B && e - s == plain_len;  // straight into the reply
+    if ((err = OpenRecord(b, rec, rec_len, plain_len, whole ? dst : scratch)) != 0) return err;
+    if (!whole) {
+      const uint64_t have = std::min<uint64_t>(e, b * B + plain_len);
+      if (have > s) memcpy(dst, scratch + (s - b * B), have - s);
+      if (have < e) memset(dst + (have > s ? have - s : 0), 0, e - std::max(have, s));
+    }
+  }
+  *got = end - off;
+  return 0;
+}
+
+// Seals `len` bytes of plaintext of `block` into rec (room for len + kRecordOverhead): nonce | ciphertext | tag |
+// trailer. With compression a full block is compressed first and stored raw when that does not shrink it (§4.5).
+int CryptNode::SealLocked(uint64_t block, const uint8_t* plain, uint32_t len, uint8_t* rec, size_t* rec_len) {
+  uint8_t aad[kAadBytes];
+  WriteAad(h_, block, len, aad);
+  const uint8_t* payload = plain;
+  size_t payload_len = len;
+  if (h_.compression != kCompressionNone && len == h_.block_bytes) {
+    uint8_t* packed = Room(&t_comp, len);
+    size_t n = engine::CompressBlock(h_.compression, plain, len, packed, len - 1);
+    if (n > 0) payload = packed, payload_len = n;
+  }
+  bool ok = Aead(cipher_, key_.bytes(), true, aad, payload, payload_len, rec);
+  if (payload != plain) OPENSSL_cleanse(t_comp.data(), payload_len);
+  if (!ok) return EIO;
+  WriteTrailer(h_, rec, static_cast<uint32_t>(payload_len), len);
+  *rec_len = payload_len + kRecordOverhead;
+  return 0;
+}
+
+// An empty file gets its header at the first write (as CryptFile.ensureHeader does).
+int CryptNode::EnsureHeaderLocked() {
+  if (size_.load() >= h_.header_bytes) return 0;
+  int err = PwriteFull(fd_, header_.data(), header_.size(), 0);
+  if (err == 0 && ftruncate(fd_, static_cast<off_t>(header_.size())) != 0) err = errno;
+  if (err == 0) size_ = header_.size();
+  return err;
+}
+
+// Records (block-ordered, each at its file offset) that follow each other on disk go out in one pwritev.
+int CryptNode::WriteRecordsLocked(const std::vector<std::tuple<uint64_t, const uint8_t*, size_t>>& recs) {
+  for (size_t i = 0; i < recs.size();) {
+    const uint64_t at = std::get<0>(recs[i]);
+    uint64_t end = at;
+    std::vector<struct iovec> iov;
+    size_t j = i;
+    while (j < recs.size() && std::get<0>(recs[j]) == end && iov.size() < IOV_MAX) {
+      iov.push_back({const_cast<uint8_t*>(std::get<1>(recs[j])), std::get<2>(recs[j])});
+      end += std::get<2>(recs[j]);
+      j++;
+    }
+    uint64_t pos = at;
+    size_t k = 0;
+    while (k < iov.size()) {
+      ssize_t r = pwritev(fd_, iov.data() + k, static_cast<int>(iov.size() - k), static_cast<off_t>(pos));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return errno;
+      pos += static_cast<uint64_t>(r);
+      size_t skip = static_cast<size_t>(r);
+      while (k < iov.size() && skip >= iov[k].iov_len) skip -= iov[k++].iov_len;
+      if (skip > 0) {
+        iov[k].iov_base = static_cast<uint8_t*>(iov[k].iov_base) + skip;
+        iov[k].iov_len -= skip;
+      }
+    }
+    i = j;
+  }
+  return 0;
+}
+
+int CryptNode::Write(const uint8_t* data, size_t len, uint64_t at, bool append, size_t* wrote) {
+  std::unique_lock<std::shared_mutex> lk(rw_);
+  *wrote = 0;
+  if (fd_ < 0) return EBADF;
+  if (len == 0) return 0;
+  int err = EnsureHeaderLocked();
+  if (err != 0) return err;
+  const uint64_t B = h_.block_bytes, S = h_.slot_bytes;
+  const uint64_t old_plain = PlainSize(h_, size_.load());
+  const uint64_t pos = append ? old_plain : at, end = pos + len, new_plain = std::max(old_plain, end);
+  const uint64_t first = pos / B, last = (end - 1) / B, old_blocks = (old_plain + B - 1) / B;
+  // Only the file's last block may be short: an old short last block before this write grows to a full block.
+  const bool grow = old_plain % B != 0 && old_blocks - 1 < first;
+  const uint64_t grown = old_blocks - 1;
+  // Old plaintext needed: the grown block, the first block when the write starts inside it, the last when old
+  // bytes follow the write inside it.
+  uint64_t need[3];
+  size_t needs = 0;
+  if (grow) need[needs++] = grown;
+  if (pos > first * B && first < old_blocks) need[needs++] = first;
+  if (end < std::min(old_plain, (last + 1) * B) && (needs == 0 || need[needs - 1] != last)) need[needs++] = last;
+  uint8_t* old = Room(&t_old, needs * B);
+  uint32_t old_len[3] = {0, 0, 0};
+  for (size_t i = 0; i < needs; i++) {
+    err = OpenBlockLocked(need[i], old + i * B, &old_len[i]);
+    if (err != 0) return err;
+  }
+  auto old_of = [&](uint64_t b, uint32_t* n) -> const uint8_t* {
+    for (size_t i = 0; i < needs; i++) {
+      if (need[i] == b) return *n = old_len[i], old + i * B;
+    }
+    return *n = 0, nullptr;
+  };
+  const size_t count = static_cast<size_t>(last - first + 1) + (grow ? 1 : 0);
+  uint8_t* recs = Room(&t_recs, count * S);
+  uint8_t* part = Room(&t_plain, B);
+  std::vector<std::tuple<uint64_t, const uint8_t*, size_t>> out;
+  out.reserve(count);
+  size_t slot = 0;
+  // The new plaintext of block b (blen bytes): its old bytes (or zeros) with [s, e) of the file from data.
+  auto seal = [&](uint64_t b, uint32_t blen, uint64_t s, uint64_t e) -> int {
+    const uint8_t* plain;
+    if (s == b * B && e - s == blen) {
+      plain = data + (s - pos);
+    } else {
+      uint32_t have = 0;
+      const uint8_t* o = old_of(b, &have);
+      const uint32_t keep = std::min(have, blen);
+      if (keep > 0) memcpy(part, o, keep);
+      memset(part + keep, 0, blen - keep);
+      if (e > s) memcpy(part + (s - b * B), data + (s - pos), e - s);
+      plain = part;
+    }
+    uint8_t* rec = recs + slot++ * S;
+    size_t rec_len = 0;
+    int r = SealLocked(b, plain, blen, rec, &rec_len);
+    if (r == 0) out.emplace_back(RecordOffset(b, blen, rec_len), rec, rec_len);
+    return r;
+  };
+  if (grow) err = seal(grown, static_cast<uint32_t>(B), 0, 0);
+  for (uint64_t b = first; err == 0 && b <= last; b++) {
+    const uint32_t blen = static_cast<uint32_t>(std::min<uint64_t>(B, new_plain - b * B));
+    err = seal(b, blen, std::max(pos, b * B), std::min(end, b * B + blen));
+  }
+  OPENSSL_cleanse(part, B);
+  if (needs > 0) OPENSSL_cleanse(old, needs * B);
+  if (err == 0) err = WriteRecordsLocked(out);
+  if (err != 0) {
+    struct stat st;
+    if (fstat(fd_, &st) == 0) size_ = static_cast<uint64_t>(st.st_size);  // a partial write: what is on disk
+    return err;
+  }
+  if (new_plain > old_plain) size_ = CipherSize(h_, new_plain);
+  *wrote = len;
+  return 0;
+}
+
+// crypt-file.ts truncate + resize: at most one record on disk is replaced (block k, where the kept bytes end inside);
+// that goes through the redo record (written past both ends and synced, then the records in place and synced, then
+// the cut), everything else is one step.
+int CryptNode::Truncate(uint64_t plain) {
+  std::unique_lock<std::shared_mutex> lk(rw_);
+  if (fd_ < 0) return EBADF;
+  const uint64_t old_size = size_.load();
+  if (old_size == 0 && plain == 0) return 0;
+  int err = EnsureHeaderLocked();
+  if (err != 0) return err;
+  const uint64_t B = h_.block_bytes, cur = size_.load();
+  const uint64_t old_plain = PlainSize(h_, cur);
+  if (plain == old_plain) return 0;
+  const uint64_t keep = std::min(plain, old_plain), k = keep / B, k_new = plain / B;
+  const uint64_t target = CipherSize(h_, plain);
+  Redo redo;
+  redo.target = target;
+  uint8_t* part = Room(&t_plain, B);
+  if (keep % B != 0) {
+    uint32_t have = 0;
+    err = OpenBlockLocked(k, part, &have);
+    if (err != 0) return err;
+    const uint32_t blen = static_cast<uint32_t>(std::min<uint64_t>(B, plain - k * B));
+    if (blen > have) memset(part + have, 0, blen - have);
+    std::vector<uint8_t> rec(blen + kRecordOverhead);
+    size_t rec_len = 0;
+    err = SealLocked(k, part, blen, rec.data(), &rec_len);
+    if (err != 0) return err;
+    rec.resize(rec_len);
+    redo.writes.emplace_back(RecordOffset(k, blen, rec_len), std::move(rec));
+  }
+  if (plain > old_plain && plain % B != 0 && (keep % B == 0 || k_new > k)) {
+    const uint32_t blen = static_cast<uint32_t>(plain % B);
+    memset(part, 0, blen);
+    std::vector<uint8_t> rec(blen + kRecordOverhead);
+    size_t rec_len = 0;
+    err = SealLocked(k_new, part, blen, rec.data(), &rec_len);
+    if (err != 0) return err;
+    rec.resize(rec_len);
+    redo.writes.emplace_back(RecordOffset(k_new, blen, rec_len), std::move(rec));
+  }
+  OPENSSL_cleanse(part, B);
+  const bool in_place = keep % B != 0;
+  if (in_place) {
+    std::vector<uint8_t> r = EncodeRedo(redo);
+    err = PwriteFull(fd_, r.data(), r.size(), std::max(cur, target));
+    if (err == 0 && fdatasync(fd_) != 0) err = errno;
+    if (err != 0) return err;
+  }
+  for (const auto& w : redo.writes) {
+    err = PwriteFull(fd_, w.second.data(), w.second.size(), w.first);
+    if (err != 0) return err;
+  }
+  if (in_place && fdatasync(fd_) != 0) return errno;
+  if (ftruncate(fd_, static_cast<off_t>(target)) != 0) return errno;
+  size_ = target;
+  return 0;
+}
+
+int CryptNode::Sync(bool datasync) {
+  std::shared_lock<std::shared_mutex> lk(rw_);
+  if (fd_ < 0) return EBADF;
+  return (datasync ? fdatasync(fd_) : fsync(fd_)) == 0 ? 0 : errno;
+}
+
+// ---- CryptNodes ----
+
+int CryptNodes::Acquire(int handle_fd, const HostKey& k, std::shared_ptr<CryptNode>* out, std::string* why) {
+  struct stat st;
+  if (fstat(handle_fd, &st) != 0) return errno;
+  FileHeader h;
+  if (!k.present || !DecodeHeader(k.header.data(), k.header.size(), &h, why) || k.header.size() != h.header_bytes) {
+    if (why->empty()) *why = "the answer's header does not decode";
+    return EIO;
+  }
+  if (CipherOf(h.cipher) == nullptr) {
+    *why = "the cipher is not available from OpenSSL";
+    return EIO;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  auto key = std::make_pair(st.st_dev, st.st_ino);
+  auto it = nodes_.find(key);
+  if (it != nodes_.end()) {
+    int err = it->second.first->InstallKey(k);
+    if (err != 0) {
+      *why = "the answer's header is not the file's";
+      return err;
+    }
+    it->second.second++;
+    keys++;
+    *out = it->second.first;
+    return 0;
+  }
+  std::string proc = "/proc/self/fd/" + std::to_string(handle_fd);
+  int fd = open(proc.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) fd = open(proc.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  auto fail = [&](int err, const std::string& w) {
+    close(fd);
+    *why = w;
+    return err;
+  };
+  if (fstat(fd, &st) != 0) return fail(errno, "fstat");
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size > 0) {
+    uint8_t head[kHeaderMaxBytes];
+    size_t got = 0;
+    int err = PreadFull(fd, head, std::min<uint64_t>(size, sizeof(head)), 0, &got);
+    if (err != 0) return fail(err, "reading the header");
+    if (got < k.header.size() || memcmp(head, k.header.data(), k.header.size()) != 0) {
+      return fail(EIO, "the file's header is not the answer's (or the file is not encrypted)");
+    }
+    Redo redo;
+    if (ReadRedo(fd, h, size, &redo)) {  // a truncation a crash interrupted: finish it (FORMAT.md §4.8)
+      for (const auto& w : redo.writes) {
+        if ((err = PwriteFull(fd, w.second.data(), w.second.size(), w.first)) != 0) return fail(err, "redo");
+      }
+      if (fdatasync(fd) != 0 || ftruncate(fd, static_cast<off_t>(redo.target)) != 0) return fail(errno, "redo");
+      size = redo.target;
+      HostLog("inode " + std::to_string(st.st_ino) + ": finished a truncation a crash interrupted (" +
+              std::to_string(size) + " bytes underneath)");
+    }
+  }
+  auto n = std::make_shared<CryptNode>(fd, h, k.header, size);
+  if (n->InstallKey(k) != 0) return *why = "no key page (mmap failed)", ENOMEM;
+  nodes_[key] = {n, 1};
+  keys++;
+  *out = n;
+  return 0;
+}
+
+std::shared_ptr<CryptNode> CryptNodes::Hold(dev_t dev, ino_t ino, bool live_key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find({dev, ino});
+  if (it == nodes_.end() || (live_key && !it->second.first->KeyLive())) return nullptr;
+  it->second.second++;
+  return it->second.first;
+}
+
+std::shared_ptr<CryptNode> CryptNodes::Find(dev_t dev, ino_t ino) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find({dev, ino});
+  return it == nodes_.end() ? nullptr : it->second.first;
+}
+
+void CryptNodes::Release(const std::shared_ptr<CryptNode>& n) {
+  std::shared_ptr<CryptNode> gone;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = nodes_.begin(); it != nodes_.end(); ++it) {
+      if (it->second.first != n) continue;
+      if (--it->second.second == 0) {
+        gone = it->second.first;
+        nodes_.erase(it);
+      }
+      break;
+    }
+  }
+  if (gone != nullptr) gone->Close();
+}
+
+void CryptNodes::Clear() {
+  std::map<std::pair<dev_t, ino_t>, std::pair<std::shared_ptr<CryptNode>, int>> all;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    all.swap(nodes_);
+  }
+  for (auto& kv : all) kv.second.first->Close();
+}
+
+size_t CryptNodes::nodes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return nodes_.size();
+}
+
+bool CryptNodes::ClosedSize(int fd, const struct stat& st, uint64_t* size) {
+  *size = static_cast<uint64_t>(st.st_size);
+  if (st.st_size == 0) return true;
+  auto key = std::make_tuple(st.st_dev, st.st_ino, static_cast<int64_t>(st.st_ctim.tv_sec),
+                             static_cast<int64_t>(st.st_ctim.tv_nsec), static_cast<int64_t>(st.st_size));
+  Seen seen;
+  bool found = false;
+  {
+    std::lock_guard<std::mutex> lock(seen_mu_);
+    auto it = seen_.find(key);
+    if (it != seen_.end()) seen = it->second, found = true;
+  }
+  if (!found) {
+    uint8_t head[kHeaderMaxBytes];
+    size_t got = 0;
+    std::string why;
+    if (PreadFull(fd, head, std::min<uint64_t>(*size, sizeof(head)), 0, &got) != 0) return false;
+    seen.encrypted = HasFileMagic(head, got) && DecodeHeader(head, got, &seen.h, &why);
+    seen.redo = seen.encrypted && EndsInRedo(fd, *size);
+    std::lock_guard<std::mutex> lock(seen_mu_);
+    if (seen_.size() >= kSeenMax) seen_.erase(seen_.begin());
+    seen_[key] = seen;
+  }
+  if (seen.redo || !seen.encrypted) return false;
+  *size = PlainSize(seen.h, *size);
+  return true;
+}
+
+}  // namespace pem::fuse

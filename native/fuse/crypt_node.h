@@ -1,0 +1,134 @@
+// Host placement (issue 18; docs/PEMFS.md "Host placement"): encrypted files served by the FUSE worker threads with
+// a per-file key the control plane hands over. One CryptNode per backing inode (dev:ino) shared by its host-mode
+// handles: the header, the key in a locked non-dumpable page, the backing size, and a read/write lock (reads
+// share, writes and truncations are exclusive). I/O is synchronous on the calling worker: pread/pwritev on the
+// node's own fd and one AEAD call per block (OpenSSL EVP, from the node binary), in exactly the on-disk format of
+// lib/wire/FORMAT.md §4 (crypt_format.h), truncations through the redo record of §4.8.
+#pragma once
+
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "crypt_format.h"
+
+namespace pem::fuse {
+
+constexpr size_t kHostKeyBytes = 32;
+constexpr double kHostKeyMaxTtlMs = 24 * 3600 * 1000.0;
+
+// The io hook's `hostKey` answer (open, key). The destructor wipes the key bytes.
+struct HostKey {
+  bool present = false;
+  uint8_t key[kHostKeyBytes] = {};
+  std::vector<uint8_t> header;
+  double ttl_ms = 0;
+  ~HostKey();
+};
+
+// One page of memory outside the heap for a key: mlock'ed (never swapped), MADV_DONTDUMP (never in a core dump),
+// MADV_WIPEONFORK (zeros in a forked child), wiped with OPENSSL_cleanse when cleared or freed.
+class KeyPage {
+ public:
+  KeyPage();
+  ~KeyPage();
+  KeyPage(const KeyPage&) = delete;
+  KeyPage& operator=(const KeyPage&) = delete;
+  bool ok() const { return page_ != nullptr; }
+  void Set(const uint8_t* key);
+  void Wipe();
+  const uint8_t* bytes() const { return page_; }
+
+ private:
+  uint8_t* page_ = nullptr;
+};
+
+class CryptNode {
+ public:
+  CryptNode(int fd, const FileHeader& h, const std::vector<uint8_t>& header, uint64_t size);
+  ~CryptNode();
+
+  // Plaintext bytes [off, off + len) into out; *got may be short at the end of the file. 0 or EIO (damage: never
+  // unauthenticated bytes), or the errno of the backing file.
+  int Read(uint8_t* out, size_t len, uint64_t off, size_t* got);
+  // `len` bytes at `off` (append: at the end of the file as it is under the lock). 0 or errno.
+  int Write(const uint8_t* data, size_t len, uint64_t off, bool append, size_t* wrote);
+  // The plaintext size becomes `plain` (crash-safe, FORMAT.md §4.8). 0 or errno.
+  int Truncate(uint64_t plain);
+  int Sync(bool datasync);
+  uint64_t PlainBytes() const;
+
+  bool KeyLive() const;
+  // Installs a new key for this file (its header must be the node's). 0 or EIO.
+  int InstallKey(const HostKey& k);
+  // The last handle went: the key is wiped and the fd closed (under the write lock, so no I/O is in flight).
+  void Close();
+
+  std::mutex key_mu;  // one `key` question at a time per node
+
+ private:
+  int OpenBlockLocked(uint64_t block, uint8_t* out, uint32_t* plain_len);
+  int OpenRecord(uint64_t block, const uint8_t* rec, size_t rec_len, uint32_t plain_len, uint8_t* out);
+  int SealLocked(uint64_t block, const uint8_t* plain, uint32_t len, uint8_t* rec, size_t* rec_len);
+  int EnsureHeaderLocked();
+  int WriteRecordsLocked(const std::vector<std::tuple<uint64_t, const uint8_t*, size_t>>& recs);
+  uint64_t RecordOffset(uint64_t block, uint32_t plain_len, size_t rec_len) const;
+
+  mutable std::shared_mutex rw_;
+  int fd_;
+  FileHeader h_;
+  std::vector<uint8_t> header_;
+  const EVP_CIPHER* cipher_;
+  KeyPage key_;
+  std::atomic<int64_t> key_expiry_ms_{0};  // steady clock
+  std::atomic<uint64_t> size_;             // backing bytes
+};
+
+class CryptNodes {
+ public:
+  ~CryptNodes() { Clear(); }
+  // The node of the file open on `handle_fd`, loaded with `k` (its header checked against the file, a truncation
+  // a crash interrupted finished) or, when already held, given `k` as its new key; one more reference. 0 or errno.
+  int Acquire(int handle_fd, const HostKey& k, std::shared_ptr<CryptNode>* out, std::string* why);
+  // The node of dev:ino with one more reference when it is held (and, if live_key, its key is live), else nullptr.
+  std::shared_ptr<CryptNode> Hold(dev_t dev, ino_t ino, bool live_key);
+  // The node of dev:ino without a reference (for its size), or nullptr.
+  std::shared_ptr<CryptNode> Find(dev_t dev, ino_t ino);
+  void Release(const std::shared_ptr<CryptNode>& n);
+  // The size applications see of a CLOSED file under an encrypted guard point: its header's plainSize (headers
+  // cached by dev:ino:ctime:size). False when the io hook must answer: no header that decodes (plaintext from
+  // before the guard point, damage) or a redo record at the end (loading it finishes the truncation).
+  bool ClosedSize(int fd, const struct stat& st, uint64_t* size);
+  // Wipes every key and closes every node (the session ended).
+  void Clear();
+
+  size_t nodes();
+  std::atomic<uint64_t> keys{0}, key_calls{0}, reads{0}, writes{0};
+
+ private:
+  struct Seen {
+    bool encrypted = false;
+    bool redo = false;
+    FileHeader h;
+  };
+  std::mutex mu_;
+  std::map<std::pair<dev_t, ino_t>, std::pair<std::shared_ptr<CryptNode>, int>> nodes_;  // node, references
+  std::mutex seen_mu_;
+  std::map<std::tuple<dev_t, ino_t, int64_t, int64_t, int64_t>, Seen> seen_;
+};
+
+// Opens a log line on stderr (host placement events: a finished truncation, a refused open).
+void HostLog(const std::string& what);
+
+}  // namespace pem::fuse
