@@ -24,20 +24,27 @@ import { formatRecoveryKey, newRecoveryKey, newStoreId, openStoreKeys, parseReco
 const SPD = path.resolve(__dirname, '../../../bin/spd.js') // from dist/lib/cli
 const ADMIN = 'admin'
 
-export interface EmbeddedFiles { base: string, data: string, password: string, recoveryKey: string, host: string, pid: string, log: string, info: string }
+export interface EmbeddedFiles { base: string, guard: string, data: string, password: string, recoveryKey: string, host: string, pid: string, log: string, info: string }
 interface Info { id: string, listen: string, admin: string }
 
 /** The files of the embedded store `store` (the id DIR/.pemfs-embedded names). */
 export function storeFiles (configDir: string, store: string): EmbeddedFiles {
   const base = path.join(configDir, 'embedded', store)
-  return { base, data: path.join(base, 'spd'), password: path.join(base, 'admin-password'), recoveryKey: path.join(base, 'recovery-key'), host: path.join(base, 'host'), pid: path.join(base, 'spd.pid'), log: path.join(base, 'spd.log'), info: path.join(base, 'embedded.json') }
+  return { base, guard: path.join(base, 'guard'), data: path.join(base, 'spd'), password: path.join(base, 'admin-password'), recoveryKey: path.join(base, 'recovery-key'), host: path.join(base, 'host'), pid: path.join(base, 'spd.pid'), log: path.join(base, 'spd.log'), info: path.join(base, 'embedded.json') }
 }
 
 /** The files of DIR's embedded store: the one its store file names (before the first mount: a path-named one that holds nothing). */
 export function embeddedFiles (configDir: string, dir: string): EmbeddedFiles {
   let named: string | undefined
-  try { named = readStoreFile(dir)?.store } catch { /* mounted: the mount denies its store file */ }
+  try { named = readStoreFile(dir)?.store } catch { named = mountedStore(configDir, dir) } // mounted: the mount denies its store file
   return storeFiles(configDir, named ?? `unset-${crypto.createHash('sha256').update(path.resolve(dir)).digest('hex').slice(0, 16)}`)
+}
+
+/** The store whose last mount was on `dir` (its `guard` file, written by startEmbedded). */
+function mountedStore (configDir: string, dir: string): string | undefined {
+  let ids: string[] = []
+  try { ids = fs.readdirSync(path.join(configDir, 'embedded')) } catch { return undefined }
+  return ids.find(id => { try { return fs.readFileSync(storeFiles(configDir, id).guard, 'utf8').trim() === path.resolve(dir) } catch { return false } })
 }
 
 async function freePort (): Promise<number> {
@@ -267,6 +274,7 @@ export async function startEmbedded (configDir: string, dir: string, backing: st
   const f = storeFiles(configDir, (await prepareEmbedded(configDir, backing)).store)
   await stopStale(f)
   const info = JSON.parse(fs.readFileSync(f.info, 'utf8')) as Info
+  fs.writeFileSync(f.guard, path.resolve(dir) + '\n', { mode: 0o600 })
   const child = await spdStart(f)
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) {
