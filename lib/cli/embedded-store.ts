@@ -1,5 +1,5 @@
 // The embedded store file `.pemfs-embedded` in a guarded directory (docs/PEMFS.md "Standalone: `--embedded`",
-// lib/wire/FORMAT.md §9): it names the private spd that holds the directory's keys by a random id, so a moved or
+// lib/wire/FORMAT.md §8): it names the private spd that holds the directory's keys by a random id, so a moved or
 // renamed directory finds its store, and carries that spd's named keys wrapped under a key derived from the
 // recovery key (scrypt), so another machine can rebuild the store from the directory alone. JSON:
 //   {"pemfs": "embedded store", "format": 1, "store": 32 hex, "created": ISO date,
