@@ -2,7 +2,8 @@
 // mount. First use: `spd init` under CONFIG/embedded/ID/ (generated admin password file 0600, loopback ports), a
 // host token and the enrollment. Every mount then starts the child, waits until it serves, installs the policy the
 // command line names (FILE, else the standalone default: encrypt everything under key `default`, permit every user)
-// when it is not the one installed, and stops the child after unmounting. Keys live in that data dir: it is kept.
+// when it is not the one installed, and stops the child after unmounting. Keys live in that data dir and, wrapped
+// under the recovery key, in DIR/.pemfs-embedded (embedded-store.ts), which names the store: ID is its random id.
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -14,18 +15,36 @@ import { enroll, splitAddr } from '../pem-fs/client'
 import { hostIdentity, writeCluster, CLUSTER_FILE } from '../pem-fs/host-config'
 import { formatPolicyError, parsePolicy } from '../policy'
 import { defaultPolicy } from '../policy/default'
-import { USAGE_EXIT } from './common'
+import { readSecret, USAGE_EXIT } from './common'
 import { PemError } from '../wire/errors'
+import { FILE_MAGIC } from '../wire/file-format'
+import { encodeKeySet, readKeySet, sameKeySet, type KeySet } from '../server/key-set'
+import { formatRecoveryKey, newRecoveryKey, newStoreId, openStoreKeys, parseRecoveryKey, readStoreFile, STORE_FILE, writeStoreFile } from './embedded-store'
 
 const SPD = path.resolve(__dirname, '../../../bin/spd.js') // from dist/lib/cli
 const ADMIN = 'admin'
 
-export interface EmbeddedFiles { base: string, data: string, password: string, host: string, pid: string, log: string, info: string }
+export interface EmbeddedFiles { base: string, guard: string, data: string, password: string, recoveryKey: string, host: string, pid: string, log: string, info: string }
 interface Info { id: string, listen: string, admin: string }
 
+/** The files of the embedded store `store` (the id DIR/.pemfs-embedded names). */
+export function storeFiles (configDir: string, store: string): EmbeddedFiles {
+  const base = path.join(configDir, 'embedded', store)
+  return { base, guard: path.join(base, 'guard'), data: path.join(base, 'spd'), password: path.join(base, 'admin-password'), recoveryKey: path.join(base, 'recovery-key'), host: path.join(base, 'host'), pid: path.join(base, 'spd.pid'), log: path.join(base, 'spd.log'), info: path.join(base, 'embedded.json') }
+}
+
+/** The files of DIR's embedded store: the one its store file names (before the first mount: a path-named one that holds nothing). */
 export function embeddedFiles (configDir: string, dir: string): EmbeddedFiles {
-  const base = path.join(configDir, 'embedded', crypto.createHash('sha256').update(path.resolve(dir)).digest('hex').slice(0, 16))
-  return { base, data: path.join(base, 'spd'), password: path.join(base, 'admin-password'), host: path.join(base, 'host'), pid: path.join(base, 'spd.pid'), log: path.join(base, 'spd.log'), info: path.join(base, 'embedded.json') }
+  let named: string | undefined
+  try { named = readStoreFile(dir)?.store } catch { named = mountedStore(configDir, dir) } // mounted: the mount denies its store file
+  return storeFiles(configDir, named ?? `unset-${crypto.createHash('sha256').update(path.resolve(dir)).digest('hex').slice(0, 16)}`)
+}
+
+/** The store whose last mount was on `dir` (its `guard` file, written by startEmbedded). */
+function mountedStore (configDir: string, dir: string): string | undefined {
+  let ids: string[] = []
+  try { ids = fs.readdirSync(path.join(configDir, 'embedded')) } catch { return undefined }
+  return ids.find(id => { try { return fs.readFileSync(storeFiles(configDir, id).guard, 'utf8').trim() === path.resolve(dir) } catch { return false } })
 }
 
 async function freePort (): Promise<number> {
@@ -36,13 +55,17 @@ async function freePort (): Promise<number> {
   })
 }
 
-async function spdInit (f: EmbeddedFiles): Promise<Info> {
+async function spdInit (f: EmbeddedFiles, keys: KeySet): Promise<Info> {
   fs.mkdirSync(f.base, { recursive: true, mode: 0o700 })
   fs.writeFileSync(f.password, crypto.randomBytes(24).toString('base64url') + '\n', { mode: 0o600 })
   const listen = `127.0.0.1:${await freePort()}`
   const admin = `127.0.0.1:${await freePort()}`
-  const out = await new Promise<string>((resolve, reject) => execFile(process.execPath, [SPD, 'init', '--data-dir', f.data, '--name', 'embedded', '--listen', listen, '--admin-listen', admin, '--admin-user', ADMIN, '--admin-password-file', f.password, '--json'], { timeout: 20000 },
-    (err, stdout, stderr) => err === null ? resolve(stdout) : reject(new PemError('PEM_ERR_BAD_CONFIG', `spd init: ${stderr.trim() || err.message}`))))
+  // The key set goes through standard input: key bytes never touch argv or a file in the clear.
+  const out = await new Promise<string>((resolve, reject) => {
+    const c = execFile(process.execPath, [SPD, 'init', '--data-dir', f.data, '--name', 'embedded', '--listen', listen, '--admin-listen', admin, '--admin-user', ADMIN, '--admin-password-file', f.password, '--import-keys', '-', '--json'], { timeout: 20000 },
+      (err, stdout, stderr) => err === null ? resolve(stdout) : reject(new PemError('PEM_ERR_BAD_CONFIG', `spd init: ${stderr.trim() || err.message}`)))
+    c.stdin?.end(encodeKeySet(keys))
+  })
   // One member: there is nowhere to send a request it would reject for load, so it never does.
   const cfg = path.join(f.data, 'spd.json')
   fs.writeFileSync(cfg, JSON.stringify({ ...JSON.parse(fs.readFileSync(cfg, 'utf8')), load: { threshold: 1 } }, null, 2) + '\n', { mode: 0o600 })
@@ -135,15 +158,123 @@ export async function stopStale (f: EmbeddedFiles, graceMs = 5000): Promise<void
 
 export interface Embedded { hostDir: string, stop: () => Promise<void> }
 
+/** The first encrypted pemfs file under `dir` (at most `limit` entries looked at), or undefined. */
+function findEncryptedFile (dir: string, limit = 10000): string | undefined {
+  const queue = [dir]
+  const head = Buffer.alloc(4)
+  let seen = 0
+  while (queue.length > 0 && seen < limit) {
+    const d = queue.shift() as string
+    let entries: fs.Dirent[]
+    try { entries = fs.readdirSync(d, { withFileTypes: true }) } catch { continue }
+    for (const e of entries) {
+      if (++seen > limit) break
+      const p = path.join(d, e.name)
+      if (e.isDirectory()) queue.push(p)
+      else if (e.isFile()) {
+        try {
+          const fd = fs.openSync(p, 'r')
+          try { if (fs.readSync(fd, head, 0, 4, 0) === 4 && head.equals(FILE_MAGIC)) return p } finally { fs.closeSync(fd) }
+        } catch { /* unreadable: not ours to judge */ }
+      }
+    }
+  }
+  return undefined
+}
+
+/** Where a recovery key comes from: PEMFS_RECOVERY_KEY, a file, or a prompt on a terminal. */
+export async function readRecoveryKey (file: string | undefined): Promise<Buffer> {
+  if (file !== undefined) {
+    let text: string
+    try { text = fs.readFileSync(file, 'utf8') } catch (err) { throw new PemError('PEM_ERR_BAD_ARGUMENT', `--recovery-key-file ${file}: ${(err as Error).message}`) }
+    return parseRecoveryKey(text, `--recovery-key-file ${file}`)
+  }
+  const env = process.env.PEMFS_RECOVERY_KEY
+  if (env !== undefined && env !== '') return parseRecoveryKey(env, 'PEMFS_RECOVERY_KEY')
+  if (process.stdin.isTTY !== true) throw new PemError('PEM_ERR_BAD_ARGUMENT', '--recover needs the recovery key: give --recovery-key-file FILE or set PEMFS_RECOVERY_KEY (standard input is not a terminal to ask on)')
+  return parseRecoveryKey(await readSecret(undefined, 'recovery key: '), 'the recovery key typed')
+}
+
+export interface Prepared { store: string, created?: { recoveryKey: string, storeFile: string, base: string } }
+
+/**
+ * Finds (or makes) DIR's embedded store before anything starts. DIR/.pemfs-embedded names it; this machine has it:
+ * done. It names a store this machine lacks: refused, unless `recover` gives the recovery key, which rebuilds the
+ * store from the file's keys (a wrong key changes nothing). No store file: refused when DIR holds encrypted pemfs
+ * files (their keys are elsewhere); otherwise a new store with a fresh key `default`, its store file, and the
+ * recovery key returned once for the caller to print. `backing` is where the files are (DIR itself when guarded in place).
+ */
+export async function prepareEmbedded (configDir: string, backing: string, recover?: () => Promise<Buffer>): Promise<Prepared> {
+  const storeFile = path.join(backing, STORE_FILE)
+  const named = readStoreFile(backing)
+  if (named !== undefined) {
+    const f = storeFiles(configDir, named.store)
+    if (fs.existsSync(f.info)) return { store: named.store }
+    if (fs.existsSync(f.recoveryKey)) { // a first mount whose spd init did not finish: this machine has the recovery key
+      const keys = await openStoreKeys(named, parseRecoveryKey(fs.readFileSync(f.recoveryKey, 'utf8'), f.recoveryKey), storeFile)
+      fs.rmSync(f.data, { recursive: true, force: true })
+      await spdInit(f, keys)
+      return { store: named.store }
+    }
+    if (recover === undefined) {
+      throw new PemError('PEM_ERR_NO_KEY', `${storeFile} names embedded store ${named.store}, which this machine does not have (${f.base}): the keys of ${backing} are in that file, wrapped under its recovery key. Mount with --recover (the recovery key printed at its first mount, or \`pemfs embedded export-key ${backing}\` on the machine that has the store)`)
+    }
+    const recoveryKey = await recover()
+    const keys = await openStoreKeys(named, recoveryKey, storeFile)
+    fs.rmSync(f.base, { recursive: true, force: true }) // an earlier rebuild that did not finish
+    await spdInit(f, keys)
+    fs.writeFileSync(f.recoveryKey, formatRecoveryKey(recoveryKey) + '\n', { mode: 0o600 })
+    return { store: named.store }
+  }
+  if (recover !== undefined) throw new PemError('PEM_ERR_NOT_FOUND', `--recover: ${backing} has no ${STORE_FILE} to recover from`)
+  const sealed = findEncryptedFile(backing)
+  if (sealed !== undefined) {
+    throw new PemError('PEM_ERR_NO_KEY', `${backing} holds encrypted pemfs files (${sealed}) but no ${STORE_FILE}: their keys are not here. Put back the ${STORE_FILE} that came with them (then mount with --recover on a new machine), or mount them with the cluster that wrote them; refusing to make a new key store`)
+  }
+  const store = newStoreId()
+  const f = storeFiles(configDir, store)
+  const recoveryKey = newRecoveryKey()
+  const keys: KeySet = { default: [{ version: 1, material: crypto.randomBytes(32), created: new Date().toISOString() }] }
+  fs.mkdirSync(f.base, { recursive: true, mode: 0o700 })
+  fs.writeFileSync(f.recoveryKey, recoveryKey + '\n', { mode: 0o600 })
+  await writeStoreFile(backing, store, new Date().toISOString(), keys, parseRecoveryKey(recoveryKey, f.recoveryKey))
+  await spdInit(f, keys)
+  return { store, created: { recoveryKey, storeFile, base: f.base } }
+}
+
+/** The words printed once, at the first mount of a directory. */
+export function firstUseNotice (p: Prepared): string {
+  if (p.created === undefined) return ''
+  return [
+    `pemfs: new embedded key store ${p.store}: ${p.created.base} (keep it; it is this machine's copy of the keys)`,
+    `pemfs: the keys also travel with the data in ${p.created.storeFile}, wrapped under this recovery key:`,
+    '',
+    `    ${p.created.recoveryKey}`,
+    '',
+    'pemfs: write it down and keep it away from the data. Without it and without the store above, the files cannot be',
+    `pemfs: read. On another machine: pemfs mount DIR --embedded --recover. Shown again by: pemfs embedded export-key DIR`,
+    ''
+  ].join('\n')
+}
+
+/** Rewrites the store file when the store's keys changed (a policy that named a new key, a rotation). */
+async function syncStoreFile (f: EmbeddedFiles, backing: string): Promise<void> {
+  const named = readStoreFile(backing)
+  if (named === undefined || !fs.existsSync(f.recoveryKey)) return
+  const recoveryKey = parseRecoveryKey(fs.readFileSync(f.recoveryKey, 'utf8'), f.recoveryKey)
+  const keys = readKeySet(f.data)
+  if (!sameKeySet(await openStoreKeys(named, recoveryKey, path.join(backing, STORE_FILE)), keys)) await writeStoreFile(backing, named.store, named.created, keys, recoveryKey)
+}
+
 /**
  * Brings the embedded spd of DIR up (initialising and enrolling on first use) with `policy` installed (text from
  * readEmbeddedPolicy; undefined: the standalone default for DIR); stop() ends it.
  */
-export async function startEmbedded (configDir: string, dir: string, policy?: string): Promise<Embedded> {
-  const f = embeddedFiles(configDir, dir)
+export async function startEmbedded (configDir: string, dir: string, backing: string, policy?: string): Promise<Embedded> {
+  const f = storeFiles(configDir, (await prepareEmbedded(configDir, backing)).store)
   await stopStale(f)
-  if (!fs.existsSync(f.info)) fs.rmSync(f.data, { recursive: true, force: true }) // an init that did not finish
-  const info: Info = fs.existsSync(f.info) ? JSON.parse(fs.readFileSync(f.info, 'utf8')) as Info : await spdInit(f)
+  const info = JSON.parse(fs.readFileSync(f.info, 'utf8')) as Info
+  fs.writeFileSync(f.guard, path.resolve(dir) + '\n', { mode: 0o600 })
   const child = await spdStart(f)
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) {
@@ -154,10 +285,12 @@ export async function startEmbedded (configDir: string, dir: string, policy?: st
       clearTimeout(timer)
     }
     fs.rmSync(f.pid, { force: true })
+    await syncStoreFile(f, backing) // after a key rotation through the admin API while mounted
   }
   try {
-    const token = await installPolicy(f, info, policy ?? defaultPolicy({ guards: [path.resolve(dir)] }))
+    const token = await installPolicy(f, info, policy ?? defaultPolicy({ guards: [path.resolve(dir)], hide: [`/${STORE_FILE}`, `/${STORE_FILE}.tmp`] }))
     if (!fs.existsSync(path.join(f.host, CLUSTER_FILE))) await enrollHere(f, info, token)
+    await syncStoreFile(f, backing)
   } catch (err) { await stop(); throw err }
   return { hostDir: f.host, stop }
 }

@@ -15,7 +15,8 @@ import { PemError } from '../wire/errors'
 import { isAction, ACTIONS } from '../wire/packets'
 import { keepServingOnBrokenPipe, newProgram, parseProgram, printObject, printRows, run } from './common'
 import { lockDir, lockHolder } from './dir-lock'
-import { embeddedFiles, readEmbeddedPolicy, startEmbedded, stopStale, type Embedded } from './embedded'
+import { embeddedFiles, firstUseNotice, prepareEmbedded, readEmbeddedPolicy, readRecoveryKey, startEmbedded, stopStale, type Embedded } from './embedded'
+import { readStoreFile, STORE_FILE } from './embedded-store'
 
 // FUSE requests wait on the libuv pool for backing-file I/O: give it more than the default 4 threads.
 process.env.UV_THREADPOOL_SIZE ??= '16'
@@ -100,13 +101,23 @@ program.command('servers')
     } finally { client.close() }
   }))
 
-interface MountFlags { backing?: string, foreground?: boolean, embedded?: boolean, policy?: string, configDir: string, timeoutMs: string, selection: SelectionName, metricsFile?: string, json?: boolean }
+interface MountFlags { backing?: string, foreground?: boolean, embedded?: boolean, recover?: boolean, recoveryKeyFile?: string, policy?: string, configDir: string, timeoutMs: string, selection: SelectionName, metricsFile?: string, json?: boolean }
 
 /** --policy FILE's text for the embedded spd (checked before anything starts), or undefined for the default. */
 function embeddedPolicy (dir: string, o: MountFlags): string | undefined {
   if (o.policy === undefined) return undefined
   if (o.embedded !== true) throw new PemError('PEM_ERR_BAD_ARGUMENT', '--policy needs --embedded (a cluster\'s policy is set with spctl policy apply)')
   return readEmbeddedPolicy(path.resolve(o.policy), dir)
+}
+
+/** The embedded store of DIR found, rebuilt (--recover) or made before a daemon starts; a new one's notice on stderr. */
+async function prepareEmbeddedMount (dir: string, o: MountFlags): Promise<void> {
+  if (o.embedded !== true) {
+    if (o.recover === true || o.recoveryKeyFile !== undefined) throw new PemError('PEM_ERR_BAD_ARGUMENT', '--recover needs --embedded')
+    return
+  }
+  const recover = o.recover === true ? async () => await readRecoveryKey(o.recoveryKeyFile) : undefined
+  process.stderr.write(firstUseNotice(await prepareEmbedded(path.resolve(o.configDir), path.resolve(o.backing ?? dir), recover)))
 }
 
 async function mountForeground (dir: string, o: MountFlags): Promise<void> {
@@ -118,7 +129,8 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
   try {
     const policy = embeddedPolicy(dir, o)
     await lockDir('pemfs', dir, 'a pemfs daemon guards this directory')
-    if (o.embedded === true) embedded = await startEmbedded(configDir, dir, policy)
+    await prepareEmbeddedMount(dir, o)
+    if (o.embedded === true) embedded = await startEmbedded(configDir, dir, path.resolve(o.backing ?? dir), policy)
     m = await mountGuard({ dir, backing: o.backing, configDir: embedded?.hostDir ?? configDir, timeoutMs: Number(o.timeoutMs), selection: o.selection })
   } catch (err) {
     await embedded?.stop()
@@ -157,6 +169,8 @@ program.command('mount <dir>')
   .option('--backing <dir>', 'the directory whose files are served (default: DIR itself, guarded in place)')
   .option('--foreground', 'stay in the foreground instead of starting a daemon')
   .option('--embedded', 'run a private single-member spd under the config dir (its policy: --policy FILE, else encrypt everything and permit every local user)')
+  .option('--recover', `with --embedded: rebuild the embedded store this machine lacks from DIR/${STORE_FILE} with its recovery key (from --recovery-key-file, PEMFS_RECOVERY_KEY, or asked on a terminal)`)
+  .option('--recovery-key-file <file>', 'with --recover: read the recovery key from FILE')
   .option('--policy <file>', 'with --embedded: install this policy file (YAML, docs/POLICY.md; it must name DIR as a guard point) instead of the default; every mount installs the policy its command line names, so a mount without --policy goes back to the default')
   .option('--config-dir <dir>', 'host config directory', defaultConfigDir())
   .option('--timeout-ms <ms>', 'request timeout per server', '2000')
@@ -172,6 +186,7 @@ program.command('mount <dir>')
     const holder = await lockHolder('pemfs', dir)
     if (holder !== null) throw new PemError('PEM_ERR_BUSY', `${dir} is guarded already, by pemfs pid ${holder}: pemfs unmount ${dir} first`)
     if (isMounted(dir)) throw new PemError('PEM_ERR_BUSY', `${dir} is already mounted (its daemon is gone: pemfs unmount ${dir})`)
+    await prepareEmbeddedMount(dir, o) // refusals and the recovery key prompt here, on the user's terminal
     const args = ['mount', dir, '--foreground', '--config-dir', configDir, '--timeout-ms', o.timeoutMs, '--selection', o.selection, ...(o.backing !== undefined ? ['--backing', path.resolve(o.backing)] : []), ...(o.embedded === true ? ['--embedded'] : []), ...(o.policy !== undefined ? ['--policy', path.resolve(o.policy)] : []),
       ...(o.metricsFile !== undefined ? ['--metrics-file', path.resolve(o.metricsFile)] : [])]
     const pid = await startDaemon(process.argv[1], args, files.log)
@@ -201,6 +216,23 @@ program.command('unmount <dir>')
     const r = await stopDaemon(files, dir, daemon === 0 ? null : daemon)
     await stopStale(embeddedFiles(configDir, dir)) // only when a dead mount left its embedded spd
     printObject({ unmounted: dir, daemon: r.pid, forced: r.detached }, o.json === true)
+  }))
+
+const embeddedCmd = program.command('embedded').description('the private key store of `pemfs mount --embedded`')
+embeddedCmd.command('export-key <dir>')
+  .description(`print the recovery key of DIR's embedded store (it opens DIR/${STORE_FILE} on another machine: pemfs mount DIR --embedded --recover)`)
+  .option('--config-dir <dir>', 'host config directory', defaultConfigDir())
+  .option('--json', 'print JSON')
+  .action((d: string, o: { configDir: string, json?: boolean }) => run(async () => {
+    const dir = path.resolve(d)
+    const named = readStoreFile(dir)
+    if (named === undefined) throw new PemError('PEM_ERR_NOT_FOUND', `${dir} has no ${STORE_FILE}: it was never mounted with --embedded (give the backing directory, not a mount of something else)`)
+    const f = embeddedFiles(path.resolve(o.configDir), dir)
+    let key: string
+    try { key = fs.readFileSync(f.recoveryKey, 'utf8').trim() } catch (err) {
+      throw new PemError('PEM_ERR_NOT_FOUND', `cannot read ${f.recoveryKey} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): this machine has no copy of store ${named.store}'s recovery key (it needs root and the config dir that made or recovered the store)`)
+    }
+    printObject({ store: named.store, storeFile: path.join(dir, STORE_FILE), recoveryKey: key }, o.json === true)
   }))
 
 program.command('status <dir>')

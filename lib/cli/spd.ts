@@ -6,6 +6,7 @@ import crypto from 'node:crypto'
 import { createIdentity, encodePublicKey, keyId, loadIdentity, parsePublicKey } from '../crypto/identity'
 import { hashPassword } from '../crypto/password'
 import { checkConfig, checkHostPort, configPath, loadConfig } from '../server/config'
+import { decodeKeySet } from '../server/key-set'
 import { IDENTITY_FILE, Member } from '../server/member'
 import { emptyState } from '../server/state'
 import { ConfigStore, storeKeyFrom } from '../server/store'
@@ -27,6 +28,11 @@ function openStore<T> (dataDir: string, open: () => T): T {
   }
 }
 
+/** The bytes of --import-keys FILE ('-': standard input). */
+function readKeySetInput (file: string): Buffer {
+  try { return fs.readFileSync(file === '-' ? 0 : file) } catch (err) { throw new PemError('PEM_ERR_BAD_ARGUMENT', `--import-keys ${file}: ${(err as Error).message}`) }
+}
+
 program.command('init')
   .description('create a member: key pair, local config, encrypted store with the first admin; a cluster of one until it sponsors others (or joins one with spd trust)')
   .requiredOption('--data-dir <dir>', 'directory for this member (created, mode 0700)')
@@ -36,8 +42,9 @@ program.command('init')
   .option('--admin-listen <host:port>', 'address for spctl', '127.0.0.1:7702')
   .option('--admin-user <name>', 'first admin user', 'admin')
   .option('--admin-password-file <file>', 'read the admin password from FILE; prompts on a terminal otherwise')
+  .option('--import-keys <file>', 'start with the named data keys of a key set (msgpack, lib/server/key-set.ts) read from FILE, or from standard input for -; for rebuilding an embedded store')
   .option('--json', 'print JSON')
-  .action((o: { dataDir: string, name: string, listen: string, clusterListen?: string, adminListen: string, adminUser: string, adminPasswordFile?: string, json?: boolean }) => run(async () => {
+  .action((o: { dataDir: string, name: string, listen: string, clusterListen?: string, adminListen: string, adminUser: string, adminPasswordFile?: string, importKeys?: string, json?: boolean }) => run(async () => {
     for (const [flag, addr] of [['--listen', o.listen], ['--cluster-listen', o.clusterListen], ['--admin-listen', o.adminListen]] as const) {
       if (addr === undefined) continue
       try { checkHostPort(addr, flag) } catch { throw new PemError('PEM_ERR_BAD_ARGUMENT', `${flag} ${addr} is not HOST:PORT: give the address too, e.g. ${flag} 127.0.0.1:${/^\d+$/.test(addr) ? addr : '7700'}`) }
@@ -48,11 +55,13 @@ program.command('init')
     if (fs.existsSync(configPath(dir)) || ConfigStore.exists(dir)) throw new PemError('PEM_ERR_BAD_ARGUMENT', `${dir} already holds a member; refusing to overwrite it`)
     const password = await readSecret(o.adminPasswordFile, `password for admin ${o.adminUser}: `)
     if (password.length < 8) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'the admin password must have at least 8 characters')
+    const keys = o.importKeys === undefined ? {} : decodeKeySet(readKeySetInput(o.importKeys), `--import-keys ${o.importKeys}`)
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
     fs.chmodSync(dir, 0o700)
     const identity = createIdentity(path.join(dir, IDENTITY_FILE))
     const state = emptyState()
     state.admins[o.adminUser] = { hash: await hashPassword(password) }
+    state.keys = keys
     // Version 1: a cluster of one, with a fresh cluster id. `spd trust` turns it into a joiner instead.
     state.version = 1
     state.clusterId = crypto.randomBytes(32).toString('hex')

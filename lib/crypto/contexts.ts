@@ -17,6 +17,8 @@ export const SIG_CTX_CHANGE_ORIGIN = 'pem/v1 change origin'
 export const AAD_CTX_CONFIG_STORE = 'pem/v1 config store'
 export const AAD_CTX_KEYRING = 'pem/v1 keyring'
 export const AAD_CTX_POLICY_SET = 'pem/v1 policy set body'
+/** The embedded store's key set in its store file, wrapped under the recovery key (lib/cli/embedded-store.ts). */
+export const AAD_CTX_EMBEDDED_KEYS = 'pem/v1 embedded store keys'
 
 /** HKDF info of the configuration store key, derived from the member's identity seed (lib/server/store.ts). */
 export const KDF_CTX_STORE_KEY = 'pem/v1 configuration store key'

@@ -1,5 +1,6 @@
-// Admin passwords (scrypt, encoded `scrypt$N$r$p$salt$hash`, base64url fields) and bearer tokens (random 32 bytes,
-// stored only as their SHA-256). Comparisons are constant-time.
+// Admin passwords (scrypt, encoded `scrypt$N$r$p$salt$hash`, base64url fields), keys derived from a secret (the
+// embedded store's recovery key) and bearer tokens (random 32 bytes, stored only as their SHA-256). Comparisons are
+// constant-time.
 import crypto from 'node:crypto'
 import { promisify } from 'node:util'
 import { PemError } from '../wire/errors'
@@ -27,13 +28,24 @@ export async function hashPassword (password: string | Buffer, params: ScryptPar
   return `scrypt$${params.N}$${params.r}$${params.p}$${salt.toString('base64url')}$${hash.toString('base64url')}`
 }
 
+/** Checks scrypt parameters read from a file: at most 256 MiB of memory, whatever the file says. */
+export function checkScryptParams (p: ScryptParams): boolean {
+  return Number.isInteger(p.N) && p.N >= 2 && p.N <= 2 ** 20 && (p.N & (p.N - 1)) === 0 && Number.isInteger(p.r) && p.r >= 1 && p.r <= 32 &&
+    Number.isInteger(p.p) && p.p >= 1 && p.p <= 16 && p.N * p.r <= 2 ** 21
+}
+
+/** A 32-byte key from `secret` and `salt` (scrypt with `params`, checked by checkScryptParams). */
+export async function deriveKey (secret: string | Buffer, salt: Buffer, params: ScryptParams = SCRYPT_DEFAULT): Promise<Buffer> {
+  if (!checkScryptParams(params)) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'scrypt parameters out of range')
+  return await scrypt(pwBytes(secret), salt, HASH_BYTES, { N: params.N, r: params.r, p: params.p, maxmem: maxmem(params) })
+}
+
 function parse (encoded: string): { params: ScryptParams, salt: Buffer, hash: Buffer } {
   const parts = typeof encoded === 'string' ? encoded.split('$') : []
   const badHash = (): never => { throw new PemError('PEM_ERR_BAD_CONFIG', 'stored password hash is malformed') }
   if (parts.length !== 6 || parts[0] !== 'scrypt') badHash()
   const [N, r, p] = parts.slice(1, 4).map(s => /^[0-9]{1,8}$/.test(s) ? Number(s) : NaN)
-  if (!(N >= 2 && N <= 2 ** 20 && (N & (N - 1)) === 0) || !(r >= 1 && r <= 32) || !(p >= 1 && p <= 16)) badHash()
-  if (N * r > 2 ** 21) badHash() // 128 * N * r bytes: at most 256 MiB, whatever the stored string says
+  if (!checkScryptParams({ N, r, p })) badHash()
   const salt = Buffer.from(parts[4], 'base64url')
   const hash = Buffer.from(parts[5], 'base64url')
   if (salt.length < 8 || salt.length > 64 || hash.length < 16 || hash.length > 64) badHash()

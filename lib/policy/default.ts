@@ -4,6 +4,7 @@ import { stringify } from 'yaml'
 export interface DefaultPolicyOptions {
   guards: string[] // host directories to guard
   compression?: 'none' | 'zstd' | 'lz4' | 'zlib'
+  hide?: string[] // paths (from the guard point's root) denied to everyone: the embedded store file
 }
 
 /**
@@ -18,7 +19,9 @@ export function defaultPolicy (opts: DefaultPolicyOptions): string {
     description: 'standalone default: encrypt everything under key default, permit every user',
     keys: [{ name: 'default', description: 'data key of every guard point' }],
     guards,
-    rules: [{
+    rules: [...(opts.hide !== undefined && opts.hide.length > 0
+      ? [{ id: 'embedded-store-file', description: 'the embedded store file is pemfs\'s own, not the applications\'', actions: 'all', resources: { files: opts.hide }, effect: 'deny' }]
+      : []), {
       id: 'default-encrypt',
       description: 'every user, every action, data sealed under key default',
       actions: 'all',
