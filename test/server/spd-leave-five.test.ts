@@ -6,10 +6,14 @@ import { cleanStop, comeBack, leaveCluster, type LeaveCluster } from '../helpers
 
 let five: LeaveCluster
 
-test.before(async () => { five = await leaveCluster(5, 'lv5-') })
+test.before(async t => {
+  t.timeout(180000) // five sponsored joins one after another
+  five = await leaveCluster(5, 'lv5-')
+})
 test.after.always(() => { stopAll() })
 
 test.serial('5 members: two stop cleanly one after the other, the remaining 3 decide and install; both come back caught up', async t => {
+  t.timeout(90000)
   const [a, b, c, d, e] = five.ms
   await cleanStop(t, five, e, [a, b, c, d])
   const v = await cleanStop(t, five, d, [a, b, c])

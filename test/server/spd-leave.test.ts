@@ -20,7 +20,10 @@ import { cleanStop, comeBack, createKey, decideAt, leaveCluster, type LeaveClust
 let two: LeaveCluster
 let three: LeaveCluster
 
-test.before(async () => { [two, three] = await Promise.all([leaveCluster(2, 'lv2-'), leaveCluster(3, 'lv3-')]) })
+test.before(async t => {
+  t.timeout(180000) // two clusters grown by sponsorship side by side
+  ;[two, three] = await Promise.all([leaveCluster(2, 'lv2-'), leaveCluster(3, 'lv3-')])
+})
 test.after.always(() => { stopAll() })
 
 test.serial('2 members: one stops cleanly, the other keeps deciding and installs a change; back, it catches up first', async t => {
