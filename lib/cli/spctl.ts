@@ -90,7 +90,7 @@ program.command('status')
     const v = await call('GET', '/v1/status') as Record<string, unknown> & { cluster: ClusterView }
     if (opts().json) { printObject(v, true); return }
     const cluster = v.cluster
-    printObject({ ...v, load: loadText(v.load as Record<string, number>), cluster: `${cluster.clusterId.slice(0, 16)}… installed v${cluster.installed.version}${cluster.pending === null ? '' : `, pending v${cluster.pending.version}${cluster.pending.locked ? ' (locked)' : ''}`}${cluster.canServe ? '' : ', CUT OFF from a majority'}${cluster.queued.length > 0 ? `; queued changes: ${cluster.queued.join(', ')}` : ''}` }, false)
+    printObject({ ...v, load: loadText(v.load as Record<string, number>), cluster: `${cluster.clusterId.slice(0, 16)}… installed v${cluster.installed.version}${cluster.pending === null ? '' : `, pending v${cluster.pending.version}${cluster.pending.locked ? ' (locked)' : ''}`}${cluster.departed ? ', DEPARTED (stopped cleanly; serves nothing until its return is installed)' : cluster.canServe ? '' : ', CUT OFF from a majority'}${cluster.queued.length > 0 ? `; queued changes: ${cluster.queued.join(', ')}` : ''}` }, false)
     process.stdout.write('\n')
     printMembers(cluster)
   }))
@@ -286,6 +286,7 @@ interface ClusterView {
   installed: { version: number }
   pending: { version: number, locked: boolean } | null
   canServe: boolean
+  departed?: boolean
   queued: string[]
   members: Array<{ id: string, name: string, clusterAddr: string, hostAddr: string, state: string, lastHeardMs: number | null, installed: number | null, pending: number | null }>
 }

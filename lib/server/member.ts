@@ -164,13 +164,14 @@ export class Member {
   }
 
   /**
-   * The servers a host balances over: the active members of the installed configuration with a host address, cut to
+   * The servers a host balances over: the active members of the installed configuration with a host address (not
+   * departed: a member that stopped cleanly serves nothing until it is counted again), cut to
    * the host's `only` list and carrying its preferences (`spctl host servers`; the '*' entry for hosts without one).
    */
   servers (hostId?: string): ServerEntry[] {
     const s = this.store.state
     let list: ServerEntry[] = Object.values(s.members)
-      .filter(m => m.state === 'active' && m.addr !== '')
+      .filter(m => m.state === 'active' && m.departed !== true && m.addr !== '')
       .map(m => ({ id: m.id, key: m.key, addr: m.addr, name: m.name }))
     if (!list.some(m => m.id === this.identity.id)) list.unshift({ id: this.identity.id, key: encodePublicKey(this.identity.publicKey), addr: this.hostAddr, name: this.config.name })
     const hostName = hostId === undefined ? undefined : s.hosts[hostId]?.name

@@ -7,7 +7,11 @@ export interface TokenRecord { name: string, expires: string, createdBy: string 
 export interface AdminRecord { hash: string }
 /** Which members a host uses and which it prefers (0..1), by member name; key '*' applies to hosts without their own. */
 export interface HostServers { only: string[] | null, prefer: Record<string, number> }
-export interface MemberRecord { id: string, key: string, name: string, addr: string, clusterAddr: string | null, state: 'active' | 'removed' }
+/**
+ * `departed`: the member stopped cleanly and the cluster agreed to leave it out of the majority count until it returns
+ * (it sets and clears the flag itself, one change each; docs/CLUSTER.md, "Clean stops").
+ */
+export interface MemberRecord { id: string, key: string, name: string, addr: string, clusterAddr: string | null, state: 'active' | 'removed', departed?: true }
 
 export interface ConfigState {
   /** The configuration (policy) version: + 1 on every committed admin change. Never goes backwards. */
@@ -34,9 +38,9 @@ export interface ConfigState {
 /**
  * One version's entry in the cluster change log (lib/server/cluster/changes.ts checks them on every member): which
  * member proposed which change; a change of the member list names the one member it adds or removes and the admin
- * user it was made for; `sig` is the origin member's signature over the configuration it proposed (without `sig`).
+ * user it was made for (a member's own departure and return name no admin); `sig` is the origin member's signature over the configuration it proposed (without `sig`).
  */
-export interface ClusterLogEntry { version: number, origin: string, change: string, member?: { op: 'add' | 'remove', id: string }, admin?: string, sig?: string }
+export interface ClusterLogEntry { version: number, origin: string, change: string, member?: { op: 'add' | 'remove' | 'depart' | 'return', id: string }, admin?: string, sig?: string }
 
 export function emptyState (): ConfigState {
   return { version: 0, policyText: null, policyCanonical: null, keys: {}, hosts: {}, tokens: {}, admins: {}, members: {}, changedBy: 'init', changedAt: new Date().toISOString() }

@@ -1,5 +1,6 @@
-// Property test over random fault schedules (fast-check, fixed seed): whatever the network and the admins do,
-// no two members ever install different content under one version; after the faults end, the cluster converges.
+// Property test over random fault schedules (fast-check, fixed seed): whatever the network, the admins and members
+// departing and returning (docs/CLUSTER.md, "Clean stops") do, no two members ever install different content under one
+// version; after the faults end, the cluster converges.
 // CLUSTER_PROPERTY_SEED / CLUSTER_PROPERTY_RUNS widen the search; counterexamples replay with runSchedule().
 import test from 'ava'
 import fc from 'fast-check'
@@ -13,7 +14,8 @@ const step = (n: number): fc.Arbitrary<Step> => {
     fc.record({ kind: fc.constant('split' as const), mask: fc.integer({ min: 1, max: (1 << n) - 2 }), ms }),
     fc.record({ kind: fc.constant('oneway' as const), a: who, b: who, ms }),
     fc.record({ kind: fc.constant('heal' as const), ms }),
-    fc.record({ kind: fc.constant('restart' as const), who, ms })
+    fc.record({ kind: fc.constant('restart' as const), who, ms }),
+    fc.record({ kind: fc.constantFrom('depart' as const, 'return' as const), who, ms })
   )
 }
 

@@ -2,7 +2,7 @@
 // configuration (signed by its origin), and the succession rules every member checks on every set it receives against
 // its INSTALLED configuration: one change-log entry per version (no jumps), a member list that changes only through
 // change records naming the member and the admin, records never dropped, no removed key re-activated, no self-removal,
-// and the origin's signature over the content. docs/CLUSTER.md, "What one compromised member can do".
+// a member's departure and return only by its own change, and the origin's signature over the content. docs/CLUSTER.md, "What one compromised member can do".
 import { sha256 } from '../../crypto/cluster-auth'
 import { SIG_CTX_CHANGE_ORIGIN } from '../../crypto/contexts'
 import type { Identity } from '../../crypto/identity'
@@ -63,12 +63,19 @@ export function draftChange (base: { plaintext: Buffer, version: number, state: 
   draft.changedBy = origin.id
   draft.changedAt = new Date(wallMs).toISOString()
   const entry: ClusterLogEntry = { version: draft.version, origin: origin.id, change: change.changeId }
-  const { added, removed } = memberDelta(members, MemberTable.of(draft))
-  if (added.length + removed.length > 1) throw new PemError('PEM_ERR_BAD_CONFIG', 'a change may add or remove at most one member per version')
+  const after = MemberTable.of(draft)
+  const { added, removed } = memberDelta(members, after)
+  const { departed, returned } = countDelta(members, after)
+  if (added.length + removed.length + departed.length + returned.length > 1) throw new PemError('PEM_ERR_BAD_CONFIG', 'a change may add, remove, depart or return at most one member per version')
   if (added.length + removed.length === 1) {
     if (change.admin === undefined) throw new PemError('PEM_ERR_BAD_CONFIG', 'only an admin change may add or remove a member')
     entry.member = added.length === 1 ? { op: 'add', id: added[0] } : { op: 'remove', id: removed[0] }
     entry.admin = change.admin
+  }
+  if (departed.length + returned.length === 1) {
+    const id = departed[0] ?? returned[0]
+    if (id !== origin.id) throw new PemError('PEM_ERR_BAD_CONFIG', 'only a member itself may record its departure or return')
+    entry.member = { op: departed.length === 1 ? 'depart' : 'return', id }
   }
   draft.clusterLog = [...(draft.clusterLog ?? []), entry].slice(-CHANGE_LOG_LENGTH)
   signAsOrigin(clusterId, draft, origin)
@@ -85,6 +92,18 @@ function memberDelta (before: MemberTable, after: MemberTable): { added: string[
   const was = new Set(before.activeIds())
   const is = new Set(after.activeIds())
   return { added: [...is].filter(x => !was.has(x)), removed: [...was].filter(x => !is.has(x)) }
+}
+
+/** Members active in both tables that the second leaves out of the count (departed) or counts again (returned). */
+function countDelta (before: MemberTable, after: MemberTable): { departed: string[], returned: string[] } {
+  const departed: string[] = []
+  const returned: string[] = []
+  for (const m of before.active()) {
+    const next = after.get(m.id)
+    if (next === undefined || next.removed || next.departed === m.departed) continue
+    if (next.departed) departed.push(m.id); else returned.push(m.id)
+  }
+  return { departed, returned }
 }
 
 /**
@@ -119,6 +138,14 @@ export function checkSuccession (installed: ConfigState, members: MemberTable, n
     (installed.admins[e.admin] !== undefined || next.admins[e.admin] !== undefined) && (op === 'add' || e.origin !== id))
   for (const id of added) if (!authorised('add', id)) throw bad(`member ${id.slice(0, 16)} added without an admin change record`)
   for (const id of removed) if (!authorised('remove', id)) throw bad(`member ${id.slice(0, 16)} removed without an admin change record (or by itself)`)
+  // Departure and return: only the member's own change (its origin signature), one member per entry; a new member is
+  // counted from the start, and the last counted member cannot depart (nobody would be left to agree on anything).
+  for (const id of added) if (after.get(id)?.departed === true) throw bad(`member ${id.slice(0, 16)} added as departed`)
+  const { departed, returned } = countDelta(members, after)
+  const own = (op: 'depart' | 'return', id: string): boolean => covered.some(e => e.member?.op === op && e.member.id === id && e.origin === id)
+  for (const id of departed) if (!own('depart', id)) throw bad(`member ${id.slice(0, 16)} marked departed without a change of its own`)
+  for (const id of returned) if (!own('return', id)) throw bad(`member ${id.slice(0, 16)} counted again without a change of its own`)
+  if (departed.length > 0 && after.voterIds().length === 0) throw bad('the last counted member cannot depart')
   return 'verified'
 }
 

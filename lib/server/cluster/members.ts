@@ -1,5 +1,6 @@
 // The member table of an installed configuration: keys parsed once, ids derived from keys (never trusted from the
-// record), duplicates collapsed, removed members kept as revoked so their messages and sets stay refused.
+// record), duplicates collapsed, removed members kept as revoked so their messages and sets stay refused, departed ones
+// kept as members (they still get heartbeats and sets) but left out of every majority count.
 import { keyId, parsePublicKey } from '../../crypto/identity'
 import type { ConfigState, MemberRecord } from '../state'
 
@@ -11,6 +12,8 @@ export interface MemberView {
   addr: string
   name: string
   removed: boolean
+  /** Stopped cleanly and left out of the majority count by an installed change of its own (until it returns). */
+  departed: boolean
 }
 
 // Parsing a key checks its curve point (tens of microseconds); tables are rebuilt per configuration, so cache by text.
@@ -35,7 +38,7 @@ export class MemberTable {
       const id = keyId(publicKey)
       const prev = this.byId.get(id)
       const removed = rec.state === 'removed' || prev?.removed === true // a revocation anywhere wins
-      this.byId.set(id, { id, digest: Buffer.from(id, 'hex'), publicKey, addr: rec.clusterAddr ?? rec.addr, name: rec.name, removed })
+      this.byId.set(id, { id, digest: Buffer.from(id, 'hex'), publicKey, addr: rec.clusterAddr ?? rec.addr, name: rec.name, removed, departed: !removed && rec.departed === true })
     }
   }
 
@@ -46,6 +49,7 @@ export class MemberTable {
   private sorted: MemberView[] | null = null
   private activeList: MemberView[] | null = null
   private activeIdList: string[] | null = null
+  private voterIdList: string[] | null = null
   private addrIndex: Map<string, string> | null = null // cluster address -> active member id (activeAt)
 
   /** Every distinct key, removed ones included, sorted by id (deterministic). Computed once; the table is immutable. */
@@ -54,7 +58,7 @@ export class MemberTable {
     return this.sorted
   }
 
-  /** Members that vote and receive sets: every distinct key not removed, sorted by id. */
+  /** Members that receive heartbeats and sets: every distinct key not removed, sorted by id (voterIds: who counts). */
   active (): MemberView[] {
     this.activeList ??= this.all().filter(m => !m.removed)
     return this.activeList
@@ -72,5 +76,11 @@ export class MemberTable {
   activeIds (): string[] {
     this.activeIdList ??= this.active().map(m => m.id)
     return this.activeIdList
+  }
+
+  /** The members counted for every majority (agreement, catch-up, the staleness fence): active and not departed. */
+  voterIds (): string[] {
+    this.voterIdList ??= this.active().filter(m => !m.departed).map(m => m.id)
+    return this.voterIdList
   }
 }

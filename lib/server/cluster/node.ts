@@ -247,8 +247,10 @@ export class ClusterNode {
       this.adverts.set(hb, advert)
     }
     const prev = this.peers.get(msg.sender)
-    const lastHeard = hb.status === ClusterStatus.Leave ? -Infinity : this.now()
-    this.peers.set(msg.sender, { advert, lastHeard, streak: nextStreak(prev?.streak ?? new Map(), advert) })
+    // A Leave stops the sender blocking at once; it still counts as heard now for the staleness fence, like a member
+    // that vanished. Leaving the count takes its departure change (service.ts), not this message.
+    const left = hb.status === ClusterStatus.Leave
+    this.peers.set(msg.sender, { advert, lastHeard: this.now(), left, streak: nextStreak(prev?.streak ?? new Map(), advert) })
     if (hb.bar !== null) this.applyBar(hb.bar[0], hb.bar[1].toString('hex'))
     const candidates: Candidate[] = [{ version: advert.iv, digest: advert.idg, installed: true }]
     if (advert.pdg !== null) candidates.push({ version: advert.pv, digest: advert.pdg, installed: false, locked: advert.phase === PendingPhase.Locked })
@@ -344,7 +346,7 @@ export class ClusterNode {
   }
 
   private installedByMajority (version: number, digest: string): boolean {
-    const voters = this.members.activeIds()
+    const voters = this.members.voterIds()
     const by = voters.filter(id => { const a = this.peers.get(id)?.advert; return a !== undefined && a.iv === version && a.idg === digest }).length
     return by >= majorityOf(voters.length)
   }
@@ -377,7 +379,7 @@ export class ClusterNode {
       self: this.id,
       now: this.now(),
       activeWindowMs: this.activeWindowMs,
-      voters: this.members.activeIds(),
+      voters: this.members.voterIds(),
       listed: p.listed,
       installedVersion: this.installed.version,
       pending: { version: p.version, digest: p.digest, locked: p.locked },
@@ -443,14 +445,19 @@ export class ClusterNode {
   }
 
   /**
-   * Freshness fence for policy decisions (CHECKLIST C14): true while this member has heard, within `maxStalenessMs`,
-   * from enough members to form a majority with itself. A member cut off longer should stop answering decisions.
+   * Freshness fence for policy decisions (CHECKLIST C14): true while this member is counted (not departed) and has
+   * heard, within `maxStalenessMs`, from enough counted members to form a majority with itself. A member cut off
+   * longer should stop answering decisions; a departed one serves nothing until its return is installed.
    */
   canServe (maxStalenessMs: number): boolean {
-    const voters = this.members.active()
-    const heard = voters.filter(m => m.id === this.id || this.now() - (this.peers.get(m.id)?.lastHeard ?? -Infinity) <= maxStalenessMs).length
-    return heard >= Math.floor(voters.length / 2) + 1
+    const voters = this.members.voterIds()
+    if (!voters.includes(this.id)) return false
+    const heard = voters.filter(id => id === this.id || this.now() - (this.peers.get(id)?.lastHeard ?? -Infinity) <= maxStalenessMs).length
+    return heard >= majorityOf(voters.length)
   }
+
+  /** Whether the installed configuration leaves this member out of the count (its departure, until its return). */
+  get departed (): boolean { return this.members.get(this.id)?.departed === true }
 
   /** Changes accepted by propose() and not yet installed or failed (lost if the process stops now). */
   get unresolved (): string[] { return [...(this.proposal !== null ? [this.proposal.changeId] : []), ...this.queue.map(c => c.changeId)] }

@@ -57,6 +57,8 @@ export class ClusterService {
   /** Refused cluster-listener connections: a flood of them reaches the audit log only a few at a time. */
   private readonly refusals = new RefusalTally()
   addr = ''
+  private stopping = false
+  private returning = false
 
   constructor (private readonly o: ClusterServiceOptions) {
     const state = o.store.state
@@ -103,6 +105,26 @@ export class ClusterService {
     this.timer = setInterval(() => this.tick(), this.o.config.intervalMs)
     this.timer.unref()
     this.node.broadcast()
+    this.returnIfDeparted()
+  }
+
+  /**
+   * Back after a clean stop: the installed configuration still leaves this member out of the count, so it serves
+   * nothing (node.canServe) until its own return change is installed. That change is proposed now; while the others
+   * are ahead it loses its version, this member catches up (rule (b) among the counted members) and it is re-based on
+   * top, so the member is counted again only at a version at least as new as what the others installed.
+   */
+  private returnIfDeparted (): void {
+    if (this.stopping || this.returning || !this.node.departed) return
+    this.returning = true
+    const self = this.o.identity.id
+    this.change('spd', 'member-return', d => {
+      const r = d.members[self]
+      if (r === undefined || r.state !== 'active' || r.departed !== true) throw new PemError('PEM_ERR_NOT_FOUND', 'this member is not departed')
+      delete r.departed
+    }).then(r => this.o.log.info({ version: r.version }, 'counted again after a clean stop'),
+      err => this.o.log.warn({ err: (err as Error).message }, 'return after a clean stop not installed yet'))
+      .finally(() => { this.returning = false })
   }
 
   private tick (): void {
@@ -140,6 +162,7 @@ export class ClusterService {
     this.o.log.info({ version: next.version, origin: next.changedBy.slice(0, 16) }, 'configuration installed')
     this.transport?.prune()
     this.o.installed(next, previous)
+    this.returnIfDeparted()
   }
 
   /**
@@ -185,8 +208,8 @@ export class ClusterService {
     const now = this.clock.now()
     const members = n.members.all().map(m => {
       const peer = n.peers.get(m.id)
-      const heard = peer === undefined || peer.lastHeard === -Infinity ? null : now - peer.lastHeard
-      const state = m.removed ? 'removed' : m.id === n.id ? 'self' : peer === undefined ? 'unknown' : peer.lastHeard === -Infinity ? 'left' : (heard ?? Infinity) <= n.activeWindowMs ? 'active' : 'down'
+      const heard = peer === undefined ? null : now - peer.lastHeard
+      const state = m.removed ? 'removed' : m.departed ? 'departed' : m.id === n.id ? 'self' : peer === undefined ? 'unknown' : peer.left === true ? 'left' : heard !== null && heard <= n.activeWindowMs ? 'active' : 'down'
       const record = this.o.store.state.members[m.id]
       return {
         id: m.id,
@@ -207,6 +230,7 @@ export class ClusterService {
       installed: { version: n.installed.version, digest: n.installed.digest },
       pending: n.pending === null ? null : { version: n.pending.version, digest: n.pending.digest, locked: n.pending.locked },
       canServe: this.canServe(),
+      departed: n.departed,
       queued: n.unresolved,
       members,
       rejections: { ...n.rejections },
@@ -216,8 +240,15 @@ export class ClusterService {
     }
   }
 
-  /** Graceful stop: one Leave heartbeat (so the others stop waiting for us at once), then close. */
+  /**
+   * Clean stop: first this member's departure change (the others then leave it out of every majority count until it
+   * returns), waited for at most max(2 s, 5 intervals) and never longer than changeTimeoutMs; then one Leave heartbeat
+   * (so the others stop waiting for us at once), then close. A departure that does not install in time (no majority
+   * reachable, messages lost) changes nothing: the member then counts as one that vanished.
+   */
   async stop (): Promise<void> {
+    this.stopping = true
+    await this.depart()
     if (this.timer !== null) clearInterval(this.timer)
     this.node.leave()
     for (const [id, w] of this.waiters) { clearTimeout(w.timer); w.reject(new PemError('PEM_ERR_CHANGE_PENDING', `spd is stopping; change ${id} was not installed`)) }
@@ -225,6 +256,28 @@ export class ClusterService {
     try { this.stateFile.flush() } catch { /* logged on the last tick */ }
     await new Promise(resolve => setTimeout(resolve, 20)) // let the Leave frames reach the sockets
     await this.transport?.close()
+  }
+
+  private async depart (): Promise<void> {
+    const n = this.node
+    if (this.timer === null || n.installed.version === 0 || n.departed || !n.members.voterIds().includes(n.id) || n.members.voterIds().length < 2) return
+    const self = this.o.identity.id
+    const waitMs = Math.min(this.o.config.changeTimeoutMs, Math.max(2000, 5 * this.o.config.intervalMs))
+    let timer: NodeJS.Timeout | undefined
+    const departure = this.change('spd', 'member-depart', d => {
+      const r = d.members[self]
+      if (r === undefined || r.state !== 'active') throw new PemError('PEM_ERR_NOT_FOUND', 'this member is no longer listed')
+      r.departed = true
+    })
+    try {
+      const r = await Promise.race([departure, new Promise<null>(resolve => { timer = setTimeout(() => resolve(null), waitMs) })])
+      if (r === null) this.o.log.warn({ waitMs }, 'departure not installed in time: the others count this member as down')
+      else this.o.log.info({ version: r.version }, 'departed: the others leave this member out of the count until it returns')
+    } catch (err) {
+      this.o.log.warn({ err: (err as Error).message }, 'departure refused: the others count this member as down')
+    } finally {
+      clearTimeout(timer)
+    }
   }
 }
 
@@ -236,6 +289,8 @@ export interface ClusterStatusView {
   installed: { version: number, digest: string }
   pending: { version: number, digest: string, locked: boolean } | null
   canServe: boolean
+  /** This member stopped cleanly and its return is not installed yet: it is not counted and serves nothing. */
+  departed: boolean
   /** Admin changes accepted here and not yet installed (lost if this member stops). */
   queued: string[]
   members: Array<{ id: string, name: string, clusterAddr: string, hostAddr: string, state: string, lastHeardMs: number | null, installed: number | null, pending: number | null }>

@@ -13,7 +13,8 @@
 //                for a joiner's trust state (version 0) only, its sponsor does (so one member alone cannot
 //                fast-forward the others: they hold it pending, which does not count for (b)).
 //
-// Voters and "listed" are both read against the INSTALLED configuration: the voters are its active members, and a
+// Voters and "listed" are both read against the INSTALLED configuration: the voters are its active members that have
+// not departed (a clean stop the cluster installed: docs/CLUSTER.md, "Clean stops"), and a
 // voter may be missing from the set only when the set's change log removes it with an admin change record, which
 // set-codec.ts / changes.ts check before a set is held.
 //
@@ -28,6 +29,8 @@ export interface Advert { iv: number, idg: string, pv: number, pdg: string | nul
 export interface PeerState {
   advert: Advert
   lastHeard: number
+  /** Its last message was a Leave: not active from then on (the staleness fence still reads lastHeard). */
+  left?: boolean
   /** Consecutive accepted messages advertising each (version, digest) key, in any role. */
   streak: Map<string, number>
 }
@@ -87,7 +90,7 @@ export interface AgreementInput {
   self: string
   now: number
   activeWindowMs: number
-  /** Distinct ids of the active members of the installed configuration (self included when it is one). */
+  /** Distinct ids of the counted members of the installed configuration (active, not departed; self included when it is one). */
   voters: string[]
   /** Ids listed in the pending set (the members of the pending version). */
   listed: Set<string>
@@ -121,7 +124,7 @@ export function agreement (i: AgreementInput): Agreement {
   for (const id of new Set(i.voters)) {
     if (id === i.self) continue
     const p = i.peers.get(id)
-    const active = p !== undefined && i.now - p.lastHeard <= i.activeWindowMs
+    const active = p !== undefined && p.left !== true && i.now - p.lastHeard <= i.activeWindowMs
     let supports = false
     if (p !== undefined) {
       const a = p.advert
