@@ -268,9 +268,10 @@ async function syncStoreFile (f: EmbeddedFiles, backing: string): Promise<void> 
 
 /**
  * Brings the embedded spd of DIR up (initialising and enrolling on first use) with `policy` installed (text from
- * readEmbeddedPolicy; undefined: the standalone default for DIR); stop() ends it.
+ * readEmbeddedPolicy; undefined: the standalone default for DIR, sealing on this host or, with placement
+ * 'appliance', in the private spd); stop() ends it.
  */
-export async function startEmbedded (configDir: string, dir: string, backing: string, policy?: string): Promise<Embedded> {
+export async function startEmbedded (configDir: string, dir: string, backing: string, policy?: string, placement: 'host' | 'appliance' = 'host'): Promise<Embedded> {
   const f = storeFiles(configDir, (await prepareEmbedded(configDir, backing)).store)
   await stopStale(f)
   const info = JSON.parse(fs.readFileSync(f.info, 'utf8')) as Info
@@ -288,7 +289,7 @@ export async function startEmbedded (configDir: string, dir: string, backing: st
     await syncStoreFile(f, backing) // after a key rotation through the admin API while mounted
   }
   try {
-    const token = await installPolicy(f, info, policy ?? defaultPolicy({ guards: [path.resolve(dir)], hide: [`/${STORE_FILE}`, `/${STORE_FILE}.tmp`] }))
+    const token = await installPolicy(f, info, policy ?? defaultPolicy({ guards: [path.resolve(dir)], hide: [`/${STORE_FILE}`, `/${STORE_FILE}.tmp`], placement }))
     if (!fs.existsSync(path.join(f.host, CLUSTER_FILE))) await enrollHere(f, info, token)
     await syncStoreFile(f, backing)
   } catch (err) { await stop(); throw err }

@@ -101,10 +101,11 @@ program.command('servers')
     } finally { client.close() }
   }))
 
-interface MountFlags { backing?: string, foreground?: boolean, embedded?: boolean, recover?: boolean, recoveryKeyFile?: string, policy?: string, configDir: string, timeoutMs: string, selection: SelectionName, metricsFile?: string, json?: boolean }
+interface MountFlags { backing?: string, foreground?: boolean, embedded?: boolean, recover?: boolean, recoveryKeyFile?: string, policy?: string, placement?: 'host' | 'appliance', configDir: string, timeoutMs: string, selection: SelectionName, metricsFile?: string, json?: boolean }
 
 /** --policy FILE's text for the embedded spd (checked before anything starts), or undefined for the default. */
 function embeddedPolicy (dir: string, o: MountFlags): string | undefined {
+  if (o.placement !== undefined && (o.embedded !== true || o.policy !== undefined)) throw new PemError('PEM_ERR_BAD_ARGUMENT', '--placement goes with --embedded and its default policy (a policy file says placement per rule)')
   if (o.policy === undefined) return undefined
   if (o.embedded !== true) throw new PemError('PEM_ERR_BAD_ARGUMENT', '--policy needs --embedded (a cluster\'s policy is set with spctl policy apply)')
   return readEmbeddedPolicy(path.resolve(o.policy), dir)
@@ -130,7 +131,7 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
     const policy = embeddedPolicy(dir, o)
     await lockDir('pemfs', dir, 'a pemfs daemon guards this directory')
     await prepareEmbeddedMount(dir, o)
-    if (o.embedded === true) embedded = await startEmbedded(configDir, dir, path.resolve(o.backing ?? dir), policy)
+    if (o.embedded === true) embedded = await startEmbedded(configDir, dir, path.resolve(o.backing ?? dir), policy, o.placement)
     m = await mountGuard({ dir, backing: o.backing, configDir: embedded?.hostDir ?? configDir, timeoutMs: Number(o.timeoutMs), selection: o.selection })
   } catch (err) {
     await embedded?.stop()
@@ -172,6 +173,7 @@ program.command('mount <dir>')
   .option('--recover', `with --embedded: rebuild the embedded store this machine lacks from DIR/${STORE_FILE} with its recovery key (from --recovery-key-file, PEMFS_RECOVERY_KEY, or asked on a terminal)`)
   .option('--recovery-key-file <file>', 'with --recover: read the recovery key from FILE')
   .option('--policy <file>', 'with --embedded: install this policy file (YAML, docs/POLICY.md; it must name DIR as a guard point) instead of the default; every mount installs the policy its command line names, so a mount without --policy goes back to the default')
+  .addOption(new Option('--placement <where>', 'with --embedded and the default policy: seal blocks on this host (keys leased to it, held in locked memory) or in the private spd (the appliance way)').choices(['host', 'appliance']))
   .option('--config-dir <dir>', 'host config directory', defaultConfigDir())
   .option('--timeout-ms <ms>', 'request timeout per server', '2000')
   .addOption(new Option('--selection <strategy>', 'how the host picks a server for each request').choices([...SELECTIONS]).default('default'))
@@ -187,7 +189,7 @@ program.command('mount <dir>')
     if (holder !== null) throw new PemError('PEM_ERR_BUSY', `${dir} is guarded already, by pemfs pid ${holder}: pemfs unmount ${dir} first`)
     if (isMounted(dir)) throw new PemError('PEM_ERR_BUSY', `${dir} is already mounted (its daemon is gone: pemfs unmount ${dir})`)
     await prepareEmbeddedMount(dir, o) // refusals and the recovery key prompt here, on the user's terminal
-    const args = ['mount', dir, '--foreground', '--config-dir', configDir, '--timeout-ms', o.timeoutMs, '--selection', o.selection, ...(o.backing !== undefined ? ['--backing', path.resolve(o.backing)] : []), ...(o.embedded === true ? ['--embedded'] : []), ...(o.policy !== undefined ? ['--policy', path.resolve(o.policy)] : []),
+    const args = ['mount', dir, '--foreground', '--config-dir', configDir, '--timeout-ms', o.timeoutMs, '--selection', o.selection, ...(o.backing !== undefined ? ['--backing', path.resolve(o.backing)] : []), ...(o.embedded === true ? ['--embedded'] : []), ...(o.policy !== undefined ? ['--policy', path.resolve(o.policy)] : []), ...(o.placement !== undefined ? ['--placement', o.placement] : []),
       ...(o.metricsFile !== undefined ? ['--metrics-file', path.resolve(o.metricsFile)] : [])]
     const pid = await startDaemon(process.argv[1], args, files.log)
     printObject({ mounted: dir, backing: path.resolve(o.backing ?? dir), pid, log: files.log }, o.json === true)

@@ -140,7 +140,10 @@ export class FuseSession {
       if (io === undefined) { answer(c.id, { errno: ERRNO.EIO }); return }
       const req: IoRequest = { kind: c.kind as IoKind, fh: c.fh, nodeid: c.nodeid, fd: c.fd, offset: c.offset, size: c.size, flags: c.flags, uid: c.uid, gid: c.gid, pid: c.pid, path: c.path, data: c.data }
       Promise.resolve().then(async () => await io(req)).then(
-        a => answer(c.id, { errno: a.errno === undefined ? undefined : errnoNumber(a.errno), value: a.value, data: a.data, hostKey: a.hostKey }),
+        a => {
+          answer(c.id, { errno: a.errno === undefined ? undefined : errnoNumber(a.errno), value: a.value, data: a.data, hostKey: a.hostKey })
+          a.hostKey?.key.fill(0) // the native side has its copy (locked memory); none stays in the JS heap
+        },
         err => answer(c.id, { errno: errnoNumber(err) }))
     }
     session = call(() => raw.fuseMount(dir, backingFd, opts, onDecide, onIo))

@@ -61,6 +61,25 @@ export class CryptFiles {
     }
   }
 
+  /** Whether a CryptFile (a handle served through JS) holds the inode open on `fd`. */
+  holds (fd: number): boolean {
+    const st = fs.fstatSync(fd)
+    return this.files.has(`${st.dev}:${st.ino}`)
+  }
+
+  /**
+   * What the file open on `handleFd` is and its header bytes, read through a read-only re-open (the handle may be
+   * write-only). A damaged header throws PEM_ERR_BAD_HEADER. For host placement, whose native side finishes a redo
+   * record itself.
+   */
+  peek (handleFd: number): { kind: Kind, bytes: Buffer | null } {
+    const fd = fs.openSync(`/proc/self/fd/${handleFd}`, O_RDONLY)
+    try {
+      const c = classify(fd, fs.fstatSync(fd).size)
+      return { kind: c.kind, bytes: c.bytes }
+    } finally { fs.closeSync(fd) }
+  }
+
   release (f: CryptFile): void {
     if (--f.refs > 0) return
     this.files.delete(f.id)

@@ -9,7 +9,7 @@ import type { CryptFile, WithGrant, Writer } from './crypt-file'
 import type { CryptFiles } from './crypt-files'
 import { REDECIDE } from './client'
 import type { Caller, Decision, Guard } from './guard'
-import type { IoAnswer, IoRequest } from '../native/fuse-session'
+import type { HostKey, IoAnswer, IoRequest } from '../native/fuse-session'
 import { PemError } from '../wire/errors'
 import type { AccessAttrs, Action } from '../wire/packets'
 
@@ -40,8 +40,13 @@ function needed (flags: number): Action[] {
 const done = async (f: (cb: (e: NodeJS.ErrnoException | null) => void) => void): Promise<void> =>
   await new Promise((resolve, reject) => f(e => e === null ? resolve() : reject(e)))
 
+/** What a host-placement handle's `key` call needs again: its open's action and the header it was given. */
+interface HostOpen { action: Action, header: Buffer }
+const HOST_OPENS_KEPT = 10_000 // the native side never releases a host-placement handle here: bounded, oldest dropped
+
 export class CryptIo {
   readonly handles = new Map<number, CryptHandle>()
+  private readonly hostOpens = new Map<number, HostOpen>()
   readonly counts: IoCounts = { errors: 0, reads: 0, writes: 0, bytesRead: 0, bytesWritten: 0 }
   private lastLog = 0
 
@@ -120,6 +125,7 @@ export class CryptIo {
         return {}
       }
       case 'size': return { value: this.files.sizeOf(r.fd, r.size) }
+      case 'key': return await this.rekey(r)
     }
     throw Object.assign(new Error(`unknown io call ${String(r.kind)}`), { code: 'EIO' })
   }
@@ -130,6 +136,10 @@ export class CryptIo {
     const p = r.path
     if ((r.flags & O_CREAT) !== 0) { // a new file: its creation decision answers for the writes
       const d = await this.guard.allow(caller, p, 'create', attrs)
+      if (d.placement === 'host' && !this.files.holds(r.fd)) { // the native side writes the header at the first write
+        const { bytes } = await this.guard.client.newHeader(d)
+        return await this.hostKey(r.fh, 'create', d, bytes)
+      }
       const f = this.files.acquire(r.fd, p)
       try { await f.create(this.given(d), p) } catch (err) { this.files.release(f); throw err }
       this.opened(r.fh, { fd: r.fd, path: p, caller, attrs, decisions: new Map([['write', d]]), crypt: f, wrote: false, failuresSeen: f.failures, append: (r.flags & O_APPEND) !== 0 })
@@ -137,6 +147,8 @@ export class CryptIo {
     }
     const actions = needed(r.flags)
     const ds = await Promise.all(actions.map(async a => await this.guard.allow(caller, p, a, attrs)))
+    const host = await this.hostOpen(r, actions, ds)
+    if (host !== null) return host
     const f = this.files.acquire(r.fd, p)
     try {
       if ((r.flags & O_TRUNC) !== 0) await f.truncate(this.given(ds[ds.length - 1]), p, 0)
@@ -144,6 +156,43 @@ export class CryptIo {
     } catch (err) { this.files.release(f); throw err }
     this.opened(r.fh, { fd: r.fd, path: p, caller, attrs, decisions: new Map(actions.map((a, i) => [a, ds[i]])), crypt: f, wrote: false, failuresSeen: f.failures, append: (r.flags & O_APPEND) !== 0 })
     return {}
+  }
+
+  /**
+   * Host placement (issue 18): every decision of the open says `placement: host` and no CryptFile serves the inode
+   * (one engine per inode), so the file's key goes to the native side, which serves the handle from then on. An
+   * empty file gets a new header from spd (written by the native side at the first write; a read-only open of one
+   * has nothing to read and stays here); a file left in plaintext stays here too. null: serve it here.
+   */
+  private async hostOpen (r: IoRequest, actions: Action[], ds: Decision[]): Promise<IoAnswer | null> {
+    if (!ds.every(d => d.placement === 'host') || this.files.holds(r.fd)) return null
+    const w = actions.indexOf('write')
+    const i = w >= 0 ? w : 0
+    const { kind, bytes } = this.files.peek(r.fd)
+    if (kind === 'plaintext') return null
+    if (kind === 'encrypted' && bytes !== null) return await this.hostKey(r.fh, actions[i], ds[i], bytes)
+    if (w < 0) return null
+    return await this.hostKey(r.fh, 'write', ds[w], (await this.guard.client.newHeader(ds[w])).bytes)
+  }
+
+  /** The answer that hands the file's key to the native side (its buffer is zeroed once the answer is delivered). */
+  private async hostKey (fh: number, action: Action, d: Decision, header: Buffer): Promise<{ hostKey: HostKey }> {
+    const { key, ttlMs } = await this.guard.client.fileKey(d, header)
+    if (this.hostOpens.size >= HOST_OPENS_KEPT) this.hostOpens.delete(this.hostOpens.keys().next().value as number)
+    this.hostOpens.set(fh, { action, header })
+    return { hostKey: { key, header, ttlMs } }
+  }
+
+  /** A host-placement handle's key outlived its ttl: decide again (fresh) and release the key again, or refuse. */
+  private async rekey (r: IoRequest): Promise<IoAnswer> {
+    const caller = { uid: r.uid, gid: r.gid, pid: r.pid }
+    const known = this.hostOpens.get(r.fh)
+    const action: Action = r.fh === 0 ? 'truncate' : known?.action === 'create' ? 'write' : known?.action ?? 'read'
+    const header = known?.header ?? this.files.peek(r.fd).bytes
+    if (header === null) throw Object.assign(new Error('no header to release a key for'), { code: 'EIO' })
+    const d = await this.guard.allow(caller, r.path, action, this.guard.attrs(caller), true)
+    if (d.placement !== 'host') throw new PemError('PEM_ERR_POLICY_DENY', `${r.path}: no longer under host placement`)
+    return await this.hostKey(r.fh, action, d, header)
   }
 
   private opened (fh: number, h: CryptHandle): void {

@@ -5,6 +5,7 @@ export interface DefaultPolicyOptions {
   guards: string[] // host directories to guard
   compression?: 'none' | 'zstd' | 'lz4' | 'zlib'
   hide?: string[] // paths (from the guard point's root) denied to everyone: the embedded store file
+  placement?: 'host' | 'appliance' // where the data is sealed (docs/POLICY.md); default: the policy's default, appliance
 }
 
 /**
@@ -26,7 +27,8 @@ export function defaultPolicy (opts: DefaultPolicyOptions): string {
       description: 'every user, every action, data sealed under key default',
       actions: 'all',
       effect: 'apply_key(default)',
-      compression: opts.compression ?? 'none'
+      compression: opts.compression ?? 'none',
+      ...(opts.placement !== undefined ? { placement: opts.placement } : {})
     }]
   }
   return '# pemfs policy (docs/POLICY.md)\n' + stringify(doc)
