@@ -21,7 +21,7 @@ import { handleEnroll } from './handlers/enroll'
 import { handleFileKey } from './handlers/file-key'
 import { DataService } from './keys'
 import { LoadReporter } from './load'
-import { memberMetrics, RefusalTally } from './metrics'
+import { Latencies, memberMetrics, RefusalTally } from './metrics'
 import type { ConfigState } from './state'
 import { ConfigStore, storeKeyFrom } from './store'
 
@@ -35,6 +35,8 @@ export class Member {
   readonly started = Date.now()
   /** Host-listener refusals by reason (metrics), and which of them reach the audit log. */
   readonly refusals = new RefusalTally()
+  /** Decision and block-operation latency histograms (GET /metrics). */
+  readonly latencies = new Latencies()
   private policy: CompiledPolicy | null = null
   private checked: CompiledPolicy | null = null // the newest policy compiled and not yet installed; installed() takes it over
   private hostServer: ChannelServer | null = null
@@ -229,10 +231,18 @@ export class Member {
         return await handleEnroll(this, body as EnrollBody, ch.peer)
       }
       switch (op) {
-        case Op.Decide: return await handleDecide(this, body as DecideBody, ctx)
+        case Op.Decide: return await this.latencies.timeDecision(async () => await handleDecide(this, body as DecideBody, ctx))
         case Op.FileHeader: return handleFileHeader(this.data, body as FileHeaderBody, ctx)
-        case Op.BlocksSeal: this.counters.sealBytes += (body as BlocksBody).data.length; return await handleSeal(this.data, body as BlocksBody, ctx)
-        case Op.BlocksOpen: this.counters.openBytes += (body as BlocksBody).data.length; return await handleOpen(this.data, body as BlocksBody, ctx)
+        case Op.BlocksSeal: {
+          const bytes = (body as BlocksBody).data.length
+          this.counters.sealBytes += bytes
+          return await this.latencies.timeBlocks('seal', bytes, async () => await handleSeal(this.data, body as BlocksBody, ctx))
+        }
+        case Op.BlocksOpen: {
+          const bytes = (body as BlocksBody).data.length
+          this.counters.openBytes += bytes
+          return await this.latencies.timeBlocks('open', bytes, async () => await handleOpen(this.data, body as BlocksBody, ctx))
+        }
         case Op.FileKey: return handleFileKey(this, body as FileKeyBody, ctx)
         case Op.Ping: return { load: this.load.project(0), weight: this.config.weight, pv: this.policyVersion }
         case Op.Servers: return { pv: this.policyVersion, servers: this.servers(ch.peer.id) }
