@@ -9,10 +9,11 @@ import { encodePublicKey, loadIdentity, type Identity } from '../crypto/identity
 import { decide, formatPolicyError, parsePolicyOrThrow, PolicyRejected, type CompiledPolicy, type Decision, type DecideInput } from '../policy'
 import { PemError } from '../wire/errors'
 import { Op } from '../wire/opcodes'
-import type { BlocksBody, DecideBody, EnrollBody, FileHeaderBody, FileKeyBody, ServerEntry } from '../wire/packets'
+import type { AuditReadBody, BlocksBody, DecideBody, EnrollBody, FileHeaderBody, FileKeyBody, ServerEntry } from '../wire/packets'
 import { AdminApi } from './admin'
 import { registerAdminRoutes } from './admin-routes'
 import { AuditLog } from './audit'
+import { AuditTrail, readOwnDecisions } from './audit-trail'
 import { ClusterService, type ChangeResult } from './cluster/service'
 import { loadConfig, splitHostPort, type SpdConfig } from './config'
 import { handleFileHeader, handleOpen, handleSeal } from './handlers/blocks'
@@ -37,6 +38,8 @@ export class Member {
   readonly refusals = new RefusalTally()
   /** Decision and block-operation latency histograms (GET /metrics). */
   readonly latencies = new Latencies()
+  /** The cluster's decision records, read from every member (GET /v1/audit/trail). */
+  readonly trail = new AuditTrail(this)
   private policy: CompiledPolicy | null = null
   private checked: CompiledPolicy | null = null // the newest policy compiled and not yet installed; installed() takes it over
   private hostServer: ChannelServer | null = null
@@ -191,12 +194,12 @@ export class Member {
       host,
       port,
       identity: this.identity,
-      hello: h => {
-        if (h.role === 'member') throw new PemError('PEM_ERR_BAD_ARGUMENT', 'members use the cluster listener, not the host listener')
+      hello: (h, ch) => {
+        if (h.role === 'member' && !this.isPeer(ch.peer.id)) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'members use the cluster listener, not the host listener')
         return { name: this.config.name, pv: this.policyVersion }
       },
       authorize: peer => {
-        if (this.store.state.hosts[peer.id] !== undefined) return 'session'
+        if (this.store.state.hosts[peer.id] !== undefined || this.isPeer(peer.id)) return 'session'
         if (peer.alpn === ALPN_ENROLL) return 'enroll'
         return false
       },
@@ -230,6 +233,11 @@ export class Member {
         if (op !== Op.Enroll) throw new PemError('PEM_ERR_NOT_ENROLLED', 'only Enroll is allowed before enrollment')
         return await handleEnroll(this, body as EnrollBody, ch.peer)
       }
+      if (ch.role === 'member') {
+        // A peer reading this member's audit trail: nothing else is served to a member key here.
+        if (op !== Op.AuditRead || !this.isPeer(ch.peer.id)) throw new PemError('PEM_ERR_BAD_OPCODE', `opcode ${op} is not served to a member on the host listener`)
+        return await readOwnDecisions(this, body as AuditReadBody)
+      }
       switch (op) {
         case Op.Decide: return await this.latencies.timeDecision(async () => await handleDecide(this, body as DecideBody, ctx))
         case Op.FileHeader: return handleFileHeader(this.data, body as FileHeaderBody, ctx)
@@ -251,12 +259,18 @@ export class Member {
     }
   }
 
+  /** True for the key of another active member (it may read this member's audit trail over the host listener). */
+  private isPeer (id: string): boolean {
+    return id !== this.identity.id && this.store.state.members[id]?.state === 'active'
+  }
+
   /** Drops live sessions of a host that was just removed. */
   disconnectHost (hostId: string): void {
     for (const ch of this.channels) if (ch.peer.id === hostId) ch.close()
   }
 
   async stop (): Promise<void> {
+    this.trail.close()
     await this.cluster.stop()
     await this.hostServer?.close()
     await this.admin?.close()
