@@ -5,9 +5,12 @@ import test from 'ava'
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
+import { connect } from '../../lib/channel/tls'
+import { generateIdentity, loadIdentity } from '../../lib/crypto/identity'
 import { attrsOf } from '../../lib/pem-fs/attrs'
 import { ClusterClient } from '../../lib/pem-fs/client'
 import { hostIdentity, readCluster } from '../../lib/pem-fs/host-config'
+import { Op } from '../../lib/wire/opcodes'
 import { clusterStatus, startCluster, until, type Member } from '../../scripts/cluster'
 import { cli, ROOT, stopAll, tempDir } from '../../scripts/procs'
 
@@ -85,4 +88,20 @@ test('--follow prints a record written after it started and exits 0 on SIGINT', 
     p.kill('SIGINT')
     t.is(await exited, 0, err)
   } finally { p.kill('SIGKILL') }
+})
+
+test('on the host listener a member key may only read the trail, a host key may not read it, a stranger gets no channel', async t => {
+  const [host, port] = ms[1].listen.split(':')
+  const read = { since: null, after: 0, limit: 5, uid: null, host: null, effect: null, rule: null }
+  const peer = await connect({ host, port: Number(port), identity: loadIdentity(path.join(ms[0].dir, 'identity.key')), role: 'member', expectedId: ms[1].id, connectTimeoutMs: 2000 })
+  try {
+    const r = await peer.request(Op.AuditRead, read) as { member: string, records: unknown[] }
+    t.is(r.member, 'trail2')
+    t.true(r.records.length > 0)
+    await t.throwsAsync(peer.request(Op.Decide, { pv: 1, guard: '/srv/data', path: '/public/a', action: 'read', attrs: attrsOf(process.pid, 0, 0) }), { message: /not served to a member/ })
+  } finally { peer.close() }
+  const hostChannel = client.servers[0].channel
+  t.truthy(hostChannel)
+  await t.throwsAsync(hostChannel!.request(Op.AuditRead, read), { message: /opcode 64/ })
+  await t.throwsAsync(connect({ host, port: Number(port), identity: generateIdentity(), role: 'member', expectedId: ms[1].id, connectTimeoutMs: 2000 }))
 })
