@@ -245,7 +245,7 @@ host.command('servers [name]').description("show, set or clear which members a h
 const audit = program.command('audit').description('the append-only audit log')
 
 interface TrailRecord { ts: string, member: string, seq: number, host: string, hostName: string | null, uid: number, action: string, guard: string, path: string, effect: string, rule: string | null }
-interface Trail { records: TrailRecord[], members: Array<{ name: string, id: string, error: string | null, last: number }> }
+interface Trail { records: TrailRecord[], members: Array<{ name: string, id: string, error: string | null, truncated: boolean, last: number }> }
 
 /** `2026-12-06T23:34:58.123Z spd-b host=h1 uid=1000 read /srv/data/secret/b deny rule=-` */
 function trailLine (r: TrailRecord): string {
@@ -274,12 +274,15 @@ audit.command('tail').description("print the cluster's latest decision records, 
       for (const m of t.members) {
         if (m.error !== null && !warned.has(m.name)) { warned.add(m.name); process.stderr.write(`spctl: member ${m.name} did not answer (${m.error}); its records are missing\n`) }
         if (m.error === null) warned.delete(m.name)
+        if (following && m.truncated) process.stderr.write(`spctl: member ${m.name} wrote more than 2000 matching records in a second; older ones were skipped\n`)
       }
     }
     const warned = new Set<string>()
+    let following = false
     let t = await call('GET', `/v1/audit/trail?${q.toString()}`) as Trail
     print(t, warned)
     if (o.follow !== true) return
+    following = true
     let stopped = false
     process.once('SIGINT', () => { stopped = true })
     const cursor = new Map<string, number>()
