@@ -219,7 +219,7 @@ async function main (): Promise<void> {
     expect(k.code === 0, `a change on ${survivors[0].name} installed as version ${String(JSON.parse(k.stdout || '{}').pv)} with one member down`)
     await allInstalled(survivors, JSON.parse(k.stdout).pv as number)
     show((await survivors[0].spctl(['status'])).stdout)
-    const tail = (await survivors[0].spctl(['audit', 'tail', '-n', '3'])).stdout
+    const tail = (await survivors[0].spctl(['audit', 'events', '-n', '3'])).stdout
     show(tail)
     expect(tail.includes('"kind"'), 'admin changes and decisions are audited')
 

@@ -243,7 +243,60 @@ host.command('servers [name]').description("show, set or clear which members a h
   }))
 
 const audit = program.command('audit').description('the append-only audit log')
-audit.command('tail').description('print the last audit events')
+
+interface TrailRecord { ts: string, member: string, seq: number, host: string, hostName: string | null, uid: number, action: string, guard: string, path: string, effect: string, rule: string | null }
+interface Trail { records: TrailRecord[], members: Array<{ name: string, id: string, error: string | null, truncated: boolean, last: number }> }
+
+/** `2026-12-06T23:34:58.123Z spd-b host=h1 uid=1000 read /srv/data/secret/b deny rule=-` */
+function trailLine (r: TrailRecord): string {
+  const guardPath = r.guard.replace(/\/$/, '') + (r.path.startsWith('/') ? r.path : `/${r.path}`)
+  return `${r.ts} ${r.member} host=${r.hostName ?? r.host.slice(0, 16)} uid=${r.uid} ${r.action} ${guardPath} ${r.effect} rule=${r.rule ?? '-'}\n`
+}
+
+audit.command('tail').description("print the cluster's latest decision records, merged by time from every active member (exit 0 on Ctrl-C with --follow)")
+  .option('-n <count>', 'how many (1..2000)', '20')
+  .option('--member <name>', 'only the records of this member')
+  .option('--follow', 'keep printing records as they are written (polls every second)')
+  .option('--user <uid>', 'only decisions for this uid')
+  .option('--host <host>', 'only decisions for this host (name or id)')
+  .option('--effect <effect>', 'only permit or only deny')
+  .option('--rule <id>', 'only decisions made by this rule')
+  .option('--since <duration>', 'only records of this long (e.g. 90m, 24h, 7d)')
+  .action((o: { n: string, member?: string, follow?: boolean, user?: string, host?: string, effect?: string, rule?: string, since?: string }) => run(async () => {
+    if (o.effect !== undefined && o.effect !== 'permit' && o.effect !== 'deny') throw Object.assign(new PemError('PEM_ERR_BAD_ARGUMENT', '--effect must be permit or deny'), { exitCode: 2 })
+    if (o.user !== undefined && !/^\d+$/.test(o.user)) throw Object.assign(new PemError('PEM_ERR_BAD_ARGUMENT', '--user must be a numeric uid'), { exitCode: 2 })
+    const q = new URLSearchParams({ n: o.n })
+    if (o.since !== undefined) q.set('since', new Date(Date.now() - parseDuration(o.since, '--since')).toISOString())
+    for (const [k, v] of [['member', o.member], ['uid', o.user], ['host', o.host], ['effect', o.effect], ['rule', o.rule]] as const) if (v !== undefined) q.set(k, v)
+    const json = opts().json
+    const print = (t: Trail, warned: Set<string>): void => {
+      for (const r of t.records) process.stdout.write(json ? JSON.stringify(r) + '\n' : trailLine(r))
+      for (const m of t.members) {
+        if (m.error !== null && !warned.has(m.name)) { warned.add(m.name); process.stderr.write(`spctl: member ${m.name} did not answer (${m.error}); its records are missing\n`) }
+        if (m.error === null) warned.delete(m.name)
+        if (following && m.truncated) process.stderr.write(`spctl: member ${m.name} wrote more than 2000 matching records in a second; older ones were skipped\n`)
+      }
+    }
+    const warned = new Set<string>()
+    let following = false
+    let t = await call('GET', `/v1/audit/trail?${q.toString()}`) as Trail
+    print(t, warned)
+    if (o.follow !== true) return
+    following = true
+    let stopped = false
+    process.once('SIGINT', () => { stopped = true })
+    const cursor = new Map<string, number>()
+    for (;;) {
+      for (const m of t.members) if (m.error === null) cursor.set(m.id, m.last)
+      for (let waited = 0; waited < 1000 && !stopped; waited += 100) await new Promise(resolve => setTimeout(resolve, 100))
+      if (stopped) return
+      q.set('n', String(2000))
+      q.set('after', [...cursor].map(([id, seq]) => `${id}:${seq}`).join(','))
+      t = await call('GET', `/v1/audit/trail?${q.toString()}`) as Trail
+      print(t, warned)
+    }
+  }))
+audit.command('events').description("print this member's last audit events of every kind (decisions, admin changes, security), as JSON lines")
   .option('-n <count>', 'how many', '20')
   .action((o: { n: string }) => run(async () => {
     const rows = await call('GET', `/v1/audit?n=${encodeURIComponent(o.n)}`) as Array<Record<string, unknown>>

@@ -10,6 +10,7 @@ import { formatToken } from '../wire/token'
 import type { AdminApi, AdminRequest } from './admin'
 import { ROTATED_SUFFIX } from './audit'
 import { recentDecisions } from './audit-read'
+import { mergeParts, TRAIL_MAX } from './audit-trail'
 import { verifyAuditFiles } from './audit-verify'
 import { checkHostPort } from './config'
 import { newKeyVersion, type Member } from './member'
@@ -132,6 +133,35 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
     .route('GET', '/v1/audit', req => {
       const n = Math.max(1, Math.min(10000, Number(req.query.get('n') ?? 20) || 20))
       return m.audit.tail(n)
+    })
+    .route('GET', '/v1/audit/trail', async req => {
+      const q = req.query
+      const n = Number(q.get('n') ?? 20)
+      if (!Number.isSafeInteger(n) || n < 1 || n > TRAIL_MAX) throw new PemError('PEM_ERR_BAD_ARGUMENT', `n must be 1..${TRAIL_MAX}`)
+      const sinceText = q.get('since')
+      const since = sinceText === null ? null : Date.parse(sinceText)
+      if (since !== null && !Number.isFinite(since)) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'since must be a time (ISO 8601)')
+      const uidText = q.get('uid')
+      const uid = uidText === null ? null : Number(uidText)
+      if (uid !== null && (!Number.isSafeInteger(uid) || uid < 0 || uid > 0xffffffff)) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'uid must be a number 0..4294967295')
+      const effect = q.get('effect')
+      if (effect !== null && effect !== 'permit' && effect !== 'deny') throw new PemError('PEM_ERR_BAD_ARGUMENT', 'effect must be permit or deny')
+      const hostRef = q.get('host')
+      const host = hostRef === null ? null : Object.values(m.store.state.hosts).find(h => h.name === hostRef || h.id === hostRef)?.id
+      if (host === undefined) throw new PemError('PEM_ERR_NOT_FOUND', `no enrolled host ${hostRef ?? ''}`)
+      // The follower's cursor: member id -> last seq seen, as `id:seq,id:seq`.
+      const after: Record<string, number> = {}
+      for (const pair of (q.get('after') ?? '').split(',').filter(x => x !== '')) {
+        const [id, seq] = pair.split(':')
+        if (!/^[0-9a-f]{64}$/.test(id ?? '') || !Number.isSafeInteger(Number(seq))) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'after must be member-id:seq pairs')
+        after[id] = Number(seq)
+      }
+      const parts = await m.trail.read({ since: since === null ? null : new Date(since).toISOString(), after: 0, limit: n, uid, host, effect, rule: q.get('rule') }, q.get('member'), after)
+      const names = Object.fromEntries(Object.values(m.store.state.hosts).map(h => [h.id, h.name]))
+      return {
+        records: mergeParts(parts, n).map(r => ({ ...r, hostName: names[r.host] ?? null })),
+        members: parts.map(p => ({ name: p.member, id: p.id, records: p.records.length, truncated: p.truncated, error: p.error, last: p.records.at(-1)?.seq ?? after[p.id] ?? 0 }))
+      }
     })
     .route('GET', '/v1/audit/verify', req => {
       const from = req.query.get('from')

@@ -53,12 +53,17 @@ export interface RecentDecisions extends ReadCounts {
   truncated: boolean
 }
 
+/** Which records recentDecisions keeps besides `since`: after a seq (a follower's cursor), and those `match` accepts. */
+export interface DecisionFilter { afterSeq?: number, match?: (r: DecisionRecord) => boolean }
+
 /**
- * The newest decision records with ts at or after `since` (ISO 8601), at most `limit`, oldest first. `files` newest first (audit.log, then audit.log.1); each is read
- * backwards and reading stops at the first record older than `since` (records are in time order). Decisions are
- * served meanwhile: the reading yields to the event loop after each window.
+ * The newest decision records with ts at or after `since` (ISO 8601) that pass `filter`, at most `limit`, oldest
+ * first. `files` newest first (audit.log, then audit.log.1); each is read backwards and reading stops at the first
+ * record older than `since` or at `filter.afterSeq` (records are in time and seq order). Decisions are served
+ * meanwhile: the reading yields to the event loop after each window.
  */
-export async function recentDecisions (files: string[], since: string, limit: number): Promise<RecentDecisions> {
+export async function recentDecisions (files: string[], since: string, limit: number, filter: DecisionFilter = {}): Promise<RecentDecisions> {
+  const after = filter.afterSeq ?? 0
   const out: RecentDecisions = { records: [], truncated: false, decisions: 0, unreadable: 0 }
   for (const file of files) {
     if (!fs.existsSync(file)) continue
@@ -66,6 +71,8 @@ export async function recentDecisions (files: string[], since: string, limit: nu
       const r = decisionOf(line, out)
       if (r === null) return true
       if (typeof r.ts !== 'string' || r.ts < since) return false
+      if (after > 0 && (typeof r.seq !== 'number' || r.seq <= after)) return false
+      if (filter.match !== undefined && !filter.match(r)) return true
       if (out.records.length === limit) { out.truncated = true; return false }
       out.records.push(r)
       return true

@@ -9,10 +9,11 @@ import { encodePublicKey, loadIdentity, type Identity } from '../crypto/identity
 import { decide, formatPolicyError, parsePolicyOrThrow, PolicyRejected, type CompiledPolicy, type Decision, type DecideInput } from '../policy'
 import { PemError } from '../wire/errors'
 import { Op } from '../wire/opcodes'
-import type { BlocksBody, DecideBody, EnrollBody, FileHeaderBody, FileKeyBody, ServerEntry } from '../wire/packets'
+import type { AuditReadBody, BlocksBody, DecideBody, EnrollBody, FileHeaderBody, FileKeyBody, ServerEntry } from '../wire/packets'
 import { AdminApi } from './admin'
 import { registerAdminRoutes } from './admin-routes'
 import { AuditLog } from './audit'
+import { AuditTrail, readOwnDecisions } from './audit-trail'
 import { ClusterService, type ChangeResult } from './cluster/service'
 import { loadConfig, splitHostPort, type SpdConfig } from './config'
 import { handleFileHeader, handleOpen, handleSeal } from './handlers/blocks'
@@ -21,7 +22,7 @@ import { handleEnroll } from './handlers/enroll'
 import { handleFileKey } from './handlers/file-key'
 import { DataService } from './keys'
 import { LoadReporter } from './load'
-import { memberMetrics, RefusalTally } from './metrics'
+import { Latencies, memberMetrics, RefusalTally } from './metrics'
 import type { ConfigState } from './state'
 import { ConfigStore, storeKeyFrom } from './store'
 
@@ -35,6 +36,10 @@ export class Member {
   readonly started = Date.now()
   /** Host-listener refusals by reason (metrics), and which of them reach the audit log. */
   readonly refusals = new RefusalTally()
+  /** Decision and block-operation latency histograms (GET /metrics). */
+  readonly latencies = new Latencies()
+  /** The cluster's decision records, read from every member (GET /v1/audit/trail). */
+  readonly trail = new AuditTrail(this)
   private policy: CompiledPolicy | null = null
   private checked: CompiledPolicy | null = null // the newest policy compiled and not yet installed; installed() takes it over
   private hostServer: ChannelServer | null = null
@@ -190,12 +195,12 @@ export class Member {
       host,
       port,
       identity: this.identity,
-      hello: h => {
-        if (h.role === 'member') throw new PemError('PEM_ERR_BAD_ARGUMENT', 'members use the cluster listener, not the host listener')
+      hello: (h, ch) => {
+        if (h.role === 'member' && !this.isPeer(ch.peer.id)) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'members use the cluster listener, not the host listener')
         return { name: this.config.name, pv: this.policyVersion }
       },
       authorize: peer => {
-        if (this.store.state.hosts[peer.id] !== undefined) return 'session'
+        if (this.store.state.hosts[peer.id] !== undefined || this.isPeer(peer.id)) return 'session'
         if (peer.alpn === ALPN_ENROLL) return 'enroll'
         return false
       },
@@ -229,11 +234,24 @@ export class Member {
         if (op !== Op.Enroll) throw new PemError('PEM_ERR_NOT_ENROLLED', 'only Enroll is allowed before enrollment')
         return await handleEnroll(this, body as EnrollBody, ch.peer)
       }
+      if (ch.role === 'member') {
+        // A peer reading this member's audit trail: nothing else is served to a member key here.
+        if (op !== Op.AuditRead || !this.isPeer(ch.peer.id)) throw new PemError('PEM_ERR_BAD_OPCODE', `opcode ${op} is not served to a member on the host listener`)
+        return await readOwnDecisions(this, body as AuditReadBody)
+      }
       switch (op) {
-        case Op.Decide: return await handleDecide(this, body as DecideBody, ctx)
+        case Op.Decide: return await this.latencies.timeDecision(async () => await handleDecide(this, body as DecideBody, ctx))
         case Op.FileHeader: return handleFileHeader(this.data, body as FileHeaderBody, ctx)
-        case Op.BlocksSeal: this.counters.sealBytes += (body as BlocksBody).data.length; return await handleSeal(this.data, body as BlocksBody, ctx)
-        case Op.BlocksOpen: this.counters.openBytes += (body as BlocksBody).data.length; return await handleOpen(this.data, body as BlocksBody, ctx)
+        case Op.BlocksSeal: {
+          const bytes = (body as BlocksBody).data.length
+          this.counters.sealBytes += bytes
+          return await this.latencies.timeBlocks('seal', bytes, async () => await handleSeal(this.data, body as BlocksBody, ctx))
+        }
+        case Op.BlocksOpen: {
+          const bytes = (body as BlocksBody).data.length
+          this.counters.openBytes += bytes
+          return await this.latencies.timeBlocks('open', bytes, async () => await handleOpen(this.data, body as BlocksBody, ctx))
+        }
         case Op.FileKey: return handleFileKey(this, body as FileKeyBody, ctx)
         case Op.Ping: return { load: this.load.project(0), weight: this.config.weight, pv: this.policyVersion }
         case Op.Servers: return { pv: this.policyVersion, servers: this.servers(ch.peer.id) }
@@ -242,12 +260,18 @@ export class Member {
     }
   }
 
+  /** True for the key of another active member (it may read this member's audit trail over the host listener). */
+  private isPeer (id: string): boolean {
+    return id !== this.identity.id && this.store.state.members[id]?.state === 'active'
+  }
+
   /** Drops live sessions of a host that was just removed. */
   disconnectHost (hostId: string): void {
     for (const ch of this.channels) if (ch.peer.id === hostId) ch.close()
   }
 
   async stop (): Promise<void> {
+    this.trail.close()
     await this.cluster.stop()
     await this.hostServer?.close()
     await this.admin?.close()

@@ -1,8 +1,12 @@
 // Prometheus metrics of an spd member (prom-client), read at scrape time from the member's own counters: decisions,
 // refusals by reason, load components, crypto bytes, cluster version, member states and heartbeat lag. Served as
 // GET /metrics on the admin listener (lib/server/admin.ts); names and meanings: docs/OPERATIONS.md. RefusalTally
-// counts refused connections by reason and rate-limits how many of them reach the audit log.
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+// counts refused connections by reason and rate-limits how many of them reach the audit log; Latencies times decisions
+// and block operations into histograms as they are served.
+import { execFileSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { MetricsSource } from './admin'
 import type { Member } from './member'
 
@@ -33,9 +37,54 @@ export class RefusalTally {
   }
 }
 
+/** Upper bounds (seconds) of the latency buckets: 50 µs to 2.5 s. */
+const LATENCY_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
+/** Batch sizes a block operation is labelled with: the smallest bound at or above its plaintext bytes. */
+const SIZE_BUCKETS: Array<[number, string]> = [[4096, '4KiB'], [65536, '64KiB'], [262144, '256KiB'], [1048576, '1MiB']]
+const LARGEST_SIZE = '2MiB'
+
+function sizeBucket (bytes: number): string {
+  for (const [bound, label] of SIZE_BUCKETS) if (bytes <= bound) return label
+  return LARGEST_SIZE
+}
+
+/** Decision and block-operation latencies, observed by the member as it serves them (registered by memberMetrics). */
+export class Latencies {
+  readonly decision = new Histogram({ name: 'spd_decision_duration_seconds', help: 'Time to answer a Decide request, by effect', labelNames: ['effect'], buckets: LATENCY_BUCKETS, registers: [] })
+  readonly block = new Histogram({ name: 'spd_block_op_duration_seconds', help: 'Time to seal or open one batch of blocks, by op and batch size (plaintext bytes, upper bound)', labelNames: ['op', 'size'], buckets: LATENCY_BUCKETS, registers: [] })
+
+  /** Runs `serve` and records its time as a decision, labelled by the effect it answered (errors are not timed). */
+  async timeDecision<T extends { ok: boolean }> (serve: () => Promise<T>): Promise<T> {
+    const start = process.hrtime.bigint()
+    const r = await serve()
+    this.decision.observe({ effect: r.ok ? 'permit' : 'deny' }, Number(process.hrtime.bigint() - start) / 1e9)
+    return r
+  }
+
+  async timeBlocks<T> (op: 'seal' | 'open', bytes: number, serve: () => Promise<T>): Promise<T> {
+    const start = process.hrtime.bigint()
+    const r = await serve()
+    this.block.observe({ op, size: sizeBucket(bytes) }, Number(process.hrtime.bigint() - start) / 1e9)
+    return r
+  }
+}
+
+/** The package version, the git commit it was built from ('unknown' outside a checkout), Node and its OpenSSL. */
+export function buildInfo (): { version: string, commit: string, node: string, openssl: string } {
+  const root = path.resolve(__dirname, '../../..')
+  const version = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version
+  let commit = 'unknown'
+  try { commit = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'], timeout: 2000 }).toString().trim() } catch {}
+  return { version, commit, node: process.versions.node, openssl: process.versions.openssl }
+}
+
 export function memberMetrics (m: Member): MetricsSource {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'spd_' })
+  registry.registerMetric(m.latencies.decision)
+  registry.registerMetric(m.latencies.block)
+  const build = new Gauge({ name: 'spd_build_info', help: 'Always 1; the labels name the build: package version, git commit, Node and OpenSSL versions', labelNames: ['version', 'commit', 'node', 'openssl'], registers: [registry] })
+  build.set(buildInfo(), 1)
   const counter = (name: string, help: string, labelNames: string[], collect: (c: Counter) => void): void => {
     registry.registerMetric(new Counter({ name, help, labelNames, registers: [], collect () { collect(this) } }))
   }

@@ -12,7 +12,8 @@ export const Op = {
   FileHeader: 0x22, // a new encrypted-file header for a key granted by a decision
   FileKey: 0x23, // a file's key, sealed to the host, for a host-placement decision (issue 18)
   Heartbeat: 0x30, // cluster message (heartbeat, set or list fetch), cluster listener only; nil reply = acknowledgment
-  PolicySetFetch: 0x31 // an encrypted policy set, sent in answer to a set fetch, cluster listener only; nil reply
+  PolicySetFetch: 0x31, // an encrypted policy set, sent in answer to a set fetch, cluster listener only; nil reply
+  AuditRead: 0x40 // a peer member reads this member's decision records (spctl audit tail); host listener, members only
 } as const
 export type Op = (typeof Op)[keyof typeof Op]
 

@@ -17,7 +17,9 @@ export const LIMITS = {
   batchBytes: 2 * 1024 * 1024,
   grantBytes: 64,
   /** New file headers one FileHeader request may ask for. */
-  headersPerRequest: 32
+  headersPerRequest: 32,
+  /** Decision records one AuditRead reply carries (about 1 MB of records). */
+  auditRecords: 2000
 } as const
 
 /** File operations a policy can name. Strings travel on the wire. ONLY APPEND. */
@@ -108,6 +110,13 @@ export interface BlocksReply { lens: number[], data: Buffer }
  */
 export interface FileKeyBody { grant: string, header: Buffer }
 export interface FileKeyReply { sealed: Buffer, ttlMs: number }
+/**
+ * AuditRead: decision records of the serving member's audit log that match, newest `limit` of them, oldest first.
+ * `since` (ISO 8601) and `after` (a record seq; 0 = none) bound them below; null filters match everything.
+ */
+export interface AuditReadBody { since: string | null, after: number, limit: number, uid: number | null, host: string | null, effect: 'permit' | 'deny' | null, rule: string | null }
+/** `records` are decision records as written (lib/wire/audit-record.ts), each with its seq and ts; `member` is the server's name. */
+export interface AuditReadReply { member: string, records: Array<Record<string, unknown>>, truncated: boolean }
 /** Bytes of a FileKey reply's `sealed`: the 58-byte plaintext (lib/crypto/file-key.ts) + crypto_box_seal's 48. */
 export const SEALED_FILE_KEY_BYTES = 106
 
@@ -321,6 +330,30 @@ export function checkPingReply (v: unknown): PingReply {
   return { load: checkLoad(o.load), weight: int(o.weight, 'weight', 1, 100), pv: int(o.pv, 'pv') }
 }
 
+export function checkAuditRead (v: unknown): AuditReadBody {
+  const o = obj(v, 'audit read')
+  const since = o.since === null || o.since === undefined ? null : str(o.since, 'since', 64)
+  if (since !== null && !Number.isFinite(Date.parse(since))) bad('since must be a time (ISO 8601)')
+  const effect = o.effect ?? null
+  if (effect !== null && effect !== 'permit' && effect !== 'deny') bad('effect must be permit, deny or nil')
+  return {
+    since,
+    after: int(o.after, 'after'),
+    limit: int(o.limit, 'limit', 1, LIMITS.auditRecords),
+    uid: o.uid === null || o.uid === undefined ? null : int(o.uid, 'uid', 0, 0xffffffff),
+    host: optStr(o.host, 'host') ?? null,
+    effect,
+    rule: optStr(o.rule, 'rule') ?? null
+  }
+}
+
+export function checkAuditReadReply (v: unknown): AuditReadReply {
+  const o = obj(v, 'audit read reply')
+  if (!Array.isArray(o.records) || o.records.length > LIMITS.auditRecords) bad(`records must be a list of at most ${LIMITS.auditRecords}`)
+  const records = o.records.map((r, i) => obj(r, `records[${i}]`))
+  return { member: str(o.member, 'member', LIMITS.nameBytes), records, truncated: bool(o.truncated, 'truncated') }
+}
+
 /** Error reply body: [id, detail]. */
 export function checkErrorBody (v: unknown): [number, string] {
   if (!Array.isArray(v) || v.length !== 2 || typeof v[0] !== 'number' || typeof v[1] !== 'string') bad('error body must be [id, detail]')
@@ -337,7 +370,8 @@ export const REQUEST_CHECKS: Partial<Record<Op, (v: unknown) => unknown>> = {
   [Op.FileHeader]: checkFileHeader,
   [Op.BlocksSeal]: checkBlocks,
   [Op.BlocksOpen]: checkBlocks,
-  [Op.FileKey]: checkFileKey
+  [Op.FileKey]: checkFileKey,
+  [Op.AuditRead]: checkAuditRead
 }
 export const REPLY_CHECKS: Partial<Record<Op, (v: unknown) => unknown>> = {
   [Op.Hello]: checkHelloReply,
@@ -348,5 +382,6 @@ export const REPLY_CHECKS: Partial<Record<Op, (v: unknown) => unknown>> = {
   [Op.FileHeader]: checkFileHeaderReply,
   [Op.BlocksSeal]: checkBlocksReply,
   [Op.BlocksOpen]: checkBlocksReply,
-  [Op.FileKey]: checkFileKeyReply
+  [Op.FileKey]: checkFileKeyReply,
+  [Op.AuditRead]: checkAuditReadReply
 }

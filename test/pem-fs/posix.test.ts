@@ -198,7 +198,7 @@ test.serial('the policy on top: a deny refuses even root where the mode bits all
     const a = await runStep(dir, ['a', 'read', 'private/p.txt'])
     t.true(a.ok, `${dir}: staff may read: ${JSON.stringify(a)}`)
   }
-  const audit = await c.spctl(['audit', 'tail', '-n', '1000'])
+  const audit = await c.spctl(['--json', 'audit', 'tail', '-n', '1000'])
   t.is(audit.code, 0, audit.stderr)
   const denied = audit.stdout.trim().split('\n').map(l => JSON.parse(l) as Record<string, unknown>).filter(r => r.effect === 'deny')
   t.true(denied.some(r => String(r.rule).endsWith('-vault-closed') && String(r.path).startsWith('/vault')), 'the deny rule is named')

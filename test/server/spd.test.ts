@@ -129,7 +129,7 @@ test.serial('audit is non-terminal and every decision lands in the audit log', a
   const d = await decide('/reports/r1.pdf')
   t.true(d.ok); t.is(d.rule, 'public')
   await new Promise(resolve => setTimeout(resolve, 50))
-  const r = await spctl(['--json', 'audit', 'tail', '-n', '1000'])
+  const r = await spctl(['--json', 'audit', 'events', '-n', '1000'])
   const events = JSON.parse(r.stdout) as Array<Record<string, unknown>>
   const e = events.reverse().find(x => x.kind === 'decision' && x.path === '/reports/r1.pdf')
   t.truthy(e); t.is(e?.rule, 'public'); t.deepEqual(e?.audit, ['audit-reports'])
