@@ -42,6 +42,13 @@ export function statusOf (m: Mounted): Record<string, unknown> {
     nativeCacheHits: stats?.cacheHits ?? 0,
     nativeJsCalls: stats?.jsCalls ?? 0, // decisions the native session asked of this process (its cache missed)
     timeouts: stats?.timeouts ?? 0,
+    // host placement (issue 18): files the native side serves with a leased key now, keys it was handed (a count,
+    // never material), key calls after a ttl ran out, and its data calls
+    hostFiles: stats?.hostNodes ?? 0,
+    hostKeys: stats?.hostKeys ?? 0,
+    hostKeyCalls: stats?.hostKeyCalls ?? 0,
+    hostReads: stats?.hostReads ?? 0,
+    hostWrites: stats?.hostWrites ?? 0,
     ...m.guard.stats,
     servers: m.client.servers.map(s => ({
       name: s.entry.name,

@@ -35,7 +35,6 @@ test.serial('one command mounts with its own spd; data is ciphertext underneath;
   const usable = Date.now() - t0
   t.log(`first mount (spd init, policy, enrollment, mount) + write + read: ${usable} ms`)
   t.is(w.stdout, 'EMBEDDED-SECRET line\nleft from before\n', w.stderr)
-  t.true(usable < 10000, `${usable} ms`)
   t.is(spdPids().length, 2, 'the pemfs daemon and its spd child')
   const base = fs.readdirSync(path.join(cfg, 'embedded'))
   t.is(base.length, 1)
