@@ -25,7 +25,7 @@ const STEPS: Array<[string, 'old' | 'new']> = [
 for (const [step, expected] of STEPS) {
   test.serial(`killed at ${step}: restarts with the ${expected} version and catches up`, async t => {
     const victim = ms[2]
-    await stopSpd(victim)
+    await stopSpd(victim, 'SIGKILL') // not a clean stop: that would depart, and its return would be the store write the failpoint hits
     await startSpd(victim, 30000, { PEM_FAILPOINT: step })
     const died = new Promise<string | null>(resolve => victim.proc?.once('exit', (_code, signal) => resolve(signal)))
     const before = (await installedVersion(ms[0])) ?? 0
