@@ -280,38 +280,38 @@ bool CodecOfHeader(uint8_t id, Codec* c) {
 
 }  // namespace
 
-size_t CompressBlock(uint8_t codec, const uint8_t* in, size_t len, uint8_t* out, size_t cap) {
-  CodecJob job;
-  uint32_t out_len = 0;
+namespace {
+
+// One block through a CodecJob (the batch code with n = 1). *out_len: in, room for decompression; out, bytes made.
+bool RunOne(CodecJob& job, const uint8_t* in, size_t len, uint8_t* out, size_t cap, uint32_t* out_len) {
   const uint32_t in_len = static_cast<uint32_t>(len);
-  if (!CodecOfHeader(codec, &job.codec) || len > kMaxBlock) return 0;
-  job.level = DefaultLevel(job.codec);
   job.in = in;
   job.in_len = len;
   job.out = out;
   job.out_len = cap;
   job.lens = &in_len;
-  job.out_lens = &out_len;
+  job.out_lens = out_len;
   job.n = 1;
   job.Run();
-  return job.result.code == nullptr ? out_len : 0;
+  return job.result.code == nullptr;
+}
+
+}  // namespace
+
+size_t CompressBlock(uint8_t codec, const uint8_t* in, size_t len, uint8_t* out, size_t cap) {
+  CodecJob job;
+  uint32_t out_len = 0;
+  if (!CodecOfHeader(codec, &job.codec) || len > kMaxBlock) return 0;
+  job.level = DefaultLevel(job.codec);
+  return RunOne(job, in, len, out, cap, &out_len) ? out_len : 0;
 }
 
 int64_t DecompressBlock(uint8_t codec, const uint8_t* in, size_t len, uint8_t* out, size_t room) {
   CodecJob job;
   uint32_t out_len = static_cast<uint32_t>(room);
-  const uint32_t in_len = static_cast<uint32_t>(len);
   if (!CodecOfHeader(codec, &job.codec) || len > kMaxBlock || room > kMaxBlock) return -1;
   job.compress = false;
-  job.in = in;
-  job.in_len = len;
-  job.out = out;
-  job.out_len = room;
-  job.lens = &in_len;
-  job.out_lens = &out_len;
-  job.n = 1;
-  job.Run();
-  return job.result.code == nullptr ? static_cast<int64_t>(out_len) : -1;
+  return RunOne(job, in, len, out, room, &out_len) ? static_cast<int64_t>(out_len) : -1;
 }
 
 void InitCompress(Napi::Env env, Napi::Object exports) {

@@ -40,11 +40,12 @@ export class ServeChild {
     return await this.next()
   }
 
-  private async exited (timeoutMs: number): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return
-    await new Promise<void>(resolve => {
-      const t = setTimeout(resolve, timeoutMs)
-      this.child.once('exit', () => { clearTimeout(t); resolve() })
+  /** Its exit code once it has exited (waiting up to timeoutMs); null when it is still running or died by a signal. */
+  async exited (timeoutMs: number): Promise<number | null> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode
+    return await new Promise(resolve => {
+      const t = setTimeout(() => resolve(null), timeoutMs)
+      this.child.once('exit', code => { clearTimeout(t); resolve(code) })
     })
   }
 
@@ -52,8 +53,7 @@ export class ServeChild {
   async stop (dir: string): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) {
       this.child.kill('SIGTERM')
-      await this.exited(3000)
-      if (this.child.exitCode === null && this.child.signalCode === null) { this.child.kill('SIGKILL'); await this.exited(3000) }
+      if (await this.exited(3000) === null && this.child.signalCode === null) { this.child.kill('SIGKILL'); await this.exited(3000) }
     }
     for (let i = 0; i < 30 && isMounted(dir); i++) await new Promise(resolve => setTimeout(resolve, 100))
     if (isMounted(dir)) await new Promise(resolve => execFile('umount', ['-l', dir], { timeout: 5000 }, resolve))

@@ -2,11 +2,11 @@
 // by separate shell processes (never from this process), as root and as nobody. Every mount is freed in
 // after.always (SIGTERM, then SIGKILL, then umount -l).
 import test from 'ava'
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import readline from 'node:readline'
+import { ServeChild, isMounted } from '../helpers/serve-child'
 
 const HELPER = path.join(__dirname, '..', 'helpers', 'fuse-serve.js')
 const base = fs.mkdtempSync(path.join(os.tmpdir(), 'pemfs-native-'))
@@ -23,59 +23,10 @@ async function sh (script: string, user?: string, timeoutMs = 20000): Promise<Ru
   }))
 }
 
-const isMounted = (dir: string): boolean => fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some(l => l.split(' ')[1] === dir)
-
-class Server {
-  readonly child: ChildProcess
-  private readonly lines: string[] = []
-  private waiting: Array<(l: string) => void> = []
-  constructor (cfg: Record<string, unknown>) {
-    this.child = spawn(process.execPath, [HELPER, JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'inherit'] })
-    readline.createInterface({ input: this.child.stdout as NodeJS.ReadableStream }).on('line', l => {
-      const w = this.waiting.shift()
-      if (w !== undefined) w(l); else this.lines.push(l)
-    })
-  }
-
-  async next (timeoutMs = 10000): Promise<Record<string, unknown>> {
-    const l = this.lines.shift() ?? await new Promise<string>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('no answer from the serving process')), timeoutMs)
-      this.waiting.push(v => { clearTimeout(t); resolve(v) })
-    })
-    return JSON.parse(l) as Record<string, unknown>
-  }
-
-  async command (cmd: string): Promise<Record<string, unknown>> {
-    this.child.stdin?.write(cmd + '\n')
-    return await this.next()
-  }
-
-  async exited (timeoutMs: number): Promise<number | null> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode
-    return await new Promise(resolve => {
-      const t = setTimeout(() => resolve(null), timeoutMs)
-      this.child.once('exit', code => { clearTimeout(t); resolve(code) })
-    })
-  }
-
-  /** SIGTERM (clean unmount), then SIGKILL, then umount -l: nothing is left mounted. */
-  async stop (dir: string): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) {
-      this.child.kill('SIGTERM')
-      if (await this.exited(3000) === null) { this.child.kill('SIGKILL'); await this.exited(3000) }
-    }
-    for (let i = 0; i < 30 && isMounted(dir); i++) await new Promise(resolve => setTimeout(resolve, 100))
-    if (isMounted(dir)) await new Promise(resolve => execFile('umount', ['-l', dir], { timeout: 5000 }, resolve))
-  }
-}
-
-async function serve (dir: string, backing: string, extra: Record<string, unknown> = {}): Promise<Server> {
+async function serve (dir: string, backing: string, extra: Record<string, unknown> = {}): Promise<ServeChild> {
   fs.mkdirSync(dir, { recursive: true })
   fs.mkdirSync(backing, { recursive: true })
-  const s = new Server({ dir, backing, ...extra })
-  const first = await s.next(15000)
-  if (first.ready !== true) throw new Error(`serving process: ${JSON.stringify(first)}`)
-  return s
+  return await ServeChild.start(HELPER, { dir, backing, ...extra })
 }
 
 async function waitUnmounted (dir: string, ms: number): Promise<boolean> {
@@ -86,8 +37,8 @@ async function waitUnmounted (dir: string, ms: number): Promise<boolean> {
   return !isMounted(dir)
 }
 
-let server: Server | undefined
-const others: Array<[Server, string]> = []
+let server: ServeChild | undefined
+const others: Array<[ServeChild, string]> = []
 
 test.before(async () => {
   fs.mkdirSync(back, { mode: 0o777 })
