@@ -178,15 +178,17 @@ export class CryptIo {
   /** The answer that hands the file's key to the native side (its buffer is zeroed once the answer is delivered). */
   private async hostKey (fh: number, action: Action, d: Decision, header: Buffer): Promise<{ hostKey: HostKey }> {
     const { key, ttlMs } = await this.guard.client.fileKey(d, header)
-    if (this.hostOpens.size >= HOST_OPENS_KEPT) this.hostOpens.delete(this.hostOpens.keys().next().value as number)
-    this.hostOpens.set(fh, { action, header })
+    if (fh !== 0) { // fh 0: a truncation by path, no handle to remember
+      if (this.hostOpens.size >= HOST_OPENS_KEPT) this.hostOpens.delete(this.hostOpens.keys().next().value as number)
+      this.hostOpens.set(fh, { action, header })
+    }
     return { hostKey: { key, header, ttlMs } }
   }
 
   /** A host-placement handle's key outlived its ttl: decide again (fresh) and release the key again, or refuse. */
   private async rekey (r: IoRequest): Promise<IoAnswer> {
     const caller = { uid: r.uid, gid: r.gid, pid: r.pid }
-    const known = this.hostOpens.get(r.fh)
+    const known = r.fh === 0 ? undefined : this.hostOpens.get(r.fh) // by path: the file's own header, read below
     const action: Action = r.fh === 0 ? 'truncate' : known?.action === 'create' ? 'write' : known?.action ?? 'read'
     const header = known?.header ?? this.files.peek(r.fd).bytes
     if (header === null) throw Object.assign(new Error('no header to release a key for'), { code: 'EIO' })
