@@ -2,9 +2,9 @@
 // Every process started here is killed by stopAll() (call it from test.after.always).
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
+import { listenPort } from '../lib/channel/listen-port'
 
 export const ROOT = path.resolve(__dirname, '../..') // from dist/scripts
 const BIN = (name: string): string => path.join(ROOT, 'bin', `${name}.js`)
@@ -12,13 +12,6 @@ const started = new Set<ChildProcess>()
 
 export function tempDir (prefix: string): string { return fs.mkdtempSync(path.join(os.tmpdir(), `pem-${prefix}-`)) }
 
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => { const a = s.address() as net.AddressInfo; s.close(() => resolve(a.port)) })
-  })
-}
 
 export interface RunResult { code: number, stdout: string, stderr: string }
 
@@ -51,9 +44,9 @@ export async function initSpd (name = 'spd-a', extra: Record<string, unknown> = 
   const dir = path.join(tempDir(name), 'data')
   const passwordFile = path.join(path.dirname(dir), 'password')
   fs.writeFileSync(passwordFile, 'correct horse battery\n', { mode: 0o600 })
-  const listen = `127.0.0.1:${await freePort()}`
-  const admin = `127.0.0.1:${await freePort()}`
-  const cluster = `127.0.0.1:${await freePort()}`
+  const listen = `127.0.0.1:${await listenPort()}`
+  const admin = `127.0.0.1:${await listenPort()}`
+  const cluster = `127.0.0.1:${await listenPort()}`
   const r = await cli('spd', ['init', '--data-dir', dir, '--name', name, '--listen', listen, '--cluster-listen', cluster, '--admin-listen', admin, '--admin-password-file', passwordFile, '--json'])
   if (r.code !== 0) throw new Error(`spd init failed: ${r.stderr}`)
   if (Object.keys(extra).length > 0) {

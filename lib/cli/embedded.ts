@@ -7,10 +7,10 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { adminCall } from './admin-client'
+import { listenPort } from '../channel/listen-port'
 import { enroll, splitAddr } from '../pem-fs/client'
 import { hostIdentity, writeCluster, CLUSTER_FILE } from '../pem-fs/host-config'
 import { formatPolicyError, parsePolicy } from '../policy'
@@ -47,19 +47,11 @@ function mountedStore (configDir: string, dir: string): string | undefined {
   return ids.find(id => { try { return fs.readFileSync(storeFiles(configDir, id).guard, 'utf8').trim() === path.resolve(dir) } catch { return false } })
 }
 
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => { const a = s.address() as net.AddressInfo; s.close(() => resolve(a.port)) })
-  })
-}
-
 async function spdInit (f: EmbeddedFiles, keys: KeySet): Promise<Info> {
   fs.mkdirSync(f.base, { recursive: true, mode: 0o700 })
   fs.writeFileSync(f.password, crypto.randomBytes(24).toString('base64url') + '\n', { mode: 0o600 })
-  const listen = `127.0.0.1:${await freePort()}`
-  const admin = `127.0.0.1:${await freePort()}`
+  const listen = `127.0.0.1:${await listenPort()}`
+  const admin = `127.0.0.1:${await listenPort()}`
   // The key set goes through standard input: key bytes never touch argv or a file in the clear.
   const out = await new Promise<string>((resolve, reject) => {
     const c = execFile(process.execPath, [SPD, 'init', '--data-dir', f.data, '--name', 'embedded', '--listen', listen, '--admin-listen', admin, '--admin-user', ADMIN, '--admin-password-file', f.password, '--import-keys', '-', '--json'], { timeout: 20000 },
