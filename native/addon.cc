@@ -1,7 +1,8 @@
-// Addon entry: NODE_API_MODULE + Init only; registers the load registers, the crypto engine, the memory helpers
-// and the native FUSE session (native/fuse/).
+// Addon entry: NODE_API_MODULE + Init only; registers the load registers, the crypto engine, the memory helpers,
+// the native FUSE session (native/fuse/) and spd's native block service (block_service.cc).
 #include <napi.h>
 
+#include "block_channel.h"
 #include "crypto_engine.h"
 #include "fuse/js.h"
 #include "load_regs.h"
@@ -12,6 +13,7 @@ static Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   pem::engine::Init(env, exports);
   pem::memory::Init(env, exports);
   pem::fuse::Init(env, exports);
+  pem::blockch::InitService(env, exports);
   return exports;
 }
 

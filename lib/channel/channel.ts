@@ -124,6 +124,17 @@ export class Channel extends EventEmitter {
   get closed (): boolean { return this.state === 'closed' }
   get inFlight (): number { return this.pending.size }
 
+  /**
+   * Keying material from this channel's TLS 1.3 session (RFC 8446 §7.5, `exportKeyingMaterial`): both ends of one
+   * channel get the same bytes for the same label and context, nobody else can compute them. The block channel's
+   * record keys (docs/CHANNEL.md §8).
+   */
+  exportKeys (bytes: number, label: string, context: Buffer): Buffer {
+    const tls = this.socket as Socket & { exportKeyingMaterial?: (n: number, label: string, ctx?: Buffer) => Buffer }
+    if (typeof tls.exportKeyingMaterial !== 'function') throw new PemError('PEM_ERR_BAD_ARGUMENT', 'this channel is not TLS: no exporter')
+    return tls.exportKeyingMaterial(bytes, label, context)
+  }
+
   /** Send a request and wait for its reply body (checked by REPLY_CHECKS[op]); errors arrive as PemError. */
   request (op: Op, body: unknown, opts?: RequestOptions): Promise<unknown> {
     if (this.state !== 'open') return Promise.reject(this.notOpen())

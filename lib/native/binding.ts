@@ -75,6 +75,24 @@ export interface RawMemory {
   tuneHeap (arenas: number, mmapBytes: number): boolean
 }
 
+/** native/block_service.cc: spd's native block service (docs/CHANNEL.md §8); lib/server/block-service.ts wraps it. */
+export interface RawBlockService {
+  /** Listens on host:port (0: any free port) and returns the port; a second call returns the running one's. */
+  blockServiceStart (host: string, port: number): number
+  blockServiceStop (): void
+  /** One connection may present `token` within lifeMs (at most 10 s), with these record keys (host->spd | spd->host). */
+  blockServiceToken (token: Uint8Array, host: string, keys: Uint8Array, lifeMs: number): void
+  blockServiceGrant (handle: Uint8Array, host: string, fileId: Uint8Array, keyVersion: number, cipher: number, key: RawKey, seal: boolean, ttlMs: number): void
+  blockServiceDropHost (host: string): void
+  blockServiceLoad (load: number, weight: number, pv: number): void
+  blockServiceStats (): BlockServiceStats
+}
+export interface BlockServiceStats {
+  running: boolean, port: number, connections: number, refusedToken: number, refusedRecord: number, requests: number,
+  sealBlocks: number, openBlocks: number, sealBytes: number, openBytes: number, grantRefusals: number, aadRefusals: number,
+  authFailures: number, badRequests: number
+}
+
 /** An opaque native FUSE session (native/fuse/js.cc). */
 export interface RawFuseSession { readonly __fuseSession: unique symbol }
 
@@ -87,19 +105,22 @@ export interface RawFuseOptions { entryTimeoutMs: number, attrTimeoutMs: number,
 export interface RawFuse {
   fuseMount (dir: string, backingFd: number, options: RawFuseOptions, decide: (c: RawDecideCall) => void, io: (c: RawIoCall) => void): RawFuseSession
   /** false: the call is gone (answered after its deadline, or the session stopped). */
-  fuseAnswer (s: RawFuseSession, id: number, answer: { ok?: boolean, errno?: number, ttlMs?: number, bypass?: boolean, scope?: string, value?: number, data?: Uint8Array, hostKey?: { key: Uint8Array, header: Uint8Array, ttlMs: number } }): boolean
+  fuseAnswer (s: RawFuseSession, id: number, answer: { ok?: boolean, errno?: number, ttlMs?: number, bypass?: boolean, scope?: string, value?: number, data?: Uint8Array, hostKey?: { key?: Uint8Array, remote?: RawRemote, header: Uint8Array, ttlMs: number } }): boolean
   fuseUnmount (s: RawFuseSession): void
   fuseInvalidate (s: RawFuseSession): void
   fuseNotify (s: RawFuseSession, nodeid: number, name?: string): void
   fuseRevoke (s: RawFuseSession, fh: number): number
   fuseHandles (s: RawFuseSession): Array<{ fh: number, nodeid: number, path: string, encrypted: boolean, read: boolean, write: boolean, revoked: boolean, uid: number, pid: number }>
-  fuseStats (s: RawFuseSession): { ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number, hostNodes: number, hostKeys: number, hostKeyCalls: number, hostReads: number, hostWrites: number, dumpable: boolean }
+  fuseStats (s: RawFuseSession): { ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number, hostNodes: number, hostKeys: number, hostKeyCalls: number, hostReads: number, hostWrites: number, dumpable: boolean, blockGrants: number, blockRequests: number, blockBlocks: number, blockConnects: number, blockLinksLost: number, blockServers: Array<{ server: string, load: number, weight: number, pv: number, alive: boolean }> }
   readonly FUSE_MAX_WRITE: number
   readonly FUSE_NAME_MAX: number
   readonly FUSE_PATH_MAX: number
 }
 
-export type RawBinding = RawRegs & RawCrypto & RawMemory & RawFuse
+/** Where an appliance-placement file's blocks go natively: spd `server` at host:port, block channel token and keys, grant. */
+export interface RawRemote { server: string, host: string, port: number, token: Uint8Array, keys: Uint8Array, grant: Uint8Array }
+
+export type RawBinding = RawRegs & RawCrypto & RawMemory & RawFuse & RawBlockService
 
 /** The package root: the nearest ancestor of this file that holds binding.gyp (works from lib/ and dist/lib/). */
 function packageRoot (): string {

@@ -3,7 +3,7 @@
 // of the one narrow interface: `decide` answers "may this caller do this action on this path" (cached natively for
 // the answer's ttl) and the optional `io` hook serves the data calls of handles whose decision is not a bypass.
 import os from 'node:os'
-import { raw, type RawDecideCall, type RawFuseSession, type RawIoCall } from './binding'
+import { raw, type RawDecideCall, type RawFuseSession, type RawIoCall, type RawRemote } from './binding'
 import { call } from './errors'
 import { ERRORS, PemError } from '../wire/errors'
 import type { Action } from '../wire/packets'
@@ -49,8 +49,11 @@ export interface IoAnswer { errno?: string | number, value?: number, data?: Uint
  * used (ms). From then on the handle's data calls (read, write, flush, fsync, release, truncate, size) are served
  * natively and never reach the io hook; O_TRUNC of the open is done natively too. Files with compression are
  * refused (EIO) for now.
+ * With `remote` instead of `key` (appliance placement, docs/CHANNEL.md §8) the handle is served natively the same
+ * way, its blocks sealed and opened by spd's native block service over the block channel; `key` then asks again
+ * also when that server timed out or closed (`flags` 1: mark it down) or forgot the grant.
  */
-export interface HostKey { key: Uint8Array, header: Uint8Array, ttlMs: number }
+export interface HostKey { key?: Uint8Array, remote?: RawRemote, header: Uint8Array, ttlMs: number }
 
 export type DecideFn = (r: DecideRequest) => DecideAnswer | Promise<DecideAnswer>
 export type IoFn = (r: IoRequest) => IoAnswer | Promise<IoAnswer>
@@ -73,11 +76,15 @@ export interface HandleInfo { fh: number, nodeid: number, path: string, encrypte
 /**
  * hostNodes: files held in host placement now; hostKeys: keys installed (opens and `key` answers); hostKeyCalls:
  * `key` questions asked; hostReads/hostWrites: data calls served natively; dumpable: the process may dump core
- * (false once a session started: it may hold file keys).
+ * (false once a session started: it may hold file keys). Native block path (appliance placement, docs/CHANNEL.md
+ * §8): blockGrants installed, blockRequests and blockBlocks sent, blockConnects made, blockLinksLost, and per server
+ * the load, weight and policy version its last reply carried (blockServers).
  */
 export interface SessionStats {
   ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number
   hostNodes: number, hostKeys: number, hostKeyCalls: number, hostReads: number, hostWrites: number, dumpable: boolean
+  blockGrants: number, blockRequests: number, blockBlocks: number, blockConnects: number, blockLinksLost: number
+  blockServers: Array<{ server: string, load: number, weight: number, pv: number, alive: boolean }>
 }
 
 export const FUSE_MAX_WRITE: number = raw.FUSE_MAX_WRITE
@@ -142,7 +149,8 @@ export class FuseSession {
       Promise.resolve().then(async () => await io(req)).then(
         a => {
           answer(c.id, { errno: a.errno === undefined ? undefined : errnoNumber(a.errno), value: a.value, data: a.data, hostKey: a.hostKey })
-          a.hostKey?.key.fill(0) // the native side has its copy (locked memory); none stays in the JS heap
+          a.hostKey?.key?.fill(0) // the native side has its copy (locked memory); none stays in the JS heap
+          a.hostKey?.remote?.keys.fill(0)
         },
         err => answer(c.id, { errno: errnoNumber(err) }))
     }

@@ -12,7 +12,7 @@ import { ERRORS, PemError } from '../wire/errors'
 import { Op } from '../wire/opcodes'
 import { decodeHeader, readTrailer, TRAILER_BYTES, type FileHeader } from '../wire/file-format'
 import {
-  LIMITS, type BlocksReply, type DecideBody, type DecideReply, type EnrollReply, type FileHeaderReply, type FileKeyReply,
+  BLOCK_CHANNEL_KEY_BYTES, BLOCK_CHANNEL_LABEL, LIMITS, type BlockChannelReply, type BlocksReply, type DecideBody, type DecideReply, type EnrollReply, type FileHeaderReply, type FileKeyReply,
   type LoadValues, type PingReply, type Placement, type ServerEntry, type ServersReply
 } from '../wire/packets'
 import { parseToken } from '../wire/token'
@@ -49,6 +49,9 @@ export interface ClientOptions {
   /** Uniform in [0, 1) for the selection's randomness (tests inject a seeded one). */
   random?: () => number
 }
+
+/** Where the native session sends an appliance-placement file's blocks (lib/native/fuse-session.ts HostKey.remote). */
+export interface BlockRemote { server: string, host: string, port: number, token: Buffer, keys: Buffer, grant: Buffer }
 
 /** One block's output per block sent, and the hand-back of the reply frames they are views of (dataPool). */
 export interface Batch { parts: Buffer[], release: () => void }
@@ -318,6 +321,26 @@ export class ClusterClient {
     return { key: openFileKey(this.identity, r.sealed, h.fileId, h.keyVersion), ttlMs: r.ttlMs }
   }
 
+  /**
+   * Appliance placement on the native block path (docs/CHANNEL.md §8): the decision's server installs the grant at its
+   * native block service and hands out a one-use token; the record keys come from this host's end of the same TLS
+   * channel (exporter, the token as context). What the native session needs to seal and open the file's blocks there
+   * (`keys` is secret: zero it once handed over), and how long the grant lasts.
+   */
+  async blockChannel (d: Decision, header: Buffer): Promise<{ remote: BlockRemote, ttlMs: number, seal: boolean }> {
+    const { reply, ch, s } = await this.dataRequestOn(d, Op.BlockChannel, { grant: grantOf(d), header })
+    const r = reply as BlockChannelReply
+    const keys = ch.exportKeys(BLOCK_CHANNEL_KEY_BYTES, BLOCK_CHANNEL_LABEL, r.token)
+    const host = splitAddr(s.entry.addr).host
+    return { remote: { server: s.entry.id, host, port: r.port, token: r.token, keys, grant: r.handle }, ttlMs: r.ttlMs, seal: r.seal }
+  }
+
+  /** The native block path lost server `id` (timeout, closed connection): skip it as dataRequest() would. */
+  noteServerLost (id: string): void {
+    const s = this.servers.find(x => x.entry.id === id)
+    if (s !== undefined) this.markDown(s)
+  }
+
   private async batches (d: Decision, op: Op, header: Buffer, blocks: number[], parts: Uint8Array[]): Promise<Batch> {
     if (blocks.length !== parts.length) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'one buffer per block number')
     const runs: Array<Promise<BlocksReply>> = []
@@ -345,6 +368,11 @@ export class ClusterClient {
   }
 
   private async dataRequest (d: Decision, op: Op, body: unknown): Promise<unknown> {
+    return (await this.dataRequestOn(d, op, body)).reply
+  }
+
+  /** dataRequest, with the channel and server it went over. */
+  private async dataRequestOn (d: Decision, op: Op, body: unknown): Promise<{ reply: unknown, ch: Channel, s: ServerState }> {
     const s = this.servers.find(x => x.entry.id === d.server)
     if (s === undefined) throw new PemError('PEM_ERR_UNREACHABLE', `server ${d.server} is not in this host's table`)
     let ch: Channel
@@ -354,7 +382,7 @@ export class ClusterClient {
     }
     s.requests++
     try {
-      return await inflight(s, ch.request(op, body, { timeoutMs: this.timeoutMs }))
+      return { reply: await inflight(s, ch.request(op, body, { timeoutMs: this.timeoutMs })), ch, s }
     } catch (err) {
       // Like decide(): a server that stopped answering is skipped for a while, a busy one briefly, so the caller's
       // new decision (REDECIDE) goes elsewhere instead of waiting on it again.

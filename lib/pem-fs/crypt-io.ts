@@ -15,6 +15,12 @@ import type { AccessAttrs, Action } from '../wire/packets'
 
 const { O_ACCMODE = 3, O_RDONLY, O_WRONLY, O_CREAT, O_TRUNC, O_APPEND } = fs.constants as unknown as Record<string, number>
 const DEBUG = process.env.PEMFS_DEBUG === '1' // log every failed operation, not only cluster failures
+/**
+ * Appliance placement is served natively, its blocks sealed by spd's native block service (docs/CHANNEL.md §8).
+ * PEMFS_BLOCK_PATH=js keeps it on the JS path (CryptFile, BlocksSeal/BlocksOpen): the fallback, also taken for good
+ * once a server answers that it runs no block service.
+ */
+const NATIVE_BLOCKS = process.env.PEMFS_BLOCK_PATH !== 'js'
 
 /** One encrypted handle: the decisions of its open and what it knows of its file's background write failures. */
 export interface CryptHandle extends Writer {
@@ -41,7 +47,7 @@ const done = async (f: (cb: (e: NodeJS.ErrnoException | null) => void) => void):
   await new Promise((resolve, reject) => f(e => e === null ? resolve() : reject(e)))
 
 /** What a host-placement handle's `key` call needs again: its open's action and the header it was given. */
-interface HostOpen { action: Action, header: Buffer }
+interface HostOpen { action: Action, header: Buffer, server: string }
 const HOST_OPENS_KEPT = 10_000 // the native side never releases a host-placement handle here: bounded, oldest dropped
 
 export class CryptIo {
@@ -49,6 +55,7 @@ export class CryptIo {
   private readonly hostOpens = new Map<number, HostOpen>()
   readonly counts: IoCounts = { errors: 0, reads: 0, writes: 0, bytesRead: 0, bytesWritten: 0 }
   private lastLog = 0
+  private nativeBlocks = NATIVE_BLOCKS
 
   constructor (private readonly guard: Guard, private readonly files: CryptFiles) {}
 
@@ -136,9 +143,10 @@ export class CryptIo {
     const p = r.path
     if ((r.flags & O_CREAT) !== 0) { // a new file: its creation decision answers for the writes
       const d = await this.guard.allow(caller, p, 'create', attrs)
-      if (d.placement === 'host' && !this.files.holds(r.fd)) { // the native side writes the header at the first write
+      if (this.native(d) && !this.files.holds(r.fd)) { // the native side writes the header at the first write
         const { bytes } = await this.guard.client.newHeader(d)
-        return await this.hostKey(r.fh, 'create', d, bytes)
+        const native = await this.hostKey(r.fh, 'create', d, bytes)
+        if (native !== null) return native
       }
       const f = this.files.acquire(r.fd, p)
       try { await f.create(this.given(d), p) } catch (err) { this.files.release(f); throw err }
@@ -165,7 +173,7 @@ export class CryptIo {
    * has nothing to read and stays here); a file left in plaintext stays here too. null: serve it here.
    */
   private async hostOpen (r: IoRequest, actions: Action[], ds: Decision[]): Promise<IoAnswer | null> {
-    if (!ds.every(d => d.placement === 'host') || this.files.holds(r.fd)) return null
+    if (!ds.every(d => this.native(d)) || this.files.holds(r.fd)) return null
     const w = actions.indexOf('write')
     const i = w >= 0 ? w : 0
     const { kind, bytes } = this.files.peek(r.fd)
@@ -175,14 +183,34 @@ export class CryptIo {
     return await this.hostKey(r.fh, 'write', ds[w], (await this.guard.client.newHeader(ds[w])).bytes)
   }
 
-  /** The answer that hands the file's key to the native side (its buffer is zeroed once the answer is delivered). */
-  private async hostKey (fh: number, action: Action, d: Decision, header: Buffer): Promise<{ hostKey: HostKey }> {
-    const { key, ttlMs } = await this.guard.client.fileKey(d, header)
+  /** Decisions served by the native side: host placement, and appliance placement on the native block path. */
+  private native (d: Decision): boolean { return d.placement === 'host' || (this.nativeBlocks && d.placement === 'appliance') }
+
+  /**
+   * The answer that hands the file to the native side: its key (host placement; the buffer is zeroed once the answer
+   * is delivered) or its grant at the decision's block service (appliance). null: the server runs no block service,
+   * serve it here.
+   */
+  private async hostKey (fh: number, action: Action, d: Decision, header: Buffer): Promise<{ hostKey: HostKey } | null> {
+    let answer: HostKey
+    if (d.placement === 'host') {
+      const { key, ttlMs } = await this.guard.client.fileKey(d, header)
+      answer = { key, header, ttlMs }
+    } else {
+      try {
+        const { remote, ttlMs } = await this.guard.client.blockChannel(d, header)
+        answer = { remote, header, ttlMs }
+      } catch (err) {
+        if (!(err instanceof PemError) || err.code !== 'PEM_ERR_BAD_OPCODE') throw err
+        this.nativeBlocks = false
+        return null
+      }
+    }
     if (fh !== 0) { // fh 0: a truncation by path, no handle to remember
       if (this.hostOpens.size >= HOST_OPENS_KEPT) this.hostOpens.delete(this.hostOpens.keys().next().value as number)
-      this.hostOpens.set(fh, { action, header })
+      this.hostOpens.set(fh, { action, header, server: d.server })
     }
-    return { hostKey: { key, header, ttlMs } }
+    return { hostKey: answer }
   }
 
   /** A host-placement handle's key outlived its ttl: decide again (fresh) and release the key again, or refuse. */
@@ -192,9 +220,12 @@ export class CryptIo {
     const action: Action = r.fh === 0 ? 'truncate' : known?.action === 'create' ? 'write' : known?.action ?? 'read'
     const header = known?.header ?? this.files.peek(r.fd).bytes
     if (header === null) throw Object.assign(new Error('no header to release a key for'), { code: 'EIO' })
+    if ((r.flags & 1) !== 0 && known !== undefined) this.guard.client.noteServerLost(known.server) // timed out or closed
     const d = await this.guard.allow(caller, r.path, action, this.guard.attrs(caller), true)
-    if (d.placement !== 'host') throw new PemError('PEM_ERR_POLICY_DENY', `${r.path}: no longer under host placement`)
-    return await this.hostKey(r.fh, action, d, header)
+    if (!this.native(d)) throw new PemError('PEM_ERR_POLICY_DENY', `${r.path}: no longer served natively`)
+    const answer = await this.hostKey(r.fh, action, d, header)
+    if (answer === null) throw Object.assign(new Error(`${r.path}: its server runs no block service`), { code: 'EIO' })
+    return answer
   }
 
   private opened (fh: number, h: CryptHandle): void {

@@ -49,6 +49,12 @@ export function statusOf (m: Mounted): Record<string, unknown> {
     hostKeyCalls: stats?.hostKeyCalls ?? 0,
     hostReads: stats?.hostReads ?? 0,
     hostWrites: stats?.hostWrites ?? 0,
+    // appliance placement on the native block path: grants installed, requests and blocks sent to spd's block service
+    blockGrants: stats?.blockGrants ?? 0,
+    blockRequests: stats?.blockRequests ?? 0,
+    blockBlocks: stats?.blockBlocks ?? 0,
+    blockConnects: stats?.blockConnects ?? 0,
+    blockLinksLost: stats?.blockLinksLost ?? 0,
     ...m.guard.stats,
     servers: m.client.servers.map(s => ({
       name: s.entry.name,

@@ -19,7 +19,9 @@ export async function pemfsMetricsText (status: Record<string, unknown>): Promis
     ['decisions', 'decisions asked of the cluster'], ['cacheHits', 'decisions answered from the guard\'s cache'], ['nativeCacheHits', 'decisions answered from the native session\'s cache'],
     ['nativeJsCalls', 'decisions the native session asked of the control plane (its cache missed)'],
     ['hostKeys', 'file keys handed to the native session (host placement)'], ['hostKeyCalls', 'host-placement keys asked again after their ttl'],
-    ['hostReads', 'reads served natively with a leased key'], ['hostWrites', 'writes served natively with a leased key'],
+    ['hostReads', 'reads served natively (leased key or block service)'], ['hostWrites', 'writes served natively (leased key or block service)'],
+    ['blockGrants', 'grants of spd\'s native block service handed to the native session'], ['blockRequests', 'requests sent to spd\'s native block service'],
+    ['blockBlocks', 'blocks sealed or opened by spd\'s native block service'], ['blockLinksLost', 'block channel connections lost'],
     ['timeouts', 'decisions and data calls the session gave up on (ETIMEDOUT)'], ['denied', 'operations denied by policy'], ['failed', 'operations failed for want of a server']
   ]
   for (const [key, help] of counters) {

@@ -20,6 +20,8 @@ import { handleFileHeader, handleOpen, handleSeal } from './handlers/blocks'
 import { handleDecide } from './handlers/decide'
 import { handleEnroll } from './handlers/enroll'
 import { handleFileKey } from './handlers/file-key'
+import { handleBlockChannel } from './handlers/block-channel'
+import { BlockService } from './block-service'
 import { DataService } from './keys'
 import { LoadReporter } from './load'
 import { Latencies, memberMetrics, RefusalTally } from './metrics'
@@ -49,6 +51,8 @@ export class Member {
   adminAddr = ''
   /** Engines, file keys and grants of the data service; the configured crypto provider loads here or start fails. */
   readonly data: DataService
+  /** The native block service (appliance placement without JS per block, docs/CHANNEL.md §8). */
+  readonly blocks = new BlockService()
   readonly cluster: ClusterService
   private selfSync: string | null = null
 
@@ -214,6 +218,7 @@ export class Member {
     })
     const a = this.hostServer.address()
     this.hostAddr = `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`
+    this.blocks.start(a.address, () => ({ load: this.load.project(0).total, weight: this.config.weight, pv: this.policyVersion }))
     const adminAt = splitHostPort(this.config.adminListen)
     this.admin = new AdminApi(this.identity, this.config.adminTokenTtlS, user => this.store.state.admins[user]?.hash, e => this.audit.write({ kind: 'admin', ...e }))
     registerAdminRoutes(this.admin, this)
@@ -253,6 +258,7 @@ export class Member {
           return await this.latencies.timeBlocks('open', bytes, async () => await handleOpen(this.data, body as BlocksBody, ctx))
         }
         case Op.FileKey: return handleFileKey(this, body as FileKeyBody, ctx)
+        case Op.BlockChannel: return handleBlockChannel(this, body as FileKeyBody, ctx, ch)
         case Op.Ping: return { load: this.load.project(0), weight: this.config.weight, pv: this.policyVersion }
         case Op.Servers: return { pv: this.policyVersion, servers: this.servers(ch.peer.id) }
         default: throw new PemError('PEM_ERR_BAD_OPCODE', `opcode ${op} is not served on a host channel`)
@@ -268,12 +274,14 @@ export class Member {
   /** Drops live sessions of a host that was just removed. */
   disconnectHost (hostId: string): void {
     for (const ch of this.channels) if (ch.peer.id === hostId) ch.close()
+    this.blocks.dropHost(hostId)
   }
 
   async stop (): Promise<void> {
     this.trail.close()
     await this.cluster.stop()
     await this.hostServer?.close()
+    this.blocks.stop()
     await this.admin?.close()
     this.load.close()
     this.data.close()

@@ -117,6 +117,17 @@ export interface FileKeyReply { sealed: Buffer, ttlMs: number }
 export interface AuditReadBody { since: string | null, after: number, limit: number, uid: number | null, host: string | null, effect: 'permit' | 'deny' | null, rule: string | null }
 /** `records` are decision records as written (lib/wire/audit-record.ts), each with its seq and ts; `member` is the server's name. */
 export interface AuditReadReply { member: string, records: Array<Record<string, unknown>>, truncated: boolean }
+/**
+ * BlockChannel (issue 17, docs/CHANNEL.md §8): spd checks the grant and header as for BlocksSeal/Open and installs the
+ * grant at its native block service under the random `handle` (16 bytes), and a one-use `token` (16 bytes) for a new
+ * block channel connection to `port` on this server's address, keyed from this channel's TLS exporter with the token
+ * as context. `ttlMs`: the grant's remaining time; `seal`: whether it may seal.
+ */
+export interface BlockChannelBody { grant: string, header: Buffer }
+/** The block channel's exporter label (both ends); the token is the exporter's context. */
+export const BLOCK_CHANNEL_LABEL = 'EXPORTER-pem-block-channel/1'
+export const BLOCK_CHANNEL_KEY_BYTES = 64 // host->spd key | spd->host key
+export interface BlockChannelReply { port: number, token: Buffer, handle: Buffer, ttlMs: number, seal: boolean }
 /** Bytes of a FileKey reply's `sealed`: the 58-byte plaintext (lib/crypto/file-key.ts) + crypto_box_seal's 48. */
 export const SEALED_FILE_KEY_BYTES = 106
 
@@ -325,6 +336,14 @@ export function checkFileKeyReply (v: unknown): FileKeyReply {
   return { sealed, ttlMs: int(o.ttlMs, 'ttlMs', 0, 86_400_000) }
 }
 
+export function checkBlockChannelReply (v: unknown): BlockChannelReply {
+  const o = obj(v, 'block channel reply')
+  const token = bin(o.token, 'token', 16)
+  const handle = bin(o.handle, 'handle', 16)
+  if (token.length !== 16 || handle.length !== 16) bad('token and handle must be 16 bytes')
+  return { port: int(o.port, 'port', 1, 65535), token, handle, ttlMs: int(o.ttlMs, 'ttlMs', 0, 86_400_000), seal: bool(o.seal, 'seal') }
+}
+
 export function checkPingReply (v: unknown): PingReply {
   const o = obj(v, 'ping reply')
   return { load: checkLoad(o.load), weight: int(o.weight, 'weight', 1, 100), pv: int(o.pv, 'pv') }
@@ -371,6 +390,7 @@ export const REQUEST_CHECKS: Partial<Record<Op, (v: unknown) => unknown>> = {
   [Op.BlocksSeal]: checkBlocks,
   [Op.BlocksOpen]: checkBlocks,
   [Op.FileKey]: checkFileKey,
+  [Op.BlockChannel]: checkFileKey,
   [Op.AuditRead]: checkAuditRead
 }
 export const REPLY_CHECKS: Partial<Record<Op, (v: unknown) => unknown>> = {
@@ -383,5 +403,6 @@ export const REPLY_CHECKS: Partial<Record<Op, (v: unknown) => unknown>> = {
   [Op.BlocksSeal]: checkBlocksReply,
   [Op.BlocksOpen]: checkBlocksReply,
   [Op.FileKey]: checkFileKeyReply,
+  [Op.BlockChannel]: checkBlockChannelReply,
   [Op.AuditRead]: checkAuditReadReply
 }

@@ -174,16 +174,40 @@ bool NumberField(Napi::Object o, const char* key, double* out) {
   return true;
 }
 
-// hostKey: { key: 32 bytes, header: the file's header bytes, ttlMs > 0 } (absent: not host placement).
+bool BytesField(Napi::Object o, const char* name, size_t n, uint8_t* out) {
+  Napi::Value v = o.Get(name);
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+      v.As<Napi::Uint8Array>().ByteLength() != n) {
+    return false;
+  }
+  memcpy(out, v.As<Napi::Uint8Array>().Data(), n);
+  return true;
+}
+
+// hostKey: { key: 32 bytes | remote: { server, host, port, token: 16, keys: 64, grant: 16 }, header: the file's
+// header bytes, ttlMs > 0 } (absent: not served natively). remote: appliance placement over the block channel.
 bool HostKeyField(Napi::Object o, HostKey* k, std::string* why) {
   Napi::Value v = o.Get("hostKey");
   if (v.IsUndefined() || v.IsNull()) return true;
   if (!v.IsObject()) return *why = "hostKey must be an object", false;
   Napi::Object hk = v.As<Napi::Object>();
-  Napi::Value key = hk.Get("key"), header = hk.Get("header");
+  Napi::Value header = hk.Get("header"), remote = hk.Get("remote");
   double ttl = 0;
-  if (!key.IsTypedArray() || key.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
-      key.As<Napi::Uint8Array>().ByteLength() != kHostKeyBytes) {
+  if (remote.IsObject()) {
+    Napi::Object r = remote.As<Napi::Object>();
+    Napi::Value server = r.Get("server"), host = r.Get("host");
+    double port = 0;
+    if (!server.IsString() || !host.IsString() || !NumberField(r, "port", &port) || !(port > 0 && port < 65536) ||
+        !BytesField(r, "token", blockch::kTokenBytes, k->spec.token) ||
+        !BytesField(r, "keys", blockch::kChannelKeyBytes, k->spec.keys) ||
+        !BytesField(r, "grant", blockch::kGrantBytes, k->spec.grant)) {
+      return *why = "hostKey.remote must be { server, host, port, token (16), keys (64), grant (16) }", false;
+    }
+    k->spec.server = server.As<Napi::String>().Utf8Value();
+    k->spec.host = host.As<Napi::String>().Utf8Value();
+    k->spec.port = static_cast<int>(port);
+    k->remote = true;
+  } else if (!BytesField(hk, "key", kHostKeyBytes, k->key)) {
     return *why = "hostKey.key must be 32 bytes", false;
   }
   if (!header.IsTypedArray() || header.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
@@ -191,8 +215,7 @@ bool HostKeyField(Napi::Object o, HostKey* k, std::string* why) {
     return *why = "hostKey.header must be the file's header bytes", false;
   }
   if (!NumberField(hk, "ttlMs", &ttl) || !(ttl > 0)) return *why = "hostKey.ttlMs must be > 0", false;
-  Napi::Uint8Array kb = key.As<Napi::Uint8Array>(), hb = header.As<Napi::Uint8Array>();
-  memcpy(k->key, kb.Data(), kHostKeyBytes);
+  Napi::Uint8Array hb = header.As<Napi::Uint8Array>();
   k->header.assign(hb.Data(), hb.Data() + hb.ByteLength());
   k->ttl_ms = ttl > kHostKeyMaxTtlMs ? kHostKeyMaxTtlMs : ttl;
   k->present = true;

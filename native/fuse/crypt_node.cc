@@ -1,4 +1,4 @@
-// CryptNode and CryptNodes (crypt_node.h): the native data plane of host placement. The read, write and truncate
+// CryptNode and CryptNodes (crypt_node.h): the native data plane of encrypted files, and LocalSealer (host placement). The read, write and truncate
 // rules are those of lib/pem-fs/crypt-file.ts (partial blocks patched, an old short last block grown to full before
 // a write past it, holes left as holes, appends at the true end, the redo record for a cut inside a block).
 #include "crypt_node.h"
@@ -50,7 +50,8 @@ struct ThreadCtx {
 };
 thread_local ThreadCtx t_ctx;
 // Per-worker scratch, bounded by one request (kMaxWrite) plus the blocks around it.
-thread_local std::vector<uint8_t> t_slots, t_old, t_plain, t_recs, t_comp;
+thread_local std::vector<uint8_t> t_slots, t_old, t_plain, t_recs, t_comp, t_aad, t_part;
+thread_local std::vector<BlockJob> t_jobs;
 
 uint8_t* Room(std::vector<uint8_t>* v, size_t n) {
   if (v->size() < n) v->resize(n);
@@ -109,6 +110,25 @@ bool Aead(const EVP_CIPHER* cipher, const uint8_t* key, bool seal, const uint8_t
   return ok;
 }
 
+// Host placement: the file's key in a KeyPage, one AEAD call per block on the calling worker.
+class LocalSealer : public BlockSealer {
+ public:
+  LocalSealer(const EVP_CIPHER* cipher, const uint8_t* key) : cipher_(cipher) {
+    if (page_.ok()) page_.Set(key);
+  }
+  bool ok() const { return page_.ok() && cipher_ != nullptr; }
+  int Run(bool seal, BlockJob* jobs, size_t n) override {
+    for (size_t i = 0; i < n; i++) {
+      if (!Aead(cipher_, page_.bytes(), seal, jobs[i].aad, jobs[i].in, jobs[i].len, jobs[i].out)) return EIO;
+    }
+    return 0;
+  }
+
+ private:
+  const EVP_CIPHER* cipher_;
+  KeyPage page_;
+};
+
 }  // namespace
 
 void HostLog(const std::string& what) {
@@ -145,13 +165,13 @@ void KeyPage::Set(const uint8_t* key) { memcpy(page_, key, kHostKeyBytes); }
 void KeyPage::Wipe() { OPENSSL_cleanse(page_, kHostKeyBytes); }
 
 CryptNode::CryptNode(int fd, const FileHeader& h, const std::vector<uint8_t>& header, uint64_t size)
-    : fd_(fd), h_(h), header_(header), cipher_(CipherOf(h.cipher)), size_(size) {}
+    : fd_(fd), h_(h), header_(header), size_(size) {}
 
 CryptNode::~CryptNode() { Close(); }
 
 void CryptNode::Close() {
   std::unique_lock<std::shared_mutex> lk(rw_);
-  key_.Wipe();
+  sealer_.reset();  // a LocalSealer's page is wiped as it goes
   key_expiry_ms_ = 0;
   if (fd_ >= 0) close(fd_);
   fd_ = -1;
@@ -159,12 +179,22 @@ void CryptNode::Close() {
 
 bool CryptNode::KeyLive() const { return NowMs() < key_expiry_ms_.load(); }
 
-int CryptNode::InstallKey(const HostKey& k) {
-  if (!k.present || k.header != header_ || !key_.ok()) return EIO;
+int CryptNode::InstallKey(const HostKey& k, std::shared_ptr<BlockSealer> sealer) {
+  if (!k.present || k.header != header_ || sealer == nullptr) return EIO;
   std::unique_lock<std::shared_mutex> lk(rw_);
-  key_.Set(k.key);
+  sealer_ = std::move(sealer);
   key_expiry_ms_ = NowMs() + static_cast<int64_t>(k.ttl_ms);
   return 0;
+}
+
+// A lost sealer makes the key "expired": the next call asks the io hook for another one.
+int CryptNode::RunSealer(bool seal, BlockJob* jobs, size_t n) {
+  int err = sealer_ == nullptr ? EKEYEXPIRED : sealer_->Run(seal, jobs, n);
+  if (IsSealerLost(err)) {
+    key_expiry_ms_ = 0;
+    if (err != EKEYEXPIRED) server_lost_ = true;
+  }
+  return err;
 }
 
 uint64_t CryptNode::PlainBytes() const { return PlainSize(h_, size_.load()); }
@@ -175,20 +205,41 @@ uint64_t CryptNode::RecordOffset(uint64_t block, uint32_t plain_len, size_t rec_
   return plain_len < h_.block_bytes ? SlotOffset(h_, block) : SlotOffset(h_, block) + h_.slot_bytes - rec_len;
 }
 
-// Opens one record (checked by ParseSlot) into out (plain_len bytes): a payload shorter than its plaintext is
-// compressed with the header's codec.
-int CryptNode::OpenRecord(uint64_t block, const uint8_t* rec, size_t rec_len, uint32_t plain_len, uint8_t* out) {
-  const size_t payload = rec_len - kRecordOverhead;
-  uint8_t aad[kAadBytes];
-  WriteAad(h_, block, plain_len, aad);
-  if (payload == plain_len) return Aead(cipher_, key_.bytes(), false, aad, rec, payload, out) ? 0 : EIO;
-  if (h_.compression == kCompressionNone) return EIO;
-  uint8_t* packed = Room(&t_comp, payload);
-  bool ok = Aead(cipher_, key_.bytes(), false, aad, rec, payload, packed) &&
-            engine::DecompressBlock(h_.compression, packed, payload, out, plain_len) == plain_len;
-  OPENSSL_cleanse(packed, payload);
-  if (!ok) OPENSSL_cleanse(out, plain_len);
-  return ok ? 0 : EIO;
+// Opens records (each checked by ParseSlot) into their `out` (plain_len bytes each) in one sealer batch: a payload
+// shorter than its plaintext is compressed with the header's codec. On failure no plaintext is left in any out.
+int CryptNode::OpenRecordsLocked(const OpenJob* o, size_t n) {
+  if (n == 0) return 0;
+  size_t packed_bytes = 0;
+  for (size_t i = 0; i < n; i++) {
+    const size_t payload = o[i].rec_len - kRecordOverhead;
+    if (payload == o[i].plain_len) continue;
+    if (h_.compression == kCompressionNone) return EIO;
+    packed_bytes += payload;
+  }
+  uint8_t* aads = Room(&t_aad, n * kAadBytes);
+  uint8_t* packed = Room(&t_comp, packed_bytes);
+  if (t_jobs.size() < n) t_jobs.resize(n);
+  size_t at = 0;
+  for (size_t i = 0; i < n; i++) {
+    const uint32_t payload = static_cast<uint32_t>(o[i].rec_len - kRecordOverhead);
+    WriteAad(h_, o[i].block, o[i].plain_len, aads + i * kAadBytes);
+    uint8_t* dst = payload == o[i].plain_len ? o[i].out : packed + at;
+    if (payload != o[i].plain_len) at += payload;
+    t_jobs[i] = {aads + i * kAadBytes, o[i].rec, payload, dst};
+  }
+  int err = RunSealer(false, t_jobs.data(), n);
+  for (size_t i = 0; err == 0 && i < n; i++) {
+    const BlockJob& j = t_jobs[i];
+    if (j.out != o[i].out &&
+        engine::DecompressBlock(h_.compression, j.out, j.len, o[i].out, o[i].plain_len) != o[i].plain_len) {
+      err = EIO;
+    }
+  }
+  if (packed_bytes > 0) OPENSSL_cleanse(packed, packed_bytes);
+  if (err != 0) {
+    for (size_t i = 0; i < n; i++) OPENSSL_cleanse(o[i].out, o[i].plain_len);
+  }
+  return err;
 }
 
 // Block `block`'s plaintext into out (block_bytes of room); a hole is block_bytes of zeros.
@@ -212,7 +263,8 @@ int CryptNode::OpenBlockLocked(uint64_t block, uint8_t* out, uint32_t* plain_len
     *plain_len = h_.block_bytes;
     return 0;
   }
-  if ((err = OpenRecord(block, rec, rec_len, plain, out)) != 0) return err;
+  const OpenJob job = {block, rec, rec_len, plain, out};
+  if ((err = OpenRecordsLocked(&job, 1)) != 0) return err;
   *plain_len = plain;
   return 0;
 }
@@ -231,7 +283,18 @@ int CryptNode::Read(uint8_t* out, size_t len, uint64_t off, size_t* got) {
   int err = PreadFull(fd_, slots, to - from, from, &n);
   if (err == 0 && n != to - from) err = EIO;  // the backing file ended early: PEM_ERR_TRUNCATED
   if (err != 0) return err;
-  uint8_t* scratch = Room(&t_plain, B);
+  // Every record of the range in one sealer batch: whole blocks straight into the reply, partly read ones through
+  // scratch (one block each), then copied.
+  struct Part {
+    uint64_t b, s, e;
+    uint32_t plain_len;
+    bool whole;
+  };
+  std::vector<OpenJob> jobs;
+  std::vector<Part> parts;
+  jobs.reserve(last - first + 1);
+  parts.reserve(last - first + 1);
+  size_t partial = 0;
   for (uint64_t b = first; b <= last; b++) {
     const size_t at = (b - first) * S;
     const uint8_t* rec;
@@ -241,41 +304,72 @@ int CryptNode::Read(uint8_t* out, size_t len, uint64_t off, size_t* got) {
     err = ParseSlot(h_, b, slots + at, std::min<uint64_t>(S, n - at), &rec, &rec_len, &plain_len, &why);
     if (err != 0) return err;
     const uint64_t s = std::max<uint64_t>(off, b * B), e = std::min<uint64_t>(end, (b + 1) * B);
-    uint8_t* dst = out + (s - off);
     if (rec == nullptr) {
-      memset(dst, 0, e - s);
+      memset(out + (s - off), 0, e - s);
       continue;
     }
-    const bool whole = s == b * B && e - s == plain_len;  // straight into the reply
-    if ((err = OpenRecord(b, rec, rec_len, plain_len, whole ? dst : scratch)) != 0) return err;
-    if (!whole) {
-      const uint64_t have = std::min<uint64_t>(e, b * B + plain_len);
-      if (have > s) memcpy(dst, scratch + (s - b * B), have - s);
-      if (have < e) memset(dst + (have > s ? have - s : 0), 0, e - std::max(have, s));
-    }
+    const bool whole = s == b * B && e - s == plain_len;
+    if (!whole) partial++;
+    jobs.push_back({b, rec, rec_len, plain_len, whole ? out + (s - off) : nullptr});
+    parts.push_back({b, s, e, plain_len, whole});
   }
+  uint8_t* scratch = Room(&t_plain, partial * B);
+  for (size_t i = 0, k = 0; i < jobs.size(); i++) {
+    if (!parts[i].whole) jobs[i].out = scratch + k++ * B;
+  }
+  if ((err = OpenRecordsLocked(jobs.data(), jobs.size())) != 0) return err;
+  for (size_t i = 0; i < jobs.size(); i++) {
+    const Part& p = parts[i];
+    if (p.whole) continue;
+    uint8_t* dst = out + (p.s - off);
+    const uint64_t have = std::min<uint64_t>(p.e, p.b * B + p.plain_len);
+    if (have > p.s) memcpy(dst, jobs[i].out + (p.s - p.b * B), have - p.s);
+    if (have < p.e) memset(dst + (have > p.s ? have - p.s : 0), 0, p.e - std::max(have, p.s));
+  }
+  if (partial > 0) OPENSSL_cleanse(scratch, partial * B);
   *got = end - off;
   return 0;
 }
 
-// Seals `len` bytes of plaintext of `block` into rec (room for len + kRecordOverhead): nonce | ciphertext | tag |
-// trailer. With compression a full block is compressed first and stored raw when that does not shrink it (§4.5).
-int CryptNode::SealLocked(uint64_t block, const uint8_t* plain, uint32_t len, uint8_t* rec, size_t* rec_len) {
-  uint8_t aad[kAadBytes];
-  WriteAad(h_, block, len, aad);
-  const uint8_t* payload = plain;
-  size_t payload_len = len;
-  if (h_.compression != kCompressionNone && len == h_.block_bytes) {
-    uint8_t* packed = Room(&t_comp, len);
-    size_t n = engine::CompressBlock(h_.compression, plain, len, packed, len - 1);
-    if (n > 0) payload = packed, payload_len = n;
+// Seals blocks in one sealer batch, block i's record (nonce | ciphertext | tag | trailer) at recs + i * stride
+// (room for its len + kRecordOverhead), and lists each record with its file offset in *out. With compression a full
+// block is compressed first and stored raw when that does not shrink it (§4.5).
+int CryptNode::SealBatchLocked(const SealIn* in, size_t n, uint8_t* recs, size_t stride, Records* out) {
+  if (n == 0) return 0;
+  const bool packs = h_.compression != kCompressionNone;
+  uint8_t* aads = Room(&t_aad, n * kAadBytes);
+  uint8_t* packed = packs ? Room(&t_comp, n * h_.block_bytes) : nullptr;
+  if (t_jobs.size() < n) t_jobs.resize(n);
+  for (size_t i = 0; i < n; i++) {
+    WriteAad(h_, in[i].block, in[i].len, aads + i * kAadBytes);
+    const uint8_t* payload = in[i].plain;
+    uint32_t payload_len = in[i].len;
+    if (packs && in[i].len == h_.block_bytes) {
+      uint8_t* p = packed + i * h_.block_bytes;
+      size_t c = engine::CompressBlock(h_.compression, in[i].plain, in[i].len, p, in[i].len - 1);
+      if (c > 0) payload = p, payload_len = static_cast<uint32_t>(c);
+    }
+    t_jobs[i] = {aads + i * kAadBytes, payload, payload_len, recs + i * stride};
   }
-  bool ok = Aead(cipher_, key_.bytes(), true, aad, payload, payload_len, rec);
-  if (payload != plain) OPENSSL_cleanse(t_comp.data(), payload_len);
-  if (!ok) return EIO;
-  WriteTrailer(h_, rec, static_cast<uint32_t>(payload_len), len);
-  *rec_len = payload_len + kRecordOverhead;
+  int err = RunSealer(true, t_jobs.data(), n);
+  if (packs) OPENSSL_cleanse(packed, n * h_.block_bytes);
+  if (err != 0) return err;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t* rec = recs + i * stride;
+    WriteTrailer(h_, rec, t_jobs[i].len, in[i].len);
+    const size_t rec_len = t_jobs[i].len + kRecordOverhead;
+    out->emplace_back(RecordOffset(in[i].block, in[i].len, rec_len), rec, rec_len);
+  }
   return 0;
+}
+
+// One block (a truncation's): SealBatchLocked of one.
+int CryptNode::SealLocked(uint64_t block, const uint8_t* plain, uint32_t len, uint8_t* rec, size_t* rec_len) {
+  const SealIn in = {block, plain, len};
+  Records out;
+  int err = SealBatchLocked(&in, 1, rec, 0, &out);
+  if (err == 0) *rec_len = std::get<2>(out[0]);
+  return err;
 }
 
 // An empty file gets its header at the first write (as CryptFile.ensureHeader does).
@@ -288,7 +382,7 @@ int CryptNode::EnsureHeaderLocked() {
 }
 
 // Records (block-ordered, each at its file offset) that follow each other on disk go out in one pwritev.
-int CryptNode::WriteRecordsLocked(const std::vector<std::tuple<uint64_t, const uint8_t*, size_t>>& recs) {
+int CryptNode::WriteRecordsLocked(const Records& recs) {
   for (size_t i = 0; i < recs.size();) {
     const uint64_t at = std::get<0>(recs[i]);
     uint64_t end = at;
@@ -353,36 +447,34 @@ int CryptNode::Write(const uint8_t* data, size_t len, uint64_t at, bool append, 
   };
   const size_t count = static_cast<size_t>(last - first + 1) + (grow ? 1 : 0);
   uint8_t* recs = Room(&t_recs, count * S);
-  uint8_t* part = Room(&t_plain, B);
-  std::vector<std::tuple<uint64_t, const uint8_t*, size_t>> out;
-  out.reserve(count);
-  size_t slot = 0;
+  uint8_t* parts = Room(&t_part, 3 * B);  // at most three blocks are patched: the grown one, the first, the last
+  size_t patched = 0;
+  std::vector<SealIn> in;
+  in.reserve(count);
   // The new plaintext of block b (blen bytes): its old bytes (or zeros) with [s, e) of the file from data.
-  auto seal = [&](uint64_t b, uint32_t blen, uint64_t s, uint64_t e) -> int {
-    const uint8_t* plain;
+  auto add = [&](uint64_t b, uint32_t blen, uint64_t s, uint64_t e) {
     if (s == b * B && e - s == blen) {
-      plain = data + (s - pos);
-    } else {
-      uint32_t have = 0;
-      const uint8_t* o = old_of(b, &have);
-      const uint32_t keep = std::min(have, blen);
-      if (keep > 0) memcpy(part, o, keep);
-      memset(part + keep, 0, blen - keep);
-      if (e > s) memcpy(part + (s - b * B), data + (s - pos), e - s);
-      plain = part;
+      in.push_back({b, data + (s - pos), blen});
+      return;
     }
-    uint8_t* rec = recs + slot++ * S;
-    size_t rec_len = 0;
-    int r = SealLocked(b, plain, blen, rec, &rec_len);
-    if (r == 0) out.emplace_back(RecordOffset(b, blen, rec_len), rec, rec_len);
-    return r;
+    uint8_t* part = parts + patched++ * B;
+    uint32_t have = 0;
+    const uint8_t* o = old_of(b, &have);
+    const uint32_t keep = std::min(have, blen);
+    if (keep > 0) memcpy(part, o, keep);
+    memset(part + keep, 0, blen - keep);
+    if (e > s) memcpy(part + (s - b * B), data + (s - pos), e - s);
+    in.push_back({b, part, blen});
   };
-  if (grow) err = seal(grown, static_cast<uint32_t>(B), 0, 0);
-  for (uint64_t b = first; err == 0 && b <= last; b++) {
+  if (grow) add(grown, static_cast<uint32_t>(B), 0, 0);
+  for (uint64_t b = first; b <= last; b++) {
     const uint32_t blen = static_cast<uint32_t>(std::min<uint64_t>(B, new_plain - b * B));
-    err = seal(b, blen, std::max(pos, b * B), std::min(end, b * B + blen));
+    add(b, blen, std::max(pos, b * B), std::min(end, b * B + blen));
   }
-  OPENSSL_cleanse(part, B);
+  Records out;
+  out.reserve(count);
+  err = SealBatchLocked(in.data(), in.size(), recs, S, &out);
+  OPENSSL_cleanse(parts, patched * B);
   if (needs > 0) OPENSSL_cleanse(old, needs * B);
   if (err == 0) err = WriteRecordsLocked(out);
   if (err != 0) {
@@ -470,21 +562,19 @@ int CryptNodes::Acquire(int handle_fd, const HostKey& k, std::shared_ptr<CryptNo
     if (why->empty()) *why = "the answer's header does not decode";
     return EIO;
   }
-  if (CipherOf(h.cipher) == nullptr) {
-    *why = "the cipher is not available from OpenSSL";
-    return EIO;
-  }
+  std::shared_ptr<BlockSealer> sealer = SealerFor(k, h.cipher, why);
+  if (sealer == nullptr) return k.remote ? EHOSTUNREACH : EIO;
   std::lock_guard<std::mutex> lock(mu_);
   auto key = std::make_pair(st.st_dev, st.st_ino);
   auto it = nodes_.find(key);
   if (it != nodes_.end()) {
-    int err = it->second.first->InstallKey(k);
+    int err = it->second.first->InstallKey(k, sealer);
     if (err != 0) {
       *why = "the answer's header is not the file's";
       return err;
     }
     it->second.second++;
-    keys++;
+    (k.remote ? grants : keys)++;
     *out = it->second.first;
     return 0;
   }
@@ -519,11 +609,20 @@ int CryptNodes::Acquire(int handle_fd, const HostKey& k, std::shared_ptr<CryptNo
     }
   }
   auto n = std::make_shared<CryptNode>(fd, h, k.header, size);
-  if (n->InstallKey(k) != 0) return *why = "no key page (mmap failed)", ENOMEM;
+  if (n->InstallKey(k, sealer) != 0) return *why = "the answer's header is not the file's", EIO;
   nodes_[key] = {n, 1};
-  keys++;
+  (k.remote ? grants : keys)++;
   *out = n;
   return 0;
+}
+
+std::shared_ptr<BlockSealer> CryptNodes::SealerFor(const HostKey& k, uint8_t cipher, std::string* why) {
+  if (!k.present) return *why = "no key", nullptr;
+  if (k.remote) return links.Sealer(k.spec, why);
+  if (CipherOf(cipher) == nullptr) return *why = "the cipher is not available from OpenSSL", nullptr;
+  auto local = std::make_shared<LocalSealer>(CipherOf(cipher), k.key);
+  if (!local->ok()) return *why = "no key page (mmap failed)", nullptr;
+  return local;
 }
 
 std::shared_ptr<CryptNode> CryptNodes::Hold(dev_t dev, ino_t ino, bool live_key) {
@@ -563,6 +662,7 @@ void CryptNodes::Clear() {
     all.swap(nodes_);
   }
   for (auto& kv : all) kv.second.first->Close();
+  links.Clear();
 }
 
 size_t CryptNodes::nodes() {

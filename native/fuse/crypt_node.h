@@ -1,5 +1,6 @@
-// Host placement (issue 18; docs/PEMFS.md "Host placement"): encrypted files served by the FUSE worker threads with
-// a per-file key the control plane hands over. One CryptNode per backing inode (dev:ino) shared by its host-mode
+// Native encrypted files (issue 18; docs/PEMFS.md "Host placement", docs/CHANNEL.md §8): served by the FUSE worker
+// threads, with blocks sealed by a BlockSealer: the per-file key the control plane hands over (host placement) or
+// spd over the block channel (appliance placement, block_client.h). One CryptNode per backing inode (dev:ino) shared by its host-mode
 // handles: the header, the key in a locked non-dumpable page, the backing size, and a read/write lock (reads
 // share, writes and truncations are exclusive). I/O is synchronous on the calling worker: pread/pwritev on the
 // node's own fd and one AEAD call per block (OpenSSL EVP, from the node binary), in exactly the on-disk format of
@@ -21,6 +22,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "block_client.h"
+#include "block_sealer.h"
 #include "crypt_format.h"
 
 namespace pem::fuse {
@@ -28,9 +31,12 @@ namespace pem::fuse {
 constexpr size_t kHostKeyBytes = 32;
 constexpr double kHostKeyMaxTtlMs = 24 * 3600 * 1000.0;
 
-// The io hook's `hostKey` answer (open, key). The destructor wipes the key bytes.
+// The io hook's `hostKey` answer (open, key): the file's key (host placement) or, with `remote`, the spd server and
+// grant that seal its blocks (appliance placement). The destructor wipes the key bytes.
 struct HostKey {
   bool present = false;
+  bool remote = false;
+  RemoteSpec spec;  // remote only
   uint8_t key[kHostKeyBytes] = {};
   std::vector<uint8_t> header;
   double ttl_ms = 0;
@@ -70,16 +76,34 @@ class CryptNode {
   uint64_t PlainBytes() const;
 
   bool KeyLive() const;
-  // Installs a new key for this file (its header must be the node's). 0 or EIO.
-  int InstallKey(const HostKey& k);
+  // Installs a new sealer for this file (k's header must be the node's). 0 or EIO.
+  int InstallKey(const HostKey& k, std::shared_ptr<BlockSealer> sealer);
+  // True once after the sealer was lost to a server that timed out or closed (the `key` question says so).
+  bool TakeServerLost() { return server_lost_.exchange(false); }
+  uint8_t cipher_id() const { return h_.cipher; }
   // The last handle went: the key is wiped and the fd closed (under the write lock, so no I/O is in flight).
   void Close();
 
   std::mutex key_mu;  // one `key` question at a time per node
 
  private:
+  struct OpenJob {
+    uint64_t block;
+    const uint8_t* rec;
+    size_t rec_len;
+    uint32_t plain_len;
+    uint8_t* out;
+  };
+  struct SealIn {
+    uint64_t block;
+    const uint8_t* plain;
+    uint32_t len;
+  };
+  using Records = std::vector<std::tuple<uint64_t, const uint8_t*, size_t>>;  // file offset, record, length
+  int RunSealer(bool seal, BlockJob* jobs, size_t n);
   int OpenBlockLocked(uint64_t block, uint8_t* out, uint32_t* plain_len);
-  int OpenRecord(uint64_t block, const uint8_t* rec, size_t rec_len, uint32_t plain_len, uint8_t* out);
+  int OpenRecordsLocked(const OpenJob* jobs, size_t n);
+  int SealBatchLocked(const SealIn* in, size_t n, uint8_t* recs, size_t stride, Records* out);
   int SealLocked(uint64_t block, const uint8_t* plain, uint32_t len, uint8_t* rec, size_t* rec_len);
   int EnsureHeaderLocked();
   int WriteRecordsLocked(const std::vector<std::tuple<uint64_t, const uint8_t*, size_t>>& recs);
@@ -89,15 +113,19 @@ class CryptNode {
   int fd_;
   FileHeader h_;
   std::vector<uint8_t> header_;
-  const EVP_CIPHER* cipher_;
-  KeyPage key_;
+  std::shared_ptr<BlockSealer> sealer_;
   std::atomic<int64_t> key_expiry_ms_{0};  // steady clock
+  std::atomic<bool> server_lost_{false};
   std::atomic<uint64_t> size_;             // backing bytes
 };
 
 class CryptNodes {
  public:
   ~CryptNodes() { Clear(); }
+  BlockLinks links;  // declared first: destroyed after every node's sealer
+  // The sealer `k` names for a file of cipher `cipher`: a LocalSealer of its key, or a RemoteSealer on the block
+  // channel to its server. nullptr + why.
+  std::shared_ptr<BlockSealer> SealerFor(const HostKey& k, uint8_t cipher, std::string* why);
   // The node of the file open on `handle_fd`, loaded with `k` (its header checked against the file, a truncation
   // a crash interrupted finished) or, when already held, given `k` as its new key; one more reference. 0 or errno.
   int Acquire(int handle_fd, const HostKey& k, std::shared_ptr<CryptNode>* out, std::string* why);
@@ -114,7 +142,7 @@ class CryptNodes {
   void Clear();
 
   size_t nodes();
-  std::atomic<uint64_t> keys{0}, key_calls{0}, reads{0}, writes{0};
+  std::atomic<uint64_t> keys{0}, grants{0}, key_calls{0}, reads{0}, writes{0};  // grants: remote sealers installed
 
  private:
   struct Seen {

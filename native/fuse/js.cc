@@ -225,6 +225,23 @@ Napi::Value JsStats(const Napi::CallbackInfo& info) {
   o.Set("hostKeyCalls", Napi::Number::New(env, static_cast<double>(c.key_calls.load())));
   o.Set("hostReads", Napi::Number::New(env, static_cast<double>(c.reads.load())));
   o.Set("hostWrites", Napi::Number::New(env, static_cast<double>(c.writes.load())));
+  o.Set("blockGrants", Napi::Number::New(env, static_cast<double>(c.grants.load())));
+  o.Set("blockRequests", Napi::Number::New(env, static_cast<double>(c.links.requests.load())));
+  o.Set("blockBlocks", Napi::Number::New(env, static_cast<double>(c.links.blocks.load())));
+  o.Set("blockConnects", Napi::Number::New(env, static_cast<double>(c.links.connects.load())));
+  o.Set("blockLinksLost", Napi::Number::New(env, static_cast<double>(c.links.lost.load())));
+  Napi::Array seen = Napi::Array::New(env);
+  uint32_t i = 0;
+  for (const ServerSeen& v : c.links.Seen()) {
+    Napi::Object e = Napi::Object::New(env);
+    e.Set("server", Napi::String::New(env, v.server));
+    e.Set("load", Napi::Number::New(env, v.load));
+    e.Set("weight", Napi::Number::New(env, v.weight));
+    e.Set("pv", Napi::Number::New(env, static_cast<double>(v.pv)));
+    e.Set("alive", Napi::Boolean::New(env, v.alive));
+    seen.Set(i++, e);
+  }
+  o.Set("blockServers", seen);
   o.Set("dumpable", Napi::Boolean::New(env, prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0));
   return o;
 }

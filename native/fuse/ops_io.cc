@@ -243,8 +243,7 @@ void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_fi
   if (h->host != nullptr) {
     if (t_buf.size() < kMaxWrite) t_buf.resize(kMaxWrite);
     size_t got = 0;
-    err = FreshHostKey(s, h.get());
-    if (err == 0) err = h->host->Read(reinterpret_cast<uint8_t*>(t_buf.data()), size, off, &got);
+    err = HostCall(s, h.get(), [&] { return h->host->Read(reinterpret_cast<uint8_t*>(t_buf.data()), size, off, &got); });
     s->crypt().reads++;
     if (err != 0) {
       fuse_reply_err(req, err);
@@ -301,8 +300,7 @@ void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
   }
   if (h->host != nullptr) {
     size_t wrote = 0;
-    err = FreshHostKey(s, h.get());
-    if (err == 0) err = h->host->Write(reinterpret_cast<const uint8_t*>(buf), size, off, h->append, &wrote);
+    err = HostCall(s, h.get(), [&] { return h->host->Write(reinterpret_cast<const uint8_t*>(buf), size, off, h->append, &wrote); });
     s->crypt().writes++;
     if (err != 0) {
       fuse_reply_err(req, err);
@@ -396,6 +394,7 @@ int FreshHostKey(Session* s, Handle* h) {
   if (n->KeyLive()) return 0;  // another worker asked meanwhile
   IoCall c;
   c.kind = IoKind::kKey;
+  c.flags = n->TakeServerLost() ? 1 : 0;  // 1: the last sealer's server timed out or closed (mark it down)
   c.fh = h->id;
   c.nodeid = h->nodeid;
   c.fd = h->fd;
@@ -407,10 +406,22 @@ int FreshHostKey(Session* s, Handle* h) {
   IoResult r;
   int err = s->bridge()->Io(std::move(c), &r);
   if (err == 0) err = r.err;
-  if (err == 0) err = r.host.present ? n->InstallKey(r.host) : EIO;
-  if (err == 0) s->crypt().keys++;
+  std::string why;
+  std::shared_ptr<BlockSealer> sealer;
+  if (err == 0 && r.host.present) sealer = s->crypt().SealerFor(r.host, n->cipher_id(), &why);
+  if (err == 0) err = sealer != nullptr ? n->InstallKey(r.host, sealer) : r.host.remote ? EHOSTUNREACH : EIO;
+  if (err == 0) (r.host.remote ? s->crypt().grants : s->crypt().keys)++;
   if (err == EACCES) h->revoked = true;
   return err;
+}
+
+int HostCall(Session* s, Handle* h, const std::function<int()>& call) {
+  int err = FreshHostKey(s, h);
+  if (err == 0) err = call();
+  if (!IsSealerLost(err)) return err;
+  err = FreshHostKey(s, h);
+  if (err == 0) err = call();
+  return IsSealerLost(err) ? EHOSTUNREACH : err;
 }
 
 void AddIoOps(struct fuse_lowlevel_ops* ops) {

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -158,6 +159,9 @@ inline int NodeFd(fuse_req_t req, Session* s, fuse_ino_t ino) {
 // A host-mode handle's key, asked again of JS (io kind 'key') once its ttl has passed; EACCES revokes the handle.
 // 0 or errno (ops_io.cc).
 int FreshHostKey(Session* s, Handle* h);
+// `call` on a natively held handle with a fresh key; a lost sealer (its spd timed out or closed, its grant gone) is
+// replaced through the io hook and `call` retried once; lost again: EHOSTUNREACH.
+int HostCall(Session* s, Handle* h, const std::function<int()>& call);
 
 // Op tables filled by ops_*.cc (session.cc assembles them).
 void AddAttrOps(struct fuse_lowlevel_ops* ops);
