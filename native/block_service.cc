@@ -348,6 +348,7 @@ void Service::Serve(Conn* c) {
   }
   if (p == nullptr || !in.Init(p->keys, false) || !out.Init(p->keys + kDirKeyBytes, true)) {
     refused_token++;
+    shutdown(fd, SHUT_RDWR);  // closed by the acceptor when it reaps the connection
     c->done = true;
     return;
   }
@@ -403,6 +404,7 @@ void Service::Serve(Conn* c) {
     }
     OPENSSL_cleanse(body, body_len);
   }
+  shutdown(fd, SHUT_RDWR);
   c->done = true;
 }
 

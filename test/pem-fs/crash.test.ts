@@ -2,7 +2,9 @@
 // failpoint (PEM_FAILPOINT, lib/server/failpoint.ts) that SIGKILLs its daemon between the steps of a truncation that
 // replaces a record in place (cut inside a block, growth from a short last block); the first mount then reads the
 // file: every byte written and fsynced before, below the new size, is there, the size is the new one (the redo record
-// was complete), and nothing reads as EIO. Also a crash while a later load finishes the truncation.
+// was complete), and nothing reads as EIO. Also a crash while a later load finishes the truncation. The failpoints
+// are in crypt-file.ts, so the crashing daemon keeps appliance placement on the JS path (PEMFS_BLOCK_PATH=js); the
+// view reads through the native block path (docs/CHANNEL.md §8), which finishes a redo record in crypt_node.
 import test from 'ava'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -50,7 +52,7 @@ test.after.always(async () => {
 
 /** Mounts `crashing` with its daemon armed to die at `step`. */
 async function mountCrashing (step: string): Promise<void> {
-  const r = await cli('pemfs', ['mount', crashing, '--config-dir', c.hostDir, '--json', '--backing', back], { PEM_FAILPOINT: step }, 30000)
+  const r = await cli('pemfs', ['mount', crashing, '--config-dir', c.hostDir, '--json', '--backing', back], { PEM_FAILPOINT: step, PEMFS_BLOCK_PATH: 'js' }, 30000)
   if (r.code !== 0) throw new Error(`mount with ${step}: ${r.stderr}`)
 }
 

@@ -26,8 +26,8 @@ test.after.always(async () => {
   if (isMounted(dir)) await sh(`umount -l '${dir}'`)
 })
 
-async function mount (t: { is: (a: unknown, b: unknown, m?: string) => void }, extra: string[]): Promise<void> {
-  const m = await cli('pemfs', ['mount', dir, '--embedded', '--config-dir', cfg, ...extra], {}, 30000)
+async function mount (t: { is: (a: unknown, b: unknown, m?: string) => void }, extra: string[], env: Record<string, string> = {}): Promise<void> {
+  const m = await cli('pemfs', ['mount', dir, '--embedded', '--config-dir', cfg, ...extra], env, 30000)
   t.is(m.code, 0, m.stderr)
 }
 async function unmount (t: { is: (a: unknown, b: unknown, m?: string) => void }): Promise<void> {
@@ -37,7 +37,7 @@ async function status (): Promise<Record<string, number>> {
   return JSON.parse((await cli('pemfs', ['status', dir, '--config-dir', cfg, '--json'])).stdout) as Record<string, number>
 }
 
-test.serial('host placement by default: served natively with the released key; appliance placement reads it and writes; host reads that back', async t => {
+test.serial('host placement by default: served natively with the released key; appliance placement (native block path, then the JS fallback) reads it and writes; host reads that back', async t => {
   await mount(t, [])
   const w = await sh(`cp '${bigFile}' '${dir}/big.bin' && echo one > '${dir}/log.txt' && cmp '${bigFile}' '${dir}/big.bin' && cat '${dir}/log.txt'`)
   t.is(w.code, 0, w.stderr)
@@ -59,12 +59,22 @@ test.serial('host placement by default: served natively with the released key; a
   t.is(a.stdout, 'one\ntwo\n', 'a file written on the host reads (and appends) through spd')
   s = await status()
   t.is(s.hostKeys, 0, 'no key left spd')
-  t.true(s.reads > 0 && s.writes > 0, 'the io hook served the data calls')
+  t.true(s.blockGrants >= 2 && s.blockRequests > 0 && s.blockBlocks > 0, `native block path: ${s.blockGrants} grants, ${s.blockRequests} requests`)
+  t.is(s.reads + s.writes, 0, 'the io hook served no data call: blocks went to spd\'s native block service')
+  await unmount(t)
+
+  await mount(t, ['--placement', 'appliance'], { PEMFS_BLOCK_PATH: 'js' }) // the fallback: CryptFile and BlocksSeal/Open
+  const j = await sh(`cmp '${bigFile}' '${dir}/big.bin' && echo three >> '${dir}/log.txt' && cat '${dir}/log.txt'`)
+  t.is(j.code, 0, j.stderr)
+  t.is(j.stdout, 'one\ntwo\nthree\n')
+  s = await status()
+  t.true(s.reads > 0 && s.writes > 0, 'PEMFS_BLOCK_PATH=js: the io hook served the data calls')
+  t.is(s.blockRequests, 0)
   await unmount(t)
 
   await mount(t, [])
   const h = await sh(`cat '${dir}/log.txt' && cmp '${bigFile}' '${dir}/big.bin'`)
-  t.is(h.stdout, 'one\ntwo\n', `a file written through spd reads on the host: ${h.stderr}`)
+  t.is(h.stdout, 'one\ntwo\nthree\n', `a file written through spd reads on the host: ${h.stderr}`)
   t.is(h.code, 0, h.stderr)
   await unmount(t)
 })
