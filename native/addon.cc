@@ -14,6 +14,7 @@ static Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   pem::memory::Init(env, exports);
   pem::fuse::Init(env, exports);
   pem::blockch::InitService(env, exports);
+  pem::blockch::InitBench(env, exports);
   return exports;
 }
 

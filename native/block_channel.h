@@ -81,4 +81,6 @@ int WriteFull(int fd, const uint8_t* buf, size_t n);
 namespace pem::blockch {
 // block_service.cc: blockServiceStart/Stop/Token/Grant/DropHost/Load/Stats (spd's native block service).
 void InitService(Napi::Env env, Napi::Object exports);
+// block_bench.cc: blockBench (the native client against a block service), tcpEchoBench (its C floor).
+void InitBench(Napi::Env env, Napi::Object exports);
 }  // namespace pem::blockch

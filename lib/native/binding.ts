@@ -87,6 +87,12 @@ export interface RawBlockService {
   blockServiceLoad (load: number, weight: number, pv: number): void
   blockServiceStats (): BlockServiceStats
 }
+/** native/block_bench.cc (benchmarks/data/block-path.bench.ts): round trips/s and latency of one run. */
+export interface RawBenchRun { rate: number, p50us: number, p99us: number, errno: number }
+export interface RawBlockBench {
+  blockBench (remote: RawRemote, aad: Uint8Array, blockBytes: number, blocks: number, depth: number, ms: number): { seal: RawBenchRun, open: RawBenchRun, errno?: number }
+  tcpEchoBench (bytes: number, depth: number, ms: number): RawBenchRun
+}
 export interface BlockServiceStats {
   running: boolean, port: number, connections: number, refusedToken: number, refusedRecord: number, requests: number,
   sealBlocks: number, openBlocks: number, sealBytes: number, openBytes: number, grantRefusals: number, aadRefusals: number,
@@ -120,7 +126,7 @@ export interface RawFuse {
 /** Where an appliance-placement file's blocks go natively: spd `server` at host:port, block channel token and keys, grant. */
 export interface RawRemote { server: string, host: string, port: number, token: Uint8Array, keys: Uint8Array, grant: Uint8Array }
 
-export type RawBinding = RawRegs & RawCrypto & RawMemory & RawFuse & RawBlockService
+export type RawBinding = RawRegs & RawCrypto & RawMemory & RawFuse & RawBlockService & RawBlockBench
 
 /** The package root: the nearest ancestor of this file that holds binding.gyp (works from lib/ and dist/lib/). */
 function packageRoot (): string {

@@ -568,7 +568,10 @@ int CryptNodes::Acquire(int handle_fd, const HostKey& k, std::shared_ptr<CryptNo
   auto key = std::make_pair(st.st_dev, st.st_ino);
   auto it = nodes_.find(key);
   if (it != nodes_.end()) {
-    int err = it->second.first->InstallKey(k, sealer);
+    // Two creates of one new name at once each got a header of their own; the first one's holds (the file has no
+    // header on disk yet, or has that one): the later opener shares the node and its live sealer.
+    const bool other_header = k.header != it->second.first->header();
+    int err = other_header && it->second.first->KeyLive() ? 0 : it->second.first->InstallKey(k, sealer);
     if (err != 0) {
       *why = "the answer's header is not the file's";
       return err;

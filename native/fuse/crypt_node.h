@@ -81,6 +81,7 @@ class CryptNode {
   // True once after the sealer was lost to a server that timed out or closed (the `key` question says so).
   bool TakeServerLost() { return server_lost_.exchange(false); }
   uint8_t cipher_id() const { return h_.cipher; }
+  const std::vector<uint8_t>& header() const { return header_; }
   // The last handle went: the key is wiped and the fd closed (under the write lock, so no I/O is in flight).
   void Close();
 

@@ -71,7 +71,7 @@ int Truncate(fuse_req_t req, Session* s, fuse_ino_t ino, int fd, off_t size, str
     }
     if (!h->encrypted) return ftruncate(h->fd, size) == 0 ? 0 : errno;
     if (h->host != nullptr) {
-      return HostCall(s, h.get(), [&] { return h->host->Truncate(static_cast<uint64_t>(size)); });
+      return HostCall(s, h.get(), [&] { return h->host->Truncate(static_cast<uint64_t>(size)); }, true);
     }
     IoCall c;
     c.kind = IoKind::kTruncate;
@@ -99,7 +99,7 @@ int Truncate(fuse_req_t req, Session* s, fuse_ino_t ino, int fd, off_t size, str
     by_path.gid = ctx->gid;
     by_path.pid = ctx->pid;
     by_path.host = held;
-    err = HostCall(s, &by_path, [&] { return held->Truncate(static_cast<uint64_t>(size)); });
+    err = HostCall(s, &by_path, [&] { return held->Truncate(static_cast<uint64_t>(size)); }, true);
     s->crypt().Release(held);
     return err;
   }

@@ -8,7 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "bridge.h"
@@ -55,6 +57,12 @@ int Hook(Session* s, const std::shared_ptr<Handle>& h, IoKind kind, int flags, c
 // An encrypted handle's open: served natively when its inode is held in host placement with a live key, else by
 // the JS io hook, whose answer may hand over the file's key (host placement from then on). 0 or errno.
 int OpenEncrypted(Session* s, const std::shared_ptr<Handle>& h, int flags, const std::string& path) {
+  // Concurrent opens of one inode: a handle still being answered is neither JS's nor native yet.
+  struct Opening {
+    Handle* h;
+    explicit Opening(Handle* x) : h(x) { h->opening = true; }
+    ~Opening() { h->opening = false; }
+  } opening(h.get());
   struct stat st;
   if (fstat(h->fd, &st) != 0) return errno;
   std::shared_ptr<CryptNode> n = s->crypt().Hold(st.st_dev, st.st_ino, true);
@@ -300,7 +308,7 @@ void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
   }
   if (h->host != nullptr) {
     size_t wrote = 0;
-    err = HostCall(s, h.get(), [&] { return h->host->Write(reinterpret_cast<const uint8_t*>(buf), size, off, h->append, &wrote); });
+    err = HostCall(s, h.get(), [&] { return h->host->Write(reinterpret_cast<const uint8_t*>(buf), size, off, h->append, &wrote); }, true);
     s->crypt().writes++;
     if (err != 0) {
       fuse_reply_err(req, err);
@@ -415,12 +423,18 @@ int FreshHostKey(Session* s, Handle* h) {
   return err;
 }
 
-int HostCall(Session* s, Handle* h, const std::function<int()>& call) {
+int HostCall(Session* s, Handle* h, const std::function<int()>& call, bool persist) {
   int err = FreshHostKey(s, h);
   if (err == 0) err = call();
   if (!IsSealerLost(err)) return err;
-  err = FreshHostKey(s, h);
-  if (err == 0) err = call();
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(kPersistMs);
+  for (int attempt = 0;; attempt++) {
+    err = FreshHostKey(s, h);
+    if (err == 0) err = call();
+    const bool again = IsSealerLost(err) || (persist && err == EHOSTUNREACH);
+    if (!again || !persist || std::chrono::steady_clock::now() >= until) break;
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
   return IsSealerLost(err) ? EHOSTUNREACH : err;
 }
 

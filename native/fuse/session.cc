@@ -356,7 +356,10 @@ void Session::SetHost(const std::shared_ptr<Handle>& h, std::shared_ptr<CryptNod
 bool Session::JsHooked(uint64_t nodeid, uint64_t except) {
   std::lock_guard<std::mutex> lock(handles_mu_);
   for (auto& kv : handles_) {
-    if (kv.first != except && kv.second->nodeid == nodeid && kv.second->encrypted && kv.second->host == nullptr) return true;
+    if (kv.first != except && kv.second->nodeid == nodeid && kv.second->encrypted && kv.second->host == nullptr &&
+        !kv.second->opening) {
+      return true;
+    }
   }
   return false;
 }

@@ -49,6 +49,7 @@ struct Handle {
   bool append = false;          // opened O_APPEND (a host-mode write goes to the end of the file)
   std::atomic<uint32_t> allowed{0};  // bit per Action decided for this handle
   std::atomic<bool> revoked{false};
+  std::atomic<bool> opening{false};  // its open is being answered: not yet JS-hooked nor native (Session::JsHooked)
   uid_t uid = 0;
   gid_t gid = 0;
   pid_t pid = 0;
@@ -160,8 +161,11 @@ inline int NodeFd(fuse_req_t req, Session* s, fuse_ino_t ino) {
 // 0 or errno (ops_io.cc).
 int FreshHostKey(Session* s, Handle* h);
 // `call` on a natively held handle with a fresh key; a lost sealer (its spd timed out or closed, its grant gone) is
-// replaced through the io hook and `call` retried once; lost again: EHOSTUNREACH.
-int HostCall(Session* s, Handle* h, const std::function<int()>& call);
+// replaced through the io hook and `call` retried once; lost again: EHOSTUNREACH. With `persist` (writes and
+// truncations, which must not be lost to a server that stalls or restarts for a few seconds) it keeps trying for
+// kPersistMs, as the JS path's write-behind does (WRITE_BEHIND_PERSIST_MS).
+constexpr int kPersistMs = 10000;
+int HostCall(Session* s, Handle* h, const std::function<int()>& call, bool persist = false);
 
 // Op tables filled by ops_*.cc (session.cc assembles them).
 void AddAttrOps(struct fuse_lowlevel_ops* ops);

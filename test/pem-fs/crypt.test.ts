@@ -2,6 +2,8 @@
 // sizes, random overwrites/appends/truncations checked against a model, holes, two processes writing one file,
 // tampering underneath gives EIO (never garbage), and a plaintext file left from before is served read-only.
 // The mount serves VIEW over BACKING (--backing), so this process can read and damage the bytes underneath.
+// Appliance placement runs on the native block path (docs/CHANNEL.md §8); the write-behind's failure reporting is the
+// JS path's (PEMFS_BLOCK_PATH=js), checked on a second mount, JS_VIEW over JS_BACK.
 import test, { type ExecutionContext } from 'ava'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -13,6 +15,7 @@ const DRIVER = path.join(ROOT, 'dist', 'test', 'helpers', 'crypt-driver.js')
 let c: Cluster
 let view: string
 let back: string
+let jsView: string
 const q = (p: string): string => `'${path.join(view, p)}'`
 const drive = async (args: string, timeoutMs = 60000): Promise<Record<string, unknown>> => {
   const r = await sh(`node '${DRIVER}' ${args}`, { timeoutMs })
@@ -46,8 +49,12 @@ test.before(async () => {
   back = path.join(root, 'back')
   fs.mkdirSync(view); fs.mkdirSync(back); fs.mkdirSync(path.join(back, 'z'))
   fs.writeFileSync(path.join(back, 'legacy.txt'), 'plaintext from before the guard\n')
-  c = await clusterWithHost('pemfs-crypt', () => policy(view))
+  jsView = path.join(root, 'js-view')
+  fs.mkdirSync(jsView); fs.mkdirSync(path.join(root, 'js-back'))
+  c = await clusterWithHost('pemfs-crypt', () => policy(view).replace('guards:\n', `guards:\n  ${jsView}:\n    rules:\n      - id: encrypt-js\n        effect: apply_key(k1)\n`))
   await mountOrThrow(c, view, ['--backing', back])
+  process.env.PEMFS_BLOCK_PATH = 'js' // the daemon of this mount takes it from the CLI's environment
+  try { await mountOrThrow(c, jsView, ['--backing', path.join(root, 'js-back')]) } finally { delete process.env.PEMFS_BLOCK_PATH }
 })
 
 test.after.always(async () => { await tearDown(c) })
@@ -207,7 +214,7 @@ test.serial('a plaintext file left from before: read as it is, writes refused (E
  * Runs `rest` (Python) after a 1-byte file `name` is written and fsynced, `before` has run and spd is SIGSTOPped
  * (variables: fd, p, spd); returns what it printed. spd is always continued afterwards.
  */
-async function withSpdStopped (t: ExecutionContext, name: string, rest: string, before = ''): Promise<RunResult> {
+async function withSpdStopped (t: ExecutionContext, name: string, rest: string, before = '', dir = view): Promise<RunResult> {
   const spd = c.spd.proc?.pid
   t.truthy(spd)
   const py = `import os, sys, signal, errno, threading, time
@@ -218,22 +225,24 @@ ${before}
 os.kill(spd, signal.SIGSTOP)
 ${rest}`
   try {
-    return await sh(`python3 -c "${py}" ${q(name)} ${String(spd)}`, { timeoutMs: 60000 })
+    return await sh(`python3 -c "${py}" '${path.join(dir, name)}' ${String(spd)}`, { timeoutMs: 60000 })
   } finally { if (spd !== undefined) process.kill(spd, 'SIGCONT') }
 }
 
-test.serial('a write sealed in the background survives spd stopping for 6 s: fsync succeeds and the bytes read back', async t => {
-  const r = await withSpdStopped(t, 'paused-write', `threading.Timer(6, os.kill, (spd, signal.SIGCONT)).start()
+for (const js of [false, true]) {
+  test.serial(`a write survives spd stopping for 6 s: fsync succeeds and the bytes read back (${js ? 'JS path, sealed in the background' : 'native block path, the write waits'})`, async t => {
+    const r = await withSpdStopped(t, 'paused-write', `threading.Timer(6, os.kill, (spd, signal.SIGCONT)).start()
 t0 = time.time()
 os.pwrite(fd, b'b' * 131072, 0)
 os.fsync(fd)
 print('fsync ok', 'after the pause' if time.time() - t0 >= 6 else 'before the pause ended')
 os.close(fd)
-print(open(p, 'rb').read() == b'b' * 131072)`)
-  t.is(r.stdout, 'fsync ok after the pause\nTrue\n', r.stderr)
-})
+print(open(p, 'rb').read() == b'b' * 131072)`, '', js ? jsView : view)
+    t.is(r.stdout, 'fsync ok after the pause\nTrue\n', r.stderr)
+  })
+}
 
-test.serial('a write sealed in the background that fails (spd stopped past WRITE_BEHIND_PERSIST_MS) is reported by fsync; sizes come back from the disk and the file stays usable', async t => {
+test.serial('JS path: a write sealed in the background that fails (spd stopped past WRITE_BEHIND_PERSIST_MS) is reported by fsync; sizes come back from the disk and the file stays usable', async t => {
   const r = await withSpdStopped(t, 'lost-write', `try:
     os.pwrite(fd, b'b' * 131072, 0)
     print('write accepted')
@@ -252,11 +261,11 @@ print('size', st.st_size)
 os.pwrite(fd, b'c' * 5000, 0); os.fsync(fd)
 print('size', os.fstat(fd).st_size)
 os.close(fd)
-print(open(p, 'rb').read() == b'c' * 5000)`)
+print(open(p, 'rb').read() == b'c' * 5000)`, '', jsView)
   t.is(r.stdout, 'write accepted\nfsync EHOSTUNREACH\nsize 1\nsize 5000\nTrue\n', r.stderr)
 })
 
-test.serial('a background write failure is told once to every handle that wrote (fsync or close), never to a reader, whose close returns 0 at once; later writes land', async t => {
+test.serial('JS path: a background write failure is told once to every handle that wrote (fsync or close), never to a reader, whose close returns 0 at once; later writes land', async t => {
   // fd (from withSpdStopped) wrote and fsynced before spd stopped; w and w3 write while it is stopped; rd only reads.
   const r = await withSpdStopped(t, 'told-writers', `def report(name, call):
     try:
@@ -284,7 +293,7 @@ for i in range(100):  # the host marked the server down for a while (retry after
 report('writer close', lambda: os.close(w))
 print(open(p, 'rb').read() == b'c' * 10)`, `w = os.open(p, os.O_RDWR)
 w3 = os.open(p, os.O_RDWR)
-rd = os.open(p, os.O_RDONLY)`)
+rd = os.open(p, os.O_RDONLY)`, jsView)
   t.is(r.stdout, ['reader close ok', 'reader close at once', 'writer fsync EHOSTUNREACH', 'writer fsync again ok', 'other writer close EHOSTUNREACH',
     'first writer fsync EHOSTUNREACH', 'first writer close ok', 'later write ok', 'writer close ok', 'True', ''].join('\n'), r.stderr)
 })
