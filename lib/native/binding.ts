@@ -117,12 +117,14 @@ export interface RawFuse {
   fuseNotify (s: RawFuseSession, nodeid: number, name?: string): void
   fuseRevoke (s: RawFuseSession, fh: number): number
   fuseHandles (s: RawFuseSession): Array<{ fh: number, nodeid: number, path: string, encrypted: boolean, read: boolean, write: boolean, revoked: boolean, uid: number, pid: number }>
-  fuseStats (s: RawFuseSession): { ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number, hostNodes: number, hostKeys: number, hostKeyCalls: number, hostReads: number, hostWrites: number, dumpable: boolean, blockGrants: number, blockRequests: number, blockBlocks: number, blockConnects: number, blockLinksLost: number, blockServers: Array<{ server: string, load: number, weight: number, pv: number, alive: boolean }> }
+  fuseStats (s: RawFuseSession): { ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number, hostNodes: number, hostKeys: number, hostKeyCalls: number, hostReads: number, hostWrites: number, dumpable: boolean, hostBytesRead: number, hostBytesWritten: number, blockGrants: number, blockRequests: number, blockBlocks: number, blockConnects: number, blockLinksLost: number, blockServers: BlockServerSeen[] }
   readonly FUSE_MAX_WRITE: number
   readonly FUSE_NAME_MAX: number
   readonly FUSE_PATH_MAX: number
 }
 
+/** What the native block path saw of a server: its last reply's load (total), weight and version, requests sent. */
+export interface BlockServerSeen { server: string, load: number, weight: number, pv: number, alive: boolean, requests: number }
 /** Where an appliance-placement file's blocks go natively: spd `server` at host:port, block channel token and keys, grant. */
 export interface RawRemote { server: string, host: string, port: number, token: Uint8Array, keys: Uint8Array, grant: Uint8Array }
 

@@ -3,7 +3,7 @@
 // of the one narrow interface: `decide` answers "may this caller do this action on this path" (cached natively for
 // the answer's ttl) and the optional `io` hook serves the data calls of handles whose decision is not a bypass.
 import os from 'node:os'
-import { raw, type RawDecideCall, type RawFuseSession, type RawIoCall, type RawRemote } from './binding'
+import { raw, type BlockServerSeen, type RawDecideCall, type RawFuseSession, type RawIoCall, type RawRemote } from './binding'
 import { call } from './errors'
 import { ERRORS, PemError } from '../wire/errors'
 import type { Action } from '../wire/packets'
@@ -78,13 +78,15 @@ export interface HandleInfo { fh: number, nodeid: number, path: string, encrypte
  * `key` questions asked; hostReads/hostWrites: data calls served natively; dumpable: the process may dump core
  * (false once a session started: it may hold file keys). Native block path (appliance placement, docs/CHANNEL.md
  * §8): blockGrants installed, blockRequests and blockBlocks sent, blockConnects made, blockLinksLost, and per server
- * the load, weight and policy version its last reply carried (blockServers).
+ * the load, weight and policy version its last reply carried and the requests sent to it (blockServers);
+ * hostBytesRead/hostBytesWritten: bytes through natively served handles.
  */
 export interface SessionStats {
   ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number
   hostNodes: number, hostKeys: number, hostKeyCalls: number, hostReads: number, hostWrites: number, dumpable: boolean
+  hostBytesRead: number, hostBytesWritten: number
   blockGrants: number, blockRequests: number, blockBlocks: number, blockConnects: number, blockLinksLost: number
-  blockServers: Array<{ server: string, load: number, weight: number, pv: number, alive: boolean }>
+  blockServers: BlockServerSeen[]
 }
 
 export const FUSE_MAX_WRITE: number = raw.FUSE_MAX_WRITE

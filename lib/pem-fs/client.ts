@@ -136,6 +136,7 @@ export class ClusterClient {
   private readonly pvListeners = new Set<(pv: number) => void>()
   /** Unused new-file headers by server|pv|key|compression (newHeader). */
   private readonly spareHeaders = new Map<string, Buffer[]>()
+  private readonly blockRequests = new Map<string, number>() // per server: native block requests already counted
   private readonly timeoutMs: number
   private readonly retryDownMs: number
   private readonly overloadBackoffMs: number
@@ -333,6 +334,27 @@ export class ClusterClient {
     const keys = ch.exportKeys(BLOCK_CHANNEL_KEY_BYTES, BLOCK_CHANNEL_LABEL, r.token)
     const host = splitAddr(s.entry.addr).host
     return { remote: { server: s.entry.id, host, port: r.port, token: r.token, keys, grant: r.handle }, ttlMs: r.ttlMs, seal: r.seal }
+  }
+
+  /**
+   * What the native block path saw (session.stats().blockServers, polled by mount.ts): each reply's load and weight
+   * feed the selection table as a control reply's do, its version the fence, its requests the server's count.
+   */
+  noteBlockServers (seen: ReadonlyArray<{ server: string, load: number, weight: number, pv: number, alive: boolean, requests: number }>): void {
+    const now = Date.now()
+    for (const b of seen) {
+      const s = this.servers.find(x => x.entry.id === b.server)
+      if (s === undefined) continue
+      const sent = this.blockRequests.get(b.server) ?? 0
+      if (b.requests === sent) continue // nothing new from it since the last look
+      s.requests += b.requests - sent
+      this.blockRequests.set(b.server, b.requests)
+      if (!b.alive || b.weight === 0) continue
+      s.load = { total: b.load, cpu: s.load?.cpu ?? 0, nic: s.load?.nic ?? 0, crypto: s.load?.crypto ?? 0 }
+      s.loadAt = now
+      s.weight = b.weight
+      this.seeVersion(s, b.pv)
+    }
   }
 
   /** The native block path lost server `id` (timeout, closed connection): skip it as dataRequest() would. */

@@ -39,6 +39,8 @@ export function statusOf (m: Mounted): Record<string, unknown> {
     heapTuned: heapTuned(),
     ops: stats?.ops ?? 0, // every FUSE request the session served
     ...m.crypt.counts, // reads, writes and bytes of encrypted handles, errors of their data calls
+    bytesRead: m.crypt.counts.bytesRead + (stats?.hostBytesRead ?? 0), // with those served natively
+    bytesWritten: m.crypt.counts.bytesWritten + (stats?.hostBytesWritten ?? 0),
     nativeCacheHits: stats?.cacheHits ?? 0,
     nativeJsCalls: stats?.jsCalls ?? 0, // decisions the native session asked of this process (its cache missed)
     timeouts: stats?.timeouts ?? 0,

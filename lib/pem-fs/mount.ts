@@ -23,6 +23,8 @@ export interface MountOptions {
   selection?: SelectionName // how the host picks a server (docs/PEMFS.md "Choosing a server")
 }
 
+/** How often the native block path's view of the servers is copied into the client's table (spd samples load every 250 ms). */
+const BLOCK_FEED_MS = 250
 export interface Mounted { dir: string, backing: string, client: ClusterClient, guard: Guard, session: FuseSession, crypt: CryptIo, unmount: () => Promise<void> }
 
 const DEBUG = process.env.PEMFS_DEBUG === '1'
@@ -102,11 +104,15 @@ export async function mountGuard (o: MountOptions): Promise<Mounted> {
     }
     const s = session
     const stopListening = client.onPolicyVersion(() => { if (s.mounted) s.invalidate() }) // cached answers were for the old policy
+    // The native block path's replies (load, weight, version, requests per server) feed the server table.
+    const feed = setInterval(() => { if (s.mounted) client.noteBlockServers(s.stats().blockServers) }, BLOCK_FEED_MS)
+    feed.unref()
     const fd = backingFd
     let unmounting: Promise<void> | undefined
     const unmount = async (): Promise<void> => {
       unmounting ??= Promise.resolve().then(() => {
         stopListening()
+        clearInterval(feed)
         s.unmount()
         w.close()
         client.close()

@@ -25,7 +25,8 @@ RemoteSpec::~RemoteSpec() {
 
 class BlockLink {
  public:
-  BlockLink(BlockLinks* owner, std::string server) : owner_(owner), server_(std::move(server)) {}
+  BlockLink(BlockLinks* owner, std::string server, std::shared_ptr<std::atomic<uint64_t>> sent)
+      : owner_(owner), server_(std::move(server)), sent_(std::move(sent)) {}
   ~BlockLink() {
     Fail();
     if (reader_.joinable()) reader_.join();
@@ -41,7 +42,7 @@ class BlockLink {
     ServerSeen s;
     uint32_t b = load_bits_;
     memcpy(&s.load, &b, 4);
-    s.server = server_, s.weight = weight_, s.pv = pv_, s.alive = alive();
+    s.server = server_, s.weight = weight_, s.pv = pv_, s.alive = alive(), s.requests = *sent_;
     return s;
   }
 
@@ -59,6 +60,7 @@ class BlockLink {
 
   BlockLinks* owner_;
   std::string server_;
+  std::shared_ptr<std::atomic<uint64_t>> sent_;
   int fd_ = -1;
   std::atomic<bool> dead_{false};
   std::mutex send_mu_;
@@ -120,6 +122,7 @@ int BlockLink::Call(uint8_t op, const uint8_t* grant, BlockJob* jobs, size_t n) 
   const size_t body = kRequestHeadBytes + n * kBlockMetaBytes + in_bytes;
   Waiter w;
   w.op = op, w.jobs = jobs, w.n = n;
+  (*sent_)++;
   uint32_t id;
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -257,7 +260,9 @@ std::shared_ptr<BlockSealer> BlockLinks::Sealer(const RemoteSpec& r, std::string
   std::lock_guard<std::mutex> lk(mu_);
   auto& link = links_[r.server];
   if (link == nullptr || !link->alive()) {
-    auto fresh = std::make_shared<BlockLink>(this, r.server);
+    auto& sent = sent_[r.server];
+    if (sent == nullptr) sent = std::make_shared<std::atomic<uint64_t>>(0);
+    auto fresh = std::make_shared<BlockLink>(this, r.server, sent);
     if (fresh->Connect(r, why) != 0) return nullptr;
     link = fresh;
     connects++;

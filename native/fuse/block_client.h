@@ -36,6 +36,7 @@ struct ServerSeen {
   uint16_t weight = 0;
   uint64_t pv = 0;
   bool alive = false;
+  uint64_t requests = 0;  // sent to this server by every connection so far
 };
 
 class BlockLink;
@@ -50,8 +51,10 @@ class BlockLinks {
   std::atomic<uint64_t> requests{0}, blocks{0}, connects{0}, lost{0};
 
  private:
+  friend class BlockLink;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<BlockLink>> links_;
+  std::map<std::string, std::shared_ptr<std::atomic<uint64_t>>> sent_;  // requests per server, across connections
 };
 
 }  // namespace pem::fuse

@@ -144,6 +144,7 @@ class CryptNodes {
 
   size_t nodes();
   std::atomic<uint64_t> keys{0}, grants{0}, key_calls{0}, reads{0}, writes{0};  // grants: remote sealers installed
+  std::atomic<uint64_t> bytes_read{0}, bytes_written{0};  // through natively served handles
 
  private:
   struct Seen {

@@ -225,6 +225,8 @@ Napi::Value JsStats(const Napi::CallbackInfo& info) {
   o.Set("hostKeyCalls", Napi::Number::New(env, static_cast<double>(c.key_calls.load())));
   o.Set("hostReads", Napi::Number::New(env, static_cast<double>(c.reads.load())));
   o.Set("hostWrites", Napi::Number::New(env, static_cast<double>(c.writes.load())));
+  o.Set("hostBytesRead", Napi::Number::New(env, static_cast<double>(c.bytes_read.load())));
+  o.Set("hostBytesWritten", Napi::Number::New(env, static_cast<double>(c.bytes_written.load())));
   o.Set("blockGrants", Napi::Number::New(env, static_cast<double>(c.grants.load())));
   o.Set("blockRequests", Napi::Number::New(env, static_cast<double>(c.links.requests.load())));
   o.Set("blockBlocks", Napi::Number::New(env, static_cast<double>(c.links.blocks.load())));
@@ -239,6 +241,7 @@ Napi::Value JsStats(const Napi::CallbackInfo& info) {
     e.Set("weight", Napi::Number::New(env, v.weight));
     e.Set("pv", Napi::Number::New(env, static_cast<double>(v.pv)));
     e.Set("alive", Napi::Boolean::New(env, v.alive));
+    e.Set("requests", Napi::Number::New(env, static_cast<double>(v.requests)));
     seen.Set(i++, e);
   }
   o.Set("blockServers", seen);

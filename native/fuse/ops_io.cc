@@ -253,6 +253,7 @@ void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_fi
     size_t got = 0;
     err = HostCall(s, h.get(), [&] { return h->host->Read(reinterpret_cast<uint8_t*>(t_buf.data()), size, off, &got); });
     s->crypt().reads++;
+    s->crypt().bytes_read += got;
     if (err != 0) {
       fuse_reply_err(req, err);
       return;
@@ -310,6 +311,7 @@ void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
     size_t wrote = 0;
     err = HostCall(s, h.get(), [&] { return h->host->Write(reinterpret_cast<const uint8_t*>(buf), size, off, h->append, &wrote); }, true);
     s->crypt().writes++;
+    s->crypt().bytes_written += wrote;
     if (err != 0) {
       fuse_reply_err(req, err);
       return;
