@@ -8,7 +8,9 @@
 // it showed gocryptfs at a third of the speed measured outside). Targets: a plain directory, a bare
 // native-session passthrough (passthrough.ts: pemfs's FUSE session without policy or cluster), pemfs bypass
 // (`pemfs mount --embedded --policy` with a permit-only policy), pemfs encrypted (`pemfs mount --embedded`, its
-// default policy: apply_key, aes-256-gcm, its private spd on loopback) and gocryptfs (Debian), in one run; baseline =
+// default policy: apply_key, aes-256-gcm, its private spd on loopback; host placement), pemfs appliance (the same
+// with `--placement appliance`: every block sealed and opened by the spd's native block service, docs/CHANNEL.md §8)
+// and gocryptfs (Debian), in one run; baseline =
 // gocryptfs. Every I/O runs in a child process (fio,
 // tar, node meta-loop.js): the mounts are served by other processes, and this one only spawns and parses. The
 // machine's speed drifts within minutes, so targets take turns test by test, each round starting one target later,
@@ -47,8 +49,8 @@ guards:
 `
 
 /** `pemfs mount DIR --embedded [--policy FILE]`: the daemon's pid. */
-async function mountEmbedded (dir: string, cfg: string, policyFile?: string): Promise<number> {
-  const r = await cli('pemfs', ['mount', dir, '--embedded', '--config-dir', cfg, '--json', ...(policyFile === undefined ? [] : ['--policy', policyFile])], {}, 60000)
+async function mountEmbedded (dir: string, cfg: string, policyFile?: string, extra: string[] = []): Promise<number> {
+  const r = await cli('pemfs', ['mount', dir, '--embedded', '--config-dir', cfg, '--json', ...(policyFile === undefined ? [] : ['--policy', policyFile]), ...extra], {}, 60000)
   if (r.code !== 0) throw new Error(`pemfs mount ${dir} --embedded: ${r.stderr}`)
   return Number(JSON.parse(r.stdout).pid)
 }
@@ -135,12 +137,13 @@ export async function run (ctx: BenchContext): Promise<void> {
   const plain = path.join(root, 'plain')
   const bypass = path.join(root, 'bypass')
   const crypt = path.join(root, 'crypt')
+  const appliance = path.join(root, 'appliance')
   const gcCipher = path.join(root, 'gocryptfs-cipher')
   const gcPlain = path.join(root, 'gocryptfs')
   const passBack = path.join(root, 'passthrough-backing')
   const passMnt = path.join(root, 'passthrough')
   const cfg = path.join(root, 'pemfs-config')
-  for (const d of [plain, bypass, crypt, gcCipher, gcPlain, passBack, passMnt]) fs.mkdirSync(d)
+  for (const d of [plain, bypass, crypt, appliance, gcCipher, gcPlain, passBack, passMnt]) fs.mkdirSync(d)
   let gcMounted = false
   let pass: ChildProcess | undefined
   const res: Results = {}
@@ -148,12 +151,12 @@ export async function run (ctx: BenchContext): Promise<void> {
     const policyFile = path.join(root, 'bypass-policy.yaml')
     fs.writeFileSync(policyFile, bypassPolicy(bypass))
     const daemons: Array<{ name: string, pid: number, rssAtStart: number }> = []
-    for (const [name, d, file] of [['bypass', bypass, policyFile], ['encrypted', crypt, undefined]] as const) {
-      const pid = await mountEmbedded(d, cfg, file)
+    for (const [name, d, file, extra] of [['bypass', bypass, policyFile, []], ['encrypted', crypt, undefined, []], ['appliance', appliance, undefined, ['--placement', 'appliance']]] as const) {
+      const pid = await mountEmbedded(d, cfg, file, [...extra])
       daemons.push({ name, pid, rssAtStart: processMemory(pid).rss })
     }
     pass = await startPassthrough(passMnt, passBack)
-    const targets: Target[] = [{ name: 'plain', dir: plain }, { name: 'fuse passthrough', dir: passMnt }, { name: 'pemfs bypass', dir: bypass }, { name: 'pemfs encrypted', dir: crypt }]
+    const targets: Target[] = [{ name: 'plain', dir: plain }, { name: 'fuse passthrough', dir: passMnt }, { name: 'pemfs bypass', dir: bypass }, { name: 'pemfs encrypted', dir: crypt }, { name: 'pemfs appliance', dir: appliance }]
     let gcNote: string | undefined
     const have = await sh('command -v gocryptfs')
     if (have.code !== 0) gcNote = 'gocryptfs not installed'
@@ -211,7 +214,7 @@ export async function run (ctx: BenchContext): Promise<void> {
         ctx.report({ name: `${row} ${t.name}`, value: byTarget[t.name], unit, baseline: base === null ? null : 'gocryptfs', baseline_value: base, note: gcNote ?? note(row, t.name, 'gocryptfs') })
       }
       if (base !== null) ctx.report({ name: `${row} gocryptfs`, value: base, unit, baseline: 'plain dir', baseline_value: byTarget.plain, note: note(row, 'gocryptfs', 'plain') })
-      for (const t of ['pemfs bypass', 'pemfs encrypted']) {
+      for (const t of ['pemfs bypass', 'pemfs encrypted', 'pemfs appliance']) {
         ctx.report({ name: `${row} ${t} vs passthrough`, value: byTarget[t], unit, baseline: 'fuse passthrough', baseline_value: byTarget['fuse passthrough'], note: note(row, t, 'fuse passthrough') })
       }
     }
@@ -230,7 +233,7 @@ export async function run (ctx: BenchContext): Promise<void> {
       await Promise.race([exited, new Promise(resolve => setTimeout(resolve, 10000))])
     }
     if (isMounted(passMnt)) await sh(`umount -l '${passMnt}'`, { timeoutMs: 5000 })
-    for (const d of [bypass, crypt]) {
+    for (const d of [bypass, crypt, appliance]) {
       if (isMounted(d)) await cli('pemfs', ['unmount', d, '--lazy', '--config-dir', cfg], {}, 30000)
       if (isMounted(d)) await sh(`umount -l '${d}'`, { timeoutMs: 5000 })
     }
