@@ -40,6 +40,7 @@ constexpr int64_t kTokenLifeMs = 10000;  // an installed connection token not us
 constexpr size_t kGrantsMax = 100000;
 constexpr size_t kTokensMax = 4096;
 constexpr int kFirstRecordMs = 5000;  // a connection must present its token and first record within this
+constexpr int kUnauthenticatedMax = 64;  // connections at once that have not yet sent an authentic record
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -94,7 +95,7 @@ class Service {
 
   std::atomic<uint64_t> connections{0}, refused_token{0}, refused_record{0}, requests{0}, seal_blocks{0},
       open_blocks{0}, seal_bytes{0}, open_bytes{0}, grant_refusals{0}, aad_refusals{0}, auth_failures{0},
-      bad_requests{0};
+      bad_requests{0}, refused_busy{0};
 
  private:
   void AcceptLoop();
@@ -114,6 +115,7 @@ class Service {
   std::atomic<uint32_t> load_bits_{0};
   std::atomic<uint16_t> weight_{0};
   std::atomic<uint64_t> pv_{0};
+  std::atomic<int> unauthenticated_{0};
 };
 
 int Service::Start(const std::string& host, int port, std::string* why) {
@@ -235,6 +237,12 @@ void Service::AcceptLoop() {
     if ((p[0].revents & POLLIN) == 0) continue;
     int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) continue;
+    if (unauthenticated_ >= kUnauthenticatedMax) {  // a flood of connections never gets a thread each
+      refused_busy++;
+      close(fd);
+      continue;
+    }
+    unauthenticated_++;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     auto c = std::make_unique<Conn>();
@@ -346,7 +354,12 @@ void Service::Serve(Conn* c) {
     if (it != tokens_.end() && it->second->expires > NowMs()) p = std::move(it->second);
     if (it != tokens_.end()) tokens_.erase(it);  // one connection per token: its keys' nonces start once
   }
+  bool counted = true;  // among the unauthenticated connections
+  auto authenticated = [&] {
+    if (counted) unauthenticated_--, counted = false;
+  };
   if (p == nullptr || !in.Init(p->keys, false) || !out.Init(p->keys + kDirKeyBytes, true)) {
+    authenticated();
     refused_token++;
     shutdown(fd, SHUT_RDWR);  // closed by the acceptor when it reaps the connection
     c->done = true;
@@ -380,6 +393,7 @@ void Service::Serve(Conn* c) {
       break;
     }
     if (first) {  // authenticated: from now on the connection may idle
+      authenticated();
       struct timeval none = {0, 0};
       setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
       first = false;
@@ -404,6 +418,7 @@ void Service::Serve(Conn* c) {
     }
     OPENSSL_cleanse(body, body_len);
   }
+  authenticated();
   shutdown(fd, SHUT_RDWR);
   c->done = true;
 }
@@ -509,6 +524,7 @@ Napi::Value StatsJs(const Napi::CallbackInfo& info) {
   set("aadRefusals", g_service.aad_refusals);
   set("authFailures", g_service.auth_failures);
   set("badRequests", g_service.bad_requests);
+  set("refusedBusy", g_service.refused_busy);
   return o;
 }
 

@@ -96,7 +96,7 @@ export interface RawBlockBench {
 export interface BlockServiceStats {
   running: boolean, port: number, connections: number, refusedToken: number, refusedRecord: number, requests: number,
   sealBlocks: number, openBlocks: number, sealBytes: number, openBytes: number, grantRefusals: number, aadRefusals: number,
-  authFailures: number, badRequests: number
+  authFailures: number, badRequests: number, refusedBusy: number
 }
 
 /** An opaque native FUSE session (native/fuse/js.cc). */
