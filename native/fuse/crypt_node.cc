@@ -190,6 +190,10 @@ int CryptNode::InstallKey(const HostKey& k, std::shared_ptr<BlockSealer> sealer)
 // A lost sealer makes the key "expired": the next call asks the io hook for another one.
 int CryptNode::RunSealer(bool seal, BlockJob* jobs, size_t n) {
   int err = sealer_ == nullptr ? EKEYEXPIRED : sealer_->Run(seal, jobs, n);
+  if (err == EACCES && seal) {  // a read grant (another handle's) cannot seal: this caller asks for its own
+    need_seal_ = true;
+    err = EKEYEXPIRED;
+  }
   if (IsSealerLost(err)) {
     key_expiry_ms_ = 0;
     if (err != EKEYEXPIRED) server_lost_ = true;

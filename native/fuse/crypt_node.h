@@ -80,6 +80,8 @@ class CryptNode {
   int InstallKey(const HostKey& k, std::shared_ptr<BlockSealer> sealer);
   // True once after the sealer was lost to a server that timed out or closed (the `key` question says so).
   bool TakeServerLost() { return server_lost_.exchange(false); }
+  // True once after a seal was refused under a read grant (the `key` question then asks for a write grant).
+  bool TakeNeedSeal() { return need_seal_.exchange(false); }
   uint8_t cipher_id() const { return h_.cipher; }
   const std::vector<uint8_t>& header() const { return header_; }
   // The last handle went: the key is wiped and the fd closed (under the write lock, so no I/O is in flight).
@@ -117,6 +119,7 @@ class CryptNode {
   std::shared_ptr<BlockSealer> sealer_;
   std::atomic<int64_t> key_expiry_ms_{0};  // steady clock
   std::atomic<bool> server_lost_{false};
+  std::atomic<bool> need_seal_{false};
   std::atomic<uint64_t> size_;             // backing bytes
 };
 

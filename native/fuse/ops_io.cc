@@ -404,7 +404,8 @@ int FreshHostKey(Session* s, Handle* h) {
   if (n->KeyLive()) return 0;  // another worker asked meanwhile
   IoCall c;
   c.kind = IoKind::kKey;
-  c.flags = n->TakeServerLost() ? 1 : 0;  // 1: the last sealer's server timed out or closed (mark it down)
+  // 1: the last sealer's server timed out or closed (mark it down); 2: a seal was refused under a read grant
+  c.flags = (n->TakeServerLost() ? 1 : 0) | (n->TakeNeedSeal() ? 2 : 0);
   c.fh = h->id;
   c.nodeid = h->nodeid;
   c.fd = h->fd;
