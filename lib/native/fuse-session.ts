@@ -52,7 +52,7 @@ export interface IoAnswer { errno?: string | number, value?: number, data?: Uint
  * With `remote` instead of `key` (appliance placement, docs/CHANNEL.md §8) the handle is served natively the same
  * way, its blocks sealed and opened by spd's native block service over the block channel; `key` then asks again
  * also when that server timed out or closed (`flags` 1: mark it down), forgot the grant, or refused to seal under
- * a read grant (`flags` 2: answer with a write grant).
+ * a read grant (`flags` 2: answer with a write grant); `data` is the header the native node holds.
  */
 export interface HostKey { key?: Uint8Array, remote?: RawRemote, header: Uint8Array, ttlMs: number }
 

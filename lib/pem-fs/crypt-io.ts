@@ -219,7 +219,8 @@ export class CryptIo {
     const known = r.fh === 0 ? undefined : this.hostOpens.get(r.fh) // by path: the file's own header, read below
     // flags 2: this handle must seal but the node's grant (another handle's, or read-only) cannot: ask for a write grant
     const action: Action = r.fh === 0 ? 'truncate' : (r.flags & 2) !== 0 || known?.action === 'create' ? 'write' : known?.action ?? 'read'
-    const header = known?.header ?? this.files.peek(r.fd).bytes
+    // The native node's header (data), which racing creates of one name share: not necessarily this handle's own.
+    const header = r.data !== undefined && r.data.length > 0 ? Buffer.from(r.data) : known?.header ?? this.files.peek(r.fd).bytes
     if (header === null) throw Object.assign(new Error('no header to release a key for'), { code: 'EIO' })
     if ((r.flags & 1) !== 0 && known !== undefined) this.guard.client.noteServerLost(known.server) // timed out or closed
     const d = await this.guard.allow(caller, r.path, action, this.guard.attrs(caller), true)

@@ -159,7 +159,7 @@ void Bridge::CallIo(Napi::Env env, Napi::Function fn, Job* job) {
   req.Set("gid", Napi::Number::New(env, static_cast<double>(c.gid)));
   req.Set("pid", Napi::Number::New(env, static_cast<double>(c.pid)));
   req.Set("path", Napi::String::New(env, c.path));
-  if (c.kind == IoKind::kWrite) req.Set("data", Napi::Buffer<uint8_t>::Copy(env, c.data.data(), c.data.size()));
+  if (c.kind == IoKind::kWrite || c.kind == IoKind::kKey) req.Set("data", Napi::Buffer<uint8_t>::Copy(env, c.data.data(), c.data.size()));
   Deliver(env, fn, job, req);
   delete job;
 }

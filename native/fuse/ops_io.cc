@@ -413,6 +413,7 @@ int FreshHostKey(Session* s, Handle* h) {
   c.gid = h->gid;
   c.pid = h->pid;
   s->inodes().Path(h->nodeid, &c.path);
+  c.data = n->header();  // the node's header: the key asked for must be this file's (racing creates share one node)
   s->crypt().key_calls++;
   IoResult r;
   int err = s->bridge()->Io(std::move(c), &r);
