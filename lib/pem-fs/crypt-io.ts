@@ -126,6 +126,11 @@ export class CryptIo {
         const caller = { uid: r.uid, gid: r.gid, pid: r.pid }
         const attrs = this.guard.attrs(caller)
         const d = await this.guard.allow(caller, r.path, 'truncate', attrs)
+        if (this.native(d) && !this.files.holds(r.fd)) { // served natively, like its opens: one engine per inode
+          const { kind, bytes } = this.files.peek(r.fd)
+          const native = kind === 'encrypted' && bytes !== null ? await this.hostKey(0, 'truncate', d, bytes) : null
+          if (native !== null) return native
+        }
         const f = this.files.acquire(r.fd, r.path)
         const h: CryptHandle = { fd: r.fd, path: r.path, caller, attrs, decisions: new Map([['truncate', d]]), crypt: f, wrote: false, failuresSeen: f.failures, append: false }
         try { await f.truncate(this.granted(h, 'truncate'), r.path, r.size) } finally { this.files.release(f) }
@@ -143,8 +148,10 @@ export class CryptIo {
     const p = r.path
     if ((r.flags & O_CREAT) !== 0) { // a new file: its creation decision answers for the writes
       const d = await this.guard.allow(caller, p, 'create', attrs)
-      if (this.native(d) && !this.files.holds(r.fd)) { // the native side writes the header at the first write
-        const { bytes } = await this.guard.client.newHeader(d)
+      const seen = this.native(d) && !this.files.holds(r.fd) ? this.files.peek(r.fd) : null
+      if (seen !== null && seen.kind !== 'plaintext') { // the native side writes a new header at the first write
+        // A create that found the name taken (another process's create won the race) opens that file: its header.
+        const bytes = seen.kind === 'encrypted' && seen.bytes !== null ? seen.bytes : (await this.guard.client.newHeader(d)).bytes
         const native = await this.hostKey(r.fh, 'create', d, bytes)
         if (native !== null) return native
       }
@@ -195,11 +202,11 @@ export class CryptIo {
     let answer: HostKey
     if (d.placement === 'host') {
       const { key, ttlMs } = await this.guard.client.fileKey(d, header)
-      answer = { key, header, ttlMs }
+      answer = { key, header, ttlMs: Math.max(1, ttlMs) } // a decision at the end of its ttl: the next call asks again
     } else {
       try {
         const { remote, ttlMs } = await this.guard.client.blockChannel(d, header)
-        answer = { remote, header, ttlMs }
+        answer = { remote, header, ttlMs: Math.max(1, ttlMs) }
       } catch (err) {
         if (!(err instanceof PemError) || err.code !== 'PEM_ERR_BAD_OPCODE') throw err
         this.nativeBlocks = false

@@ -602,6 +602,10 @@ int CryptNodes::Acquire(int handle_fd, const HostKey& k, std::shared_ptr<CryptNo
     int err = PreadFull(fd, head, std::min<uint64_t>(size, sizeof(head)), 0, &got);
     if (err != 0) return fail(err, "reading the header");
     if (got < k.header.size() || memcmp(head, k.header.data(), k.header.size()) != 0) {
+      FileHeader now;
+      std::string ignored;
+      // Another create of this name wrote its header since the answer was made: ESTALE, the opener asks again.
+      if (HasFileMagic(head, got) && DecodeHeader(head, got, &now, &ignored)) return fail(ESTALE, "the file got another header");
       return fail(EIO, "the file's header is not the answer's (or the file is not encrypted)");
     }
     Redo redo;

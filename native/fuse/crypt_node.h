@@ -131,7 +131,8 @@ class CryptNodes {
   // channel to its server. nullptr + why.
   std::shared_ptr<BlockSealer> SealerFor(const HostKey& k, uint8_t cipher, std::string* why);
   // The node of the file open on `handle_fd`, loaded with `k` (its header checked against the file, a truncation
-  // a crash interrupted finished) or, when already held, given `k` as its new key; one more reference. 0 or errno.
+  // a crash interrupted finished) or, when already held, given `k` as its new key; one more reference. 0 or errno
+  // (ESTALE: the file got another header than k's since k was made, by a racing create: ask again).
   int Acquire(int handle_fd, const HostKey& k, std::shared_ptr<CryptNode>* out, std::string* why);
   // The node of dev:ino with one more reference when it is held (and, if live_key, its key is live), else nullptr.
   std::shared_ptr<CryptNode> Hold(dev_t dev, ino_t ino, bool live_key);

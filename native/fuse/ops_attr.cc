@@ -121,6 +121,17 @@ int Truncate(fuse_req_t req, Session* s, fuse_ino_t ino, int fd, off_t size, str
     IoResult r;
     err = s->bridge()->Io(std::move(c), &r);
     if (err == 0) err = r.err;
+    if (err == 0 && r.host.present) {  // served natively (one engine per inode): a node for this truncation
+      std::shared_ptr<CryptNode> n;
+      std::string why = "the inode is served by the io hook";
+      err = s->JsHooked(ino) ? EIO : s->crypt().Acquire(wfd, r.host, &n, &why);
+      if (err == 0) {
+        err = n->Truncate(static_cast<uint64_t>(size));
+        s->crypt().Release(n);
+      } else {
+        HostLog(path + ": truncate refused (" + why + ")");
+      }
+    }
   }
   close(wfd);
   return err;

@@ -66,7 +66,7 @@ int OpenEncrypted(Session* s, const std::shared_ptr<Handle>& h, int flags, const
   struct stat st;
   if (fstat(h->fd, &st) != 0) return errno;
   std::shared_ptr<CryptNode> n = s->crypt().Hold(st.st_dev, st.st_ino, true);
-  if (n == nullptr) {
+  for (int attempt = 0; n == nullptr; attempt++) {
     IoResult r;
     int err = Hook(s, h, IoKind::kOpen, flags, path, &r);
     if (err != 0) return err;
@@ -81,6 +81,8 @@ int OpenEncrypted(Session* s, const std::shared_ptr<Handle>& h, int flags, const
       err = EIO;
     } else {
       err = s->crypt().Acquire(h->fd, r.host, &n, &why);
+      if (err == ESTALE && attempt == 0) continue;  // a racing create's header landed: the io hook sees it now
+      if (err == ESTALE) err = EIO;
     }
     if (err != 0) {
       HostLog(path + ": open refused (" + why + ")");
