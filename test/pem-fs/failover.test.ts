@@ -43,8 +43,8 @@ test.after.always(async () => {
 
 test.serial('one of two spd killed mid-write: the write completes on the other, and reads back bit for bit', async t => {
   const file = path.join(dir, 'big.bin')
-  // 192 MiB in 1 MiB writes (long enough to kill a member in the middle), fsync, SHA-256 of what was written; in its own process (never from the test process).
-  const writer = sh(`node -e "const fs=require('fs'),c=require('crypto');const h=c.createHash('sha256');const fd=fs.openSync('${file}','w');for(let i=0;i<192;i++){const b=Buffer.alloc(1<<20,i+1);h.update(b);fs.writeSync(fd,b)}fs.fsyncSync(fd);fs.closeSync(fd);console.log(h.digest('hex'))"`, { timeoutMs: 120000 })
+  // 512 MiB in 1 MiB writes (long enough to kill a member in the middle, also on the native block path), fsync, SHA-256 of what was written; in its own process (never from the test process).
+  const writer = sh(`node -e "const fs=require('fs'),c=require('crypto');const h=c.createHash('sha256');const fd=fs.openSync('${file}','w');for(let i=0;i<512;i++){const b=Buffer.alloc(1<<20,(i%250)+1);h.update(b);fs.writeSync(fd,b)}fs.fsyncSync(fd);fs.closeSync(fd);console.log(h.digest('hex'))"`, { timeoutMs: 120000 })
   let done = false
   void writer.then(() => { done = true })
   t.true(await until(async () => (await status()).servers.some(s => s.requests > 5), 20000), 'the write reached a server')
