@@ -44,13 +44,13 @@ export interface IoAnswer { errno?: string | number, value?: number, data?: Uint
 
 /**
  * Host placement (docs/PEMFS.md "Host placement"): an answer to `open` or `key` that hands over the file's key
- * (32 bytes; copied into locked, non-dumpable native memory: zero your copy once the answer is given), the file's
- * header bytes (checked against the file; an empty file gets them at its first write) and how long the key may be
- * used (ms). From then on the handle's data calls (read, write, flush, fsync, release, truncate, size) are served
- * natively and never reach the io hook; O_TRUNC of the open is done natively too. Files with compression are
- * refused (EIO) for now.
+ * (32 bytes; copied into locked, non-dumpable native memory, then zeroed here; `release`, when given, is called
+ * after that), the file's header bytes (checked against the file; an empty file gets them at its first write) and
+ * how long the key may be used (ms). From then on the handle's data calls (read, write, flush, fsync, release,
+ * truncate, size) are served natively, compressed files too, and never reach the io hook; O_TRUNC of the open is
+ * done natively too.
  */
-export interface HostKey { key: Uint8Array, header: Uint8Array, ttlMs: number }
+export interface HostKey { key: Uint8Array, header: Uint8Array, ttlMs: number, release?: () => void }
 
 export type DecideFn = (r: DecideRequest) => DecideAnswer | Promise<DecideAnswer>
 export type IoFn = (r: IoRequest) => IoAnswer | Promise<IoAnswer>
@@ -141,8 +141,12 @@ export class FuseSession {
       const req: IoRequest = { kind: c.kind as IoKind, fh: c.fh, nodeid: c.nodeid, fd: c.fd, offset: c.offset, size: c.size, flags: c.flags, uid: c.uid, gid: c.gid, pid: c.pid, path: c.path, data: c.data }
       Promise.resolve().then(async () => await io(req)).then(
         a => {
-          answer(c.id, { errno: a.errno === undefined ? undefined : errnoNumber(a.errno), value: a.value, data: a.data, hostKey: a.hostKey })
-          a.hostKey?.key.fill(0) // the native side has its copy (locked memory); none stays in the JS heap
+          try {
+            answer(c.id, { errno: a.errno === undefined ? undefined : errnoNumber(a.errno), value: a.value, data: a.data, hostKey: a.hostKey })
+          } finally { // the native side has its copy (locked memory); none stays in the JS heap
+            a.hostKey?.key.fill(0)
+            a.hostKey?.release?.()
+          }
         },
         err => answer(c.id, { errno: errnoNumber(err) }))
     }

@@ -3,6 +3,7 @@
 // whose decision granted the key.
 // Each server's last load, weight, latency, policy version and requests in flight are kept; the host picks its own
 // target from them with a named strategy (selection.ts).
+import { performance } from 'node:perf_hooks'
 import { dataPool } from '../channel/buffer-pool'
 import { connect } from '../channel/tls'
 import type { Channel } from '../channel/channel'
@@ -76,6 +77,11 @@ function joined (parts: Uint8Array[], bytes: number): Buffer {
 
 /** New-file headers asked for at once (FileHeader count): one round trip serves this many new encrypted files. */
 const HEADER_BATCH = 16
+/** A spare new-file key (newHostFile) with less lease left than this is not used: its file would ask again at once. */
+const SPARE_KEY_MIN_MS = 1000
+
+/** A new-file header from a FileHeader batch; `sealed`: its key (host placement), usable until `until` (performance.now ms). */
+interface Spare { bytes: Buffer, sealed: Buffer | null, until: number }
 /**
  * Data-call errors after which the caller decides again and retries (crypt-io.ts granted; crypt-file.ts keeps
  * trying background seals): dataRequest() has marked a server that stopped answering down, so the new decision
@@ -131,8 +137,8 @@ export class ClusterClient {
    */
   private policyVersion = 0
   private readonly pvListeners = new Set<(pv: number) => void>()
-  /** Unused new-file headers by server|pv|key|compression (newHeader). */
-  private readonly spareHeaders = new Map<string, Buffer[]>()
+  /** Unused new-file headers by server|pv|key|compression|keys (newHeader, newHostFile). */
+  private readonly spareHeaders = new Map<string, Spare[]>()
   private readonly timeoutMs: number
   private readonly retryDownMs: number
   private readonly overloadBackoffMs: number
@@ -275,19 +281,42 @@ export class ClusterClient {
    * and policy version without a round trip (a key rotation is a new version), each exactly once.
    */
   async newHeader (d: Decision, blockBytes?: number): Promise<{ bytes: Buffer, header: FileHeader }> {
+    const { bytes } = await this.spare(d, blockBytes, false)
+    return { bytes, header: decodeHeader(bytes) }
+  }
+
+  /**
+   * A new file under host placement: its header and its key (as fileKey returns it), both from one FileHeader batch
+   * that carries each new file's sealed key, so a new file costs no round trip of its own. A spare whose lease has
+   * less than SPARE_KEY_MIN_MS left is dropped; a server that sends no keys gets a FileKey request per file.
+   */
+  async newHostFile (d: Decision): Promise<{ bytes: Buffer, header: FileHeader, key: Buffer, ttlMs: number }> {
+    const s = await this.spare(d, undefined, true)
+    const header = decodeHeader(s.bytes)
+    if (s.sealed === null) return { bytes: s.bytes, header, ...await this.fileKey(d, s.bytes) }
+    const key = openFileKey(this.identity, s.sealed, header.fileId, header.keyVersion)
+    return { bytes: s.bytes, header, key, ttlMs: Math.max(0, Math.floor(s.until - performance.now())) }
+  }
+
+  private async spare (d: Decision, blockBytes: number | undefined, keys: boolean): Promise<Spare> {
+    if (keys && d.placement !== 'host') throw new PemError('PEM_ERR_KEY_NOT_GRANTED', 'the decision places crypto on the appliance')
     // Spares are kept only for the version this host is on: a decision of an older one asks for its header alone.
     const pooled = blockBytes === undefined && d.pv === this.pv
-    const spareKey = `${d.server}|${d.pv}|${d.key ?? ''}|${d.compression}`
-    let bytes = pooled ? this.spareHeaders.get(spareKey)?.pop() : undefined
-    if (bytes === undefined) {
-      const r = await this.dataRequest(d, Op.FileHeader, { grant: grantOf(d), blockBytes, count: pooled ? HEADER_BATCH : 1 }) as FileHeaderReply
-      bytes = r.header
-      if (pooled && r.more !== undefined && r.more.length > 0) {
-        for (const k of this.spareHeaders.keys()) if (k.split('|')[1] !== String(d.pv)) this.spareHeaders.delete(k)
-        this.spareHeaders.set(spareKey, [...(this.spareHeaders.get(spareKey) ?? []), ...r.more])
-      }
+    const spareKey = `${d.server}|${d.pv}|${d.key ?? ''}|${d.compression}|${keys ? 'keys' : ''}`
+    if (pooled) {
+      const list = this.spareHeaders.get(spareKey) ?? []
+      for (let s = list.pop(); s !== undefined; s = list.pop()) if (!keys || s.until - performance.now() >= SPARE_KEY_MIN_MS) return s
     }
-    return { bytes, header: decodeHeader(bytes) }
+    const asked = performance.now()
+    const r = await this.dataRequest(d, Op.FileHeader, { grant: grantOf(d), blockBytes, count: pooled ? HEADER_BATCH : 1, keys: keys || undefined }) as FileHeaderReply
+    const until = asked + (r.ttlMs ?? 0)
+    const spares = [r.header, ...(r.more ?? [])].map((bytes, i): Spare => ({ bytes, sealed: r.sealed?.[i] ?? null, until }))
+    const first = spares.shift() as Spare
+    if (pooled && spares.length > 0) {
+      for (const k of this.spareHeaders.keys()) if (k.split('|')[1] !== String(d.pv)) this.spareHeaders.delete(k)
+      this.spareHeaders.set(spareKey, [...(this.spareHeaders.get(spareKey) ?? []), ...spares])
+    }
+    return first
   }
 
   /**
@@ -308,7 +337,7 @@ export class ClusterClient {
   /**
    * The key of the file whose header is `header`, released by the decision's server under host placement: opened
    * with this host's identity and checked against the header's file id and key version. `key` is a sodium_malloc
-   * buffer of 32 bytes: wipe it (sodium_memzero) once handed to native code. `ttlMs`: how long it may be used before
+   * buffer of 32 bytes: give it back with releaseFileKey (crypto/file-key.ts, wipes it) once handed to native code. `ttlMs`: how long it may be used before
    * deciding again. Errors as the blocks calls (PEM_ERR_KEY_NOT_GRANTED and dead servers are in REDECIDE).
    */
   async fileKey (d: Decision, header: Buffer): Promise<{ key: Buffer, ttlMs: number }> {

@@ -8,6 +8,7 @@ import fs from 'node:fs'
 import type { CryptFile, WithGrant, Writer } from './crypt-file'
 import type { CryptFiles } from './crypt-files'
 import { REDECIDE } from './client'
+import { releaseFileKey } from '../crypto/file-key'
 import type { Caller, Decision, Guard } from './guard'
 import type { HostKey, IoAnswer, IoRequest } from '../native/fuse-session'
 import { PemError } from '../wire/errors'
@@ -136,10 +137,7 @@ export class CryptIo {
     const p = r.path
     if ((r.flags & O_CREAT) !== 0) { // a new file: its creation decision answers for the writes
       const d = await this.guard.allow(caller, p, 'create', attrs)
-      if (d.placement === 'host' && !this.files.holds(r.fd)) { // the native side writes the header at the first write
-        const { bytes } = await this.guard.client.newHeader(d)
-        return await this.hostKey(r.fh, 'create', d, bytes)
-      }
+      if (d.placement === 'host' && !this.files.holds(r.fd)) return await this.newHostFile(r.fh, 'create', d)
       const f = this.files.acquire(r.fd, p)
       try { await f.create(this.given(d), p) } catch (err) { this.files.release(f); throw err }
       this.opened(r.fh, { fd: r.fd, path: p, caller, attrs, decisions: new Map([['write', d]]), crypt: f, wrote: false, failuresSeen: f.failures, append: (r.flags & O_APPEND) !== 0 })
@@ -172,17 +170,27 @@ export class CryptIo {
     if (kind === 'plaintext') return null
     if (kind === 'encrypted' && bytes !== null) return await this.hostKey(r.fh, actions[i], ds[i], bytes)
     if (w < 0) return null
-    return await this.hostKey(r.fh, 'write', ds[w], (await this.guard.client.newHeader(ds[w])).bytes)
+    return await this.newHostFile(r.fh, 'write', ds[w])
   }
 
   /** The answer that hands the file's key to the native side (its buffer is zeroed once the answer is delivered). */
   private async hostKey (fh: number, action: Action, d: Decision, header: Buffer): Promise<{ hostKey: HostKey }> {
     const { key, ttlMs } = await this.guard.client.fileKey(d, header)
+    return this.handOver(fh, action, header, key, ttlMs)
+  }
+
+  /** hostKey for a new (empty) file: a new header and its key, from the client's batch (no round trip of its own). */
+  private async newHostFile (fh: number, action: Action, d: Decision): Promise<{ hostKey: HostKey }> {
+    const { bytes, key, ttlMs } = await this.guard.client.newHostFile(d)
+    return this.handOver(fh, action, bytes, key, ttlMs)
+  }
+
+  private handOver (fh: number, action: Action, header: Buffer, key: Buffer, ttlMs: number): { hostKey: HostKey } {
     if (fh !== 0) { // fh 0: a truncation by path, no handle to remember
       if (this.hostOpens.size >= HOST_OPENS_KEPT) this.hostOpens.delete(this.hostOpens.keys().next().value as number)
       this.hostOpens.set(fh, { action, header })
     }
-    return { hostKey: { key, header, ttlMs } }
+    return { hostKey: { key, header, ttlMs, release: () => releaseFileKey(key) } }
   }
 
   /** A host-placement handle's key outlived its ttl: decide again (fresh) and release the key again, or refuse. */

@@ -16,10 +16,10 @@ import { AuditLog } from './audit'
 import { AuditTrail, readOwnDecisions } from './audit-trail'
 import { ClusterService, type ChangeResult } from './cluster/service'
 import { loadConfig, splitHostPort, type SpdConfig } from './config'
-import { handleFileHeader, handleOpen, handleSeal } from './handlers/blocks'
+import { handleOpen, handleSeal } from './handlers/blocks'
 import { handleDecide } from './handlers/decide'
 import { handleEnroll } from './handlers/enroll'
-import { handleFileKey } from './handlers/file-key'
+import { handleFileHeader, handleFileKey } from './handlers/file-key'
 import { DataService } from './keys'
 import { LoadReporter } from './load'
 import { Latencies, memberMetrics, RefusalTally } from './metrics'
@@ -241,7 +241,7 @@ export class Member {
       }
       switch (op) {
         case Op.Decide: return await this.latencies.timeDecision(async () => await handleDecide(this, body as DecideBody, ctx))
-        case Op.FileHeader: return handleFileHeader(this.data, body as FileHeaderBody, ctx)
+        case Op.FileHeader: return handleFileHeader(this, body as FileHeaderBody, ctx)
         case Op.BlocksSeal: {
           const bytes = (body as BlocksBody).data.length
           this.counters.sealBytes += bytes

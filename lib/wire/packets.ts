@@ -92,9 +92,11 @@ export interface DecideReply {
 /**
  * FileHeader: new file headers for the grant's key (newest version) and compression, each with its own random file
  * id: `header`, and `count - 1` more in `more` (a host keeps them for its next new files; each is used once).
+ * `keys` (host placement, a grant that may release keys: as FileKey): `sealed` holds each new file's key as FileKey
+ * would seal it, in the order header, more...; `ttlMs` how long the host may use them.
  */
-export interface FileHeaderBody { grant: string, blockBytes?: number, count?: number }
-export interface FileHeaderReply { header: Buffer, more?: Buffer[] }
+export interface FileHeaderBody { grant: string, blockBytes?: number, count?: number, keys?: boolean }
+export interface FileHeaderReply { header: Buffer, more?: Buffer[], sealed?: Buffer[], ttlMs?: number }
 
 /**
  * BlocksSeal / BlocksOpen: a batch of blocks of one file. `data` holds the blocks back to back, lens[i] bytes each:
@@ -277,6 +279,7 @@ export function checkFileHeader (v: unknown): FileHeaderBody {
   const body: FileHeaderBody = { grant: str(o.grant, 'grant', LIMITS.grantBytes) }
   if (o.blockBytes !== undefined && o.blockBytes !== null) body.blockBytes = int(o.blockBytes, 'blockBytes', 1, 0xffffffff)
   if (o.count !== undefined && o.count !== null) body.count = int(o.count, 'count', 1, LIMITS.headersPerRequest)
+  if (o.keys !== undefined && o.keys !== null) body.keys = bool(o.keys, 'keys')
   return body
 }
 
@@ -286,6 +289,16 @@ export function checkFileHeaderReply (v: unknown): FileHeaderReply {
   if (o.more !== undefined && o.more !== null) {
     if (!Array.isArray(o.more) || o.more.length >= LIMITS.headersPerRequest) bad(`more must be a list of at most ${LIMITS.headersPerRequest - 1} headers`)
     reply.more = o.more.map((h, i) => bin(h, `more[${i}]`, HEADER_MAX_BYTES))
+  }
+  if (o.sealed !== undefined && o.sealed !== null) {
+    const n = 1 + (reply.more?.length ?? 0)
+    if (!Array.isArray(o.sealed) || o.sealed.length !== n) bad(`sealed must be a list of ${n} sealed keys, one per header`)
+    reply.sealed = o.sealed.map((k, i) => {
+      const b = bin(k, `sealed[${i}]`, SEALED_FILE_KEY_BYTES)
+      if (b.length !== SEALED_FILE_KEY_BYTES) bad(`sealed[${i}] must be ${SEALED_FILE_KEY_BYTES} bytes`)
+      return b
+    })
+    reply.ttlMs = int(o.ttlMs, 'ttlMs', 0, 86_400_000)
   }
   return reply
 }
