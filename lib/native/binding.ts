@@ -80,20 +80,21 @@ export interface RawFuseSession { readonly __fuseSession: unique symbol }
 
 /** What native/fuse hands the control plane (lib/native/fuse-session.ts types them further). */
 export interface RawDecideCall { id: number, uid: number, gid: number, gids: number[], pid: number, umask: number, path: string, action: string, nodeid: number }
-export interface RawIoCall { id: number, kind: string, fh: number, nodeid: number, fd: number, offset: number, size: number, flags: number, uid: number, gid: number, pid: number, path: string, data?: Buffer }
+export interface RawIoCall { id: number, kind: string, fh: number, nodeid: number, fd: number, offset: number, size: number, flags: number, uid: number, gid: number, pid: number, path: string, pool: number, data?: Buffer }
+export interface RawHostKey { key: Uint8Array, header: Uint8Array, ttlMs: number }
 export interface RawFuseOptions { entryTimeoutMs: number, attrTimeoutMs: number, decideTimeoutMs: number, autoUnmount: boolean, debug: boolean, fsname?: string }
 
 /** native/fuse/js.cc */
 export interface RawFuse {
   fuseMount (dir: string, backingFd: number, options: RawFuseOptions, decide: (c: RawDecideCall) => void, io: (c: RawIoCall) => void): RawFuseSession
   /** false: the call is gone (answered after its deadline, or the session stopped). */
-  fuseAnswer (s: RawFuseSession, id: number, answer: { ok?: boolean, errno?: number, ttlMs?: number, bypass?: boolean, scope?: string, value?: number, data?: Uint8Array, hostKey?: { key: Uint8Array, header: Uint8Array, ttlMs: number } }): boolean
+  fuseAnswer (s: RawFuseSession, id: number, answer: { ok?: boolean, errno?: number, ttlMs?: number, bypass?: boolean, scope?: string, pool?: number, value?: number, data?: Uint8Array, hostKey?: RawHostKey, spares?: RawHostKey[] }): boolean
   fuseUnmount (s: RawFuseSession): void
   fuseInvalidate (s: RawFuseSession): void
   fuseNotify (s: RawFuseSession, nodeid: number, name?: string): void
   fuseRevoke (s: RawFuseSession, fh: number): number
   fuseHandles (s: RawFuseSession): Array<{ fh: number, nodeid: number, path: string, encrypted: boolean, read: boolean, write: boolean, revoked: boolean, uid: number, pid: number }>
-  fuseStats (s: RawFuseSession): { ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number, hostNodes: number, hostKeys: number, hostKeyCalls: number, hostReads: number, hostWrites: number, dumpable: boolean }
+  fuseStats (s: RawFuseSession): { ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number, hostNodes: number, hostKeys: number, hostKeyCalls: number, hostReads: number, hostWrites: number, hostSpareKeys: number, hostSpareTakes: number, dumpable: boolean }
   readonly FUSE_MAX_WRITE: number
   readonly FUSE_NAME_MAX: number
   readonly FUSE_PATH_MAX: number

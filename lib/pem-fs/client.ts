@@ -80,6 +80,9 @@ const HEADER_BATCH = 16
 /** A spare new-file key (newHostFile) with less lease left than this is not used: its file would ask again at once. */
 const SPARE_KEY_MIN_MS = 1000
 
+const POOLS_KEPT = 1024
+const spareKeyOf = (d: Decision, keys: boolean): string => `${d.server}|${d.pv}|${d.key ?? ''}|${d.compression}|${keys ? 'keys' : ''}`
+
 /** A new-file header from a FileHeader batch; `sealed`: its key (host placement), usable until `until` (performance.now ms). */
 interface Spare { bytes: Buffer, sealed: Buffer | null, until: number }
 /**
@@ -139,6 +142,9 @@ export class ClusterClient {
   private readonly pvListeners = new Set<(pv: number) => void>()
   /** Unused new-file headers by server|pv|key|compression|keys (newHeader, newHostFile). */
   private readonly spareHeaders = new Map<string, Spare[]>()
+  /** Pool numbers by spare key (poolOf). */
+  private readonly pools = new Map<string, number>()
+  private lastPool = 0
   private readonly timeoutMs: number
   private readonly retryDownMs: number
   private readonly overloadBackoffMs: number
@@ -298,11 +304,41 @@ export class ClusterClient {
     return { bytes: s.bytes, header, key, ttlMs: Math.max(0, Math.floor(s.until - performance.now())) }
   }
 
+  /**
+   * Up to `max` more new host files for `d` from the spares already here (no round trip; none when there are
+   * none): the native session keeps them for the next creates of the pool poolOf(d) names.
+   */
+  spareHostFiles (d: Decision, max: number): Array<{ bytes: Buffer, header: FileHeader, key: Buffer, ttlMs: number }> {
+    const list = d.placement === 'host' && d.pv === this.pv ? this.spareHeaders.get(spareKeyOf(d, true)) : undefined
+    const out: Array<{ bytes: Buffer, header: FileHeader, key: Buffer, ttlMs: number }> = []
+    const now = performance.now()
+    while (list !== undefined && list.length > 0 && out.length < max) {
+      const s = list.pop() as Spare
+      if (s.sealed === null || s.until - now < SPARE_KEY_MIN_MS) continue
+      const header = decodeHeader(s.bytes)
+      out.push({ bytes: s.bytes, header, key: openFileKey(this.identity, s.sealed, header.fileId, header.keyVersion), ttlMs: Math.floor(s.until - now) })
+    }
+    return out
+  }
+
+  /** The number naming the spare new host files of decisions like `d` (the native session's pool), 0 for none. */
+  poolOf (d: Decision): number {
+    if (d.placement !== 'host' || d.pv !== this.pv || d.bypass) return 0
+    const k = spareKeyOf(d, true)
+    let n = this.pools.get(k)
+    if (n === undefined) {
+      if (this.pools.size >= POOLS_KEPT) this.pools.clear() // ids are never reused, so a stale one names nothing
+      n = ++this.lastPool
+      this.pools.set(k, n)
+    }
+    return n
+  }
+
   private async spare (d: Decision, blockBytes: number | undefined, keys: boolean): Promise<Spare> {
     if (keys && d.placement !== 'host') throw new PemError('PEM_ERR_KEY_NOT_GRANTED', 'the decision places crypto on the appliance')
     // Spares are kept only for the version this host is on: a decision of an older one asks for its header alone.
     const pooled = blockBytes === undefined && d.pv === this.pv
-    const spareKey = `${d.server}|${d.pv}|${d.key ?? ''}|${d.compression}|${keys ? 'keys' : ''}`
+    const spareKey = spareKeyOf(d, keys)
     if (pooled) {
       const list = this.spareHeaders.get(spareKey) ?? []
       for (let s = list.pop(); s !== undefined; s = list.pop()) if (!keys || s.until - performance.now() >= SPARE_KEY_MIN_MS) return s

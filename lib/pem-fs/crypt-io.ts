@@ -28,6 +28,9 @@ export interface CryptHandle extends Writer {
   append: boolean // opened O_APPEND: every write goes to the end of the file as CryptFile knows it
 }
 
+/** A key for the native session: zeroed there once given, then its buffer goes back (releaseFileKey). */
+const handOver = (header: Buffer, key: Buffer, ttlMs: number): HostKey => ({ key, header, ttlMs, release: () => releaseFileKey(key) })
+
 /** Data calls of encrypted handles (the counters `pemfs status` shows next to the session's own). */
 export interface IoCounts { errors: number, reads: number, writes: number, bytesRead: number, bytesWritten: number }
 
@@ -41,13 +44,11 @@ function needed (flags: number): Action[] {
 const done = async (f: (cb: (e: NodeJS.ErrnoException | null) => void) => void): Promise<void> =>
   await new Promise((resolve, reject) => f(e => e === null ? resolve() : reject(e)))
 
-/** What a host-placement handle's `key` call needs again: its open's action and the header it was given. */
-interface HostOpen { action: Action, header: Buffer }
-const HOST_OPENS_KEPT = 10_000 // the native side never releases a host-placement handle here: bounded, oldest dropped
+/** New files' keys one create's answer hands the native session beside its own (the rest of the client's batch). */
+const SPARES_PER_ANSWER = 15
 
 export class CryptIo {
   readonly handles = new Map<number, CryptHandle>()
-  private readonly hostOpens = new Map<number, HostOpen>()
   readonly counts: IoCounts = { errors: 0, reads: 0, writes: 0, bytesRead: 0, bytesWritten: 0 }
   private lastLog = 0
 
@@ -137,7 +138,7 @@ export class CryptIo {
     const p = r.path
     if ((r.flags & O_CREAT) !== 0) { // a new file: its creation decision answers for the writes
       const d = await this.guard.allow(caller, p, 'create', attrs)
-      if (d.placement === 'host' && !this.files.holds(r.fd)) return await this.newHostFile(r.fh, 'create', d)
+      if (d.placement === 'host' && !this.files.holds(r.fd)) return await this.newHostFile(r, d)
       const f = this.files.acquire(r.fd, p)
       try { await f.create(this.given(d), p) } catch (err) { this.files.release(f); throw err }
       this.opened(r.fh, { fd: r.fd, path: p, caller, attrs, decisions: new Map([['write', d]]), crypt: f, wrote: false, failuresSeen: f.failures, append: (r.flags & O_APPEND) !== 0 })
@@ -168,41 +169,38 @@ export class CryptIo {
     const i = w >= 0 ? w : 0
     const { kind, bytes } = this.files.peek(r.fd)
     if (kind === 'plaintext') return null
-    if (kind === 'encrypted' && bytes !== null) return await this.hostKey(r.fh, actions[i], ds[i], bytes)
+    if (kind === 'encrypted' && bytes !== null) return await this.hostKey(ds[i], bytes)
     if (w < 0) return null
-    return await this.newHostFile(r.fh, 'write', ds[w])
+    return await this.newHostFile(r, ds[w])
   }
 
   /** The answer that hands the file's key to the native side (its buffer is zeroed once the answer is delivered). */
-  private async hostKey (fh: number, action: Action, d: Decision, header: Buffer): Promise<{ hostKey: HostKey }> {
+  private async hostKey (d: Decision, header: Buffer): Promise<IoAnswer> {
     const { key, ttlMs } = await this.guard.client.fileKey(d, header)
-    return this.handOver(fh, action, header, key, ttlMs)
+    return { hostKey: handOver(header, key, ttlMs) }
   }
 
-  /** hostKey for a new (empty) file: a new header and its key, from the client's batch (no round trip of its own). */
-  private async newHostFile (fh: number, action: Action, d: Decision): Promise<{ hostKey: HostKey }> {
+  /**
+   * hostKey for a new (empty) file: a new header and its key, from the client's batch (no round trip of its own);
+   * for a create whose decision names a pool, the batch's other spares go along for the pool's next creates.
+   */
+  private async newHostFile (r: IoRequest, d: Decision): Promise<IoAnswer> {
     const { bytes, key, ttlMs } = await this.guard.client.newHostFile(d)
-    return this.handOver(fh, action, bytes, key, ttlMs)
+    const spares = r.pool > 0 && r.pool === this.guard.client.poolOf(d) ? this.guard.client.spareHostFiles(d, SPARES_PER_ANSWER) : []
+    return { hostKey: handOver(bytes, key, ttlMs), spares: spares.map(s => handOver(s.bytes, s.key, s.ttlMs)) }
   }
 
-  private handOver (fh: number, action: Action, header: Buffer, key: Buffer, ttlMs: number): { hostKey: HostKey } {
-    if (fh !== 0) { // fh 0: a truncation by path, no handle to remember
-      if (this.hostOpens.size >= HOST_OPENS_KEPT) this.hostOpens.delete(this.hostOpens.keys().next().value as number)
-      this.hostOpens.set(fh, { action, header })
-    }
-    return { hostKey: { key, header, ttlMs, release: () => releaseFileKey(key) } }
-  }
-
-  /** A host-placement handle's key outlived its ttl: decide again (fresh) and release the key again, or refuse. */
+  /**
+   * A host-placement handle's key outlived its ttl: decide again (fresh) for what the handle was opened for and
+   * release the key of the file whose header the session sends again, or refuse.
+   */
   private async rekey (r: IoRequest): Promise<IoAnswer> {
     const caller = { uid: r.uid, gid: r.gid, pid: r.pid }
-    const known = r.fh === 0 ? undefined : this.hostOpens.get(r.fh) // by path: the file's own header, read below
-    const action: Action = r.fh === 0 ? 'truncate' : known?.action === 'create' ? 'write' : known?.action ?? 'read'
-    const header = known?.header ?? this.files.peek(r.fd).bytes
-    if (header === null) throw Object.assign(new Error('no header to release a key for'), { code: 'EIO' })
+    const action: Action = r.fh === 0 ? 'truncate' : (r.flags & O_ACCMODE) === O_RDONLY ? 'read' : 'write'
+    if (r.data === undefined || r.data.length === 0) throw Object.assign(new Error('no header to release a key for'), { code: 'EIO' })
     const d = await this.guard.allow(caller, r.path, action, this.guard.attrs(caller), true)
     if (d.placement !== 'host') throw new PemError('PEM_ERR_POLICY_DENY', `${r.path}: no longer under host placement`)
-    return await this.hostKey(r.fh, action, d, header)
+    return await this.hostKey(d, r.data)
   }
 
   private opened (fh: number, h: CryptHandle): void {

@@ -49,6 +49,8 @@ export function statusOf (m: Mounted): Record<string, unknown> {
     hostKeyCalls: stats?.hostKeyCalls ?? 0,
     hostReads: stats?.hostReads ?? 0,
     hostWrites: stats?.hostWrites ?? 0,
+    hostSpareKeys: stats?.hostSpareKeys ?? 0, // new files' keys held for the next creates (a count)
+    hostSpareTakes: stats?.hostSpareTakes ?? 0,
     ...m.guard.stats,
     servers: m.client.servers.map(s => ({
       name: s.entry.name,

@@ -45,7 +45,7 @@ async function reachCluster (client: ClusterClient): Promise<void> {
 /**
  * The session's `decide`: the caller's access attributes, then the guard's (cached) decision. Permits and denies
  * both go to the native cache for their ttl and scope (the guard caches them the same way); a cluster failure is
- * never cached.
+ * never cached. A create under host placement names its pool of spare new-file keys (crypt-io.ts newHostFile).
  */
 function decider (guard: Guard): (c: DecideRequest) => Promise<DecideAnswer> {
   let lastLog = 0
@@ -58,7 +58,7 @@ function decider (guard: Guard): (c: DecideRequest) => Promise<DecideAnswer> {
     const caller = { uid: c.uid, gid: c.gid, pid: c.pid }
     try {
       const d = await guard.decide(caller, c.path, c.action, guard.attrs(caller, c.gids))
-      if (d.ok) return { ok: true, ttlMs: d.ttl, bypass: d.bypass, scope: scope(d) }
+      if (d.ok) return { ok: true, ttlMs: d.ttl, bypass: d.bypass, scope: scope(d), pool: c.action === 'create' ? guard.client.poolOf(d) : 0 }
       const err = denial(d, c.path, c.action)
       if (DEBUG) log(c, err) // denials: the audit log
       return { ok: false, errno: -toErrno(err), ttlMs: d.ttl, scope: scope(d) }

@@ -557,12 +557,65 @@ void CryptNodes::Release(const std::shared_ptr<CryptNode>& n) {
 }
 
 void CryptNodes::Clear() {
+  ClearSpares();
   std::map<std::pair<dev_t, ino_t>, std::pair<std::shared_ptr<CryptNode>, int>> all;
   {
     std::lock_guard<std::mutex> lock(mu_);
     all.swap(nodes_);
   }
   for (auto& kv : all) kv.second.first->Close();
+}
+
+void CryptNodes::PutSpares(uint32_t pool, const std::vector<HostKey>& ks) {
+  if (pool == 0 || ks.empty()) return;
+  auto now = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(spares_mu_);
+  if (spare_count_ + ks.size() > kMaxSpares) {  // many pools at once: start over rather than keep stale ones
+    spares_.clear();
+    spare_count_ = 0;
+  }
+  std::vector<Spare>& list = spares_[pool];
+  for (const HostKey& k : ks) {
+    if (!k.present || k.ttl_ms < kSpareMinMs || spare_count_ >= kMaxSpares) continue;
+    auto page = std::make_unique<KeyPage>();
+    if (!page->ok()) continue;
+    page->Set(k.key);
+    list.push_back({std::move(page), k.header, now + std::chrono::milliseconds(static_cast<int64_t>(k.ttl_ms))});
+    spare_count_++;
+  }
+}
+
+bool CryptNodes::TakeSpare(uint32_t pool, HostKey* out) {
+  if (pool == 0) return false;
+  std::lock_guard<std::mutex> lock(spares_mu_);
+  auto it = spares_.find(pool);
+  if (it == spares_.end()) return false;
+  auto now = std::chrono::steady_clock::now();
+  while (!it->second.empty()) {
+    Spare s = std::move(it->second.back());
+    it->second.pop_back();
+    spare_count_--;
+    double left = std::chrono::duration<double, std::milli>(s.until - now).count();
+    if (left < kSpareMinMs) continue;  // its page is wiped as it goes
+    memcpy(out->key, s.key->bytes(), kHostKeyBytes);
+    out->header = std::move(s.header);
+    out->ttl_ms = left;
+    out->present = true;
+    spare_takes++;
+    return true;
+  }
+  return false;
+}
+
+void CryptNodes::ClearSpares() {
+  std::lock_guard<std::mutex> lock(spares_mu_);
+  spares_.clear();
+  spare_count_ = 0;
+}
+
+size_t CryptNodes::spares() {
+  std::lock_guard<std::mutex> lock(spares_mu_);
+  return spare_count_;
 }
 
 size_t CryptNodes::nodes() {

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -70,6 +71,7 @@ class CryptNode {
   uint64_t PlainBytes() const;
 
   bool KeyLive() const;
+  const std::vector<uint8_t>& header() const { return header_; }
   // Installs a new key for this file (its header must be the node's). 0 or EIO.
   int InstallKey(const HostKey& k);
   // The last handle went: the key is wiped and the fd closed (under the write lock, so no I/O is in flight).
@@ -110,11 +112,22 @@ class CryptNodes {
   // cached by dev:ino:ctime:size). False when the io hook must answer: no header that decodes (plaintext from
   // before the guard point, damage) or a redo record at the end (loading it finishes the truncation).
   bool ClosedSize(int fd, const struct stat& st, uint64_t* size);
-  // Wipes every key and closes every node (the session ended).
+  // Wipes every key and closes every node (the session ended), spares too.
   void Clear();
 
+  // Spare keys of new files: the io hook hands them over with a new file's key (its answer's `spares`, each a new
+  // header and its key), and the next creates whose decision names the same pool take one each without asking it
+  // (docs/PEMFS.md "Host placement"). Each waits in a locked page of its own; one with less than kSpareMinMs of its
+  // lease left is dropped, and ClearSpares (a new policy version) drops them all. At most kMaxSpares are held.
+  static constexpr size_t kMaxSpares = 256;
+  static constexpr double kSpareMinMs = 1000;
+  void PutSpares(uint32_t pool, const std::vector<HostKey>& ks);
+  bool TakeSpare(uint32_t pool, HostKey* out);
+  void ClearSpares();
+  size_t spares();
+
   size_t nodes();
-  std::atomic<uint64_t> keys{0}, key_calls{0}, reads{0}, writes{0};
+  std::atomic<uint64_t> keys{0}, key_calls{0}, reads{0}, writes{0}, spare_takes{0};
 
  private:
   struct Seen {
@@ -126,6 +139,14 @@ class CryptNodes {
   std::map<std::pair<dev_t, ino_t>, std::pair<std::shared_ptr<CryptNode>, int>> nodes_;  // node, references
   std::mutex seen_mu_;
   std::map<std::tuple<dev_t, ino_t, int64_t, int64_t, int64_t>, Seen> seen_;
+  struct Spare {
+    std::unique_ptr<KeyPage> key;
+    std::vector<uint8_t> header;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::mutex spares_mu_;
+  std::unordered_map<uint32_t, std::vector<Spare>> spares_;
+  size_t spare_count_ = 0;
 };
 
 // Opens a log line on stderr (host placement events: a finished truncation, a refused open).

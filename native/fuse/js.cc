@@ -147,6 +147,7 @@ Napi::Value JsInvalidate(const Napi::CallbackInfo& info) {
   Mounted* m = Unwrap(info, true);
   if (m == nullptr) return env.Undefined();
   m->session->cache().Clear();
+  m->session->crypt().ClearSpares();  // keys taken for the old policy's create decisions
   return env.Undefined();
 }
 
@@ -225,6 +226,8 @@ Napi::Value JsStats(const Napi::CallbackInfo& info) {
   o.Set("hostKeyCalls", Napi::Number::New(env, static_cast<double>(c.key_calls.load())));
   o.Set("hostReads", Napi::Number::New(env, static_cast<double>(c.reads.load())));
   o.Set("hostWrites", Napi::Number::New(env, static_cast<double>(c.writes.load())));
+  o.Set("hostSpareKeys", Napi::Number::New(env, static_cast<double>(c.spares())));
+  o.Set("hostSpareTakes", Napi::Number::New(env, static_cast<double>(c.spare_takes.load())));
   o.Set("dumpable", Napi::Boolean::New(env, prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0));
   return o;
 }

@@ -35,9 +35,10 @@ uint32_t Needed(int flags) {
 
 // One io call of handle h (flush, fsync, release, open, key); 0 or errno. *r gets the answer when given.
 int Hook(Session* s, const std::shared_ptr<Handle>& h, IoKind kind, int flags, const std::string& path = "",
-         IoResult* r = nullptr) {
+         IoResult* r = nullptr, uint32_t pool = 0) {
   IoCall c;
   c.kind = kind;
+  c.pool = pool;
   c.fh = h->id;
   c.nodeid = h->nodeid;
   c.fd = h->fd;
@@ -52,16 +53,26 @@ int Hook(Session* s, const std::shared_ptr<Handle>& h, IoKind kind, int flags, c
   return err != 0 ? err : r->err;
 }
 
-// An encrypted handle's open: served natively when its inode is held in host placement with a live key, else by
-// the JS io hook, whose answer may hand over the file's key (host placement from then on). 0 or errno.
-int OpenEncrypted(Session* s, const std::shared_ptr<Handle>& h, int flags, const std::string& path) {
+// An encrypted handle's open: served natively when its inode is held in host placement with a live key, or when it
+// is a new file whose create decision names a pool with a spare key left; else by the JS io hook, whose answer may
+// hand over the file's key (host placement from then on) and, for a new file, spares for the pool. 0 or errno.
+int OpenEncrypted(Session* s, const std::shared_ptr<Handle>& h, int flags, const std::string& path, uint32_t pool) {
   struct stat st;
   if (fstat(h->fd, &st) != 0) return errno;
   std::shared_ptr<CryptNode> n = s->crypt().Hold(st.st_dev, st.st_ino, true);
-  if (n == nullptr) {
-    IoResult r;
-    int err = Hook(s, h, IoKind::kOpen, flags, path, &r);
+  IoResult r;
+  if (n == nullptr && (flags & O_CREAT) && st.st_size == 0 && !s->JsHooked(h->nodeid, h->id) &&
+      s->crypt().TakeSpare(pool, &r.host)) {
+    std::string why;
+    int err = s->crypt().Acquire(h->fd, r.host, &n, &why);
+    if (err != 0) {
+      HostLog(path + ": open refused (" + why + ")");
+      return err;
+    }
+  } else if (n == nullptr) {
+    int err = Hook(s, h, IoKind::kOpen, flags, path, &r, (flags & O_CREAT) ? pool : 0);
     if (err != 0) return err;
+    if (flags & O_CREAT) s->crypt().PutSpares(pool, r.spares);
     std::string why;
     if (!r.host.present) {
       if (s->crypt().Find(st.st_dev, st.st_ino) == nullptr) return 0;  // served by the io hook
@@ -91,11 +102,11 @@ int OpenEncrypted(Session* s, const std::shared_ptr<Handle>& h, int flags, const
 // Decides `bits` for the node and opens a handle on the backing fd `bfd` (taken). 0 or errno; on failure the
 // handle is dropped.
 int Finish(fuse_req_t req, Session* s, fuse_ino_t ino, int bfd, int flags, uint32_t bits, bool encrypted,
-           const std::string& path, struct fuse_file_info* fi) {
+           const std::string& path, struct fuse_file_info* fi, uint32_t pool = 0) {
   auto h = s->AddHandle(bfd, ino, encrypted, req, bits);
   h->append = (flags & O_APPEND) != 0;
   if (encrypted) {
-    int err = OpenEncrypted(s, h, flags, path);
+    int err = OpenEncrypted(s, h, flags, path, pool);
     if (err != 0) {
       s->TakeHandle(h->id);
       close(h->fd);
@@ -216,7 +227,7 @@ void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, st
   struct fuse_entry_param e;
   err = s->LookupEntry(parent, name, &e);
   if (err == 0) {
-    err = Finish(req, s, e.ino, bfd, fi->flags, bits, encrypted, path, fi);
+    err = Finish(req, s, e.ino, bfd, fi->flags, bits, encrypted, path, fi, d.pool);
     if (err != 0) s->inodes().Forget(e.ino, 1);
   } else {
     close(bfd);
@@ -402,6 +413,8 @@ int FreshHostKey(Session* s, Handle* h) {
   c.uid = h->uid;
   c.gid = h->gid;
   c.pid = h->pid;
+  c.flags = (h->allowed.load() & Bit(Action::kWrite)) ? O_RDWR : O_RDONLY;  // what the handle was decided for
+  c.data = n->header();
   s->inodes().Path(h->nodeid, &c.path);
   s->crypt().key_calls++;
   IoResult r;
