@@ -167,6 +167,14 @@ int CryptNode::InstallKey(const HostKey& k) {
   return 0;
 }
 
+bool CryptNode::DropKey(bool expired_only) {
+  std::unique_lock<std::shared_mutex> lk(rw_);
+  if (!KeyHeld() || (expired_only && KeyLive())) return false;
+  key_.Wipe();
+  key_expiry_ms_ = 0;
+  return true;
+}
+
 uint64_t CryptNode::PlainBytes() const { return PlainSize(h_, size_.load()); }
 
 uint64_t CryptNode::RecordOffset(uint64_t block, uint32_t plain_len, size_t rec_len) const {
@@ -221,6 +229,7 @@ int CryptNode::Read(uint8_t* out, size_t len, uint64_t off, size_t* got) {
   std::shared_lock<std::shared_mutex> lk(rw_);
   *got = 0;
   if (fd_ < 0) return EBADF;
+  if (!KeyHeld()) return kKeyDropped;
   const uint64_t size = size_.load(), plain = PlainSize(h_, size), B = h_.block_bytes, S = h_.slot_bytes;
   const uint64_t end = std::min<uint64_t>(plain, off + len);
   if (end <= off) return 0;
@@ -322,6 +331,7 @@ int CryptNode::Write(const uint8_t* data, size_t len, uint64_t at, bool append, 
   std::unique_lock<std::shared_mutex> lk(rw_);
   *wrote = 0;
   if (fd_ < 0) return EBADF;
+  if (!KeyHeld()) return kKeyDropped;
   if (len == 0) return 0;
   int err = EnsureHeaderLocked();
   if (err != 0) return err;
@@ -401,6 +411,7 @@ int CryptNode::Write(const uint8_t* data, size_t len, uint64_t at, bool append, 
 int CryptNode::Truncate(uint64_t plain) {
   std::unique_lock<std::shared_mutex> lk(rw_);
   if (fd_ < 0) return EBADF;
+  if (!KeyHeld()) return kKeyDropped;
   const uint64_t old_size = size_.load();
   if (old_size == 0 && plain == 0) return 0;
   int err = EnsureHeaderLocked();
@@ -563,6 +574,25 @@ void CryptNodes::Clear() {
     all.swap(nodes_);
   }
   for (auto& kv : all) kv.second.first->Close();
+}
+
+size_t CryptNodes::DropKeys(bool expired_only) {
+  std::vector<std::shared_ptr<CryptNode>> all;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& kv : nodes_) all.push_back(kv.second.first);
+  }
+  size_t n = 0;
+  for (auto& node : all) n += node->DropKey(expired_only) ? 1 : 0;
+  keys_dropped += n;
+  return n;
+}
+
+size_t CryptNodes::keys_held() {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = 0;
+  for (auto& kv : nodes_) n += kv.second.first->KeyHeld() ? 1 : 0;
+  return n;
 }
 
 size_t CryptNodes::nodes() {
