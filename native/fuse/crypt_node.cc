@@ -168,8 +168,10 @@ int CryptNode::InstallKey(const HostKey& k) {
 }
 
 bool CryptNode::DropKey(bool expired_only) {
+  auto keep = [&] { return !KeyHeld() || (expired_only && KeyLive()); };
+  if (keep()) return false;  // the sweep's common case: no lock taken, no I/O waited for
   std::unique_lock<std::shared_mutex> lk(rw_);
-  if (!KeyHeld() || (expired_only && KeyLive())) return false;
+  if (keep()) return false;
   key_.Wipe();
   key_expiry_ms_ = 0;
   return true;

@@ -15,6 +15,7 @@ import { createEngine, importKey } from '../../lib/native/crypto-engine'
 import { IDENTITY_FILE } from '../../lib/server/member'
 import { ConfigStore, storeKeyFrom } from '../../lib/server/store'
 import { AAD_BYTES, NONCE_BYTES, TAG_BYTES, decodeHeader, parseSlot, slotOffset, writeAad } from '../../lib/wire/file-format'
+import { checkKeysDrop } from '../../lib/wire/packets'
 import { applyPolicy, clusterWithHost, daemonLogs, isMounted, mountOrThrow, sh, tearDown, tempDir, type Cluster } from '../helpers/mounts'
 import { ServeChild } from '../helpers/serve-child'
 
@@ -89,6 +90,13 @@ test.before(async () => {
 })
 
 test.after.always(async () => { await tearDown(c) })
+
+test('KeysDrop bodies: a known reason and a version, nothing else', t => {
+  t.deepEqual(checkKeysDrop({ pv: 7, reason: 'host-revoke' }), { pv: 7, reason: 'host-revoke' })
+  for (const bad of [null, {}, { pv: 7, reason: 'because' }, { pv: -1, reason: 'policy' }, { pv: 'x', reason: 'policy' }]) {
+    t.throws(() => checkKeysDrop(bad), { code: 'PEM_ERR_BAD_BODY' }, JSON.stringify(bad))
+  }
+})
 
 test.serial('a key is a lease: wiped when its ttl runs out, released again (a fresh decision) for the next block', async t => {
   const h = await holdOpen(t, 'short/s')
