@@ -93,8 +93,9 @@ export interface RawFuse {
   fuseInvalidate (s: RawFuseSession): void
   fuseNotify (s: RawFuseSession, nodeid: number, name?: string): void
   fuseRevoke (s: RawFuseSession, fh: number): number
+  fuseDropKeys (s: RawFuseSession, expiredOnly: boolean): number
   fuseHandles (s: RawFuseSession): Array<{ fh: number, nodeid: number, path: string, encrypted: boolean, read: boolean, write: boolean, revoked: boolean, uid: number, pid: number }>
-  fuseStats (s: RawFuseSession): { ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number, hostNodes: number, hostKeys: number, hostKeyCalls: number, hostReads: number, hostWrites: number, hostSpareKeys: number, hostSpareTakes: number, dumpable: boolean }
+  fuseStats (s: RawFuseSession): { ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number, hostNodes: number, hostKeys: number, hostKeysHeld: number, hostKeysDropped: number, hostKeyCalls: number, hostReads: number, hostWrites: number, hostSpareKeys: number, hostSpareTakes: number, dumpable: boolean }
   readonly FUSE_MAX_WRITE: number
   readonly FUSE_NAME_MAX: number
   readonly FUSE_PATH_MAX: number

@@ -77,14 +77,15 @@ export interface FuseSessionOptions {
 
 export interface HandleInfo { fh: number, nodeid: number, path: string, encrypted: boolean, read: boolean, write: boolean, revoked: boolean, uid: number, pid: number }
 /**
- * hostNodes: files held in host placement now; hostKeys: keys installed (opens and `key` answers); hostKeyCalls:
- * `key` questions asked; hostReads/hostWrites: data calls served natively; hostSpareKeys: spare new-file keys held
- * now; hostSpareTakes: creates that took one (no io call); dumpable: the process may dump core
+ * hostNodes: files held in host placement now; hostKeys: keys installed (opens and `key` answers); hostKeysHeld:
+ * keys held now (wiped at expiry, on revocation and at the last close); hostKeysDropped: keys wiped by dropKeys;
+ * hostKeyCalls: `key` questions asked; hostReads/hostWrites: data calls served natively; hostSpareKeys: spare
+ * new-file keys held now; hostSpareTakes: creates that took one (no io call); dumpable: the process may dump core
  * (false once a session started: it may hold file keys).
  */
 export interface SessionStats {
   ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number
-  hostNodes: number, hostKeys: number, hostKeyCalls: number, hostReads: number, hostWrites: number, hostSpareKeys: number, hostSpareTakes: number, dumpable: boolean
+  hostNodes: number, hostKeys: number, hostKeysHeld: number, hostKeysDropped: number, hostKeyCalls: number, hostReads: number, hostWrites: number, hostSpareKeys: number, hostSpareTakes: number, dumpable: boolean
 }
 
 export const FUSE_MAX_WRITE: number = raw.FUSE_MAX_WRITE
@@ -190,6 +191,12 @@ export class FuseSession {
     if (!Number.isInteger(fh) || fh < 0) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'fh must be a handle number or 0')
     return call(() => raw.fuseRevoke(this.s, fh))
   }
+
+  /**
+   * Wipes the host-placement keys held now (expiredOnly: only those past their ttl); the files' next reads and writes
+   * ask for a key again (the io hook's `key`, a fresh decision). Returns how many keys were wiped.
+   */
+  dropKeys (expiredOnly: boolean): number { this.check(); return call(() => raw.fuseDropKeys(this.s, expiredOnly)) }
 
   handles (): HandleInfo[] { this.check(); return call(() => raw.fuseHandles(this.s)) }
 

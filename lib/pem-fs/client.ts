@@ -13,8 +13,8 @@ import { ERRORS, PemError } from '../wire/errors'
 import { Op } from '../wire/opcodes'
 import { decodeHeader, readTrailer, TRAILER_BYTES, type FileHeader } from '../wire/file-format'
 import {
-  LIMITS, type BlocksReply, type DecideBody, type DecideReply, type EnrollReply, type FileHeaderReply, type FileKeyReply,
-  type LoadValues, type PingReply, type Placement, type ServerEntry, type ServersReply
+  LIMITS, checkKeysDrop, type BlocksReply, type DecideBody, type DecideReply, type EnrollReply, type FileHeaderReply, type FileKeyReply,
+  type KeysDropBody, type LoadValues, type PingReply, type Placement, type ServerEntry, type ServersReply
 } from '../wire/packets'
 import { parseToken } from '../wire/token'
 import { createSelector, noteDown, noteOverload, noteReply, OVERLOAD_BACKOFF_MS, type SelectionName, type Selector } from './selection'
@@ -140,6 +140,7 @@ export class ClusterClient {
    */
   private policyVersion = 0
   private readonly pvListeners = new Set<(pv: number) => void>()
+  private readonly keysDropListeners = new Set<(drop: KeysDropBody, server: string) => void>()
   /** Unused new-file headers by server|pv|key|compression|keys (newHeader, newHostFile). */
   private readonly spareHeaders = new Map<string, Spare[]>()
   /** Pool numbers by spare key (poolOf). */
@@ -156,6 +157,23 @@ export class ClusterClient {
     if (v === this.policyVersion) return
     this.policyVersion = v
     for (const l of this.pvListeners) l(v)
+  }
+
+  /**
+   * Calls `fn` when a server tells this host to wipe the file keys it holds (KeysDrop: a revocation, FORMAT.md §4.5);
+   * returns an off.
+   */
+  onKeysDrop (fn: (drop: KeysDropBody, server: string) => void): () => void {
+    this.keysDropListeners.add(fn)
+    return () => { this.keysDropListeners.delete(fn) }
+  }
+
+  /** An unsolicited frame from a server: KeysDrop is the only one a host takes; anything else is ignored. */
+  private readonly onServerMessage = (op: Op, body: unknown, ch: Channel): void => {
+    if (op !== Op.KeysDrop) return
+    const drop = checkKeysDrop(body)
+    for (const k of [...this.spareHeaders.keys()]) if (k.endsWith('|keys')) this.spareHeaders.delete(k) // their sealed keys too
+    for (const l of this.keysDropListeners) l(drop, ch.peer.id)
   }
 
   /** Calls `fn` whenever the host adopts a new policy version (the mount drops its cached answers); returns an off. */
@@ -201,7 +219,7 @@ export class ClusterClient {
   private async channelOf (s: ServerState): Promise<Channel> {
     if (s.channel !== null && !s.channel.closed) return s.channel
     if (s.connecting === null) {
-      s.connecting = connect({ ...splitAddr(s.entry.addr), identity: this.identity, role: 'host', expectedId: s.entry.id, connectTimeoutMs: this.timeoutMs, timeoutMs: this.timeoutMs })
+      s.connecting = connect({ ...splitAddr(s.entry.addr), identity: this.identity, role: 'host', expectedId: s.entry.id, connectTimeoutMs: this.timeoutMs, timeoutMs: this.timeoutMs, onMessage: this.onServerMessage })
         .then(ch => { s.channel = ch; if (ch.helloReply !== undefined) this.seeVersion(s, ch.helloReply.pv); return ch })
         .finally(() => { s.connecting = null })
     }

@@ -29,6 +29,8 @@ const DEBUG = process.env.PEMFS_DEBUG === '1'
 // A decision or io answer may wait for every server in turn, and an encrypted fsync/close for write-behind to
 // persist (crypt-file.ts WRITE_BEHIND_PERSIST_MS, 10 s): the session's deadline is above both.
 const ANSWER_SLACK_MS = 30_000
+/** How often held file keys past their ttl are wiped (host placement; FORMAT.md §4.5 "Revocation"). */
+const KEY_SWEEP_MS = 250
 
 function checkFuse (): void {
   if (!fs.existsSync('/dev/fuse')) throw new PemError('PEM_ERR_BAD_CONFIG', 'FUSE is not available: /dev/fuse is missing (load the fuse module, or run the container with --device /dev/fuse)')
@@ -102,11 +104,23 @@ export async function mountGuard (o: MountOptions): Promise<Mounted> {
     }
     const s = session
     const stopListening = client.onPolicyVersion(() => { if (s.mounted) s.invalidate() }) // cached answers were for the old policy
+    const stopDrops = client.onKeysDrop((drop, server) => { // a revocation pushed: keys and cached decisions go now
+      if (!s.mounted) return
+      const wiped = s.dropKeys(false)
+      s.invalidate()
+      guard.forget()
+      process.stderr.write(`${new Date().toISOString()} ${drop.reason} (version ${drop.pv}, server ${server.slice(0, 16)}): wiped ${wiped} file key(s)\n`)
+    })
+    // A released key is a lease for its decision's ttl: wiped once that has run out, asked for again at the next block.
+    const sweep = setInterval(() => { if (s.mounted) s.dropKeys(true) }, KEY_SWEEP_MS)
+    sweep.unref()
     const fd = backingFd
     let unmounting: Promise<void> | undefined
     const unmount = async (): Promise<void> => {
       unmounting ??= Promise.resolve().then(() => {
         stopListening()
+        stopDrops()
+        clearInterval(sweep)
         s.unmount()
         w.close()
         client.close()

@@ -14,6 +14,7 @@ import { mergeParts, TRAIL_MAX } from './audit-trail'
 import { verifyAuditFiles } from './audit-verify'
 import { checkHostPort } from './config'
 import { newKeyVersion, type Member } from './member'
+import type { HostRecord } from './state'
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/
 /** Most decision records one GET /v1/audit/decisions returns (about 50 MB of JSON); the newest are kept. */
@@ -23,6 +24,13 @@ function name (req: AdminRequest, field: string): string {
   const v = req.body[field] ?? req.params[field]
   if (typeof v !== 'string' || !NAME.test(v)) throw new PemError('PEM_ERR_BAD_ARGUMENT', `${field} must be 1-64 characters of A-Z a-z 0-9 . _ -`)
   return v
+}
+
+/** The enrolled host named by `ref`: its name, its id or at least 4 leading characters of its id. */
+function hostOf (m: Member, ref: string): HostRecord {
+  const host = Object.values(m.store.state.hosts).find(h => h.id === ref || h.name === ref || h.id.startsWith(ref))
+  if (host === undefined || ref.length < 4) throw new PemError('PEM_ERR_NOT_FOUND', `no enrolled host ${ref}`)
+  return host
 }
 
 function text (req: AdminRequest): string {
@@ -94,15 +102,25 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
       return { name: host, token: formatToken(secret, m.identity.id), expires, cluster: m.hostAddr }
     })
     .route('DELETE', '/v1/hosts/:ref', async req => {
-      const ref = req.params.ref
-      const host = Object.values(m.store.state.hosts).find(h => h.id === ref || h.name === ref || h.id.startsWith(ref))
-      if (host === undefined || ref.length < 4) throw new PemError('PEM_ERR_NOT_FOUND', `no enrolled host ${ref}`)
+      const host = hostOf(m, req.params.ref)
       const s = await m.change(req.session.user, `host-remove:${host.name}`, d => {
         if (d.hosts[host.id] === undefined) throw new PemError('PEM_ERR_NOT_FOUND', `host ${host.name} was removed meanwhile`)
         delete d.hosts[host.id]
       })
       m.audit.write({ kind: 'admin', event: 'host_removed', user: req.session.user, host: host.id, name: host.name, version: s.version })
       return { removed: host.id, version: s.version }
+    })
+    .route('POST', '/v1/hosts/:ref/revoke', async req => {
+      const host = hostOf(m, req.params.ref)
+      const undo = req.body.undo ?? false
+      if (typeof undo !== 'boolean') throw new PemError('PEM_ERR_BAD_ARGUMENT', 'undo must be true or false')
+      const s = await m.change(req.session.user, `host-${undo ? 'unrevoke' : 'revoke'}:${host.name}`, d => {
+        const h = d.hosts[host.id]
+        if (h === undefined) throw new PemError('PEM_ERR_NOT_FOUND', `host ${host.name} was removed meanwhile`)
+        if (undo) delete h.keysRevoked; else h.keysRevoked = true
+      })
+      m.audit.write({ kind: 'admin', event: undo ? 'host_keys_restored' : 'host_keys_revoked', user: req.session.user, host: host.id, name: host.name, version: s.version })
+      return { host: host.id, name: host.name, keysRevoked: !undo, version: s.version }
     })
     .route('GET', '/v1/host-servers', () => m.store.state.hostServers ?? {})
     .route('PUT', '/v1/host-servers/:host', async req => {

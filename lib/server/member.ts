@@ -9,7 +9,7 @@ import { encodePublicKey, loadIdentity, type Identity } from '../crypto/identity
 import { decide, formatPolicyError, parsePolicyOrThrow, PolicyRejected, type CompiledPolicy, type Decision, type DecideInput } from '../policy'
 import { PemError } from '../wire/errors'
 import { Op } from '../wire/opcodes'
-import type { AuditReadBody, BlocksBody, DecideBody, EnrollBody, FileHeaderBody, FileKeyBody, ServerEntry } from '../wire/packets'
+import type { AuditReadBody, BlocksBody, DecideBody, EnrollBody, FileHeaderBody, FileKeyBody, KeysDropReason, ServerEntry } from '../wire/packets'
 import { AdminApi } from './admin'
 import { registerAdminRoutes } from './admin-routes'
 import { AuditLog } from './audit'
@@ -102,6 +102,7 @@ export class Member {
       this.checked = null
       if (checked !== null && checked.canonical === state.policyCanonical) this.policy = checked; else this.installPolicy()
     }
+    this.pushKeysDrop(state, previous)
     for (const id of Object.keys(previous.hosts)) if (state.hosts[id] === undefined) this.disconnectHost(id)
     this.audit.write({ kind: 'admin', event: 'config_installed', version: state.version, origin: state.changedBy })
     this.syncOwnRecord()
@@ -263,6 +264,29 @@ export class Member {
   /** True for the key of another active member (it may read this member's audit trail over the host listener). */
   private isPeer (id: string): boolean {
     return id !== this.identity.id && this.store.state.members[id]?.state === 'active'
+  }
+
+  /**
+   * Revocation pushed (issue 18; FORMAT.md §4.5 "Revocation"): hosts holding file keys this configuration takes back
+   * are told on their open channels to wipe them and decide again now, rather than at the end of the keys' ttl — every
+   * host when the policy text changed or a key got a new version, a host whose key releases were revoked, and a
+   * removed host (before disconnectHost closes its channels: queued frames are flushed first).
+   */
+  private pushKeysDrop (state: ConfigState, previous: ConfigState): void {
+    const rotated = Object.keys(state.keys).some(k => previous.keys[k] !== undefined && state.keys[k][0]?.version !== previous.keys[k][0]?.version)
+    const all: KeysDropReason | null = state.policyCanonical !== previous.policyCanonical ? 'policy' : rotated ? 'key-rotate' : null
+    const reasonFor = (hostId: string): KeysDropReason | null => {
+      const now = state.hosts[hostId]
+      if (now === undefined) return previous.hosts[hostId] !== undefined ? 'host-remove' : null
+      if (now.keysRevoked === true && previous.hosts[hostId]?.keysRevoked !== true) return 'host-revoke'
+      return all
+    }
+    for (const ch of this.channels) {
+      if (ch.closed || ch.mode !== 'session' || ch.role !== 'host') continue
+      const reason = reasonFor(ch.peer.id)
+      if (reason === null) continue
+      try { ch.notify(Op.KeysDrop, { pv: state.version, reason }) } catch { /* not open yet (Hello pending): it holds no key from this member */ }
+    }
   }
 
   /** Drops live sessions of a host that was just removed. */

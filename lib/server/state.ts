@@ -2,7 +2,8 @@
 // Persisted (encrypted) by lib/server/store.ts; format: lib/wire/FORMAT.md §3.
 
 export interface KeyVersion { version: number, material: Buffer, created: string }
-export interface HostRecord { id: string, name: string, key: string, enrolled: string }
+/** keysRevoked (`spctl host revoke`): the host gets no file keys (its host-placement files are served by spd). */
+export interface HostRecord { id: string, name: string, key: string, enrolled: string, keysRevoked?: boolean }
 export interface TokenRecord { name: string, expires: string, createdBy: string }
 export interface AdminRecord { hash: string }
 /** Which members a host uses and which it prefers (0..1), by member name; key '*' applies to hosts without their own. */

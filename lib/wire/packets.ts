@@ -119,6 +119,14 @@ export interface FileKeyReply { sealed: Buffer, ttlMs: number }
 export interface AuditReadBody { since: string | null, after: number, limit: number, uid: number | null, host: string | null, effect: 'permit' | 'deny' | null, rule: string | null }
 /** `records` are decision records as written (lib/wire/audit-record.ts), each with its seq and ts; `member` is the server's name. */
 export interface AuditReadReply { member: string, records: Array<Record<string, unknown>>, truncated: boolean }
+/**
+ * KeysDrop (unsolicited, spd -> host): why the host must wipe every file key it holds and decide again before its next
+ * block: the policy changed, a key was rotated, or this host's key releases were revoked or its enrollment removed.
+ */
+export const KEYS_DROP_REASONS = ['policy', 'key-rotate', 'host-revoke', 'host-remove'] as const
+export type KeysDropReason = (typeof KEYS_DROP_REASONS)[number]
+export interface KeysDropBody { pv: number, reason: KeysDropReason }
+
 /** Bytes of a FileKey reply's `sealed`: the 58-byte plaintext (lib/crypto/file-key.ts) + crypto_box_seal's 48. */
 export const SEALED_FILE_KEY_BYTES = 106
 
@@ -336,6 +344,12 @@ export function checkFileKeyReply (v: unknown): FileKeyReply {
   const sealed = bin(o.sealed, 'sealed', SEALED_FILE_KEY_BYTES)
   if (sealed.length !== SEALED_FILE_KEY_BYTES) bad(`sealed must be ${SEALED_FILE_KEY_BYTES} bytes`)
   return { sealed, ttlMs: int(o.ttlMs, 'ttlMs', 0, 86_400_000) }
+}
+
+export function checkKeysDrop (v: unknown): KeysDropBody {
+  const o = obj(v, 'keys drop')
+  if (!(KEYS_DROP_REASONS as readonly unknown[]).includes(o.reason)) bad(`reason must be one of ${KEYS_DROP_REASONS.join(', ')}`)
+  return { pv: int(o.pv, 'pv'), reason: o.reason as KeysDropReason }
 }
 
 export function checkPingReply (v: unknown): PingReply {

@@ -167,6 +167,16 @@ int CryptNode::InstallKey(const HostKey& k) {
   return 0;
 }
 
+bool CryptNode::DropKey(bool expired_only) {
+  auto keep = [&] { return !KeyHeld() || (expired_only && KeyLive()); };
+  if (keep()) return false;  // the sweep's common case: no lock taken, no I/O waited for
+  std::unique_lock<std::shared_mutex> lk(rw_);
+  if (keep()) return false;
+  key_.Wipe();
+  key_expiry_ms_ = 0;
+  return true;
+}
+
 uint64_t CryptNode::PlainBytes() const { return PlainSize(h_, size_.load()); }
 
 uint64_t CryptNode::RecordOffset(uint64_t block, uint32_t plain_len, size_t rec_len) const {
@@ -221,6 +231,7 @@ int CryptNode::Read(uint8_t* out, size_t len, uint64_t off, size_t* got) {
   std::shared_lock<std::shared_mutex> lk(rw_);
   *got = 0;
   if (fd_ < 0) return EBADF;
+  if (!KeyHeld()) return kKeyDropped;
   const uint64_t size = size_.load(), plain = PlainSize(h_, size), B = h_.block_bytes, S = h_.slot_bytes;
   const uint64_t end = std::min<uint64_t>(plain, off + len);
   if (end <= off) return 0;
@@ -322,6 +333,7 @@ int CryptNode::Write(const uint8_t* data, size_t len, uint64_t at, bool append, 
   std::unique_lock<std::shared_mutex> lk(rw_);
   *wrote = 0;
   if (fd_ < 0) return EBADF;
+  if (!KeyHeld()) return kKeyDropped;
   if (len == 0) return 0;
   int err = EnsureHeaderLocked();
   if (err != 0) return err;
@@ -401,6 +413,7 @@ int CryptNode::Write(const uint8_t* data, size_t len, uint64_t at, bool append, 
 int CryptNode::Truncate(uint64_t plain) {
   std::unique_lock<std::shared_mutex> lk(rw_);
   if (fd_ < 0) return EBADF;
+  if (!KeyHeld()) return kKeyDropped;
   const uint64_t old_size = size_.load();
   if (old_size == 0 && plain == 0) return 0;
   int err = EnsureHeaderLocked();
@@ -607,6 +620,19 @@ bool CryptNodes::TakeSpare(uint32_t pool, HostKey* out) {
   return false;
 }
 
+void CryptNodes::PruneSpares() {
+  auto now = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(spares_mu_);
+  for (auto& kv : spares_) {
+    auto& list = kv.second;
+    size_t before = list.size();
+    list.erase(std::remove_if(list.begin(), list.end(), [&](const Spare& sp) {
+      return std::chrono::duration<double, std::milli>(sp.until - now).count() < kSpareMinMs;
+    }), list.end());
+    spare_count_ -= before - list.size();
+  }
+}
+
 void CryptNodes::ClearSpares() {
   std::lock_guard<std::mutex> lock(spares_mu_);
   spares_.clear();
@@ -616,6 +642,27 @@ void CryptNodes::ClearSpares() {
 size_t CryptNodes::spares() {
   std::lock_guard<std::mutex> lock(spares_mu_);
   return spare_count_;
+}
+
+size_t CryptNodes::DropKeys(bool expired_only) {
+  std::vector<std::shared_ptr<CryptNode>> all;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& kv : nodes_) all.push_back(kv.second.first);
+  }
+  size_t n = 0;
+  for (auto& node : all) n += node->DropKey(expired_only) ? 1 : 0;
+  keys_dropped += n;
+  if (expired_only) PruneSpares();
+  else ClearSpares();  // a revocation: the next new files' keys go too
+  return n;
+}
+
+size_t CryptNodes::keys_held() {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = 0;
+  for (auto& kv : nodes_) n += kv.second.first->KeyHeld() ? 1 : 0;
+  return n;
 }
 
 size_t CryptNodes::nodes() {

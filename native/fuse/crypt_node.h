@@ -28,6 +28,9 @@ namespace pem::fuse {
 
 constexpr size_t kHostKeyBytes = 32;
 constexpr double kHostKeyMaxTtlMs = 24 * 3600 * 1000.0;
+// What Read, Write and Truncate return when the node's key was dropped after the caller checked it (never an errno:
+// the caller asks for the key again and retries, WithHostKey in ops_io.cc).
+constexpr int kKeyDropped = -1;
 
 // The io hook's `hostKey` answer (open, key). The destructor wipes the key bytes.
 struct HostKey {
@@ -72,8 +75,14 @@ class CryptNode {
 
   bool KeyLive() const;
   const std::vector<uint8_t>& header() const { return header_; }
+  // Holds a key (live or past its ttl but not yet wiped).
+  bool KeyHeld() const { return key_expiry_ms_.load() != 0; }
   // Installs a new key for this file (its header must be the node's). 0 or EIO.
   int InstallKey(const HostKey& k);
+  // Wipes the key now (revoked, or its ttl ran out), under the write lock: no I/O uses it meanwhile, and Read,
+  // Write and Truncate answer kKeyDropped until a new key is installed (expired_only: only a key past its ttl, checked
+  // under the lock). True if a key was wiped.
+  bool DropKey(bool expired_only);
   // The last handle went: the key is wiped and the fd closed (under the write lock, so no I/O is in flight).
   void Close();
 
@@ -114,6 +123,10 @@ class CryptNodes {
   bool ClosedSize(int fd, const struct stat& st, uint64_t* size);
   // Wipes every key and closes every node (the session ended), spares too.
   void Clear();
+  // Wipes the keys of every node (expired_only: of those whose ttl ran out); the nodes stay, and their next I/O asks
+  // for a key again (a fresh decision); spares go too (expired_only: those past their lease). Returns how many keys
+  // of nodes were wiped.
+  size_t DropKeys(bool expired_only);
 
   // Spare keys of new files: the io hook hands them over with a new file's key (its answer's `spares`, each a new
   // header and its key), and the next creates whose decision names the same pool take one each without asking it
@@ -124,10 +137,12 @@ class CryptNodes {
   void PutSpares(uint32_t pool, const std::vector<HostKey>& ks);
   bool TakeSpare(uint32_t pool, HostKey* out);
   void ClearSpares();
+  void PruneSpares();  // drops the spares past kSpareMinMs of their lease (the expiry sweep)
   size_t spares();
 
   size_t nodes();
-  std::atomic<uint64_t> keys{0}, key_calls{0}, reads{0}, writes{0}, spare_takes{0};
+  size_t keys_held();
+  std::atomic<uint64_t> keys{0}, key_calls{0}, keys_dropped{0}, reads{0}, writes{0}, spare_takes{0};
 
  private:
   struct Seen {

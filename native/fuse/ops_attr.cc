@@ -71,8 +71,7 @@ int Truncate(fuse_req_t req, Session* s, fuse_ino_t ino, int fd, off_t size, str
     }
     if (!h->encrypted) return ftruncate(h->fd, size) == 0 ? 0 : errno;
     if (h->host != nullptr) {
-      int err = FreshHostKey(s, h.get());
-      return err != 0 ? err : h->host->Truncate(static_cast<uint64_t>(size));
+      return WithHostKey(s, h.get(), [&] { return h->host->Truncate(static_cast<uint64_t>(size)); });
     }
     IoCall c;
     c.kind = IoKind::kTruncate;
@@ -100,8 +99,7 @@ int Truncate(fuse_req_t req, Session* s, fuse_ino_t ino, int fd, off_t size, str
     by_path.gid = ctx->gid;
     by_path.pid = ctx->pid;
     by_path.host = held;
-    err = FreshHostKey(s, &by_path);
-    if (err == 0) err = held->Truncate(static_cast<uint64_t>(size));
+    err = WithHostKey(s, &by_path, [&] { return held->Truncate(static_cast<uint64_t>(size)); });
     s->crypt().Release(held);
     return err;
   }

@@ -254,8 +254,7 @@ void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_fi
   if (h->host != nullptr) {
     if (t_buf.size() < kMaxWrite) t_buf.resize(kMaxWrite);
     size_t got = 0;
-    err = FreshHostKey(s, h.get());
-    if (err == 0) err = h->host->Read(reinterpret_cast<uint8_t*>(t_buf.data()), size, off, &got);
+    err = WithHostKey(s, h.get(), [&] { return h->host->Read(reinterpret_cast<uint8_t*>(t_buf.data()), size, off, &got); });
     s->crypt().reads++;
     if (err != 0) {
       fuse_reply_err(req, err);
@@ -312,8 +311,7 @@ void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
   }
   if (h->host != nullptr) {
     size_t wrote = 0;
-    err = FreshHostKey(s, h.get());
-    if (err == 0) err = h->host->Write(reinterpret_cast<const uint8_t*>(buf), size, off, h->append, &wrote);
+    err = WithHostKey(s, h.get(), [&] { return h->host->Write(reinterpret_cast<const uint8_t*>(buf), size, off, h->append, &wrote); });
     s->crypt().writes++;
     if (err != 0) {
       fuse_reply_err(req, err);
@@ -424,6 +422,15 @@ int FreshHostKey(Session* s, Handle* h) {
   if (err == 0) s->crypt().keys++;
   if (err == EACCES) h->revoked = true;
   return err;
+}
+
+int WithHostKey(Session* s, Handle* h, const std::function<int()>& io) {
+  for (int attempt = 0; attempt < 3; attempt++) {
+    int err = FreshHostKey(s, h);
+    if (err == 0) err = io();
+    if (err != kKeyDropped) return err;
+  }
+  return EIO;  // dropped again after each new key: a storm of revocations, never stale key bytes
 }
 
 void AddIoOps(struct fuse_lowlevel_ops* ops) {

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -158,6 +159,9 @@ inline int NodeFd(fuse_req_t req, Session* s, fuse_ino_t ino) {
 // A host-mode handle's key, asked again of JS (io kind 'key') once its ttl has passed; EACCES revokes the handle.
 // 0 or errno (ops_io.cc).
 int FreshHostKey(Session* s, Handle* h);
+// `io` (a CryptNode Read, Write or Truncate of h's node) with a fresh key: asked again and retried when the key was
+// dropped (revoked, expired) between the check and the I/O. 0 or errno.
+int WithHostKey(Session* s, Handle* h, const std::function<int()>& io);
 
 // Op tables filled by ops_*.cc (session.cc assembles them).
 void AddAttrOps(struct fuse_lowlevel_ops* ops);

@@ -16,6 +16,7 @@ const RELEASES_KEY: ReadonlySet<Action> = new Set(['read', 'write', 'create', 't
 function releasing (m: Member, grant: string, ctx: HostContext, seal: boolean): { hostKey: Buffer, g: Grant } {
   const host = m.store.state.hosts[ctx.host]
   if (host === undefined) throw new PemError('PEM_ERR_NOT_ENROLLED', 'this host is not enrolled (or was removed)')
+  if (host.keysRevoked === true) throw new PemError('PEM_ERR_KEY_NOT_GRANTED', 'key releases to this host are revoked (spctl host revoke)')
   const g = m.data.grants.check(grant, ctx.host, null, seal)
   if (g.placement !== 'host') throw new PemError('PEM_ERR_KEY_NOT_GRANTED', 'the decision places crypto on the appliance: use BlocksSeal/BlocksOpen')
   if (!RELEASES_KEY.has(g.action)) throw new PemError('PEM_ERR_KEY_NOT_GRANTED', `a grant for '${g.action}' releases no file key`)
