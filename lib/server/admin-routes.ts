@@ -7,12 +7,13 @@ import { newToken, tokenHash } from '../crypto/password'
 import { describePolicy, diffPolicies } from '../policy'
 import { PemError } from '../wire/errors'
 import { formatToken } from '../wire/token'
-import type { AdminApi, AdminRequest } from './admin'
+import { authorityOf, type AdminApi, type AdminRequest } from './admin'
 import { ROTATED_SUFFIX } from './audit'
 import { recentDecisions } from './audit-read'
 import { mergeParts, TRAIL_MAX } from './audit-trail'
 import { verifyAuditFiles } from './audit-verify'
 import { checkHostPort } from './config'
+import { dropExpiredTokens } from './handlers/enroll'
 import { newKeyVersion, type Member } from './member'
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/
@@ -89,7 +90,10 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
       const ttlS = typeof req.body.ttlS === 'number' && req.body.ttlS > 0 ? Math.min(req.body.ttlS, 30 * 86400) : 86400
       const secret = newToken()
       const expires = new Date(Date.now() + ttlS * 1000).toISOString()
-      const s = await m.change(req.session.user, `host-token:${host}`, d => { d.tokens[tokenHash(secret)] = { name: host, expires, createdBy: req.session.user } })
+      const s = await m.change(req.session.user, `host-token:${host}`, d => {
+        dropExpiredTokens(d, Date.now())
+        d.tokens[tokenHash(secret)] = { name: host, expires, createdBy: req.session.user }
+      })
       m.audit.write({ kind: 'admin', event: 'host_token_created', user: req.session.user, name: host, version: s.version })
       return { name: host, token: formatToken(secret, m.identity.id), expires, cluster: m.hostAddr }
     })
@@ -190,7 +194,7 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
         if (prev?.state === 'removed') throw new PemError('PEM_ERR_BAD_CONFIG', `member ${id.slice(0, 16)} was removed; a removed key cannot rejoin (create a new member)`)
         if (prev !== undefined) throw new PemError('PEM_ERR_BUSY', `member ${id.slice(0, 16)} is already in the cluster`)
         d.members[id] = { id, key: encodePublicKey(raw), name: member, addr: '', clusterAddr: addr, state: 'active' }
-      })
+      }, authorityOf(req.session))
       m.audit.write({ kind: 'admin', event: 'member_added', user: req.session.user, member: id, name: member, addr, version: s.version })
       const me = m.store.state.members[m.identity.id]
       return {
@@ -208,7 +212,7 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
         const r = d.members[rec.id]
         if (r === undefined || r.state !== 'active') throw new PemError('PEM_ERR_NOT_FOUND', `member ${rec.name} was removed meanwhile`)
         r.state = 'removed'
-      })
+      }, authorityOf(req.session))
       m.audit.write({ kind: 'admin', event: 'member_removed', user: req.session.user, member: rec.id, name: rec.name, version: s.version })
       return { removed: rec.id, name: rec.name, pv: s.version }
     })

@@ -14,6 +14,7 @@ import { AdminApi } from './admin'
 import { registerAdminRoutes } from './admin-routes'
 import { AuditLog } from './audit'
 import { AuditTrail, readOwnDecisions } from './audit-trail'
+import type { AdminAuthority } from './cluster/changes'
 import { ClusterService, type ChangeResult } from './cluster/service'
 import { loadConfig, splitHostPort, type SpdConfig } from './config'
 import { handleFileHeader, handleOpen, handleSeal } from './handlers/blocks'
@@ -69,6 +70,7 @@ export class Member {
       store,
       config: config.cluster,
       listen: config.clusterListen,
+      connections: config.connections,
       log,
       onSecurity: e => audit.write({ kind: 'security', ...e }),
       check: state => {
@@ -128,9 +130,9 @@ export class Member {
   }
 
   /** One admin change for the whole cluster, audited; resolves once it is installed here (see ClusterService.change). */
-  async change (by: string, what: string, mutate: (draft: ConfigState) => void): Promise<ChangeResult> {
+  async change (by: string, what: string, mutate: (draft: ConfigState) => void, admin?: AdminAuthority): Promise<ChangeResult> {
     try {
-      const r = await this.cluster.change(by, what, mutate)
+      const r = await this.cluster.change(by, what, mutate, admin)
       this.audit.write({ kind: 'admin', event: 'change_installed', user: by, change: what, version: r.version, rebased: r.rebased })
       return r
     } catch (err) {
@@ -215,7 +217,7 @@ export class Member {
     const a = this.hostServer.address()
     this.hostAddr = `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`
     const adminAt = splitHostPort(this.config.adminListen)
-    this.admin = new AdminApi(this.identity, this.config.adminTokenTtlS, user => this.store.state.admins[user]?.hash, e => this.audit.write({ kind: 'admin', ...e }))
+    this.admin = new AdminApi(this.identity, this.config.adminTokenTtlS, user => Object.prototype.hasOwnProperty.call(this.store.state.admins, user) ? this.store.state.admins[user] : undefined, e => this.audit.write({ kind: 'admin', ...e }))
     registerAdminRoutes(this.admin, this)
     this.admin.metrics = memberMetrics(this)
     const b = await this.admin.listen(adminAt.host, adminAt.port)
