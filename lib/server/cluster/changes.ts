@@ -1,8 +1,9 @@
 // Admin changes on the cluster: the outcome events an admin is told, drafting version + 1 from the installed
 // configuration (signed by its origin), and the succession rules every member checks on every set it receives against
 // its INSTALLED configuration: one change-log entry per version (no jumps), a member list that changes only through
-// change records naming the member and signed by the admin (its password-derived key), an admin list no change edits, records never dropped, no removed key re-activated, no self-removal,
-// a member's departure and return only by its own change, and the origin's signature over the content. docs/CLUSTER.md, "What one compromised member can do".
+// change records naming the member and signed by the admin (its password-derived key), an admin list no change edits,
+// records never dropped, no removed key re-activated, no self-removal, a member's departure and return only by its own
+// change, and the origin's signature over the content. docs/CLUSTER.md, "What one compromised member can do".
 import { sha256 } from '../../crypto/cluster-auth'
 import { parseAdminKey } from '../../crypto/admin-key'
 import { SIG_CTX_ADMIN_MEMBER_CHANGE, SIG_CTX_CHANGE_ORIGIN } from '../../crypto/contexts'
@@ -25,9 +26,9 @@ export interface ChangeEvent {
 
 /**
  * The admin session a change was asked for in: the user, and a signature with that admin's own key (derived from the
- * password at login, lib/crypto/admin-key.ts) over what adminRecordInput returns.
+ * password at login, lib/crypto/admin-key.ts) over what adminRecordInput returns; null when the session has no key.
  */
-export interface AdminAuthority { user: string, sign: (message: Buffer) => Buffer }
+export interface AdminAuthority { user: string, sign: ((message: Buffer) => Buffer) | null }
 
 /**
  * An admin change. `admin` is the admin session that asked for it; only a change with one may add or remove a member
@@ -87,7 +88,7 @@ export function draftChange (base: { plaintext: Buffer, version: number, state: 
   if (added.length + removed.length === 1) {
     const admin = change.admin
     if (admin === undefined) throw new PemError('PEM_ERR_BAD_CONFIG', 'only an admin change may add or remove a member')
-    if (parseAdminKey(base.state.admins[admin.user]?.signKey) === null) throw new PemError('PEM_ERR_BAD_CONFIG', `admin ${admin.user} has no signing key, so it cannot change the member list (docs/CLUSTER.md)`)
+    if (admin.sign === null || parseAdminKey(base.state.admins[admin.user]?.signKey) === null) throw new PemError('PEM_ERR_BAD_CONFIG', `admin ${admin.user} has no signing key, so it cannot change the member list (docs/CLUSTER.md)`)
     const member = added.length === 1 ? { op: 'add' as const, id: added[0] } : { op: 'remove' as const, id: removed[0] }
     entry.member = member
     entry.admin = admin.user
