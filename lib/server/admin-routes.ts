@@ -56,7 +56,7 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
     })
     .route('GET', '/v1/policy', () => ({ version: m.store.state.version, text: m.store.state.policyText }))
     .route('PUT', '/v1/policy', async req => {
-      const r = await m.applyPolicy(text(req), req.session.user)
+      const r = await m.applyPolicy(text(req), req.session.user, authorityOf(req.session))
       return { version: r.version, rebased: r.rebased }
     })
     .route('POST', '/v1/policy/diff', req => ({ version: m.store.state.version, diff: diffPolicies(m.store.state.policyText ?? '', text(req)) }))
@@ -68,7 +68,7 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
       const s = await m.change(req.session.user, `key-create:${key}`, d => {
         if (d.keys[key] !== undefined) throw new PemError('PEM_ERR_BUSY', `key ${key} exists; use key rotate`)
         d.keys[key] = [newKeyVersion(1)]
-      })
+      }, authorityOf(req.session))
       m.audit.write({ kind: 'admin', event: 'key_created', user: req.session.user, key, version: s.version })
       return { name: key, version: 1, pv: s.version }
     })
@@ -80,7 +80,7 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
         if (list === undefined) throw new PemError('PEM_ERR_NOT_FOUND', `no key named ${key}`)
         next = list[0].version + 1
         list.unshift(newKeyVersion(next))
-      })
+      }, authorityOf(req.session))
       m.audit.write({ kind: 'admin', event: 'key_rotated', user: req.session.user, key, keyVersion: next, version: s.version })
       return { name: key, version: next, pv: s.version }
     })
@@ -93,7 +93,7 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
       const s = await m.change(req.session.user, `host-token:${host}`, d => {
         dropExpiredTokens(d, Date.now())
         d.tokens[tokenHash(secret)] = { name: host, expires, createdBy: req.session.user }
-      })
+      }, authorityOf(req.session))
       m.audit.write({ kind: 'admin', event: 'host_token_created', user: req.session.user, name: host, version: s.version })
       return { name: host, token: formatToken(secret, m.identity.id), expires, cluster: m.hostAddr }
     })
@@ -104,7 +104,7 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
       const s = await m.change(req.session.user, `host-remove:${host.name}`, d => {
         if (d.hosts[host.id] === undefined) throw new PemError('PEM_ERR_NOT_FOUND', `host ${host.name} was removed meanwhile`)
         delete d.hosts[host.id]
-      })
+      }, authorityOf(req.session))
       m.audit.write({ kind: 'admin', event: 'host_removed', user: req.session.user, host: host.id, name: host.name, version: s.version })
       return { removed: host.id, version: s.version }
     })
@@ -120,7 +120,7 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
       const members = new Set(Object.values(m.store.state.members).filter(r => r.state === 'active').map(r => r.name))
       for (const n of [...(Array.isArray(only) ? only as string[] : []), ...Object.keys(prefer)]) if (!members.has(n)) throw new PemError('PEM_ERR_NOT_FOUND', `no active member named ${n}`)
       const rule = { only: Array.isArray(only) ? only as string[] : null, prefer: prefer as Record<string, number> }
-      const s = await m.change(req.session.user, `host-servers:${host}`, d => { d.hostServers = { ...d.hostServers, [host]: rule } })
+      const s = await m.change(req.session.user, `host-servers:${host}`, d => { d.hostServers = { ...d.hostServers, [host]: rule } }, authorityOf(req.session))
       m.audit.write({ kind: 'admin', event: 'host_servers_set', user: req.session.user, host, ...rule, version: s.version })
       return { host, ...rule, pv: s.version }
     })
@@ -131,7 +131,7 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
         const next = { ...d.hostServers }
         delete next[host]
         d.hostServers = next
-      })
+      }, authorityOf(req.session))
       return { host, cleared: true, pv: s.version }
     })
     .route('GET', '/v1/audit', req => {

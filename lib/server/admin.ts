@@ -19,10 +19,10 @@ import type { AdminRecord } from './state'
 /** `signKey`: the admin's key, derived from the password at login; null when the admin's record has none. */
 export interface AdminSession { user: string, expires: number, signKey: Buffer | null }
 
-/** The session as the authority of a member-list change (changes.ts), signing with the session's key if it has one. */
+/** The session as the authority of a change (changes.ts): it expires with the session and signs member-list changes with the session's key, if it has one. */
 export function authorityOf (session: AdminSession): AdminAuthority {
   const key = session.signKey
-  return { user: session.user, sign: key === null ? null : message => sign(SIG_CTX_ADMIN_MEMBER_CHANGE, message, key) }
+  return { user: session.user, expires: session.expires, sign: key === null ? null : message => sign(SIG_CTX_ADMIN_MEMBER_CHANGE, message, key) }
 }
 export interface AdminRequest { session: AdminSession, body: Record<string, unknown>, params: Record<string, string>, query: URLSearchParams }
 type Handler = (req: AdminRequest) => Promise<unknown> | unknown

@@ -129,7 +129,10 @@ export class Member {
     }).catch(err => { this.selfSync = null; this.log.warn({ err: (err as Error).message }, 'own member record not updated yet') })
   }
 
-  /** One admin change for the whole cluster, audited; resolves once it is installed here (see ClusterService.change). */
+  /**
+   * One admin change for the whole cluster, audited; resolves once it is installed here (see ClusterService.change).
+   * `admin`: the admin session it is asked in (it must not have expired when the change is drafted).
+   */
   async change (by: string, what: string, mutate: (draft: ConfigState) => void, admin?: AdminAuthority): Promise<ChangeResult> {
     try {
       const r = await this.cluster.change(by, what, mutate, admin)
@@ -151,7 +154,7 @@ export class Member {
   }
 
   /** Checks a new policy text and installs it cluster-wide; a bad policy throws PEM_ERR_BAD_POLICY and changes nothing. */
-  async applyPolicy (text: string, by: string): Promise<ChangeResult> {
+  async applyPolicy (text: string, by: string, admin?: AdminAuthority): Promise<ChangeResult> {
     let compiled: CompiledPolicy
     try {
       compiled = parsePolicyOrThrow(text, 'policy')
@@ -165,7 +168,7 @@ export class Member {
       draft.policyText = text
       draft.policyCanonical = compiled.canonical
       for (const name of compiled.keys) if (draft.keys[name] === undefined) draft.keys[name] = [newKeyVersion(1)]
-    })
+    }, admin)
     this.audit.write({ kind: 'admin', event: 'policy_applied', user: by, version: r.version })
     return r
   }

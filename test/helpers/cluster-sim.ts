@@ -51,7 +51,7 @@ export function identityNo (i: number): Identity {
 /** The admin of every simulated cluster, a fixed key pair standing in for one derived from a password at login. */
 const simAdminKey = adminKeyPairFromSeed(crypto.createHash('sha256').update('pem test admin').digest())
 /** Member-list changes are made in this admin's session (changes.ts). */
-export const SIM_ADMIN: AdminAuthority = { user: 'root', sign: message => sign(SIG_CTX_ADMIN_MEMBER_CHANGE, message, simAdminKey.signKey) }
+export const SIM_ADMIN: AdminAuthority = { user: 'root', expires: Number.MAX_SAFE_INTEGER, sign: message => sign(SIG_CTX_ADMIN_MEMBER_CHANGE, message, simAdminKey.signKey) }
 /** The admin list of every simulated cluster: SIM_ADMIN with its public key. */
 export const simAdmins = (): ConfigState['admins'] => ({ [SIM_ADMIN.user]: { hash: 'unused', signKey: encodeAdminKey(SCRYPT_DEFAULT, Buffer.alloc(16), simAdminKey.publicKey) } })
 

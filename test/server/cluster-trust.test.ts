@@ -272,3 +272,26 @@ test('issue 15: an admin whose record has no signing key cannot change the membe
   t.deepEqual(events.map(e => [e.outcome, e.code]), [['failed', 'PEM_ERR_BAD_CONFIG'], ['failed', 'PEM_ERR_BAD_CONFIG']])
   t.is(node.members.get(extra.id), undefined)
 })
+
+test('issue 15: a change whose admin session expired while it waited behind another is not made (PEM_ERR_AUTH)', t => {
+  const sim = Sim.cluster(3, 41)
+  const a = sim.get('A')
+  const v = a.node.installed.version
+  const seen = a.events.length
+  const x = identityNo(97)
+  sim.kill('B'); sim.kill('C') // nothing installs: the first change stays pending, the second waits behind it
+  a.node.propose('first', d => { d.policyText = 'first' })
+  a.node.propose('add x, session ends in 2 s', d => { d.members[x.id] = memberRecord(x, 'x', '10.9.0.7:7400') }, { ...SIM_ADMIN, expires: sim.now + 2000 })
+  a.node.propose('policy, session ends in 2 s', d => { d.policyText = 'late' }, { ...SIM_ADMIN, expires: sim.now + 2000 })
+  sim.run(3000)
+  sim.restart('B'); sim.restart('C')
+  t.true(sim.until(() => sim.converged(v + 1)) >= 0)
+  sim.run(3000)
+  t.deepEqual(a.events.slice(seen).map(e => [e.changeId, e.outcome, e.code]), [
+    ['first', 'installed', undefined],
+    ['add x, session ends in 2 s', 'failed', 'PEM_ERR_AUTH'],
+    ['policy, session ends in 2 s', 'failed', 'PEM_ERR_AUTH']
+  ])
+  t.is(a.node.installed.version, v + 1)
+  t.is(a.node.members.get(x.id), undefined)
+})

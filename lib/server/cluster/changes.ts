@@ -27,8 +27,9 @@ export interface ChangeEvent {
 /**
  * The admin session a change was asked for in: the user, and a signature with that admin's own key (derived from the
  * password at login, lib/crypto/admin-key.ts) over what adminRecordInput returns; null when the session has no key.
+ * `expires` (wall-clock ms): a change drafted after the session expired (it waited behind others) fails, PEM_ERR_AUTH.
  */
-export interface AdminAuthority { user: string, sign: ((message: Buffer) => Buffer) | null }
+export interface AdminAuthority { user: string, expires: number, sign: ((message: Buffer) => Buffer) | null }
 
 /**
  * An admin change. `admin` is the admin session that asked for it; only a change with one may add or remove a member
@@ -75,6 +76,7 @@ export function signAsOrigin (clusterId: Buffer, state: ConfigState, origin: Ide
  */
 export function draftChange (base: { plaintext: Buffer, version: number, state: ConfigState }, members: MemberTable, origin: Identity, clusterId: Buffer, change: Change, wallMs: number): { state: ConfigState, plaintext: Buffer } {
   if (!Number.isSafeInteger(base.version + 1)) throw new PemError('PEM_ERR_BAD_CONFIG', `version ${base.version} is the last one`)
+  if (change.admin !== undefined && change.admin.expires < wallMs) throw new PemError('PEM_ERR_AUTH', `the session of admin ${change.admin.user} expired before the change could be made: log in again`)
   const draft = unpack(base.plaintext) as ConfigState
   change.mutate(draft)
   draft.version = base.version + 1
