@@ -14,6 +14,7 @@ import { AdminApi } from './admin'
 import { registerAdminRoutes } from './admin-routes'
 import { AuditLog } from './audit'
 import { AuditTrail, readOwnDecisions } from './audit-trail'
+import type { AdminAuthority } from './cluster/changes'
 import { ClusterService, type ChangeResult } from './cluster/service'
 import { loadConfig, splitHostPort, type SpdConfig } from './config'
 import { handleOpen, handleSeal } from './handlers/blocks'
@@ -69,6 +70,7 @@ export class Member {
       store,
       config: config.cluster,
       listen: config.clusterListen,
+      connections: config.connections,
       log,
       onSecurity: e => audit.write({ kind: 'security', ...e }),
       check: state => {
@@ -128,10 +130,13 @@ export class Member {
     }).catch(err => { this.selfSync = null; this.log.warn({ err: (err as Error).message }, 'own member record not updated yet') })
   }
 
-  /** One admin change for the whole cluster, audited; resolves once it is installed here (see ClusterService.change). */
-  async change (by: string, what: string, mutate: (draft: ConfigState) => void): Promise<ChangeResult> {
+  /**
+   * One admin change for the whole cluster, audited; resolves once it is installed here (see ClusterService.change).
+   * `admin`: the admin session it is asked in (it must not have expired when the change is drafted).
+   */
+  async change (by: string, what: string, mutate: (draft: ConfigState) => void, admin?: AdminAuthority): Promise<ChangeResult> {
     try {
-      const r = await this.cluster.change(by, what, mutate)
+      const r = await this.cluster.change(by, what, mutate, admin)
       this.audit.write({ kind: 'admin', event: 'change_installed', user: by, change: what, version: r.version, rebased: r.rebased })
       return r
     } catch (err) {
@@ -150,7 +155,7 @@ export class Member {
   }
 
   /** Checks a new policy text and installs it cluster-wide; a bad policy throws PEM_ERR_BAD_POLICY and changes nothing. */
-  async applyPolicy (text: string, by: string): Promise<ChangeResult> {
+  async applyPolicy (text: string, by: string, admin?: AdminAuthority): Promise<ChangeResult> {
     let compiled: CompiledPolicy
     try {
       compiled = parsePolicyOrThrow(text, 'policy')
@@ -164,7 +169,7 @@ export class Member {
       draft.policyText = text
       draft.policyCanonical = compiled.canonical
       for (const name of compiled.keys) if (draft.keys[name] === undefined) draft.keys[name] = [newKeyVersion(1)]
-    })
+    }, admin)
     this.audit.write({ kind: 'admin', event: 'policy_applied', user: by, version: r.version })
     return r
   }
@@ -216,7 +221,7 @@ export class Member {
     const a = this.hostServer.address()
     this.hostAddr = `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`
     const adminAt = splitHostPort(this.config.adminListen)
-    this.admin = new AdminApi(this.identity, this.config.adminTokenTtlS, user => this.store.state.admins[user]?.hash, e => this.audit.write({ kind: 'admin', ...e }))
+    this.admin = new AdminApi(this.identity, this.config.adminTokenTtlS, user => Object.prototype.hasOwnProperty.call(this.store.state.admins, user) ? this.store.state.admins[user] : undefined, e => this.audit.write({ kind: 'admin', ...e }))
     registerAdminRoutes(this.admin, this)
     this.admin.metrics = memberMetrics(this)
     const b = await this.admin.listen(adminAt.host, adminAt.port)
