@@ -122,7 +122,7 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
         const h = d.hosts[host.id]
         if (h === undefined) throw new PemError('PEM_ERR_NOT_FOUND', `host ${host.name} was removed meanwhile`)
         if (undo) delete h.keysRevoked; else h.keysRevoked = true
-      })
+      }, authorityOf(req.session))
       m.audit.write({ kind: 'admin', event: undo ? 'host_keys_restored' : 'host_keys_revoked', user: req.session.user, host: host.id, name: host.name, version: s.version })
       return { host: host.id, name: host.name, keysRevoked: !undo, version: s.version }
     })
