@@ -122,27 +122,59 @@ void HostLog(const std::string& what) {
 
 HostKey::~HostKey() { OPENSSL_cleanse(key, sizeof(key)); }
 
-KeyPage::KeyPage() {
-  void* p = mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) return;
-  madvise(p, kPage, MADV_DONTDUMP);
-  madvise(p, kPage, MADV_WIPEONFORK);  // a child forked to exec something never sees it
-  if (mlock(p, kPage) != 0) {
-    static std::atomic<bool> warned{false};
-    if (!warned.exchange(true)) HostLog("mlock of a key page failed (RLIMIT_MEMLOCK?): keys may be swapped");
+namespace {
+
+// The slots KeySlot hands out: pages outside the heap, each mlock'ed, MADV_DONTDUMP and MADV_WIPEONFORK, cut into
+// kPage / kHostKeyBytes slots. Pages are mapped as needed and kept (a key per open file or spare: few pages); a freed
+// slot is wiped before it goes back. One map and three calls per 128 keys, not per key: no munmap, so no TLB
+// shootdown across the worker threads each time a file closes.
+class SlotPages {
+ public:
+  uint8_t* Take() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_.empty()) {
+      void* p = mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) return nullptr;
+      madvise(p, kPage, MADV_DONTDUMP);
+      madvise(p, kPage, MADV_WIPEONFORK);  // a child forked to exec something never sees them
+      if (mlock(p, kPage) != 0) {
+        static std::atomic<bool> warned{false};
+        if (!warned.exchange(true)) HostLog("mlock of a key page failed (RLIMIT_MEMLOCK?): keys may be swapped");
+      }
+      for (size_t off = kPage; off >= kHostKeyBytes; off -= kHostKeyBytes) {
+        free_.push_back(static_cast<uint8_t*>(p) + off - kHostKeyBytes);
+      }
+    }
+    uint8_t* s = free_.back();
+    free_.pop_back();
+    return s;
   }
-  page_ = static_cast<uint8_t*>(p);
+  void Give(uint8_t* s) {
+    OPENSSL_cleanse(s, kHostKeyBytes);
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back(s);
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<uint8_t*> free_;
+};
+
+SlotPages& Slots() {
+  static SlotPages* pages = new SlotPages();  // never destroyed: slots may be given back during exit
+  return *pages;
 }
 
-KeyPage::~KeyPage() {
-  if (page_ == nullptr) return;
-  Wipe();
-  munlock(page_, kPage);
-  munmap(page_, kPage);
+}  // namespace
+
+KeySlot::KeySlot() : slot_(Slots().Take()) {}
+
+KeySlot::~KeySlot() {
+  if (slot_ != nullptr) Slots().Give(slot_);
 }
 
-void KeyPage::Set(const uint8_t* key) { memcpy(page_, key, kHostKeyBytes); }
-void KeyPage::Wipe() { OPENSSL_cleanse(page_, kHostKeyBytes); }
+void KeySlot::Set(const uint8_t* key) { memcpy(slot_, key, kHostKeyBytes); }
+void KeySlot::Wipe() { OPENSSL_cleanse(slot_, kHostKeyBytes); }
 
 CryptNode::CryptNode(int fd, const FileHeader& h, const std::vector<uint8_t>& header, uint64_t size)
     : fd_(fd), h_(h), header_(header), cipher_(CipherOf(h.cipher)), size_(size) {}
@@ -532,7 +564,7 @@ int CryptNodes::Acquire(int handle_fd, const HostKey& k, std::shared_ptr<CryptNo
     }
   }
   auto n = std::make_shared<CryptNode>(fd, h, k.header, size);
-  if (n->InstallKey(k) != 0) return *why = "no key page (mmap failed)", ENOMEM;
+  if (n->InstallKey(k) != 0) return *why = "no key slot (mmap failed)", ENOMEM;
   nodes_[key] = {n, 1};
   keys++;
   *out = n;
@@ -590,7 +622,7 @@ void CryptNodes::PutSpares(uint32_t pool, const std::vector<HostKey>& ks) {
   std::vector<Spare>& list = spares_[pool];
   for (const HostKey& k : ks) {
     if (!k.present || k.ttl_ms < kSpareMinMs || spare_count_ >= kMaxSpares) continue;
-    auto page = std::make_unique<KeyPage>();
+    auto page = std::make_unique<KeySlot>();
     if (!page->ok()) continue;
     page->Set(k.key);
     list.push_back({std::move(page), k.header, now + std::chrono::milliseconds(static_cast<int64_t>(k.ttl_ms))});

@@ -1,6 +1,6 @@
 // Host placement (issue 18; docs/PEMFS.md "Host placement"): encrypted files served by the FUSE worker threads with
 // a per-file key the control plane hands over. One CryptNode per backing inode (dev:ino) shared by its host-mode
-// handles: the header, the key in a locked non-dumpable page, the backing size, and a read/write lock (reads
+// handles: the header, the key in a locked non-dumpable slot, the backing size, and a read/write lock (reads
 // share, writes and truncations are exclusive). I/O is synchronous on the calling worker: pread/pwritev on the
 // node's own fd and one AEAD call per block (OpenSSL EVP, from the node binary), in exactly the on-disk format of
 // lib/wire/FORMAT.md §4 (crypt_format.h), truncations through the redo record of §4.8.
@@ -41,21 +41,21 @@ struct HostKey {
   ~HostKey();
 };
 
-// One page of memory outside the heap for a key: mlock'ed (never swapped), MADV_DONTDUMP (never in a core dump),
-// MADV_WIPEONFORK (zeros in a forked child), wiped with OPENSSL_cleanse when cleared or freed.
-class KeyPage {
+// Memory outside the heap for one key: a 32-byte slot of an mlock'ed page (never swapped), MADV_DONTDUMP (never in
+// a core dump), MADV_WIPEONFORK (zeros in a forked child); wiped with OPENSSL_cleanse when cleared or freed.
+class KeySlot {
  public:
-  KeyPage();
-  ~KeyPage();
-  KeyPage(const KeyPage&) = delete;
-  KeyPage& operator=(const KeyPage&) = delete;
-  bool ok() const { return page_ != nullptr; }
+  KeySlot();
+  ~KeySlot();
+  KeySlot(const KeySlot&) = delete;
+  KeySlot& operator=(const KeySlot&) = delete;
+  bool ok() const { return slot_ != nullptr; }
   void Set(const uint8_t* key);
   void Wipe();
-  const uint8_t* bytes() const { return page_; }
+  const uint8_t* bytes() const { return slot_; }
 
  private:
-  uint8_t* page_ = nullptr;
+  uint8_t* slot_ = nullptr;
 };
 
 class CryptNode {
@@ -101,7 +101,7 @@ class CryptNode {
   FileHeader h_;
   std::vector<uint8_t> header_;
   const EVP_CIPHER* cipher_;
-  KeyPage key_;
+  KeySlot key_;
   std::atomic<int64_t> key_expiry_ms_{0};  // steady clock
   std::atomic<uint64_t> size_;             // backing bytes
 };
@@ -130,7 +130,7 @@ class CryptNodes {
 
   // Spare keys of new files: the io hook hands them over with a new file's key (its answer's `spares`, each a new
   // header and its key), and the next creates whose decision names the same pool take one each without asking it
-  // (docs/PEMFS.md "Host placement"). Each waits in a locked page of its own; one with less than kSpareMinMs of its
+  // (docs/PEMFS.md "Host placement"). Each waits in a locked slot (KeySlot); one with less than kSpareMinMs of its
   // lease left is dropped, and ClearSpares (a new policy version) drops them all. At most kMaxSpares are held.
   static constexpr size_t kMaxSpares = 256;
   static constexpr double kSpareMinMs = 1000;
@@ -155,7 +155,7 @@ class CryptNodes {
   std::mutex seen_mu_;
   std::map<std::tuple<dev_t, ino_t, int64_t, int64_t, int64_t>, Seen> seen_;
   struct Spare {
-    std::unique_ptr<KeyPage> key;
+    std::unique_ptr<KeySlot> key;
     std::vector<uint8_t> header;
     std::chrono::steady_clock::time_point until;
   };
