@@ -7,6 +7,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { decodeHeader, FILE_MAGIC, HEADER_MAX_BYTES, plainSize, type FileHeader } from '../wire/file-format'
 import { PemError } from '../wire/errors'
+import { raw } from '../native/binding'
 
 export type ConvertMode = 'encrypt' | 'rekey' | 'decrypt'
 
@@ -43,7 +44,8 @@ export interface ConvertOptions {
   onBytes?: (done: number) => void
 }
 
-export type FileState = 'converted' | 'current' | 'skipped' | 'failed'
+/** converted; current: nothing to do (any more); plaintext: the policy does not encrypt it; skipped: refused; failed. */
+export type FileState = 'converted' | 'current' | 'plaintext' | 'skipped' | 'failed'
 export interface FileResult { path: string, state: FileState, bytes: number, reason?: string }
 
 export interface Candidate { rel: string, bytes: number }
@@ -54,6 +56,7 @@ export interface Summary {
   bytes: number
   converted: number
   current: number
+  plaintext: number
   skipped: number
   failed: number
   leftoversRemoved: number
@@ -193,7 +196,7 @@ export class Converter {
   /** Converts every candidate, waiting (up to waitMs) for files others have open for writing. */
   async run (files: Candidate[]): Promise<Summary> {
     const started = Date.now()
-    const counts: Record<FileState, number> = { converted: 0, current: 0, skipped: 0, failed: 0 }
+    const counts: Record<FileState, number> = { converted: 0, current: 0, plaintext: 0, skipped: 0, failed: 0 }
     let deferred: Candidate[] = []
     const deadline = Date.now() + this.o.waitMs
     const attempt = async (c: Candidate, last: boolean): Promise<boolean> => {
@@ -267,37 +270,31 @@ export class Converter {
       let digest: string
       let bytes = 0
       try {
-        // rekey: once the first bytes are on disk the new file has the header spd hands out now (current version)
-        const probe = o.mode !== 'rekey' ? undefined : async (): Promise<boolean> => {
+        // Once its first bytes are on disk the copy has the header the policy and spd give it now: stored as
+        // plaintext, the policy does not encrypt this file; under the original's key version, it is current.
+        const probe = !throughMount ? undefined : async (): Promise<FileResult | undefined> => {
           await out.sync()
           const fresh = await headerAt(this.backingPath(tmpRel))
-          return fresh !== undefined && header !== undefined && fresh.keyName === header.keyName && fresh.keyVersion === header.keyVersion
+          if (fresh === undefined) return { path: rel, state: 'plaintext', bytes: 0, reason: `the policy stores its copy (${path.basename(tmpRel)}) as plaintext for this caller: it does not encrypt this file, or a rule names the file so exactly that the copy's name is not under it` }
+          if (header !== undefined && fresh.keyName === header.keyName && fresh.keyVersion === header.keyVersion) return { path: rel, state: 'current', bytes: 0 }
+          return undefined
         }
         const copied = await this.copy(this.mountPath(rel), out, probe)
-        if (copied === undefined) return { path: rel, state: 'current', bytes: 0 }
+        if ('state' in copied) return copied
         ;({ digest, bytes } = copied)
         await out.sync()
-        if (!throughMount) {
-          await out.chown(Number(st.uid), Number(st.gid))
-          await out.chmod(Number(st.mode) & 0o7777)
-        }
       } finally { await out.close() }
-      if (throughMount) {
-        const m = this.mountPath(tmpRel)
-        if (o.uid === 0) await fs.promises.lchown(m, Number(st.uid), Number(st.gid))
-        await fs.promises.chmod(m, Number(st.mode) & 0o7777) // after chown, which clears set-id bits
-        await fs.promises.utimes(m, Number(st.atimeNs) / 1e9, Number(st.mtimeNs) / 1e9)
-      } else {
-        await fs.promises.utimes(this.backingPath(tmpRel), Number(st.atimeNs) / 1e9, Number(st.mtimeNs) / 1e9)
-      }
+      const target = throughMount ? this.mountPath(tmpRel) : this.backingPath(tmpRel)
+      if (o.uid === 0) await fs.promises.lchown(target, Number(st.uid), Number(st.gid))
+      copyXattrs(this.backingPath(rel), target) // ACLs among them, before chmod sets the mode bits they share
+      await fs.promises.chmod(target, Number(st.mode) & 0o7777) // after chown, which clears set-id bits
+      await fs.promises.utimes(target, Number(st.atimeNs) / 1e9, Number(st.mtimeNs) / 1e9)
 
-      // Verify: the new file reads back the same bytes through the mount and is stored as this mode says.
+      // Verify: the new file reads back the same bytes through the mount and is stored as this mode says (an empty
+      // encrypted file gets its header at its first write).
       const newHeader = await headerAt(this.backingPath(tmpRel))
-      if (o.mode === 'decrypt' ? newHeader !== undefined : newHeader === undefined) {
-        return { path: rel, state: 'skipped', bytes: 0, reason: `the policy stores ${tmpRel} ${o.mode === 'decrypt' ? 'encrypted' : 'as plaintext'} for this caller: nothing to convert to` }
-      }
-      if (o.mode === 'rekey' && newHeader !== undefined && header !== undefined && newHeader.keyName === header.keyName && newHeader.keyVersion === header.keyVersion) {
-        return { path: rel, state: 'current', bytes: 0 }
+      if (o.mode === 'decrypt' ? newHeader !== undefined : newHeader === undefined && bytes > 0) {
+        throw new PemError('PEM_ERR_BAD_HEADER', `the copy of ${rel} is stored ${o.mode === 'decrypt' ? 'encrypted' : 'as plaintext'}`)
       }
       const check = await this.hashOf(this.mountPath(tmpRel))
       if (check !== digest) throw new PemError('PEM_ERR_AUTH_FAILED_BLOCK', `the copy of ${rel} does not read back the same bytes`)
@@ -325,9 +322,9 @@ export class Converter {
 
   /**
    * Copies `src` (through the mount) into `out`, leaving 64 KiB runs of zeros as holes; the SHA-256 of the bytes.
-   * undefined when `stopAfterFirst`, asked once the first chunk is written, says there is nothing to do.
+   * `stopAfterFirst`, asked once the first 64 KiB are written, may end it with a result: nothing to do.
    */
-  private async copy (src: string, out: fs.promises.FileHandle, stopAfterFirst?: () => Promise<boolean>): Promise<{ digest: string, bytes: number } | undefined> {
+  private async copy (src: string, out: fs.promises.FileHandle, stopAfterFirst?: () => Promise<FileResult | undefined>): Promise<{ digest: string, bytes: number } | FileResult> {
     const hash = crypto.createHash('sha256')
     const inp = await fs.promises.open(src, 'r')
     const buf = Buffer.alloc(CHUNK_BYTES)
@@ -341,7 +338,8 @@ export class Converter {
         if (offset === 0 && stopAfterFirst !== undefined) {
           const first = chunk.subarray(0, ZERO_RUN_BYTES) // written even when zero: the header comes with a write
           await writeAll(out, first, 0)
-          if (await stopAfterFirst()) return undefined
+          const stop = await stopAfterFirst()
+          if (stop !== undefined) return stop
           await writeSparse(out, chunk.subarray(first.length), first.length)
         } else await writeSparse(out, chunk, offset)
         offset += bytesRead
@@ -387,6 +385,19 @@ async function writeAll (out: fs.promises.FileHandle, data: Buffer, position: nu
     const { bytesWritten } = await out.write(data, done, data.length - done, position + done)
     done += bytesWritten
   }
+}
+
+/** pemfs's own attribute names: the mount refuses them, and they describe the old file. */
+const OWN_XATTR = /^(user|trusted|security)\.pemfs\./
+
+/** Every extended attribute of `from` (ACLs too) set on `to`; a file system without xattrs has none to carry. */
+function copyXattrs (from: string, to: string): void {
+  let names: string[]
+  try { names = raw.xattrList(from) } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOTSUP') return
+    throw err
+  }
+  for (const name of names) if (!OWN_XATTR.test(name)) raw.xattrSet(to, name, raw.xattrGet(from, name))
 }
 
 async function syncDir (dir: string): Promise<void> {

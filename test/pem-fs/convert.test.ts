@@ -9,6 +9,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { cli, ROOT } from '../../scripts/procs'
+import { raw } from '../../lib/native/binding'
 import { decodeHeader, FILE_MAGIC } from '../../lib/wire/file-format'
 import { isMounted, sh, tempDir } from '../helpers/mounts'
 
@@ -19,6 +20,10 @@ const stopFile = path.join(root, 'stop-appending')
 const expected = new Map<string, string>() // relative path → SHA-256 of its plaintext
 const sha = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex')
 const children: ChildProcess[] = []
+// user::rw- user:4321:r-- group::r-- mask::r-- other::--- (the kernel's xattr form: version 2, then tag, perm, id)
+const ownedAcl = Buffer.concat([Buffer.from([2, 0, 0, 0]), ...[[1, 6, -1], [2, 4, 4321], [4, 4, -1], [0x10, 4, -1], [0x20, 0, -1]].map(([tag, perm, id]) => {
+  const e = Buffer.alloc(8); e.writeUInt16LE(tag, 0); e.writeUInt16LE(perm, 2); e.writeInt32LE(id, 4); return e
+})])
 
 function put (rel: string, data: Buffer): void {
   fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true })
@@ -66,6 +71,7 @@ async function convert (mode: string, target: string, extra: string[] = [], kill
 const done = (r: Run): Record<string, unknown> | undefined => r.events.find(e => e.event === 'done')
 
 test.before(async () => {
+  fs.chmodSync(root, 0o755) // other users reach the mount (the ACL check)
   fs.mkdirSync(dir)
   put('empty', Buffer.alloc(0))
   put('one', Buffer.from('x'))
@@ -82,6 +88,8 @@ test.before(async () => {
   fs.chownSync(path.join(dir, 'owned'), 1234, 1234)
   fs.chmodSync(path.join(dir, 'owned'), 0o640)
   fs.utimesSync(path.join(dir, 'owned'), 1700000000, 1700000000.5)
+  raw.xattrSet(path.join(dir, 'owned'), 'user.note', Buffer.from('kept'))
+  raw.xattrSet(path.join(dir, 'owned'), 'system.posix_acl_access', ownedAcl)
   put('busy', crypto.randomBytes(300000))
   fs.writeFileSync(path.join(dir, 'hard'), 'linked\n')
   fs.linkSync(path.join(dir, 'hard'), path.join(dir, 'hard2'))
@@ -144,6 +152,11 @@ test.serial('encrypt: every plaintext file becomes ciphertext underneath and rea
   const st = await sh(`stat -c '%u %g %a %Y' '${path.join(dir, 'owned')}'; readlink '${path.join(dir, 'link')}'`)
   t.is(st.stdout, '1234 1234 640 1700000000\none\n', 'owner, group, mode and mtime kept; the symlink untouched')
   t.is(fs.statSync(path.join(b, 'owned')).mtimeMs, 1700000000500)
+  t.is(raw.xattrGet(path.join(b, 'owned'), 'user.note').toString(), 'kept', 'extended attributes carried over')
+  t.deepEqual(raw.xattrGet(path.join(b, 'owned'), 'system.posix_acl_access'), ownedAcl, 'the ACL too')
+  const as = async (uid: number): Promise<number> => (await sh(`setpriv --reuid ${uid} --regid ${uid} --clear-groups cat '${path.join(dir, 'owned')}'`)).code
+  t.is(await as(4321), 0, 'the ACL entry still lets uid 4321 read it through the mount')
+  t.not(await as(4322), 0, 'and nobody else')
 
   const again = await convert('encrypt', dir)
   t.like(done(again), { converted: 0, failed: 0, leftoversRemoved: 0 })
