@@ -83,7 +83,7 @@ async function convertCommand (mode: ConvertMode, target: string, o: ConvertFlag
   })
   const files = await converter.plan()
   total = { files: files.length, bytes: files.reduce((s, f) => s + f.bytes, 0) }
-  if (json) emit({ event: 'plan', mode, guard, path: abs, ...total })
+  if (json) emit({ event: 'plan', mode, guard, path: abs, ...total, leftoversRemoved: converter.leftoversRemoved })
   else progress = new Progress({ total: total.bytes, label: `pemfs ${mode}`, unit: 'bytes' })
   const summary = await converter.run(files)
   if (json) emit({ event: 'done', ...summary })

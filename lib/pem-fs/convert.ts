@@ -145,6 +145,9 @@ export class Converter {
     this.throttle = new Throttle(o.rateBytes)
   }
 
+  /** Temporary copies of interrupted runs that plan() removed. */
+  get leftoversRemoved (): number { return this.leftovers }
+
   private mountPath (rel: string): string { return path.join(this.o.mountDir, rel) }
   // A trailing '/' for the root itself: backingRoot may be a /proc/self/fd/N link, which lstat would not follow.
   private backingPath (rel: string): string { return rel === '' || rel === '.' ? this.o.backingRoot + '/' : path.join(this.o.backingRoot, rel) }
