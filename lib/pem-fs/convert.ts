@@ -19,6 +19,9 @@ const CHUNK_BYTES = 1024 * 1024 // one FUSE write at most
 const ZERO_RUN_BYTES = 64 * 1024 // a run of zeros this long (aligned) is left a hole
 const ZEROS = Buffer.alloc(ZERO_RUN_BYTES)
 const CHANGE_RETRIES = 3
+const GROUP_FILES = 64 // copies committed after one scan for writers (the scan reads every process's descriptors)
+const GROUP_BYTES = 64 * 1024 * 1024
+const GROUP_MS = 500 // …or after this long: what a kill can cost, and how long copies wait on disk
 
 export interface ConvertOptions {
   mode: ConvertMode
@@ -69,8 +72,8 @@ const snapshot = (s: fs.BigIntStats): Snapshot => ({ dev: s.dev, ino: s.ino, siz
 const sameSnapshot = (a: Snapshot, b: Snapshot): boolean =>
   a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs && a.nlink === b.nlink
 
-class Retry extends Error {}
-class Defer extends Error {}
+/** A verified copy waiting for its group's commit: the original's descriptor and state when the copy began. */
+interface Prepared { c: Candidate, rel: string, orig: fs.promises.FileHandle, before: Snapshot, tmpRel: string, bytes: number }
 
 /** The header of an encrypted file (its first bytes), or undefined for plaintext; a damaged header throws. */
 function headerOf (first: Buffer): FileHeader | undefined {
@@ -89,9 +92,13 @@ async function headerAt (file: string): Promise<FileHeader | undefined> {
   try { return headerOf(await readFirst(fh)) } finally { await fh.close() }
 }
 
-/** Processes other than `ignore` that hold one of `paths` open with write access. */
-export function writersOf (paths: readonly string[], ignore: ReadonlySet<number>): Array<{ pid: number, command: string }> {
-  const out = []
+/**
+ * Which of `paths` processes other than `ignore` hold open with write access: one pass over every /proc/PID/fd (and the
+ * fdinfo flags of the descriptors that name one of them), for a whole group of files at once.
+ */
+export function writersOf (paths: readonly string[], ignore: ReadonlySet<number>): Map<string, string[]> {
+  const wanted = new Set(paths)
+  const out = new Map<string, string[]>()
   for (const name of fs.readdirSync('/proc')) {
     const pid = Number(name)
     if (!Number.isInteger(pid) || pid <= 0 || ignore.has(pid) || pid === process.pid) continue
@@ -100,15 +107,16 @@ export function writersOf (paths: readonly string[], ignore: ReadonlySet<number>
     for (const fd of fds) {
       let link: string
       try { link = fs.readlinkSync(`/proc/${pid}/fd/${fd}`) } catch { continue }
-      if (!paths.includes(link)) continue
+      if (!wanted.has(link)) continue
       let flags = 0
       try { flags = parseInt(/^flags:\s*([0-7]+)/m.exec(fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1] ?? '0', 8) } catch { continue }
-      if ((flags & 3) !== 0) { // O_WRONLY or O_RDWR
-        let command = '?'
-        try { command = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() } catch {}
-        out.push({ pid, command })
-        break
-      }
+      if ((flags & 3) === 0) continue // O_RDONLY
+      let command = '?'
+      try { command = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() } catch {}
+      const who = `pid ${pid} (${command})`
+      const list = out.get(link) ?? []
+      if (!list.includes(who)) list.push(who)
+      out.set(link, list)
     }
   }
   return out
@@ -140,6 +148,7 @@ export class Converter {
   private readonly throttle: Throttle
   private bytesDone = 0
   private leftovers = 0
+  private readonly foundDamaged: FileResult[] = [] // by plan(), reported by run()
 
   constructor (private readonly o: ConvertOptions) {
     this.throttle = new Throttle(o.rateBytes)
@@ -188,7 +197,7 @@ export class Converter {
       const st = await fh.stat()
       let header: FileHeader | undefined
       try { header = headerOf(await readFirst(fh)) } catch (err) {
-        if (this.o.mode !== 'encrypt') this.report({ path: rel, state: 'failed', bytes: 0, reason: `damaged header: ${PemError.from(err).message}` })
+        if (this.o.mode !== 'encrypt') this.foundDamaged.push({ path: rel, state: 'failed', bytes: 0, reason: `damaged header: ${PemError.from(err).message}` })
         return // encrypt: a damaged encrypted file is not plaintext
       }
       if (this.o.mode === 'encrypt' ? header !== undefined || st.size === 0 : header === undefined) return // an empty file is an empty encrypted one
@@ -196,130 +205,188 @@ export class Converter {
     } finally { await fh.close() }
   }
 
-  /** Converts every candidate, waiting (up to waitMs) for files others have open for writing. */
+  /**
+   * Converts every candidate. Copies are made one file at a time and committed in groups (up to GROUP_FILES files,
+   * GROUP_BYTES or GROUP_MS of copying): one scan for writers per group, then each file's check and rename. A file that another process
+   * has open for writing goes to the back, and is tried again every 200 ms until waitMs, then skipped.
+   */
   async run (files: Candidate[]): Promise<Summary> {
     const started = Date.now()
     const counts: Record<FileState, number> = { converted: 0, current: 0, plaintext: 0, skipped: 0, failed: 0 }
-    let deferred: Candidate[] = []
+    const finish = (r: FileResult): void => { counts[r.state]++; this.o.onFile?.(r) }
+    for (const r of this.foundDamaged) finish(r)
+    const tries = new Map<string, number>()
     const deadline = Date.now() + this.o.waitMs
-    const attempt = async (c: Candidate, last: boolean): Promise<boolean> => {
-      const r = await this.convertOne(c, last)
-      if (r === undefined) return false
-      counts[r.state]++
-      this.report(r)
-      return true
-    }
-    for (const c of files) if (!await attempt(c, false)) deferred.push(c)
-    while (deferred.length > 0) {
+    let queue = files
+    for (let round = 0; queue.length > 0; round++) {
       const last = Date.now() >= deadline
-      if (!last) await new Promise(resolve => setTimeout(resolve, 200))
+      if (round > 0 && !last) await new Promise(resolve => setTimeout(resolve, 200))
+      const busy = this.writersOfAll(queue.map(c => c.rel)) // before copying: a file open for writing waits
       const again: Candidate[] = []
-      for (const c of deferred) if (!await attempt(c, last)) again.push(c)
-      deferred = again
+      let group: Prepared[] = []
+      let groupStarted = Date.now()
+      const commit = async (): Promise<void> => {
+        const g = group
+        group = []
+        groupStarted = Date.now()
+        if (g.length === 0) return
+        const writers = this.writersOfAll(g.map(p => p.rel))
+        const dirs = new Set<string>()
+        for (const p of g) {
+          const r = await this.commit(p, writers.get(p.rel))
+          if (r !== 'busy' && r !== 'changed' && r.state === 'converted') dirs.add(path.dirname(p.rel))
+          if (r === 'busy' && last) finish({ path: p.rel, state: 'skipped', bytes: 0, reason: `open for writing by ${(writers.get(p.rel) ?? []).join(', ')}` })
+          else if (r === 'busy') again.push(p.c)
+          else if (r === 'changed') {
+            const n = (tries.get(p.rel) ?? 0) + 1
+            tries.set(p.rel, n)
+            if (n >= CHANGE_RETRIES) finish({ path: p.rel, state: 'failed', bytes: 0, reason: `changed while it was copied (${n} tries)` })
+            else again.push(p.c)
+          } else finish(r)
+        }
+        for (const d of dirs) await syncDir(this.backingPath(d)) // the renames durable (each copy was synced before it)
+      }
+      for (const c of queue) {
+        const holders = busy.get(c.rel)
+        if (holders !== undefined) {
+          if (last) finish({ path: c.rel, state: 'skipped', bytes: 0, reason: `open for writing by ${holders.join(', ')}` })
+          else again.push(c)
+          continue
+        }
+        const r = await this.prepare(c)
+        if ('state' in r) finish(r)
+        else group.push(r)
+        if (group.length >= GROUP_FILES || group.reduce((n, p) => n + p.bytes, 0) >= GROUP_BYTES || Date.now() - groupStarted >= GROUP_MS) await commit()
+      }
+      await commit()
+      queue = again
     }
     return { mode: this.o.mode, files: files.length, bytes: this.bytesDone, ...counts, leftoversRemoved: this.leftovers, seconds: (Date.now() - started) / 1000 }
   }
 
-  private report (r: FileResult): void { this.o.onFile?.(r) }
+  /** Writers of each file (by its path through the mount and underneath), keyed by the file's relative path. */
+  private writersOfAll (rels: string[]): Map<string, string[]> {
+    const names = (rel: string): string[] => [this.mountPath(rel), path.join(this.o.backingPath, rel)]
+    const found = writersOf(rels.flatMap(names), this.o.ignorePids)
+    const out = new Map<string, string[]>()
+    for (const rel of rels) {
+      const w = names(rel).flatMap(n => found.get(n) ?? [])
+      if (w.length > 0) out.set(rel, w)
+    }
+    return out
+  }
 
-  /** One file to its end state, or undefined to try it again later (another process has it open for writing). */
-  private async convertOne (c: Candidate, last: boolean): Promise<FileResult | undefined> {
-    for (let i = 0; ; i++) {
-      const doneBefore = this.bytesDone
-      try {
-        return await this.convertFile(c.rel)
-      } catch (err) {
-        this.bytesDone = doneBefore
-        this.o.onBytes?.(this.bytesDone)
-        if (err instanceof Defer) return last ? { path: c.rel, state: 'skipped', bytes: 0, reason: err.message } : undefined
-        if (err instanceof Retry && i + 1 < CHANGE_RETRIES) continue
-        if (err instanceof Retry) return { path: c.rel, state: 'failed', bytes: 0, reason: `${err.message} (${CHANGE_RETRIES} tries)` }
-        const e = err as NodeJS.ErrnoException
-        if (e.code === 'ENOENT') return { path: c.rel, state: 'current', bytes: 0, reason: 'removed meanwhile' }
-        return { path: c.rel, state: 'failed', bytes: 0, reason: e.code !== undefined ? `${e.code}: ${e.message}` : PemError.from(err).message }
-      }
+  /** A verified copy next to the file, or the file's end state when there is nothing (more) to do. */
+  private async prepare (c: Candidate): Promise<Prepared | FileResult> {
+    const rel = c.rel
+    const doneBefore = this.bytesDone
+    let orig: fs.promises.FileHandle | undefined
+    let tmpRel: string | undefined
+    try {
+      orig = await fs.promises.open(this.backingPath(rel), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+      const r = await this.copyOf(rel, orig, t => { tmpRel = t })
+      if (!('state' in r)) { const p = { ...r, c, orig }; orig = undefined; tmpRel = undefined; return p }
+      return r
+    } catch (err) {
+      this.bytesDone = doneBefore
+      this.o.onBytes?.(this.bytesDone)
+      const e = err as NodeJS.ErrnoException
+      if (e.code === 'ENOENT') return { path: rel, state: 'current', bytes: 0, reason: 'removed meanwhile' }
+      return { path: rel, state: 'failed', bytes: 0, reason: e.code !== undefined ? `${e.code}: ${e.message}` : PemError.from(err).message }
+    } finally {
+      await orig?.close()
+      if (tmpRel !== undefined) await this.removeTemp(tmpRel)
     }
   }
 
-  private writers (rel: string): string | undefined {
-    const paths = [this.mountPath(rel), path.join(this.o.backingPath, rel)]
-    const w = writersOf(paths, this.o.ignorePids)
-    return w.length === 0 ? undefined : `open for writing by ${w.map(p => `pid ${p.pid} (${p.command})`).join(', ')}`
+  private async removeTemp (tmpRel: string): Promise<void> {
+    await fs.promises.unlink(this.mountPath(tmpRel)).catch(async () => await fs.promises.unlink(this.backingPath(tmpRel)).catch(() => {}))
   }
 
-  private async convertFile (rel: string): Promise<FileResult> {
+  /** Steps 1–5 (docs/PEMFS.md): the copy, its metadata and its verification. `made` learns the temporary name. */
+  private async copyOf (rel: string, orig: fs.promises.FileHandle, made: (tmpRel: string) => void): Promise<Omit<Prepared, 'c' | 'orig'> | FileResult> {
     const o = this.o
-    const orig = await fs.promises.open(this.backingPath(rel), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
     const dir = path.dirname(rel)
     const tmpRel = path.join(dir, tempName(path.basename(rel)))
-    let tmpMade = false
+    const st = await orig.stat({ bigint: true })
+    const before = snapshot(st)
+    if (!st.isFile()) return { path: rel, state: 'current', bytes: 0, reason: 'no longer a regular file' }
+    if (st.nlink > 1n) return { path: rel, state: 'skipped', bytes: 0, reason: `has ${st.nlink} hard links: converting one name would split it from the others (convert by hand: copy to one new file, then link the other names to it)` }
+    if (o.uid !== 0 && Number(st.uid) !== o.uid) return { path: rel, state: 'skipped', bytes: 0, reason: `owned by uid ${st.uid}: only root or the owner may convert it` }
+    const header = headerOf(await readFirst(orig))
+    if (o.mode === 'encrypt' ? header !== undefined || st.size === 0n : header === undefined) return { path: rel, state: 'current', bytes: 0 }
+
+    // The copy: encrypt and rekey write through the mount (its policy and encrypt path decide the new file);
+    // decrypt writes the plaintext underneath. Either way the source is read through the mount.
+    const throughMount = o.mode !== 'decrypt'
+    const target = throughMount ? this.mountPath(tmpRel) : this.backingPath(tmpRel)
+    const out = await fs.promises.open(target, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600)
+    made(tmpRel)
+    let digest: string
+    let bytes = 0
     try {
-      const st = await orig.stat({ bigint: true })
-      const before = snapshot(st)
-      if (!st.isFile()) return { path: rel, state: 'current', bytes: 0, reason: 'no longer a regular file' }
-      if (st.nlink > 1n) return { path: rel, state: 'skipped', bytes: 0, reason: `has ${st.nlink} hard links: converting one name would split it from the others (convert by hand: copy to one new file, then link the other names to it)` }
-      if (o.uid !== 0 && Number(st.uid) !== o.uid) return { path: rel, state: 'skipped', bytes: 0, reason: `owned by uid ${st.uid}: only root or the owner may convert it` }
-      const header = headerOf(await readFirst(orig))
-      if (o.mode === 'encrypt' ? header !== undefined || st.size === 0n : header === undefined) return { path: rel, state: 'current', bytes: 0 }
-      const busy = this.writers(rel)
-      if (busy !== undefined) throw new Defer(busy)
-
-      // The copy: encrypt and rekey write through the mount (its policy and encrypt path decide the new file);
-      // decrypt writes the plaintext underneath. Either way the source is read through the mount.
-      const throughMount = o.mode !== 'decrypt'
-      const tmpWrite = throughMount ? this.mountPath(tmpRel) : this.backingPath(tmpRel)
-      const out = await fs.promises.open(tmpWrite, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600)
-      tmpMade = true
-      let digest: string
-      let bytes = 0
-      try {
-        // Once its first bytes are on disk the copy has the header the policy and spd give it now: stored as
-        // plaintext, the policy does not encrypt this file; under the original's key version, it is current.
-        const probe = !throughMount ? undefined : async (): Promise<FileResult | undefined> => {
-          await out.sync()
-          const fresh = await headerAt(this.backingPath(tmpRel))
-          if (fresh === undefined) return { path: rel, state: 'plaintext', bytes: 0, reason: `the policy stores its copy (${path.basename(tmpRel)}) as plaintext for this caller: it does not encrypt this file, or a rule names the file so exactly that the copy's name is not under it` }
-          if (header !== undefined && fresh.keyName === header.keyName && fresh.keyVersion === header.keyVersion) return { path: rel, state: 'current', bytes: 0 }
-          return undefined
-        }
-        const copied = await this.copy(this.mountPath(rel), out, probe)
-        if ('state' in copied) return copied
-        ;({ digest, bytes } = copied)
+      // Once its first bytes are on disk the copy has the header the policy and spd give it now (a file that fits
+      // in them is looked at once whole, below).
+      const probe = !throughMount || st.size <= BigInt(ZERO_RUN_BYTES) ? undefined : async (): Promise<FileResult | undefined> => {
         await out.sync()
-      } finally { await out.close() }
-      const target = throughMount ? this.mountPath(tmpRel) : this.backingPath(tmpRel)
-      if (o.uid === 0) await fs.promises.lchown(target, Number(st.uid), Number(st.gid))
-      copyXattrs(this.backingPath(rel), target) // ACLs among them, before chmod sets the mode bits they share
-      await fs.promises.chmod(target, Number(st.mode) & 0o7777) // after chown, which clears set-id bits
-      await fs.promises.utimes(target, Number(st.atimeNs) / 1e9, Number(st.mtimeNs) / 1e9)
-
-      // Verify: the new file reads back the same bytes through the mount and is stored as this mode says (an empty
-      // encrypted file gets its header at its first write).
-      const newHeader = await headerAt(this.backingPath(tmpRel))
-      if (o.mode === 'decrypt' ? newHeader !== undefined : newHeader === undefined && bytes > 0) {
-        throw new PemError('PEM_ERR_BAD_HEADER', `the copy of ${rel} is stored ${o.mode === 'decrypt' ? 'encrypted' : 'as plaintext'}`)
+        return this.nothingToDo(rel, header, await headerAt(this.backingPath(tmpRel)))
       }
-      const check = await this.hashOf(this.mountPath(tmpRel))
-      if (check !== digest) throw new PemError('PEM_ERR_AUTH_FAILED_BLOCK', `the copy of ${rel} does not read back the same bytes`)
+      const copied = await this.copy(this.mountPath(rel), out, probe)
+      if ('state' in copied) return copied
+      ;({ digest, bytes } = copied)
+      await out.sync()
+    } finally { await out.close() }
+    if (o.uid === 0) await fs.promises.lchown(target, Number(st.uid), Number(st.gid))
+    copyXattrs(this.backingPath(rel), target) // ACLs among them, before chmod sets the mode bits they share
+    await fs.promises.chmod(target, Number(st.mode) & 0o7777) // after chown, which clears set-id bits
+    await fs.promises.utimes(target, Number(st.atimeNs) / 1e9, Number(st.mtimeNs) / 1e9)
 
-      // The original must be as it was when the copy began, and nobody may be writing it.
-      const now = snapshot(await orig.stat({ bigint: true }))
-      const named = snapshot(await fs.promises.lstat(this.backingPath(rel), { bigint: true }))
-      if (!sameSnapshot(before, now) || !sameSnapshot(before, named)) throw new Retry('changed while it was copied')
-      const busyNow = this.writers(rel)
-      if (busyNow !== undefined) throw new Defer(busyNow)
+    // Verify: the new file reads back the same bytes through the mount and is stored as this mode says (an empty
+    // encrypted file gets its header at its first write).
+    const newHeader = await headerAt(this.backingPath(tmpRel))
+    if (o.mode === 'decrypt' && newHeader !== undefined) throw new PemError('PEM_ERR_BAD_HEADER', `the copy of ${rel} is stored encrypted`)
+    const stop = throughMount && bytes > 0 ? this.nothingToDo(rel, header, newHeader) : undefined
+    if (stop !== undefined) return stop
+    const check = await this.hashOf(this.mountPath(tmpRel))
+    if (check !== digest) throw new PemError('PEM_ERR_AUTH_FAILED_BLOCK', `the copy of ${rel} does not read back the same bytes`)
+    return { rel, before, tmpRel, bytes }
+  }
 
-      await fs.promises.rename(this.mountPath(tmpRel), this.mountPath(rel)) // the crash-safety point: old or new
-      tmpMade = false
-      await syncDir(this.backingPath(dir))
-      const after = snapshot(await orig.stat({ bigint: true }))
-      if (after.size !== before.size || after.mtimeNs !== before.mtimeNs) {
-        return { path: rel, state: 'failed', bytes, reason: 'written to in the instant of the rename: those bytes went to the replaced file' }
+  /**
+   * What the copy's header says about encrypting or rekeying the file: none, the policy stores this file as
+   * plaintext; the original's key name and version, the file is current; otherwise undefined, go on.
+   */
+  private nothingToDo (rel: string, old: FileHeader | undefined, fresh: FileHeader | undefined): FileResult | undefined {
+    if (fresh === undefined) return { path: rel, state: 'plaintext', bytes: 0, reason: 'the policy stores its copy as plaintext for this caller: it does not encrypt this file, or a rule names the file so exactly that the copy\'s name is not under it' }
+    if (old !== undefined && fresh.keyName === old.keyName && fresh.keyVersion === old.keyVersion) return { path: rel, state: 'current', bytes: 0 }
+    return undefined
+  }
+
+  /**
+   * Steps 6–7: the original must be as it was when the copy began and nobody may be writing it (`writers`, from
+   * the group's scan); then the rename through the mount, the crash-safety point (each file old or new).
+   */
+  private async commit (p: Prepared, writers: string[] | undefined): Promise<FileResult | 'busy' | 'changed'> {
+    let renamed = false
+    try {
+      if (writers !== undefined) return 'busy'
+      const now = snapshot(await p.orig.stat({ bigint: true }))
+      const named = snapshot(await fs.promises.lstat(this.backingPath(p.rel), { bigint: true }))
+      if (!sameSnapshot(p.before, now) || !sameSnapshot(p.before, named)) return 'changed'
+      await fs.promises.rename(this.mountPath(p.tmpRel), this.mountPath(p.rel))
+      renamed = true
+      const after = snapshot(await p.orig.stat({ bigint: true }))
+      if (after.size !== p.before.size || after.mtimeNs !== p.before.mtimeNs) {
+        return { path: p.rel, state: 'failed', bytes: p.bytes, reason: 'written to in the instant of the rename: those bytes went to the replaced file' }
       }
-      return { path: rel, state: 'converted', bytes }
+      return { path: p.rel, state: 'converted', bytes: p.bytes }
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException
+      if (e.code === 'ENOENT' && !renamed) return { path: p.rel, state: 'current', bytes: 0, reason: 'removed meanwhile' }
+      return { path: p.rel, state: renamed ? 'converted' : 'failed', bytes: p.bytes, reason: e.code !== undefined ? `${e.code}: ${e.message}` : PemError.from(err).message }
     } finally {
-      await orig.close()
-      if (tmpMade) await fs.promises.unlink(this.mountPath(tmpRel)).catch(async () => await fs.promises.unlink(this.backingPath(tmpRel)).catch(() => {}))
+      await p.orig.close()
+      if (!renamed) await this.removeTemp(p.tmpRel)
     }
   }
 

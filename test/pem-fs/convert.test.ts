@@ -193,7 +193,7 @@ test.serial('kill -9 at random points, then a rerun: every file is whole, no tem
   let converted = 0
   let leftovers = 0
   for (let i = 0; i < 10; i++) {
-    const r = await convert('encrypt', path.join(dir, 'bulk'), ['--rate', '1'], 150 + Math.floor(Math.random() * 850))
+    const r = await convert('encrypt', path.join(dir, 'bulk'), ['--rate', '1'], 200 + Math.floor(Math.random() * 1300))
     if (r.code === null) kills++
     converted += r.events.filter(e => e.event === 'file' && e.state === 'converted').length
     leftovers += Number(r.events.find(e => e.event === 'plan')?.leftoversRemoved ?? 0)
