@@ -207,8 +207,9 @@ export class Converter {
 
   /**
    * Converts every candidate. Copies are made one file at a time and committed in groups (up to GROUP_FILES files,
-   * GROUP_BYTES or GROUP_MS of copying): one scan for writers per group, then each file's check and rename. A file that another process
-   * has open for writing goes to the back, and is tried again every 200 ms until waitMs, then skipped.
+   * GROUP_BYTES or GROUP_MS of copying): one scan for writers per group, then each file's check and rename. A file
+   * that another process has open for writing goes to the back, is tried again every 200 ms until waitMs, then
+   * skipped.
    */
   async run (files: Candidate[]): Promise<Summary> {
     const started = Date.now()
@@ -244,7 +245,7 @@ export class Converter {
             else again.push(p.c)
           } else finish(r)
         }
-        for (const d of dirs) await syncDir(this.backingPath(d)) // the renames durable (each copy was synced before it)
+        for (const d of dirs) await syncDir(this.backingPath(d)) // the renames durable (each copy was synced before)
       }
       for (const c of queue) {
         const holders = busy.get(c.rel)
@@ -470,7 +471,12 @@ function copyXattrs (from: string, to: string): void {
   for (const name of names) if (!OWN_XATTR.test(name)) raw.xattrSet(to, name, raw.xattrGet(from, name))
 }
 
+/** fsync of a directory underneath; one removed meanwhile has nothing left to make durable. */
 async function syncDir (dir: string): Promise<void> {
-  const fh = await fs.promises.open(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY)
+  let fh: fs.promises.FileHandle
+  try { fh = await fs.promises.open(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY) } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return
+    throw err
+  }
   try { await fh.sync() } finally { await fh.close() }
 }
