@@ -193,7 +193,7 @@ test.serial('kill -9 at random points, then a rerun: every file is whole, no tem
   let converted = 0
   let leftovers = 0
   for (let i = 0; i < 10; i++) {
-    const r = await convert('encrypt', path.join(dir, 'bulk'), ['--rate', '1'], 200 + Math.floor(Math.random() * 1300))
+    const r = await convert('encrypt', path.join(dir, 'bulk'), ['--rate', '0.5'], 150 + Math.floor(Math.random() * 850))
     if (r.code === null) kills++
     converted += r.events.filter(e => e.event === 'file' && e.state === 'converted').length
     leftovers += Number(r.events.find(e => e.event === 'plan')?.leftoversRemoved ?? 0)
@@ -201,7 +201,7 @@ test.serial('kill -9 at random points, then a rerun: every file is whole, no tem
   const last = await convert('encrypt', path.join(dir, 'bulk'))
   leftovers += Number(last.events.find(e => e.event === 'plan')?.leftoversRemoved ?? 0)
   t.log(`${kills} of 10 runs killed; ${converted} files converted by them; ${leftovers} half-made copies removed by the next run`)
-  t.true(kills >= 3) // each run converts about a MiB per second: 4.4 MiB take several runs
+  t.true(kills >= 8) // at 0.5 MB/s a run converts a quarter MiB or so before its kill: 4.4 MiB outlast the loop
   t.true(leftovers >= 1, 'some kills landed in the middle of a copy')
   t.is(last.code, 0, last.stderr)
   const s = done(last) as { converted: number, current: number, failed: number }
