@@ -1,17 +1,19 @@
-// Addon entry: NODE_API_MODULE + Init only; registers the load registers, the crypto engine, the memory helpers
-// and the native FUSE session (native/fuse/).
+// Addon entry: NODE_API_MODULE + Init only; registers the load registers, the crypto engine, the memory helpers,
+// the native FUSE session (native/fuse/) and the xattr calls.
 #include <napi.h>
 
 #include "crypto_engine.h"
 #include "fuse/js.h"
 #include "load_regs.h"
 #include "memory.h"
+#include "xattr.h"
 
 static Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   pem::regs::Init(env, exports);
   pem::engine::Init(env, exports);
   pem::memory::Init(env, exports);
   pem::fuse::Init(env, exports);
+  pem::xattr::Init(env, exports);
   return exports;
 }
 

@@ -75,6 +75,13 @@ export interface RawMemory {
   tuneHeap (arenas: number, mmapBytes: number): boolean
 }
 
+/** native/xattr.cc: a final symlink is not followed; failures throw with `code` (ENODATA, ENOTSUP, EPERM, …). */
+export interface RawXattr {
+  xattrList (path: string): string[]
+  xattrGet (path: string, name: string): Buffer
+  xattrSet (path: string, name: string, value: Buffer): void
+}
+
 /** An opaque native FUSE session (native/fuse/js.cc). */
 export interface RawFuseSession { readonly __fuseSession: unique symbol }
 
@@ -101,7 +108,7 @@ export interface RawFuse {
   readonly FUSE_PATH_MAX: number
 }
 
-export type RawBinding = RawRegs & RawCrypto & RawMemory & RawFuse
+export type RawBinding = RawRegs & RawCrypto & RawMemory & RawFuse & RawXattr
 
 /** The package root: the nearest ancestor of this file that holds binding.gyp (works from lib/ and dist/lib/). */
 function packageRoot (): string {
