@@ -13,6 +13,7 @@ import { manageHeap } from '../native/memory'
 import { CLUSTER_FILE, defaultConfigDir, HOST_KEY_FILE, hostIdentity, readCluster, writeCluster } from '../pem-fs/host-config'
 import { PemError } from '../wire/errors'
 import { isAction, ACTIONS } from '../wire/packets'
+import { addConvertCommands } from './convert'
 import { keepServingOnBrokenPipe, newProgram, parseProgram, printObject, printRows, run } from './common'
 import { lockDir, lockHolder } from './dir-lock'
 import { embeddedFiles, firstUseNotice, prepareEmbedded, readEmbeddedPolicy, readRecoveryKey, startEmbedded, stopStale, type Embedded } from './embedded'
@@ -251,5 +252,7 @@ program.command('status <dir>')
     process.stdout.write('\n')
     printRows(servers as Array<Record<string, unknown>>, false, ['name', 'addr', 'state', 'load', 'weight', 'preference', 'latencyMs', 'pv', 'inflight', 'requests', 'rejections'])
   }))
+
+addConvertCommands(program, guardOf)
 
 parseProgram(program)

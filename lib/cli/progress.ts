@@ -1,5 +1,5 @@
 // Progress of long work: a bar with rate and ETA redrawn in place on a terminal, plain lines (every 10 % or 5 s)
-// otherwise, so logs and CI output stay readable. Used by the benchmark runner and the demo.
+// otherwise, so logs and CI output stay readable. Used by the benchmark runner, the demo and `pemfs encrypt`.
 
 export interface ProgressOptions { total: number, label: string, unit?: 'bytes' | 'items', stream?: NodeJS.WriteStream, width?: number }
 
@@ -24,6 +24,7 @@ export class Progress {
   private readonly stream: NodeJS.WriteStream
   private readonly tty: boolean
   private readonly unit: 'bytes' | 'items'
+  private note = ''
 
   constructor (private readonly o: ProgressOptions) {
     this.stream = o.stream ?? process.stderr
@@ -40,12 +41,13 @@ export class Progress {
     const width = this.o.width ?? 24
     const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '-')
     const rateText = this.unit === 'bytes' ? `${human(rate, 'bytes')}/s` : `${rate.toFixed(rate < 10 ? 1 : 0)}/s`
-    return `${this.o.label} [${bar}] ${Math.floor(frac * 100)}% ${human(this.done, this.unit)}/${human(this.o.total, this.unit)} ${rateText} ETA ${duration(eta)}`
+    return `${this.o.label} [${bar}] ${Math.floor(frac * 100)}% ${human(this.done, this.unit)}/${human(this.o.total, this.unit)}${this.note} ${rateText} ETA ${duration(eta)}`
   }
 
-  /** Set the amount done so far (absolute). */
-  update (done: number): void {
+  /** Set the amount done so far (absolute), and optionally a second count shown after it (`3/10 files`). */
+  update (done: number, note?: string): void {
     this.done = done
+    if (note !== undefined) this.note = ` ${note}`
     if (this.tty) { this.stream.write(`\r${this.line()}\x1b[K`); return }
     const decile = this.o.total > 0 ? Math.floor(Math.min(1, done / this.o.total) * 10) : 0
     if (decile > this.lastDecile || Date.now() - this.lastLine > 5000) {

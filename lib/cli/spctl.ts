@@ -215,9 +215,17 @@ host.command('add <name>').description('create a one-time enrollment token for a
     if (!opts().json) process.stderr.write(`on the host: pemfs enroll --cluster ${String(v.cluster)} --token ${String(v.token)}\n`)
   }))
 host.command('list').description('list enrolled hosts')
-  .action(() => run(async () => { printRows(await call('GET', '/v1/hosts') as Array<Record<string, unknown>>, opts().json, ['name', 'id', 'enrolled']) }))
-host.command('remove <ref>').description('remove a host by name or id (its sessions are closed)')
+  .action(() => run(async () => {
+    const hosts = await call('GET', '/v1/hosts') as Array<Record<string, unknown>>
+    printRows(hosts.map(h => ({ ...h, keys: h.keysRevoked === true ? 'revoked' : 'leased' })), opts().json, ['name', 'id', 'enrolled', 'keys'])
+  }))
+host.command('remove <ref>').description('remove a host by name or id (its sessions are closed, the file keys it holds are wiped)')
   .action((ref: string) => run(async () => { printObject(await call('DELETE', `/v1/hosts/${encodeURIComponent(ref)}`) as Record<string, unknown>, opts().json) }))
+host.command('revoke <ref>').description('take back the file keys a host holds (host placement) and release it no more: it stays enrolled, spd seals and opens its files (--undo: release keys again)')
+  .option('--undo', 'lift the revocation')
+  .action((ref: string, o: { undo?: boolean }) => run(async () => {
+    printObject(await call('POST', `/v1/hosts/${encodeURIComponent(ref)}/revoke`, { undo: o.undo === true }) as Record<string, unknown>, opts().json)
+  }))
 
 host.command('servers [name]').description("show, set or clear which members a host uses and prefers (NAME or '*' for every host without its own)")
   .option('--only <members>', 'comma-separated member names this host may use (default: all)')

@@ -4,6 +4,7 @@ import path from 'node:path'
 import pino from 'pino'
 import crypto from 'node:crypto'
 import { createIdentity, encodePublicKey, keyId, loadIdentity, parsePublicKey } from '../crypto/identity'
+import { newAdminKey } from '../crypto/admin-key'
 import { hashPassword } from '../crypto/password'
 import { checkConfig, checkHostPort, configPath, loadConfig } from '../server/config'
 import { decodeKeySet } from '../server/key-set'
@@ -60,7 +61,8 @@ program.command('init')
     fs.chmodSync(dir, 0o700)
     const identity = createIdentity(path.join(dir, IDENTITY_FILE))
     const state = emptyState()
-    state.admins[o.adminUser] = { hash: await hashPassword(password) }
+    const [hash, signKey] = await Promise.all([hashPassword(password), newAdminKey(password)])
+    state.admins[o.adminUser] = { hash, signKey }
     state.keys = keys
     // Version 1: a cluster of one, with a fresh cluster id. `spd trust` turns it into a joiner instead.
     state.version = 1

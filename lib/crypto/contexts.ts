@@ -12,6 +12,8 @@ export const SIG_CTX_SPONSOR = 'pem/v1 sponsor'
 export const SIG_CTX_AUDIT = 'pem/v1 audit checkpoint'
 /** The origin member's signature over the configuration version its admin change produced (lib/server/cluster/changes.ts). */
 export const SIG_CTX_CHANGE_ORIGIN = 'pem/v1 change origin'
+/** An admin's signature, with the key derived from the admin's password, over one member-list change record (lib/server/cluster/changes.ts). */
+export const SIG_CTX_ADMIN_MEMBER_CHANGE = 'pem/v1 admin member change'
 
 /** Associated data labels for sealAtRest (lib/crypto/seal.ts). */
 export const AAD_CTX_CONFIG_STORE = 'pem/v1 config store'
@@ -22,5 +24,7 @@ export const AAD_CTX_EMBEDDED_KEYS = 'pem/v1 embedded store keys'
 
 /** HKDF info of the configuration store key, derived from the member's identity seed (lib/server/store.ts). */
 export const KDF_CTX_STORE_KEY = 'pem/v1 configuration store key'
+/** Prefix of the scrypt salt of an admin's signing key seed, so it never equals the password hash (lib/crypto/admin-key.ts). */
+export const KDF_CTX_ADMIN_SIGN_KEY = 'pem/v1 admin signing key'
 
-export const SIG_CONTEXTS: readonly string[] = [SIG_CTX_CLUSTER_MSG, SIG_CTX_POLICY_SET, SIG_CTX_SPONSOR, SIG_CTX_AUDIT, SIG_CTX_CHANGE_ORIGIN]
+export const SIG_CONTEXTS: readonly string[] = [SIG_CTX_CLUSTER_MSG, SIG_CTX_POLICY_SET, SIG_CTX_SPONSOR, SIG_CTX_AUDIT, SIG_CTX_CHANGE_ORIGIN, SIG_CTX_ADMIN_MEMBER_CHANGE]

@@ -1,7 +1,9 @@
 // A per-file key sealed to one host (FileKey, issue 18): the fixed plaintext layout, sealed with libsodium's
 // crypto_box_seal to the X25519 form of the host's enrolled Ed25519 key, and opened and checked on the host.
 // Layout (lib/wire/FORMAT.md §4.5), 58 bytes: magic "PEMK" (4) | layout version u16 (1) | file id (16) |
-// key version u32 (4) | key (32). Every buffer that holds the key is sodium_malloc'd and wiped after use.
+// key version u32 (4) | key (32). Every buffer that holds the key is sodium_malloc'd and wiped after use; the
+// buffers are allocated once and reused (a sodium_malloc costs an mmap, two mprotects and an mlock: ~100-200 µs,
+// more than the box itself).
 import { PemError } from '../wire/errors'
 import { FILE_ID_BYTES } from '../wire/file-format'
 import { SEALED_FILE_KEY_BYTES } from '../wire/packets'
@@ -17,13 +19,45 @@ const KEY_AT = FILE_KEY_PLAIN_BYTES - FILE_KEY_BYTES
 
 if (FILE_KEY_PLAIN_BYTES + SEALED_OVERHEAD !== SEALED_FILE_KEY_BYTES) throw new Error('SEALED_FILE_KEY_BYTES disagrees with the layout')
 
+// The layout's plaintext while a key is sealed or opened (both synchronous, so never in use by two calls at once).
+let scratch: Buffer | null = null
+const plainScratch = (): Buffer => (scratch ??= sodium.sodium_malloc(FILE_KEY_PLAIN_BYTES))
+
+// Opened keys wait in these slots until the native session has its copy (releaseFileKey); past SLOTS held at once
+// a key gets a sodium_malloc buffer of its own.
+const SLOTS = 256
+let slots: Buffer | null = null
+const freeSlots: number[] = []
+const slotOf = new WeakMap<Buffer, number>()
+
+function takeKeyBuffer (): Buffer {
+  if (slots === null) {
+    slots = sodium.sodium_malloc(SLOTS * FILE_KEY_BYTES)
+    for (let i = SLOTS - 1; i >= 0; i--) freeSlots.push(i)
+  }
+  const i = freeSlots.pop()
+  if (i === undefined) return sodium.sodium_malloc(FILE_KEY_BYTES)
+  const b = slots.subarray(i * FILE_KEY_BYTES, (i + 1) * FILE_KEY_BYTES)
+  slotOf.set(b, i)
+  return b
+}
+
+/** Wipes a key openFileKey returned and gives its buffer back; call it once, when the key has been handed over. */
+export function releaseFileKey (key: Buffer): void {
+  sodium.sodium_memzero(key)
+  const i = slotOf.get(key)
+  if (i === undefined) return
+  slotOf.delete(key)
+  freeSlots.push(i)
+}
+
 /**
  * Seals `key` (32 bytes) for the holder of `hostKey` (raw Ed25519 public key), bound to the file id and key version.
  * `fill` writes the key into the plaintext buffer (a sodium_malloc buffer, wiped before this returns).
  */
 export function sealFileKey (hostKey: Uint8Array, fileId: Uint8Array, keyVersion: number, fill: (key: Buffer) => void): Buffer {
   if (fileId.length !== FILE_ID_BYTES) throw new PemError('PEM_ERR_BAD_ARGUMENT', `a file id is ${FILE_ID_BYTES} bytes`)
-  const plain = sodium.sodium_malloc(FILE_KEY_PLAIN_BYTES)
+  const plain = plainScratch()
   try {
     FILE_KEY_MAGIC.copy(plain, 0)
     plain.writeUInt16BE(FILE_KEY_LAYOUT, 4)
@@ -38,11 +72,11 @@ export function sealFileKey (hostKey: Uint8Array, fileId: Uint8Array, keyVersion
 
 /**
  * Opens a sealed file key with the host's identity and checks that it is for this file id and key version; returns
- * the 32 key bytes in a sodium_malloc buffer (the caller wipes it with sodium_memzero). A box for another host, an
- * altered one or one for another file: PEM_ERR_KEY_NOT_GRANTED.
+ * the 32 key bytes in a sodium_malloc buffer (give it back with releaseFileKey, which wipes it). A box for another
+ * host, an altered one or one for another file: PEM_ERR_KEY_NOT_GRANTED.
  */
 export function openFileKey (identity: Identity, sealed: Uint8Array, fileId: Uint8Array, keyVersion: number): Buffer {
-  const plain = sodium.sodium_malloc(FILE_KEY_PLAIN_BYTES)
+  const plain = plainScratch()
   try {
     if (openSealed(identity, sealed, plain) === false) throw new PemError('PEM_ERR_KEY_NOT_GRANTED', 'the sealed file key does not open with this host\'s key')
     if (!plain.subarray(0, 4).equals(FILE_KEY_MAGIC) || plain.readUInt16BE(4) !== FILE_KEY_LAYOUT) {
@@ -51,7 +85,7 @@ export function openFileKey (identity: Identity, sealed: Uint8Array, fileId: Uin
     if (!plain.subarray(6, 6 + FILE_ID_BYTES).equals(fileId)) throw new PemError('PEM_ERR_KEY_NOT_GRANTED', 'the sealed file key is for another file')
     const v = plain.readUInt32BE(6 + FILE_ID_BYTES)
     if (v !== keyVersion) throw new PemError('PEM_ERR_KEY_VERSION', `the sealed file key is for key version ${v}, the header names ${keyVersion}`)
-    const key = sodium.sodium_malloc(FILE_KEY_BYTES)
+    const key = takeKeyBuffer()
     plain.copy(key, 0, KEY_AT)
     return key
   } finally {

@@ -38,14 +38,22 @@ export function encodePublicKey (rawPublicKey: Uint8Array): string {
   return KEY_PREFIX + Buffer.from(rawPublicKey).toString('base64url')
 }
 
+// Keys parsed before (valid ones only): the point check costs ~100 µs, and hosts' keys are parsed per request.
+const PARSED_KEPT = 1024
+const parsedKeys = new Map<string, Buffer>()
+
 /** Parse `ed25519:<base64url>`: exact length, canonical encoding, and a valid curve point of large order. */
 export function parsePublicKey (text: string): Buffer {
+  const known = parsedKeys.get(text)
+  if (known !== undefined) return Buffer.from(known)
   if (typeof text !== 'string' || !text.startsWith(KEY_PREFIX)) throw new PemError('PEM_ERR_BAD_ARGUMENT', `public key must look like ${KEY_PREFIX}<base64url>`)
   const b64 = text.slice(KEY_PREFIX.length)
   if (!/^[A-Za-z0-9_-]{43}$/.test(b64)) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'public key must be 43 base64url characters after the prefix')
   const raw = Buffer.from(b64, 'base64url')
   if (raw.length !== PUBLIC_KEY_BYTES || raw.toString('base64url') !== b64) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'public key is not canonical base64url')
   if (!sodium.crypto_core_ed25519_is_valid_point(raw)) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'public key is not a valid Ed25519 point')
+  if (parsedKeys.size >= PARSED_KEPT) parsedKeys.delete(parsedKeys.keys().next().value as string)
+  parsedKeys.set(text, Buffer.from(raw))
   return raw
 }
 

@@ -98,26 +98,34 @@ export interface BlockServiceStats {
   sealBlocks: number, openBlocks: number, sealBytes: number, openBytes: number, grantRefusals: number, aadRefusals: number,
   authFailures: number, badRequests: number, refusedBusy: number
 }
+/** native/xattr.cc: a final symlink is not followed; failures throw with `code` (ENODATA, ENOTSUP, EPERM, …). */
+export interface RawXattr {
+  xattrList (path: string): string[]
+  xattrGet (path: string, name: string): Buffer
+  xattrSet (path: string, name: string, value: Buffer): void
+}
 
 /** An opaque native FUSE session (native/fuse/js.cc). */
 export interface RawFuseSession { readonly __fuseSession: unique symbol }
 
 /** What native/fuse hands the control plane (lib/native/fuse-session.ts types them further). */
 export interface RawDecideCall { id: number, uid: number, gid: number, gids: number[], pid: number, umask: number, path: string, action: string, nodeid: number }
-export interface RawIoCall { id: number, kind: string, fh: number, nodeid: number, fd: number, offset: number, size: number, flags: number, uid: number, gid: number, pid: number, path: string, data?: Buffer }
+export interface RawIoCall { id: number, kind: string, fh: number, nodeid: number, fd: number, offset: number, size: number, flags: number, uid: number, gid: number, pid: number, path: string, pool: number, data?: Buffer }
+export interface RawHostKey { key?: Uint8Array, remote?: RawRemote, header: Uint8Array, ttlMs: number }
 export interface RawFuseOptions { entryTimeoutMs: number, attrTimeoutMs: number, decideTimeoutMs: number, autoUnmount: boolean, debug: boolean, fsname?: string }
 
 /** native/fuse/js.cc */
 export interface RawFuse {
   fuseMount (dir: string, backingFd: number, options: RawFuseOptions, decide: (c: RawDecideCall) => void, io: (c: RawIoCall) => void): RawFuseSession
   /** false: the call is gone (answered after its deadline, or the session stopped). */
-  fuseAnswer (s: RawFuseSession, id: number, answer: { ok?: boolean, errno?: number, ttlMs?: number, bypass?: boolean, scope?: string, value?: number, data?: Uint8Array, hostKey?: { key?: Uint8Array, remote?: RawRemote, header: Uint8Array, ttlMs: number } }): boolean
+  fuseAnswer (s: RawFuseSession, id: number, answer: { ok?: boolean, errno?: number, ttlMs?: number, bypass?: boolean, scope?: string, pool?: number, value?: number, data?: Uint8Array, hostKey?: RawHostKey, spares?: RawHostKey[] }): boolean
   fuseUnmount (s: RawFuseSession): void
   fuseInvalidate (s: RawFuseSession): void
   fuseNotify (s: RawFuseSession, nodeid: number, name?: string): void
   fuseRevoke (s: RawFuseSession, fh: number): number
+  fuseDropKeys (s: RawFuseSession, expiredOnly: boolean): number
   fuseHandles (s: RawFuseSession): Array<{ fh: number, nodeid: number, path: string, encrypted: boolean, read: boolean, write: boolean, revoked: boolean, uid: number, pid: number }>
-  fuseStats (s: RawFuseSession): { ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number, hostNodes: number, hostKeys: number, hostKeyCalls: number, hostReads: number, hostWrites: number, dumpable: boolean, hostBytesRead: number, hostBytesWritten: number, blockGrants: number, blockRequests: number, blockBlocks: number, blockConnects: number, blockLinksLost: number, blockServers: BlockServerSeen[] }
+  fuseStats (s: RawFuseSession): { ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number, hostNodes: number, hostKeys: number, hostKeysHeld: number, hostKeysDropped: number, hostKeyCalls: number, hostReads: number, hostWrites: number, hostSpareKeys: number, hostSpareTakes: number, dumpable: boolean, hostBytesRead: number, hostBytesWritten: number, blockGrants: number, blockRequests: number, blockBlocks: number, blockConnects: number, blockLinksLost: number, blockServers: BlockServerSeen[] }
   readonly FUSE_MAX_WRITE: number
   readonly FUSE_NAME_MAX: number
   readonly FUSE_PATH_MAX: number
@@ -128,7 +136,7 @@ export interface BlockServerSeen { server: string, load: number, weight: number,
 /** Where an appliance-placement file's blocks go natively: spd `server` at host:port, block channel token and keys, grant. */
 export interface RawRemote { server: string, host: string, port: number, token: Uint8Array, keys: Uint8Array, grant: Uint8Array }
 
-export type RawBinding = RawRegs & RawCrypto & RawMemory & RawFuse & RawBlockService & RawBlockBench
+export type RawBinding = RawRegs & RawCrypto & RawMemory & RawFuse & RawBlockService & RawBlockBench & RawXattr
 
 /** The package root: the nearest ancestor of this file that holds binding.gyp (works from lib/ and dist/lib/). */
 function packageRoot (): string {

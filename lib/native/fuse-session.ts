@@ -20,8 +20,10 @@ export interface DecideRequest { uid: number, gid: number, gids: number[], pid: 
  * `scope`: the policy directory the answer holds for ('' = the guard root, else '/a/b'; docs/POLICY.md "Scope"), so
  * the native cache answers every path strictly under it for the same (pid, uid, gid, executable, action); absent:
  * this path only. A scope that is not a proper ancestor of the path asked about is kept for that path only.
+ * `pool` (> 0, a create under host placement): the pool of spare new-file keys (IoAnswer `spares`) the creates this
+ * answer decides take their keys from, without an io call.
  */
-export interface DecideAnswer { ok: boolean, errno?: string | number, ttlMs?: number, bypass?: boolean, scope?: string }
+export interface DecideAnswer { ok: boolean, errno?: string | number, ttlMs?: number, bypass?: boolean, scope?: string, pool?: number }
 
 export type IoKind = 'open' | 'read' | 'write' | 'flush' | 'fsync' | 'release' | 'truncate' | 'size' | 'key'
 
@@ -37,24 +39,29 @@ export type IoKind = 'open' | 'read' | 'write' | 'flush' | 'fsync' | 'release' |
  * side cannot tell: a closed file whose header decodes (and that does not end in a redo record) and a file held in
  * host placement are sized natively.
  * key: a host-placement handle's key outlived its ttlMs (fh; fh 0 for a truncation by path, with the request's
- * caller): answer `hostKey` again, or an errno that fails the data call (EACCES also revokes the handle).
+ * caller; `data` the file's header, `flags` O_RDWR when the handle was decided for writing, else O_RDONLY, plus 4
+ * when its block channel server was lost, plus 8 when the node holds a `remote` grant): answer `hostKey` again (of
+ * the same kind), or an errno that fails the data call (EACCES also revokes the handle).
+ * open of a new file (O_CREAT) whose create decision named a `pool`: `pool`; the answer may add `spares`, keys of
+ * the pool's next new files (each a new header and its key, at most 64), held natively in locked memory until taken
+ * or until less than 1 s of their ttlMs is left, and dropped by invalidate().
  */
-export interface IoRequest { kind: IoKind, fh: number, nodeid: number, fd: number, offset: number, size: number, flags: number, uid: number, gid: number, pid: number, path: string, data?: Buffer }
-export interface IoAnswer { errno?: string | number, value?: number, data?: Uint8Array, hostKey?: HostKey }
+export interface IoRequest { kind: IoKind, fh: number, nodeid: number, fd: number, offset: number, size: number, flags: number, uid: number, gid: number, pid: number, path: string, pool: number, data?: Buffer }
+export interface IoAnswer { errno?: string | number, value?: number, data?: Uint8Array, hostKey?: HostKey, spares?: HostKey[] }
 
 /**
  * Host placement (docs/PEMFS.md "Host placement"): an answer to `open` or `key` that hands over the file's key
- * (32 bytes; copied into locked, non-dumpable native memory: zero your copy once the answer is given), the file's
- * header bytes (checked against the file; an empty file gets them at its first write) and how long the key may be
- * used (ms). From then on the handle's data calls (read, write, flush, fsync, release, truncate, size) are served
- * natively and never reach the io hook; O_TRUNC of the open is done natively too. Files with compression are
- * refused (EIO) for now.
+ * (32 bytes; copied into locked, non-dumpable native memory, then zeroed here; `release`, when given, is called
+ * after that), the file's header bytes (checked against the file; an empty file gets them at its first write) and
+ * how long the key may be used (ms). From then on the handle's data calls (read, write, flush, fsync, release,
+ * truncate, size) are served natively, compressed files too, and never reach the io hook; O_TRUNC of the open is
+ * done natively too.
  * With `remote` instead of `key` (appliance placement, docs/CHANNEL.md §8) the handle is served natively the same
  * way, its blocks sealed and opened by spd's native block service over the block channel; `key` then asks again
- * also when that server timed out or closed (`flags` 1: mark it down), forgot the grant, or refused to seal under
- * a read grant (`flags` 2: answer with a write grant); `data` is the header the native node holds.
+ * also when that server timed out or closed (`flags` has 4: mark it down), forgot the grant, or refused to seal
+ * under a read grant (answer with a grant for the handle's access).
  */
-export interface HostKey { key?: Uint8Array, remote?: RawRemote, header: Uint8Array, ttlMs: number }
+export interface HostKey { key?: Uint8Array, remote?: RawRemote, header: Uint8Array, ttlMs: number, release?: () => void }
 
 export type DecideFn = (r: DecideRequest) => DecideAnswer | Promise<DecideAnswer>
 export type IoFn = (r: IoRequest) => IoAnswer | Promise<IoAnswer>
@@ -75,8 +82,10 @@ export interface FuseSessionOptions {
 
 export interface HandleInfo { fh: number, nodeid: number, path: string, encrypted: boolean, read: boolean, write: boolean, revoked: boolean, uid: number, pid: number }
 /**
- * hostNodes: files held in host placement now; hostKeys: keys installed (opens and `key` answers); hostKeyCalls:
- * `key` questions asked; hostReads/hostWrites: data calls served natively; dumpable: the process may dump core
+ * hostNodes: files held in host placement now; hostKeys: keys installed (opens and `key` answers); hostKeysHeld:
+ * keys held now (wiped at expiry, on revocation and at the last close); hostKeysDropped: keys wiped by dropKeys;
+ * hostKeyCalls: `key` questions asked; hostReads/hostWrites: data calls served natively; hostSpareKeys: spare
+ * new-file keys held now; hostSpareTakes: creates that took one (no io call); dumpable: the process may dump core
  * (false once a session started: it may hold file keys). Native block path (appliance placement, docs/CHANNEL.md
  * §8): blockGrants installed, blockRequests and blockBlocks sent, blockConnects made, blockLinksLost, and per server
  * the load, weight and policy version its last reply carried and the requests sent to it (blockServers);
@@ -84,7 +93,7 @@ export interface HandleInfo { fh: number, nodeid: number, path: string, encrypte
  */
 export interface SessionStats {
   ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number
-  hostNodes: number, hostKeys: number, hostKeyCalls: number, hostReads: number, hostWrites: number, dumpable: boolean
+  hostNodes: number, hostKeys: number, hostKeysHeld: number, hostKeysDropped: number, hostKeyCalls: number, hostReads: number, hostWrites: number, hostSpareKeys: number, hostSpareTakes: number, dumpable: boolean
   hostBytesRead: number, hostBytesWritten: number
   blockGrants: number, blockRequests: number, blockBlocks: number, blockConnects: number, blockLinksLost: number
   blockServers: BlockServerSeen[]
@@ -142,18 +151,24 @@ export class FuseSession {
     const onDecide = (c: RawDecideCall): void => {
       const req: DecideRequest = { uid: c.uid, gid: c.gid, gids: c.gids, pid: c.pid, umask: c.umask, path: c.path, action: c.action as Action, nodeid: c.nodeid }
       Promise.resolve().then(async () => await decide(req)).then(
-        a => answer(c.id, { ok: a.ok === true, errno: a.ok === true ? undefined : errnoNumber(a.errno, ERRNO.EACCES), ttlMs: a.ttlMs ?? 0, bypass: a.bypass ?? true, scope: a.scope }),
+        a => answer(c.id, { ok: a.ok === true, errno: a.ok === true ? undefined : errnoNumber(a.errno, ERRNO.EACCES), ttlMs: a.ttlMs ?? 0, bypass: a.bypass ?? true, scope: a.scope, pool: a.pool }),
         err => answer(c.id, { ok: false, errno: errnoNumber(err) }))
     }
     const io = o.io
     const onIo = (c: RawIoCall): void => {
       if (io === undefined) { answer(c.id, { errno: ERRNO.EIO }); return }
-      const req: IoRequest = { kind: c.kind as IoKind, fh: c.fh, nodeid: c.nodeid, fd: c.fd, offset: c.offset, size: c.size, flags: c.flags, uid: c.uid, gid: c.gid, pid: c.pid, path: c.path, data: c.data }
+      const req: IoRequest = { kind: c.kind as IoKind, fh: c.fh, nodeid: c.nodeid, fd: c.fd, offset: c.offset, size: c.size, flags: c.flags, uid: c.uid, gid: c.gid, pid: c.pid, path: c.path, pool: c.pool, data: c.data }
       Promise.resolve().then(async () => await io(req)).then(
         a => {
-          answer(c.id, { errno: a.errno === undefined ? undefined : errnoNumber(a.errno), value: a.value, data: a.data, hostKey: a.hostKey })
-          a.hostKey?.key?.fill(0) // the native side has its copy (locked memory); none stays in the JS heap
-          a.hostKey?.remote?.keys.fill(0)
+          try {
+            answer(c.id, { errno: a.errno === undefined ? undefined : errnoNumber(a.errno), value: a.value, data: a.data, hostKey: a.hostKey, spares: a.spares })
+          } finally { // the native side has its copies (locked memory); none stays in the JS heap
+            for (const k of [a.hostKey, ...(a.spares ?? [])]) {
+              k?.key?.fill(0)
+              k?.remote?.keys.fill(0)
+              k?.release?.()
+            }
+          }
         },
         err => answer(c.id, { errno: errnoNumber(err) }))
     }
@@ -188,6 +203,12 @@ export class FuseSession {
     if (!Number.isInteger(fh) || fh < 0) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'fh must be a handle number or 0')
     return call(() => raw.fuseRevoke(this.s, fh))
   }
+
+  /**
+   * Wipes the host-placement keys held now (expiredOnly: only those past their ttl); the files' next reads and writes
+   * ask for a key again (the io hook's `key`, a fresh decision). Returns how many keys were wiped.
+   */
+  dropKeys (expiredOnly: boolean): number { this.check(); return call(() => raw.fuseDropKeys(this.s, expiredOnly)) }
 
   handles (): HandleInfo[] { this.check(); return call(() => raw.fuseHandles(this.s)) }
 

@@ -3,6 +3,7 @@
 // whose decision granted the key.
 // Each server's last load, weight, latency, policy version and requests in flight are kept; the host picks its own
 // target from them with a named strategy (selection.ts).
+import { performance } from 'node:perf_hooks'
 import { dataPool } from '../channel/buffer-pool'
 import { connect } from '../channel/tls'
 import type { Channel } from '../channel/channel'
@@ -12,8 +13,8 @@ import { ERRORS, PemError } from '../wire/errors'
 import { Op } from '../wire/opcodes'
 import { decodeHeader, readTrailer, TRAILER_BYTES, type FileHeader } from '../wire/file-format'
 import {
-  BLOCK_CHANNEL_KEY_BYTES, BLOCK_CHANNEL_LABEL, LIMITS, type BlockChannelReply, type BlocksReply, type DecideBody, type DecideReply, type EnrollReply, type FileHeaderReply, type FileKeyReply,
-  type LoadValues, type PingReply, type Placement, type ServerEntry, type ServersReply
+  BLOCK_CHANNEL_KEY_BYTES, BLOCK_CHANNEL_LABEL, LIMITS, checkKeysDrop, type BlockChannelReply, type BlocksReply, type DecideBody, type DecideReply, type EnrollReply,
+  type FileHeaderReply, type FileKeyReply, type KeysDropBody, type LoadValues, type PingReply, type Placement, type ServerEntry, type ServersReply
 } from '../wire/packets'
 import { parseToken } from '../wire/token'
 import { createSelector, noteDown, noteOverload, noteReply, OVERLOAD_BACKOFF_MS, type SelectionName, type Selector } from './selection'
@@ -79,6 +80,14 @@ function joined (parts: Uint8Array[], bytes: number): Buffer {
 
 /** New-file headers asked for at once (FileHeader count): one round trip serves this many new encrypted files. */
 const HEADER_BATCH = 16
+/** A spare new-file key (newHostFile) with less lease left than this is not used: its file would ask again at once. */
+const SPARE_KEY_MIN_MS = 1000
+
+const POOLS_KEPT = 1024
+const spareKeyOf = (d: Decision, keys: boolean): string => `${d.server}|${d.pv}|${d.key ?? ''}|${d.compression}|${keys ? 'keys' : ''}`
+
+/** A new-file header from a FileHeader batch; `sealed`: its key (host placement), usable until `until` (performance.now ms). */
+interface Spare { bytes: Buffer, sealed: Buffer | null, until: number }
 /**
  * Data-call errors after which the caller decides again and retries (crypt-io.ts granted; crypt-file.ts keeps
  * trying background seals): dataRequest() has marked a server that stopped answering down, so the new decision
@@ -134,8 +143,12 @@ export class ClusterClient {
    */
   private policyVersion = 0
   private readonly pvListeners = new Set<(pv: number) => void>()
-  /** Unused new-file headers by server|pv|key|compression (newHeader). */
-  private readonly spareHeaders = new Map<string, Buffer[]>()
+  private readonly keysDropListeners = new Set<(drop: KeysDropBody, server: string) => void>()
+  /** Unused new-file headers by server|pv|key|compression|keys (newHeader, newHostFile). */
+  private readonly spareHeaders = new Map<string, Spare[]>()
+  /** Pool numbers by spare key (poolOf). */
+  private readonly pools = new Map<string, number>()
+  private lastPool = 0
   private readonly blockRequests = new Map<string, number>() // per server: native block requests already counted
   private readonly timeoutMs: number
   private readonly retryDownMs: number
@@ -148,6 +161,23 @@ export class ClusterClient {
     if (v === this.policyVersion) return
     this.policyVersion = v
     for (const l of this.pvListeners) l(v)
+  }
+
+  /**
+   * Calls `fn` when a server tells this host to wipe the file keys it holds (KeysDrop: a revocation, FORMAT.md §4.5);
+   * returns an off.
+   */
+  onKeysDrop (fn: (drop: KeysDropBody, server: string) => void): () => void {
+    this.keysDropListeners.add(fn)
+    return () => { this.keysDropListeners.delete(fn) }
+  }
+
+  /** An unsolicited frame from a server: KeysDrop is the only one a host takes; anything else is ignored. */
+  private readonly onServerMessage = (op: Op, body: unknown, ch: Channel): void => {
+    if (op !== Op.KeysDrop) return
+    const drop = checkKeysDrop(body)
+    for (const k of [...this.spareHeaders.keys()]) if (k.endsWith('|keys')) this.spareHeaders.delete(k) // their sealed keys too
+    for (const l of this.keysDropListeners) l(drop, ch.peer.id)
   }
 
   /** Calls `fn` whenever the host adopts a new policy version (the mount drops its cached answers); returns an off. */
@@ -193,7 +223,7 @@ export class ClusterClient {
   private async channelOf (s: ServerState): Promise<Channel> {
     if (s.channel !== null && !s.channel.closed) return s.channel
     if (s.connecting === null) {
-      s.connecting = connect({ ...splitAddr(s.entry.addr), identity: this.identity, role: 'host', expectedId: s.entry.id, connectTimeoutMs: this.timeoutMs, timeoutMs: this.timeoutMs })
+      s.connecting = connect({ ...splitAddr(s.entry.addr), identity: this.identity, role: 'host', expectedId: s.entry.id, connectTimeoutMs: this.timeoutMs, timeoutMs: this.timeoutMs, onMessage: this.onServerMessage })
         .then(ch => { s.channel = ch; if (ch.helloReply !== undefined) this.seeVersion(s, ch.helloReply.pv); return ch })
         .finally(() => { s.connecting = null })
     }
@@ -279,19 +309,72 @@ export class ClusterClient {
    * and policy version without a round trip (a key rotation is a new version), each exactly once.
    */
   async newHeader (d: Decision, blockBytes?: number): Promise<{ bytes: Buffer, header: FileHeader }> {
+    const { bytes } = await this.spare(d, blockBytes, false)
+    return { bytes, header: decodeHeader(bytes) }
+  }
+
+  /**
+   * A new file under host placement: its header and its key (as fileKey returns it), both from one FileHeader batch
+   * that carries each new file's sealed key, so a new file costs no round trip of its own. A spare whose lease has
+   * less than SPARE_KEY_MIN_MS left is dropped; a server that sends no keys gets a FileKey request per file.
+   */
+  async newHostFile (d: Decision): Promise<{ bytes: Buffer, header: FileHeader, key: Buffer, ttlMs: number }> {
+    const s = await this.spare(d, undefined, true)
+    const header = decodeHeader(s.bytes)
+    if (s.sealed === null) return { bytes: s.bytes, header, ...await this.fileKey(d, s.bytes) }
+    const key = openFileKey(this.identity, s.sealed, header.fileId, header.keyVersion)
+    return { bytes: s.bytes, header, key, ttlMs: Math.max(0, Math.floor(s.until - performance.now())) }
+  }
+
+  /**
+   * Up to `max` more new host files for `d` from the spares already here (no round trip; none when there are
+   * none): the native session keeps them for the next creates of the pool poolOf(d) names.
+   */
+  spareHostFiles (d: Decision, max: number): Array<{ bytes: Buffer, header: FileHeader, key: Buffer, ttlMs: number }> {
+    const list = d.placement === 'host' && d.pv === this.pv ? this.spareHeaders.get(spareKeyOf(d, true)) : undefined
+    const out: Array<{ bytes: Buffer, header: FileHeader, key: Buffer, ttlMs: number }> = []
+    const now = performance.now()
+    while (list !== undefined && list.length > 0 && out.length < max) {
+      const s = list.pop() as Spare
+      if (s.sealed === null || s.until - now < SPARE_KEY_MIN_MS) continue
+      const header = decodeHeader(s.bytes)
+      out.push({ bytes: s.bytes, header, key: openFileKey(this.identity, s.sealed, header.fileId, header.keyVersion), ttlMs: Math.floor(s.until - now) })
+    }
+    return out
+  }
+
+  /** The number naming the spare new host files of decisions like `d` (the native session's pool), 0 for none. */
+  poolOf (d: Decision): number {
+    if (d.placement !== 'host' || d.pv !== this.pv || d.bypass) return 0
+    const k = spareKeyOf(d, true)
+    let n = this.pools.get(k)
+    if (n === undefined) {
+      if (this.pools.size >= POOLS_KEPT) this.pools.clear() // ids are never reused, so a stale one names nothing
+      n = ++this.lastPool
+      this.pools.set(k, n)
+    }
+    return n
+  }
+
+  private async spare (d: Decision, blockBytes: number | undefined, keys: boolean): Promise<Spare> {
+    if (keys && d.placement !== 'host') throw new PemError('PEM_ERR_KEY_NOT_GRANTED', 'the decision places crypto on the appliance')
     // Spares are kept only for the version this host is on: a decision of an older one asks for its header alone.
     const pooled = blockBytes === undefined && d.pv === this.pv
-    const spareKey = `${d.server}|${d.pv}|${d.key ?? ''}|${d.compression}`
-    let bytes = pooled ? this.spareHeaders.get(spareKey)?.pop() : undefined
-    if (bytes === undefined) {
-      const r = await this.dataRequest(d, Op.FileHeader, { grant: grantOf(d), blockBytes, count: pooled ? HEADER_BATCH : 1 }) as FileHeaderReply
-      bytes = r.header
-      if (pooled && r.more !== undefined && r.more.length > 0) {
-        for (const k of this.spareHeaders.keys()) if (k.split('|')[1] !== String(d.pv)) this.spareHeaders.delete(k)
-        this.spareHeaders.set(spareKey, [...(this.spareHeaders.get(spareKey) ?? []), ...r.more])
-      }
+    const spareKey = spareKeyOf(d, keys)
+    if (pooled) {
+      const list = this.spareHeaders.get(spareKey) ?? []
+      for (let s = list.pop(); s !== undefined; s = list.pop()) if (!keys || s.until - performance.now() >= SPARE_KEY_MIN_MS) return s
     }
-    return { bytes, header: decodeHeader(bytes) }
+    const asked = performance.now()
+    const r = await this.dataRequest(d, Op.FileHeader, { grant: grantOf(d), blockBytes, count: pooled ? HEADER_BATCH : 1, keys: keys || undefined }) as FileHeaderReply
+    const until = asked + (r.ttlMs ?? 0)
+    const spares = [r.header, ...(r.more ?? [])].map((bytes, i): Spare => ({ bytes, sealed: r.sealed?.[i] ?? null, until }))
+    const first = spares.shift() as Spare
+    if (pooled && spares.length > 0) {
+      for (const k of this.spareHeaders.keys()) if (k.split('|')[1] !== String(d.pv)) this.spareHeaders.delete(k)
+      this.spareHeaders.set(spareKey, [...(this.spareHeaders.get(spareKey) ?? []), ...spares])
+    }
+    return first
   }
 
   /**
@@ -312,7 +395,7 @@ export class ClusterClient {
   /**
    * The key of the file whose header is `header`, released by the decision's server under host placement: opened
    * with this host's identity and checked against the header's file id and key version. `key` is a sodium_malloc
-   * buffer of 32 bytes: wipe it (sodium_memzero) once handed to native code. `ttlMs`: how long it may be used before
+   * buffer of 32 bytes: give it back with releaseFileKey (crypto/file-key.ts, wipes it) once handed to native code. `ttlMs`: how long it may be used before
    * deciding again. Errors as the blocks calls (PEM_ERR_KEY_NOT_GRANTED and dead servers are in REDECIDE).
    */
   async fileKey (d: Decision, header: Buffer): Promise<{ key: Buffer, ttlMs: number }> {

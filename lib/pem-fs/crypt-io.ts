@@ -8,6 +8,7 @@ import fs from 'node:fs'
 import type { CryptFile, WithGrant, Writer } from './crypt-file'
 import type { CryptFiles } from './crypt-files'
 import { REDECIDE } from './client'
+import { releaseFileKey } from '../crypto/file-key'
 import type { Caller, Decision, Guard } from './guard'
 import type { HostKey, IoAnswer, IoRequest } from '../native/fuse-session'
 import { PemError } from '../wire/errors'
@@ -33,6 +34,9 @@ export interface CryptHandle extends Writer {
   append: boolean // opened O_APPEND: every write goes to the end of the file as CryptFile knows it
 }
 
+/** A key for the native session: zeroed there once given, then its buffer goes back (releaseFileKey). */
+const handOver = (header: Buffer, key: Buffer, ttlMs: number): HostKey => ({ key, header, ttlMs, release: () => releaseFileKey(key) })
+
 /** Data calls of encrypted handles (the counters `pemfs status` shows next to the session's own). */
 export interface IoCounts { errors: number, reads: number, writes: number, bytesRead: number, bytesWritten: number }
 
@@ -46,16 +50,19 @@ function needed (flags: number): Action[] {
 const done = async (f: (cb: (e: NodeJS.ErrnoException | null) => void) => void): Promise<void> =>
   await new Promise((resolve, reject) => f(e => e === null ? resolve() : reject(e)))
 
-/** What a host-placement handle's `key` call needs again: its open's action and the header it was given. */
-interface HostOpen { action: Action, header: Buffer, server: string }
-const HOST_OPENS_KEPT = 10_000 // the native side never releases a host-placement handle here: bounded, oldest dropped
+/** New files' keys one create's answer hands the native session beside its own (the rest of the client's batch). */
+const SPARES_PER_ANSWER = 15
+/** The `key` call's flags (beside the handle's access, O_ACCMODE): the node's block channel server timed out or closed; the node holds a grant at spd's block service. */
+const KEY_SERVER_LOST = 4
+const KEY_REMOTE = 8
+const BLOCK_SERVERS_KEPT = 10_000 // the native side never releases its handles here: bounded, oldest dropped
 
 export class CryptIo {
   readonly handles = new Map<number, CryptHandle>()
-  private readonly hostOpens = new Map<number, HostOpen>()
   readonly counts: IoCounts = { errors: 0, reads: 0, writes: 0, bytesRead: 0, bytesWritten: 0 }
   private lastLog = 0
   private nativeBlocks = NATIVE_BLOCKS
+  private readonly blockServers = new Map<number, string>() // appliance handles served natively: their server
 
   constructor (private readonly guard: Guard, private readonly files: CryptFiles) {}
 
@@ -128,7 +135,7 @@ export class CryptIo {
         const d = await this.guard.allow(caller, r.path, 'truncate', attrs)
         if (this.native(d) && !this.files.holds(r.fd)) { // served natively, like its opens: one engine per inode
           const { kind, bytes } = this.files.peek(r.fd)
-          const native = kind === 'encrypted' && bytes !== null ? await this.hostKey(0, 'truncate', d, bytes) : null
+          const native = kind === 'encrypted' && bytes !== null ? await this.hostKey(0, d, bytes) : null
           if (native !== null) return native
         }
         const f = this.files.acquire(r.fd, r.path)
@@ -148,12 +155,16 @@ export class CryptIo {
     const p = r.path
     if ((r.flags & O_CREAT) !== 0) { // a new file: its creation decision answers for the writes
       const d = await this.guard.allow(caller, p, 'create', attrs)
-      const seen = this.native(d) && !this.files.holds(r.fd) ? this.files.peek(r.fd) : null
-      if (seen !== null && seen.kind !== 'plaintext') { // the native side writes a new header at the first write
+      if (this.native(d) && !this.files.holds(r.fd)) {
+        const seen = this.files.peek(r.fd)
         // A create that found the name taken (another process's create won the race) opens that file: its header.
-        const bytes = seen.kind === 'encrypted' && seen.bytes !== null ? seen.bytes : (await this.guard.client.newHeader(d)).bytes
-        const native = await this.hostKey(r.fh, 'create', d, bytes)
-        if (native !== null) return native
+        if (seen.kind === 'encrypted' && seen.bytes !== null) {
+          const native = await this.hostKey(r.fh, d, seen.bytes)
+          if (native !== null) return native
+        } else if (seen.kind !== 'plaintext') { // the native side writes a new header at the first write
+          const native = await this.newNativeFile(r, d)
+          if (native !== null) return native
+        }
       }
       const f = this.files.acquire(r.fd, p)
       try { await f.create(this.given(d), p) } catch (err) { this.files.release(f); throw err }
@@ -185,9 +196,9 @@ export class CryptIo {
     const i = w >= 0 ? w : 0
     const { kind, bytes } = this.files.peek(r.fd)
     if (kind === 'plaintext') return null
-    if (kind === 'encrypted' && bytes !== null) return await this.hostKey(r.fh, actions[i], ds[i], bytes)
+    if (kind === 'encrypted' && bytes !== null) return await this.hostKey(r.fh, ds[i], bytes)
     if (w < 0) return null
-    return await this.hostKey(r.fh, 'write', ds[w], (await this.guard.client.newHeader(ds[w])).bytes)
+    return await this.newNativeFile(r, ds[w])
   }
 
   /** Decisions served by the native side: host placement, and appliance placement on the native block path. */
@@ -198,41 +209,51 @@ export class CryptIo {
    * is delivered) or its grant at the decision's block service (appliance). null: the server runs no block service,
    * serve it here.
    */
-  private async hostKey (fh: number, action: Action, d: Decision, header: Buffer): Promise<{ hostKey: HostKey } | null> {
-    let answer: HostKey
+  private async hostKey (fh: number, d: Decision, header: Buffer): Promise<IoAnswer | null> {
     if (d.placement === 'host') {
       const { key, ttlMs } = await this.guard.client.fileKey(d, header)
-      answer = { key, header, ttlMs: Math.max(1, ttlMs) } // a decision at the end of its ttl: the next call asks again
-    } else {
-      try {
-        const { remote, ttlMs } = await this.guard.client.blockChannel(d, header)
-        answer = { remote, header, ttlMs: Math.max(1, ttlMs) }
-      } catch (err) {
-        if (!(err instanceof PemError) || err.code !== 'PEM_ERR_BAD_OPCODE') throw err
-        this.nativeBlocks = false
-        return null
+      return { hostKey: handOver(header, key, ttlMs) }
+    }
+    try {
+      const { remote, ttlMs } = await this.guard.client.blockChannel(d, header)
+      if (fh !== 0) { // fh 0: a truncation by path, no handle to remember
+        if (this.blockServers.size >= BLOCK_SERVERS_KEPT) this.blockServers.delete(this.blockServers.keys().next().value as number)
+        this.blockServers.set(fh, d.server)
       }
+      return { hostKey: { remote, header, ttlMs: Math.max(1, ttlMs) } }
+    } catch (err) {
+      if (!(err instanceof PemError) || err.code !== 'PEM_ERR_BAD_OPCODE') throw err
+      this.nativeBlocks = false
+      return null
     }
-    if (fh !== 0) { // fh 0: a truncation by path, no handle to remember
-      if (this.hostOpens.size >= HOST_OPENS_KEPT) this.hostOpens.delete(this.hostOpens.keys().next().value as number)
-      this.hostOpens.set(fh, { action, header, server: d.server })
-    }
-    return { hostKey: answer }
   }
 
-  /** A host-placement handle's key outlived its ttl: decide again (fresh) and release the key again, or refuse. */
+  /**
+   * hostKey for a new (empty) file. Host placement: a new header and its key, from the client's batch (no round trip
+   * of its own); for a create whose decision names a pool, the batch's other spares go along for the pool's next
+   * creates. Appliance placement: a new header from spd and its grant at the block service (null: none).
+   */
+  private async newNativeFile (r: IoRequest, d: Decision): Promise<IoAnswer | null> {
+    if (d.placement !== 'host') return await this.hostKey(r.fh, d, (await this.guard.client.newHeader(d)).bytes)
+    const { bytes, key, ttlMs } = await this.guard.client.newHostFile(d)
+    const spares = r.pool > 0 && r.pool === this.guard.client.poolOf(d) ? this.guard.client.spareHostFiles(d, SPARES_PER_ANSWER) : []
+    return { hostKey: handOver(bytes, key, ttlMs), spares: spares.map(s => handOver(s.bytes, s.key, s.ttlMs)) }
+  }
+
+  /**
+   * A host-placement handle's key outlived its ttl: decide again (fresh) for what the handle was opened for and
+   * release the key of the file whose header the session sends again, or refuse.
+   */
   private async rekey (r: IoRequest): Promise<IoAnswer> {
     const caller = { uid: r.uid, gid: r.gid, pid: r.pid }
-    const known = r.fh === 0 ? undefined : this.hostOpens.get(r.fh) // by path: the file's own header, read below
-    // flags 2: this handle must seal but the node's grant (another handle's, or read-only) cannot: ask for a write grant
-    const action: Action = r.fh === 0 ? 'truncate' : (r.flags & 2) !== 0 || known?.action === 'create' ? 'write' : known?.action ?? 'read'
-    // The native node's header (data), which racing creates of one name share: not necessarily this handle's own.
-    const header = r.data !== undefined && r.data.length > 0 ? Buffer.from(r.data) : known?.header ?? this.files.peek(r.fd).bytes
-    if (header === null) throw Object.assign(new Error('no header to release a key for'), { code: 'EIO' })
-    if ((r.flags & 1) !== 0 && known !== undefined) this.guard.client.noteServerLost(known.server) // timed out or closed
+    const action: Action = r.fh === 0 ? 'truncate' : (r.flags & O_ACCMODE) === O_RDONLY ? 'read' : 'write'
+    if (r.data === undefined || r.data.length === 0) throw Object.assign(new Error('no header to release a key for'), { code: 'EIO' })
+    const lost = (r.flags & KEY_SERVER_LOST) !== 0 ? this.blockServers.get(r.fh) : undefined
+    if (lost !== undefined) this.guard.client.noteServerLost(lost) // timed out or closed
     const d = await this.guard.allow(caller, r.path, action, this.guard.attrs(caller), true)
-    if (!this.native(d)) throw new PemError('PEM_ERR_POLICY_DENY', `${r.path}: no longer served natively`)
-    const answer = await this.hostKey(r.fh, action, d, header)
+    const placement = (r.flags & KEY_REMOTE) !== 0 ? 'appliance' : 'host' // a handle keeps the placement of its open
+    if (d.placement !== placement || !this.native(d)) throw new PemError('PEM_ERR_POLICY_DENY', `${r.path}: no longer under ${placement} placement`)
+    const answer = await this.hostKey(r.fh, d, Buffer.from(r.data))
     if (answer === null) throw Object.assign(new Error(`${r.path}: its server runs no block service`), { code: 'EIO' })
     return answer
   }

@@ -44,10 +44,13 @@ export function statusOf (m: Mounted): Record<string, unknown> {
     nativeCacheHits: stats?.cacheHits ?? 0,
     nativeJsCalls: stats?.jsCalls ?? 0, // decisions the native session asked of this process (its cache missed)
     timeouts: stats?.timeouts ?? 0,
-    // host placement (issue 18): files the native side serves with a leased key now, keys it was handed (a count,
-    // never material), key calls after a ttl ran out, and its data calls
+    // host placement (issue 18): files the native side serves now, keys it was handed (a count, never material),
+    // keys it holds now (wiped at their ttl, on a pushed revocation and at the last close), keys wiped before the
+    // last close (expired or revoked), key calls after a key was gone, and its data calls
     hostFiles: stats?.hostNodes ?? 0,
     hostKeys: stats?.hostKeys ?? 0,
+    hostKeysHeld: stats?.hostKeysHeld ?? 0,
+    hostKeysDropped: stats?.hostKeysDropped ?? 0,
     hostKeyCalls: stats?.hostKeyCalls ?? 0,
     hostReads: stats?.hostReads ?? 0,
     hostWrites: stats?.hostWrites ?? 0,
@@ -57,6 +60,8 @@ export function statusOf (m: Mounted): Record<string, unknown> {
     blockBlocks: stats?.blockBlocks ?? 0,
     blockConnects: stats?.blockConnects ?? 0,
     blockLinksLost: stats?.blockLinksLost ?? 0,
+    hostSpareKeys: stats?.hostSpareKeys ?? 0, // new files' keys held for the next creates (a count)
+    hostSpareTakes: stats?.hostSpareTakes ?? 0,
     ...m.guard.stats,
     servers: m.client.servers.map(s => ({
       name: s.entry.name,

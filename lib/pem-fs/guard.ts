@@ -63,6 +63,9 @@ export class Guard {
     return d
   }
 
+  /** Forgets every cached decision (a revocation was pushed: the next operations decide again). */
+  forget (): void { this.cache.clear() }
+
   /** A live decision for `path`: its own, or one whose scope is an ancestor of it ('' = the guard root, then down). */
   private cached (who: string, path: string): Decision | undefined {
     const now = Date.now()

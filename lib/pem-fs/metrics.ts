@@ -19,6 +19,7 @@ export async function pemfsMetricsText (status: Record<string, unknown>): Promis
     ['decisions', 'decisions asked of the cluster'], ['cacheHits', 'decisions answered from the guard\'s cache'], ['nativeCacheHits', 'decisions answered from the native session\'s cache'],
     ['nativeJsCalls', 'decisions the native session asked of the control plane (its cache missed)'],
     ['hostKeys', 'file keys handed to the native session (host placement)'], ['hostKeyCalls', 'host-placement keys asked again after their ttl'],
+    ['hostSpareTakes', 'new files created with a spare key, without a call to the control plane'],
     ['hostReads', 'reads served natively (leased key or block service)'], ['hostWrites', 'writes served natively (leased key or block service)'],
     ['blockGrants', 'grants of spd\'s native block service handed to the native session'], ['blockRequests', 'requests sent to spd\'s native block service'],
     ['blockBlocks', 'blocks sealed or opened by spd\'s native block service'], ['blockLinksLost', 'block channel connections lost'],
@@ -31,6 +32,7 @@ export async function pemfsMetricsText (status: Record<string, unknown>): Promis
   gauge('pemfs_policy_version', 'newest configuration version this mount has seen').set({ guard }, Number(status.pv ?? 0))
   gauge('pemfs_open_handles', 'open file handles').set({ guard }, Number(status.handles ?? 0))
   gauge('pemfs_host_files', 'files served with a leased key now (host placement)').set({ guard }, Number(status.hostFiles ?? 0))
+  gauge('pemfs_host_spare_keys', 'new files\' keys held for the next creates now (host placement)').set({ guard }, Number(status.hostSpareKeys ?? 0))
   if (typeof status.rssMiB === 'number') gauge('pemfs_resident_memory_bytes', 'resident memory of the mount daemon').set({ guard }, status.rssMiB * 1048576)
   const up = gauge('pemfs_server_up', '1 when the server is up for this host', ['server'])
   const load = gauge('pemfs_server_load', 'last load the server reported (1.0 = full)', ['server'])

@@ -31,6 +31,8 @@ const DEBUG = process.env.PEMFS_DEBUG === '1'
 // A decision or io answer may wait for every server in turn, and an encrypted fsync/close for write-behind to
 // persist (crypt-file.ts WRITE_BEHIND_PERSIST_MS, 10 s): the session's deadline is above both.
 const ANSWER_SLACK_MS = 30_000
+/** How often held file keys past their ttl are wiped (host placement; FORMAT.md §4.5 "Revocation"). */
+const KEY_SWEEP_MS = 250
 
 function checkFuse (): void {
   if (!fs.existsSync('/dev/fuse')) throw new PemError('PEM_ERR_BAD_CONFIG', 'FUSE is not available: /dev/fuse is missing (load the fuse module, or run the container with --device /dev/fuse)')
@@ -47,7 +49,7 @@ async function reachCluster (client: ClusterClient): Promise<void> {
 /**
  * The session's `decide`: the caller's access attributes, then the guard's (cached) decision. Permits and denies
  * both go to the native cache for their ttl and scope (the guard caches them the same way); a cluster failure is
- * never cached.
+ * never cached. A create under host placement names its pool of spare new-file keys (crypt-io.ts newHostFile).
  */
 function decider (guard: Guard): (c: DecideRequest) => Promise<DecideAnswer> {
   let lastLog = 0
@@ -60,7 +62,7 @@ function decider (guard: Guard): (c: DecideRequest) => Promise<DecideAnswer> {
     const caller = { uid: c.uid, gid: c.gid, pid: c.pid }
     try {
       const d = await guard.decide(caller, c.path, c.action, guard.attrs(caller, c.gids))
-      if (d.ok) return { ok: true, ttlMs: d.ttl, bypass: d.bypass, scope: scope(d) }
+      if (d.ok) return { ok: true, ttlMs: d.ttl, bypass: d.bypass, scope: scope(d), pool: c.action === 'create' ? guard.client.poolOf(d) : 0 }
       const err = denial(d, c.path, c.action)
       if (DEBUG) log(c, err) // denials: the audit log
       return { ok: false, errno: -toErrno(err), ttlMs: d.ttl, scope: scope(d) }
@@ -107,12 +109,24 @@ export async function mountGuard (o: MountOptions): Promise<Mounted> {
     // The native block path's replies (load, weight, version, requests per server) feed the server table.
     const feed = setInterval(() => { if (s.mounted) client.noteBlockServers(s.stats().blockServers) }, BLOCK_FEED_MS)
     feed.unref()
+    const stopDrops = client.onKeysDrop((drop, server) => { // a revocation pushed: keys and cached decisions go now
+      if (!s.mounted) return
+      const wiped = s.dropKeys(false)
+      s.invalidate()
+      guard.forget()
+      process.stderr.write(`${new Date().toISOString()} ${drop.reason} (version ${drop.pv}, server ${server.slice(0, 16)}): wiped ${wiped} file key(s)\n`)
+    })
+    // A released key is a lease for its decision's ttl: wiped once that has run out, asked for again at the next block.
+    const sweep = setInterval(() => { if (s.mounted) s.dropKeys(true) }, KEY_SWEEP_MS)
+    sweep.unref()
     const fd = backingFd
     let unmounting: Promise<void> | undefined
     const unmount = async (): Promise<void> => {
       unmounting ??= Promise.resolve().then(() => {
         stopListening()
         clearInterval(feed)
+        stopDrops()
+        clearInterval(sweep)
         s.unmount()
         w.close()
         client.close()

@@ -7,13 +7,15 @@ import { newToken, tokenHash } from '../crypto/password'
 import { describePolicy, diffPolicies } from '../policy'
 import { PemError } from '../wire/errors'
 import { formatToken } from '../wire/token'
-import type { AdminApi, AdminRequest } from './admin'
+import { authorityOf, type AdminApi, type AdminRequest } from './admin'
 import { ROTATED_SUFFIX } from './audit'
 import { recentDecisions } from './audit-read'
 import { mergeParts, TRAIL_MAX } from './audit-trail'
 import { verifyAuditFiles } from './audit-verify'
 import { checkHostPort } from './config'
+import { dropExpiredTokens } from './handlers/enroll'
 import { newKeyVersion, type Member } from './member'
+import type { HostRecord } from './state'
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/
 /** Most decision records one GET /v1/audit/decisions returns (about 50 MB of JSON); the newest are kept. */
@@ -23,6 +25,13 @@ function name (req: AdminRequest, field: string): string {
   const v = req.body[field] ?? req.params[field]
   if (typeof v !== 'string' || !NAME.test(v)) throw new PemError('PEM_ERR_BAD_ARGUMENT', `${field} must be 1-64 characters of A-Z a-z 0-9 . _ -`)
   return v
+}
+
+/** The enrolled host named by `ref`: its name, its id or at least 4 leading characters of its id. */
+function hostOf (m: Member, ref: string): HostRecord {
+  const host = Object.values(m.store.state.hosts).find(h => h.id === ref || h.name === ref || h.id.startsWith(ref))
+  if (host === undefined || ref.length < 4) throw new PemError('PEM_ERR_NOT_FOUND', `no enrolled host ${ref}`)
+  return host
 }
 
 function text (req: AdminRequest): string {
@@ -55,7 +64,7 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
     })
     .route('GET', '/v1/policy', () => ({ version: m.store.state.version, text: m.store.state.policyText }))
     .route('PUT', '/v1/policy', async req => {
-      const r = await m.applyPolicy(text(req), req.session.user)
+      const r = await m.applyPolicy(text(req), req.session.user, authorityOf(req.session))
       return { version: r.version, rebased: r.rebased }
     })
     .route('POST', '/v1/policy/diff', req => ({ version: m.store.state.version, diff: diffPolicies(m.store.state.policyText ?? '', text(req)) }))
@@ -67,7 +76,7 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
       const s = await m.change(req.session.user, `key-create:${key}`, d => {
         if (d.keys[key] !== undefined) throw new PemError('PEM_ERR_BUSY', `key ${key} exists; use key rotate`)
         d.keys[key] = [newKeyVersion(1)]
-      })
+      }, authorityOf(req.session))
       m.audit.write({ kind: 'admin', event: 'key_created', user: req.session.user, key, version: s.version })
       return { name: key, version: 1, pv: s.version }
     })
@@ -79,7 +88,7 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
         if (list === undefined) throw new PemError('PEM_ERR_NOT_FOUND', `no key named ${key}`)
         next = list[0].version + 1
         list.unshift(newKeyVersion(next))
-      })
+      }, authorityOf(req.session))
       m.audit.write({ kind: 'admin', event: 'key_rotated', user: req.session.user, key, keyVersion: next, version: s.version })
       return { name: key, version: next, pv: s.version }
     })
@@ -89,20 +98,33 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
       const ttlS = typeof req.body.ttlS === 'number' && req.body.ttlS > 0 ? Math.min(req.body.ttlS, 30 * 86400) : 86400
       const secret = newToken()
       const expires = new Date(Date.now() + ttlS * 1000).toISOString()
-      const s = await m.change(req.session.user, `host-token:${host}`, d => { d.tokens[tokenHash(secret)] = { name: host, expires, createdBy: req.session.user } })
+      const s = await m.change(req.session.user, `host-token:${host}`, d => {
+        dropExpiredTokens(d, Date.now())
+        d.tokens[tokenHash(secret)] = { name: host, expires, createdBy: req.session.user }
+      }, authorityOf(req.session))
       m.audit.write({ kind: 'admin', event: 'host_token_created', user: req.session.user, name: host, version: s.version })
       return { name: host, token: formatToken(secret, m.identity.id), expires, cluster: m.hostAddr }
     })
     .route('DELETE', '/v1/hosts/:ref', async req => {
-      const ref = req.params.ref
-      const host = Object.values(m.store.state.hosts).find(h => h.id === ref || h.name === ref || h.id.startsWith(ref))
-      if (host === undefined || ref.length < 4) throw new PemError('PEM_ERR_NOT_FOUND', `no enrolled host ${ref}`)
+      const host = hostOf(m, req.params.ref)
       const s = await m.change(req.session.user, `host-remove:${host.name}`, d => {
         if (d.hosts[host.id] === undefined) throw new PemError('PEM_ERR_NOT_FOUND', `host ${host.name} was removed meanwhile`)
         delete d.hosts[host.id]
-      })
+      }, authorityOf(req.session))
       m.audit.write({ kind: 'admin', event: 'host_removed', user: req.session.user, host: host.id, name: host.name, version: s.version })
       return { removed: host.id, version: s.version }
+    })
+    .route('POST', '/v1/hosts/:ref/revoke', async req => {
+      const host = hostOf(m, req.params.ref)
+      const undo = req.body.undo ?? false
+      if (typeof undo !== 'boolean') throw new PemError('PEM_ERR_BAD_ARGUMENT', 'undo must be true or false')
+      const s = await m.change(req.session.user, `host-${undo ? 'unrevoke' : 'revoke'}:${host.name}`, d => {
+        const h = d.hosts[host.id]
+        if (h === undefined) throw new PemError('PEM_ERR_NOT_FOUND', `host ${host.name} was removed meanwhile`)
+        if (undo) delete h.keysRevoked; else h.keysRevoked = true
+      }, authorityOf(req.session))
+      m.audit.write({ kind: 'admin', event: undo ? 'host_keys_restored' : 'host_keys_revoked', user: req.session.user, host: host.id, name: host.name, version: s.version })
+      return { host: host.id, name: host.name, keysRevoked: !undo, version: s.version }
     })
     .route('GET', '/v1/host-servers', () => m.store.state.hostServers ?? {})
     .route('PUT', '/v1/host-servers/:host', async req => {
@@ -116,7 +138,7 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
       const members = new Set(Object.values(m.store.state.members).filter(r => r.state === 'active').map(r => r.name))
       for (const n of [...(Array.isArray(only) ? only as string[] : []), ...Object.keys(prefer)]) if (!members.has(n)) throw new PemError('PEM_ERR_NOT_FOUND', `no active member named ${n}`)
       const rule = { only: Array.isArray(only) ? only as string[] : null, prefer: prefer as Record<string, number> }
-      const s = await m.change(req.session.user, `host-servers:${host}`, d => { d.hostServers = { ...d.hostServers, [host]: rule } })
+      const s = await m.change(req.session.user, `host-servers:${host}`, d => { d.hostServers = { ...d.hostServers, [host]: rule } }, authorityOf(req.session))
       m.audit.write({ kind: 'admin', event: 'host_servers_set', user: req.session.user, host, ...rule, version: s.version })
       return { host, ...rule, pv: s.version }
     })
@@ -127,7 +149,7 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
         const next = { ...d.hostServers }
         delete next[host]
         d.hostServers = next
-      })
+      }, authorityOf(req.session))
       return { host, cleared: true, pv: s.version }
     })
     .route('GET', '/v1/audit', req => {
@@ -190,7 +212,7 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
         if (prev?.state === 'removed') throw new PemError('PEM_ERR_BAD_CONFIG', `member ${id.slice(0, 16)} was removed; a removed key cannot rejoin (create a new member)`)
         if (prev !== undefined) throw new PemError('PEM_ERR_BUSY', `member ${id.slice(0, 16)} is already in the cluster`)
         d.members[id] = { id, key: encodePublicKey(raw), name: member, addr: '', clusterAddr: addr, state: 'active' }
-      })
+      }, authorityOf(req.session))
       m.audit.write({ kind: 'admin', event: 'member_added', user: req.session.user, member: id, name: member, addr, version: s.version })
       const me = m.store.state.members[m.identity.id]
       return {
@@ -208,7 +230,7 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
         const r = d.members[rec.id]
         if (r === undefined || r.state !== 'active') throw new PemError('PEM_ERR_NOT_FOUND', `member ${rec.name} was removed meanwhile`)
         r.state = 'removed'
-      })
+      }, authorityOf(req.session))
       m.audit.write({ kind: 'admin', event: 'member_removed', user: req.session.user, member: rec.id, name: rec.name, version: s.version })
       return { removed: rec.id, name: rec.name, pv: s.version }
     })

@@ -2,14 +2,28 @@
 // Logins check an scrypt hash and hand out expiring bearer tokens; every change is audited. Routes: docs/ADMIN.md.
 // GET /metrics (Prometheus text) is the one route without a session: counts and states only, no names or secrets.
 // Before a session is checked only a login body (a few KiB) is read; failed logins are throttled per source address.
+// A login also derives the admin's signing key from the password (lib/crypto/admin-key.ts): the session holds it, in
+// memory only, to sign the member-list changes asked for in it (authorityOf).
 import crypto from 'node:crypto'
 import https from 'node:https'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { openAdminKey } from '../crypto/admin-key'
+import { SIG_CTX_ADMIN_MEMBER_CHANGE } from '../crypto/contexts'
 import type { Identity } from '../crypto/identity'
 import { verifyPassword } from '../crypto/password'
+import { sign } from '../crypto/sign'
 import { ERRORS, PemError, type ErrorCode } from '../wire/errors'
+import type { AdminAuthority } from './cluster/changes'
+import type { AdminRecord } from './state'
 
-export interface AdminSession { user: string, expires: number }
+/** `signKey`: the admin's key, derived from the password at login; null when the admin's record has none. */
+export interface AdminSession { user: string, expires: number, signKey: Buffer | null }
+
+/** The session as the authority of a change (changes.ts): it expires with the session and signs member-list changes with the session's key, if it has one. */
+export function authorityOf (session: AdminSession): AdminAuthority {
+  const key = session.signKey
+  return { user: session.user, expires: session.expires, sign: key === null ? null : message => sign(SIG_CTX_ADMIN_MEMBER_CHANGE, message, key) }
+}
 export interface AdminRequest { session: AdminSession, body: Record<string, unknown>, params: Record<string, string>, query: URLSearchParams }
 type Handler = (req: AdminRequest) => Promise<unknown> | unknown
 interface Route { method: string, pattern: RegExp, keys: string[], handler: Handler }
@@ -84,7 +98,7 @@ export class AdminApi {
   constructor (
     private readonly identity: Identity,
     private readonly tokenTtlS: number,
-    private readonly lookupAdmin: (user: string) => string | undefined,
+    private readonly lookupAdmin: (user: string) => AdminRecord | undefined,
     private readonly audit: (event: Record<string, unknown>) => void
   ) {}
 
@@ -113,13 +127,18 @@ export class AdminApi {
   private async login (body: Record<string, unknown>, address: string): Promise<{ token: string, expires: string, user: string }> {
     const user = typeof body.user === 'string' ? body.user : ''
     const password = typeof body.password === 'string' ? body.password : ''
-    const hash = this.lookupAdmin(user)
+    const record = this.lookupAdmin(user)
+    const hash = record?.hash
     const slot = this.logins.begin(address)
+    let signKey: Buffer | null = null
     try {
       let ok = false
       try {
-        // Verify against a dummy hash for unknown users so timing does not tell which users exist.
-        ok = await verifyPassword(password, hash ?? DUMMY_HASH) && hash !== undefined
+        // Verify against a dummy hash for unknown users so timing does not tell which users exist. The signing key
+        // is derived at the same time (another scrypt on another libuv thread), and kept only if the password holds.
+        const [verified, key] = await Promise.all([verifyPassword(password, hash ?? DUMMY_HASH), record?.signKey === undefined ? null : openAdminKey(password, record.signKey)])
+        ok = verified && hash !== undefined
+        if (ok) signKey = key
       } finally {
         const delayMs = this.logins.checked(slot, ok)
         if (!ok) {
@@ -133,7 +152,7 @@ export class AdminApi {
     }
     const token = crypto.randomBytes(32).toString('base64url')
     const expires = Date.now() + this.tokenTtlS * 1000
-    this.sessions.set(sha256(token), { user, expires })
+    this.sessions.set(sha256(token), { user, expires, signKey })
     this.audit({ kind: 'admin', event: 'login', user })
     return { token, expires: new Date(expires).toISOString(), user }
   }

@@ -34,7 +34,7 @@ export interface SpdConfig {
     maxStalenessMs: number // cut off from a majority for this long: decisions are refused (PEM_ERR_STALE_POLICY)
     changeTimeoutMs: number // an admin change not installed by then is answered PEM_ERR_CHANGE_PENDING (it stays queued)
   }
-  connections: ConnectionLimits // admission on the host (and enrollment) listener, per remote address (lib/channel/limits.ts)
+  connections: ConnectionLimits // admission on the host (and enrollment) listener and on the cluster listener, each on its own, per remote address (lib/channel/limits.ts)
 }
 
 export const DEFAULTS: Omit<SpdConfig, 'name' | 'listen' | 'clusterListen' | 'adminListen'> = {

@@ -9,17 +9,18 @@ import { encodePublicKey, loadIdentity, type Identity } from '../crypto/identity
 import { decide, formatPolicyError, parsePolicyOrThrow, PolicyRejected, type CompiledPolicy, type Decision, type DecideInput } from '../policy'
 import { PemError } from '../wire/errors'
 import { Op } from '../wire/opcodes'
-import type { AuditReadBody, BlocksBody, DecideBody, EnrollBody, FileHeaderBody, FileKeyBody, ServerEntry } from '../wire/packets'
+import type { AuditReadBody, BlocksBody, DecideBody, EnrollBody, FileHeaderBody, FileKeyBody, KeysDropReason, ServerEntry } from '../wire/packets'
 import { AdminApi } from './admin'
 import { registerAdminRoutes } from './admin-routes'
 import { AuditLog } from './audit'
 import { AuditTrail, readOwnDecisions } from './audit-trail'
+import type { AdminAuthority } from './cluster/changes'
 import { ClusterService, type ChangeResult } from './cluster/service'
 import { loadConfig, splitHostPort, type SpdConfig } from './config'
-import { handleFileHeader, handleOpen, handleSeal } from './handlers/blocks'
+import { handleOpen, handleSeal } from './handlers/blocks'
 import { handleDecide } from './handlers/decide'
 import { handleEnroll } from './handlers/enroll'
-import { handleFileKey } from './handlers/file-key'
+import { handleFileHeader, handleFileKey } from './handlers/file-key'
 import { handleBlockChannel } from './handlers/block-channel'
 import { BlockService } from './block-service'
 import { DataService } from './keys'
@@ -73,6 +74,7 @@ export class Member {
       store,
       config: config.cluster,
       listen: config.clusterListen,
+      connections: config.connections,
       log,
       onSecurity: e => audit.write({ kind: 'security', ...e }),
       check: state => {
@@ -106,6 +108,7 @@ export class Member {
       this.checked = null
       if (checked !== null && checked.canonical === state.policyCanonical) this.policy = checked; else this.installPolicy()
     }
+    this.pushKeysDrop(state, previous)
     for (const id of Object.keys(previous.hosts)) if (state.hosts[id] === undefined) this.disconnectHost(id)
     this.audit.write({ kind: 'admin', event: 'config_installed', version: state.version, origin: state.changedBy })
     this.syncOwnRecord()
@@ -131,10 +134,13 @@ export class Member {
     }).catch(err => { this.selfSync = null; this.log.warn({ err: (err as Error).message }, 'own member record not updated yet') })
   }
 
-  /** One admin change for the whole cluster, audited; resolves once it is installed here (see ClusterService.change). */
-  async change (by: string, what: string, mutate: (draft: ConfigState) => void): Promise<ChangeResult> {
+  /**
+   * One admin change for the whole cluster, audited; resolves once it is installed here (see ClusterService.change).
+   * `admin`: the admin session it is asked in (it must not have expired when the change is drafted).
+   */
+  async change (by: string, what: string, mutate: (draft: ConfigState) => void, admin?: AdminAuthority): Promise<ChangeResult> {
     try {
-      const r = await this.cluster.change(by, what, mutate)
+      const r = await this.cluster.change(by, what, mutate, admin)
       this.audit.write({ kind: 'admin', event: 'change_installed', user: by, change: what, version: r.version, rebased: r.rebased })
       return r
     } catch (err) {
@@ -153,7 +159,7 @@ export class Member {
   }
 
   /** Checks a new policy text and installs it cluster-wide; a bad policy throws PEM_ERR_BAD_POLICY and changes nothing. */
-  async applyPolicy (text: string, by: string): Promise<ChangeResult> {
+  async applyPolicy (text: string, by: string, admin?: AdminAuthority): Promise<ChangeResult> {
     let compiled: CompiledPolicy
     try {
       compiled = parsePolicyOrThrow(text, 'policy')
@@ -167,7 +173,7 @@ export class Member {
       draft.policyText = text
       draft.policyCanonical = compiled.canonical
       for (const name of compiled.keys) if (draft.keys[name] === undefined) draft.keys[name] = [newKeyVersion(1)]
-    })
+    }, admin)
     this.audit.write({ kind: 'admin', event: 'policy_applied', user: by, version: r.version })
     return r
   }
@@ -220,7 +226,7 @@ export class Member {
     this.hostAddr = `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`
     this.blocks.start(a.address, () => ({ load: this.load.project(0).total, weight: this.config.weight, pv: this.policyVersion }))
     const adminAt = splitHostPort(this.config.adminListen)
-    this.admin = new AdminApi(this.identity, this.config.adminTokenTtlS, user => this.store.state.admins[user]?.hash, e => this.audit.write({ kind: 'admin', ...e }))
+    this.admin = new AdminApi(this.identity, this.config.adminTokenTtlS, user => Object.prototype.hasOwnProperty.call(this.store.state.admins, user) ? this.store.state.admins[user] : undefined, e => this.audit.write({ kind: 'admin', ...e }))
     registerAdminRoutes(this.admin, this)
     this.admin.metrics = memberMetrics(this)
     const b = await this.admin.listen(adminAt.host, adminAt.port)
@@ -246,7 +252,7 @@ export class Member {
       }
       switch (op) {
         case Op.Decide: return await this.latencies.timeDecision(async () => await handleDecide(this, body as DecideBody, ctx))
-        case Op.FileHeader: return handleFileHeader(this.data, body as FileHeaderBody, ctx)
+        case Op.FileHeader: return handleFileHeader(this, body as FileHeaderBody, ctx)
         case Op.BlocksSeal: {
           const bytes = (body as BlocksBody).data.length
           this.counters.sealBytes += bytes
@@ -269,6 +275,29 @@ export class Member {
   /** True for the key of another active member (it may read this member's audit trail over the host listener). */
   private isPeer (id: string): boolean {
     return id !== this.identity.id && this.store.state.members[id]?.state === 'active'
+  }
+
+  /**
+   * Revocation pushed (issue 18; FORMAT.md §4.5 "Revocation"): hosts holding file keys this configuration takes back
+   * are told on their open channels to wipe them and decide again now, rather than at the end of the keys' ttl — every
+   * host when the policy text changed or a key got a new version, a host whose key releases were revoked, and a
+   * removed host (before disconnectHost closes its channels: queued frames are flushed first).
+   */
+  private pushKeysDrop (state: ConfigState, previous: ConfigState): void {
+    const rotated = Object.keys(state.keys).some(k => previous.keys[k] !== undefined && state.keys[k][0]?.version !== previous.keys[k][0]?.version)
+    const all: KeysDropReason | null = state.policyCanonical !== previous.policyCanonical ? 'policy' : rotated ? 'key-rotate' : null
+    const reasonFor = (hostId: string): KeysDropReason | null => {
+      const now = state.hosts[hostId]
+      if (now === undefined) return previous.hosts[hostId] !== undefined ? 'host-remove' : null
+      if (now.keysRevoked === true && previous.hosts[hostId]?.keysRevoked !== true) return 'host-revoke'
+      return all
+    }
+    for (const ch of this.channels) {
+      if (ch.closed || ch.mode !== 'session' || ch.role !== 'host') continue
+      const reason = reasonFor(ch.peer.id)
+      if (reason === null) continue
+      try { ch.notify(Op.KeysDrop, { pv: state.version, reason }) } catch { /* not open yet (Hello pending): it holds no key from this member */ }
+    }
   }
 
   /** Drops live sessions of a host that was just removed. */

@@ -138,6 +138,10 @@ export function memberMetrics (m: Member): MetricsSource {
     c.reset()
     for (const [code, n] of Object.entries(cluster.rejections)) c.inc({ code }, n)
   })
+  counter('spd_cluster_refused_connections_total', 'Cluster-listener connections refused before a channel opened, by reason', ['reason'], c => {
+    c.reset()
+    for (const [reason, n] of Object.entries(m.cluster.refusals.byReason)) c.inc({ reason }, n)
+  })
   counter('spd_cluster_tick_failures_total', 'Cluster heartbeat ticks that threw (logged; the member keeps running)', [], c => {
     c.reset()
     c.inc(cluster.tickFailures)

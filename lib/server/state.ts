@@ -2,9 +2,14 @@
 // Persisted (encrypted) by lib/server/store.ts; format: lib/wire/FORMAT.md §3.
 
 export interface KeyVersion { version: number, material: Buffer, created: string }
-export interface HostRecord { id: string, name: string, key: string, enrolled: string }
+/** keysRevoked (`spctl host revoke`): the host gets no file keys (its host-placement files are served by spd). */
+export interface HostRecord { id: string, name: string, key: string, enrolled: string, keysRevoked?: boolean }
 export interface TokenRecord { name: string, expires: string, createdBy: string }
-export interface AdminRecord { hash: string }
+/**
+ * `hash`: the login password's scrypt hash; `signKey`: the public half of a key derived from the same password
+ * (lib/crypto/admin-key.ts), which member-list changes must be signed with. An admin without one cannot change members.
+ */
+export interface AdminRecord { hash: string, signKey?: string }
 /** Which members a host uses and which it prefers (0..1), by member name; key '*' applies to hosts without their own. */
 export interface HostServers { only: string[] | null, prefer: Record<string, number> }
 /**
@@ -38,9 +43,10 @@ export interface ConfigState {
 /**
  * One version's entry in the cluster change log (lib/server/cluster/changes.ts checks them on every member): which
  * member proposed which change; a change of the member list names the one member it adds or removes and the admin
- * user it was made for (a member's own departure and return name no admin); `sig` is the origin member's signature over the configuration it proposed (without `sig`).
+ * user it was made for with `adminSig`, that admin's signature over (version, op, member, origin) (a member's own
+ * departure and return name no admin); `sig` is the origin member's signature over the configuration it proposed (without `sig`).
  */
-export interface ClusterLogEntry { version: number, origin: string, change: string, member?: { op: 'add' | 'remove' | 'depart' | 'return', id: string }, admin?: string, sig?: string }
+export interface ClusterLogEntry { version: number, origin: string, change: string, member?: { op: 'add' | 'remove' | 'depart' | 'return', id: string }, admin?: string, adminSig?: string, sig?: string }
 
 export function emptyState (): ConfigState {
   return { version: 0, policyText: null, policyCanonical: null, keys: {}, hosts: {}, tokens: {}, admins: {}, members: {}, changedBy: 'init', changedAt: new Date().toISOString() }

@@ -92,9 +92,11 @@ export interface DecideReply {
 /**
  * FileHeader: new file headers for the grant's key (newest version) and compression, each with its own random file
  * id: `header`, and `count - 1` more in `more` (a host keeps them for its next new files; each is used once).
+ * `keys` (host placement, a grant that may release keys: as FileKey): `sealed` holds each new file's key as FileKey
+ * would seal it, in the order header, more...; `ttlMs` how long the host may use them.
  */
-export interface FileHeaderBody { grant: string, blockBytes?: number, count?: number }
-export interface FileHeaderReply { header: Buffer, more?: Buffer[] }
+export interface FileHeaderBody { grant: string, blockBytes?: number, count?: number, keys?: boolean }
+export interface FileHeaderReply { header: Buffer, more?: Buffer[], sealed?: Buffer[], ttlMs?: number }
 
 /**
  * BlocksSeal / BlocksOpen: a batch of blocks of one file. `data` holds the blocks back to back, lens[i] bytes each:
@@ -128,6 +130,14 @@ export interface BlockChannelBody { grant: string, header: Buffer }
 export const BLOCK_CHANNEL_LABEL = 'EXPORTER-pem-block-channel/1'
 export const BLOCK_CHANNEL_KEY_BYTES = 64 // host->spd key | spd->host key
 export interface BlockChannelReply { port: number, token: Buffer, handle: Buffer, ttlMs: number, seal: boolean }
+/**
+ * KeysDrop (unsolicited, spd -> host): why the host must wipe every file key it holds and decide again before its next
+ * block: the policy changed, a key was rotated, or this host's key releases were revoked or its enrollment removed.
+ */
+export const KEYS_DROP_REASONS = ['policy', 'key-rotate', 'host-revoke', 'host-remove'] as const
+export type KeysDropReason = (typeof KEYS_DROP_REASONS)[number]
+export interface KeysDropBody { pv: number, reason: KeysDropReason }
+
 /** Bytes of a FileKey reply's `sealed`: the 58-byte plaintext (lib/crypto/file-key.ts) + crypto_box_seal's 48. */
 export const SEALED_FILE_KEY_BYTES = 106
 
@@ -288,6 +298,7 @@ export function checkFileHeader (v: unknown): FileHeaderBody {
   const body: FileHeaderBody = { grant: str(o.grant, 'grant', LIMITS.grantBytes) }
   if (o.blockBytes !== undefined && o.blockBytes !== null) body.blockBytes = int(o.blockBytes, 'blockBytes', 1, 0xffffffff)
   if (o.count !== undefined && o.count !== null) body.count = int(o.count, 'count', 1, LIMITS.headersPerRequest)
+  if (o.keys !== undefined && o.keys !== null) body.keys = bool(o.keys, 'keys')
   return body
 }
 
@@ -297,6 +308,16 @@ export function checkFileHeaderReply (v: unknown): FileHeaderReply {
   if (o.more !== undefined && o.more !== null) {
     if (!Array.isArray(o.more) || o.more.length >= LIMITS.headersPerRequest) bad(`more must be a list of at most ${LIMITS.headersPerRequest - 1} headers`)
     reply.more = o.more.map((h, i) => bin(h, `more[${i}]`, HEADER_MAX_BYTES))
+  }
+  if (o.sealed !== undefined && o.sealed !== null) {
+    const n = 1 + (reply.more?.length ?? 0)
+    if (!Array.isArray(o.sealed) || o.sealed.length !== n) bad(`sealed must be a list of ${n} sealed keys, one per header`)
+    reply.sealed = o.sealed.map((k, i) => {
+      const b = bin(k, `sealed[${i}]`, SEALED_FILE_KEY_BYTES)
+      if (b.length !== SEALED_FILE_KEY_BYTES) bad(`sealed[${i}] must be ${SEALED_FILE_KEY_BYTES} bytes`)
+      return b
+    })
+    reply.ttlMs = int(o.ttlMs, 'ttlMs', 0, 86_400_000)
   }
   return reply
 }
@@ -342,6 +363,12 @@ export function checkBlockChannelReply (v: unknown): BlockChannelReply {
   const handle = bin(o.handle, 'handle', 16)
   if (token.length !== 16 || handle.length !== 16) bad('token and handle must be 16 bytes')
   return { port: int(o.port, 'port', 1, 65535), token, handle, ttlMs: int(o.ttlMs, 'ttlMs', 0, 86_400_000), seal: bool(o.seal, 'seal') }
+}
+
+export function checkKeysDrop (v: unknown): KeysDropBody {
+  const o = obj(v, 'keys drop')
+  if (!(KEYS_DROP_REASONS as readonly unknown[]).includes(o.reason)) bad(`reason must be one of ${KEYS_DROP_REASONS.join(', ')}`)
+  return { pv: int(o.pv, 'pv'), reason: o.reason as KeysDropReason }
 }
 
 export function checkPingReply (v: unknown): PingReply {

@@ -159,7 +159,10 @@ void Bridge::CallIo(Napi::Env env, Napi::Function fn, Job* job) {
   req.Set("gid", Napi::Number::New(env, static_cast<double>(c.gid)));
   req.Set("pid", Napi::Number::New(env, static_cast<double>(c.pid)));
   req.Set("path", Napi::String::New(env, c.path));
-  if (c.kind == IoKind::kWrite || c.kind == IoKind::kKey) req.Set("data", Napi::Buffer<uint8_t>::Copy(env, c.data.data(), c.data.size()));
+  req.Set("pool", Napi::Number::New(env, c.pool));
+  if (c.kind == IoKind::kWrite || c.kind == IoKind::kKey) {
+    req.Set("data", Napi::Buffer<uint8_t>::Copy(env, c.data.data(), c.data.size()));
+  }
   Deliver(env, fn, job, req);
   delete job;
 }
@@ -184,11 +187,12 @@ bool BytesField(Napi::Object o, const char* name, size_t n, uint8_t* out) {
   return true;
 }
 
-// hostKey: { key: 32 bytes | remote: { server, host, port, token: 16, keys: 64, grant: 16 }, header: the file's
-// header bytes, ttlMs > 0 } (absent: not served natively). remote: appliance placement over the block channel.
-bool HostKeyField(Napi::Object o, HostKey* k, std::string* why) {
-  Napi::Value v = o.Get("hostKey");
-  if (v.IsUndefined() || v.IsNull()) return true;
+constexpr uint32_t kMaxSpares = 64;  // spare keys one answer may carry
+
+// { key: 32 bytes | remote: { server, host, port, token: 16, keys: 64, grant: 16 }, header: the file's header bytes,
+// ttlMs > 0 }: one file's key (host placement) or, with remote, its grant at spd's block service over the block
+// channel (appliance placement).
+bool ParseHostKey(Napi::Value v, HostKey* k, std::string* why) {
   if (!v.IsObject()) return *why = "hostKey must be an object", false;
   Napi::Object hk = v.As<Napi::Object>();
   Napi::Value header = hk.Get("header"), remote = hk.Get("remote");
@@ -222,6 +226,22 @@ bool HostKeyField(Napi::Object o, HostKey* k, std::string* why) {
   return true;
 }
 
+// hostKey (absent: not host placement) and spares (absent: none; a list of at most kMaxSpares keys like hostKey).
+bool HostKeyFields(Napi::Object o, IoResult* r, std::string* why) {
+  Napi::Value v = o.Get("hostKey");
+  if (!v.IsUndefined() && !v.IsNull() && !ParseHostKey(v, &r->host, why)) return false;
+  Napi::Value sp = o.Get("spares");
+  if (sp.IsUndefined() || sp.IsNull()) return true;
+  if (!sp.IsArray() || sp.As<Napi::Array>().Length() > kMaxSpares) return *why = "spares must be a list of at most 64 keys", false;
+  Napi::Array a = sp.As<Napi::Array>();
+  r->spares.resize(a.Length());
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    if (!ParseHostKey(a.Get(i), &r->spares[i], why)) return false;
+    if (r->spares[i].remote) return *why = "spares must be keys, not remote grants", false;
+  }
+  return true;
+}
+
 }  // namespace
 
 bool Bridge::Complete(Napi::Env env, uint64_t id, Napi::Value answer, std::string* why) {
@@ -251,6 +271,7 @@ bool Bridge::Complete(Napi::Env env, uint64_t id, Napi::Value answer, std::strin
       if (NumberField(o, "ttlMs", &n) && n > 0) a.ttl_ms = n > 3.6e6 ? 3.6e6 : n;
       Napi::Value bp = o.Get("bypass");
       a.bypass = bp.IsUndefined() ? true : bp.ToBoolean().Value();
+      if (NumberField(o, "pool", &n) && n >= 1 && n <= 4294967295.0) a.pool = static_cast<uint32_t>(n);
       Napi::Value sc = o.Get("scope");
       if (sc.IsString()) {
         a.scope = sc.As<Napi::String>().Utf8Value();
@@ -276,7 +297,7 @@ bool Bridge::Complete(Napi::Env env, uint64_t id, Napi::Value answer, std::strin
           r.data.assign(u.Data(), u.Data() + u.ByteLength());
         }
       }
-      if (good && !HostKeyField(o, &r.host, why)) good = false;
+      if (good && !HostKeyFields(o, &r, why)) good = false;
     }
   }
   if (!good) err = EIO;

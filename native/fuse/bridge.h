@@ -47,8 +47,9 @@ struct IoCall {
   uid_t uid = 0;  // the caller: the handle's opener (open, truncate by path: the request's)
   gid_t gid = 0;
   pid_t pid = 0;
+  uint32_t pool = 0;          // open of a new file: the create decision's pool of spare keys (Answer::pool)
   std::string path;
-  std::vector<uint8_t> data;  // write: the bytes to write
+  std::vector<uint8_t> data;  // write: the bytes to write; key: the file's header
 };
 
 struct IoResult {
@@ -56,6 +57,7 @@ struct IoResult {
   int64_t value = 0;          // write: bytes written
   std::vector<uint8_t> data;  // read: the bytes read (at most the size asked)
   HostKey host;               // open, key: the file's key for host placement (crypt_node.h)
+  std::vector<HostKey> spares;  // open of a new file: keys of the pool's next new files (CryptNodes::PutSpares)
 };
 
 class Bridge {

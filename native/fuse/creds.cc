@@ -2,7 +2,11 @@
 #include "creds.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -23,6 +27,39 @@ long SetGroups(size_t n, const gid_t* g) { return syscall(SYS_setgroups, n, g); 
 
 }  // namespace
 
+int CallerGroups(fuse_req_t req, gid_t* out, int max) {
+  char path[64];
+  pid_t tid = fuse_req_ctx(req)->pid;
+  snprintf(path, sizeof(path), "/proc/%d/task/%d/status", static_cast<int>(tid), static_cast<int>(tid));
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  char buf[8192];
+  ssize_t got = 0;
+  while (got < static_cast<ssize_t>(sizeof(buf)) - 1) {
+    ssize_t r = read(fd, buf + got, sizeof(buf) - 1 - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += r;
+  }
+  close(fd);
+  buf[got] = '\0';
+  const char* line = strstr(buf, "\nGroups:");
+  if (line == nullptr) return -EIO;
+  int n = 0;
+  for (const char* p = line + 8; *p != '\0' && *p != '\n';) {
+    char* end = nullptr;
+    unsigned long g = strtoul(p, &end, 10);
+    if (end == p) {
+      p++;  // the separating blanks
+      continue;
+    }
+    if (n < max) out[n] = static_cast<gid_t>(g);
+    n++;
+    p = end;
+  }
+  return n;
+}
+
 CallerCreds::CallerCreds(fuse_req_t req) {
   const struct fuse_ctx* ctx = fuse_req_ctx(req);
   if (!OwnFs()) {
@@ -38,7 +75,7 @@ CallerCreds::CallerCreds(fuse_req_t req) {
   saved_uid_ = static_cast<uid_t>(syscall(SYS_setfsuid, static_cast<uid_t>(-1)));
   saved_gid_ = static_cast<gid_t>(syscall(SYS_setfsgid, static_cast<gid_t>(-1)));
   gid_t groups[kMaxGroups];
-  int n = fuse_req_getgroups(req, kMaxGroups, groups);
+  int n = CallerGroups(req, groups, kMaxGroups);
   if (n < 0) n = 0;  // the caller is gone (or /proc unreadable): its primary group only
   if (n > kMaxGroups) n = kMaxGroups;
   if (SetGroups(static_cast<size_t>(n), groups) != 0) {

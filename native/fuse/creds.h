@@ -10,6 +10,11 @@
 
 namespace pem::fuse {
 
+// The supplementary groups of req's caller (the Groups: line of /proc/TID/task/TID/status, read once: libfuse's
+// fuse_req_getgroups reads the file twice when it is over 1 KiB, as it is here). Up to `max` into out; how many the
+// caller has (may exceed max), or -errno (the caller is gone).
+int CallerGroups(fuse_req_t req, gid_t* out, int max);
+
 class CallerCreds {
  public:
   // Switches to the caller of req; ok() false (errno in err()) when the switch failed (nothing is switched then).

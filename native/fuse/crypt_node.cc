@@ -110,7 +110,7 @@ bool Aead(const EVP_CIPHER* cipher, const uint8_t* key, bool seal, const uint8_t
   return ok;
 }
 
-// Host placement: the file's key in a KeyPage, one AEAD call per block on the calling worker.
+// Host placement: the file's key in a KeySlot, one AEAD call per block on the calling worker.
 class LocalSealer : public BlockSealer {
  public:
   LocalSealer(const EVP_CIPHER* cipher, const uint8_t* key) : cipher_(cipher) {
@@ -126,7 +126,7 @@ class LocalSealer : public BlockSealer {
 
  private:
   const EVP_CIPHER* cipher_;
-  KeyPage page_;
+  KeySlot page_;
 };
 
 }  // namespace
@@ -142,27 +142,59 @@ void HostLog(const std::string& what) {
 
 HostKey::~HostKey() { OPENSSL_cleanse(key, sizeof(key)); }
 
-KeyPage::KeyPage() {
-  void* p = mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) return;
-  madvise(p, kPage, MADV_DONTDUMP);
-  madvise(p, kPage, MADV_WIPEONFORK);  // a child forked to exec something never sees it
-  if (mlock(p, kPage) != 0) {
-    static std::atomic<bool> warned{false};
-    if (!warned.exchange(true)) HostLog("mlock of a key page failed (RLIMIT_MEMLOCK?): keys may be swapped");
+namespace {
+
+// The slots KeySlot hands out: pages outside the heap, each mlock'ed, MADV_DONTDUMP and MADV_WIPEONFORK, cut into
+// kPage / kHostKeyBytes slots. Pages are mapped as needed and kept (a key per open file or spare: few pages); a freed
+// slot is wiped before it goes back. One map and three calls per 128 keys, not per key: no munmap, so no TLB
+// shootdown across the worker threads each time a file closes.
+class SlotPages {
+ public:
+  uint8_t* Take() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_.empty()) {
+      void* p = mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) return nullptr;
+      madvise(p, kPage, MADV_DONTDUMP);
+      madvise(p, kPage, MADV_WIPEONFORK);  // a child forked to exec something never sees them
+      if (mlock(p, kPage) != 0) {
+        static std::atomic<bool> warned{false};
+        if (!warned.exchange(true)) HostLog("mlock of a key page failed (RLIMIT_MEMLOCK?): keys may be swapped");
+      }
+      for (size_t off = kPage; off >= kHostKeyBytes; off -= kHostKeyBytes) {
+        free_.push_back(static_cast<uint8_t*>(p) + off - kHostKeyBytes);
+      }
+    }
+    uint8_t* s = free_.back();
+    free_.pop_back();
+    return s;
   }
-  page_ = static_cast<uint8_t*>(p);
+  void Give(uint8_t* s) {
+    OPENSSL_cleanse(s, kHostKeyBytes);
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back(s);
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<uint8_t*> free_;
+};
+
+SlotPages& Slots() {
+  static SlotPages* pages = new SlotPages();  // never destroyed: slots may be given back during exit
+  return *pages;
 }
 
-KeyPage::~KeyPage() {
-  if (page_ == nullptr) return;
-  Wipe();
-  munlock(page_, kPage);
-  munmap(page_, kPage);
+}  // namespace
+
+KeySlot::KeySlot() : slot_(Slots().Take()) {}
+
+KeySlot::~KeySlot() {
+  if (slot_ != nullptr) Slots().Give(slot_);
 }
 
-void KeyPage::Set(const uint8_t* key) { memcpy(page_, key, kHostKeyBytes); }
-void KeyPage::Wipe() { OPENSSL_cleanse(page_, kHostKeyBytes); }
+void KeySlot::Set(const uint8_t* key) { memcpy(slot_, key, kHostKeyBytes); }
+void KeySlot::Wipe() { OPENSSL_cleanse(slot_, kHostKeyBytes); }
 
 CryptNode::CryptNode(int fd, const FileHeader& h, const std::vector<uint8_t>& header, uint64_t size)
     : fd_(fd), h_(h), header_(header), size_(size) {}
@@ -183,6 +215,7 @@ int CryptNode::InstallKey(const HostKey& k, std::shared_ptr<BlockSealer> sealer)
   if (!k.present || k.header != header_ || sealer == nullptr) return EIO;
   std::unique_lock<std::shared_mutex> lk(rw_);
   sealer_ = std::move(sealer);
+  remote_ = k.remote;
   key_expiry_ms_ = NowMs() + static_cast<int64_t>(k.ttl_ms);
   return 0;
 }
@@ -190,15 +223,23 @@ int CryptNode::InstallKey(const HostKey& k, std::shared_ptr<BlockSealer> sealer)
 // A lost sealer makes the key "expired": the next call asks the io hook for another one.
 int CryptNode::RunSealer(bool seal, BlockJob* jobs, size_t n) {
   int err = sealer_ == nullptr ? EKEYEXPIRED : sealer_->Run(seal, jobs, n);
-  if (err == EACCES && seal) {  // a read grant (another handle's) cannot seal: this caller asks for its own
-    need_seal_ = true;
-    err = EKEYEXPIRED;
-  }
+  // A read grant (another handle's) cannot seal: this caller asks for its own (the `key` call names its access).
+  if (err == EACCES && seal) err = EKEYEXPIRED;
   if (IsSealerLost(err)) {
     key_expiry_ms_ = 0;
     if (err != EKEYEXPIRED) server_lost_ = true;
   }
   return err;
+}
+
+bool CryptNode::DropKey(bool expired_only) {
+  auto keep = [&] { return !KeyHeld() || (expired_only && KeyLive()); };
+  if (keep()) return false;  // the sweep's common case: no lock taken, no I/O waited for
+  std::unique_lock<std::shared_mutex> lk(rw_);
+  if (keep()) return false;
+  sealer_.reset();  // a LocalSealer's slot is wiped as it goes
+  key_expiry_ms_ = 0;
+  return true;
 }
 
 uint64_t CryptNode::PlainBytes() const { return PlainSize(h_, size_.load()); }
@@ -277,6 +318,7 @@ int CryptNode::Read(uint8_t* out, size_t len, uint64_t off, size_t* got) {
   std::shared_lock<std::shared_mutex> lk(rw_);
   *got = 0;
   if (fd_ < 0) return EBADF;
+  if (!KeyHeld()) return kKeyDropped;
   const uint64_t size = size_.load(), plain = PlainSize(h_, size), B = h_.block_bytes, S = h_.slot_bytes;
   const uint64_t end = std::min<uint64_t>(plain, off + len);
   if (end <= off) return 0;
@@ -420,6 +462,7 @@ int CryptNode::Write(const uint8_t* data, size_t len, uint64_t at, bool append, 
   std::unique_lock<std::shared_mutex> lk(rw_);
   *wrote = 0;
   if (fd_ < 0) return EBADF;
+  if (!KeyHeld()) return kKeyDropped;
   if (len == 0) return 0;
   int err = EnsureHeaderLocked();
   if (err != 0) return err;
@@ -497,6 +540,7 @@ int CryptNode::Write(const uint8_t* data, size_t len, uint64_t at, bool append, 
 int CryptNode::Truncate(uint64_t plain) {
   std::unique_lock<std::shared_mutex> lk(rw_);
   if (fd_ < 0) return EBADF;
+  if (!KeyHeld()) return kKeyDropped;
   const uint64_t old_size = size_.load();
   if (old_size == 0 && plain == 0) return 0;
   int err = EnsureHeaderLocked();
@@ -632,7 +676,7 @@ std::shared_ptr<BlockSealer> CryptNodes::SealerFor(const HostKey& k, uint8_t cip
   if (k.remote) return links.Sealer(k.spec, why);
   if (CipherOf(cipher) == nullptr) return *why = "the cipher is not available from OpenSSL", nullptr;
   auto local = std::make_shared<LocalSealer>(CipherOf(cipher), k.key);
-  if (!local->ok()) return *why = "no key page (mmap failed)", nullptr;
+  if (!local->ok()) return *why = "no key slot (mmap failed)", nullptr;
   return local;
 }
 
@@ -667,6 +711,7 @@ void CryptNodes::Release(const std::shared_ptr<CryptNode>& n) {
 }
 
 void CryptNodes::Clear() {
+  ClearSpares();
   std::map<std::pair<dev_t, ino_t>, std::pair<std::shared_ptr<CryptNode>, int>> all;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -674,6 +719,92 @@ void CryptNodes::Clear() {
   }
   for (auto& kv : all) kv.second.first->Close();
   links.Clear();
+}
+
+void CryptNodes::PutSpares(uint32_t pool, const std::vector<HostKey>& ks) {
+  if (pool == 0 || ks.empty()) return;
+  auto now = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(spares_mu_);
+  if (spare_count_ + ks.size() > kMaxSpares) {  // many pools at once: start over rather than keep stale ones
+    spares_.clear();
+    spare_count_ = 0;
+  }
+  std::vector<Spare>& list = spares_[pool];
+  for (const HostKey& k : ks) {
+    if (!k.present || k.remote || k.ttl_ms < kSpareMinMs || spare_count_ >= kMaxSpares) continue;
+    auto page = std::make_unique<KeySlot>();
+    if (!page->ok()) continue;
+    page->Set(k.key);
+    list.push_back({std::move(page), k.header, now + std::chrono::milliseconds(static_cast<int64_t>(k.ttl_ms))});
+    spare_count_++;
+  }
+}
+
+bool CryptNodes::TakeSpare(uint32_t pool, HostKey* out) {
+  if (pool == 0) return false;
+  std::lock_guard<std::mutex> lock(spares_mu_);
+  auto it = spares_.find(pool);
+  if (it == spares_.end()) return false;
+  auto now = std::chrono::steady_clock::now();
+  while (!it->second.empty()) {
+    Spare s = std::move(it->second.back());
+    it->second.pop_back();
+    spare_count_--;
+    double left = std::chrono::duration<double, std::milli>(s.until - now).count();
+    if (left < kSpareMinMs) continue;  // its page is wiped as it goes
+    memcpy(out->key, s.key->bytes(), kHostKeyBytes);
+    out->header = std::move(s.header);
+    out->ttl_ms = left;
+    out->present = true;
+    spare_takes++;
+    return true;
+  }
+  return false;
+}
+
+void CryptNodes::PruneSpares() {
+  auto now = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(spares_mu_);
+  for (auto& kv : spares_) {
+    auto& list = kv.second;
+    size_t before = list.size();
+    list.erase(std::remove_if(list.begin(), list.end(), [&](const Spare& sp) {
+      return std::chrono::duration<double, std::milli>(sp.until - now).count() < kSpareMinMs;
+    }), list.end());
+    spare_count_ -= before - list.size();
+  }
+}
+
+void CryptNodes::ClearSpares() {
+  std::lock_guard<std::mutex> lock(spares_mu_);
+  spares_.clear();
+  spare_count_ = 0;
+}
+
+size_t CryptNodes::spares() {
+  std::lock_guard<std::mutex> lock(spares_mu_);
+  return spare_count_;
+}
+
+size_t CryptNodes::DropKeys(bool expired_only) {
+  std::vector<std::shared_ptr<CryptNode>> all;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& kv : nodes_) all.push_back(kv.second.first);
+  }
+  size_t n = 0;
+  for (auto& node : all) n += node->DropKey(expired_only) ? 1 : 0;
+  keys_dropped += n;
+  if (expired_only) PruneSpares();
+  else ClearSpares();  // a revocation: the next new files' keys go too
+  return n;
+}
+
+size_t CryptNodes::keys_held() {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = 0;
+  for (auto& kv : nodes_) n += kv.second.first->KeyHeld() ? 1 : 0;
+  return n;
 }
 
 size_t CryptNodes::nodes() {

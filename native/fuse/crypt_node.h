@@ -1,7 +1,7 @@
 // Native encrypted files (issue 18; docs/PEMFS.md "Host placement", docs/CHANNEL.md §8): served by the FUSE worker
 // threads, with blocks sealed by a BlockSealer: the per-file key the control plane hands over (host placement) or
 // spd over the block channel (appliance placement, block_client.h). One CryptNode per backing inode (dev:ino) shared by its host-mode
-// handles: the header, the key in a locked non-dumpable page, the backing size, and a read/write lock (reads
+// handles: the header, the key in a locked non-dumpable slot, the backing size, and a read/write lock (reads
 // share, writes and truncations are exclusive). I/O is synchronous on the calling worker: pread/pwritev on the
 // node's own fd and one AEAD call per block (OpenSSL EVP, from the node binary), in exactly the on-disk format of
 // lib/wire/FORMAT.md §4 (crypt_format.h), truncations through the redo record of §4.8.
@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -30,6 +31,9 @@ namespace pem::fuse {
 
 constexpr size_t kHostKeyBytes = 32;
 constexpr double kHostKeyMaxTtlMs = 24 * 3600 * 1000.0;
+// What Read, Write and Truncate return when the node's key was dropped after the caller checked it (never an errno:
+// the caller asks for the key again and retries, HostCall in ops_io.cc).
+constexpr int kKeyDropped = -1;
 
 // The io hook's `hostKey` answer (open, key): the file's key (host placement) or, with `remote`, the spd server and
 // grant that seal its blocks (appliance placement). The destructor wipes the key bytes.
@@ -43,21 +47,21 @@ struct HostKey {
   ~HostKey();
 };
 
-// One page of memory outside the heap for a key: mlock'ed (never swapped), MADV_DONTDUMP (never in a core dump),
-// MADV_WIPEONFORK (zeros in a forked child), wiped with OPENSSL_cleanse when cleared or freed.
-class KeyPage {
+// Memory outside the heap for one key: a 32-byte slot of an mlock'ed page (never swapped), MADV_DONTDUMP (never in
+// a core dump), MADV_WIPEONFORK (zeros in a forked child); wiped with OPENSSL_cleanse when cleared or freed.
+class KeySlot {
  public:
-  KeyPage();
-  ~KeyPage();
-  KeyPage(const KeyPage&) = delete;
-  KeyPage& operator=(const KeyPage&) = delete;
-  bool ok() const { return page_ != nullptr; }
+  KeySlot();
+  ~KeySlot();
+  KeySlot(const KeySlot&) = delete;
+  KeySlot& operator=(const KeySlot&) = delete;
+  bool ok() const { return slot_ != nullptr; }
   void Set(const uint8_t* key);
   void Wipe();
-  const uint8_t* bytes() const { return page_; }
+  const uint8_t* bytes() const { return slot_; }
 
  private:
-  uint8_t* page_ = nullptr;
+  uint8_t* slot_ = nullptr;
 };
 
 class CryptNode {
@@ -80,10 +84,16 @@ class CryptNode {
   int InstallKey(const HostKey& k, std::shared_ptr<BlockSealer> sealer);
   // True once after the sealer was lost to a server that timed out or closed (the `key` question says so).
   bool TakeServerLost() { return server_lost_.exchange(false); }
-  // True once after a seal was refused under a read grant (the `key` question then asks for a write grant).
-  bool TakeNeedSeal() { return need_seal_.exchange(false); }
+  // The last sealer installed was a grant at spd's block service (appliance placement), not a key.
+  bool remote() const { return remote_.load(); }
   uint8_t cipher_id() const { return h_.cipher; }
   const std::vector<uint8_t>& header() const { return header_; }
+  // Holds a key or grant (live or past its ttl but not yet dropped).
+  bool KeyHeld() const { return key_expiry_ms_.load() != 0; }
+  // Drops the sealer now (revoked, or its ttl ran out; a LocalSealer's key is wiped), under the write lock: no I/O
+  // uses it meanwhile, and Read, Write and Truncate answer kKeyDropped until a new one is installed (expired_only:
+  // only one past its ttl, checked under the lock). True if one was dropped.
+  bool DropKey(bool expired_only);
   // The last handle went: the key is wiped and the fd closed (under the write lock, so no I/O is in flight).
   void Close();
 
@@ -119,7 +129,7 @@ class CryptNode {
   std::shared_ptr<BlockSealer> sealer_;
   std::atomic<int64_t> key_expiry_ms_{0};  // steady clock
   std::atomic<bool> server_lost_{false};
-  std::atomic<bool> need_seal_{false};
+  std::atomic<bool> remote_{false};
   std::atomic<uint64_t> size_;             // backing bytes
 };
 
@@ -143,11 +153,28 @@ class CryptNodes {
   // cached by dev:ino:ctime:size). False when the io hook must answer: no header that decodes (plaintext from
   // before the guard point, damage) or a redo record at the end (loading it finishes the truncation).
   bool ClosedSize(int fd, const struct stat& st, uint64_t* size);
-  // Wipes every key and closes every node (the session ended).
+  // Wipes every key and closes every node (the session ended), spares too.
   void Clear();
+  // Wipes the keys of every node (expired_only: of those whose ttl ran out); the nodes stay, and their next I/O asks
+  // for a key again (a fresh decision); spares go too (expired_only: those past their lease). Returns how many keys
+  // of nodes were wiped.
+  size_t DropKeys(bool expired_only);
+
+  // Spare keys of new files: the io hook hands them over with a new file's key (its answer's `spares`, each a new
+  // header and its key), and the next creates whose decision names the same pool take one each without asking it
+  // (docs/PEMFS.md "Host placement"). Each waits in a locked slot (KeySlot); one with less than kSpareMinMs of its
+  // lease left is dropped, and ClearSpares (a new policy version) drops them all. At most kMaxSpares are held.
+  static constexpr size_t kMaxSpares = 256;
+  static constexpr double kSpareMinMs = 1000;
+  void PutSpares(uint32_t pool, const std::vector<HostKey>& ks);
+  bool TakeSpare(uint32_t pool, HostKey* out);
+  void ClearSpares();
+  void PruneSpares();  // drops the spares past kSpareMinMs of their lease (the expiry sweep)
+  size_t spares();
 
   size_t nodes();
-  std::atomic<uint64_t> keys{0}, grants{0}, key_calls{0}, reads{0}, writes{0};  // grants: remote sealers installed
+  size_t keys_held();
+  std::atomic<uint64_t> keys{0}, grants{0}, key_calls{0}, keys_dropped{0}, reads{0}, writes{0}, spare_takes{0};  // grants: remote sealers installed
   std::atomic<uint64_t> bytes_read{0}, bytes_written{0};  // through natively served handles
 
  private:
@@ -160,6 +187,14 @@ class CryptNodes {
   std::map<std::pair<dev_t, ino_t>, std::pair<std::shared_ptr<CryptNode>, int>> nodes_;  // node, references
   std::mutex seen_mu_;
   std::map<std::tuple<dev_t, ino_t, int64_t, int64_t, int64_t>, Seen> seen_;
+  struct Spare {
+    std::unique_ptr<KeySlot> key;
+    std::vector<uint8_t> header;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::mutex spares_mu_;
+  std::unordered_map<uint32_t, std::vector<Spare>> spares_;
+  size_t spare_count_ = 0;
 };
 
 // Opens a log line on stderr (host placement events: a finished truncation, a refused open).

@@ -26,6 +26,7 @@ struct Answer {
   int err = 0;          // errno when !ok (EACCES when JS gave none)
   double ttl_ms = 0;    // 0: not cached
   bool bypass = true;   // false: the handle's data goes through the JS io hook (encrypted)
+  uint32_t pool = 0;    // a create under host placement: the spare new-file keys it may take (crypt_node.h); 0 none
   // The policy directory the answer holds for ('' = the guard root): every path strictly under it. Only Put reads
   // it; answers from the cache have none.
   bool scoped = false;

@@ -1,5 +1,5 @@
 // JS entry points of the native FUSE session (lib/native/fuse-session.ts is the only caller): fuseMount,
-// fuseAnswer, fuseUnmount, fuseInvalidate, fuseNotify, fuseRevoke, fuseHandles, fuseStats. Throw-then-return style.
+// fuseAnswer, fuseUnmount, fuseInvalidate, fuseNotify, fuseRevoke, fuseDropKeys, fuseHandles, fuseStats. Throw-then-return style.
 #include "js.h"
 
 #include <napi.h>
@@ -147,6 +147,7 @@ Napi::Value JsInvalidate(const Napi::CallbackInfo& info) {
   Mounted* m = Unwrap(info, true);
   if (m == nullptr) return env.Undefined();
   m->session->cache().Clear();
+  m->session->crypt().ClearSpares();  // keys taken for the old policy's create decisions
   return env.Undefined();
 }
 
@@ -179,6 +180,19 @@ Napi::Value JsRevoke(const Napi::CallbackInfo& info) {
   }
   double fh = info[1].As<Napi::Number>().DoubleValue();
   return Napi::Number::New(env, static_cast<double>(m->session->Revoke(fh >= 1 ? static_cast<uint64_t>(fh) : 0)));
+}
+
+// fuseDropKeys(session, expiredOnly): wipes the host-placement keys held (expiredOnly: those past their ttl); the
+// files' next reads and writes ask for a key again. Returns how many were wiped.
+Napi::Value JsDropKeys(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Mounted* m = Unwrap(info, true);
+  if (m == nullptr) return env.Undefined();
+  if (info.Length() < 2 || !info[1].IsBoolean()) {
+    ThrowEngineError(env, kErrBadArgument, "fuseDropKeys(session, expiredOnly)");
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, static_cast<double>(m->session->crypt().DropKeys(info[1].As<Napi::Boolean>().Value())));
 }
 
 Napi::Value JsHandles(const Napi::CallbackInfo& info) {
@@ -222,6 +236,8 @@ Napi::Value JsStats(const Napi::CallbackInfo& info) {
   CryptNodes& c = s->crypt();
   o.Set("hostNodes", Napi::Number::New(env, static_cast<double>(c.nodes())));
   o.Set("hostKeys", Napi::Number::New(env, static_cast<double>(c.keys.load())));
+  o.Set("hostKeysHeld", Napi::Number::New(env, static_cast<double>(c.keys_held())));
+  o.Set("hostKeysDropped", Napi::Number::New(env, static_cast<double>(c.keys_dropped.load())));
   o.Set("hostKeyCalls", Napi::Number::New(env, static_cast<double>(c.key_calls.load())));
   o.Set("hostReads", Napi::Number::New(env, static_cast<double>(c.reads.load())));
   o.Set("hostWrites", Napi::Number::New(env, static_cast<double>(c.writes.load())));
@@ -245,6 +261,8 @@ Napi::Value JsStats(const Napi::CallbackInfo& info) {
     seen.Set(i++, e);
   }
   o.Set("blockServers", seen);
+  o.Set("hostSpareKeys", Napi::Number::New(env, static_cast<double>(c.spares())));
+  o.Set("hostSpareTakes", Napi::Number::New(env, static_cast<double>(c.spare_takes.load())));
   o.Set("dumpable", Napi::Boolean::New(env, prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0));
   return o;
 }
@@ -258,6 +276,7 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fuseInvalidate", Napi::Function::New(env, JsInvalidate, "fuseInvalidate"));
   exports.Set("fuseNotify", Napi::Function::New(env, JsNotify, "fuseNotify"));
   exports.Set("fuseRevoke", Napi::Function::New(env, JsRevoke, "fuseRevoke"));
+  exports.Set("fuseDropKeys", Napi::Function::New(env, JsDropKeys, "fuseDropKeys"));
   exports.Set("fuseHandles", Napi::Function::New(env, JsHandles, "fuseHandles"));
   exports.Set("fuseStats", Napi::Function::New(env, JsStats, "fuseStats"));
   exports.Set("FUSE_MAX_WRITE", Napi::Number::New(env, kMaxWrite));

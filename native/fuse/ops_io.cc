@@ -37,9 +37,10 @@ uint32_t Needed(int flags) {
 
 // One io call of handle h (flush, fsync, release, open, key); 0 or errno. *r gets the answer when given.
 int Hook(Session* s, const std::shared_ptr<Handle>& h, IoKind kind, int flags, const std::string& path = "",
-         IoResult* r = nullptr) {
+         IoResult* r = nullptr, uint32_t pool = 0) {
   IoCall c;
   c.kind = kind;
+  c.pool = pool;
   c.fh = h->id;
   c.nodeid = h->nodeid;
   c.fd = h->fd;
@@ -54,9 +55,11 @@ int Hook(Session* s, const std::shared_ptr<Handle>& h, IoKind kind, int flags, c
   return err != 0 ? err : r->err;
 }
 
-// An encrypted handle's open: served natively when its inode is held in host placement with a live key, else by
-// the JS io hook, whose answer may hand over the file's key (host placement from then on). 0 or errno.
-int OpenEncrypted(Session* s, const std::shared_ptr<Handle>& h, int flags, const std::string& path) {
+// An encrypted handle's open: served natively when its inode is held with a live key or grant, or when it is a new
+// file whose create decision names a pool with a spare key left; else by the JS io hook, whose answer may hand over
+// the file's key (host placement) or grant (appliance placement on the native block path) and, for a new file under
+// host placement, spares for the pool. 0 or errno.
+int OpenEncrypted(Session* s, const std::shared_ptr<Handle>& h, int flags, const std::string& path, uint32_t pool) {
   // Concurrent opens of one inode: a handle still being answered is neither JS's nor native yet.
   struct Opening {
     Handle* h;
@@ -66,10 +69,23 @@ int OpenEncrypted(Session* s, const std::shared_ptr<Handle>& h, int flags, const
   struct stat st;
   if (fstat(h->fd, &st) != 0) return errno;
   std::shared_ptr<CryptNode> n = s->crypt().Hold(st.st_dev, st.st_ino, true);
+  if (n == nullptr && (flags & O_CREAT) && st.st_size == 0 && !s->JsHooked(h->nodeid, h->id)) {
+    IoResult spare;
+    if (s->crypt().TakeSpare(pool, &spare.host)) {
+      std::string why;
+      int err = s->crypt().Acquire(h->fd, spare.host, &n, &why);
+      if (err != 0 && err != ESTALE) {
+        HostLog(path + ": open refused (" + why + ")");
+        return err;
+      }
+      // ESTALE: a racing create's header landed first; the io hook answers with that file's header below
+    }
+  }
   for (int attempt = 0; n == nullptr; attempt++) {
     IoResult r;
-    int err = Hook(s, h, IoKind::kOpen, flags, path, &r);
+    int err = Hook(s, h, IoKind::kOpen, flags, path, &r, (flags & O_CREAT) ? pool : 0);
     if (err != 0) return err;
+    if (flags & O_CREAT) s->crypt().PutSpares(pool, r.spares);
     std::string why;
     if (!r.host.present) {
       if (s->crypt().Find(st.st_dev, st.st_ino) == nullptr) return 0;  // served by the io hook
@@ -101,11 +117,11 @@ int OpenEncrypted(Session* s, const std::shared_ptr<Handle>& h, int flags, const
 // Decides `bits` for the node and opens a handle on the backing fd `bfd` (taken). 0 or errno; on failure the
 // handle is dropped.
 int Finish(fuse_req_t req, Session* s, fuse_ino_t ino, int bfd, int flags, uint32_t bits, bool encrypted,
-           const std::string& path, struct fuse_file_info* fi) {
+           const std::string& path, struct fuse_file_info* fi, uint32_t pool = 0) {
   auto h = s->AddHandle(bfd, ino, encrypted, req, bits);
   h->append = (flags & O_APPEND) != 0;
   if (encrypted) {
-    int err = OpenEncrypted(s, h, flags, path);
+    int err = OpenEncrypted(s, h, flags, path, pool);
     if (err != 0) {
       s->TakeHandle(h->id);
       close(h->fd);
@@ -226,7 +242,7 @@ void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, st
   struct fuse_entry_param e;
   err = s->LookupEntry(parent, name, &e);
   if (err == 0) {
-    err = Finish(req, s, e.ino, bfd, fi->flags, bits, encrypted, path, fi);
+    err = Finish(req, s, e.ino, bfd, fi->flags, bits, encrypted, path, fi, d.pool);
     if (err != 0) s->inodes().Forget(e.ino, 1);
   } else {
     close(bfd);
@@ -406,16 +422,18 @@ int FreshHostKey(Session* s, Handle* h) {
   if (n->KeyLive()) return 0;  // another worker asked meanwhile
   IoCall c;
   c.kind = IoKind::kKey;
-  // 1: the last sealer's server timed out or closed (mark it down); 2: a seal was refused under a read grant
-  c.flags = (n->TakeServerLost() ? 1 : 0) | (n->TakeNeedSeal() ? 2 : 0);
   c.fh = h->id;
   c.nodeid = h->nodeid;
   c.fd = h->fd;
   c.uid = h->uid;
   c.gid = h->gid;
   c.pid = h->pid;
-  s->inodes().Path(h->nodeid, &c.path);
+  // What the handle was decided for, kKeyServerLost when the last sealer's server timed out or closed (mark it
+  // down), kKeyRemote when the node is on the native block path.
+  c.flags = ((h->allowed.load() & Bit(Action::kWrite)) ? O_RDWR : O_RDONLY) | (n->TakeServerLost() ? kKeyServerLost : 0) |
+            (n->remote() ? kKeyRemote : 0);
   c.data = n->header();  // the node's header: the key asked for must be this file's (racing creates share one node)
+  s->inodes().Path(h->nodeid, &c.path);
   s->crypt().key_calls++;
   IoResult r;
   int err = s->bridge()->Io(std::move(c), &r);
@@ -430,18 +448,21 @@ int FreshHostKey(Session* s, Handle* h) {
 }
 
 int HostCall(Session* s, Handle* h, const std::function<int()>& call, bool persist) {
-  int err = FreshHostKey(s, h);
-  if (err == 0) err = call();
-  if (!IsSealerLost(err)) return err;
   const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(kPersistMs);
-  for (int attempt = 0;; attempt++) {
-    err = FreshHostKey(s, h);
+  int drops = 0, losses = 0;
+  for (;;) {
+    int err = FreshHostKey(s, h);
     if (err == 0) err = call();
-    const bool again = IsSealerLost(err) || (persist && err == EHOSTUNREACH);
-    if (!again || !persist || std::chrono::steady_clock::now() >= until) break;
-    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    if (err == kKeyDropped) {
+      if (++drops < 3) continue;
+      return EIO;  // dropped again after each new key: a storm of revocations, never stale key bytes
+    }
+    const bool lost = IsSealerLost(err) || (losses > 0 && persist && err == EHOSTUNREACH);
+    if (!lost) return err;
+    losses++;
+    if (losses > 1 && (!persist || std::chrono::steady_clock::now() >= until)) return IsSealerLost(err) ? EHOSTUNREACH : err;
+    if (losses > 2) std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
-  return IsSealerLost(err) ? EHOSTUNREACH : err;
 }
 
 void AddIoOps(struct fuse_lowlevel_ops* ops) {

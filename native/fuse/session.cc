@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "bridge.h"
+#include "creds.h"
 #include "watcher.h"
 
 namespace pem::fuse {
@@ -233,7 +234,7 @@ int Session::Decide(fuse_req_t req, uint64_t nodeid, const std::string& path, Ac
     c.pid = ctx->pid;
     c.umask = ctx->umask;
     gid_t groups[256];
-    int n = fuse_req_getgroups(req, 256, groups);
+    int n = CallerGroups(req, groups, 256);
     if (n > 256) n = 256;
     if (n > 0) c.gids.assign(groups, groups + n);
     c.path = path;

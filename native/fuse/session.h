@@ -160,10 +160,15 @@ inline int NodeFd(fuse_req_t req, Session* s, fuse_ino_t ino) {
 // A host-mode handle's key, asked again of JS (io kind 'key') once its ttl has passed; EACCES revokes the handle.
 // 0 or errno (ops_io.cc).
 int FreshHostKey(Session* s, Handle* h);
-// `call` on a natively held handle with a fresh key; a lost sealer (its spd timed out or closed, its grant gone) is
-// replaced through the io hook and `call` retried once; lost again: EHOSTUNREACH. With `persist` (writes and
-// truncations, which must not be lost to a server that stalls or restarts for a few seconds) it keeps trying for
-// kPersistMs, as the JS path's write-behind does (WRITE_BEHIND_PERSIST_MS).
+// The `key` io call's flags beside the handle's access (O_ACCMODE): its node's block channel server was lost; its
+// node holds a grant at spd's block service (appliance placement), not a key (the answer must keep the placement).
+constexpr int kKeyServerLost = 4;
+constexpr int kKeyRemote = 8;
+// `call` (a CryptNode Read, Write or Truncate of h's node) with a fresh key. A key dropped (revoked, expired) between
+// the check and the I/O (kKeyDropped) is asked again and `call` retried (EIO after three drops). A lost sealer (its
+// spd timed out or closed, its grant gone) is replaced through the io hook and `call` retried once; lost again:
+// EHOSTUNREACH. With `persist` (writes and truncations, which must not be lost to a server that stalls or restarts
+// for a few seconds) it keeps trying for kPersistMs, as the JS path's write-behind does (WRITE_BEHIND_PERSIST_MS).
 constexpr int kPersistMs = 10000;
 int HostCall(Session* s, Handle* h, const std::function<int()>& call, bool persist = false);
 

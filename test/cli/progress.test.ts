@@ -29,3 +29,12 @@ test('on a terminal: redrawn in place with bytes, rate and ETA', t => {
   t.true(s.text().endsWith('\n'))
   t.is(s.text().split('\n').length, 2, 'one line, redrawn')
 })
+
+test('a second count shown after the amount, kept until it changes (pemfs encrypt: files)', t => {
+  const s = sink(true)
+  const p = new Progress({ total: 100, label: 'pemfs encrypt', unit: 'bytes', stream: s.stream, width: 4 })
+  p.update(50, '3/10 files')
+  t.regex(s.text(), /^\rpemfs encrypt \[##--\] 50% 50 B\/100 B 3\/10 files [0-9.]+ (B|KiB|MiB)\/s ETA /)
+  p.update(60)
+  t.regex(s.text().split('\r')[2], /60 B\/100 B 3\/10 files /)
+})

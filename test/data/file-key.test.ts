@@ -5,7 +5,7 @@
 import test from 'ava'
 import fs from 'node:fs'
 import path from 'node:path'
-import { openFileKey } from '../../lib/crypto/file-key'
+import { openFileKey, releaseFileKey } from '../../lib/crypto/file-key'
 import { generateIdentity } from '../../lib/crypto/identity'
 import { sodium } from '../../lib/crypto/sodium'
 import { createEngine, importKey } from '../../lib/native/crypto-engine'
@@ -14,7 +14,7 @@ import { ClusterClient, type Decision } from '../../lib/pem-fs/client'
 import { hostIdentity, readCluster } from '../../lib/pem-fs/host-config'
 import { AAD_BYTES, TRAILER_BYTES, decodeHeader, encodeHeader, makeHeader, readTrailer, writeAad } from '../../lib/wire/file-format'
 import { Op } from '../../lib/wire/opcodes'
-import type { Action, FileKeyReply } from '../../lib/wire/packets'
+import type { Action, FileHeaderReply, FileKeyReply } from '../../lib/wire/packets'
 import { cli, initSpd, loginSpctl, startSpd, stopAll, stopSpd, tempDir, writeFile, type Spd } from '../../scripts/procs'
 
 const POLICY = `format: 1
@@ -142,6 +142,48 @@ test.serial('appliance placement, metadata actions and bypass decisions release 
   }
   await t.throwsAsync(host1.fileKey(await decide(host1, '/public/a'), bytes), { code: 'PEM_ERR_KEY_NOT_GRANTED' })
   t.is((await releases()).length - before, 3, 'only the read, create and truncate calls released a key')
+})
+
+test.serial('a FileHeader batch with keys: every new file\'s key sealed to the asking host, audited; appliance and read grants get none', async t => {
+  const before = (await releases()).length
+  const d = await decide(host1, '/host/batch')
+  const raw = async (dd: Decision, keys: boolean): Promise<FileHeaderReply> =>
+    await (host1['dataRequest'](dd, Op.FileHeader, { grant: dd.grant, count: 4, keys }) as Promise<FileHeaderReply>)
+  const r = await raw(d, true)
+  const headers = [r.header, ...(r.more ?? [])]
+  t.is(headers.length, 4)
+  t.is(r.sealed?.length, 4, 'one sealed key per header')
+  t.true((r.ttlMs ?? 0) > 0 && (r.ttlMs ?? 0) <= d.ttl)
+  const ids = headers.map(h => decodeHeader(h).fileId)
+  for (let i = 0; i < 4; i++) {
+    const key = openFileKey(hostIdentity(host1Dir), (r.sealed as Buffer[])[i], ids[i], 1)
+    const viaFileKey = await host1.fileKey(d, headers[i]) // the same key FileKey releases for that header
+    t.true(key.equals(viaFileKey.key), `key ${i}`)
+    releaseFileKey(key)
+    releaseFileKey(viaFileKey.key)
+  }
+  t.throws(() => openFileKey(hostIdentity(host1Dir), (r.sealed as Buffer[])[0], ids[1], 1), { code: 'PEM_ERR_KEY_NOT_GRANTED' }, 'a key is bound to its own file')
+  t.throws(() => openFileKey(hostIdentity(host1Dir), (r.sealed as Buffer[])[0], ids[0], 2), { code: 'PEM_ERR_KEY_VERSION' })
+  const records = (await releases()).slice(before)
+  t.deepEqual(records.slice(0, 4).map(x => x.file), ids.map(i => i.toString('hex')), 'one key_release record per new file')
+  t.is(records.length, 8, 'and one per FileKey call')
+
+  // Without keys: headers only. Appliance placement, a read grant, another host: no keys, nothing released.
+  t.is((await raw(d, false)).sealed, undefined)
+  const after = (await releases()).length
+  await t.throwsAsync(raw(await decide(host1, '/appliance/batch'), true), { code: 'PEM_ERR_KEY_NOT_GRANTED' })
+  await t.throwsAsync(raw(await decide(host1, '/host/batch', 'read'), true), { code: 'PEM_ERR_KEY_NOT_GRANTED' })
+  await t.throwsAsync(host2['dataRequest'](d, Op.FileHeader, { grant: d.grant, count: 2, keys: true }) as Promise<unknown>, { code: 'PEM_ERR_KEY_NOT_GRANTED' })
+  t.is((await releases()).length, after)
+
+  // The client's own use: a new host file's key and header come from one batch, then from its spares.
+  const a = await host1.newHostFile(d)
+  const b = await host1.newHostFile(d)
+  t.false(a.header.fileId.equals(b.header.fileId))
+  t.true(a.ttlMs > 0 && a.ttlMs <= d.ttl)
+  t.true(a.key.equals((await host1.fileKey(d, a.bytes)).key))
+  releaseFileKey(a.key)
+  releaseFileKey(b.key)
 })
 
 test.serial('another host\'s grant is refused', async t => {

@@ -2,7 +2,11 @@
 // durable store per member (survives restarts), kill/restart, and the safety check across all installs ever made.
 import crypto from 'node:crypto'
 import { encodePublicKey, identityFromKey, type Identity } from '../../lib/crypto/identity'
-import { signAsOrigin } from '../../lib/server/cluster/changes'
+import { adminKeyPairFromSeed, encodeAdminKey } from '../../lib/crypto/admin-key'
+import { SIG_CTX_ADMIN_MEMBER_CHANGE } from '../../lib/crypto/contexts'
+import { SCRYPT_DEFAULT } from '../../lib/crypto/password'
+import { sign } from '../../lib/crypto/sign'
+import { signAsOrigin, type AdminAuthority } from '../../lib/server/cluster/changes'
 import { ClusterNode, type ChangeEvent, type LockRecord } from '../../lib/server/cluster/node'
 import { buildSet, contentOf } from '../../lib/server/cluster/set-codec'
 import { MemoryHwmStore } from '../../lib/server/cluster/sequence'
@@ -44,8 +48,12 @@ export function identityNo (i: number): Identity {
   return identityCache[i]
 }
 
-/** The admin user of every simulated cluster: member-list changes name it (changes.ts). */
-export const SIM_ADMIN = 'root'
+/** The admin of every simulated cluster, a fixed key pair standing in for one derived from a password at login. */
+const simAdminKey = adminKeyPairFromSeed(crypto.createHash('sha256').update('pem test admin').digest())
+/** Member-list changes are made in this admin's session (changes.ts). */
+export const SIM_ADMIN: AdminAuthority = { user: 'root', expires: Number.MAX_SAFE_INTEGER, sign: message => sign(SIG_CTX_ADMIN_MEMBER_CHANGE, message, simAdminKey.signKey) }
+/** The admin list of every simulated cluster: SIM_ADMIN with its public key. */
+export const simAdmins = (): ConfigState['admins'] => ({ [SIM_ADMIN.user]: { hash: 'unused', signKey: encodeAdminKey(SCRYPT_DEFAULT, Buffer.alloc(16), simAdminKey.publicKey) } })
 
 export class Sim {
   readonly net: MockNetwork
@@ -129,7 +137,7 @@ export class Sim {
   founder (name: string): SimMember {
     const identity = identityNo(this.next++)
     const addr = `10.0.0.${this.m.size + 1}:7400`
-    const state = { ...emptyState(), version: 1, changedAt: new Date(0).toISOString(), admins: { [SIM_ADMIN]: { hash: 'unused' } }, members: { [identity.id]: memberRecord(identity, name, addr) } }
+    const state = { ...emptyState(), version: 1, changedAt: new Date(0).toISOString(), admins: simAdmins(), members: { [identity.id]: memberRecord(identity, name, addr) } }
     return this.add(name, state, identity)
   }
 

@@ -17,6 +17,7 @@ const big = crypto.randomBytes(3 * 1048576 + 5)
 const bigFile = path.join(root, 'big.bin')
 
 test.before(() => {
+  fs.chmodSync(root, 0o755) // another user reaches the mount (the spares test)
   fs.mkdirSync(dir)
   fs.writeFileSync(bigFile, big)
 })
@@ -77,6 +78,41 @@ test.serial('host placement by default: served natively with the released key; a
   t.is(h.stdout, 'one\ntwo\nthree\n', `a file written through spd reads on the host: ${h.stderr}`)
   t.is(h.code, 0, h.stderr)
   await unmount(t)
+})
+
+test.serial('host placement: new files take spare keys without an io call; each its own file id; a new policy version drops the spares', async t => {
+  await mount(t, [])
+  const before = await status()
+  const n = 40
+  const w = await sh(`mkdir -p '${dir}/many' && for i in $(seq 1 ${n}); do echo "file $i" > '${dir}/many/f'$i; done`)
+  t.is(w.code, 0, w.stderr)
+  let s = await status()
+  const takes = s.hostSpareTakes - before.hostSpareTakes
+  t.true(takes >= n - 4 && takes < n, `creates served from a spare: ${takes} of ${n} (one io call per batch of 16)`)
+  t.is(s.hostKeys - before.hostKeys, n, 'every new file got a key')
+  t.true(s.hostSpareKeys > 0 && s.hostSpareKeys <= 15, `spares held: ${s.hostSpareKeys}`)
+  const all = await sh(`for i in $(seq 1 ${n}); do cat '${dir}/many/f'$i; done`)
+  t.is(all.stdout, Array.from({ length: n }, (_, i) => `file ${i + 1}\n`).join(''), 'every file reads back through the mount')
+
+  // The same policy installed again is a new version: the mount drops its cached answers and its spares.
+  const store = path.join(cfg, 'embedded', fs.readdirSync(path.join(cfg, 'embedded')).find(e => !e.startsWith('unset-')) as string)
+  const info = JSON.parse(fs.readFileSync(path.join(store, 'embedded.json'), 'utf8')) as { id: string, admin: string }
+  const env = { SPCTL_CONFIG: path.join(root, 'spctl.json'), SPCTL_ENDPOINT: `https://${info.admin}` }
+  t.is((await cli('spctl', ['--server-id', info.id, 'login', '--password-file', path.join(store, 'admin-password')], env)).code, 0)
+  const text = (await cli('spctl', ['policy', 'get'], env)).stdout
+  fs.writeFileSync(path.join(root, 'again.yaml'), text.replace(/^format: 1$/m, 'format: 1\n# again'))
+  const applied = await cli('spctl', ['policy', 'apply', path.join(root, 'again.yaml'), '--yes'], env)
+  t.is(applied.code, 0, applied.stderr)
+  // The mount hears of the version with its next decision that reaches spd: another user's, which no cache holds.
+  const other = await sh(`setpriv --reuid=4242 --regid=4242 --clear-groups cat '${dir}/many/f3'`)
+  t.is(other.stdout, 'file 3\n', other.stderr)
+  s = await status()
+  t.is(s.hostSpareKeys, 0, 'a new policy version drops the spares')
+  t.is((await sh(`echo after > '${dir}/many/g' && cat '${dir}/many/g'`)).stdout, 'after\n')
+  await unmount(t)
+  const heads = new Set<string>()
+  for (let i = 1; i <= n; i++) heads.add(fs.readFileSync(path.join(dir, 'many', `f${i}`)).subarray(8, 24).toString('hex'))
+  t.is(heads.size, n, 'underneath, every file has its own header (file id)')
 })
 
 test.serial('host placement: a flipped bit underneath is EIO for that block, the rest still reads', async t => {

@@ -6,11 +6,16 @@ import { ClusterNode, type ChangeEvent } from '../../lib/server/cluster/node'
 import { buildHeartbeat } from '../../lib/server/cluster/message'
 import { MemoryHwmStore, SequenceSource } from '../../lib/server/cluster/sequence'
 import { buildSet, contentOf } from '../../lib/server/cluster/set-codec'
-import { signAsOrigin } from '../../lib/server/cluster/changes'
+import { adminRecordInput, signAsOrigin } from '../../lib/server/cluster/changes'
+import { encodeAdminKey } from '../../lib/crypto/admin-key'
+import { SIG_CTX_ADMIN_MEMBER_CHANGE } from '../../lib/crypto/contexts'
+import { SCRYPT_DEFAULT } from '../../lib/crypto/password'
+import { sign } from '../../lib/crypto/sign'
 import { MockNetwork } from '../../lib/server/cluster/transport-mock'
 import { ClusterMsgType, ClusterStatus, PendingPhase, splitClusterMsg } from '../../lib/wire/cluster-msg'
 import { emptyState, type ConfigState } from '../../lib/server/state'
-import { forgeSet, identityNo, memberRecord, Sim, SIM_ADMIN, type SimMember } from '../helpers/cluster-sim'
+import { unpack } from '../../lib/wire/frame'
+import { forgeSet, identityNo, memberRecord, Sim, SIM_ADMIN, simAdmins, type SimMember } from '../helpers/cluster-sim'
 
 interface Advert { installed?: { version: number, digest: string }, pending?: { version: number, digest: string } }
 
@@ -141,7 +146,7 @@ test('finding 1: an admin change removing a member still works, and the removed 
   sim.node('A').propose('remove C', d => { d.members[c.identity.id].state = 'removed' }, SIM_ADMIN)
   t.true(sim.until(() => sim.converged(v + 1, [sim.get('A'), sim.get('B')]), 30_000) >= 0)
   const entry = sim.get('B').stored.state.clusterLog?.at(-1)
-  t.like(entry, { version: v + 1, member: { op: 'remove', id: c.identity.id }, admin: SIM_ADMIN })
+  t.like(entry, { version: v + 1, member: { op: 'remove', id: c.identity.id }, admin: SIM_ADMIN.user })
   t.regex(entry?.sig ?? '', /^[A-Za-z0-9+/]{86}==$/)
   const failed: ChangeEvent[] = []
   sim.node('B').propose('self-removal', d => { d.members[sim.get('B').identity.id].state = 'removed' }, SIM_ADMIN)
@@ -162,7 +167,7 @@ function lonely (state: ConfigState): { node: ClusterNode, events: ChangeEvent[]
 
 test('finding 8: a change past version 2^53 - 1 or past 256 members fails as a change; propose and tick do not throw', t => {
   const me = identityNo(0)
-  const base = (): ConfigState => ({ ...emptyState(), version: 1, admins: { [SIM_ADMIN]: { hash: 'unused' } }, members: { [me.id]: memberRecord(me, 'me', '10.0.0.1:7400') } })
+  const base = (): ConfigState => ({ ...emptyState(), version: 1, admins: simAdmins(), members: { [me.id]: memberRecord(me, 'me', '10.0.0.1:7400') } })
   const last = { ...base(), version: Number.MAX_SAFE_INTEGER }
   const a = lonely(last)
   t.notThrows(() => { a.node.propose('one more', d => { d.policyText = 'x' }); a.node.tick() })
@@ -211,4 +216,82 @@ test('a member-list change that loses its version to a concurrent one lands re-b
   t.deepEqual(events.map(e => e.outcome), ['rebased', 'installed'], JSON.stringify(events))
   t.false(found.node('B').members.get(x.id)?.removed ?? true, 'x is a member everywhere')
   t.is(found.get('B').stored.state.policyText, 'concurrent')
+})
+
+/** A set of `as` at `version` whose own log entry carries `fields` (a member-list change record as `as` writes it). */
+function forgeRecord (sim: Sim, as: SimMember, version: number, edit: (d: ConfigState) => void, fields: Partial<NonNullable<ConfigState['clusterLog']>[number]>): { set: Buffer, digest: string } {
+  const state = unpack(as.node.installed.plaintext) as ConfigState
+  edit(state)
+  state.version = version
+  state.changedBy = as.identity.id
+  state.clusterLog = [...(state.clusterLog ?? []), { version, origin: as.identity.id, change: 'forged', ...fields }]
+  signAsOrigin(sim.clusterId, state, as.identity)
+  const { plaintext, digest } = contentOf(state)
+  return { set: buildSet(sim.clusterId, as.identity, plaintext, as.identity.id), digest: digest.toString('hex') }
+}
+
+test('issue 15: a member-list change needs the admin\'s own signature; a compromised member naming the admin, signing with its own key, replaying a logged signature or swapping the admin\'s key adds nobody', t => {
+  const sim = Sim.cluster(3, 40)
+  const a = sim.get('A'); const b = sim.get('B')
+  const x = identityNo(94)
+  const rogue = identityNo(95)
+  // A genuine admin change first: its record (signed by the admin's key) is then in every member's log.
+  const v = b.node.installed.version + 1
+  sim.node('A').propose('add x', d => { d.members[x.id] = memberRecord(x, 'x', '10.9.0.5:7400') }, SIM_ADMIN)
+  t.true(sim.until(() => sim.converged(v)) >= 0)
+  const logged = b.stored.state.clusterLog?.at(-1)
+  t.like(logged, { member: { op: 'add', id: x.id }, admin: SIM_ADMIN.user })
+  const addRogue = (d: ConfigState): void => { d.members[rogue.id] = memberRecord(rogue, 'rogue', '10.9.0.6:7400') }
+  const signedByA = sign(SIG_CTX_ADMIN_MEMBER_CHANGE, adminRecordInput(sim.clusterId, v + 1, 'add', rogue.id, a.identity.id), a.identity.signKey).toString('base64')
+  const cases: Array<[string, (d: ConfigState) => void, Partial<NonNullable<ConfigState['clusterLog']>[number]>]> = [
+    ['the admin named, no signature', addRogue, { member: { op: 'add', id: rogue.id }, admin: SIM_ADMIN.user }],
+    ['signed with A\'s own key', addRogue, { member: { op: 'add', id: rogue.id }, admin: SIM_ADMIN.user, adminSig: signedByA }],
+    ['the logged signature of another change', addRogue, { member: { op: 'add', id: rogue.id }, admin: SIM_ADMIN.user, adminSig: logged?.adminSig }],
+    ['the admin\'s key swapped for A\'s in the same set', d => { addRogue(d); d.admins[SIM_ADMIN.user].signKey = encodeAdminKey(SCRYPT_DEFAULT, Buffer.alloc(16), a.identity.publicKey) },
+      { member: { op: 'add', id: rogue.id }, admin: SIM_ADMIN.user, adminSig: signedByA }]
+  ]
+  for (const [what, edit, fields] of cases) {
+    const refusedBefore = b.node.rejections.PEM_ERR_BAD_SUCCESSION ?? 0
+    const forged = forgeRecord(sim, a, v + 1, edit, fields)
+    const stop = speakFor(sim, a, [b], { installed: { version: v + 1, digest: forged.digest }, pending: { version: v + 1, digest: forged.digest } }, forged.set)
+    sim.run(6000)
+    stop()
+    t.true((b.node.rejections.PEM_ERR_BAD_SUCCESSION ?? 0) > refusedBefore, `${what}: refused`)
+    t.is(b.node.installed.version, v, what)
+    t.is(b.node.members.get(rogue.id), undefined, `${what}: the rogue key is no member on B`)
+  }
+  t.is(sim.safetyViolation(), null)
+})
+
+test('issue 15: an admin whose record has no signing key cannot change the member list; a session without one is refused as a change', t => {
+  const me = identityNo(0)
+  const extra = identityNo(96)
+  const { node, events } = lonely({ ...emptyState(), version: 1, admins: { [SIM_ADMIN.user]: { hash: 'unused' } }, members: { [me.id]: memberRecord(me, 'me', '10.0.0.1:7400') } })
+  node.propose('add without key', d => { d.members[extra.id] = memberRecord(extra, 'extra', '10.2.0.1:7400') }, SIM_ADMIN)
+  node.propose('add without session', d => { d.members[extra.id] = memberRecord(extra, 'extra', '10.2.0.1:7400') })
+  t.deepEqual(events.map(e => [e.outcome, e.code]), [['failed', 'PEM_ERR_BAD_CONFIG'], ['failed', 'PEM_ERR_BAD_CONFIG']])
+  t.is(node.members.get(extra.id), undefined)
+})
+
+test('issue 15: a change whose admin session expired while it waited behind another is not made (PEM_ERR_AUTH)', t => {
+  const sim = Sim.cluster(3, 41)
+  const a = sim.get('A')
+  const v = a.node.installed.version
+  const seen = a.events.length
+  const x = identityNo(97)
+  sim.kill('B'); sim.kill('C') // nothing installs: the first change stays pending, the second waits behind it
+  a.node.propose('first', d => { d.policyText = 'first' })
+  a.node.propose('add x, session ends in 2 s', d => { d.members[x.id] = memberRecord(x, 'x', '10.9.0.7:7400') }, { ...SIM_ADMIN, expires: sim.now + 2000 })
+  a.node.propose('policy, session ends in 2 s', d => { d.policyText = 'late' }, { ...SIM_ADMIN, expires: sim.now + 2000 })
+  sim.run(3000)
+  sim.restart('B'); sim.restart('C')
+  t.true(sim.until(() => sim.converged(v + 1)) >= 0)
+  sim.run(3000)
+  t.deepEqual(a.events.slice(seen).map(e => [e.changeId, e.outcome, e.code]), [
+    ['first', 'installed', undefined],
+    ['add x, session ends in 2 s', 'failed', 'PEM_ERR_AUTH'],
+    ['policy, session ends in 2 s', 'failed', 'PEM_ERR_AUTH']
+  ])
+  t.is(a.node.installed.version, v + 1)
+  t.is(a.node.members.get(x.id), undefined)
 })

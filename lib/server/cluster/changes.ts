@@ -1,10 +1,12 @@
 // Admin changes on the cluster: the outcome events an admin is told, drafting version + 1 from the installed
 // configuration (signed by its origin), and the succession rules every member checks on every set it receives against
 // its INSTALLED configuration: one change-log entry per version (no jumps), a member list that changes only through
-// change records naming the member and the admin, records never dropped, no removed key re-activated, no self-removal,
-// a member's departure and return only by its own change, and the origin's signature over the content. docs/CLUSTER.md, "What one compromised member can do".
+// change records naming the member and signed by the admin (its password-derived key), an admin list no change edits,
+// records never dropped, no removed key re-activated, no self-removal, a member's departure and return only by its own
+// change, and the origin's signature over the content. docs/CLUSTER.md, "What one compromised member can do".
 import { sha256 } from '../../crypto/cluster-auth'
-import { SIG_CTX_CHANGE_ORIGIN } from '../../crypto/contexts'
+import { parseAdminKey } from '../../crypto/admin-key'
+import { SIG_CTX_ADMIN_MEMBER_CHANGE, SIG_CTX_CHANGE_ORIGIN } from '../../crypto/contexts'
 import type { Identity } from '../../crypto/identity'
 import { sign, verify } from '../../crypto/sign'
 import { PemError, type ErrorCode } from '../../wire/errors'
@@ -23,10 +25,17 @@ export interface ChangeEvent {
 }
 
 /**
- * An admin change. `admin` names the admin user whose session asked for it; only a change with one may add or remove
- * a member (changes by the member itself or by an enrolling host may not).
+ * The admin session a change was asked for in: the user, and a signature with that admin's own key (derived from the
+ * password at login, lib/crypto/admin-key.ts) over what adminRecordInput returns; null when the session has no key.
+ * `expires` (wall-clock ms): a change drafted after the session expired (it waited behind others) fails, PEM_ERR_AUTH.
  */
-export interface Change { changeId: string, mutate: (draft: ConfigState) => void, admin?: string }
+export interface AdminAuthority { user: string, expires: number, sign: ((message: Buffer) => Buffer) | null }
+
+/**
+ * An admin change. `admin` is the admin session that asked for it; only a change with one may add or remove a member
+ * (changes by the member itself or by an enrolling host may not), and its log entry carries the admin's signature.
+ */
+export interface Change { changeId: string, mutate: (draft: ConfigState) => void, admin?: AdminAuthority }
 
 /** Versions of change history kept in the configuration, so a proposer that skips versions still learns its outcome. */
 export const CHANGE_LOG_LENGTH = 64
@@ -43,6 +52,16 @@ function originInput (clusterId: Buffer, state: ConfigState): Buffer {
   return Buffer.concat([clusterId, version, sha256(pack({ ...state, clusterLog: [...log.slice(0, -1), unsigned] }))])
 }
 
+/**
+ * What an admin signs for a member-list change: cluster id ‖ u64 version ‖ msgpack [op, member id, origin id]. Bound
+ * to the version and the proposing member, so a record copied from the log authorises nothing at any other version.
+ */
+export function adminRecordInput (clusterId: Buffer, version: number, op: 'add' | 'remove', id: string, origin: string): Buffer {
+  const v = Buffer.alloc(8)
+  v.writeBigUInt64BE(BigInt(version))
+  return Buffer.concat([clusterId, v, pack([op, id, origin])])
+}
+
 /** Sign `state` (whose last log entry is its own, without `sig`) as its origin: sets that entry's `sig`. */
 export function signAsOrigin (clusterId: Buffer, state: ConfigState, origin: Identity): void {
   const log = state.clusterLog ?? []
@@ -57,6 +76,7 @@ export function signAsOrigin (clusterId: Buffer, state: ConfigState, origin: Ide
  */
 export function draftChange (base: { plaintext: Buffer, version: number, state: ConfigState }, members: MemberTable, origin: Identity, clusterId: Buffer, change: Change, wallMs: number): { state: ConfigState, plaintext: Buffer } {
   if (!Number.isSafeInteger(base.version + 1)) throw new PemError('PEM_ERR_BAD_CONFIG', `version ${base.version} is the last one`)
+  if (change.admin !== undefined && change.admin.expires < wallMs) throw new PemError('PEM_ERR_AUTH', `the session of admin ${change.admin.user} expired before the change could be made: log in again`)
   const draft = unpack(base.plaintext) as ConfigState
   change.mutate(draft)
   draft.version = base.version + 1
@@ -68,9 +88,13 @@ export function draftChange (base: { plaintext: Buffer, version: number, state: 
   const { departed, returned } = countDelta(members, after)
   if (added.length + removed.length + departed.length + returned.length > 1) throw new PemError('PEM_ERR_BAD_CONFIG', 'a change may add, remove, depart or return at most one member per version')
   if (added.length + removed.length === 1) {
-    if (change.admin === undefined) throw new PemError('PEM_ERR_BAD_CONFIG', 'only an admin change may add or remove a member')
-    entry.member = added.length === 1 ? { op: 'add', id: added[0] } : { op: 'remove', id: removed[0] }
-    entry.admin = change.admin
+    const admin = change.admin
+    if (admin === undefined) throw new PemError('PEM_ERR_BAD_CONFIG', 'only an admin change may add or remove a member')
+    if (admin.sign === null || parseAdminKey(base.state.admins[admin.user]?.signKey) === null) throw new PemError('PEM_ERR_BAD_CONFIG', `admin ${admin.user} has no signing key, so it cannot change the member list (docs/CLUSTER.md)`)
+    const member = added.length === 1 ? { op: 'add' as const, id: added[0] } : { op: 'remove' as const, id: removed[0] }
+    entry.member = member
+    entry.admin = admin.user
+    entry.adminSig = admin.sign(adminRecordInput(clusterId, draft.version, member.op, member.id, origin.id)).toString('base64')
   }
   if (departed.length + returned.length === 1) {
     const id = departed[0] ?? returned[0]
@@ -133,11 +157,16 @@ export function checkSuccession (installed: ConfigState, members: MemberTable, n
     if (kept === undefined) throw bad(`member ${m.id.slice(0, 16)} was dropped from the member list (records are kept)`)
     if (m.removed && !kept.removed) throw bad(`member ${m.id.slice(0, 16)} was removed; a removed key cannot rejoin`)
   }
+  // The admins (their password hashes and signing keys) are what authorises member-list changes: no change edits them.
+  if (!pack(installed.admins).equals(pack(next.admins))) throw bad('the admin list was changed (no change may edit it)')
   const { added, removed } = memberDelta(members, after)
-  const authorised = (op: 'add' | 'remove', id: string): boolean => covered.some(e => e.member?.op === op && e.member.id === id && typeof e.admin === 'string' && e.admin !== '' &&
-    (installed.admins[e.admin] !== undefined || next.admins[e.admin] !== undefined) && (op === 'add' || e.origin !== id))
-  for (const id of added) if (!authorised('add', id)) throw bad(`member ${id.slice(0, 16)} added without an admin change record`)
-  for (const id of removed) if (!authorised('remove', id)) throw bad(`member ${id.slice(0, 16)} removed without an admin change record (or by itself)`)
+  const authorised = (op: 'add' | 'remove', id: string): boolean => covered.some(e => {
+    if (e.member?.op !== op || e.member.id !== id || typeof e.admin !== 'string' || typeof e.adminSig !== 'string' || (op === 'remove' && e.origin === id)) return false
+    const key = Object.prototype.hasOwnProperty.call(installed.admins, e.admin) ? parseAdminKey(installed.admins[e.admin].signKey) : null
+    return key !== null && verify(SIG_CTX_ADMIN_MEMBER_CHANGE, adminRecordInput(clusterId, e.version, op, id, e.origin), Buffer.from(e.adminSig, 'base64'), key.publicKey)
+  })
+  for (const id of added) if (!authorised('add', id)) throw bad(`member ${id.slice(0, 16)} added without a change record signed by an admin`)
+  for (const id of removed) if (!authorised('remove', id)) throw bad(`member ${id.slice(0, 16)} removed without a change record signed by an admin (or by itself)`)
   // Departure and return: only the member's own change (its origin signature), one member per entry; a new member is
   // counted from the start, and the last counted member cannot depart (nobody would be left to agree on anything).
   for (const id of added) if (after.get(id)?.departed === true) throw bad(`member ${id.slice(0, 16)} added as departed`)

@@ -1,10 +1,12 @@
 // The cluster transport over real sockets: a TLS 1.3 listener that admits only member keys of the installed
-// configuration (refused at the handshake, before any frame is read), and one outbound channel per peer address,
+// configuration (refused at the handshake, before any frame is read; connections per source address are limited before
+// any TLS work, as on the host listener), and one outbound channel per peer address,
 // pinned to the key the configuration names for that address. Each packet is a request with an empty reply:
 // Op.Heartbeat carries a signed cluster message, Op.PolicySetFetch an encrypted policy set (FORMAT.md §5–6). The
 // reply is only an acknowledgment: a channel whose packets go unacknowledged for ackTimeoutMs is stalled (a healed
 // partition leaves TCP in retransmission backoff for seconds to minutes), so it is closed and dialled afresh.
 import type { Channel } from '../../channel/channel'
+import type { ConnectionLimits } from '../../channel/limits'
 import { connect, listen, type ChannelServer, type RefuseReason } from '../../channel/tls'
 import type { Identity } from '../../crypto/identity'
 import { PemError } from '../../wire/errors'
@@ -26,6 +28,8 @@ export interface ChannelTransportOptions {
   /** The member id a peer address belongs to, to pin its key; undefined: the address is unknown (packet dropped). */
   idOf: (addr: string) => string | undefined
   receive: (packet: Packet) => void
+  /** Per-source admission on the listener (lib/channel/limits.ts); undefined: none. */
+  limits?: ConnectionLimits
   onRefused: (reason: RefuseReason, peer: { id?: string, remoteAddress?: string }) => void
   /** A connect attempt to a peer failed: wait this long before the next one (default 1000 ms). */
   retryMs?: number
@@ -53,6 +57,7 @@ export class ChannelTransport implements Transport {
       identity: this.o.identity,
       maxFrameBytes: CLUSTER_MAX_FRAME,
       authorize: peer => this.o.admits(peer.id) ? 'session' : false,
+      limits: this.o.limits,
       hello: h => {
         if (h.role !== 'member') throw new PemError('PEM_ERR_BAD_ARGUMENT', 'the cluster listener serves members only')
         return { name: '', pv: 0 }

@@ -7,7 +7,7 @@ import { ClusterMsgType, ClusterStatus, digestListDigest, MemberState, PendingPh
 import { PemError, type ErrorCode } from '../../wire/errors'
 import { pack } from '../../wire/frame'
 import type { ConfigState } from '../state'
-import { changeLanded, draftChange, type Change, type ChangeEvent } from './changes'
+import { changeLanded, draftChange, type AdminAuthority, type Change, type ChangeEvent } from './changes'
 import { acceptMessage, buildHeartbeat, buildListFetch, buildSetFetch, type Signer } from './message'
 import { MemberTable } from './members'
 import { ReplayGuard, SequenceSource, type HwmStore } from './sequence'
@@ -436,10 +436,10 @@ export class ClusterNode {
   // ---- admin changes ---------------------------------------------------------------------------------------------
 
   /**
-   * Queue an admin change; it becomes installed-version + 1 as soon as nothing else is in flight. `admin` names the
-   * admin user it is made for: only such a change may add or remove a member (changes.ts).
+   * Queue an admin change; it becomes installed-version + 1 as soon as nothing else is in flight. `admin` is the admin
+   * session it is made for: only such a change may add or remove a member, signed by that admin (changes.ts).
    */
-  propose (changeId: string, mutate: (draft: ConfigState) => void, admin?: string): void {
+  propose (changeId: string, mutate: (draft: ConfigState) => void, admin?: AdminAuthority): void {
     this.queue.push({ changeId, mutate, admin })
     this.applyQueued()
   }

@@ -5,6 +5,7 @@
 import crypto from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import type pino from 'pino'
+import type { ConnectionLimits } from '../../channel/limits'
 import type { Identity } from '../../crypto/identity'
 import { PemError, type ErrorCode } from '../../wire/errors'
 import type { SpdConfig } from '../config'
@@ -12,6 +13,7 @@ import { RefusalTally } from '../metrics'
 import type { ConfigState } from '../state'
 import type { ConfigStore } from '../store'
 import { ChannelTransport } from './channel-transport'
+import type { AdminAuthority } from './changes'
 import { ClusterNode, type ChangeEvent } from './node'
 import { ClusterStateFile } from './state-file'
 import type { Transport } from './transport'
@@ -25,6 +27,8 @@ export interface ClusterServiceOptions {
   config: SpdConfig['cluster']
   /** HOST:PORT of the cluster listener; null: a member that cannot have peers. */
   listen: string | null
+  /** Per-source admission on the cluster listener, checked before any TLS work. */
+  connections?: ConnectionLimits
   log: pino.Logger
   /** Security events (refused connections, refused messages) for the audit log. */
   onSecurity: (event: Record<string, unknown>) => void
@@ -54,8 +58,8 @@ export class ClusterService {
   tickFailures = 0
   /** Durations (liveness, the staleness fence, fetch and list rate limits) never see a wall-clock step. */
   private readonly clock = { now: () => performance.now() }
-  /** Refused cluster-listener connections: a flood of them reaches the audit log only a few at a time. */
-  private readonly refusals = new RefusalTally()
+  /** Refused cluster-listener connections by reason (metrics); a flood of them reaches the audit log a few at a time. */
+  readonly refusals = new RefusalTally()
   addr = ''
   private stopping = false
   private returning = false
@@ -73,6 +77,7 @@ export class ClusterService {
         admits: id => id !== o.identity.id && this.node.members.get(id)?.removed === false,
         idOf: addr => this.node.members.activeAt(addr),
         receive: p => this.node.receive(p),
+        limits: o.connections,
         onRefused: (reason, peer) => {
           const suppressed = this.refusals.note(reason)
           if (suppressed !== null) o.onSecurity({ event: 'member_refused', reason, peer: peer.id ?? null, ip: peer.remoteAddress ?? null, suppressed })
@@ -168,10 +173,10 @@ export class ClusterService {
   /**
    * Propose an admin change to the whole cluster and wait until it is installed here. The mutator may run more than
    * once (again on top of a concurrent change that won the version), so it must re-check what it depends on and throw
-   * a PemError when the change no longer makes sense. Not installed within changeTimeoutMs: PEM_ERR_CHANGE_PENDING
+   * a PemError when the change no longer makes sense. `admin`: the admin session it is asked in, for member-list changes. Not installed within changeTimeoutMs: PEM_ERR_CHANGE_PENDING
    * (the change stays queued and installs when enough members are reachable).
    */
-  async change (by: string, what: string, mutate: (draft: ConfigState) => void): Promise<ChangeResult> {
+  async change (by: string, what: string, mutate: (draft: ConfigState) => void, admin?: AdminAuthority): Promise<ChangeResult> {
     const changeId = `${by}/${what}/${crypto.randomBytes(6).toString('hex')}`
     return await new Promise<ChangeResult>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -180,8 +185,7 @@ export class ClusterService {
       }, this.o.config.changeTimeoutMs)
       const w: Waiter = { resolve, reject, timer, rebased: false }
       this.waiters.set(changeId, w)
-      // Only a change asked for by an admin user of the installed configuration may add or remove a member.
-      const admin = Object.prototype.hasOwnProperty.call(this.o.store.state.admins, by) ? by : undefined
+      // Only a change asked for in an admin session (`admin`, which signs it) may add or remove a member.
       this.node.propose(changeId, draft => {
         try { mutate(draft) } catch (err) { w.error = err as Error; throw err }
       }, admin)

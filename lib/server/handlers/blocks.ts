@@ -1,4 +1,4 @@
-// Data service handlers: FileHeader, BlocksSeal, BlocksOpen. Each checks the host's grant, decodes the file header
+// Data service handlers: FileHeader's headers, BlocksSeal, BlocksOpen. Each checks the host's grant, decodes the file header
 // the host sends (the grant's first header binds it to that file), and runs the batch through the engine
 // asynchronously (the event loop never waits on a batch).
 // Output batches come from the data pool and go back to it once the channel has written the reply (PooledReply).
@@ -17,7 +17,8 @@ import type { DataService } from '../keys'
 
 const SEALED_OVERHEAD = NONCE_BYTES + TAG_BYTES
 
-export function handleFileHeader (ds: DataService, body: FileHeaderBody, ctx: HostContext): FileHeaderReply {
+/** FileHeader's headers (handlers/file-key.ts adds the keys a host-placement request asks for). */
+export function newHeaders (ds: DataService, body: FileHeaderBody, ctx: HostContext): FileHeaderReply {
   const g = ds.grants.check(body.grant, ctx.host, null, true)
   const count = body.count ?? 1
   const ids = crypto.randomBytes(16 * count)

@@ -26,6 +26,8 @@ export async function handleDecide (m: Member, body: DecideBody, ctx: HostContex
   try {
     const d = m.decide({ guard: body.guard, path: body.path, action: body.action, attrs: body.attrs, ctx })
     const ok = d.effect === 'permit'
+    // A host whose key releases were revoked (`spctl host revoke`) has its host-placement files served by spd.
+    const placement = d.placement === 'host' && m.store.state.hosts[ctx.host]?.keysRevoked !== true ? 'host' : 'appliance'
     if (ok) m.counters.permit++; else m.counters.deny++
     m.audit.write(decisionRecord(body.guard, body.path, body.action, body.attrs, ctx, d, pv)) // everything a replay needs
     return {
@@ -39,9 +41,9 @@ export async function handleDecide (m: Member, body: DecideBody, ctx: HostContex
       ttl: d.ttlMs,
       key: ok ? d.key : null,
       compression: ok ? d.compression : 'none',
-      grant: ok && d.key !== null ? m.data.grants.issue(ctx.host, d.key, d.compression, body.action, d.ttlMs, d.placement) : null,
+      grant: ok && d.key !== null ? m.data.grants.issue(ctx.host, d.key, d.compression, body.action, d.ttlMs, placement) : null,
       scope: d.scope,
-      ...(ok && d.key !== null && d.placement === 'host' ? { placement: 'host' as const } : {})
+      ...(ok && d.key !== null && placement === 'host' ? { placement: 'host' as const } : {})
     }
   } finally {
     m.load.inflight--
