@@ -88,6 +88,8 @@ const spareKeyOf = (d: Decision, keys: boolean): string => `${d.server}|${d.pv}|
 
 /** A new-file header from a FileHeader batch; `sealed`: its key (host placement), usable until `until` (performance.now ms). */
 interface Spare { bytes: Buffer, sealed: Buffer | null, until: number }
+/** A new file under host placement: its header (bytes, decoded) and its key for `ttlMs` (newHostFile). */
+export interface HostFile { bytes: Buffer, header: FileHeader, key: Buffer, ttlMs: number }
 /**
  * Data-call errors after which the caller decides again and retries (crypt-io.ts granted; crypt-file.ts keeps
  * trying background seals): dataRequest() has marked a server that stopped answering down, so the new decision
@@ -318,29 +320,32 @@ export class ClusterClient {
    * that carries each new file's sealed key, so a new file costs no round trip of its own. A spare whose lease has
    * less than SPARE_KEY_MIN_MS left is dropped; a server that sends no keys gets a FileKey request per file.
    */
-  async newHostFile (d: Decision): Promise<{ bytes: Buffer, header: FileHeader, key: Buffer, ttlMs: number }> {
+  async newHostFile (d: Decision): Promise<HostFile> {
     const s = await this.spare(d, undefined, true)
-    const header = decodeHeader(s.bytes)
-    if (s.sealed === null) return { bytes: s.bytes, header, ...await this.fileKey(d, s.bytes) }
-    const key = openFileKey(this.identity, s.sealed, header.fileId, header.keyVersion)
-    return { bytes: s.bytes, header, key, ttlMs: Math.max(0, Math.floor(s.until - performance.now())) }
+    if (s.sealed === null) return { bytes: s.bytes, header: decodeHeader(s.bytes), ...await this.fileKey(d, s.bytes) }
+    return this.opened(s, performance.now())
   }
 
   /**
    * Up to `max` more new host files for `d` from the spares already here (no round trip; none when there are
    * none): the native session keeps them for the next creates of the pool poolOf(d) names.
    */
-  spareHostFiles (d: Decision, max: number): Array<{ bytes: Buffer, header: FileHeader, key: Buffer, ttlMs: number }> {
+  spareHostFiles (d: Decision, max: number): HostFile[] {
     const list = d.placement === 'host' && d.pv === this.pv ? this.spareHeaders.get(spareKeyOf(d, true)) : undefined
-    const out: Array<{ bytes: Buffer, header: FileHeader, key: Buffer, ttlMs: number }> = []
+    const out: HostFile[] = []
     const now = performance.now()
     while (list !== undefined && list.length > 0 && out.length < max) {
       const s = list.pop() as Spare
-      if (s.sealed === null || s.until - now < SPARE_KEY_MIN_MS) continue
-      const header = decodeHeader(s.bytes)
-      out.push({ bytes: s.bytes, header, key: openFileKey(this.identity, s.sealed, header.fileId, header.keyVersion), ttlMs: Math.floor(s.until - now) })
+      if (s.sealed !== null && s.until - now >= SPARE_KEY_MIN_MS) out.push(this.opened(s, now))
     }
     return out
+  }
+
+  /** A spare with its sealed key opened (the key in a pooled secure buffer: releaseFileKey once handed over). */
+  private opened (s: Spare, now: number): HostFile {
+    const header = decodeHeader(s.bytes)
+    const key = openFileKey(this.identity, s.sealed as Buffer, header.fileId, header.keyVersion)
+    return { bytes: s.bytes, header, key, ttlMs: Math.max(0, Math.floor(s.until - now)) }
   }
 
   /** The number naming the spare new host files of decisions like `d` (the native session's pool), 0 for none. */
