@@ -21,6 +21,8 @@ export const AAD_CTX_KEYRING = 'pem/v1 keyring'
 export const AAD_CTX_POLICY_SET = 'pem/v1 policy set body'
 /** The embedded store's key set in its store file, wrapped under the recovery key (lib/cli/embedded-store.ts). */
 export const AAD_CTX_EMBEDDED_KEYS = 'pem/v1 embedded store keys'
+/** Associated data of a per-file key a member seals to a host with sealPair (lib/crypto/file-key.ts). */
+export const AAD_CTX_FILE_KEY = 'pem/v1 file key to host'
 
 /** HKDF info of the configuration store key, derived from the member's identity seed (lib/server/store.ts). */
 export const KDF_CTX_STORE_KEY = 'pem/v1 configuration store key'

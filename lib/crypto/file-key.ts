@@ -1,6 +1,6 @@
-// A per-file key sealed to one host (FileKey, issue 18): the fixed plaintext layout, sealed with libsodium's
-// crypto_box_seal to the X25519 form of the host's enrolled Ed25519 key, and opened and checked on the host.
-// Layout (lib/wire/FORMAT.md §4.5), 58 bytes: magic "PEMK" (4) | layout version u16 (1) | file id (16) |
+// A per-file key sealed by one member to one host (FileKey, issue 18): the fixed plaintext layout in a pair box
+// (crypto/seal.ts sealPair: crypto_kx between the two enrolled identities, XChaCha20-Poly1305), opened and checked
+// on the host. Layout (lib/wire/FORMAT.md §4.5), 58 bytes: magic "PEMK" (4) | layout version u16 (2) | file id (16) |
 // key version u32 (4) | key (32). Every buffer that holds the key is sodium_malloc'd and wiped after use; the
 // buffers are allocated once and reused (a sodium_malloc costs an mmap, two mprotects and an mlock: ~100-200 µs,
 // more than the box itself).
@@ -8,16 +8,17 @@ import { PemError } from '../wire/errors'
 import { FILE_ID_BYTES } from '../wire/file-format'
 import { SEALED_FILE_KEY_BYTES } from '../wire/packets'
 import type { Identity } from './identity'
-import { openSealed, SEALED_OVERHEAD, sealTo } from './seal'
+import { AAD_CTX_FILE_KEY } from './contexts'
+import { openPair, PAIR_OVERHEAD, sealPair } from './seal'
 import { sodium } from './sodium'
 
 export const FILE_KEY_MAGIC = Buffer.from('PEMK', 'latin1')
-export const FILE_KEY_LAYOUT = 1
+export const FILE_KEY_LAYOUT = 2
 export const FILE_KEY_BYTES = 32
 export const FILE_KEY_PLAIN_BYTES = 4 + 2 + FILE_ID_BYTES + 4 + FILE_KEY_BYTES // 58
 const KEY_AT = FILE_KEY_PLAIN_BYTES - FILE_KEY_BYTES
 
-if (FILE_KEY_PLAIN_BYTES + SEALED_OVERHEAD !== SEALED_FILE_KEY_BYTES) throw new Error('SEALED_FILE_KEY_BYTES disagrees with the layout')
+if (FILE_KEY_PLAIN_BYTES + PAIR_OVERHEAD !== SEALED_FILE_KEY_BYTES) throw new Error('SEALED_FILE_KEY_BYTES disagrees with the layout')
 
 // The layout's plaintext while a key is sealed or opened (both synchronous, so never in use by two calls at once).
 let scratch: Buffer | null = null
@@ -52,10 +53,10 @@ export function releaseFileKey (key: Buffer): void {
 }
 
 /**
- * Seals `key` (32 bytes) for the holder of `hostKey` (raw Ed25519 public key), bound to the file id and key version.
- * `fill` writes the key into the plaintext buffer (a sodium_malloc buffer, wiped before this returns).
+ * Seals `key` (32 bytes) from `member` for the holder of `hostKey` (raw Ed25519 public key), bound to the file id and
+ * key version. `fill` writes the key into the plaintext buffer (a sodium_malloc buffer, wiped before this returns).
  */
-export function sealFileKey (hostKey: Uint8Array, fileId: Uint8Array, keyVersion: number, fill: (key: Buffer) => void): Buffer {
+export function sealFileKey (member: Identity, hostKey: Uint8Array, fileId: Uint8Array, keyVersion: number, fill: (key: Buffer) => void): Buffer {
   if (fileId.length !== FILE_ID_BYTES) throw new PemError('PEM_ERR_BAD_ARGUMENT', `a file id is ${FILE_ID_BYTES} bytes`)
   const plain = plainScratch()
   try {
@@ -64,21 +65,22 @@ export function sealFileKey (hostKey: Uint8Array, fileId: Uint8Array, keyVersion
     plain.set(fileId, 6)
     plain.writeUInt32BE(keyVersion, 6 + FILE_ID_BYTES)
     fill(plain.subarray(KEY_AT))
-    return sealTo(hostKey, plain)
+    return sealPair(member, hostKey, plain, AAD_CTX_FILE_KEY)
   } finally {
     sodium.sodium_memzero(plain)
   }
 }
 
 /**
- * Opens a sealed file key with the host's identity and checks that it is for this file id and key version; returns
- * the 32 key bytes in a sodium_malloc buffer (give it back with releaseFileKey, which wipes it). A box for another
- * host, an altered one or one for another file: PEM_ERR_KEY_NOT_GRANTED.
+ * Opens a file key the member with raw Ed25519 key `memberKey` sealed to this host (`identity`) and checks that it is
+ * for this file id and key version; returns the 32 key bytes in a sodium_malloc buffer (give it back with
+ * releaseFileKey, which wipes it). A box for another host, from another member, altered, or for another file:
+ * PEM_ERR_KEY_NOT_GRANTED.
  */
-export function openFileKey (identity: Identity, sealed: Uint8Array, fileId: Uint8Array, keyVersion: number): Buffer {
+export function openFileKey (identity: Identity, memberKey: Uint8Array, sealed: Uint8Array, fileId: Uint8Array, keyVersion: number): Buffer {
   const plain = plainScratch()
   try {
-    if (openSealed(identity, sealed, plain) === false) throw new PemError('PEM_ERR_KEY_NOT_GRANTED', 'the sealed file key does not open with this host\'s key')
+    if (openPair(identity, memberKey, sealed, plain, AAD_CTX_FILE_KEY) === false) throw new PemError('PEM_ERR_KEY_NOT_GRANTED', 'the sealed file key does not open with this host\'s key and the member\'s')
     if (!plain.subarray(0, 4).equals(FILE_KEY_MAGIC) || plain.readUInt16BE(4) !== FILE_KEY_LAYOUT) {
       throw new PemError('PEM_ERR_KEY_NOT_GRANTED', 'the sealed file key has an unknown layout')
     }

@@ -20,6 +20,9 @@ export interface Sodium {
   crypto_box_SEALBYTES: number
   crypto_box_seal: (out: Buffer, message: Buffer, pk: Buffer) => void
   crypto_box_seal_open: (out: Buffer, sealed: Buffer, pk: Buffer, sk: Buffer) => boolean
+  crypto_kx_SESSIONKEYBYTES: number
+  crypto_kx_client_session_keys: (rx: Buffer, tx: Buffer, clientPk: Buffer, clientSk: Buffer, serverPk: Buffer) => void
+  crypto_kx_server_session_keys: (rx: Buffer, tx: Buffer, serverPk: Buffer, serverSk: Buffer, clientPk: Buffer) => void
   crypto_aead_xchacha20poly1305_ietf_KEYBYTES: number
   crypto_aead_xchacha20poly1305_ietf_NPUBBYTES: number
   crypto_aead_xchacha20poly1305_ietf_ABYTES: number

@@ -87,7 +87,8 @@ const POOLS_KEPT = 1024
 const spareKeyOf = (d: Decision, keys: boolean): string => `${d.server}|${d.pv}|${d.key ?? ''}|${d.compression}|${keys ? 'keys' : ''}`
 
 /** A new-file header from a FileHeader batch; `sealed`: its key (host placement), usable until `until` (performance.now ms). */
-interface Spare { bytes: Buffer, sealed: Buffer | null, until: number }
+/** A header fetched ahead; with host placement its key, sealed by the member whose raw Ed25519 key is `from`. */
+interface Spare { bytes: Buffer, sealed: Buffer | null, from: Buffer, until: number }
 /** A new file under host placement: its header (bytes, decoded) and its key for `ttlMs` (newHostFile). */
 export interface HostFile { bytes: Buffer, header: FileHeader, key: Buffer, ttlMs: number }
 /**
@@ -344,7 +345,7 @@ export class ClusterClient {
   /** A spare with its sealed key opened (the key in a pooled secure buffer: releaseFileKey once handed over). */
   private opened (s: Spare, now: number): HostFile {
     const header = decodeHeader(s.bytes)
-    const key = openFileKey(this.identity, s.sealed as Buffer, header.fileId, header.keyVersion)
+    const key = openFileKey(this.identity, s.from, s.sealed as Buffer, header.fileId, header.keyVersion)
     return { bytes: s.bytes, header, key, ttlMs: Math.max(0, Math.floor(s.until - now)) }
   }
 
@@ -371,9 +372,10 @@ export class ClusterClient {
       for (let s = list.pop(); s !== undefined; s = list.pop()) if (!keys || s.until - performance.now() >= SPARE_KEY_MIN_MS) return s
     }
     const asked = performance.now()
-    const r = await this.dataRequest(d, Op.FileHeader, { grant: grantOf(d), blockBytes, count: pooled ? HEADER_BATCH : 1, keys: keys || undefined }) as FileHeaderReply
+    const { reply, ch } = await this.dataRequestOn(d, Op.FileHeader, { grant: grantOf(d), blockBytes, count: pooled ? HEADER_BATCH : 1, keys: keys || undefined })
+    const r = reply as FileHeaderReply
     const until = asked + (r.ttlMs ?? 0)
-    const spares = [r.header, ...(r.more ?? [])].map((bytes, i): Spare => ({ bytes, sealed: r.sealed?.[i] ?? null, until }))
+    const spares = [r.header, ...(r.more ?? [])].map((bytes, i): Spare => ({ bytes, sealed: r.sealed?.[i] ?? null, from: ch.peer.key, until }))
     const first = spares.shift() as Spare
     if (pooled && spares.length > 0) {
       for (const k of this.spareHeaders.keys()) if (k.split('|')[1] !== String(d.pv)) this.spareHeaders.delete(k)
@@ -406,8 +408,9 @@ export class ClusterClient {
   async fileKey (d: Decision, header: Buffer): Promise<{ key: Buffer, ttlMs: number }> {
     const h = decodeHeader(header)
     if (d.placement !== 'host') throw new PemError('PEM_ERR_KEY_NOT_GRANTED', 'the decision places crypto on the appliance')
-    const r = await this.dataRequest(d, Op.FileKey, { grant: grantOf(d), header }) as FileKeyReply
-    return { key: openFileKey(this.identity, r.sealed, h.fileId, h.keyVersion), ttlMs: r.ttlMs }
+    const { reply, ch } = await this.dataRequestOn(d, Op.FileKey, { grant: grantOf(d), header })
+    const r = reply as FileKeyReply
+    return { key: openFileKey(this.identity, ch.peer.key, r.sealed, h.fileId, h.keyVersion), ttlMs: r.ttlMs }
   }
 
   /**

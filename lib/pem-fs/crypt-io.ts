@@ -35,7 +35,9 @@ export interface CryptHandle extends Writer {
 }
 
 /** A key for the native session: zeroed there once given, then its buffer goes back (releaseFileKey). */
-const handOver = (header: Buffer, key: Buffer, ttlMs: number): HostKey => ({ key, header, ttlMs, release: () => releaseFileKey(key) })
+// A key released in the last millisecond of its lease still goes over (the session takes only ttl > 0) and expires
+// at once: the handle's next block asks again (rekey). Until now such a create failed with EIO.
+const handOver = (header: Buffer, key: Buffer, ttlMs: number): HostKey => ({ key, header, ttlMs: Math.max(1, ttlMs), release: () => releaseFileKey(key) })
 
 /** Data calls of encrypted handles (the counters `pemfs status` shows next to the session's own). */
 export interface IoCounts { errors: number, reads: number, writes: number, bytesRead: number, bytesWritten: number }

@@ -4,6 +4,7 @@
 // Key material leaves this process only as a per-file key sealed to an enrolled host (sealedFileKey, host placement);
 // otherwise hosts see grants, headers and sealed records.
 import { sealFileKey } from '../crypto/file-key'
+import type { Identity } from '../crypto/identity'
 import {
   copyKeyInto, createEngine, deriveFileKey, importKey, type AeadCipher, type CryptoEngine, type KeyHandle
 } from '../native/crypto-engine'
@@ -88,9 +89,9 @@ export class DataService {
    * The per-file key (the same HKDF as fileKey) sealed to `hostKey` (raw Ed25519), bound to file id and version.
    * The bytes leave the native handle only into a sodium_malloc buffer that is wiped once sealed (crypto/file-key.ts).
    */
-  sealedFileKey (name: string, version: number, fileId: Buffer, hostKey: Buffer): Buffer {
+  sealedFileKey (name: string, version: number, fileId: Buffer, member: Identity, hostKey: Buffer): Buffer {
     const handle = this.fileKey(name, version, fileId)
-    return sealFileKey(hostKey, fileId, version, out => copyKeyInto(handle, out))
+    return sealFileKey(member, hostKey, fileId, version, out => copyKeyInto(handle, out))
   }
 
   get cachedFileKeys (): number { return this.fileKeys.size }

@@ -138,8 +138,8 @@ export const KEYS_DROP_REASONS = ['policy', 'key-rotate', 'host-revoke', 'host-r
 export type KeysDropReason = (typeof KEYS_DROP_REASONS)[number]
 export interface KeysDropBody { pv: number, reason: KeysDropReason }
 
-/** Bytes of a FileKey reply's `sealed`: the 58-byte plaintext (lib/crypto/file-key.ts) + crypto_box_seal's 48. */
-export const SEALED_FILE_KEY_BYTES = 106
+/** Bytes of a FileKey reply's `sealed`: the 58-byte plaintext (lib/crypto/file-key.ts) + a pair box's nonce and tag (40). */
+export const SEALED_FILE_KEY_BYTES = 98
 
 export interface PingReply { load: LoadValues, weight: number, pv: number }
 export interface ServersReply { pv: number, servers: ServerEntry[] }

@@ -6,7 +6,7 @@ import test from 'ava'
 import fs from 'node:fs'
 import path from 'node:path'
 import { openFileKey, releaseFileKey } from '../../lib/crypto/file-key'
-import { generateIdentity } from '../../lib/crypto/identity'
+import { generateIdentity, parsePublicKey } from '../../lib/crypto/identity'
 import { sodium } from '../../lib/crypto/sodium'
 import { createEngine, importKey } from '../../lib/native/crypto-engine'
 import { attrsOf } from '../../lib/pem-fs/attrs'
@@ -56,6 +56,12 @@ const decide = async (c: ClusterClient, p: string, action: Action = 'write'): Pr
   await c.decide({ guard: '/srv/data', path: p, action, attrs: attrsOf(process.pid, 1000, 1000) })
 
 /** A FileKey request straight to the decision's server, past the client's own checks (what a hostile host can send). */
+/** The raw Ed25519 key of the member that made decision `d` (it seals the keys its grants release). */
+const memberKeyOf = (d: Decision): Buffer => {
+  const s = host1.servers.find(x => x.entry.id === d.server)
+  if (s === undefined) throw new Error(`server ${d.server} is not in host1's table`)
+  return parsePublicKey(s.entry.key)
+}
 const rawFileKey = async (c: ClusterClient, d: Decision, header: Buffer): Promise<FileKeyReply> =>
   await (c['dataRequest'](d, Op.FileKey, { grant: d.grant, header }) as Promise<FileKeyReply>)
 
@@ -109,13 +115,18 @@ test.serial('a host-placement decision releases the file key; it opens a block s
   handle.destroy()
   t.true(out.equals(plain), 'the released key opens what spd sealed')
 
-  // Only this host's identity opens the box, and only for this file id and key version.
+  // Only this host's identity opens the box, only as sealed by the member that answered, and only for this file id
+  // and key version.
   const again = await rawFileKey(host1, d, bytes)
-  t.throws(() => openFileKey(generateIdentity(), again.sealed, header.fileId, header.keyVersion), { code: 'PEM_ERR_KEY_NOT_GRANTED' })
-  t.throws(() => openFileKey(hostIdentity(host1Dir), again.sealed, Buffer.alloc(16), header.keyVersion), { code: 'PEM_ERR_KEY_NOT_GRANTED' })
-  t.throws(() => openFileKey(hostIdentity(host1Dir), again.sealed, header.fileId, header.keyVersion + 1), { code: 'PEM_ERR_KEY_VERSION' })
-  const tampered = Buffer.from(again.sealed); tampered[60] ^= 1
-  t.throws(() => openFileKey(hostIdentity(host1Dir), tampered, header.fileId, header.keyVersion), { code: 'PEM_ERR_KEY_NOT_GRANTED' })
+  const member = memberKeyOf(d)
+  t.throws(() => openFileKey(generateIdentity(), member, again.sealed, header.fileId, header.keyVersion), { code: 'PEM_ERR_KEY_NOT_GRANTED' })
+  t.throws(() => openFileKey(hostIdentity(host1Dir), generateIdentity().publicKey, again.sealed, header.fileId, header.keyVersion), { code: 'PEM_ERR_KEY_NOT_GRANTED' }, 'another member did not seal it')
+  t.throws(() => openFileKey(hostIdentity(host1Dir), member, again.sealed, Buffer.alloc(16), header.keyVersion), { code: 'PEM_ERR_KEY_NOT_GRANTED' })
+  t.throws(() => openFileKey(hostIdentity(host1Dir), member, again.sealed, header.fileId, header.keyVersion + 1), { code: 'PEM_ERR_KEY_VERSION' })
+  for (const at of [0, 30, again.sealed.length - 1]) { // nonce, ciphertext, tag
+    const tampered = Buffer.from(again.sealed); tampered[at] ^= 1
+    t.throws(() => openFileKey(hostIdentity(host1Dir), member, tampered, header.fileId, header.keyVersion), { code: 'PEM_ERR_KEY_NOT_GRANTED' }, `byte ${at} flipped`)
+  }
 
   const records = (await releases()).slice(before)
   t.is(records.length, 2, 'one release record per FileKey call')
@@ -156,14 +167,14 @@ test.serial('a FileHeader batch with keys: every new file\'s key sealed to the a
   t.true((r.ttlMs ?? 0) > 0 && (r.ttlMs ?? 0) <= d.ttl)
   const ids = headers.map(h => decodeHeader(h).fileId)
   for (let i = 0; i < 4; i++) {
-    const key = openFileKey(hostIdentity(host1Dir), (r.sealed as Buffer[])[i], ids[i], 1)
+    const key = openFileKey(hostIdentity(host1Dir), memberKeyOf(d), (r.sealed as Buffer[])[i], ids[i], 1)
     const viaFileKey = await host1.fileKey(d, headers[i]) // the same key FileKey releases for that header
     t.true(key.equals(viaFileKey.key), `key ${i}`)
     releaseFileKey(key)
     releaseFileKey(viaFileKey.key)
   }
-  t.throws(() => openFileKey(hostIdentity(host1Dir), (r.sealed as Buffer[])[0], ids[1], 1), { code: 'PEM_ERR_KEY_NOT_GRANTED' }, 'a key is bound to its own file')
-  t.throws(() => openFileKey(hostIdentity(host1Dir), (r.sealed as Buffer[])[0], ids[0], 2), { code: 'PEM_ERR_KEY_VERSION' })
+  t.throws(() => openFileKey(hostIdentity(host1Dir), memberKeyOf(d), (r.sealed as Buffer[])[0], ids[1], 1), { code: 'PEM_ERR_KEY_NOT_GRANTED' }, 'a key is bound to its own file')
+  t.throws(() => openFileKey(hostIdentity(host1Dir), memberKeyOf(d), (r.sealed as Buffer[])[0], ids[0], 2), { code: 'PEM_ERR_KEY_VERSION' })
   const records = (await releases()).slice(before)
   t.deepEqual(records.slice(0, 4).map(x => x.file), ids.map(i => i.toString('hex')), 'one key_release record per new file')
   t.is(records.length, 8, 'and one per FileKey call')

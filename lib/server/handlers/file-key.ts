@@ -25,7 +25,7 @@ function releasing (m: Member, grant: string, ctx: HostContext, seal: boolean): 
 
 /** One file's key sealed to the host, audited. */
 function release (m: Member, hostKey: Buffer, g: Grant, ctx: HostContext, keyName: string, keyVersion: number, fileId: Buffer, ttlMs: number): Buffer {
-  const sealed = m.data.sealedFileKey(keyName, keyVersion, fileId, hostKey)
+  const sealed = m.data.sealedFileKey(keyName, keyVersion, fileId, m.identity, hostKey)
   m.audit.write({ kind: 'security', event: 'key_release', host: ctx.host, ip: ctx.ip, key: keyName, version: keyVersion, file: fileId.toString('hex'), action: g.action, ttlMs })
   return sealed
 }
