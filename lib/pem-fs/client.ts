@@ -79,7 +79,7 @@ function joined (parts: Uint8Array[], bytes: number): Buffer {
 }
 
 /** New-file headers asked for at once (FileHeader count): one round trip serves this many new encrypted files. */
-const HEADER_BATCH = 16
+const HEADER_BATCH = 32
 /** A spare new-file key (newHostFile) with less lease left than this is not used: its file would ask again at once. */
 const SPARE_KEY_MIN_MS = 1000
 

@@ -53,7 +53,7 @@ const done = async (f: (cb: (e: NodeJS.ErrnoException | null) => void) => void):
   await new Promise((resolve, reject) => f(e => e === null ? resolve() : reject(e)))
 
 /** New files' keys one create's answer hands the native session beside its own (the rest of the client's batch). */
-const SPARES_PER_ANSWER = 15
+const SPARES_PER_ANSWER = 31
 /** The `key` call's flags (beside the handle's access, O_ACCMODE): the node's block channel server timed out or closed; the node holds a grant at spd's block service. */
 const KEY_SERVER_LOST = 4
 const KEY_REMOTE = 8

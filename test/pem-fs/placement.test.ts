@@ -88,7 +88,7 @@ test.serial('host placement: new files take spare keys without an io call; each 
   t.is(w.code, 0, w.stderr)
   let s = await status()
   const takes = s.hostSpareTakes - before.hostSpareTakes
-  t.true(takes >= n - 4 && takes < n, `creates served from a spare: ${takes} of ${n} (one io call per batch of 16)`)
+  t.true(takes >= n - 4 && takes < n, `creates served from a spare: ${takes} of ${n} (one io call per batch of 32)`)
   t.is(s.hostKeys - before.hostKeys, n, 'every new file got a key')
   t.true(s.hostSpareKeys > 0 && s.hostSpareKeys <= 15, `spares held: ${s.hostSpareKeys}`)
   const all = await sh(`for i in $(seq 1 ${n}); do cat '${dir}/many/f'$i; done`)
