@@ -28,6 +28,8 @@ test.after.always(async () => {
 })
 
 async function mount (t: { is: (a: unknown, b: unknown, m?: string) => void }, extra: string[], env: Record<string, string> = {}): Promise<void> {
+  // A test that failed before its unmount left the mount: the next one starts from none.
+  if (isMounted(dir)) await cli('pemfs', ['unmount', dir, '--config-dir', cfg], {}, 30000)
   const m = await cli('pemfs', ['mount', dir, '--embedded', '--config-dir', cfg, ...extra], env, 30000)
   t.is(m.code, 0, m.stderr)
 }
@@ -90,7 +92,7 @@ test.serial('host placement: new files take spare keys without an io call; each 
   const takes = s.hostSpareTakes - before.hostSpareTakes
   t.true(takes >= n - 4 && takes < n, `creates served from a spare: ${takes} of ${n} (one io call per batch of 32)`)
   t.is(s.hostKeys - before.hostKeys, n, 'every new file got a key')
-  t.true(s.hostSpareKeys > 0 && s.hostSpareKeys <= 15, `spares held: ${s.hostSpareKeys}`)
+  t.true(s.hostSpareKeys > 0 && s.hostSpareKeys <= 31, `spares held: ${s.hostSpareKeys}`)
   const all = await sh(`for i in $(seq 1 ${n}); do cat '${dir}/many/f'$i; done`)
   t.is(all.stdout, Array.from({ length: n }, (_, i) => `file ${i + 1}\n`).join(''), 'every file reads back through the mount')
 
