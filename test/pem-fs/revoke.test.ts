@@ -4,7 +4,8 @@
 // before the ttl (30 s here). Each time a process that keeps the file open reads a block it never read before: with a
 // fresh key where the host may still have one, EACCES where it may not; `pemfs status` shows 0 keys held in between.
 // Once that handle is closed, a new open of a file the host may no longer hold keys for is served by spd. Also the
-// core-file check of issue 18: gcore of the daemon while it holds a key has no key bytes; a crash dumps no core.
+// core-file check of issue 18: gcore of the daemon while it holds a key has no key bytes; a crash dumps no core. A
+// revocation whose push is lost (nftables drops what spd sends the host) is bounded by the key's ttl.
 import test, { type ExecutionContext } from 'ava'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -41,6 +42,11 @@ guards:
         effect: apply_key(k1)
         placement: ${placement}
         ttl: 5s
+      - id: mid
+        resources: { dirs: [/mid] }
+        effect: apply_key(k1)
+        placement: ${placement}
+        ttl: 12s
       - id: files
         effect: apply_key(k1)
         placement: ${placement}
@@ -85,7 +91,7 @@ test.before(async () => {
   await mountOrThrow(c, view, ['--backing', back])
   const src = path.join(root, 'data.bin')
   fs.writeFileSync(src, data)
-  const w = await sh(`mkdir '${view}/short' && for f in a b c d e short/s; do cp '${src}' '${view}/'$f; done`, { timeoutMs: 60000 })
+  const w = await sh(`mkdir '${view}/short' '${view}/mid' && for f in a b c d e short/s mid/m; do cp '${src}' '${view}/'$f; done`, { timeoutMs: 60000 })
   if (w.code !== 0) throw new Error(`writing the files: ${w.stderr}\n${daemonLogs(c)}`)
 })
 
@@ -159,6 +165,35 @@ test.serial('spctl host revoke: pushed, the key is wiped; EACCES on the open han
   t.is(b.stdout.split(' ')[0], sha(data), b.stderr)
   after = await status()
   t.true(after.hostKeys > before.hostKeys, 'keys are released again after --undo')
+})
+
+test.serial('a push that never arrives: the revoked host holds its key only until the ttl; then no block without spd, and spd refuses', async t => {
+  const h = await holdOpen(t, 'mid/m') // ttl 12 s
+  // Everything spd sends on its host listener is dropped (the KeysDrop push with it); the admin API still works.
+  const port = Number(c.spd.listen.split(':').pop())
+  const table = `inet pemrevoke${process.pid}`
+  const nft = async (...args: string[]): Promise<void> => { const r = await sh(`/usr/sbin/nft ${args.join(' ')}`); if (r.code !== 0) throw new Error(`nft: ${r.stderr}`) }
+  await nft('add table', table)
+  t.teardown(async () => { await sh(`/usr/sbin/nft delete table ${table}`) })
+  await nft('add chain', table, "out '{ type filter hook output priority 0; }'")
+  await nft('add rule', table, 'out tcp sport', String(port), 'counter drop')
+  const r = await c.spctl(['host', 'revoke', 'host-1'])
+  t.teardown(async () => { await c.spctl(['host', 'revoke', 'host-1', '--undo']) })
+  t.is(r.code, 0, r.stderr)
+  await new Promise(resolve => setTimeout(resolve, 1500))
+  t.is((await status()).hostKeysHeld, 1, `the push did not arrive: the key is still held\n${daemonLogs(c)}`)
+  const waited = await keysGone(15000)
+  t.true(waited <= 12500, `wiped by its ttl, ${waited} ms after the revoke's push was lost`)
+  const cut = await readAt(h, 6 * MiB)
+  t.false(cut.ok, `no block without a fresh decision from spd: ${JSON.stringify(cut)}`)
+  t.is((await status()).hostKeysHeld, 0)
+  await sh(`/usr/sbin/nft delete table ${table}`)
+  let healed: Record<string, unknown> = {}
+  for (let i = 0; i < 40 && healed.code !== 'EACCES'; i++) {
+    healed = await readAt(h, 7 * MiB)
+    if (healed.code !== 'EACCES') await new Promise(resolve => setTimeout(resolve, 500))
+  }
+  t.deepEqual(healed, { ok: false, code: 'EACCES' }, 'once spd is reachable again it refuses the revoked host')
 })
 
 /**
