@@ -446,13 +446,21 @@ export class ClusterNode {
 
   /**
    * Freshness fence for policy decisions (CHECKLIST C14): true while this member is counted (not departed) and has
-   * heard, within `maxStalenessMs`, from enough counted members to form a majority with itself. A member cut off
-   * longer should stop answering decisions; a departed one serves nothing until its return is installed.
+   * heard, within `maxStalenessMs`, from enough counted members that are not ahead of it (their installed version is
+   * not above its own) to form a majority with itself. A member cut off longer stops answering decisions; one that
+   * comes back (a restart, a healed partition, a pause) serves again only once it has installed what the majority
+   * installed meanwhile; a departed one serves nothing until its return is installed. A member that advertises a
+   * version above ours only withholds its own vote, so one member cannot stop the others serving.
    */
   canServe (maxStalenessMs: number): boolean {
     const voters = this.members.voterIds()
     if (!voters.includes(this.id)) return false
-    const heard = voters.filter(id => id === this.id || this.now() - (this.peers.get(id)?.lastHeard ?? -Infinity) <= maxStalenessMs).length
+    const mine = this.installed.version
+    const heard = voters.filter(id => {
+      if (id === this.id) return true
+      const p = this.peers.get(id)
+      return p !== undefined && this.now() - p.lastHeard <= maxStalenessMs && p.advert.iv <= mine
+    }).length
     return heard >= majorityOf(voters.length)
   }
 
