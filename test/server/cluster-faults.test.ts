@@ -156,3 +156,19 @@ test('C14: a member whose install fails stops serving once the others are ahead;
   t.false(sim.node('C').canServe(5000), 'C is behind a majority: it does not serve')
   t.true(sim.node('A').canServe(5000) && sim.node('B').canServe(5000), 'A and B serve (each counts the other and itself)')
 })
+
+test('C14: a member whose ticks stopped for longer than the active window serves nothing until one window after they resume', t => {
+  const sim = Sim.cluster(3, 28)
+  const c = sim.node('C')
+  t.true(c.canServe(5000))
+  sim.pause('C')
+  sim.run(2000)
+  t.true(c.canServe(5000), 'inside the window (nothing has run on C to tell)')
+  sim.run(3000)
+  t.false(c.canServe(5000), 'its own tick is overdue past the active window')
+  sim.resume('C')
+  const resumed = sim.now
+  let served = -1
+  while (sim.now - resumed < 10_000 && served < 0) { if (c.canServe(5000)) served = sim.now - resumed; sim.run(1) }
+  t.true(served >= sim.activeWindowMs, `C served ${served} ms after it resumed, although it heard A and B at its own version at once`)
+})
