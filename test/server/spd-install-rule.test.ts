@@ -40,6 +40,7 @@ async function servesOnlyFrom (t: ExecutionContext, m: NsMember, min: number, du
   try {
     await during()
     t.true(await until(async () => (await decideAt(c, m)).ok, 15000), `${m.name} decides again`)
+    await until(async () => poll.answered() > 0, 5000) // the poll's own answers, so the check below is not vacuous
   } finally {
     const served = await poll.stop()
     t.true(served.length > 0, `${m.name} answered some decision`)
