@@ -6,6 +6,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { generateIdentity } from '../../lib/crypto/identity'
 import { AuditLog, type AuditEvent } from '../../lib/server/audit'
+import { decisionRecord } from '../../lib/wire/audit-record'
 import { median, type BenchFn } from '../harness'
 
 /** The writer before the chain, kept as the baseline: the same spliced line and one write per batch, no seq or hash. */
@@ -32,12 +33,13 @@ class PlainLineWriter {
 
 interface Writer { write: (e: AuditEvent) => void, flush: () => void }
 
-/** A decision event shaped like lib/server/handlers/decide.ts writes it; `i` varies the path. */
+const EXE_HASH = 'c0ffee'.repeat(10) + 'abcd'
+
+/** A decision record as lib/server/handlers/decide.ts writes it (every attribute a replay needs); `i` varies the path. */
 function decisionEvent (i: number): AuditEvent {
-  return {
-    kind: 'decision', host: 'a3f1c2'.repeat(10) + 'beef', ip: '10.0.4.17', uid: 1000 + (i % 7), pid: 4000 + (i % 97), exe: '/usr/bin/cat',
-    guard: '/srv/data', path: `/srv/data/reports/2026/q${i % 4}/file-${i}.xlsx`, action: 'read', effect: 'permit', rule: 'public', key: null, pv: 12, audit: ['audit-reports']
-  }
+  const attrs = { uid: 1000 + (i % 7), gids: [1000, 27, 100], user: 'alice', pid: 4000 + (i % 97), sid: 3900, exe: '/usr/bin/cat', exeHash: EXE_HASH, auth: 0 }
+  return decisionRecord('/srv/data', `/reports/2026/q${i % 4}/file-${i}.xlsx`, 'read', attrs, { host: 'a3f1c2'.repeat(10) + 'beef', ip: '10.0.4.17' },
+    { effect: 'permit', rule: 'public', key: null, audit: ['audit-reports'] }, 12)
 }
 
 /** Lines per second: batches of `batch` writes then one flush (one tick's worth in spd), for `ms` milliseconds. */

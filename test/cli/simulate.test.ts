@@ -204,3 +204,25 @@ test.serial('on a terminal apply shows the summary and asks before a permit -> d
   t.is(yes.code, 0, yes.stdout)
   t.is(JSON.parse((await spctl(['--json', 'policy', 'get'])).stdout).text, TIGHTER)
 })
+
+test.serial('--since replays only the decisions of that window, from the member and --from a copy; a bad duration exits 2', async t => {
+  await new Promise(resolve => setTimeout(resolve, 6000)) // every decision recorded so far is older than 5 s now
+  const late = await client.decide({ guard: '/srv/data', path: '/public/tmp/late', action: 'read', attrs: attrsOf(process.pid, 1000, 1000) })
+  t.false(late.ok, 'denied by no-tmp: the test before installed the tighter policy')
+  const member = await spctl(['--json', 'policy', 'simulate', files.installed, '--since', '5s'])
+  t.is(member.code, 1, member.stderr)
+  const m = report(member)
+  t.deepEqual([m.replayed, m.changed, m.permitToDeny], [1, 1, 0], 'only the late decision, deny -> permit under the draft')
+  t.deepEqual(group(m, 'no-tmp', 'public')?.examples.map(e => e.path), ['/public/tmp/late'])
+  t.true(report(await spctl(['--json', 'policy', 'simulate', files.installed, '--since', '1d'])).replayed >= 11, 'a day holds them all')
+  const copy = path.join(work, 'audit-late.log')
+  fs.copyFileSync(path.join(spd.dir, 'audit.log'), copy)
+  const offline = await cli('spctl', ['--json', 'policy', 'simulate', files.installed, '--from', copy, '--since', '5s'], { SPCTL_CONFIG: path.join(work, 'no-session.json') })
+  t.is(offline.code, 1, offline.stderr)
+  t.deepEqual([report(offline).replayed, report(offline).changed], [1, 1])
+  for (const bad of ['0s', '5x', '-1h']) {
+    const r = await spctl(['policy', 'simulate', files.installed, '--since', bad])
+    t.is(r.code, 2, `--since ${bad}: ${r.stdout}`)
+    t.regex(r.stderr, /is not a duration.*PEM_ERR_BAD_ARGUMENT/, bad)
+  }
+})

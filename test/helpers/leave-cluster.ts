@@ -56,10 +56,10 @@ export async function createKey (m: Member, name: string): Promise<{ pv: number 
 }
 
 /**
- * Asks `m` for decisions every 50 ms until stopped; returns every version it answered with. Started before `m` comes
- * back, it shows whether `m` served anything before it had caught up.
+ * Asks `m` for decisions every 50 ms until stopped; returns every version it answered with (`answered`: how many so
+ * far). Started before `m` comes back, it shows whether `m` served anything before it had caught up.
  */
-export function pollDecisions (c: LeaveCluster, m: Member): { stop: () => Promise<number[]> } {
+export function pollDecisions (c: LeaveCluster, m: Member): { answered: () => number, stop: () => Promise<number[]> } {
   const served: number[] = []
   let on = true
   const loop = (async () => {
@@ -69,7 +69,7 @@ export function pollDecisions (c: LeaveCluster, m: Member): { stop: () => Promis
       await new Promise(resolve => setTimeout(resolve, 50))
     }
   })()
-  return { stop: async () => { on = false; await loop; return served } }
+  return { answered: () => served.length, stop: async () => { on = false; await loop; return served } }
 }
 
 const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))

@@ -109,3 +109,66 @@ test('C14: a member cut off from the majority past max staleness stops serving d
   sim.net.heal()
   t.true(sim.until(() => sim.node('A').canServe(5000)) >= 0)
 })
+
+/**
+ * Steps virtual time 1 ms at a time until `member` has installed `version` (at most `maxMs`); fails at the first step
+ * where it would serve a decision before that. Returns whether it installed.
+ */
+function servesOnlyOnceCaughtUp (t: import('ava').ExecutionContext, sim: Sim, member: string, version: number, maxMs = 20_000): boolean {
+  for (let ms = 0; ms < maxMs; ms++) {
+    const node = sim.node(member)
+    if (node.installed.version >= version) return true
+    if (node.canServe(5000)) { t.fail(`${member} would serve at version ${node.installed.version} while the majority has ${version}`); return false }
+    sim.run(1)
+  }
+  return false
+}
+
+test('C14: a member that comes back (healed cut, pause past the window, restart) serves nothing until it has installed the majority\'s version', t => {
+  const sim = Sim.cluster(3, 26)
+  const cases: Array<[string, () => void, () => void]> = [
+    ['healed cut', () => sim.net.split([sim.get('C').addr], [sim.get('A').addr, sim.get('B').addr]), () => sim.net.heal()],
+    ['pause', () => sim.pause('C'), () => sim.resume('C')],
+    ['restart', () => sim.kill('C'), () => sim.restart('C')]
+  ]
+  for (const [what, away, back] of cases) {
+    const v = sim.node('A').installed.version
+    away()
+    sim.run(4000) // past the active window: A and B install without C
+    sim.node('A').propose(`while C is away (${what})`, setPolicy(what))
+    t.true(sim.until(() => sim.converged(v + 1, [sim.get('A'), sim.get('B')])) >= 0, what)
+    t.is(sim.node('C').installed.version, v, `${what}: C missed it`)
+    sim.run(5000) // C has heard nobody for longer than maxStalenessMs: what it knew of A and B is stale
+    back()
+    t.true(servesOnlyOnceCaughtUp(t, sim, 'C', v + 1), `${what}: C catches up`)
+    t.true(sim.until(() => sim.node('C').canServe(5000)) >= 0, `${what}: and then serves`)
+  }
+  t.is(sim.safetyViolation(), null)
+})
+
+test('C14: a member whose install fails stops serving once the others are ahead; the two ahead of it still serve', t => {
+  const sim = Sim.cluster(3, 27)
+  sim.get('C').failCommits = 1e9 // C cannot install: A and B are ahead of it
+  const v = sim.node('A').installed.version
+  sim.node('A').propose('ahead', setPolicy('ahead'))
+  t.true(sim.until(() => sim.converged(v + 1, [sim.get('A'), sim.get('B')])) >= 0)
+  sim.run(2000)
+  t.false(sim.node('C').canServe(5000), 'C is behind a majority: it does not serve')
+  t.true(sim.node('A').canServe(5000) && sim.node('B').canServe(5000), 'A and B serve (each counts the other and itself)')
+})
+
+test('C14: a member whose ticks stopped for longer than the active window serves nothing until one window after they resume', t => {
+  const sim = Sim.cluster(3, 28)
+  const c = sim.node('C')
+  t.true(c.canServe(5000))
+  sim.pause('C')
+  sim.run(2000)
+  t.true(c.canServe(5000), 'inside the window (nothing has run on C to tell)')
+  sim.run(3000)
+  t.false(c.canServe(5000), 'its own tick is overdue past the active window')
+  sim.resume('C')
+  const resumed = sim.now
+  let served = -1
+  while (sim.now - resumed < 10_000 && served < 0) { if (c.canServe(5000)) served = sim.now - resumed; sim.run(1) }
+  t.true(served >= sim.activeWindowMs, `C served ${served} ms after it resumed, although it heard A and B at its own version at once`)
+})

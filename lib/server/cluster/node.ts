@@ -105,6 +105,9 @@ export class ClusterNode {
   private readonly bodies = new Map<string, { bytes: Buffer, body: HeartbeatBody }>()
   /** The advertisement read from a (memoised, read-only) body, so an unchanged heartbeat converts no digests. */
   private readonly adverts = new WeakMap<HeartbeatBody, Advert>()
+  /** When tick() last ran, and until when decisions stay fenced after a gap in the ticks (canServe). */
+  private lastTick: number
+  private quietUntil = -Infinity
 
   constructor (private readonly o: NodeOptions) {
     this.id = o.identity.id
@@ -116,6 +119,7 @@ export class ClusterNode {
     const plaintext = o.installedPlaintext ?? pack(o.installed)
     this.installed = this.held(plaintext, o.installed, o.installed.changedBy, true)
     this.members = MemberTable.of(o.installed)
+    this.lastTick = o.clock.now()
     const memo = o.locks?.load()
     this.lockMemo = memo !== undefined && memo.version > o.installed.version ? { version: memo.version, digest: memo.digest } : null
     if (this.lockMemo !== null && memo?.set !== undefined) this.restoreLocked(memo.set)
@@ -197,6 +201,12 @@ export class ClusterNode {
 
   tick (): void {
     if (this.stopped) return
+    // Not run for longer than the active window (SIGSTOP, a frozen VM, a stalled event loop): what it heard before is
+    // old, and so are the messages queued for it meanwhile; it serves again one active window later, when fresh
+    // heartbeats have replaced them.
+    const now = this.now()
+    if (now - this.lastTick > this.activeWindowMs) this.quietUntil = now + this.activeWindowMs
+    this.lastTick = now
     this.applyQueued()
     this.evaluate()
     this.broadcast()
@@ -446,13 +456,24 @@ export class ClusterNode {
 
   /**
    * Freshness fence for policy decisions (CHECKLIST C14): true while this member is counted (not departed) and has
-   * heard, within `maxStalenessMs`, from enough counted members to form a majority with itself. A member cut off
-   * longer should stop answering decisions; a departed one serves nothing until its return is installed.
+   * heard, within `maxStalenessMs`, from enough counted members that are not ahead of it (their installed version is
+   * not above its own) to form a majority with itself. A member cut off longer stops answering decisions; one that
+   * comes back (a restart, a healed partition, a pause) serves again only once it has installed what the majority
+   * installed meanwhile; a departed one serves nothing until its return is installed. A member that advertises a
+   * version above ours only withholds its own vote, so one member cannot stop the others serving. After a gap in its
+   * own ticks longer than the active window (paused: messages queued for it meanwhile are old and would read as
+   * "not ahead") it serves nothing until one active window after its ticks resumed.
    */
   canServe (maxStalenessMs: number): boolean {
     const voters = this.members.voterIds()
     if (!voters.includes(this.id)) return false
-    const heard = voters.filter(id => id === this.id || this.now() - (this.peers.get(id)?.lastHeard ?? -Infinity) <= maxStalenessMs).length
+    if (voters.length > 1 && (this.now() - this.lastTick > this.activeWindowMs || this.now() < this.quietUntil)) return false
+    const mine = this.installed.version
+    const heard = voters.filter(id => {
+      if (id === this.id) return true
+      const p = this.peers.get(id)
+      return p !== undefined && this.now() - p.lastHeard <= maxStalenessMs && p.advert.iv <= mine
+    }).length
     return heard >= majorityOf(voters.length)
   }
 
