@@ -68,23 +68,37 @@ async function notLoggedIn (ep: { key: string, host: string, port: number }, kno
   throw new PemError('PEM_ERR_AUTH', `not logged in to ${ep.key}: run spctl login`)
 }
 
+/** Logs in (lib/cli/admin-auth.ts) and keeps the session; the login also upgrades an admin record without a key. */
+async function login (o: { user: string, passwordFile?: string }): Promise<{ endpoint: string, user: string, server: string, expires: string, upgraded: boolean }> {
+  const g = opts()
+  const ep = endpointOf(g.endpoint)
+  const sessions = loadSessions()
+  const pin = g.serverId ?? sessions[ep.key]?.serverId ?? null
+  const password = await readSecret(o.passwordFile, `password for ${o.user}@${ep.key}: `)
+  const v = await adminLogin({ host: ep.host, port: ep.port, pin }, o.user, password)
+  if (pin === null) process.stderr.write(`recorded member id ${v.serverId} for ${ep.key} (first use)\n`)
+  if (v.upgraded) process.stderr.write(`admin ${o.user} had no signing key: it has one now, derived from this password (installed on the cluster)\n`)
+  sessions[ep.key] = { serverId: v.serverId, token: v.token, expires: v.expires, user: o.user, adminKey: v.adminKey }
+  saveSessions(sessions)
+  return { endpoint: ep.key, user: o.user, server: v.serverId, expires: v.expires, upgraded: v.upgraded }
+}
+
 program.command('login')
   .description('log in and keep a session token (expires; see spd.json adminTokenTtlS); the password stays here: it answers the member\'s challenge with a signature (docs/ADMIN.md)')
   .option('--user <name>', 'admin user', 'admin')
   .option('--password-file <file>', 'read the password from FILE (first line); prompts on a terminal otherwise')
   .action((o: { user: string, passwordFile?: string }) => run(async () => {
-    const g = opts()
-    const ep = endpointOf(g.endpoint)
-    const sessions = loadSessions()
-    const pin = g.serverId ?? sessions[ep.key]?.serverId ?? null
-    const password = await readSecret(o.passwordFile, `password for ${o.user}@${ep.key}: `)
-    const v = await adminLogin({ host: ep.host, port: ep.port, pin }, o.user, password)
-    const serverId = v.serverId
-    if (pin === null) process.stderr.write(`recorded member id ${serverId} for ${ep.key} (first use)\n`)
-    if (v.upgraded) process.stderr.write(`admin ${o.user} had no signing key: it has one now, derived from this password (installed on the cluster)\n`)
-    sessions[ep.key] = { serverId, token: v.token, expires: v.expires, user: o.user, adminKey: v.adminKey }
-    saveSessions(sessions)
-    printObject({ endpoint: ep.key, user: o.user, server: serverId, expires: v.expires, ...(v.upgraded ? { upgraded: true } : {}) }, g.json)
+    const { upgraded, ...r } = await login(o)
+    printObject({ ...r, ...(upgraded ? { upgraded: true } : {}) }, opts().json)
+  }))
+
+program.command('admin').description('the admin\'s own record')
+  .command('upgrade').description('give an admin record made before admins had keys its signing key, derived from the password (what the first login does; docs/ADMIN.md)')
+  .option('--user <name>', 'admin user', 'admin')
+  .option('--password-file <file>', 'read the password from FILE (first line); prompts on a terminal otherwise')
+  .action((o: { user: string, passwordFile?: string }) => run(async () => {
+    const r = await login(o)
+    printObject({ user: r.user, server: r.server, upgraded: r.upgraded, ...(r.upgraded ? {} : { note: 'the record already had a signing key: nothing to do' }) }, opts().json)
   }))
 
 program.command('status')
