@@ -54,7 +54,14 @@ async function call (method: string, p: string, body?: unknown): Promise<unknown
   const s = sessions[ep.key]
   if (s?.token === undefined) await notLoggedIn(ep, Object.keys(sessions).filter(k => sessions[k].token !== undefined))
   const pin = o.serverId ?? s.serverId
-  return (await adminCall({ host: ep.host, port: ep.port, pin }, method, p, body, s.token)).value
+  try {
+    return (await adminCall({ host: ep.host, port: ep.port, pin }, method, p, body, s.token)).value
+  } catch (err) {
+    // The member sweeps expired sessions out, so it may no longer know this one: say why it is gone.
+    const expired = s.expires !== undefined && Date.parse(s.expires) < Date.now()
+    if (PemError.from(err).code === 'PEM_ERR_AUTH' && expired) throw new PemError('PEM_ERR_AUTH', `session expired at ${s.expires ?? ''}: run spctl login again`)
+    throw err
+  }
 }
 
 /** No session for this endpoint: say whether it is the endpoint that is wrong (nothing answers) or the login missing. */
