@@ -1,5 +1,6 @@
 // Builds and watches real multi-member spd clusters for tests, benchmarks and the demo: members created with
 // `spd init`, sponsored with `spctl member add` + `spd trust`, started as processes; status read over the admin API.
+import { adminLogin } from '../lib/cli/admin-auth'
 import { adminCall } from '../lib/cli/admin-client'
 import type { ClusterStatusView } from '../lib/server/cluster/service'
 import { splitHostPort } from '../lib/server/config'
@@ -16,7 +17,7 @@ export async function admin (m: Spd, method: string, path: string, body?: unknow
     let token = tokens.get(m.admin)
     if (token === undefined) {
       const password = fs.readFileSync(m.passwordFile, 'utf8').split('\n')[0]
-      token = ((await adminCall({ host, port, pin: null }, 'POST', '/v1/login', { user: 'admin', password })).value as { token: string }).token
+      token = (await adminLogin({ host, port, pin: null }, 'admin', password)).token
       tokens.set(m.admin, token)
     }
     try {
@@ -66,7 +67,7 @@ export async function join (sponsor: Member, name: string, extra?: Record<string
   const s = await initSpd(name, extra)
   const id = JSON.parse((await cli('spd', ['id', '--data-dir', s.dir, '--json'])).stdout) as { id: string, key: string }
   const spctl = await loginSpctl(sponsor) // a fresh session: admin sessions do not survive a restart of the sponsor
-  const add = await spctl(['--json', 'member', 'add', id.key, '--addr', s.cluster, '--name', name])
+  const add = await spctl(['--json', 'member', 'add', id.key, '--addr', s.cluster, '--name', name, '--password-file', sponsor.passwordFile])
   if (add.code !== 0) throw new Error(`member add ${name}: ${add.stderr}`)
   const sp = (JSON.parse(add.stdout) as { sponsor: { key: string, addr: string, cluster: string } }).sponsor
   const trust = await cli('spd', ['trust', '--data-dir', s.dir, '--key', sp.key, '--addr', sp.addr, '--cluster', sp.cluster])

@@ -2,6 +2,7 @@
 // their end, and real spd members (scripts/procs.ts) with the benchmark host and N more hosts enrolled.
 import fs from 'node:fs'
 import path from 'node:path'
+import { adminLogin } from '../../lib/cli/admin-auth'
 import { adminCall, type AdminTarget } from '../../lib/cli/admin-client'
 import { generateIdentity } from '../../lib/crypto/identity'
 import { enroll } from '../../lib/pem-fs/client'
@@ -58,9 +59,9 @@ export async function startMember (name: string, policy: string, members: Member
   await startSpd(spd)
   await loginSpctl(spd)
   const [host, port] = spd.admin.split(':')
-  const login = await adminCall({ host, port: Number(port), pin: null }, 'POST', '/v1/login', { user: 'admin', password: fs.readFileSync(spd.passwordFile, 'utf8').trim() })
+  const login = await adminLogin({ host, port: Number(port), pin: null }, 'admin', fs.readFileSync(spd.passwordFile, 'utf8').trim())
   m.admin = { host, port: Number(port), pin: login.serverId }
-  m.token = (login.value as { token: string }).token
+  m.token = login.token
   await applyPolicy(m, policy)
   const r = await cli('pemfs', ['enroll', '--cluster', spd.listen, '--token', await hostToken(m, 'bench-host'), '--config-dir', m.hostDir, '--name', 'bench-host'])
   if (r.code !== 0) throw new Error(`pemfs enroll failed: ${r.stderr}`)

@@ -9,6 +9,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { adminLogin } from './admin-auth'
 import { adminCall } from './admin-client'
 import { listenPort } from '../channel/listen-port'
 import { enroll, splitAddr } from '../pem-fs/client'
@@ -118,7 +119,7 @@ export function readEmbeddedPolicy (file: string, dir: string): string {
 async function installPolicy (f: EmbeddedFiles, info: Info, text: string): Promise<string> {
   const target = { ...splitAddr(info.admin), pin: info.id }
   const password = fs.readFileSync(f.password, 'utf8').trim()
-  const login = (await adminCall(target, 'POST', '/v1/login', { user: ADMIN, password })).value as { token: string }
+  const login = await adminLogin(target, ADMIN, password)
   const current = (await adminCall(target, 'GET', '/v1/policy', undefined, login.token)).value as { text: string | null }
   if (current.text !== text) await adminCall(target, 'PUT', '/v1/policy', { text }, login.token)
   return login.token

@@ -7,11 +7,13 @@ import path from 'node:path'
 import { diffPolicies, formatPolicyError, parsePolicy, type CompiledPolicy } from '../policy'
 import type { DecisionRecord } from '../wire/audit-record'
 import { PemError } from '../wire/errors'
+import { adminLogin, adminSignKey, memberChangeSig } from './admin-auth'
 import { adminCall, pinnedSocket } from './admin-client'
 import { newProgram, parseProgram, printObject, printRows, readSecret, run } from './common'
 import { confirm, DEFAULT_EXAMPLES, parseDuration, parseExamples, replayFile, replayRecords, REPLAY_WINDOW, simulationText, type SimulationReport } from './spctl-simulate'
 
-interface Session { serverId: string, token?: string, expires?: string, user?: string }
+/** `adminKey`: the admin's public key record, as the login proved it (lib/cli/admin-auth.ts). */
+interface Session { serverId: string, token?: string, expires?: string, user?: string, adminKey?: string }
 type Sessions = Record<string, Session>
 
 function configFile (): string { return process.env.SPCTL_CONFIG ?? path.join(os.homedir(), '.config', 'pemfs', 'spctl.json') }
@@ -52,7 +54,14 @@ async function call (method: string, p: string, body?: unknown): Promise<unknown
   const s = sessions[ep.key]
   if (s?.token === undefined) await notLoggedIn(ep, Object.keys(sessions).filter(k => sessions[k].token !== undefined))
   const pin = o.serverId ?? s.serverId
-  return (await adminCall({ host: ep.host, port: ep.port, pin }, method, p, body, s.token)).value
+  try {
+    return (await adminCall({ host: ep.host, port: ep.port, pin }, method, p, body, s.token)).value
+  } catch (err) {
+    // The member sweeps expired sessions out, so it may no longer know this one: say why it is gone.
+    const expired = s.expires !== undefined && Date.parse(s.expires) < Date.now()
+    if (PemError.from(err).code === 'PEM_ERR_AUTH' && expired) throw new PemError('PEM_ERR_AUTH', `session expired at ${s.expires ?? ''}: run spctl login again`)
+    throw err
+  }
 }
 
 /** No session for this endpoint: say whether it is the endpoint that is wrong (nothing answers) or the login missing. */
@@ -66,22 +75,37 @@ async function notLoggedIn (ep: { key: string, host: string, port: number }, kno
   throw new PemError('PEM_ERR_AUTH', `not logged in to ${ep.key}: run spctl login`)
 }
 
+/** Logs in (lib/cli/admin-auth.ts) and keeps the session; the login also upgrades an admin record without a key. */
+async function login (o: { user: string, passwordFile?: string }): Promise<{ endpoint: string, user: string, server: string, expires: string, upgraded: boolean }> {
+  const g = opts()
+  const ep = endpointOf(g.endpoint)
+  const sessions = loadSessions()
+  const pin = g.serverId ?? sessions[ep.key]?.serverId ?? null
+  const password = await readSecret(o.passwordFile, `password for ${o.user}@${ep.key}: `)
+  const v = await adminLogin({ host: ep.host, port: ep.port, pin }, o.user, password)
+  if (pin === null) process.stderr.write(`recorded member id ${v.serverId} for ${ep.key} (first use)\n`)
+  if (v.upgraded) process.stderr.write(`admin ${o.user} had no signing key: it has one now, derived from this password (installed on the cluster)\n`)
+  sessions[ep.key] = { serverId: v.serverId, token: v.token, expires: v.expires, user: o.user, adminKey: v.adminKey }
+  saveSessions(sessions)
+  return { endpoint: ep.key, user: o.user, server: v.serverId, expires: v.expires, upgraded: v.upgraded }
+}
+
 program.command('login')
-  .description('log in and keep a session token (expires; see spd.json adminTokenTtlS)')
+  .description('log in and keep a session token (expires; see spd.json adminTokenTtlS); the password stays here: it answers the member\'s challenge with a signature (docs/ADMIN.md)')
   .option('--user <name>', 'admin user', 'admin')
   .option('--password-file <file>', 'read the password from FILE (first line); prompts on a terminal otherwise')
   .action((o: { user: string, passwordFile?: string }) => run(async () => {
-    const g = opts()
-    const ep = endpointOf(g.endpoint)
-    const sessions = loadSessions()
-    const pin = g.serverId ?? sessions[ep.key]?.serverId ?? null
-    const password = await readSecret(o.passwordFile, `password for ${o.user}@${ep.key}: `)
-    const { value, serverId } = await adminCall({ host: ep.host, port: ep.port, pin }, 'POST', '/v1/login', { user: o.user, password })
-    const v = value as { token: string, expires: string }
-    if (pin === null) process.stderr.write(`recorded member id ${serverId} for ${ep.key} (first use)\n`)
-    sessions[ep.key] = { serverId, token: v.token, expires: v.expires, user: o.user }
-    saveSessions(sessions)
-    printObject({ endpoint: ep.key, user: o.user, server: serverId, expires: v.expires }, g.json)
+    const { upgraded, ...r } = await login(o)
+    printObject({ ...r, ...(upgraded ? { upgraded: true } : {}) }, opts().json)
+  }))
+
+program.command('admin').description('the admin\'s own record')
+  .command('upgrade').description('give an admin record made before admins had keys its signing key, derived from the password (what the first login does; docs/ADMIN.md)')
+  .option('--user <name>', 'admin user', 'admin')
+  .option('--password-file <file>', 'read the password from FILE (first line); prompts on a terminal otherwise')
+  .action((o: { user: string, passwordFile?: string }) => run(async () => {
+    const r = await login(o)
+    printObject({ user: r.user, server: r.server, upgraded: r.upgraded, ...(r.upgraded ? {} : { note: 'the record already had a signing key: nothing to do' }) }, opts().json)
   }))
 
 program.command('status')
@@ -371,16 +395,51 @@ member.command('list').description('list members with their state, addresses and
     const c = await call('GET', '/v1/members') as ClusterView
     if (opts().json) printObject(c as unknown as Record<string, unknown>, true); else printMembers(c)
   }))
+/**
+ * A member-list change, signed here with the admin's key (from the password, which stays here) for the version the
+ * member will draft it at; signed again when a concurrent change took that version (PEM_ERR_CHANGE_REBASED).
+ */
+async function signedMemberChange (passwordFile: string | undefined, op: 'add' | 'remove', idOf: (c: ClusterView) => string, method: string, pathOf: (id: string) => string, body: Record<string, unknown>): Promise<unknown> {
+  const ep = endpointOf(opts().endpoint)
+  const s = loadSessions()[ep.key]
+  if (s?.token === undefined) return await call('GET', '/v1/members') // says what is missing
+  const user = s.user ?? 'admin'
+  const signKey = await adminSignKey(await readSecret(passwordFile, `password for ${user}@${ep.key} (signs the change): `), s.adminKey, user)
+  const origin = opts().serverId ?? s.serverId
+  for (let attempt = 1; ; attempt++) {
+    const c = await call('GET', '/v1/members') as ClusterView
+    const id = idOf(c)
+    try {
+      return await call(method, pathOf(id), { ...body, adminSig: memberChangeSig(signKey, c.clusterId, c.installed.version + 1, op, id, origin) })
+    } catch (err) {
+      if (PemError.from(err).code !== 'PEM_ERR_CHANGE_REBASED' || attempt >= 5) throw err
+    }
+  }
+}
+
+const PASSWORD_FILE_HELP = 'read the admin password from FILE (first line; it signs the change and stays here); prompts on a terminal otherwise'
+
 member.command('add <pubkey>').description('sponsor a new member (its key from spd id); prints the spd trust command to run on it')
   .requiredOption('--addr <host:port>', "the new member's cluster address")
   .requiredOption('--name <name>', 'the new member\'s name')
-  .action((key: string, o: { addr: string, name: string }) => run(async () => {
-    const v = await call('POST', '/v1/members', { key, addr: o.addr, name: o.name }) as { id: string, sponsor: { key: string, addr: string, cluster: string } }
+  .option('--password-file <file>', PASSWORD_FILE_HELP)
+  .action((key: string, o: { addr: string, name: string, passwordFile?: string }) => run(async () => {
+    const { keyId, parsePublicKey } = await import('../crypto/identity')
+    const id = keyId(parsePublicKey(key.trim()))
+    const v = await signedMemberChange(o.passwordFile, 'add', () => id, 'POST', () => '/v1/members', { key, addr: o.addr, name: o.name }) as { id: string, sponsor: { key: string, addr: string, cluster: string } }
     printObject(v as unknown as Record<string, unknown>, opts().json)
     if (!opts().json) process.stderr.write(`on the new member, before its first start: spd trust --data-dir DIR --key ${v.sponsor.key} --addr ${v.sponsor.addr} --cluster ${v.sponsor.cluster}\n`)
   }))
 member.command('remove <ref>').description('remove a member by name or id; it stays out for good (it cannot open later sets)')
-  .action((ref: string) => run(async () => { printObject(await call('DELETE', `/v1/members/${encodeURIComponent(ref)}`) as Record<string, unknown>, opts().json) }))
+  .option('--password-file <file>', PASSWORD_FILE_HELP)
+  .action((ref: string, o: { passwordFile?: string }) => run(async () => {
+    const idOf = (c: ClusterView): string => {
+      const m = c.members.find(x => x.state !== 'removed' && (x.id === ref || x.name === ref || (ref.length >= 8 && x.id.startsWith(ref))))
+      if (m === undefined) throw new PemError('PEM_ERR_NOT_FOUND', `no active member ${ref}`)
+      return m.id
+    }
+    printObject(await signedMemberChange(o.passwordFile, 'remove', idOf, 'DELETE', id => `/v1/members/${id}`, {}) as Record<string, unknown>, opts().json)
+  }))
 
 function readText (file: string): string {
   try { return fs.readFileSync(file, 'utf8') } catch (err) { throw new PemError('PEM_ERR_BAD_ARGUMENT', `cannot read ${file}: ${(err as Error).message}`) }

@@ -62,7 +62,7 @@ program.command('init')
     const identity = createIdentity(path.join(dir, IDENTITY_FILE))
     const state = emptyState()
     const [hash, signKey] = await Promise.all([hashPassword(password), newAdminKey(password)])
-    state.admins[o.adminUser] = { hash, signKey }
+    state.admins[o.adminUser] = { hash, signKey: signKey.encoded }
     state.keys = keys
     // Version 1: a cluster of one, with a fresh cluster id. `spd trust` turns it into a joiner instead.
     state.version = 1

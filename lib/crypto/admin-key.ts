@@ -1,9 +1,11 @@
 // An admin's signing key, derived from the admin's password: seed = scrypt(password, "pem/v1 admin signing key" ‖ salt),
 // an Ed25519 key pair from that seed. The configuration keeps only `ed25519-scrypt$N$r$p$<salt>$<public key>`
-// (base64url fields); a member derives the secret half at login, from the password it was just given, and holds it in
-// that admin session only. Member-list changes carry its signature (lib/server/cluster/changes.ts; docs/CLUSTER.md).
+// (base64url fields). Only spctl derives the secret half: it answers a member's login challenge with a signature
+// (loginInput) and signs member-list changes itself (lib/server/cluster/changes.ts), so the password never leaves the
+// admin's machine (docs/ADMIN.md, "Logging in"; docs/CLUSTER.md, "The admin's signature and its limit").
 import crypto from 'node:crypto'
-import { KDF_CTX_ADMIN_SIGN_KEY } from './contexts'
+import { pack } from '../wire/frame'
+import { KDF_CTX_ADMIN_SIGN_KEY, MAC_CTX_ADMIN_KEY_UPGRADE } from './contexts'
 import { checkScryptParams, deriveKey, SCRYPT_DEFAULT, type ScryptParams } from './password'
 import { sodium } from './sodium'
 
@@ -39,10 +41,16 @@ async function seedOf (password: string, params: ScryptParams, salt: Buffer): Pr
   return await deriveKey(password, Buffer.concat([Buffer.from(KDF_CTX_ADMIN_SIGN_KEY, 'utf8'), salt]), params)
 }
 
-/** A new admin key for `password` (fresh salt): what `spd init` stores in the admin's record. */
-export async function newAdminKey (password: string, params: ScryptParams = SCRYPT_DEFAULT): Promise<string> {
+/** The key pair `password` derives with these parameters and salt (what a login challenge hands out). */
+export async function deriveAdminKeyPair (password: string, params: ScryptParams, salt: Buffer): Promise<AdminKeyPair> {
+  return adminKeyPairFromSeed(await seedOf(password, params, salt))
+}
+
+/** A new admin key for `password` (fresh salt): `encoded` is what the admin's record stores, `signKey` its secret half. */
+export async function newAdminKey (password: string, params: ScryptParams = SCRYPT_DEFAULT): Promise<{ encoded: string, signKey: Buffer }> {
   const salt = crypto.randomBytes(SALT_BYTES)
-  return encodeAdminKey(params, salt, adminKeyPairFromSeed(await seedOf(password, params, salt)).publicKey)
+  const pair = await deriveAdminKeyPair(password, params, salt)
+  return { encoded: encodeAdminKey(params, salt, pair.publicKey), signKey: pair.signKey }
 }
 
 /** The secret half for `password`, or null when the record is malformed or the password does not derive its key. */
@@ -53,4 +61,30 @@ export async function openAdminKey (password: string, encoded: string): Promise<
   try { seed = await seedOf(password, parsed.params, parsed.salt) } catch { return null } // a password over the length limit
   const pair = adminKeyPairFromSeed(seed)
   return pair.publicKey.equals(parsed.publicKey) ? pair.signKey : null
+}
+
+/**
+ * What an admin signs to log in (SIG_CTX_ADMIN_LOGIN): msgpack [member id, user, challenge]. The member id is the key
+ * spctl pinned, so a member that relays another member's challenge gets an answer that member refuses.
+ */
+export function loginInput (memberId: string, user: string, challenge: Buffer): Buffer {
+  return pack([memberId, user, challenge])
+}
+
+/**
+ * The proof that upgrades an admin record without `signKey`: HMAC-SHA256 keyed with the stored password hash's bytes
+ * (which spctl recomputes from the password) over ctx ‖ 0x00 ‖ msgpack [member id, user, challenge, new signKey].
+ */
+export function upgradeProof (passwordHash: Buffer, memberId: string, user: string, challenge: Buffer, encodedKey: string): Buffer {
+  return crypto.createHmac('sha256', passwordHash).update(MAC_CTX_ADMIN_KEY_UPGRADE + '\0').update(pack([memberId, user, challenge, encodedKey])).digest()
+}
+
+/**
+ * What an admin signs for a member-list change: cluster id ‖ u64 version ‖ msgpack [op, member id, origin id]. Bound
+ * to the version and the proposing member, so a record copied from the log authorises nothing at any other version.
+ */
+export function adminRecordInput (clusterId: Buffer, version: number, op: 'add' | 'remove', id: string, origin: string): Buffer {
+  const v = Buffer.alloc(8)
+  v.writeBigUInt64BE(BigInt(version))
+  return Buffer.concat([clusterId, v, pack([op, id, origin])])
 }

@@ -14,6 +14,8 @@ export const SIG_CTX_AUDIT = 'pem/v1 audit checkpoint'
 export const SIG_CTX_CHANGE_ORIGIN = 'pem/v1 change origin'
 /** An admin's signature, with the key derived from the admin's password, over one member-list change record (lib/server/cluster/changes.ts). */
 export const SIG_CTX_ADMIN_MEMBER_CHANGE = 'pem/v1 admin member change'
+/** An admin's answer to a member's login challenge, with the same password-derived key (lib/crypto/admin-key.ts). */
+export const SIG_CTX_ADMIN_LOGIN = 'pem/v1 admin login'
 
 /** Associated data labels for sealAtRest (lib/crypto/seal.ts). */
 export const AAD_CTX_CONFIG_STORE = 'pem/v1 config store'
@@ -28,5 +30,9 @@ export const AAD_CTX_FILE_KEY = 'pem/v1 file key to host'
 export const KDF_CTX_STORE_KEY = 'pem/v1 configuration store key'
 /** Prefix of the scrypt salt of an admin's signing key seed, so it never equals the password hash (lib/crypto/admin-key.ts). */
 export const KDF_CTX_ADMIN_SIGN_KEY = 'pem/v1 admin signing key'
+/** HMAC message prefix of the proof that upgrades an admin record without a signing key (lib/crypto/admin-key.ts). */
+export const MAC_CTX_ADMIN_KEY_UPGRADE = 'pem/v1 admin key upgrade'
+/** HMAC message prefix of the stand-in salt a member hands out for a user it does not have (lib/server/admin.ts). */
+export const MAC_CTX_UNKNOWN_ADMIN_SALT = 'pem/v1 unknown admin salt'
 
-export const SIG_CONTEXTS: readonly string[] = [SIG_CTX_CLUSTER_MSG, SIG_CTX_POLICY_SET, SIG_CTX_SPONSOR, SIG_CTX_AUDIT, SIG_CTX_CHANGE_ORIGIN, SIG_CTX_ADMIN_MEMBER_CHANGE]
+export const SIG_CONTEXTS: readonly string[] = [SIG_CTX_CLUSTER_MSG, SIG_CTX_POLICY_SET, SIG_CTX_SPONSOR, SIG_CTX_AUDIT, SIG_CTX_CHANGE_ORIGIN, SIG_CTX_ADMIN_MEMBER_CHANGE, SIG_CTX_ADMIN_LOGIN]

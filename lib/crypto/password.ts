@@ -40,7 +40,8 @@ export async function deriveKey (secret: string | Buffer, salt: Buffer, params: 
   return await scrypt(pwBytes(secret), salt, HASH_BYTES, { N: params.N, r: params.r, p: params.p, maxmem: maxmem(params) })
 }
 
-function parse (encoded: string): { params: ScryptParams, salt: Buffer, hash: Buffer } {
+/** The parameters, salt and hash bytes of a stored `scrypt$…` hash; PEM_ERR_BAD_CONFIG when it is malformed. */
+export function parsePasswordHash (encoded: string): { params: ScryptParams, salt: Buffer, hash: Buffer } {
   const parts = typeof encoded === 'string' ? encoded.split('$') : []
   const badHash = (): never => { throw new PemError('PEM_ERR_BAD_CONFIG', 'stored password hash is malformed') }
   if (parts.length !== 6 || parts[0] !== 'scrypt') badHash()
@@ -52,9 +53,15 @@ function parse (encoded: string): { params: ScryptParams, salt: Buffer, hash: Bu
   return { params: { N, r, p }, salt, hash }
 }
 
+/** scrypt(password, salt) of `bytes` bytes: what a stored hash with these parameters holds for `password`. */
+export async function hashWith (password: string | Buffer, params: ScryptParams, salt: Buffer, bytes: number): Promise<Buffer> {
+  if (!checkScryptParams(params) || !Number.isInteger(bytes) || bytes < 16 || bytes > 64) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'scrypt parameters out of range')
+  return await scrypt(pwBytes(password), salt, bytes, { N: params.N, r: params.r, p: params.p, maxmem: maxmem(params) })
+}
+
 /** True when `password` matches; a malformed stored hash is PEM_ERR_BAD_CONFIG (it is our own data, not input). */
 export async function verifyPassword (password: string | Buffer, encoded: string): Promise<boolean> {
-  const { params, salt, hash } = parse(encoded)
+  const { params, salt, hash } = parsePasswordHash(encoded)
   const pw = typeof password === 'string' ? Buffer.from(password, 'utf8') : password
   if (pw.length > MAX_PASSWORD_BYTES) return false
   const got = await scrypt(pw, salt, hash.length, { N: params.N, r: params.r, p: params.p, maxmem: maxmem(params) })

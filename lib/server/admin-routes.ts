@@ -1,9 +1,13 @@
 // The admin API's routes over a Member: status, policy get/apply/diff, keys, hosts, members, audit tail, verify and
 // the recent decisions a policy simulation replays.
 // Docs: docs/ADMIN.md.
-// Every change is a cluster change: the reply comes once it is installed on this member (version in `pv`).
+// Every change is a cluster change: the reply comes once it is installed on this member (version in `pv`). Member
+// additions and removals carry the admin's own signature, made by spctl (`adminSig`; lib/cli/admin-auth.ts).
+import { adminRecordInput, parseAdminKey } from '../crypto/admin-key'
+import { SIG_CTX_ADMIN_MEMBER_CHANGE } from '../crypto/contexts'
 import { encodePublicKey, keyId, parsePublicKey } from '../crypto/identity'
 import { newToken, tokenHash } from '../crypto/password'
+import { verify } from '../crypto/sign'
 import { describePolicy, diffPolicies } from '../policy'
 import { PemError } from '../wire/errors'
 import { formatToken } from '../wire/token'
@@ -32,6 +36,23 @@ function hostOf (m: Member, ref: string): HostRecord {
   const host = Object.values(m.store.state.hosts).find(h => h.id === ref || h.name === ref || h.id.startsWith(ref))
   if (host === undefined || ref.length < 4) throw new PemError('PEM_ERR_NOT_FOUND', `no enrolled host ${ref}`)
   return host
+}
+
+/**
+ * The admin's signature over a member-list change (`adminSig: {version, sig}`, base64url), checked here against the
+ * version spctl signed it for; the change's record takes it if the change is drafted at that version (authorityOf).
+ */
+function memberSig (m: Member, req: AdminRequest, op: 'add' | 'remove', id: string): { sig: Buffer, publicKey: Buffer } {
+  const a = req.body.adminSig as { version?: unknown, sig?: unknown } | undefined
+  if (typeof a !== 'object' || a === null || typeof a.sig !== 'string' || !Number.isSafeInteger(a.version)) {
+    throw new PemError('PEM_ERR_BAD_ARGUMENT', 'adminSig {version, sig} is required: spctl member add/remove signs the change with the admin\'s key')
+  }
+  const key = parseAdminKey(m.store.state.admins[req.session.user]?.signKey)
+  if (key === null) throw new PemError('PEM_ERR_BAD_CONFIG', `admin ${req.session.user} has no signing key: log in again with spctl to give it one`)
+  const sig = Buffer.from(a.sig, 'base64url')
+  const input = adminRecordInput(Buffer.from(m.store.state.clusterId ?? '', 'hex'), a.version as number, op, id, m.identity.id)
+  if (!verify(SIG_CTX_ADMIN_MEMBER_CHANGE, input, sig, key.publicKey)) throw new PemError('PEM_ERR_BAD_SIGNATURE', `the admin signature does not hold for ${op} ${id.slice(0, 16)} at version ${String(a.version)} on this member`)
+  return { sig, publicKey: key.publicKey }
 }
 
 function text (req: AdminRequest): string {
@@ -207,12 +228,13 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
       if (typeof req.body.key !== 'string') throw new PemError('PEM_ERR_BAD_ARGUMENT', 'key must be the new member\'s public key (spd id)')
       const raw = parsePublicKey(req.body.key.trim())
       const id = keyId(raw)
+      const signed = memberSig(m, req, 'add', id)
       const s = await m.change(req.session.user, `member-add:${member}`, d => {
         const prev = d.members[id]
         if (prev?.state === 'removed') throw new PemError('PEM_ERR_BAD_CONFIG', `member ${id.slice(0, 16)} was removed; a removed key cannot rejoin (create a new member)`)
         if (prev !== undefined) throw new PemError('PEM_ERR_BUSY', `member ${id.slice(0, 16)} is already in the cluster`)
         d.members[id] = { id, key: encodePublicKey(raw), name: member, addr: '', clusterAddr: addr, state: 'active' }
-      }, authorityOf(req.session))
+      }, authorityOf(req.session, signed))
       m.audit.write({ kind: 'admin', event: 'member_added', user: req.session.user, member: id, name: member, addr, version: s.version })
       const me = m.store.state.members[m.identity.id]
       return {
@@ -226,11 +248,12 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
       const rec = Object.values(m.store.state.members).find(r => r.state === 'active' && (r.id === ref || r.name === ref || (ref.length >= 8 && r.id.startsWith(ref))))
       if (rec === undefined) throw new PemError('PEM_ERR_NOT_FOUND', `no active member ${ref}`)
       if (rec.id === m.identity.id) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'a member cannot remove itself; remove it from another member')
+      const signed = memberSig(m, req, 'remove', rec.id)
       const s = await m.change(req.session.user, `member-remove:${rec.name}`, d => {
         const r = d.members[rec.id]
         if (r === undefined || r.state !== 'active') throw new PemError('PEM_ERR_NOT_FOUND', `member ${rec.name} was removed meanwhile`)
         r.state = 'removed'
-      }, authorityOf(req.session))
+      }, authorityOf(req.session, signed))
       m.audit.write({ kind: 'admin', event: 'member_removed', user: req.session.user, member: rec.id, name: rec.name, version: s.version })
       return { removed: rec.id, name: rec.name, pv: s.version }
     })

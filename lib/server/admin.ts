@@ -1,28 +1,38 @@
 // Admin API: JSON over HTTPS (TLS 1.3, the member's own Ed25519 certificate, pinned by spctl) on its own listener.
-// Logins check an scrypt hash and hand out expiring bearer tokens; every change is audited. Routes: docs/ADMIN.md.
+// Logins are challenge-response: the member hands out a single-use challenge and the salt of the admin's
+// password-derived key, spctl answers with a signature made with that key (lib/crypto/admin-key.ts), and the member
+// checks it against the record's public half: the password never reaches the member. A record made before admins had
+// keys gains one at its first login, proved with the stored password hash. Sessions are expiring bearer tokens, swept
+// out when they expire; every change is audited. Routes: docs/ADMIN.md.
 // GET /metrics (Prometheus text) is the one route without a session: counts and states only, no names or secrets.
 // Before a session is checked only a login body (a few KiB) is read; failed logins are throttled per source address.
-// A login also derives the admin's signing key from the password (lib/crypto/admin-key.ts): the session holds it, in
-// memory only, to sign the member-list changes asked for in it (authorityOf).
 import crypto from 'node:crypto'
 import https from 'node:https'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { openAdminKey } from '../crypto/admin-key'
-import { SIG_CTX_ADMIN_MEMBER_CHANGE } from '../crypto/contexts'
+import { loginInput, parseAdminKey, upgradeProof } from '../crypto/admin-key'
+import { MAC_CTX_UNKNOWN_ADMIN_SALT, SIG_CTX_ADMIN_LOGIN, SIG_CTX_ADMIN_MEMBER_CHANGE } from '../crypto/contexts'
 import type { Identity } from '../crypto/identity'
-import { verifyPassword } from '../crypto/password'
-import { sign } from '../crypto/sign'
+import { parsePasswordHash, SCRYPT_DEFAULT } from '../crypto/password'
+import { verify } from '../crypto/sign'
 import { ERRORS, PemError, type ErrorCode } from '../wire/errors'
 import type { AdminAuthority } from './cluster/changes'
 import type { AdminRecord } from './state'
 
-/** `signKey`: the admin's key, derived from the password at login; null when the admin's record has none. */
-export interface AdminSession { user: string, expires: number, signKey: Buffer | null }
+export interface AdminSession { user: string, expires: number }
 
-/** The session as the authority of a change (changes.ts): it expires with the session and signs member-list changes with the session's key, if it has one. */
-export function authorityOf (session: AdminSession): AdminAuthority {
-  const key = session.signKey
-  return { user: session.user, expires: session.expires, sign: key === null ? null : message => sign(SIG_CTX_ADMIN_MEMBER_CHANGE, message, key) }
+/**
+ * The session as the authority of a change (changes.ts): it expires with the session. `memberSig`, for a member-list
+ * change: the admin's signature (made by spctl) and the admin's public key; the change's record takes it when it is
+ * over the version the change is drafted at, and fails with PEM_ERR_CHANGE_REBASED otherwise (spctl signs again).
+ */
+export function authorityOf (session: AdminSession, memberSig?: { sig: Buffer, publicKey: Buffer }): AdminAuthority {
+  const sign = memberSig === undefined
+    ? null
+    : (message: Buffer): Buffer => {
+        if (verify(SIG_CTX_ADMIN_MEMBER_CHANGE, message, memberSig.sig, memberSig.publicKey)) return memberSig.sig
+        throw new PemError('PEM_ERR_CHANGE_REBASED', 'the change is now drafted at another version than the one the admin signed: sign again')
+      }
+  return { user: session.user, expires: session.expires, sign }
 }
 export interface AdminRequest { session: AdminSession, body: Record<string, unknown>, params: Record<string, string>, query: URLSearchParams }
 type Handler = (req: AdminRequest) => Promise<unknown> | unknown
@@ -31,8 +41,16 @@ interface Route { method: string, pattern: RegExp, keys: string[], handler: Hand
 /** Largest body read before a session is checked (a login), and with a valid session (a policy text). */
 export const PREAUTH_BODY_BYTES = 4 * 1024
 export const MAX_BODY_BYTES = 4 * 1024 * 1024
-/** Password checks (scrypt, ~0.3 s of a libuv thread each) running at once, from all sources together. */
+/** Login answers checked at once, from all sources together (an upgrade among them waits for a cluster change). */
 const MAX_LOGINS_VERIFYING = 2
+/** A login challenge is answered within this long, once; at most this many are outstanding, per source and overall. */
+const CHALLENGE_TTL_MS = 30_000
+const CHALLENGES_PER_SOURCE = 8
+const MAX_CHALLENGES = 1024
+/** Live sessions kept; a login beyond it ends the oldest (audited). Expired ones are swept every minute (or ttl). */
+export const MAX_SESSIONS = 4096
+const CHALLENGE_BYTES = 32
+const USER = /^[A-Za-z0-9._-]{1,64}$/
 /** A source's failed logins are forgotten this long after its last one; until then each reply waits 100 ms more. */
 const FAILURE_MEMORY_MS = 15 * 60 * 1000
 const MAX_FAILURE_DELAY_MS = 2000
@@ -81,7 +99,7 @@ class LoginThrottle {
 
   end (s: LoginSource): void { s.busy = false }
 
-  private sweep (now: number): void {
+  sweep (now: number): void {
     for (const [k, s] of this.sources) if (!s.busy && now - s.lastFailure > FAILURE_MEMORY_MS) this.sources.delete(k)
   }
 }
@@ -90,17 +108,28 @@ export interface MetricsSource { contentType: string, render: () => Promise<stri
 
 export class AdminApi {
   private readonly routes: Route[] = []
-  private readonly sessions = new Map<string, AdminSession>() // by SHA-256 of the token
+  private readonly sessions = new Map<string, AdminSession>() // by SHA-256 of the token, oldest first
+  private readonly challenges = new Map<string, { user: string, source: string, expires: number }>() // by the challenge (base64url)
   private server: https.Server | null = null
+  private sweeper: NodeJS.Timeout | null = null
   private readonly logins = new LoginThrottle()
+  /** Key of the stand-in salts handed out for users that do not exist (stable across restarts, secret). */
+  private readonly unknownSaltKey: Buffer
   metrics: MetricsSource | null = null
 
+  /** `upgradeAdmin`: the cluster change that gives a key-less admin record its signing key (resolves once installed). */
   constructor (
     private readonly identity: Identity,
     private readonly tokenTtlS: number,
     private readonly lookupAdmin: (user: string) => AdminRecord | undefined,
-    private readonly audit: (event: Record<string, unknown>) => void
-  ) {}
+    private readonly audit: (event: Record<string, unknown>) => void,
+    private readonly upgradeAdmin: (user: string, signKey: string) => Promise<void>
+  ) {
+    this.unknownSaltKey = crypto.createHmac('sha256', identity.signKey.subarray(0, 32)).update(MAC_CTX_UNKNOWN_ADMIN_SALT).digest()
+  }
+
+  /** Live sessions and outstanding login challenges (/metrics). */
+  get counts (): { sessions: number, challenges: number } { return { sessions: this.sessions.size, challenges: this.challenges.size } }
 
   route (method: string, path: string, handler: Handler): this {
     const keys: string[] = []
@@ -112,6 +141,8 @@ export class AdminApi {
   async listen (host: string, port: number): Promise<{ host: string, port: number }> {
     this.server = https.createServer({ key: this.identity.keyPem, cert: this.identity.certPem, minVersion: 'TLSv1.3' }, (req, res) => { void this.serve(req, res) })
     await new Promise<void>((resolve, reject) => { this.server?.once('error', reject); this.server?.listen(port, host, () => resolve()) })
+    this.sweeper = setInterval(() => this.sweep(), Math.min(60_000, this.tokenTtlS * 1000))
+    this.sweeper.unref()
     const a = this.server.address()
     return typeof a === 'object' && a !== null ? { host: a.address, port: a.port } : { host, port }
   }
@@ -120,25 +151,76 @@ export class AdminApi {
     const s = this.server
     if (s === null) return
     this.server = null
+    if (this.sweeper !== null) clearInterval(this.sweeper)
     s.closeAllConnections()
     await new Promise<void>(resolve => s.close(() => resolve()))
   }
 
-  private async login (body: Record<string, unknown>, address: string): Promise<{ token: string, expires: string, user: string }> {
-    const user = typeof body.user === 'string' ? body.user : ''
-    const password = typeof body.password === 'string' ? body.password : ''
+  /** Expired sessions, challenges and forgotten login failures out (on a timer, so a flood of logins stays bounded). */
+  sweep (): void {
+    const now = Date.now()
+    for (const [k, v] of this.sessions) if (v.expires < now) this.sessions.delete(k)
+    for (const [k, v] of this.challenges) if (v.expires < now) this.challenges.delete(k)
+    this.logins.sweep(now)
+  }
+
+  /**
+   * A single-use login challenge for `user`, with the parameters and salt spctl derives the admin's key with. A user
+   * that does not exist gets a stand-in salt (the same each time), so the answer does not tell which users exist; a
+   * record without a signing key gets the parameters and salt of its password hash instead (`upgrade`).
+   */
+  private challenge (body: Record<string, unknown>, address: string): Record<string, unknown> {
+    const user = body.user
+    if (typeof user !== 'string' || !USER.test(user)) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'user must be 1-64 characters of A-Z a-z 0-9 . _ -')
+    const now = Date.now()
+    if (this.challenges.size >= MAX_CHALLENGES) this.sweep()
+    let fromSource = 0
+    for (const c of this.challenges.values()) if (c.source === address) fromSource++
+    if (fromSource >= CHALLENGES_PER_SOURCE || this.challenges.size >= MAX_CHALLENGES) throw new PemError('PEM_ERR_RATE_LIMITED', 'too many login challenges outstanding')
+    const challenge = crypto.randomBytes(CHALLENGE_BYTES).toString('base64url')
+    this.challenges.set(challenge, { user, source: address, expires: now + CHALLENGE_TTL_MS })
     const record = this.lookupAdmin(user)
-    const hash = record?.hash
+    const key = parseAdminKey(record?.signKey)
+    if (key !== null) return { challenge, kdf: { ...key.params, salt: key.salt.toString('base64url') } }
+    if (record !== undefined && record.signKey === undefined) {
+      const h = parsePasswordHash(record.hash)
+      return { challenge, upgrade: { ...h.params, salt: h.salt.toString('base64url'), bytes: h.hash.length } }
+    }
+    const salt = crypto.createHmac('sha256', this.unknownSaltKey).update(user).digest().subarray(0, 16)
+    return { challenge, kdf: { ...SCRYPT_DEFAULT, salt: salt.toString('base64url') } }
+  }
+
+  /**
+   * The answer to a challenge: `signature` over loginInput(this member, user, challenge) with the admin's key; for a
+   * record without a key, also `upgrade: {signKey, proof}` (the new key, and upgradeProof keyed with the password
+   * hash), which installs that key in the cluster before the session is made. The challenge is spent either way.
+   */
+  private async login (body: Record<string, unknown>, address: string): Promise<{ token: string, expires: string, user: string, upgraded: boolean }> {
+    const user = typeof body.user === 'string' ? body.user : ''
+    const challenge = typeof body.challenge === 'string' ? body.challenge : ''
+    const signature = Buffer.from(typeof body.signature === 'string' ? body.signature : '', 'base64url')
+    const upgrade = body.upgrade as { signKey?: unknown, proof?: unknown } | undefined
     const slot = this.logins.begin(address)
-    let signKey: Buffer | null = null
+    let newKey: string | null = null
     try {
       let ok = false
       try {
-        // Verify against a dummy hash for unknown users so timing does not tell which users exist. The signing key
-        // is derived at the same time (another scrypt on another libuv thread), and kept only if the password holds.
-        const [verified, key] = await Promise.all([verifyPassword(password, hash ?? DUMMY_HASH), record?.signKey === undefined ? null : openAdminKey(password, record.signKey)])
-        ok = verified && hash !== undefined
-        if (ok) signKey = key
+        const c = this.challenges.get(challenge)
+        this.challenges.delete(challenge)
+        const record = this.lookupAdmin(user)
+        if (c !== undefined && c.user === user && c.expires >= Date.now() && record !== undefined) {
+          const input = loginInput(this.identity.id, user, Buffer.from(challenge, 'base64url'))
+          const key = parseAdminKey(record.signKey)
+          if (key !== null) {
+            ok = verify(SIG_CTX_ADMIN_LOGIN, input, signature, key.publicKey)
+          } else if (record.signKey === undefined && typeof upgrade === 'object' && upgrade !== null && typeof upgrade.signKey === 'string' && typeof upgrade.proof === 'string') {
+            const offered = parseAdminKey(upgrade.signKey)
+            const expected = upgradeProof(parsePasswordHash(record.hash).hash, this.identity.id, user, Buffer.from(challenge, 'base64url'), upgrade.signKey)
+            const proof = Buffer.from(upgrade.proof, 'base64url')
+            ok = offered !== null && proof.length === expected.length && crypto.timingSafeEqual(proof, expected) && verify(SIG_CTX_ADMIN_LOGIN, input, signature, offered.publicKey)
+            if (ok) newKey = upgrade.signKey
+          }
+        }
       } finally {
         const delayMs = this.logins.checked(slot, ok)
         if (!ok) {
@@ -146,15 +228,25 @@ export class AdminApi {
           await new Promise(resolve => setTimeout(resolve, delayMs))
         }
       }
-      if (!ok) throw new PemError('PEM_ERR_AUTH', 'wrong user or password')
+      if (!ok) throw new PemError('PEM_ERR_AUTH', 'wrong user or password (or a used or expired challenge)')
+      if (newKey !== null) {
+        await this.upgradeAdmin(user, newKey)
+        this.audit({ kind: 'admin', event: 'admin_key_added', user })
+      }
     } finally {
       this.logins.end(slot)
     }
     const token = crypto.randomBytes(32).toString('base64url')
     const expires = Date.now() + this.tokenTtlS * 1000
-    this.sessions.set(sha256(token), { user, expires, signKey })
+    if (this.sessions.size >= MAX_SESSIONS) this.sweep()
+    for (const [k, v] of this.sessions) {
+      if (this.sessions.size < MAX_SESSIONS) break
+      this.sessions.delete(k)
+      this.audit({ kind: 'security', event: 'admin_session_evicted', user: v.user })
+    }
+    this.sessions.set(sha256(token), { user, expires })
     this.audit({ kind: 'admin', event: 'login', user })
-    return { token, expires: new Date(expires).toISOString(), user }
+    return { token, expires: new Date(expires).toISOString(), user, upgraded: newKey !== null }
   }
 
   private session (req: IncomingMessage): AdminSession {
@@ -179,6 +271,7 @@ export class AdminApi {
         res.end(text)
         return
       }
+      if (req.method === 'POST' && url.pathname === '/v1/login/challenge') return send(res, 200, this.challenge(await body(PREAUTH_BODY_BYTES), req.socket.remoteAddress ?? ''))
       if (req.method === 'POST' && url.pathname === '/v1/login') return send(res, 200, await this.login(await body(PREAUTH_BODY_BYTES), req.socket.remoteAddress ?? ''))
       for (const r of this.routes) {
         if (r.method !== req.method) continue
@@ -200,8 +293,6 @@ export class AdminApi {
     }
   }
 }
-
-const DUMMY_HASH = 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'
 
 function sha256 (s: string): string { return crypto.createHash('sha256').update(s).digest('hex') }
 

@@ -151,6 +151,9 @@ export class Member {
 
   get compiledPolicy (): CompiledPolicy | null { return this.policy }
 
+  /** Live admin sessions and outstanding login challenges (/metrics). */
+  get adminCounts (): { sessions: number, challenges: number } { return this.admin?.counts ?? { sessions: 0, challenges: 0 } }
+
   get policyVersion (): number { return this.store.state.version }
 
   decide (input: DecideInput): Decision {
@@ -226,7 +229,8 @@ export class Member {
     this.hostAddr = `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`
     this.blocks.start(a.address, () => ({ load: this.load.project(0).total, weight: this.config.weight, pv: this.policyVersion }))
     const adminAt = splitHostPort(this.config.adminListen)
-    this.admin = new AdminApi(this.identity, this.config.adminTokenTtlS, user => Object.prototype.hasOwnProperty.call(this.store.state.admins, user) ? this.store.state.admins[user] : undefined, e => this.audit.write({ kind: 'admin', ...e }))
+    this.admin = new AdminApi(this.identity, this.config.adminTokenTtlS, user => Object.prototype.hasOwnProperty.call(this.store.state.admins, user) ? this.store.state.admins[user] : undefined, e => this.audit.write({ kind: 'admin', ...e }),
+      async (user, signKey) => { await this.change(user, `admin-key:${user}`, d => addAdminKey(d, user, signKey)) })
     registerAdminRoutes(this.admin, this)
     this.admin.metrics = memberMetrics(this)
     const b = await this.admin.listen(adminAt.host, adminAt.port)
@@ -322,4 +326,12 @@ export class Member {
 export function newKeyVersion (version: number): { version: number, material: Buffer, created: string } {
   const material = crypto.randomBytes(32)
   return { version, material, created: new Date().toISOString() }
+}
+
+/** The upgrade of an admin record made before admins had keys: it gains `signKey`, once (changes.ts checks the rule). */
+function addAdminKey (d: ConfigState, user: string, signKey: string): void {
+  const r = Object.prototype.hasOwnProperty.call(d.admins, user) ? d.admins[user] : undefined
+  if (r === undefined) throw new PemError('PEM_ERR_NOT_FOUND', `no admin ${user}`)
+  if (r.signKey !== undefined) throw new PemError('PEM_ERR_BUSY', `admin ${user} got a signing key meanwhile: log in again`)
+  d.admins[user] = { ...r, signKey }
 }

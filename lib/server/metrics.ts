@@ -123,6 +123,8 @@ export function memberMetrics (m: Member): MetricsSource {
   })
   gauge('spd_audit_torn_at_start', '1 when this start found the audit log ending in a cut line (named by a torn record)', [], g => g.set(m.audit.torn === null ? 0 : 1))
   gauge('spd_host_channels', 'Open host channels', [], g => g.set(m.channels.size))
+  gauge('spd_admin_sessions', 'Live admin sessions (expired ones are swept out)', [], g => g.set(m.adminCounts.sessions))
+  gauge('spd_admin_login_challenges', 'Login challenges handed out and not yet answered or expired', [], g => g.set(m.adminCounts.challenges))
   gauge('spd_policy_version', 'Installed configuration version', [], g => g.set(m.policyVersion))
   gauge('spd_cluster_pending_version', 'Version held pending (0: none)', [], g => g.set(cluster.pending?.version ?? 0))
   gauge('spd_cluster_can_serve', '1 while this member hears from a majority (decisions are served)', [], g => g.set(cluster.canServe ? 1 : 0))

@@ -6,8 +6,9 @@ export interface KeyVersion { version: number, material: Buffer, created: string
 export interface HostRecord { id: string, name: string, key: string, enrolled: string, keysRevoked?: boolean }
 export interface TokenRecord { name: string, expires: string, createdBy: string }
 /**
- * `hash`: the login password's scrypt hash; `signKey`: the public half of a key derived from the same password
- * (lib/crypto/admin-key.ts), which member-list changes must be signed with. An admin without one cannot change members.
+ * `hash`: the password's scrypt hash (written by `spd init`; now only the proof of an upgrade checks it); `signKey`:
+ * the public half of a key derived from the same password (lib/crypto/admin-key.ts), which logins and member-list
+ * changes are signed with. A record without one (made before admins had keys) gains it at the admin's next login.
  */
 export interface AdminRecord { hash: string, signKey?: string }
 /** Which members a host uses and which it prefers (0..1), by member name; key '*' applies to hosts without their own. */
@@ -44,9 +45,10 @@ export interface ConfigState {
  * One version's entry in the cluster change log (lib/server/cluster/changes.ts checks them on every member): which
  * member proposed which change; a change of the member list names the one member it adds or removes and the admin
  * user it was made for with `adminSig`, that admin's signature over (version, op, member, origin) (a member's own
- * departure and return name no admin); `sig` is the origin member's signature over the configuration it proposed (without `sig`).
+ * departure and return name no admin); `adminUpgrade` names the admin whose record gained its `signKey` in this version;
+ * `sig` is the origin member's signature over the configuration it proposed (without `sig`).
  */
-export interface ClusterLogEntry { version: number, origin: string, change: string, member?: { op: 'add' | 'remove' | 'depart' | 'return', id: string }, admin?: string, adminSig?: string, sig?: string }
+export interface ClusterLogEntry { version: number, origin: string, change: string, member?: { op: 'add' | 'remove' | 'depart' | 'return', id: string }, admin?: string, adminSig?: string, adminUpgrade?: string, sig?: string }
 
 export function emptyState (): ConfigState {
   return { version: 0, policyText: null, policyCanonical: null, keys: {}, hosts: {}, tokens: {}, admins: {}, members: {}, changedBy: 'init', changedAt: new Date().toISOString() }

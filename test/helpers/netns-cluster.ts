@@ -65,7 +65,7 @@ export async function foundIn (node: LabNode, extra: Record<string, unknown>): P
 /** Sponsorship into the cluster of `sponsor`: its admin adds the key, the new member trusts it, starts and installs. */
 export async function joinIn (sponsor: NsMember, node: LabNode, extra: Record<string, unknown>): Promise<NsMember> {
   const s = await initIn(node, extra)
-  const add = await sponsor.spctl(['--json', 'member', 'add', s.key, '--addr', s.cluster, '--name', node.name])
+  const add = await sponsor.spctl(['--json', 'member', 'add', s.key, '--addr', s.cluster, '--name', node.name, '--password-file', sponsor.passwordFile])
   if (add.code !== 0) throw new Error(`member add ${node.name}: ${add.stderr}`)
   const sp = (JSON.parse(add.stdout) as { sponsor: { key: string, addr: string, cluster: string } }).sponsor
   const trust = await cli('spd', ['trust', '--data-dir', s.dir, '--key', sp.key, '--addr', sp.addr, '--cluster', sp.cluster])

@@ -112,6 +112,14 @@ test('A1: a key not in the member list is refused even when it names a member id
   t.is(code(() => acceptMessage(forged, ctx())), 'PEM_ERR_BAD_SIGNATURE')
 })
 
+test('H33: a message from an unknown key is refused by the key lookup, before any signature work (a zeroed signature gives the same code)', t => {
+  const hb = buildHeartbeat(signer(X), body())
+  const unsigned = Buffer.from(hb); unsigned.fill(0, hb.length - 64)
+  t.is(code(() => acceptMessage(unsigned, ctx())), 'PEM_ERR_UNKNOWN_MEMBER')
+  const huge = Buffer.concat([hb, Buffer.alloc(64 * 1024)])
+  t.not(code(() => acceptMessage(huge, ctx())), undefined, 'an oversized one is refused too')
+})
+
 test('A2: bad signature: flipped bit in body (checksum fixed), flipped signature bit, zero signature', t => {
   const hb = buildHeartbeat(signer(), body())
   const flipped = Buffer.from(hb); flipped[CLUSTER_HEADER_BYTES + 5] ^= 1

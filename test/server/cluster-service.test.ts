@@ -100,3 +100,19 @@ test('a grant expires on the monotonic clock: a wall-clock step neither ends nor
   const short = grants.issue('host', 'finance', 'none', 'read', -2000 - 1) // already past its ttl and slack
   t.throws(() => withClockStep(-3_600_000, () => grants.check(short, 'host', 'finance', false)), { code: 'PEM_ERR_KEY_NOT_GRANTED' })
 })
+
+test('CHECKLIST G32: with the wall clock stepped back an hour a captured heartbeat is still a replay, and the next one is fresh', t => {
+  const { service } = serviceOfA()
+  const sent: Packet[] = []
+  const b = new ClusterNode({ clusterId: CLUSTER, identity: B, addr: addrs[1], transport: { send: p => sent.push(p) }, clock: { now: () => 0 }, epoch: 1, hwm: new MemoryHwmStore(), installed: config(), commit: () => {} })
+  const next = (): Packet => { sent.length = 0; b.broadcast(); const p = sent.find(x => x.to === addrs[0]); if (p === undefined) throw new Error('B sent nothing to A'); return p }
+  const first = next()
+  service.node.receive(first)
+  const replays = (): number => service.node.rejections.PEM_ERR_REPLAY ?? 0
+  const before = replays()
+  withClockStep(-3_600_000, () => service.node.receive(first))
+  t.is(replays(), before + 1, 'the replay is refused after the step back')
+  withClockStep(-3_600_000, () => service.node.receive(next()))
+  t.is(replays(), before + 1, 'the next heartbeat is fresh')
+  t.is(service.status().members.find(m => m.id === B.id)?.state, 'active')
+})

@@ -6,15 +6,16 @@ import { ClusterNode, type ChangeEvent } from '../../lib/server/cluster/node'
 import { buildHeartbeat } from '../../lib/server/cluster/message'
 import { MemoryHwmStore, SequenceSource } from '../../lib/server/cluster/sequence'
 import { buildSet, contentOf } from '../../lib/server/cluster/set-codec'
-import { adminRecordInput, signAsOrigin } from '../../lib/server/cluster/changes'
-import { encodeAdminKey } from '../../lib/crypto/admin-key'
+import { adminKeyPairFromSeed, adminRecordInput, encodeAdminKey } from '../../lib/crypto/admin-key'
+import { checkSuccession, draftChange, signAsOrigin, type Change } from '../../lib/server/cluster/changes'
+import { MemberTable } from '../../lib/server/cluster/members'
 import { SIG_CTX_ADMIN_MEMBER_CHANGE } from '../../lib/crypto/contexts'
 import { SCRYPT_DEFAULT } from '../../lib/crypto/password'
 import { sign } from '../../lib/crypto/sign'
 import { MockNetwork } from '../../lib/server/cluster/transport-mock'
 import { ClusterMsgType, ClusterStatus, PendingPhase, splitClusterMsg } from '../../lib/wire/cluster-msg'
 import { emptyState, type ConfigState } from '../../lib/server/state'
-import { unpack } from '../../lib/wire/frame'
+import { pack, unpack } from '../../lib/wire/frame'
 import { forgeSet, identityNo, memberRecord, Sim, SIM_ADMIN, simAdmins, type SimMember } from '../helpers/cluster-sim'
 
 interface Advert { installed?: { version: number, digest: string }, pending?: { version: number, digest: string } }
@@ -294,4 +295,37 @@ test('issue 15: a change whose admin session expired while it waited behind anot
   ])
   t.is(a.node.installed.version, v + 1)
   t.is(a.node.members.get(x.id), undefined)
+})
+
+test('issue 15: the admin list changes only by a key-less record gaining its key, named in the log; a later member change may use that key', t => {
+  const me = identityNo(0)
+  const clusterId = Buffer.alloc(32, 7)
+  const pairOf = (n: number): ReturnType<typeof adminKeyPairFromSeed> => adminKeyPairFromSeed(Buffer.alloc(32, n))
+  const keyOf = (n: number): string => encodeAdminKey(SCRYPT_DEFAULT, Buffer.alloc(16, n), pairOf(n).publicKey)
+  const installed: ConfigState = { ...emptyState(), version: 1, clusterId: clusterId.toString('hex'), admins: { root: { hash: 'h1' }, other: { hash: 'h2', signKey: keyOf(1) } }, members: { [me.id]: memberRecord(me, 'me', '10.0.0.1:7400') } }
+  const members = MemberTable.of(installed)
+  const on = (base: ConfigState) => (change: Omit<Change, 'changeId'>): ConfigState => draftChange({ plaintext: pack(base), version: base.version, state: base }, MemberTable.of(base), me, clusterId, { changeId: 'c', ...change }, 0).state
+  const upgraded = on(installed)({ mutate: d => { d.admins.root = { ...d.admins.root, signKey: keyOf(2) } } })
+  t.is(upgraded.clusterLog?.at(-1)?.adminUpgrade, 'root')
+  t.is(checkSuccession(installed, members, upgraded, clusterId), 'verified')
+  // The proposer refuses every other edit of the admin list.
+  const edits: Array<[string, (d: ConfigState) => void]> = [
+    ['a key replaced', d => { d.admins.other = { ...d.admins.other, signKey: keyOf(3) } }],
+    ['a hash changed with the upgrade', d => { d.admins.root = { hash: 'h9', signKey: keyOf(2) } }],
+    ['a user added', d => { d.admins.mallory = { hash: 'h3', signKey: keyOf(3) } }],
+    ['a malformed key', d => { d.admins.root = { ...d.admins.root, signKey: 'ed25519-scrypt$1' } }]
+  ]
+  for (const [what, mutate] of edits) t.throws(() => on(installed)({ mutate }), { code: 'PEM_ERR_BAD_SUCCESSION' }, what)
+  // A receiver refuses an upgrade whose log entry does not name it (a compromised origin leaving it out).
+  const unnamed = unpack(pack(upgraded)) as ConfigState
+  const last = unnamed.clusterLog?.at(-1)
+  if (last !== undefined) { delete last.adminUpgrade; delete last.sig }
+  signAsOrigin(clusterId, unnamed, me)
+  t.throws(() => checkSuccession(installed, members, unnamed, clusterId), { code: 'PEM_ERR_BAD_SUCCESSION' })
+  // A member caught up across the upgrade and a member addition signed with the new key takes both.
+  const x = identityNo(97)
+  const added = on(upgraded)({ mutate: d => { d.members[x.id] = memberRecord(x, 'x', '10.0.0.9:7400') }, admin: { user: 'root', expires: Infinity, sign: m => sign(SIG_CTX_ADMIN_MEMBER_CHANGE, m, pairOf(2).signKey) } })
+  t.is(checkSuccession(installed, members, added, clusterId), 'verified')
+  // Before the upgrade the same key authorises nothing.
+  t.throws(() => on(installed)({ mutate: d => { d.members[x.id] = memberRecord(x, 'x', '10.0.0.9:7400') }, admin: { user: 'root', expires: Infinity, sign: m => sign(SIG_CTX_ADMIN_MEMBER_CHANGE, m, pairOf(2).signKey) } }), { code: 'PEM_ERR_BAD_CONFIG' })
 })

@@ -3,15 +3,19 @@
 // each from its own 127.0.0.x source, while an enrolled host on 127.0.0.1 keeps getting decisions; then the admin
 // API's body limits and per-source login throttling. Asserts error codes and refusal counters, never timings.
 import test from 'ava'
+import crypto from 'node:crypto'
 import fs from 'node:fs'
 import https from 'node:https'
 import net from 'node:net'
 import path from 'node:path'
 import tls from 'node:tls'
 import { ALPN_ENROLL, ALPN_SESSION, connect } from '../../lib/channel/tls'
-import { generateIdentity } from '../../lib/crypto/identity'
+import { deriveAdminKeyPair, loginInput } from '../../lib/crypto/admin-key'
+import { SIG_CTX_ADMIN_LOGIN } from '../../lib/crypto/contexts'
+import { generateIdentity, loadIdentity } from '../../lib/crypto/identity'
+import { sign } from '../../lib/crypto/sign'
 import { attrsOf } from '../../lib/pem-fs/attrs'
-import { AUDIT_FILE } from '../../lib/server/member'
+import { AUDIT_FILE, IDENTITY_FILE } from '../../lib/server/member'
 import { ClusterClient } from '../../lib/pem-fs/client'
 import { hostIdentity, readCluster } from '../../lib/pem-fs/host-config'
 import { ERRORS } from '../../lib/wire/errors'
@@ -54,7 +58,7 @@ async function decideHonestly (): Promise<DecideReply> {
 }
 
 /** An HTTPS request to the admin API from `localAddress`; `body` may be withheld (only its Content-Length sent). */
-interface AdminReply { status: number, body: { error: { code: string, message: string }, token: string } }
+interface AdminReply { status: number, body: { error: { code: string, message: string }, token: string, challenge?: string, kdf?: unknown } }
 
 async function admin (method: string, path: string, opts: { body?: string, declaredBytes?: number, token?: string, localAddress?: string } = {}): Promise<AdminReply> {
   const [host, port] = spd.admin.split(':')
@@ -203,16 +207,26 @@ test.serial('admin API: the session is checked before a body is read; bodies are
   // A login body over 4 KiB is refused unread, whatever it holds.
   const bigLogin = await admin('POST', '/v1/login', { declaredBytes: 5000 })
   t.is(bigLogin.status, 400); t.regex(bigLogin.body.error.message, /over 4096 bytes/)
-  // Parallel guesses from one source: one is checked, the others are refused before any password check.
-  for (let i = 0; i < 3; i++) t.is((await admin('POST', '/v1/login', { body: JSON.stringify({ user: 'admin', password: 'guess' }), localAddress: '127.0.0.9' })).status, 401)
-  const guesses = await Promise.all(Array.from({ length: 6 }, async () => await admin('POST', '/v1/login', { body: JSON.stringify({ user: 'admin', password: 'guess' }), localAddress: '127.0.0.9' })))
+  // A guess answers a fresh challenge with a signature of no key. Parallel guesses from one source: one is checked,
+  // the others are refused before any check.
+  const guess = async (from: string): Promise<AdminReply> => {
+    const c = await admin('POST', '/v1/login/challenge', { body: JSON.stringify({ user: 'admin' }), localAddress: from })
+    return await admin('POST', '/v1/login', { body: JSON.stringify({ user: 'admin', challenge: c.body.challenge, signature: crypto.randomBytes(64).toString('base64url') }), localAddress: from })
+  }
+  for (let i = 0; i < 3; i++) t.is((await guess('127.0.0.9')).status, 401)
+  const guesses = await Promise.all(Array.from({ length: 6 }, async () => await guess('127.0.0.9')))
   const codes = guesses.map(g => g.body.error.code as string)
   t.log(codes.join(' '))
   t.true(codes.every(c => c === 'PEM_ERR_AUTH' || c === 'PEM_ERR_RATE_LIMITED'), codes.join())
   t.true(codes.includes('PEM_ERR_RATE_LIMITED'))
   t.is(guesses.find(g => g.body.error.code === 'PEM_ERR_RATE_LIMITED')?.status, 429)
   // Another source logs in with the right password; its session may send a large body, up to the larger limit.
-  const ok = await admin('POST', '/v1/login', { body: JSON.stringify({ user: 'admin', password: 'correct horse battery' }), localAddress: '127.0.0.10' })
+  const c = await admin('POST', '/v1/login/challenge', { body: JSON.stringify({ user: 'admin' }), localAddress: '127.0.0.10' })
+  const spdId = loadIdentity(path.join(spd.dir, IDENTITY_FILE)).id
+  const kdf = c.body.kdf as { N: number, r: number, p: number, salt: string }
+  const pair = await deriveAdminKeyPair('correct horse battery', kdf, Buffer.from(kdf.salt, 'base64url'))
+  const signature = sign(SIG_CTX_ADMIN_LOGIN, loginInput(spdId, 'admin', Buffer.from(c.body.challenge as string, 'base64url')), pair.signKey).toString('base64url')
+  const ok = await admin('POST', '/v1/login', { body: JSON.stringify({ user: 'admin', challenge: c.body.challenge, signature }), localAddress: '127.0.0.10' })
   t.is(ok.status, 200)
   const token = ok.body.token as string
   const diff = await admin('POST', '/v1/policy/diff', { token, body: JSON.stringify({ text: POLICY + '# ' + 'x'.repeat(64 * 1024) + '\n' }) })

@@ -169,7 +169,7 @@ test.serial('a process with a key nobody sponsored is refused at the handshake, 
 
 test.serial('a removed member stays out: refused by the others, it cannot install later versions, also after a restart', async t => {
   const gone = ms[2]
-  const r = await ms[0].spctl(['--json', 'member', 'remove', gone.name])
+  const r = await ms[0].spctl(['--json', 'member', 'remove', gone.name, '--password-file', ms[0].passwordFile])
   t.is(r.code, 0, r.stderr)
   const removedAt = JSON.parse(r.stdout).pv as number
   await allInstalled([ms[0], ms[1]], removedAt)
@@ -184,7 +184,7 @@ test.serial('a removed member stays out: refused by the others, it cannot instal
   t.true(goneVersion !== null && goneVersion < v, `removed member at ${String(goneVersion)}, cluster at ${v}`)
   const view = await clusterStatus(ms[0])
   t.is(view.members.find(m => m.id === gone.id)?.state, 'removed')
-  const again = await ms[0].spctl(['member', 'add', (JSON.parse((await cli('spd', ['id', '--data-dir', gone.dir, '--json'])).stdout) as { key: string }).key, '--addr', gone.cluster, '--name', 'back'])
+  const again = await ms[0].spctl(['member', 'add', (JSON.parse((await cli('spd', ['id', '--data-dir', gone.dir, '--json'])).stdout) as { key: string }).key, '--addr', gone.cluster, '--name', 'back', '--password-file', ms[0].passwordFile])
   t.not(again.code, 0, 'a removed key cannot rejoin')
   t.regex(again.stderr, /removed/)
 })

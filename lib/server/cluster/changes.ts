@@ -1,11 +1,12 @@
 // Admin changes on the cluster: the outcome events an admin is told, drafting version + 1 from the installed
 // configuration (signed by its origin), and the succession rules every member checks on every set it receives against
 // its INSTALLED configuration: one change-log entry per version (no jumps), a member list that changes only through
-// change records naming the member and signed by the admin (its password-derived key), an admin list no change edits,
-// records never dropped, no removed key re-activated, no self-removal, a member's departure and return only by its own
+// change records naming the member and signed by the admin (its password-derived key, held by spctl), an admin list
+// whose only edit is a key-less admin record gaining its signing key (one per version, named in the log), records
+// never dropped, no removed key re-activated, no self-removal, a member's departure and return only by its own
 // change, and the origin's signature over the content. docs/CLUSTER.md, "What one compromised member can do".
 import { sha256 } from '../../crypto/cluster-auth'
-import { parseAdminKey } from '../../crypto/admin-key'
+import { adminRecordInput, parseAdminKey } from '../../crypto/admin-key'
 import { SIG_CTX_ADMIN_MEMBER_CHANGE, SIG_CTX_CHANGE_ORIGIN } from '../../crypto/contexts'
 import type { Identity } from '../../crypto/identity'
 import { sign, verify } from '../../crypto/sign'
@@ -25,8 +26,9 @@ export interface ChangeEvent {
 }
 
 /**
- * The admin session a change was asked for in: the user, and a signature with that admin's own key (derived from the
- * password at login, lib/crypto/admin-key.ts) over what adminRecordInput returns; null when the session has no key.
+ * The admin session a change was asked for in: the user, and `sign`, which returns that admin's signature (made by
+ * spctl with the admin's own key, lib/crypto/admin-key.ts) over what adminRecordInput returns, or throws (a signature
+ * made for another version: PEM_ERR_CHANGE_REBASED, spctl signs again); null when the request carries none.
  * `expires` (wall-clock ms): a change drafted after the session expired (it waited behind others) fails, PEM_ERR_AUTH.
  */
 export interface AdminAuthority { user: string, expires: number, sign: ((message: Buffer) => Buffer) | null }
@@ -50,16 +52,6 @@ function originInput (clusterId: Buffer, state: ConfigState): Buffer {
   const version = Buffer.alloc(8)
   version.writeBigUInt64BE(BigInt(state.version))
   return Buffer.concat([clusterId, version, sha256(pack({ ...state, clusterLog: [...log.slice(0, -1), unsigned] }))])
-}
-
-/**
- * What an admin signs for a member-list change: cluster id ‖ u64 version ‖ msgpack [op, member id, origin id]. Bound
- * to the version and the proposing member, so a record copied from the log authorises nothing at any other version.
- */
-export function adminRecordInput (clusterId: Buffer, version: number, op: 'add' | 'remove', id: string, origin: string): Buffer {
-  const v = Buffer.alloc(8)
-  v.writeBigUInt64BE(BigInt(version))
-  return Buffer.concat([clusterId, v, pack([op, id, origin])])
 }
 
 /** Sign `state` (whose last log entry is its own, without `sig`) as its origin: sets that entry's `sig`. */
@@ -90,12 +82,16 @@ export function draftChange (base: { plaintext: Buffer, version: number, state: 
   if (added.length + removed.length === 1) {
     const admin = change.admin
     if (admin === undefined) throw new PemError('PEM_ERR_BAD_CONFIG', 'only an admin change may add or remove a member')
-    if (admin.sign === null || parseAdminKey(base.state.admins[admin.user]?.signKey) === null) throw new PemError('PEM_ERR_BAD_CONFIG', `admin ${admin.user} has no signing key, so it cannot change the member list (docs/CLUSTER.md)`)
+    if (parseAdminKey(base.state.admins[admin.user]?.signKey) === null) throw new PemError('PEM_ERR_BAD_CONFIG', `admin ${admin.user} has no signing key, so it cannot change the member list: log in once with spctl to give it one (docs/CLUSTER.md)`)
+    if (admin.sign === null) throw new PemError('PEM_ERR_AUTH', `a member-list change needs admin ${admin.user}'s signature (spctl member add/remove makes it)`)
     const member = added.length === 1 ? { op: 'add' as const, id: added[0] } : { op: 'remove' as const, id: removed[0] }
     entry.member = member
     entry.admin = admin.user
     entry.adminSig = admin.sign(adminRecordInput(clusterId, draft.version, member.op, member.id, origin.id)).toString('base64')
   }
+  const upgraded = adminKeysAdded(base.state.admins, draft.admins)
+  if (upgraded.length > 1) throw new PemError('PEM_ERR_BAD_CONFIG', 'a change may give at most one admin its signing key')
+  if (upgraded.length === 1) entry.adminUpgrade = upgraded[0]
   if (departed.length + returned.length === 1) {
     const id = departed[0] ?? returned[0]
     if (id !== origin.id) throw new PemError('PEM_ERR_BAD_CONFIG', 'only a member itself may record its departure or return')
@@ -109,6 +105,26 @@ export function draftChange (base: { plaintext: Buffer, version: number, state: 
     throw new PemError('PEM_ERR_BAD_CONFIG', (err as Error).message)
   }
   return { state: draft, plaintext: pack(draft) }
+}
+
+/**
+ * The users whose admin record gained a signing key from `before` to `after` (the upgrade of a record made before
+ * admins had one). Throws PEM_ERR_BAD_SUCCESSION on any other edit of the admin list: a user added or dropped, a
+ * password hash changed, a key replaced, removed or malformed.
+ */
+export function adminKeysAdded (before: ConfigState['admins'], after: ConfigState['admins']): string[] {
+  const users = Object.keys(before)
+  if (users.length !== Object.keys(after).length || !users.every(u => Object.prototype.hasOwnProperty.call(after, u))) throw bad('the admin list was changed (users added or removed)')
+  const added: string[] = []
+  for (const u of users) {
+    const was = before[u]
+    const is = after[u]
+    if (pack(was).equals(pack(is))) continue
+    const { signKey, ...rest } = is
+    if (was.signKey !== undefined || !pack(was).equals(pack(rest)) || parseAdminKey(signKey) === null) throw bad(`the admin record of ${u} was changed (only a missing signing key may be added)`)
+    added.push(u)
+  }
+  return added
 }
 
 /** Active ids the second table has and the first lacks (added), and the reverse (removed). */
@@ -157,12 +173,21 @@ export function checkSuccession (installed: ConfigState, members: MemberTable, n
     if (kept === undefined) throw bad(`member ${m.id.slice(0, 16)} was dropped from the member list (records are kept)`)
     if (m.removed && !kept.removed) throw bad(`member ${m.id.slice(0, 16)} was removed; a removed key cannot rejoin`)
   }
-  // The admins (their password hashes and signing keys) are what authorises member-list changes: no change edits them.
-  if (!pack(installed.admins).equals(pack(next.admins))) throw bad('the admin list was changed (no change may edit it)')
+  // The admins' signing keys are what authorises member-list changes: the only edit of the list is a key-less record
+  // gaining its key, each by a log entry naming it (an upgrade: docs/CLUSTER.md, "The admin's signature and its limit").
+  const upgraded = adminKeysAdded(installed.admins, next.admins)
+  for (const u of upgraded) if (!covered.some(e => e.adminUpgrade === u)) throw bad(`admin ${u} was given a signing key without a change record naming it`)
+  /** The admin's key as of version `version`: the installed one, or one an upgrade entry before that version added. */
+  const keyOf = (user: string, version: number): ReturnType<typeof parseAdminKey> => {
+    if (!Object.prototype.hasOwnProperty.call(installed.admins, user)) return null
+    const own = installed.admins[user].signKey
+    if (own !== undefined) return parseAdminKey(own)
+    return covered.some(e => e.adminUpgrade === user && e.version < version) ? parseAdminKey(next.admins[user].signKey) : null
+  }
   const { added, removed } = memberDelta(members, after)
   const authorised = (op: 'add' | 'remove', id: string): boolean => covered.some(e => {
     if (e.member?.op !== op || e.member.id !== id || typeof e.admin !== 'string' || typeof e.adminSig !== 'string' || (op === 'remove' && e.origin === id)) return false
-    const key = Object.prototype.hasOwnProperty.call(installed.admins, e.admin) ? parseAdminKey(installed.admins[e.admin].signKey) : null
+    const key = keyOf(e.admin, e.version)
     return key !== null && verify(SIG_CTX_ADMIN_MEMBER_CHANGE, adminRecordInput(clusterId, e.version, op, id, e.origin), Buffer.from(e.adminSig, 'base64'), key.publicKey)
   })
   for (const id of added) if (!authorised('add', id)) throw bad(`member ${id.slice(0, 16)} added without a change record signed by an admin`)
