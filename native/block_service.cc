@@ -412,11 +412,11 @@ void Service::Serve(Conn* c) {
     Put16(body + 14, index);
     Put64(body + 16, pv_.load());
     const size_t body_len = kReplyHeadBytes + data_len;
-    if (!out.Seal(wbuf.data(), body, body_len) ||
-        WriteFull(fd, wbuf.data(), kRecordHeadBytes + body_len + kRecordTagBytes) != 0) {
+    if (!out.Seal(wbuf.data(), body, body_len)) {
+      OPENSSL_cleanse(body, body_len);  // still plaintext (once sealed it is ciphertext: nothing to wipe)
       break;
     }
-    OPENSSL_cleanse(body, body_len);
+    if (WriteFull(fd, wbuf.data(), kRecordHeadBytes + body_len + kRecordTagBytes) != 0) break;
   }
   authenticated();
   shutdown(fd, SHUT_RDWR);

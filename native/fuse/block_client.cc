@@ -149,9 +149,11 @@ int BlockLink::Call(uint8_t op, const uint8_t* grant, BlockJob* jobs, size_t n) 
       memcpy(data, jobs[i].in, len);
       data += len;
     }
-    if (!out_.Seal(sbuf_.data(), p, body)) err = EIO;
+    if (!out_.Seal(sbuf_.data(), p, body)) {
+      err = EIO;
+      OPENSSL_cleanse(p, body);  // still plaintext (once sealed it is ciphertext: nothing to wipe)
+    }
     if (err == 0) err = WriteFull(fd_, sbuf_.data(), kRecordHeadBytes + body + kRecordTagBytes) == 0 ? 0 : ENOTCONN;
-    OPENSSL_cleanse(p, body);
   }
   std::unique_lock<std::mutex> lk(mu_);
   if (err == 0) {
