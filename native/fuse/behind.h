@@ -25,8 +25,8 @@ class BehindPool {
   // What the nodes did behind their callers: writes that returned before being sealed, bytes read from windows
   // opened ahead.
   std::atomic<uint64_t> behind_writes{0}, ahead_bytes{0};
-  // Buffers of at least n bytes for writes behind and windows ahead, kept for reuse (no allocation, page faults and
-  // zero-filling per window): a few are kept, and wiped when the pool goes.
+  // Buffers of at least n bytes for windows ahead, kept for reuse (no allocation, page faults and zero-filling per
+  // window): a few are kept, and wiped when the pool goes.
   std::vector<uint8_t> TakeBuffer(size_t n);
   void GiveBuffer(std::vector<uint8_t>&& b);
 

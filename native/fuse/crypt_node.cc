@@ -201,7 +201,9 @@ CryptNode::CryptNode(int fd, const FileHeader& h, const std::vector<uint8_t>& he
 
 CryptNode::~CryptNode() { Close(); }
 
-CryptNode::Behind::~Behind() { pool->GiveBuffer(std::move(plain)); }
+CryptNode::Behind::~Behind() {
+  if (plain != nullptr) OPENSSL_cleanse(plain.get(), bytes);
+}
 
 void CryptNode::Close() {
   std::unique_lock<std::shared_mutex> lk(rw_);
@@ -408,7 +410,7 @@ void CryptNode::ReadAheadLocked(uint64_t off, uint64_t end, uint64_t plain) {
     a->to = std::min<uint64_t>(plain, a->from + kAheadBytes);
     a->gen = gen_;
     a->pool = pool_;
-    a->plain = pool_->TakeBuffer(a->to - a->from);
+    a->plain = pool_->TakeBuffer(kAheadBytes);
     ahead_to_ = a->to;
     ahead_.push_back(a);
     pool_->Post([self = shared_from_this(), a] { self->OpenAhead(a.get()); });
@@ -665,13 +667,14 @@ int CryptNode::WriteLocked(const uint8_t* data, size_t len, uint64_t at, bool ap
   }
   if (behind) {
     auto q = std::make_unique<Behind>();
-    q->fh = fh, q->first = first, q->sealer = sealer_, q->pool = pool_;
+    q->fh = fh, q->first = first, q->sealer = sealer_;
     q->lens.resize(in.size());
     q->bytes = in.size() * B;
-    q->plain = pool_->TakeBuffer(q->bytes);
+    q->plain.reset(new uint8_t[q->bytes]);
     for (size_t i = 0; i < in.size(); i++) {
       q->lens[i] = in[i].len;
-      memcpy(q->plain.data() + i * B, in[i].plain, in[i].len);
+      memcpy(q->plain.get() + i * B, in[i].plain, in[i].len);
+      if (in[i].len < B) memset(q->plain.get() + i * B + in[i].len, 0, B - in[i].len);
     }
     OPENSSL_cleanse(parts, patched * B);
     QueueLocked(std::move(q));
@@ -739,7 +742,7 @@ int CryptNode::SealRun(const BehindRun& run, BlockSealer* sealer) {
   const uint64_t B = h_.block_bytes, S = h_.slot_bytes;
   std::vector<SealIn> in;
   for (const auto& b : run) {
-    for (size_t i = 0; i < b->lens.size(); i++) in.push_back({b->first + i, b->plain.data() + i * B, b->lens[i]});
+    for (size_t i = 0; i < b->lens.size(); i++) in.push_back({b->first + i, b->plain.get() + i * B, b->lens[i]});
   }
   Records out;
   out.reserve(in.size());

@@ -140,10 +140,9 @@ class CryptNode : public std::enable_shared_from_this<CryptNode> {
     uint64_t fh;
     uint64_t first;
     std::vector<uint32_t> lens;
-    std::vector<uint8_t> plain;  // block i at i * block_bytes (from the pool's buffers: may be longer)
+    std::unique_ptr<uint8_t[]> plain;  // block i at i * block_bytes (not zero-filled: every byte is written)
+    size_t bytes = 0;                  // lens.size() blocks
     std::shared_ptr<BlockSealer> sealer;
-    BehindPool* pool;
-    size_t bytes = 0;  // lens.size() blocks of room
     ~Behind();
   };
   using BehindRun = std::vector<std::unique_ptr<Behind>>;
@@ -152,7 +151,7 @@ class CryptNode : public std::enable_shared_from_this<CryptNode> {
     uint64_t from, to, gen;
     bool done = false;
     int err = 0;
-    std::vector<uint8_t> plain;  // to - from bytes used (from the pool's buffers: may be longer)
+    std::vector<uint8_t> plain;  // kAheadBytes from the pool's buffers, to - from of them used
     BehindPool* pool;
     ~Ahead();
   };
