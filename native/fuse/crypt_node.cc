@@ -234,6 +234,7 @@ int CryptNode::InstallKey(const HostKey& k, std::shared_ptr<BlockSealer> sealer)
   std::unique_lock<std::shared_mutex> lk(rw_);
   sealer_ = std::move(sealer);
   seal_ok_ = false;
+  sealer_lost_ = false;
   remote_ = k.remote;
   key_expiry_ms_ = NowMs() + static_cast<int64_t>(k.ttl_ms);
   return 0;
@@ -248,6 +249,7 @@ int CryptNode::RunSealer(bool seal, BlockJob* jobs, size_t n, BlockSealer* seale
   if (err == EACCES && seal) err = EKEYEXPIRED;
   if (IsSealerLost(err)) {
     seal_ok_ = false;
+    sealer_lost_ = true;
     key_expiry_ms_ = 0;
     if (err != EKEYEXPIRED) server_lost_ = true;
   }

@@ -106,6 +106,8 @@ class CryptNode : public std::enable_shared_from_this<CryptNode> {
   int InstallKey(const HostKey& k, std::shared_ptr<BlockSealer> sealer);
   // True once after the sealer was lost to a server that timed out or closed (the `key` question says so).
   bool TakeServerLost() { return server_lost_.exchange(false); }
+  // The last sealer was lost (its server or grant went) and no new one is installed yet.
+  bool SealerLost() const { return sealer_lost_.load(); }
   // The last sealer installed was a grant at spd's block service (appliance placement), not a key.
   bool remote() const { return remote_.load(); }
   uint8_t cipher_id() const { return h_.cipher; }
@@ -182,6 +184,7 @@ class CryptNode : public std::enable_shared_from_this<CryptNode> {
   std::shared_ptr<BlockSealer> sealer_;
   std::atomic<int64_t> key_expiry_ms_{0};  // steady clock
   std::atomic<bool> server_lost_{false};
+  std::atomic<bool> sealer_lost_{false};
   std::atomic<bool> remote_{false};
   std::atomic<uint64_t> size_;             // backing bytes (counting the writes behind)
   BehindPool* pool_;

@@ -459,7 +459,8 @@ int FreshHostKey(Session* s, Handle* h) {
 
 int HostCall(Session* s, Handle* h, const std::function<int()>& call, bool persist) {
   const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(kPersistMs);
-  int drops = 0, losses = 0;
+  // A sealer lost behind the caller's back (by a write behind) counts as this call's first loss.
+  int drops = 0, losses = h->host->SealerLost() ? 1 : 0;
   for (;;) {
     int err = FreshHostKey(s, h);
     if (err == 0) err = call();
