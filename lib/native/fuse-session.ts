@@ -89,6 +89,8 @@ export interface HandleInfo { fh: number, nodeid: number, path: string, encrypte
  * (false once a session started: it may hold file keys). Native block path (appliance placement, docs/CHANNEL.md
  * §8): blockGrants installed, blockRequests and blockBlocks sent, blockConnects made, blockLinksLost, and per server
  * the load, weight and policy version its last reply carried and the requests sent to it (blockServers);
+ * blockBehindWrites: writes that returned before their blocks were sealed (write-behind), blockAheadBytes: bytes read
+ * from windows opened ahead of a sequential reader (docs/PEMFS.md "Write-behind and readahead");
  * hostBytesRead/hostBytesWritten: bytes through natively served handles.
  */
 export interface SessionStats {
@@ -96,6 +98,7 @@ export interface SessionStats {
   hostNodes: number, hostKeys: number, hostKeysHeld: number, hostKeysDropped: number, hostKeyCalls: number, hostReads: number, hostWrites: number, hostSpareKeys: number, hostSpareTakes: number, dumpable: boolean
   hostBytesRead: number, hostBytesWritten: number
   blockGrants: number, blockRequests: number, blockBlocks: number, blockConnects: number, blockLinksLost: number
+  blockBehindWrites: number, blockAheadBytes: number
   blockServers: BlockServerSeen[]
 }
 

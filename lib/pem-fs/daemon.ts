@@ -60,6 +60,8 @@ export function statusOf (m: Mounted): Record<string, unknown> {
     blockBlocks: stats?.blockBlocks ?? 0,
     blockConnects: stats?.blockConnects ?? 0,
     blockLinksLost: stats?.blockLinksLost ?? 0,
+    blockBehindWrites: stats?.blockBehindWrites ?? 0, // writes that returned before spd sealed them
+    blockAheadBytes: stats?.blockAheadBytes ?? 0, // bytes read from windows opened ahead
     hostSpareKeys: stats?.hostSpareKeys ?? 0, // new files' keys held for the next creates (a count)
     hostSpareTakes: stats?.hostSpareTakes ?? 0,
     ...m.guard.stats,

@@ -23,6 +23,7 @@ export async function pemfsMetricsText (status: Record<string, unknown>): Promis
     ['hostReads', 'reads served natively (leased key or block service)'], ['hostWrites', 'writes served natively (leased key or block service)'],
     ['blockGrants', 'grants of spd\'s native block service handed to the native session'], ['blockRequests', 'requests sent to spd\'s native block service'],
     ['blockBlocks', 'blocks sealed or opened by spd\'s native block service'], ['blockLinksLost', 'block channel connections lost'],
+    ['blockBehindWrites', 'writes that returned before spd sealed their blocks (write-behind)'], ['blockAheadBytes', 'bytes read from windows opened ahead of a sequential reader'],
     ['timeouts', 'decisions and data calls the session gave up on (ETIMEDOUT)'], ['denied', 'operations denied by policy'], ['failed', 'operations failed for want of a server']
   ]
   for (const [key, help] of counters) {

@@ -117,6 +117,33 @@ export function memberMetrics (m: Member): MetricsSource {
     c.inc({ op: 'seal' }, m.counters.sealBytes)
     c.inc({ op: 'open' }, m.counters.openBytes)
   })
+  // The native block service (docs/CHANNEL.md §8): its own counters, read once per scrape (no JS per block).
+  let blocks = m.blocks.stats()
+  counter('spd_block_requests_total', 'Requests served by the native block service', [], c => total(c, {}, blocks.requests))
+  counter('spd_block_blocks_total', 'Blocks sealed or opened by the native block service', ['op'], c => {
+    c.reset()
+    c.inc({ op: 'seal' }, blocks.sealBlocks)
+    c.inc({ op: 'open' }, blocks.openBlocks)
+  })
+  counter('spd_block_bytes_total', 'Plaintext bytes sealed or opened by the native block service', ['op'], c => {
+    c.reset()
+    c.inc({ op: 'seal' }, blocks.sealBytes)
+    c.inc({ op: 'open' }, blocks.openBytes)
+  })
+  counter('spd_block_refusals_total', 'Block requests refused (the connection stays), by reason', ['reason'], c => {
+    c.reset()
+    c.inc({ reason: 'grant' }, blocks.grantRefusals)
+    c.inc({ reason: 'aad' }, blocks.aadRefusals)
+    c.inc({ reason: 'auth' }, blocks.authFailures)
+    c.inc({ reason: 'malformed' }, blocks.badRequests)
+  })
+  counter('spd_block_connections_total', 'Block connections that presented a valid token', [], c => total(c, {}, blocks.connections))
+  counter('spd_block_refused_connections_total', 'Block connections the service closed, by reason: token (unknown, expired or used), record (forged, malformed or cut), busy (too many not yet authenticated)', ['reason'], c => {
+    c.reset()
+    c.inc({ reason: 'token' }, blocks.refusedToken)
+    c.inc({ reason: 'record' }, blocks.refusedRecord)
+    c.inc({ reason: 'busy' }, blocks.refusedBusy)
+  })
   gauge('spd_load', 'Reported load by component (1.0 = full)', ['component'], g => {
     const l = m.load.project(0)
     for (const k of ['total', 'cpu', 'nic', 'crypto'] as const) g.set({ component: k }, l[k])
@@ -152,6 +179,7 @@ export function memberMetrics (m: Member): MetricsSource {
     contentType: registry.contentType,
     render: async () => {
       cluster = m.cluster.status()
+      blocks = m.blocks.stats()
       return await registry.metrics()
     }
   }

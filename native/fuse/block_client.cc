@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/crypto.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,7 +30,6 @@ class BlockLink {
       : owner_(owner), server_(std::move(server)), sent_(std::move(sent)) {}
   ~BlockLink() {
     Fail();
-    if (reader_.joinable()) reader_.join();
     if (fd_ >= 0) close(fd_);
   }
   int Connect(const RemoteSpec& r, std::string* why);
@@ -55,7 +55,7 @@ class BlockLink {
     BlockJob* jobs = nullptr;
     size_t n = 0;
   };
-  void ReadLoop();
+  bool ReadOne(int wait_ms);
   void Deliver(const uint8_t* body, size_t n);
 
   BlockLinks* owner_;
@@ -69,7 +69,10 @@ class BlockLink {
   std::mutex mu_;
   std::unordered_map<uint32_t, Waiter*> pending_;
   uint32_t next_id_ = 1;
-  std::thread reader_;
+  // No reader thread: a caller waiting for its reply reads the socket while no other does (the reader), and hands
+  // other callers' replies over; at depth 1 the reply wakes the caller itself, with no thread in between.
+  bool reading_ = false;        // under mu_
+  std::vector<uint8_t> rbuf_;   // the reader's
   std::atomic<uint32_t> load_bits_{0};
   std::atomic<uint16_t> weight_{0};
   std::atomic<uint64_t> pv_{0};
@@ -101,7 +104,6 @@ int BlockLink::Connect(const RemoteSpec& r, std::string* why) {
   setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   if (!out_.Init(r.keys, true) || !in_.Init(r.keys + kDirKeyBytes, false)) return *why = "record cipher", ENOTCONN;
   if ((err = WriteFull(fd_, r.token, kTokenBytes)) != 0) return *why = strerror(err), ENOTCONN;
-  reader_ = std::thread([this] { ReadLoop(); });
   return 0;
 }
 
@@ -149,17 +151,39 @@ int BlockLink::Call(uint8_t op, const uint8_t* grant, BlockJob* jobs, size_t n) 
       memcpy(data, jobs[i].in, len);
       data += len;
     }
-    if (!out_.Seal(sbuf_.data(), p, body)) err = EIO;
+    if (!out_.Seal(sbuf_.data(), p, body)) {
+      err = EIO;
+      OPENSSL_cleanse(p, body);  // still plaintext (once sealed it is ciphertext: nothing to wipe)
+    }
     if (err == 0) err = WriteFull(fd_, sbuf_.data(), kRecordHeadBytes + body + kRecordTagBytes) == 0 ? 0 : ENOTCONN;
-    OPENSSL_cleanse(p, body);
   }
   std::unique_lock<std::mutex> lk(mu_);
-  if (err == 0) {
-    w.cv.wait_for(lk, std::chrono::milliseconds(kBlockCallTimeoutMs), [&] { return w.done; });
-    if (!w.done) err = ETIMEDOUT;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(kBlockCallTimeoutMs);
+  while (err == 0 && !w.done) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= until) {
+      err = ETIMEDOUT;
+      break;
+    }
+    if (reading_) {  // another caller reads: wait to be handed the reply, or the turn
+      w.cv.wait_until(lk, until);
+      continue;
+    }
+    if (dead_) {  // failed while nobody read (a timeout, Clear)
+      err = ENOTCONN;
+      break;
+    }
+    reading_ = true;
+    lk.unlock();
+    const int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count()) + 1;
+    ReadOne(left);
+    lk.lock();
+    reading_ = false;
+    if (w.done && !pending_.empty()) pending_.begin()->second->cv.notify_one();  // the next waiter takes the turn
   }
   if (!w.done) {
     pending_.erase(id);
+    for (auto& kv : pending_) kv.second->cv.notify_one();  // the link fails: nobody waits for a turn that never comes
     lk.unlock();
     Fail();  // a server that does not answer in time is treated as gone (one timeout at most)
     return err;
@@ -199,22 +223,25 @@ void BlockLink::Deliver(const uint8_t* body, size_t n) {
   w->cv.notify_one();
 }
 
-void BlockLink::ReadLoop() {
-  std::vector<uint8_t> rbuf;
-  for (;;) {
-    uint8_t head[kRecordHeadBytes];
-    if (ReadFull(fd_, head, kRecordHeadBytes) != 0) break;
-    const uint32_t len = Get32(head);
-    if (len < kRecordTagBytes + kReplyHeadBytes || len > kMaxRecordBytes) break;
-    if (rbuf.size() < len) rbuf.resize(len);
-    if (ReadFull(fd_, rbuf.data(), len) != 0) break;
-    const size_t n = len - kRecordTagBytes;
-    if (!in_.Open(head, rbuf.data(), n)) break;
-    Deliver(rbuf.data(), n);
-    OPENSSL_cleanse(rbuf.data(), n);
+// One record from the socket into rbuf_, opened, handed to its waiter. False: the connection is gone (or its
+// records are not authentic): the link fails and every waiter with it.
+bool BlockLink::ReadOne(int wait_ms) {
+  struct pollfd p = {fd_, POLLIN, 0};
+  int r = poll(&p, 1, wait_ms);
+  if (r == 0) return true;  // nothing yet: the caller checks its deadline
+  uint8_t head[kRecordHeadBytes];
+  bool ok = r > 0 && ReadFull(fd_, head, kRecordHeadBytes) == 0;
+  const uint32_t len = ok ? Get32(head) : 0;
+  ok = ok && len >= kRecordTagBytes + kReplyHeadBytes && len <= kMaxRecordBytes;
+  if (ok && rbuf_.size() < len) rbuf_.resize(len);
+  ok = ok && ReadFull(fd_, rbuf_.data(), len) == 0 && in_.Open(head, rbuf_.data(), len - kRecordTagBytes);
+  if (ok) {
+    Deliver(rbuf_.data(), len - kRecordTagBytes);
+    OPENSSL_cleanse(rbuf_.data(), len - kRecordTagBytes);
+    return true;
   }
+  if (!dead_) owner_->lost++;
   Fail();
-  owner_->lost++;
   std::lock_guard<std::mutex> lk(mu_);
   for (auto& kv : pending_) {
     kv.second->err = ENOTCONN;
@@ -222,6 +249,7 @@ void BlockLink::ReadLoop() {
     kv.second->cv.notify_one();
   }
   pending_.clear();
+  return false;
 }
 
 namespace {

@@ -196,13 +196,31 @@ KeySlot::~KeySlot() {
 void KeySlot::Set(const uint8_t* key) { memcpy(slot_, key, kHostKeyBytes); }
 void KeySlot::Wipe() { OPENSSL_cleanse(slot_, kHostKeyBytes); }
 
-CryptNode::CryptNode(int fd, const FileHeader& h, const std::vector<uint8_t>& header, uint64_t size)
-    : fd_(fd), h_(h), header_(header), size_(size) {}
+CryptNode::CryptNode(int fd, const FileHeader& h, const std::vector<uint8_t>& header, uint64_t size, BehindPool* pool)
+    : fd_(fd), h_(h), header_(header), size_(size), pool_(pool) {}
 
 CryptNode::~CryptNode() { Close(); }
 
+CryptNode::Behind::~Behind() {
+  if (plain != nullptr) OPENSSL_cleanse(plain.get(), bytes);
+}
+
 void CryptNode::Close() {
   std::unique_lock<std::shared_mutex> lk(rw_);
+  {
+    std::unique_lock<std::mutex> bl(bmu_);
+    bcv_.wait(bl, [&] { return queued_.empty() && lanes_ == 0 && redoing_ == 0; });
+    // Lost after the last flush (no handle is left to be told): one more try with the sealer there is.
+    if (!lost_.empty()) {
+      BehindRun run(std::make_move_iterator(lost_.begin()), std::make_move_iterator(lost_.end()));
+      lost_.clear();
+      bl.unlock();
+      if (fd_ >= 0 && (sealer_ == nullptr || SealRun(run, sealer_.get()) != 0)) {
+        HostLog("inode fd " + std::to_string(fd_) + ": writes behind could not be sealed after the last flush; lost");
+      }
+    }
+  }
+  DropAhead();
   sealer_.reset();  // a LocalSealer's page is wiped as it goes
   key_expiry_ms_ = 0;
   if (fd_ >= 0) close(fd_);
@@ -215,17 +233,23 @@ int CryptNode::InstallKey(const HostKey& k, std::shared_ptr<BlockSealer> sealer)
   if (!k.present || k.header != header_ || sealer == nullptr) return EIO;
   std::unique_lock<std::shared_mutex> lk(rw_);
   sealer_ = std::move(sealer);
+  seal_ok_ = false;
+  sealer_lost_ = false;
   remote_ = k.remote;
   key_expiry_ms_ = NowMs() + static_cast<int64_t>(k.ttl_ms);
   return 0;
 }
 
 // A lost sealer makes the key "expired": the next call asks the io hook for another one.
-int CryptNode::RunSealer(bool seal, BlockJob* jobs, size_t n) {
-  int err = sealer_ == nullptr ? EKEYEXPIRED : sealer_->Run(seal, jobs, n);
+int CryptNode::RunSealer(bool seal, BlockJob* jobs, size_t n, BlockSealer* sealer) {
+  if (sealer == nullptr) sealer = sealer_.get();
+  int err = sealer == nullptr ? EKEYEXPIRED : sealer->Run(seal, jobs, n);
+  if (err == 0 && seal && sealer == sealer_.get()) seal_ok_ = true;
   // A read grant (another handle's) cannot seal: this caller asks for its own (the `key` call names its access).
   if (err == EACCES && seal) err = EKEYEXPIRED;
   if (IsSealerLost(err)) {
+    seal_ok_ = false;
+    sealer_lost_ = true;
     key_expiry_ms_ = 0;
     if (err != EKEYEXPIRED) server_lost_ = true;
   }
@@ -237,6 +261,7 @@ bool CryptNode::DropKey(bool expired_only) {
   if (keep()) return false;  // the sweep's common case: no lock taken, no I/O waited for
   std::unique_lock<std::shared_mutex> lk(rw_);
   if (keep()) return false;
+  DropAhead();
   sealer_.reset();  // a LocalSealer's slot is wiped as it goes
   key_expiry_ms_ = 0;
   return true;
@@ -314,11 +339,121 @@ int CryptNode::OpenBlockLocked(uint64_t block, uint8_t* out, uint32_t* plain_len
   return 0;
 }
 
+CryptNode::Ahead::~Ahead() { pool->GiveBuffer(std::move(plain)); }
+
 int CryptNode::Read(uint8_t* out, size_t len, uint64_t off, size_t* got) {
-  std::shared_lock<std::shared_mutex> lk(rw_);
   *got = 0;
+  const bool ahead = pool_ != nullptr && remote_;
+  if (ahead) {  // a window being opened for this offset: wait for it (outside rw_, which its job takes)
+    std::unique_lock<std::mutex> al(amu_);
+    for (const auto& a : ahead_) {
+      if (a->from <= off && off < a->to && !a->done) {
+        acv_.wait_for(al, std::chrono::milliseconds(2 * kBlockCallTimeoutMs), [&] { return a->done; });
+        break;
+      }
+    }
+  }
+  std::shared_lock<std::shared_mutex> lk(rw_);
   if (fd_ < 0) return EBADF;
   if (!KeyHeld()) return kKeyDropped;
+  int err = SettleLocked();  // the bytes behind are on disk before any is read
+  if (err != 0) return err;
+  if (!ahead) return ReadLocked(out, len, off, got);
+  // Whatever the windows opened ahead hold of [off, off + len), then the rest read here; the next windows after it.
+  const uint64_t plain = PlainSize(h_, size_.load()), end = std::min<uint64_t>(plain, off + len);
+  uint64_t at = off;
+  {
+    std::lock_guard<std::mutex> al(amu_);
+    for (const auto& a : ahead_) {
+      if (at >= end) break;
+      if (!(a->done && a->err == 0 && a->from <= at && at < a->to)) continue;
+      const uint64_t n = std::min(end, a->to) - at;
+      memcpy(out + (at - off), a->plain.data() + (at - a->from), n);
+      at += n;
+    }
+  }
+  pool_->ahead_bytes += at - off;
+  if (at < end) {
+    size_t more = 0;
+    err = ReadLocked(out + (at - off), end - at, at, &more);
+    if (err != 0) return err;
+    at += more;
+  }
+  *got = at - off;
+  ReadAheadLocked(off, at, plain);
+  return 0;
+}
+
+// After a read of [off, end): a sequential reader gets the next windows opened on pool threads (kAheadWindows of
+// kAheadBytes, one request each). Reads of one stream arrive a little out of order (the kernel has several in flight
+// on several workers): a read counts as sequential when it starts within a window of where the stream got to. A read
+// elsewhere plans nothing; the windows go once passed, or at a write.
+void CryptNode::ReadAheadLocked(uint64_t off, uint64_t end, uint64_t plain) {
+  std::lock_guard<std::mutex> al(amu_);
+  const uint64_t reach = std::max(read_end_, ahead_to_);
+  const bool sequential = off <= reach && off + kAheadBytes >= read_end_;
+  read_end_ = sequential ? std::max(read_end_, end) : end;
+  if (!sequential) {
+    if (off + kAheadBytes < ahead_from_ || off > ahead_to_ + kAheadBytes) {
+      ahead_.clear();
+      ahead_from_ = ahead_to_ = 0;
+    }
+    return;
+  }
+  while (!ahead_.empty() && ahead_.front()->to <= off) ahead_.pop_front();  // passed
+  if (ahead_.empty() || ahead_to_ < read_end_) {
+    ahead_.clear();
+    ahead_to_ = read_end_;
+  }
+  ahead_from_ = ahead_.empty() ? read_end_ : ahead_.front()->from;
+  while (ahead_.size() < kAheadWindows && ahead_to_ < plain) {
+    auto a = std::make_shared<Ahead>();
+    a->from = ahead_to_;
+    a->to = std::min<uint64_t>(plain, a->from + kAheadBytes);
+    a->gen = gen_;
+    a->pool = pool_;
+    a->plain = pool_->TakeBuffer(kAheadBytes);
+    ahead_to_ = a->to;
+    ahead_.push_back(a);
+    pool_->Post([self = shared_from_this(), a] { self->OpenAhead(a.get()); });
+  }
+}
+
+// A pool job: opens window a under the shared lock, unless the file changed since it was planned, a writer holds the
+// lock or writes are behind (a writer may be waiting for this pool's lanes: never waited for here). Either way a
+// reader waiting for it is woken.
+void CryptNode::OpenAhead(Ahead* a) {
+  int err = EAGAIN;
+  std::shared_lock<std::shared_mutex> lk(rw_, std::try_to_lock);
+  if (lk.owns_lock()) {
+    bool current;
+    {
+      std::lock_guard<std::mutex> al(amu_);
+      current = a->gen == gen_;
+    }
+    if (current && fd_ >= 0 && KeyLive() && !Unsettled()) {
+      size_t got = 0;  // into a->plain: no reader looks at it before `done`
+      err = ReadLocked(a->plain.data(), a->to - a->from, a->from, &got);
+      if (err == 0 && got != a->to - a->from) err = EIO;
+    }
+  }
+  std::lock_guard<std::mutex> al(amu_);
+  a->err = err;
+  a->done = true;
+  acv_.notify_all();
+}
+
+// The windows opened ahead no longer hold the file's bytes (a write, a truncation, a dropped key).
+void CryptNode::DropAhead() {
+  std::lock_guard<std::mutex> al(amu_);
+  gen_++;
+  ahead_.clear();
+  ahead_from_ = ahead_to_ = 0;
+}
+
+int CryptNode::ReadLocked(uint8_t* out, size_t len, uint64_t off, size_t* got) {
+  int err = 0;
+  *got = 0;
   const uint64_t size = size_.load(), plain = PlainSize(h_, size), B = h_.block_bytes, S = h_.slot_bytes;
   const uint64_t end = std::min<uint64_t>(plain, off + len);
   if (end <= off) return 0;
@@ -326,7 +461,7 @@ int CryptNode::Read(uint8_t* out, size_t len, uint64_t off, size_t* got) {
   const uint64_t from = SlotOffset(h_, first), to = std::min<uint64_t>(SlotOffset(h_, last + 1), size);
   uint8_t* slots = Room(&t_slots, to - from);
   size_t n = 0;
-  int err = PreadFull(fd_, slots, to - from, from, &n);
+  err = PreadFull(fd_, slots, to - from, from, &n);
   if (err == 0 && n != to - from) err = EIO;  // the backing file ended early: PEM_ERR_TRUNCATED
   if (err != 0) return err;
   // Every record of the range in one sealer batch: whole blocks straight into the reply, partly read ones through
@@ -380,7 +515,8 @@ int CryptNode::Read(uint8_t* out, size_t len, uint64_t off, size_t* got) {
 // Seals blocks in one sealer batch, block i's record (nonce | ciphertext | tag | trailer) at recs + i * stride
 // (room for its len + kRecordOverhead), and lists each record with its file offset in *out. With compression a full
 // block is compressed first and stored raw when that does not shrink it (§4.5).
-int CryptNode::SealBatchLocked(const SealIn* in, size_t n, uint8_t* recs, size_t stride, Records* out) {
+int CryptNode::SealBatchLocked(const SealIn* in, size_t n, uint8_t* recs, size_t stride, Records* out,
+                               BlockSealer* sealer) {
   if (n == 0) return 0;
   const bool packs = h_.compression != kCompressionNone;
   uint8_t* aads = Room(&t_aad, n * kAadBytes);
@@ -397,7 +533,7 @@ int CryptNode::SealBatchLocked(const SealIn* in, size_t n, uint8_t* recs, size_t
     }
     t_jobs[i] = {aads + i * kAadBytes, payload, payload_len, recs + i * stride};
   }
-  int err = RunSealer(true, t_jobs.data(), n);
+  int err = RunSealer(true, t_jobs.data(), n, sealer);
   if (packs) OPENSSL_cleanse(packed, n * h_.block_bytes);
   if (err != 0) return err;
   for (size_t i = 0; i < n; i++) {
@@ -458,12 +594,17 @@ int CryptNode::WriteRecordsLocked(const Records& recs) {
   return 0;
 }
 
-int CryptNode::Write(const uint8_t* data, size_t len, uint64_t at, bool append, size_t* wrote) {
+int CryptNode::Write(const uint8_t* data, size_t len, uint64_t at, bool append, uint64_t fh, size_t* wrote) {
   std::unique_lock<std::shared_mutex> lk(rw_);
   *wrote = 0;
   if (fd_ < 0) return EBADF;
   if (!KeyHeld()) return kKeyDropped;
   if (len == 0) return 0;
+  return WriteLocked(data, len, at, append, fh, wrote);
+}
+
+int CryptNode::WriteLocked(const uint8_t* data, size_t len, uint64_t at, bool append, uint64_t fh, size_t* wrote) {
+  DropAhead();
   int err = EnsureHeaderLocked();
   if (err != 0) return err;
   const uint64_t B = h_.block_bytes, S = h_.slot_bytes;
@@ -480,6 +621,14 @@ int CryptNode::Write(const uint8_t* data, size_t len, uint64_t at, bool append, 
   if (grow) need[needs++] = grown;
   if (pos > first * B && first < old_blocks) need[needs++] = first;
   if (end < std::min(old_plain, (last + 1) * B) && (needs == 0 || need[needs - 1] != last)) need[needs++] = last;
+  // Behind the writer: a sequential write on the block path whose blocks need no old bytes (so none is in flight),
+  // once the sealer installed has sealed. Any other write first waits for those behind.
+  const bool behind = pool_ != nullptr && remote_ && seal_ok_ && needs == 0 && !grow && pos == write_end_;
+  if (!behind && Unsettled()) {
+    const uint64_t before = size_.load();
+    if ((err = SettleLocked()) != 0) return err;
+    if (size_.load() != before) return WriteLocked(data, len, at, append, fh, wrote);  // a write behind failed
+  }
   uint8_t* old = Room(&t_old, needs * B);
   uint32_t old_len[3] = {0, 0, 0};
   for (size_t i = 0; i < needs; i++) {
@@ -518,6 +667,25 @@ int CryptNode::Write(const uint8_t* data, size_t len, uint64_t at, bool append, 
     const uint32_t blen = static_cast<uint32_t>(std::min<uint64_t>(B, new_plain - b * B));
     add(b, blen, std::max(pos, b * B), std::min(end, b * B + blen));
   }
+  if (behind) {
+    auto q = std::make_unique<Behind>();
+    q->fh = fh, q->first = first, q->sealer = sealer_;
+    q->lens.resize(in.size());
+    q->bytes = in.size() * B;
+    q->plain.reset(new uint8_t[q->bytes]);
+    for (size_t i = 0; i < in.size(); i++) {
+      q->lens[i] = in[i].len;
+      memcpy(q->plain.get() + i * B, in[i].plain, in[i].len);
+      if (in[i].len < B) memset(q->plain.get() + i * B + in[i].len, 0, B - in[i].len);
+    }
+    OPENSSL_cleanse(parts, patched * B);
+    QueueLocked(std::move(q));
+    pool_->behind_writes++;
+    if (new_plain > old_plain) size_ = CipherSize(h_, new_plain);
+    write_end_ = end;
+    *wrote = len;
+    return 0;
+  }
   Records out;
   out.reserve(count);
   err = SealBatchLocked(in.data(), in.size(), recs, S, &out);
@@ -530,8 +698,123 @@ int CryptNode::Write(const uint8_t* data, size_t len, uint64_t at, bool append, 
     return err;
   }
   if (new_plain > old_plain) size_ = CipherSize(h_, new_plain);
+  write_end_ = end;
   *wrote = len;
   return 0;
+}
+
+void CryptNode::QueueLocked(std::unique_ptr<Behind> b) {
+  std::unique_lock<std::mutex> bl(bmu_);
+  bcv_.wait(bl, [&] { return behind_bytes_ < kBehindMaxBytes; });
+  behind_bytes_ += b->bytes;
+  queued_.push_back(std::move(b));
+  if (lanes_ < kBehindLanes) {
+    lanes_++;
+    pool_->Post([self = shared_from_this()] { self->RunBehind(); });
+  }
+}
+
+// A pool lane: takes the queued writes in order, those that follow each other (same sealer) merged into one request,
+// seals and writes them, until none is left.
+void CryptNode::RunBehind() {
+  std::unique_lock<std::mutex> bl(bmu_);
+  while (!queued_.empty()) {
+    BehindRun run;
+    size_t blocks = 0;
+    do {
+      blocks += queued_.front()->lens.size();
+      run.push_back(std::move(queued_.front()));
+      queued_.pop_front();
+    } while (!queued_.empty() && queued_.front()->sealer == run.back()->sealer &&
+             queued_.front()->first == run.back()->first + run.back()->lens.size() &&
+             run.back()->lens.back() == h_.block_bytes &&
+             blocks + queued_.front()->lens.size() <= blockch::kMaxBlocksPerRequest);
+    bl.unlock();
+    const int err = SealRun(run, run.front()->sealer.get());
+    bl.lock();
+    SettledRun(&run, err);
+    bcv_.notify_all();
+  }
+  lanes_--;
+  bcv_.notify_all();
+}
+
+// Seals the blocks of `run` with `sealer` (one batch) and writes their records. 0 or errno.
+int CryptNode::SealRun(const BehindRun& run, BlockSealer* sealer) {
+  const uint64_t B = h_.block_bytes, S = h_.slot_bytes;
+  std::vector<SealIn> in;
+  for (const auto& b : run) {
+    for (size_t i = 0; i < b->lens.size(); i++) in.push_back({b->first + i, b->plain.get() + i * B, b->lens[i]});
+  }
+  Records out;
+  out.reserve(in.size());
+  int err = SealBatchLocked(in.data(), in.size(), Room(&t_recs, in.size() * S), S, &out, sealer);
+  return err != 0 ? err : WriteRecordsLocked(out);
+}
+
+// Under bmu_: a run is done. Lost (its sealer's server went or its grant did): kept for SettleLocked. Otherwise its
+// bytes are no longer behind, and a failure is owed to each handle that wrote them.
+void CryptNode::SettledRun(BehindRun* run, int err) {
+  for (auto& b : *run) {
+    behind_bytes_ -= b->bytes;
+    if (IsSealerLost(err)) {
+      lost_.push_back(std::move(b));
+    } else if (err != 0) {
+      behind_err_.emplace(b->fh, err);
+      resize_ = true;
+    }
+  }
+  run->clear();
+}
+
+bool CryptNode::Unsettled() {
+  std::lock_guard<std::mutex> bl(bmu_);
+  return !queued_.empty() || lanes_ > 0 || redoing_ > 0 || !lost_.empty();
+}
+
+// Under rw_ (shared or exclusive: no write is queued meanwhile): waits for the lanes, then seals the lost writes
+// with the node's sealer on this thread. 0, or the errno of a sealer lost again (they stay lost).
+int CryptNode::SettleLocked() {
+  std::unique_lock<std::mutex> bl(bmu_);
+  for (;;) {
+    bcv_.wait(bl, [&] { return queued_.empty() && lanes_ == 0 && redoing_ == 0; });
+    if (lost_.empty()) break;
+    BehindRun run(std::make_move_iterator(lost_.begin()), std::make_move_iterator(lost_.end()));
+    lost_.clear();
+    for (const auto& b : run) behind_bytes_ += b->bytes;
+    redoing_++;
+    bl.unlock();
+    const int err = SealRun(run, sealer_.get());
+    bl.lock();
+    redoing_--;
+    SettledRun(&run, err);
+    bcv_.notify_all();
+    if (IsSealerLost(err)) return err;
+  }
+  if (resize_) {  // what is on disk now
+    struct stat st;
+    if (fstat(fd_, &st) == 0) size_ = static_cast<uint64_t>(st.st_size);
+    resize_ = false;
+  }
+  return 0;
+}
+
+int CryptNode::Flush(uint64_t fh) {
+  std::shared_lock<std::shared_mutex> lk(rw_);
+  if (fd_ < 0) return EBADF;
+  int err = SettleLocked();
+  if (err != 0) return err;
+  std::lock_guard<std::mutex> bl(bmu_);
+  auto it = behind_err_.find(fh);
+  if (it == behind_err_.end()) return 0;
+  err = it->second;
+  behind_err_.erase(it);
+  return err;
+}
+
+void CryptNode::ForgetHandle(uint64_t fh) {
+  std::lock_guard<std::mutex> bl(bmu_);
+  behind_err_.erase(fh);
 }
 
 // crypt-file.ts truncate + resize: at most one record on disk is replaced (block k, where the kept bytes end inside);
@@ -541,9 +824,13 @@ int CryptNode::Truncate(uint64_t plain) {
   std::unique_lock<std::shared_mutex> lk(rw_);
   if (fd_ < 0) return EBADF;
   if (!KeyHeld()) return kKeyDropped;
+  int err = SettleLocked();
+  if (err != 0) return err;
+  DropAhead();
+  write_end_ = plain;
   const uint64_t old_size = size_.load();
   if (old_size == 0 && plain == 0) return 0;
-  int err = EnsureHeaderLocked();
+  err = EnsureHeaderLocked();
   if (err != 0) return err;
   const uint64_t B = h_.block_bytes, cur = size_.load();
   const uint64_t old_plain = PlainSize(h_, cur);
@@ -594,7 +881,9 @@ int CryptNode::Truncate(uint64_t plain) {
   return 0;
 }
 
-int CryptNode::Sync(bool datasync) {
+int CryptNode::Sync(bool datasync, uint64_t fh) {
+  int err = Flush(fh);
+  if (err != 0) return err;
   std::shared_lock<std::shared_mutex> lk(rw_);
   if (fd_ < 0) return EBADF;
   return (datasync ? fdatasync(fd_) : fsync(fd_)) == 0 ? 0 : errno;
@@ -663,7 +952,7 @@ int CryptNodes::Acquire(int handle_fd, const HostKey& k, std::shared_ptr<CryptNo
               std::to_string(size) + " bytes underneath)");
     }
   }
-  auto n = std::make_shared<CryptNode>(fd, h, k.header, size);
+  auto n = std::make_shared<CryptNode>(fd, h, k.header, size, &behind);
   if (n->InstallKey(k, sealer) != 0) return *why = "the answer's header is not the file's", EIO;
   nodes_[key] = {n, 1};
   (k.remote ? grants : keys)++;

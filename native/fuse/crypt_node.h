@@ -13,7 +13,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -23,6 +25,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "behind.h"
 #include "block_client.h"
 #include "block_sealer.h"
 #include "crypt_format.h"
@@ -64,19 +67,38 @@ class KeySlot {
   uint8_t* slot_ = nullptr;
 };
 
-class CryptNode {
+// Write-behind (appliance placement, docs/PEMFS.md "Write-behind and readahead"): plaintext of sequential writes
+// waiting to be sealed at spd and written, at most this much per node (a writer past it waits), in requests of up to
+// kMaxBlocksPerRequest blocks, on at most kBehindLanes pool threads per node.
+constexpr size_t kBehindMaxBytes = 8u << 20;
+constexpr size_t kBehindLanes = 2;
+// Readahead (the same section): a sequential reader finds the next kAheadWindows windows of kAheadBytes requested.
+constexpr size_t kAheadBytes = 1u << 20;
+constexpr size_t kAheadWindows = 2;
+
+class CryptNode : public std::enable_shared_from_this<CryptNode> {
  public:
-  CryptNode(int fd, const FileHeader& h, const std::vector<uint8_t>& header, uint64_t size);
+  CryptNode(int fd, const FileHeader& h, const std::vector<uint8_t>& header, uint64_t size, BehindPool* pool);
   ~CryptNode();
 
   // Plaintext bytes [off, off + len) into out; *got may be short at the end of the file. 0 or EIO (damage: never
   // unauthenticated bytes), or the errno of the backing file.
   int Read(uint8_t* out, size_t len, uint64_t off, size_t* got);
-  // `len` bytes at `off` (append: at the end of the file as it is under the lock). 0 or errno.
-  int Write(const uint8_t* data, size_t len, uint64_t off, bool append, size_t* wrote);
+  // `len` bytes at `off` (append: at the end of the file as it is under the lock) for handle `fh`. 0 or errno. On the
+  // block path a sequential write whose blocks need no old bytes may return before they are sealed (write-behind):
+  // a failure then goes to the next Flush or Sync of fh.
+  int Write(const uint8_t* data, size_t len, uint64_t off, bool append, uint64_t fh, size_t* wrote);
+  // Every write behind is sealed and on disk (those whose sealer was lost are sealed here with the node's current
+  // one: its loss is returned like a Read's, for HostCall); then the first error a background write of fh met, once.
+  int Flush(uint64_t fh);
+  // Flush, then fsync or fdatasync.
+  int Sync(bool datasync, uint64_t fh);
+  // Writes are behind (Flush has work to do, and may need a live sealer).
+  bool Unsettled();
+  // The handle went: its background errors are forgotten.
+  void ForgetHandle(uint64_t fh);
   // The plaintext size becomes `plain` (crash-safe, FORMAT.md §4.8). 0 or errno.
   int Truncate(uint64_t plain);
-  int Sync(bool datasync);
   uint64_t PlainBytes() const;
 
   bool KeyLive() const;
@@ -84,6 +106,8 @@ class CryptNode {
   int InstallKey(const HostKey& k, std::shared_ptr<BlockSealer> sealer);
   // True once after the sealer was lost to a server that timed out or closed (the `key` question says so).
   bool TakeServerLost() { return server_lost_.exchange(false); }
+  // The last sealer was lost (its server or grant went) and no new one is installed yet.
+  bool SealerLost() const { return sealer_lost_.load(); }
   // The last sealer installed was a grant at spd's block service (appliance placement), not a key.
   bool remote() const { return remote_.load(); }
   uint8_t cipher_id() const { return h_.cipher; }
@@ -113,10 +137,41 @@ class CryptNode {
     uint32_t len;
   };
   using Records = std::vector<std::tuple<uint64_t, const uint8_t*, size_t>>;  // file offset, record, length
-  int RunSealer(bool seal, BlockJob* jobs, size_t n);
+  // One write's blocks behind it: consecutive from `first`, every one full but perhaps the last (the file's last).
+  struct Behind {
+    uint64_t fh;
+    uint64_t first;
+    std::vector<uint32_t> lens;
+    std::unique_ptr<uint8_t[]> plain;  // block i at i * block_bytes (not zero-filled: every byte is written)
+    size_t bytes = 0;                  // lens.size() blocks
+    std::shared_ptr<BlockSealer> sealer;
+    ~Behind();
+  };
+  using BehindRun = std::vector<std::unique_ptr<Behind>>;
+  // A window of plaintext opened ahead of a sequential reader.
+  struct Ahead {
+    uint64_t from, to, gen;
+    bool done = false;
+    int err = 0;
+    std::vector<uint8_t> plain;  // kAheadBytes from the pool's buffers, to - from of them used
+    BehindPool* pool;
+    ~Ahead();
+  };
+  int ReadLocked(uint8_t* out, size_t len, uint64_t off, size_t* got);
+  void ReadAheadLocked(uint64_t off, uint64_t end, uint64_t plain);
+  void OpenAhead(Ahead* a);
+  void DropAhead();
+  int WriteLocked(const uint8_t* data, size_t len, uint64_t at, bool append, uint64_t fh, size_t* wrote);
+  void QueueLocked(std::unique_ptr<Behind> b);
+  void RunBehind();
+  int SealRun(const BehindRun& run, BlockSealer* sealer);
+  void SettledRun(BehindRun* run, int err);
+  int SettleLocked();
+  int RunSealer(bool seal, BlockJob* jobs, size_t n, BlockSealer* sealer = nullptr);
   int OpenBlockLocked(uint64_t block, uint8_t* out, uint32_t* plain_len);
   int OpenRecordsLocked(const OpenJob* jobs, size_t n);
-  int SealBatchLocked(const SealIn* in, size_t n, uint8_t* recs, size_t stride, Records* out);
+  int SealBatchLocked(const SealIn* in, size_t n, uint8_t* recs, size_t stride, Records* out,
+                      BlockSealer* sealer = nullptr);
   int SealLocked(uint64_t block, const uint8_t* plain, uint32_t len, uint8_t* rec, size_t* rec_len);
   int EnsureHeaderLocked();
   int WriteRecordsLocked(const std::vector<std::tuple<uint64_t, const uint8_t*, size_t>>& recs);
@@ -129,14 +184,29 @@ class CryptNode {
   std::shared_ptr<BlockSealer> sealer_;
   std::atomic<int64_t> key_expiry_ms_{0};  // steady clock
   std::atomic<bool> server_lost_{false};
+  std::atomic<bool> sealer_lost_{false};
   std::atomic<bool> remote_{false};
-  std::atomic<uint64_t> size_;             // backing bytes
+  std::atomic<uint64_t> size_;             // backing bytes (counting the writes behind)
+  BehindPool* pool_;
+  std::atomic<bool> seal_ok_{false};       // the sealer installed has sealed (a write may go behind)
+  uint64_t write_end_ = 0;                 // under rw_: where the last write ended (plaintext offset)
+  std::mutex bmu_;                         // the rest: write-behind
+  std::condition_variable bcv_;
+  std::deque<std::unique_ptr<Behind>> queued_, lost_;  // lost_: their sealer was lost, sealed again by SettleLocked
+  size_t behind_bytes_ = 0, lanes_ = 0, redoing_ = 0;
+  bool resize_ = false;                    // a background write failed: size_ is read back from the file
+  std::map<uint64_t, int> behind_err_;     // handle -> first background error
+  std::mutex amu_;                         // the rest: readahead
+  std::condition_variable acv_;
+  std::deque<std::shared_ptr<Ahead>> ahead_;
+  uint64_t gen_ = 0, read_end_ = 0, ahead_from_ = 0, ahead_to_ = 0;
 };
 
 class CryptNodes {
  public:
   ~CryptNodes() { Clear(); }
   BlockLinks links;  // declared first: destroyed after every node's sealer
+  BehindPool behind{2};  // destroyed before links: its jobs use sealers
   // The sealer `k` names for a file of cipher `cipher`: a LocalSealer of its key, or a RemoteSealer on the block
   // channel to its server. nullptr + why.
   std::shared_ptr<BlockSealer> SealerFor(const HostKey& k, uint8_t cipher, std::string* why);

@@ -248,6 +248,8 @@ Napi::Value JsStats(const Napi::CallbackInfo& info) {
   o.Set("blockBlocks", Napi::Number::New(env, static_cast<double>(c.links.blocks.load())));
   o.Set("blockConnects", Napi::Number::New(env, static_cast<double>(c.links.connects.load())));
   o.Set("blockLinksLost", Napi::Number::New(env, static_cast<double>(c.links.lost.load())));
+  o.Set("blockBehindWrites", Napi::Number::New(env, static_cast<double>(c.behind.behind_writes.load())));
+  o.Set("blockAheadBytes", Napi::Number::New(env, static_cast<double>(c.behind.ahead_bytes.load())));
   Napi::Array seen = Napi::Array::New(env);
   uint32_t i = 0;
   for (const ServerSeen& v : c.links.Seen()) {

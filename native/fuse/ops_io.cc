@@ -256,6 +256,12 @@ void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, st
 
 thread_local std::vector<char> t_buf;
 
+// A native handle's flush or fsync: through HostCall (a fresh sealer) only when writes are behind, so a handle with
+// nothing behind never asks for a key to close.
+int HostFlush(Session* s, Handle* h, const std::function<int()>& call) {
+  return h->host->Unsettled() ? HostCall(s, h, call, true) : call();
+}
+
 void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) {
   Session* s = S(req);
   s->ops++;
@@ -327,7 +333,7 @@ void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
   }
   if (h->host != nullptr) {
     size_t wrote = 0;
-    err = HostCall(s, h.get(), [&] { return h->host->Write(reinterpret_cast<const uint8_t*>(buf), size, off, h->append, &wrote); }, true);
+    err = HostCall(s, h.get(), [&] { return h->host->Write(reinterpret_cast<const uint8_t*>(buf), size, off, h->append, h->id, &wrote); }, true);
     s->crypt().writes++;
     s->crypt().bytes_written += wrote;
     if (err != 0) {
@@ -372,8 +378,11 @@ void Flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   Session* s = S(req);
   auto h = s->GetHandle(fi->fh);
   (void)ino;
-  // A host-mode handle's writes are on disk when they return: nothing to wait for.
-  fuse_reply_err(req, h != nullptr && h->encrypted && h->host == nullptr ? Hook(s, h, IoKind::kFlush, 0) : 0);
+  if (h != nullptr && h->host != nullptr) {  // its writes behind are sealed and written; their errors are its own
+    fuse_reply_err(req, HostFlush(s, h.get(), [&] { return h->host->Flush(h->id); }));
+    return;
+  }
+  fuse_reply_err(req, h != nullptr && h->encrypted ? Hook(s, h, IoKind::kFlush, 0) : 0);
 }
 
 void Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info* fi) {
@@ -385,7 +394,7 @@ void Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info* 
     return;
   }
   if (h->host != nullptr) {
-    fuse_reply_err(req, h->host->Sync(datasync != 0));
+    fuse_reply_err(req, HostFlush(s, h.get(), [&] { return h->host->Sync(datasync != 0, h->id); }));
     return;
   }
   if (h->encrypted) {
@@ -402,7 +411,8 @@ void Release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   (void)ino;
   if (h != nullptr) {
     if (h->host != nullptr) {
-      s->crypt().Release(h->host);  // the last handle of the node wipes its key
+      h->host->ForgetHandle(h->id);
+      s->crypt().Release(h->host);  // the last handle of the node waits for its writes behind and wipes its key
       h->host = nullptr;
     } else if (h->encrypted) {
       Hook(s, h, IoKind::kRelease, 0);  // the fd outlives the hook's pending writes
@@ -449,7 +459,8 @@ int FreshHostKey(Session* s, Handle* h) {
 
 int HostCall(Session* s, Handle* h, const std::function<int()>& call, bool persist) {
   const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(kPersistMs);
-  int drops = 0, losses = 0;
+  // A sealer lost behind the caller's back (by a write behind) counts as this call's first loss.
+  int drops = 0, losses = h->host->SealerLost() ? 1 : 0;
   for (;;) {
     int err = FreshHostKey(s, h);
     if (err == 0) err = call();

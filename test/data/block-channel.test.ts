@@ -4,7 +4,8 @@
 // format). Refusals: a forged grant, an expired one, another host's, a read grant asked to seal, a block whose AAD
 // names another file, a tampered block, a header of another file for a bound grant; and at the record layer a peer
 // whose keys were never installed, a reused token, a replayed record, a truncated and an oversized frame — each
-// closes the connection. A removed host loses its block connections.
+// closes the connection. A removed host loses its block connections. More than 64 connections at once without an
+// authentic record: the rest are closed unread, and the slots come back.
 import test from 'ava'
 import crypto from 'node:crypto'
 import net from 'node:net'
@@ -294,4 +295,30 @@ test.serial('a removed host loses its block connections; its grants are gone', a
   t.is((await spctl(['host', 'remove', 'host-2'])).code, 0)
   rc.send(rc.record(request(SEAL, 2, remote.grant, [{ aad: aadOf(header, 0, 3), data: Buffer.from('abc') }])))
   t.is(await rc.next(), null)
+})
+
+test.serial('at most 64 connections at once wait for their first authentic record; more are closed unread, and the slots come back', async t => {
+  const d = await decide(host1, '/g')
+  const { bytes, header } = await host1.newHeader(d)
+  const { remote } = await host1.blockChannel(d, bytes)
+  // 72 connections that send nothing: the first 64 wait (up to 5 s each), the rest are closed at once.
+  const idle = await Promise.all(Array.from({ length: 72 }, async () => await new Promise<{ sock: net.Socket, closed: boolean }>(resolve => {
+    const c = { sock: net.connect(remote.port, '127.0.0.1'), closed: false }
+    c.sock.on('close', () => { c.closed = true })
+    c.sock.on('error', () => {})
+    c.sock.on('connect', () => resolve(c))
+  })))
+  await new Promise(resolve => setTimeout(resolve, 1000))
+  const closed = idle.filter(c => c.closed).length
+  t.true(closed >= 8 && closed < 72, `closed unread: ${closed} of 72`)
+  for (const c of idle) c.sock.destroy()
+  // Their slots come back: a real client is served (retried while spd notices the hang-ups).
+  let status = -1
+  for (let i = 0; i < 20 && status !== STATUS.ok; i++) {
+    await new Promise(resolve => setTimeout(resolve, 100))
+    const fresh = (await host1.blockChannel(await decide(host1, '/g'), bytes)).remote
+    const r = await call(RecordClient.of(fresh), SEAL, 1, fresh.grant, [{ aad: aadOf(header, 0, 3), data: Buffer.from('abc') }]).catch(() => null)
+    status = r?.status ?? -1
+  }
+  t.is(status, STATUS.ok)
 })
