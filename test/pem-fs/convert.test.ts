@@ -93,8 +93,8 @@ test.before(async () => {
   raw.xattrSet(path.join(dir, 'owned'), 'system.posix_acl_access', ownedAcl)
   put('busy', crypto.randomBytes(300000))
   put('public/readme', Buffer.from('plaintext by policy\n'))
-  fs.writeFileSync(path.join(dir, 'hard'), 'linked\n')
-  fs.linkSync(path.join(dir, 'hard'), path.join(dir, 'hard2'))
+  put('hard', Buffer.from('linked\n')) // three names of one file, in two directories
+  for (const other of ['hard2', 'sub/hard3']) { fs.linkSync(path.join(dir, 'hard'), path.join(dir, other)); expected.set(other, expected.get('hard') as string) }
   fs.symlinkSync('one', path.join(dir, 'link'))
   for (let i = 0; i < 16; i++) put(`bulk/f${String(i).padStart(2, '0')}`, crypto.randomBytes((256 << 10) + i * 4097))
   fs.writeFileSync(path.join(dir, 'appended'), 'first line\n')
@@ -136,19 +136,18 @@ test.after.always(async () => {
   }
 })
 
-test.serial('encrypt: every plaintext file becomes ciphertext underneath and reads back identical; a reader and a writer keep their data; hard links are refused', async t => {
+test.serial('encrypt: every plaintext file becomes ciphertext underneath and reads back identical; a reader and a writer keep their data; a hard-linked file is converted once and keeps its names', async t => {
   const reader = sh(`exec 3<'${path.join(dir, 'busy')}'; sleep 2; sha256sum <&3`, { timeoutMs: 20000 }) // open across the rename
   await new Promise(resolve => setTimeout(resolve, 300))
   setTimeout(() => fs.writeFileSync(stopFile, ''), 1500)
   const r = await convert('encrypt', dir, ['--wait', '15'])
   const summary = done(r)
   t.truthy(summary, r.stderr)
-  t.is(r.code, 1, 'exit 1: the hard-linked names are not converted')
-  const skipped = r.events.filter(e => e.event === 'file' && e.state === 'skipped')
-  t.deepEqual(skipped.map(e => e.path).sort(), ['hard', 'hard2'])
-  t.regex(String(skipped[0].reason), /2 hard links/)
+  t.is(r.code, 0, r.stderr)
   t.is(summary?.failed, 0, JSON.stringify(r.events.filter(e => e.state === 'failed')))
-  t.is(summary?.converted, [...expected.keys(), 'appended'].filter(p => p !== 'empty' && p !== 'public/readme').length, 'every non-empty file, the appended one included')
+  t.is(summary?.skipped, 0, JSON.stringify(r.events.filter(e => e.state === 'skipped')))
+  t.is(summary?.converted, [...expected.keys(), 'appended'].filter(p => !['empty', 'public/readme', 'hard2', 'sub/hard3'].includes(p)).length, 'every non-empty file once, the appended one included')
+  t.deepEqual(r.events.find(e => e.path === 'hard')?.links, ['hard2', 'sub/hard3'], 'the hard-linked file is one conversion, its other names follow')
   t.like(r.events.find(e => e.path === 'public/readme'), { state: 'plaintext' }, 'the policy keeps /public plaintext')
   t.is(summary?.plaintext, 1)
   t.is((await reader).stdout.split(' ')[0], expected.get('busy') ?? '', 'the reader\'s open handle kept reading the same bytes')
@@ -169,7 +168,9 @@ test.serial('encrypt: every plaintext file becomes ciphertext underneath and rea
   }
   t.false(fs.readFileSync(path.join(b, 'sparse')).includes('middle'))
   t.true(fs.statSync(path.join(b, 'sparse')).blocks * 512 < 1 << 20, 'the sparse file stays sparse underneath')
-  t.is(fs.readFileSync(path.join(b, 'hard'), 'utf8'), 'linked\n', 'the hard-linked file is left as it was')
+  const links = ['hard', 'hard2', 'sub/hard3'].map(rel => fs.statSync(path.join(b, rel)))
+  t.true(links.every(st => st.ino === links[0].ino && st.nlink === 3), 'its three names are still one inode underneath')
+  t.is((await sh(`stat -c %h '${path.join(dir, 'hard2')}'`)).stdout, '3\n', 'and through the mount: link count unchanged')
   t.is(fs.lstatSync(path.join(b, 'link')).isSymbolicLink(), true)
   const st = await sh(`stat -c '%u %g %a %Y' '${path.join(dir, 'owned')}'; readlink '${path.join(dir, 'link')}'`)
   t.is(st.stdout, '1234 1234 640 1700000000\none\n', 'owner, group, mode and mtime kept; the symlink untouched')
@@ -215,6 +216,29 @@ test.serial('kill -9 at random points, then a rerun: every file is whole, no tem
   }
 })
 
+test.serial('a run killed between the renames of a hard-linked file leaves a journal: the next run links the other names to the new file', async t => {
+  // The state such a kill leaves, made underneath: `jlink` already a new inode, `jlink2` still the old one, the journal.
+  const b = backing()
+  fs.writeFileSync(path.join(b, 'jlink'), 'journaled\n')
+  fs.linkSync(path.join(b, 'jlink'), path.join(b, 'jlink2'))
+  const oldIno = fs.statSync(path.join(b, 'jlink'), { bigint: true }).ino
+  fs.copyFileSync(path.join(b, 'jlink'), path.join(b, 'jlink.new'))
+  fs.renameSync(path.join(b, 'jlink.new'), path.join(b, 'jlink'))
+  const newIno = fs.statSync(path.join(b, 'jlink'), { bigint: true }).ino
+  fs.writeFileSync(path.join(b, '.pemfs-convert.links.0123abcd'), JSON.stringify({ names: ['jlink', 'jlink2'], oldIno: String(oldIno), newIno: String(newIno) }))
+  for (const rel of ['jlink', 'jlink2']) expected.set(rel, sha(Buffer.from('journaled\n')))
+
+  const r = await convert('encrypt', dir)
+  t.is(r.code, 0, r.stderr)
+  t.like(done(r), { linksCompleted: 1, converted: 1, failed: 0 })
+  const [one, two] = ['jlink', 'jlink2'].map(rel => fs.statSync(path.join(b, rel)))
+  t.true(one.ino === two.ino && one.nlink === 2, 'one inode with both names again')
+  t.true(fs.readFileSync(path.join(b, 'jlink2')).subarray(0, 4).equals(FILE_MAGIC), 'and converted once, under both')
+  t.false(fs.readdirSync(b).some(n => n.startsWith('.pemfs-convert.')), 'the journal is gone')
+  const sums = await mountSums(['jlink', 'jlink2'])
+  t.is(sums.get('jlink2'), expected.get('jlink2'))
+})
+
 test.serial('rekey moves every file to the rotated key version (waiting for a writer through the mount); decrypt leaves plaintext underneath', async t => {
   const store = fs.readdirSync(path.join(cfg, 'embedded'))[0]
   const base = path.join(cfg, 'embedded', store)
@@ -240,7 +264,8 @@ test.serial('rekey moves every file to the rotated key version (waiting for a wr
   for (const rel of expected.keys()) if (rel !== 'empty' && rel !== 'public/readme') t.is(versionOf(rel), version, `${rel} under version ${version}`)
 
   const dec = await convert('decrypt', path.join(dir, 'sub'))
-  t.like(done(dec), { converted: 1, failed: 0 })
+  t.like(done(dec), { converted: 1, failed: 0, skipped: 1 })
+  t.regex(String(dec.events.find(e => e.path === 'sub/hard3')?.reason), /3 hard links, 2 of them not under/, 'a name of a file linked from outside the path is not split from the others')
   t.is(fs.readFileSync(path.join(backing(), 'sub/deep/x'), 'utf8'), 'deep\nmore\n', 'plaintext underneath')
   const sums = await mountSums([...expected.keys()])
   for (const [rel, h] of expected) t.is(sums.get(rel), h, `${rel} identical`)
