@@ -50,6 +50,8 @@ export interface ConvertOptions {
   waitMs: number
   onFile?: (r: FileResult) => void
   onBytes?: (done: number) => void
+  /** Awaited after every chunk: resolves when the copy may go on (backing off for load); the wait is not owed to --rate. */
+  pace?: () => Promise<void>
 }
 
 /** converted; current: nothing to do (any more); plaintext: the policy does not encrypt it; skipped: refused; failed. */
@@ -149,7 +151,7 @@ function tempName (base: string): string {
 
 /** Spreads the run's bytes over time: at most `rate` bytes per second since the start. */
 class Throttle {
-  private readonly started = Date.now()
+  private started = Date.now()
   private bytes = 0
   constructor (private readonly rate: number) {}
   async take (n: number): Promise<void> {
@@ -159,6 +161,9 @@ class Throttle {
     const wait = due - Date.now()
     if (wait > 0) await new Promise(resolve => setTimeout(resolve, wait))
   }
+
+  /** `ms` spent waiting for another reason: not made up for by a burst afterwards. */
+  skip (ms: number): void { this.started += ms }
 }
 
 export class Converter {
@@ -501,6 +506,11 @@ export class Converter {
         this.bytesDone += bytesRead
         this.o.onBytes?.(this.bytesDone)
         await this.throttle.take(bytesRead)
+        if (this.o.pace !== undefined) {
+          const waited = Date.now()
+          await this.o.pace()
+          this.throttle.skip(Date.now() - waited)
+        }
       }
     } finally { await inp.close() }
     await out.truncate(offset) // the end, when it is a hole

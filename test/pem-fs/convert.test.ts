@@ -216,6 +216,63 @@ test.serial('kill -9 at random points, then a rerun: every file is whole, no tem
   }
 })
 
+const mountStatus = async (): Promise<Record<string, any>> => {
+  const r = await cli('pemfs', ['status', dir, '--config-dir', cfg, '--json'])
+  if (r.code !== 0) throw new Error(r.stderr)
+  return JSON.parse(r.stdout)
+}
+const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
+
+test.serial('a running conversion: pemfs status and the metrics show it, its temporary copies are hidden from others, --max-load backs off', async t => {
+  const bulk = [...expected.keys()].filter(p => p.startsWith('bulk/'))
+  t.like(done(await convert('decrypt', path.join(dir, 'bulk'))), { converted: bulk.length, failed: 0 })
+  const bulkBytes = bulk.reduce((n, rel) => n + fs.statSync(path.join(backing(), rel)).size, 0) // plaintext now
+  const before = await mountStatus()
+  const running = convert('encrypt', path.join(dir, 'bulk'), ['--rate', '1']) // about 4.4 s
+  let seen: Record<string, any> | undefined
+  let copiesUnderneath = 0
+  let plain = ''
+  for (let i = 0; i < 6; i++) {
+    await sleep(500)
+    if (i === 1) plain = (await cli('pemfs', ['status', dir, '--config-dir', cfg])).stdout
+    const st = await mountStatus()
+    if (st.conversions.length > 0 && st.conversions[0].bytes > 0) seen = st.conversions[0]
+    copiesUnderneath += fs.readdirSync(path.join(backing(), 'bulk')).filter(n => n.startsWith('.pemfs-convert.')).length
+    const listed = await sh(`ls -a '${path.join(dir, 'bulk')}'`)
+    t.notRegex(listed.stdout, /\.pemfs-convert\./, 'another process does not see the copies being made')
+  }
+  const r = await running
+  t.is(r.code, 0, r.stderr)
+  t.true(copiesUnderneath > 0, 'the copies were there underneath meanwhile')
+  t.like(seen, { mode: 'encrypt', path: path.join(dir, 'bulk'), totalFiles: bulk.length, totalBytes: bulkBytes, paused: null }, JSON.stringify(seen))
+  t.true(seen?.bytesPerSecond > 0 && seen?.etaSeconds > 0, 'rate and ETA')
+  t.regex(plain, /running conversions[\s\S]*encrypt/, 'the plain status prints it too')
+  const after = await mountStatus()
+  t.deepEqual(after.conversions, [], 'ended: no longer shown')
+  t.is(after.convertedFiles - before.convertedFiles, bulk.length, 'files counted once each')
+  t.is(after.convertedBytes - before.convertedBytes, bulkBytes)
+  const prom = await cli('pemfs', ['status', dir, '--config-dir', cfg, '--prometheus'])
+  t.regex(prom.stdout, new RegExp(`pemfs_converted_files_total\\{guard="${dir}"\\} ${after.convertedFiles as number}\n`))
+  t.regex(prom.stdout, /pemfs_conversions_running\{[^}]*\} 0\n/)
+
+  // A threshold below any load the host can have: the run copies its first chunk, then waits, and says why.
+  t.like(done(await convert('decrypt', path.join(dir, 'bulk'))), { converted: bulk.length, failed: 0 })
+  const paused = convert('encrypt', path.join(dir, 'bulk'), ['--max-load', '0.000001'])
+  let st: Record<string, any> = {}
+  for (let i = 0; i < 20 && st.conversions?.[0]?.paused == null; i++) { await sleep(250); st = await mountStatus() }
+  t.regex(String(st.conversions?.[0]?.paused), /host load .* is above --max-load/)
+  await sleep(1500)
+  const later = (await mountStatus()).conversions[0]
+  t.true(later.bytes <= 1 << 20 && later.bytes < bulkBytes, `it waits (${later.bytes as number} bytes copied)`)
+  t.regex((await cli('pemfs', ['status', dir, '--config-dir', cfg, '--prometheus'])).stdout, /pemfs_conversions_paused\{[^}]*\} 1\n/)
+  const child = children[children.length - 1]
+  child.kill('SIGKILL')
+  t.is((await paused).code, null)
+  const rest = await convert('encrypt', path.join(dir, 'bulk'))
+  t.like(done(rest), { failed: 0, converted: bulk.length })
+  t.deepEqual((await mountStatus()).conversions, [], 'a killed run is gone from the status with its connection')
+})
+
 test.serial('a run killed between the renames of a hard-linked file leaves a journal: the next run links the other names to the new file', async t => {
   // The state such a kill leaves, made underneath: `jlink` already a new inode, `jlink2` still the old one, the journal.
   const b = backing()
@@ -278,4 +335,41 @@ test.serial('a path outside any pemfs mount is refused with a usage error and ch
   const bad = await cli('pemfs', ['encrypt', dir, '--config-dir', cfg, '--rate', 'fast'])
   t.is(bad.code, 2)
   t.regex(bad.stderr, /--rate/)
+})
+
+test.serial('pemfs\'s own names are hidden natively: not listed, not found, not created, linked, renamed or removed through the mount, by root or anyone', async t => {
+  const b = backing()
+  fs.writeFileSync(path.join(b, '.pemfs-convert.0badf00d.one'), 'a leftover\n')
+  fs.mkdirSync(path.join(dir, 'mine'))
+  fs.chownSync(path.join(dir, 'mine'), 4321, 4321)
+  fs.writeFileSync(path.join(b, 'mine', '.pemfs-convert.0badf00d.x'), 'x\n')
+  for (const who of ['', 'setpriv --reuid 4321 --regid 4321 --clear-groups ']) {
+    const listed = await sh(`${who}ls -a '${dir}' '${path.join(dir, 'mine')}'`)
+    t.is(listed.code, 0, listed.stderr)
+    t.notRegex(listed.stdout, /\.pemfs-(convert|embedded)/, `${who || 'root'}: not listed`)
+    t.regex(listed.stdout, /\bone\b/)
+    for (const name of ['.pemfs-embedded', '.pemfs-convert.0badf00d.one', 'mine/.pemfs-convert.0badf00d.x']) {
+      const r = await sh(`${who}stat '${path.join(dir, name)}'`)
+      t.regex(r.stderr, /No such file/, `${who || 'root'}: ${name} is not found`)
+    }
+    const m = path.join(dir, 'mine')
+    const tries: Array<[string, RegExp]> = [
+      [`touch '${m}/.pemfs-convert.12345678.new'`, /Permission denied/],
+      [`mkdir '${m}/.pemfs-convert.12345678.d'`, /Permission denied/],
+      [`ln -s one '${m}/.pemfs-convert.12345678.s'`, /Permission denied/],
+      [`mv '${m}/.pemfs-convert.0badf00d.x' '${m}/taken'`, /No such file/],
+      [`rm '${m}/.pemfs-convert.0badf00d.x'`, /No such file/]
+    ]
+    if (who === '') tries.push([`ln '${path.join(dir, 'one')}' '${dir}/.pemfs-convert.12345678.l'`, /Permission denied/], [`echo x > '${dir}/.pemfs-embedded.tmp'`, /Permission denied/])
+    for (const [cmd, why] of tries) {
+      const r = await sh(`${who}sh -c "${cmd.replace(/"/g, '\\"')}"`)
+      t.not(r.code, 0, `${who || 'root'}: ${cmd} must fail`)
+      t.regex(r.stderr, why, `${who || 'root'}: ${cmd}`)
+    }
+    const control = await sh(`${who}sh -c "touch '${m}/ordinary' && rm '${m}/ordinary'"`)
+    t.is(control.code, 0, `an ordinary name in the same directory works: ${control.stderr}`)
+  }
+  t.deepEqual(fs.readdirSync(path.join(b, 'mine')), ['.pemfs-convert.0badf00d.x'], 'nothing was made or removed underneath')
+  t.true(fs.existsSync(path.join(b, '.pemfs-embedded')), 'the store file is there underneath')
+  t.false(fs.readdirSync(b).some(n => n.startsWith('.pemfs-convert.1')))
 })
