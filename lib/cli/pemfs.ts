@@ -144,7 +144,12 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
   keepServingOnBrokenPipe()
   process.umask(0) // the session gives each worker the caller's umask; nothing else here creates files for callers
   fs.writeFileSync(files.pid, `${process.pid}\n`, { mode: 0o600 })
-  const conversions = new Conversions(pids => { if (mounted.session.mounted) mounted.session.reservedPids(pids) })
+  const conversions = new Conversions(async (pid, target) => {
+    const rel = path.relative(mounted.dir, target)
+    if (rel.startsWith('..') || path.isAbsolute(rel)) throw new PemError('PEM_ERR_BAD_ARGUMENT', `${target} is not under ${mounted.dir}`)
+    const ids = (field: string): number => Number(new RegExp(`^${field}:\\s*(\\d+)`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? -1)
+    await mounted.guard.allow({ pid, uid: ids('Uid'), gid: ids('Gid') }, `/${rel}`, 'convert') // decided and audited by spd
+  }, pids => { if (mounted.session.mounted) mounted.session.reservedPids(pids) })
   const status = (): Record<string, unknown> => ({ ...statusOf(mounted), ...conversions.status() })
   const control = serveControl(files.sock, status)
   const converting = conversions.serve(files.convertSock)

@@ -1,9 +1,11 @@
 // Running conversions as the mount daemon sees them (docs/PEMFS.md "A running conversion"): `pemfs encrypt | rekey |
 // decrypt` registers over the guard point's convert socket (run/<id>.convert.sock, next to the control socket), is
 // then served pemfs's own names by the mount (native/fuse/reserved.h) for as long as that connection lasts, and sends
-// its progress on it; `pemfs status` and the Prometheus metrics show it. One JSON object per line:
+// its progress on it; `pemfs status` and the Prometheus metrics show it. A registration is a decision first: the
+// policy's admin-level action `convert` on the path, for the converting process's attributes (decided and audited
+// by spd like any other). One JSON object per line:
 //   converter → daemon  {"pid":N,"mode":"encrypt","path":"/srv/data"}                         (first line)
-//   daemon → converter  {"ok":true} | {"error":"…"}
+//   daemon → converter  {"ok":true} | {"error":"…","code":"PEM_ERR_…"}
 //   converter → daemon  {"files":n,"totalFiles":N,"bytes":b,"totalBytes":B,"converted":c,"convertedBytes":cb,"paused":"…"|null}
 import fs from 'node:fs'
 import net from 'node:net'
@@ -31,8 +33,11 @@ export class Conversions {
   private convertedFiles = 0
   private convertedBytes = 0
 
-  /** `reserve` gets the pids served pemfs's own names after each change (FuseSession.reservedPids). */
-  constructor (private readonly reserve: (pids: number[]) => void) {}
+  /**
+   * `authorize` throws when the policy refuses process `pid` the `convert` action on `target`; `reserve` gets the
+   * pids served pemfs's own names after each change (FuseSession.reservedPids).
+   */
+  constructor (private readonly authorize: (pid: number, target: string) => Promise<void>, private readonly reserve: (pids: number[]) => void) {}
 
   serve (file: string): net.Server {
     fs.rmSync(file, { force: true })
@@ -45,7 +50,8 @@ export class Conversions {
   private accept (sock: net.Socket): void {
     let text = ''
     let run: Running | undefined
-    const refuse = (why: string): void => { sock.end(JSON.stringify({ error: why }) + '\n') }
+    let asked = false // the first line is being decided: nothing else is read until it is answered
+    const refuse = (why: string, code = 'PEM_ERR_BAD_ARGUMENT'): void => { sock.end(JSON.stringify({ error: why, code }) + '\n') }
     sock.on('data', (c: Buffer) => {
       text += c.toString('utf8')
       if (text.length > LINE_MAX && !text.includes('\n')) { sock.destroy(); return }
@@ -56,14 +62,21 @@ export class Conversions {
         let msg: Record<string, unknown>
         try { msg = JSON.parse(line) } catch { refuse('not JSON'); return }
         if (run === undefined) {
+          if (asked) { refuse('wait for the answer'); return }
+          asked = true
           const pid = msg.pid
           if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0 || !fs.existsSync(`/proc/${pid}`)) { refuse(`no process ${String(pid)}`); return }
-          if (typeof msg.mode !== 'string' || !MODES.has(msg.mode) || typeof msg.path !== 'string') { refuse('mode and path wanted'); return }
-          run = { pid, mode: msg.mode, path: msg.path, started: Date.now(), files: 0, totalFiles: 0, bytes: 0, totalBytes: 0, converted: 0, convertedBytes: 0, paused: null }
-          this.running.add(run)
-          this.reserveNow()
-          sock.write(JSON.stringify({ ok: true }) + '\n')
-          continue
+          const mode = msg.mode
+          const target = msg.path
+          if (typeof mode !== 'string' || !MODES.has(mode) || typeof target !== 'string') { refuse('mode and path wanted'); return }
+          this.authorize(pid, target).then(() => {
+            if (sock.destroyed) return
+            run = { pid, mode, path: target, started: Date.now(), files: 0, totalFiles: 0, bytes: 0, totalBytes: 0, converted: 0, convertedBytes: 0, paused: null }
+            this.running.add(run)
+            this.reserveNow()
+            sock.write(JSON.stringify({ ok: true }) + '\n')
+          }, err => { const e = PemError.from(err); refuse(e.message, e.code) })
+          return // what follows comes after the answer
         }
         this.progress(run, msg)
       }
@@ -126,8 +139,12 @@ export async function registerConversion (file: string, mode: string, target: st
       text += c.toString('utf8')
       if (!text.includes('\n')) return
       clearTimeout(timer)
-      const answer = JSON.parse(text) as { ok?: boolean, error?: string }
-      if (answer.ok !== true) { sock.destroy(); reject(new PemError('PEM_ERR_BAD_ARGUMENT', `the mount daemon refused the conversion: ${answer.error ?? text}`)); return }
+      const answer = JSON.parse(text) as { ok?: boolean, error?: string, code?: string }
+      if (answer.ok !== true) {
+        sock.destroy()
+        reject(new PemError(answer.code === 'PEM_ERR_POLICY_DENY' ? 'PEM_ERR_POLICY_DENY' : 'PEM_ERR_BAD_ARGUMENT', `the mount daemon refused the conversion: ${answer.error ?? text}`))
+        return
+      }
       sock.removeAllListeners('data')
       sock.on('error', () => {})
       resolve({ report: p => { sock.write(JSON.stringify(p) + '\n') }, close: () => { sock.end() } })

@@ -3,7 +3,8 @@
 // policy keeps plaintext) is converted while a reader holds a file open and a writer appends to one underneath;
 // kill -9 of the converter at random points and reruns end with every file whole; rekey after a key rotation and
 // decrypt of a subtree. Checked by SHA-256 through the mount (from child processes) and on the bytes underneath
-// (through the daemon's descriptor of its backing dir).
+// (through the daemon's descriptor of its backing dir). Also: a running conversion in pemfs status and the metrics,
+// --max-load, the policy's admin-level action convert, and pemfs's own names hidden by the mount (root and setpriv).
 import test from 'ava'
 import { spawn, type ChildProcess } from 'node:child_process'
 import crypto from 'node:crypto'
@@ -113,6 +114,14 @@ guards:
       - id: store-file
         resources: { files: [/.pemfs-embedded, /.pemfs-embedded.tmp] }
         effect: deny
+      - id: no-convert-public
+        actions: [convert]
+        resources: { dirs: [/public] }
+        effect: deny
+      - id: convert-as-root
+        actions: [convert]
+        users: { uids: [0] }
+        effect: permit
       - id: public-plain
         resources: { dirs: [/public] }
         effect: permit
@@ -335,6 +344,21 @@ test.serial('a path outside any pemfs mount is refused with a usage error and ch
   const bad = await cli('pemfs', ['encrypt', dir, '--config-dir', cfg, '--rate', 'fast'])
   t.is(bad.code, 2)
   t.regex(bad.stderr, /--rate/)
+})
+
+test.serial('starting a conversion is the policy\'s admin-level action `convert`: a rule can refuse it, and then nothing is touched', async t => {
+  const b = backing()
+  fs.writeFileSync(path.join(b, 'public', 'new-plain'), 'left as it is\n') // plaintext: encrypt would take it
+  const r = await cli('pemfs', ['encrypt', path.join(dir, 'public'), '--config-dir', cfg])
+  t.not(r.code, 0)
+  t.regex(r.stderr, /refused the conversion: convert \/public: denied by no-convert-public.*PEM_ERR_POLICY_DENY/)
+  t.is(fs.readFileSync(path.join(b, 'public', 'new-plain'), 'utf8'), 'left as it is\n')
+  const other = await convert('encrypt', path.join(dir, 'sub'))
+  t.is(other.code, 0, 'elsewhere root is permitted by convert-as-root')
+  const info = JSON.parse(fs.readFileSync(path.join(cfg, 'embedded', fs.readdirSync(path.join(cfg, 'embedded'))[0], 'embedded.json'), 'utf8')) as { id: string, admin: string }
+  const tail = await cli('spctl', ['--endpoint', `https://${info.admin}`, '--server-id', info.id, '--json', 'audit', 'tail', '-n', '200', '--rule', 'no-convert-public'], { SPCTL_CONFIG: path.join(root, 'spctl.json') })
+  t.is(tail.code, 0, tail.stderr)
+  t.regex(tail.stdout, /"action":"convert"/, 'the refusal is in the audit log')
 })
 
 test.serial('pemfs\'s own names are hidden natively: not listed, not found, not created, linked, renamed or removed through the mount, by root or anyone', async t => {
