@@ -1,9 +1,12 @@
 // `pemfs encrypt | rekey | decrypt PATH`: converts the files of a live guard point in place (lib/pem-fs/convert.ts),
-// with progress on a terminal, plain lines otherwise, JSON lines with --json, and a --rate limit.
+// with progress on a terminal, plain lines otherwise, JSON lines with --json, a --rate limit and --max-load back-off;
+// registered with the mount daemon for the whole run (lib/pem-fs/conversions.ts), which shows it in `pemfs status`.
 import type { Command } from 'commander'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { Converter, type ConvertMode, type FileResult } from '../pem-fs/convert'
+import { registerConversion, type ConversionProgress } from '../pem-fs/conversions'
 import { readControl, runFiles } from '../pem-fs/daemon'
 import { defaultConfigDir } from '../pem-fs/host-config'
 import { PemError } from '../wire/errors'
@@ -11,7 +14,7 @@ import { printObject, run } from './common'
 import { STORE_FILE } from './embedded-store'
 import { Progress } from './progress'
 
-interface ConvertFlags { configDir: string, rate?: string, wait: string, json?: boolean }
+interface ConvertFlags { configDir: string, rate?: string, wait: string, maxLoad?: string, json?: boolean }
 
 const WHAT: Record<ConvertMode, string> = {
   encrypt: 'encrypt the plaintext files the policy encrypts (left from before the guard point)',
@@ -41,6 +44,19 @@ function backingRootOf (guard: string, backing: string, daemonPid: number): stri
   throw new PemError('PEM_ERR_NOT_FOUND', `the mount daemon of ${guard} (pid ${daemonPid}) holds no descriptor of its backing directory`)
 }
 
+/**
+ * Why the copy should wait now, or null: the host's 1-minute load average per CPU, or the load the least loaded spd
+ * server of the mount reported (1.0 = full), above `max`.
+ */
+async function overLoad (max: number, controlSock: string): Promise<string | null> {
+  const host = os.loadavg()[0] / Math.max(1, os.cpus().length)
+  if (host > max) return `host load ${host.toFixed(2)} per CPU is above --max-load ${max}`
+  const servers = ((await readControl(controlSock).catch(() => ({ servers: [] }))).servers ?? []) as Array<{ state: string, load: number | null }>
+  const loads = servers.filter(s => s.state === 'up' && typeof s.load === 'number').map(s => s.load as number)
+  const least = loads.length > 0 ? Math.min(...loads) : 0
+  return least > max ? `spd load ${least.toFixed(2)} (the least loaded server) is above --max-load ${max}` : null
+}
+
 async function convertCommand (mode: ConvertMode, target: string, o: ConvertFlags, guardOf: (abs: string) => string): Promise<void> {
   const abs = path.resolve(target)
   const guard = guardOf(abs)
@@ -48,7 +64,10 @@ async function convertCommand (mode: ConvertMode, target: string, o: ConvertFlag
   if (!Number.isFinite(rate) || rate < 0) throw new PemError('PEM_ERR_BAD_ARGUMENT', `--rate must be a number of MB/s, not ${o.rate}`)
   const wait = Number(o.wait)
   if (!Number.isFinite(wait) || wait < 0) throw new PemError('PEM_ERR_BAD_ARGUMENT', `--wait must be a number of seconds, not ${o.wait}`)
-  const status = await readControl(runFiles(path.resolve(o.configDir), guard).sock)
+  const maxLoad = o.maxLoad === undefined ? undefined : Number(o.maxLoad)
+  if (maxLoad !== undefined && !(Number.isFinite(maxLoad) && maxLoad > 0)) throw new PemError('PEM_ERR_BAD_ARGUMENT', `--max-load must be a positive number (1.0 = full load), not ${o.maxLoad}`)
+  const sockets = runFiles(path.resolve(o.configDir), guard)
+  const status = await readControl(sockets.sock)
   const daemonPid = Number(status.pid)
   const backing = String(status.backing)
   const json = o.json === true
@@ -57,6 +76,27 @@ async function convertCommand (mode: ConvertMode, target: string, o: ConvertFlag
   let progress: Progress | undefined
   let lastJson = 0
   let total = { files: 0, bytes: 0 }
+  // Registered for the whole run: the mount serves this process its own names (the temporary copies) and shows the run.
+  const link = await registerConversion(sockets.convertSock, mode, abs)
+  const now: ConversionProgress = { files: 0, totalFiles: 0, bytes: 0, totalBytes: 0, converted: 0, convertedBytes: 0, paused: null }
+  const report = (): void => { link.report({ ...now, files: filesDone, totalFiles: total.files, totalBytes: total.bytes }) }
+  const reporter = setInterval(report, 1000)
+  let loadChecked = 0
+  const pace = maxLoad === undefined ? undefined : async (): Promise<void> => {
+    for (;;) {
+      if (Date.now() - loadChecked >= 1000) {
+        loadChecked = Date.now()
+        const why = await overLoad(maxLoad, sockets.sock)
+        if (why !== now.paused) {
+          now.paused = why
+          report()
+          if (json) emit({ event: why === null ? 'resumed' : 'paused', reason: why })
+        }
+      }
+      if (now.paused === null) return
+      await new Promise(resolve => setTimeout(resolve, 1000))
+    }
+  }
   const converter = new Converter({
     mode,
     mountDir: guard,
@@ -68,12 +108,15 @@ async function convertCommand (mode: ConvertMode, target: string, o: ConvertFlag
     exclude: new Set([STORE_FILE, `${STORE_FILE}.tmp`]),
     rateBytes: rate * 1e6,
     waitMs: wait * 1000,
+    pace,
     onFile: (r: FileResult) => {
       filesDone++
+      if (r.state === 'converted') { now.converted++; now.convertedBytes += r.bytes }
       if (json) emit({ event: 'file', ...r })
       else if (r.state === 'skipped' || r.state === 'failed') process.stderr.write(`${progress !== undefined && process.stderr.isTTY ? '\r\x1b[K' : ''}pemfs ${mode}: ${r.state} ${r.path}: ${r.reason ?? ''}\n`)
     },
     onBytes: (done: number) => {
+      now.bytes = done
       progress?.update(done, `${filesDone}/${total.files} files`)
       if (json && Date.now() - lastJson >= 1000) {
         lastJson = Date.now()
@@ -81,11 +124,19 @@ async function convertCommand (mode: ConvertMode, target: string, o: ConvertFlag
       }
     }
   })
-  const files = await converter.plan()
-  total = { files: files.length, bytes: files.reduce((s, f) => s + f.bytes, 0) }
-  if (json) emit({ event: 'plan', mode, guard, path: abs, ...total, leftoversRemoved: converter.leftoversRemoved })
-  else progress = new Progress({ total: total.bytes, label: `pemfs ${mode}`, unit: 'bytes' })
-  const summary = await converter.run(files)
+  let summary
+  try {
+    const files = await converter.plan()
+    total = { files: files.length, bytes: files.reduce((s, f) => s + f.bytes, 0) }
+    report()
+    if (json) emit({ event: 'plan', mode, guard, path: abs, ...total, leftoversRemoved: converter.leftoversRemoved })
+    else progress = new Progress({ total: total.bytes, label: `pemfs ${mode}`, unit: 'bytes' })
+    summary = await converter.run(files)
+    report()
+  } finally {
+    clearInterval(reporter)
+    link.close()
+  }
   if (json) emit({ event: 'done', ...summary })
   else {
     progress?.update(summary.bytes, `${filesDone}/${total.files} files`)
@@ -106,7 +157,8 @@ export function addConvertCommands (program: Command, guardOf: (abs: string) => 
       .option('--config-dir <dir>', 'host config directory (the one the mount was started with)', defaultConfigDir())
       .option('--rate <MBps>', 'at most this many MB (10^6 bytes) per second, over the whole run')
       .option('--wait <seconds>', 'how long to wait for a file that another process has open for writing, before skipping it', '30')
-      .option('--json', 'print JSON lines: plan, file, progress (every second), done')
+      .option('--max-load <fraction>', 'pause while the host\'s load average per CPU, or the load the least loaded spd server reports, is above this (1.0 = full)')
+      .option('--json', 'print JSON lines: plan, file, progress (every second), paused/resumed, done')
       .action((p: string, o: ConvertFlags) => run(async () => await convertCommand(mode, p, o, guardOf)))
   }
 }

@@ -13,6 +13,7 @@ import { adminLogin } from './admin-auth'
 import { adminCall } from './admin-client'
 import { listenPort } from '../channel/listen-port'
 import { enroll, splitAddr } from '../pem-fs/client'
+import { isMounted } from '../pem-fs/daemon'
 import { hostIdentity, writeCluster, CLUSTER_FILE } from '../pem-fs/host-config'
 import { formatPolicyError, parsePolicy } from '../policy'
 import { defaultPolicy } from '../policy/default'
@@ -37,7 +38,8 @@ export function storeFiles (configDir: string, store: string): EmbeddedFiles {
 /** The files of DIR's embedded store: the one its store file names (before the first mount: a path-named one that holds nothing). */
 export function embeddedFiles (configDir: string, dir: string): EmbeddedFiles {
   let named: string | undefined
-  try { named = readStoreFile(dir)?.store } catch { named = mountedStore(configDir, dir) } // mounted: the mount denies its store file
+  // mounted: the mount hides its store file (native/fuse/reserved.h), or its policy denies it
+  try { named = readStoreFile(dir)?.store ?? (isMounted(dir) ? mountedStore(configDir, dir) : undefined) } catch { named = mountedStore(configDir, dir) }
   return storeFiles(configDir, named ?? `unset-${crypto.createHash('sha256').update(path.resolve(dir)).digest('hex').slice(0, 16)}`)
 }
 

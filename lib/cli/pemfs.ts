@@ -7,6 +7,7 @@ import { attrsOf } from '../pem-fs/attrs'
 import { ClusterClient, enroll } from '../pem-fs/client'
 import { SELECTIONS, type SelectionName } from '../pem-fs/selection'
 import { pemfsMetricsText, writeMetricsFile } from '../pem-fs/metrics'
+import { Conversions } from '../pem-fs/conversions'
 import { holdersOf, isMounted, pemfsMounts, readControl, runFiles, serveControl, signalReady, startDaemon, statusOf, stopDaemon } from '../pem-fs/daemon'
 import { mountGuard } from '../pem-fs/mount'
 import { manageHeap } from '../native/memory'
@@ -143,8 +144,16 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
   keepServingOnBrokenPipe()
   process.umask(0) // the session gives each worker the caller's umask; nothing else here creates files for callers
   fs.writeFileSync(files.pid, `${process.pid}\n`, { mode: 0o600 })
-  const control = serveControl(files.sock, () => statusOf(mounted))
-  const stopMetrics = o.metricsFile === undefined ? () => {} : writeMetricsFile(path.resolve(o.metricsFile), () => statusOf(mounted))
+  const conversions = new Conversions(async (pid, target) => {
+    const rel = path.relative(mounted.dir, target)
+    if (rel.startsWith('..') || path.isAbsolute(rel)) throw new PemError('PEM_ERR_BAD_ARGUMENT', `${target} is not under ${mounted.dir}`)
+    const ids = (field: string): number => Number(new RegExp(`^${field}:\\s*(\\d+)`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? -1)
+    await mounted.guard.allow({ pid, uid: ids('Uid'), gid: ids('Gid') }, `/${rel}`, 'convert') // decided and audited by spd
+  }, pids => { if (mounted.session.mounted) mounted.session.reservedPids(pids) })
+  const status = (): Record<string, unknown> => ({ ...statusOf(mounted), ...conversions.status() })
+  const control = serveControl(files.sock, status)
+  const converting = conversions.serve(files.convertSock)
+  const stopMetrics = o.metricsFile === undefined ? () => {} : writeMetricsFile(path.resolve(o.metricsFile), status)
   const keepAlive = setInterval(() => {}, 1 << 30) // the session's threads do not keep the event loop alive
   let stopping = false
   const stop = (signal: string): void => {
@@ -152,11 +161,12 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
     stopping = true
     process.stderr.write(`pemfs: ${signal}: unmounting ${mounted.dir}\n`)
     control.close()
+    converting.close()
     stopMetrics()
     clearInterval(keepAlive)
     stopHeap()
     mounted.unmount().then(async () => await embedded?.stop()).finally(() => {
-      fs.rmSync(files.pid, { force: true }); fs.rmSync(files.sock, { force: true })
+      for (const f of [files.pid, files.sock, files.convertSock]) fs.rmSync(f, { force: true })
       process.exit(0)
     })
   }
@@ -247,10 +257,15 @@ program.command('status <dir>')
     const st = await readControl(runFiles(path.resolve(o.configDir), path.resolve(d)).sock)
     if (o.json === true) { process.stdout.write(JSON.stringify(st) + '\n'); return }
     if (o.prometheus === true) { process.stdout.write(await pemfsMetricsText(st)); return }
-    const { servers, ...rest } = st
+    const { servers, conversions, ...rest } = st
     printObject(rest, false)
     process.stdout.write('\n')
     printRows(servers as Array<Record<string, unknown>>, false, ['name', 'addr', 'state', 'load', 'weight', 'preference', 'latencyMs', 'pv', 'inflight', 'requests', 'rejections'])
+    const running = (conversions ?? []) as Array<Record<string, unknown>>
+    if (running.length > 0) {
+      process.stdout.write('\nrunning conversions\n')
+      printRows(running, false, ['pid', 'mode', 'path', 'files', 'totalFiles', 'bytes', 'totalBytes', 'bytesPerSecond', 'etaSeconds', 'paused'])
+    }
   }))
 
 addConvertCommands(program, guardOf)

@@ -124,6 +124,7 @@ export interface RawFuse {
   fuseNotify (s: RawFuseSession, nodeid: number, name?: string): void
   fuseRevoke (s: RawFuseSession, fh: number): number
   fuseDropKeys (s: RawFuseSession, expiredOnly: boolean): number
+  fuseReservedPids (s: RawFuseSession, pids: number[]): void
   fuseHandles (s: RawFuseSession): Array<{ fh: number, nodeid: number, path: string, encrypted: boolean, read: boolean, write: boolean, revoked: boolean, uid: number, pid: number }>
   fuseStats (s: RawFuseSession): { ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number, hostNodes: number, hostKeys: number, hostKeysHeld: number, hostKeysDropped: number, hostKeyCalls: number, hostReads: number, hostWrites: number, hostSpareKeys: number, hostSpareTakes: number, dumpable: boolean, hostBytesRead: number, hostBytesWritten: number, blockGrants: number, blockRequests: number, blockBlocks: number, blockConnects: number, blockLinksLost: number, blockBehindWrites: number, blockAheadBytes: number, blockServers: BlockServerSeen[] }
   readonly FUSE_MAX_WRITE: number

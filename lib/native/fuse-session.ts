@@ -213,6 +213,16 @@ export class FuseSession {
    */
   dropKeys (expiredOnly: boolean): number { this.check(); return call(() => raw.fuseDropKeys(this.s, expiredOnly)) }
 
+  /**
+   * The processes served pemfs's own names (`.pemfs-convert.*`, the root's `.pemfs-embedded*`: native/fuse/reserved.h),
+   * replacing the previous ones; to every other process they are not listed, not found, not creatable nor removable.
+   */
+  reservedPids (pids: number[]): void {
+    this.check()
+    if (!pids.every(p => Number.isInteger(p) && p > 0)) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'every pid must be a positive integer')
+    call(() => raw.fuseReservedPids(this.s, pids))
+  }
+
   handles (): HandleInfo[] { this.check(); return call(() => raw.fuseHandles(this.s)) }
 
   stats (): SessionStats { this.check(); return call(() => raw.fuseStats(this.s)) }

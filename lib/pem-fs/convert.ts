@@ -11,9 +11,14 @@ import { raw } from '../native/binding'
 
 export type ConvertMode = 'encrypt' | 'rekey' | 'decrypt'
 
-/** Names that start so are a conversion's temporary copies: reserved, removed by the next run. */
+/**
+ * Names that start so are a conversion's own: its temporary copies (`.pemfs-convert.<8 hex>.NAME`, removed by the
+ * next run) and, in the guard point's root, the journals of hard-linked files (`.pemfs-convert.links.<8 hex>`,
+ * completed by the next run). The mount serves them only to a registered conversion (docs/PEMFS.md).
+ */
 export const TEMP_PREFIX = '.pemfs-convert.'
 const TEMP_NAME = /^\.pemfs-convert\.[0-9a-f]{8}\./
+const LINKS_JOURNAL = /^\.pemfs-convert\.links\.[0-9a-f]{8}$/
 
 const CHUNK_BYTES = 1024 * 1024 // one FUSE write at most
 const ZERO_RUN_BYTES = 64 * 1024 // a run of zeros this long (aligned) is left a hole
@@ -45,13 +50,22 @@ export interface ConvertOptions {
   waitMs: number
   onFile?: (r: FileResult) => void
   onBytes?: (done: number) => void
+  /** Awaited after every chunk: resolves when the copy may go on (backing off for load); the wait is not owed to --rate. */
+  pace?: () => Promise<void>
 }
 
 /** converted; current: nothing to do (any more); plaintext: the policy does not encrypt it; skipped: refused; failed. */
 export type FileState = 'converted' | 'current' | 'plaintext' | 'skipped' | 'failed'
-export interface FileResult { path: string, state: FileState, bytes: number, reason?: string }
+export interface FileResult { path: string, state: FileState, bytes: number, reason?: string, links?: string[] }
 
-export interface Candidate { rel: string, bytes: number }
+/** A file to convert: `rel` and, for a file with several names, its other names (all under the walked path). */
+export interface Candidate { rel: string, bytes: number, links: string[] }
+
+/**
+ * What a run writes underneath before it renames the copy of a hard-linked file over its first name: the file's names,
+ * its old inode and the copy's. The next run (plan) links every name still on the old inode to the new one.
+ */
+interface LinksJournal { names: string[], oldIno: string, newIno: string }
 
 export interface Summary {
   mode: ConvertMode
@@ -63,8 +77,13 @@ export interface Summary {
   skipped: number
   failed: number
   leftoversRemoved: number
+  /** Hard-linked files whose renames an interrupted run left half done, completed by this one. */
+  linksCompleted: number
   seconds: number
 }
+
+/** A file the walk found: one of its names, and its inode and link count (names of one inode become one candidate). */
+interface Found { rel: string, bytes: number, ino: bigint, nlink: bigint }
 
 interface Snapshot { dev: bigint, ino: bigint, size: bigint, mtimeNs: bigint, ctimeNs: bigint, nlink: bigint }
 
@@ -132,7 +151,7 @@ function tempName (base: string): string {
 
 /** Spreads the run's bytes over time: at most `rate` bytes per second since the start. */
 class Throttle {
-  private readonly started = Date.now()
+  private started = Date.now()
   private bytes = 0
   constructor (private readonly rate: number) {}
   async take (n: number): Promise<void> {
@@ -142,13 +161,18 @@ class Throttle {
     const wait = due - Date.now()
     if (wait > 0) await new Promise(resolve => setTimeout(resolve, wait))
   }
+
+  /** `ms` spent waiting for another reason: not made up for by a burst afterwards. */
+  skip (ms: number): void { this.started += ms }
 }
 
 export class Converter {
   private readonly throttle: Throttle
   private bytesDone = 0
   private leftovers = 0
-  private readonly foundDamaged: FileResult[] = [] // by plan(), reported by run()
+  private linksCompleted = 0
+  private readonly unfinishedLinks = new Set<string>() // names of a journal that could not be completed: left alone
+  private readonly foundAtPlan: FileResult[] = [] // damaged headers, hard links not all under the path: reported by run()
 
   constructor (private readonly o: ConvertOptions) {
     this.throttle = new Throttle(o.rateBytes)
@@ -163,20 +187,66 @@ export class Converter {
 
   /** Walks the backing tree under `sub`: removes leftover temporary copies, returns the files this mode converts. */
   async plan (): Promise<Candidate[]> {
-    const out: Candidate[] = []
+    await this.completeLinks()
+    const found: Found[] = []
     const top = this.backingPath(this.o.sub)
     const st = await fs.promises.lstat(top).catch(() => { throw new PemError('PEM_ERR_NOT_FOUND', `${this.mountPath(this.o.sub)} does not exist`) })
-    if (st.isDirectory()) await this.walk(this.o.sub, st.dev, out)
-    else if (st.isFile()) await this.consider(this.o.sub, out)
+    if (st.isDirectory()) await this.walk(this.o.sub, st.dev, found)
+    else if (st.isFile()) await this.consider(this.o.sub, found)
     else throw new PemError('PEM_ERR_BAD_ARGUMENT', `${this.mountPath(this.o.sub)} is neither a directory nor a regular file`)
+    // One candidate per inode: a hard-linked file is converted once, under its first name, and relinked to the others.
+    const byIno = new Map<bigint, Found[]>()
+    for (const f of found) byIno.set(f.ino, [...(byIno.get(f.ino) ?? []), f])
+    const out: Candidate[] = []
+    for (const names of byIno.values()) {
+      const [first, ...others] = names
+      if (first.nlink > BigInt(names.length)) {
+        const reason = `has ${first.nlink} hard links, ${first.nlink - BigInt(names.length)} of them not under ${this.mountPath(this.o.sub)}: converting these names would split them from the others (convert the directory that holds them all)`
+        for (const f of names) this.foundAtPlan.push({ path: f.rel, state: 'skipped', bytes: 0, reason })
+        continue
+      }
+      out.push({ rel: first.rel, bytes: first.bytes, links: others.map(f => f.rel) })
+    }
     return out
   }
 
-  private async walk (rel: string, dev: number, out: Candidate[]): Promise<void> {
+  /** Finishes what interrupted runs left of hard-linked files (their journals in the root), then removes the journals. */
+  private async completeLinks (): Promise<void> {
+    for (const name of await fs.promises.readdir(this.backingPath(''))) {
+      if (!LINKS_JOURNAL.test(name)) continue
+      const journal = JSON.parse(await fs.promises.readFile(this.backingPath(name), 'utf8')) as LinksJournal
+      const inoOf = async (rel: string): Promise<string | undefined> => (await fs.promises.lstat(this.backingPath(rel), { bigint: true }).catch(() => undefined))?.ino.toString()
+      const now = await Promise.all(journal.names.map(inoOf))
+      const renamed = journal.names.find((_, i) => now[i] === journal.newIno)
+      if (renamed !== undefined) { // the copy is under one name at least: the names still on the old inode follow it
+        const stale = journal.names.filter((_, i) => now[i] === journal.oldIno)
+        try {
+          for (const rel of stale) await this.relink(renamed, rel)
+        } catch (err) { // the journal stays for the next run
+          const e = err as NodeJS.ErrnoException
+          this.foundAtPlan.push({ path: renamed, state: 'failed', bytes: 0, reason: `its other names (${stale.join(', ')}) are not linked to it yet: ${e.code ?? ''} ${e.message}` })
+          for (const rel of journal.names) this.unfinishedLinks.add(rel)
+          continue
+        }
+        if (stale.length > 0) this.linksCompleted++
+      }
+      await fs.promises.unlink(this.backingPath(name))
+    }
+  }
+
+  /** Makes `rel` another name of `from`'s inode, through the mount: a link at a temporary name renamed over `rel`. */
+  private async relink (from: string, rel: string): Promise<void> {
+    const tmpRel = path.join(path.dirname(rel), tempName(path.basename(rel)))
+    await fs.promises.link(this.mountPath(from), this.mountPath(tmpRel))
+    await fs.promises.rename(this.mountPath(tmpRel), this.mountPath(rel))
+  }
+
+  private async walk (rel: string, dev: number, out: Found[]): Promise<void> {
     const entries = await fs.promises.readdir(this.backingPath(rel), { withFileTypes: true })
     for (const e of entries.sort((a, b) => a.name < b.name ? -1 : 1)) {
       const child = rel === '' ? e.name : path.join(rel, e.name)
       if (TEMP_NAME.test(e.name)) { await this.removeLeftover(child); continue }
+      if (e.name.startsWith(TEMP_PREFIX)) continue // a links journal (completed above) or another run's own
       if (e.isDirectory()) {
         const st = await fs.promises.lstat(this.backingPath(child))
         if (st.dev === dev) await this.walk(child, dev, out) // another file system mounted inside is not this guard point's
@@ -190,18 +260,19 @@ export class Converter {
     this.leftovers++
   }
 
-  private async consider (rel: string, out: Candidate[]): Promise<void> {
-    if (this.o.exclude.has(rel)) return
+  private async consider (rel: string, out: Found[]): Promise<void> {
+    if (this.o.exclude.has(rel) || this.unfinishedLinks.has(rel)) return
     const fh = await fs.promises.open(this.backingPath(rel), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
     try {
-      const st = await fh.stat()
+      const st = await fh.stat({ bigint: true })
       let header: FileHeader | undefined
       try { header = headerOf(await readFirst(fh)) } catch (err) {
-        if (this.o.mode !== 'encrypt') this.foundDamaged.push({ path: rel, state: 'failed', bytes: 0, reason: `damaged header: ${PemError.from(err).message}` })
+        if (this.o.mode !== 'encrypt') this.foundAtPlan.push({ path: rel, state: 'failed', bytes: 0, reason: `damaged header: ${PemError.from(err).message}` })
         return // encrypt: a damaged encrypted file is not plaintext
       }
-      if (this.o.mode === 'encrypt' ? header !== undefined || st.size === 0 : header === undefined) return // an empty file is an empty encrypted one
-      out.push({ rel, bytes: header === undefined ? st.size : plainSize(header, st.size) })
+      if (this.o.mode === 'encrypt' ? header !== undefined || st.size === 0n : header === undefined) return // an empty file is an empty encrypted one
+      const size = Number(st.size)
+      out.push({ rel, bytes: header === undefined ? size : plainSize(header, size), ino: st.ino, nlink: st.nlink })
     } finally { await fh.close() }
   }
 
@@ -215,14 +286,14 @@ export class Converter {
     const started = Date.now()
     const counts: Record<FileState, number> = { converted: 0, current: 0, plaintext: 0, skipped: 0, failed: 0 }
     const finish = (r: FileResult): void => { counts[r.state]++; this.o.onFile?.(r) }
-    for (const r of this.foundDamaged) finish(r)
+    for (const r of this.foundAtPlan) finish(r)
     const tries = new Map<string, number>()
     const deadline = Date.now() + this.o.waitMs
     let queue = files
     for (let round = 0; queue.length > 0; round++) {
       const last = Date.now() >= deadline
       if (round > 0 && !last) await new Promise(resolve => setTimeout(resolve, 200))
-      const busy = this.writersOfAll(queue.map(c => c.rel)) // before copying: a file open for writing waits
+      const busy = this.writersOfAll(queue) // before copying: a file open for writing waits
       const again: Candidate[] = []
       let group: Prepared[] = []
       let groupStarted = Date.now()
@@ -231,11 +302,11 @@ export class Converter {
         group = []
         groupStarted = Date.now()
         if (g.length === 0) return
-        const writers = this.writersOfAll(g.map(p => p.rel))
+        const writers = this.writersOfAll(g.map(p => p.c))
         const dirs = new Set<string>()
         for (const p of g) {
           const r = await this.commit(p, writers.get(p.rel))
-          if (r !== 'busy' && r !== 'changed' && r.state === 'converted') dirs.add(path.dirname(p.rel))
+          if (r !== 'busy' && r !== 'changed' && r.state === 'converted') for (const n of [p.rel, ...p.c.links]) dirs.add(path.dirname(n))
           if (r === 'busy' && last) finish({ path: p.rel, state: 'skipped', bytes: 0, reason: `open for writing by ${(writers.get(p.rel) ?? []).join(', ')}` })
           else if (r === 'busy') again.push(p.c)
           else if (r === 'changed') {
@@ -262,17 +333,17 @@ export class Converter {
       await commit()
       queue = again
     }
-    return { mode: this.o.mode, files: files.length, bytes: this.bytesDone, ...counts, leftoversRemoved: this.leftovers, seconds: (Date.now() - started) / 1000 }
+    return { mode: this.o.mode, files: files.length, bytes: this.bytesDone, ...counts, leftoversRemoved: this.leftovers, linksCompleted: this.linksCompleted, seconds: (Date.now() - started) / 1000 }
   }
 
-  /** Writers of each file (by its path through the mount and underneath), keyed by the file's relative path. */
-  private writersOfAll (rels: string[]): Map<string, string[]> {
-    const names = (rel: string): string[] => [this.mountPath(rel), path.join(this.o.backingPath, rel)]
-    const found = writersOf(rels.flatMap(names), this.o.ignorePids)
+  /** Writers of each file (by each of its names through the mount and underneath), keyed by its first name. */
+  private writersOfAll (files: Candidate[]): Map<string, string[]> {
+    const names = (c: Candidate): string[] => [c.rel, ...c.links].flatMap(rel => [this.mountPath(rel), path.join(this.o.backingPath, rel)])
+    const found = writersOf(files.flatMap(names), this.o.ignorePids)
     const out = new Map<string, string[]>()
-    for (const rel of rels) {
-      const w = names(rel).flatMap(n => found.get(n) ?? [])
-      if (w.length > 0) out.set(rel, w)
+    for (const c of files) {
+      const w = [...new Set(names(c).flatMap(n => found.get(n) ?? []))]
+      if (w.length > 0) out.set(c.rel, w)
     }
     return out
   }
@@ -285,7 +356,7 @@ export class Converter {
     let tmpRel: string | undefined
     try {
       orig = await fs.promises.open(this.backingPath(rel), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
-      const r = await this.copyOf(rel, orig, t => { tmpRel = t })
+      const r = await this.copyOf(rel, c.links, orig, t => { tmpRel = t })
       if (!('state' in r)) { const p = { ...r, c, orig }; orig = undefined; tmpRel = undefined; return p }
       return r
     } catch (err) {
@@ -305,14 +376,14 @@ export class Converter {
   }
 
   /** Steps 1–5 (docs/PEMFS.md): the copy, its metadata and its verification. `made` learns the temporary name. */
-  private async copyOf (rel: string, orig: fs.promises.FileHandle, made: (tmpRel: string) => void): Promise<Omit<Prepared, 'c' | 'orig'> | FileResult> {
+  private async copyOf (rel: string, links: string[], orig: fs.promises.FileHandle, made: (tmpRel: string) => void): Promise<Omit<Prepared, 'c' | 'orig'> | FileResult> {
     const o = this.o
     const dir = path.dirname(rel)
     const tmpRel = path.join(dir, tempName(path.basename(rel)))
     const st = await orig.stat({ bigint: true })
     const before = snapshot(st)
     if (!st.isFile()) return { path: rel, state: 'current', bytes: 0, reason: 'no longer a regular file' }
-    if (st.nlink > 1n) return { path: rel, state: 'skipped', bytes: 0, reason: `has ${st.nlink} hard links: converting one name would split it from the others (convert by hand: copy to one new file, then link the other names to it)` }
+    if (st.nlink !== BigInt(1 + links.length)) return { path: rel, state: 'skipped', bytes: 0, reason: `its link count changed since the walk (${st.nlink} now): run again` }
     if (o.uid !== 0 && Number(st.uid) !== o.uid) return { path: rel, state: 'skipped', bytes: 0, reason: `owned by uid ${st.uid}: only root or the owner may convert it` }
     const header = headerOf(await readFirst(orig))
     if (o.mode === 'encrypt' ? header !== undefined || st.size === 0n : header === undefined) return { path: rel, state: 'current', bytes: 0 }
@@ -364,23 +435,29 @@ export class Converter {
   }
 
   /**
-   * Steps 6–7: the original must be as it was when the copy began and nobody may be writing it (`writers`, from
-   * the group's scan); then the rename through the mount, the crash-safety point (each file old or new).
+   * Steps 6–7: the original must be as it was when the copy began (under each of its names) and nobody may be
+   * writing it (`writers`, from the group's scan); then the rename through the mount, the crash-safety point (each
+   * file old or new). A hard-linked file's other names follow, each a link renamed over it, after a journal that lets
+   * the next run finish them (completeLinks).
    */
   private async commit (p: Prepared, writers: string[] | undefined): Promise<FileResult | 'busy' | 'changed'> {
     let renamed = false
+    let journal: string | undefined
     try {
       if (writers !== undefined) return 'busy'
       const now = snapshot(await p.orig.stat({ bigint: true }))
-      const named = snapshot(await fs.promises.lstat(this.backingPath(p.rel), { bigint: true }))
-      if (!sameSnapshot(p.before, now) || !sameSnapshot(p.before, named)) return 'changed'
+      if (!sameSnapshot(p.before, now)) return 'changed'
+      for (const rel of [p.rel, ...p.c.links]) if (!sameSnapshot(p.before, snapshot(await fs.promises.lstat(this.backingPath(rel), { bigint: true })))) return 'changed'
+      if (p.c.links.length > 0) journal = await this.writeLinksJournal(p)
       await fs.promises.rename(this.mountPath(p.tmpRel), this.mountPath(p.rel))
       renamed = true
+      for (const rel of p.c.links) await this.relink(p.rel, rel)
+      if (journal !== undefined) { await fs.promises.unlink(journal); journal = undefined }
       const after = snapshot(await p.orig.stat({ bigint: true }))
       if (after.size !== p.before.size || after.mtimeNs !== p.before.mtimeNs) {
         return { path: p.rel, state: 'failed', bytes: p.bytes, reason: 'written to in the instant of the rename: those bytes went to the replaced file' }
       }
-      return { path: p.rel, state: 'converted', bytes: p.bytes }
+      return { path: p.rel, state: 'converted', bytes: p.bytes, ...(p.c.links.length > 0 ? { links: p.c.links } : {}) }
     } catch (err) {
       const e = err as NodeJS.ErrnoException
       if (e.code === 'ENOENT' && !renamed) return { path: p.rel, state: 'current', bytes: 0, reason: 'removed meanwhile' }
@@ -388,7 +465,19 @@ export class Converter {
     } finally {
       await p.orig.close()
       if (!renamed) await this.removeTemp(p.tmpRel)
+      if (!renamed && journal !== undefined) await fs.promises.unlink(journal).catch(() => {}) // left when renamed: the next run finishes the names
     }
+  }
+
+  /** The journal of a hard-linked file's renames, durable underneath in the guard point's root; its path. */
+  private async writeLinksJournal (p: Prepared): Promise<string> {
+    const newIno = (await fs.promises.lstat(this.backingPath(p.tmpRel), { bigint: true })).ino.toString()
+    const journal: LinksJournal = { names: [p.rel, ...p.c.links], oldIno: p.before.ino.toString(), newIno }
+    const file = this.backingPath(`${TEMP_PREFIX}links.${crypto.randomBytes(4).toString('hex')}`)
+    const fh = await fs.promises.open(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600)
+    try { await fh.writeFile(JSON.stringify(journal) + '\n'); await fh.sync() } finally { await fh.close() }
+    await syncDir(this.backingPath(''))
+    return file
   }
 
   /**
@@ -417,6 +506,11 @@ export class Converter {
         this.bytesDone += bytesRead
         this.o.onBytes?.(this.bytesDone)
         await this.throttle.take(bytesRead)
+        if (this.o.pace !== undefined) {
+          const waited = Date.now()
+          await this.o.pace()
+          this.throttle.skip(Date.now() - waited)
+        }
       }
     } finally { await inp.close() }
     await out.truncate(offset) // the end, when it is a hole

@@ -11,13 +11,14 @@ import type { Mounted } from './mount'
 import { heapTuned } from '../native/memory'
 import { PemError } from '../wire/errors'
 
-export interface RunFiles { pid: string, sock: string, log: string }
+/** sock: the control socket (status); convertSock: running conversions register there (conversions.ts). */
+export interface RunFiles { pid: string, sock: string, convertSock: string, log: string }
 
 export function runFiles (configDir: string, dir: string): RunFiles {
   const id = crypto.createHash('sha256').update(path.resolve(dir)).digest('hex').slice(0, 16)
   const run = path.join(configDir, 'run')
   fs.mkdirSync(run, { recursive: true, mode: 0o700 })
-  return { pid: path.join(run, `${id}.pid`), sock: path.join(run, `${id}.sock`), log: path.join(run, `${id}.log`) }
+  return { pid: path.join(run, `${id}.pid`), sock: path.join(run, `${id}.sock`), convertSock: path.join(run, `${id}.convert.sock`), log: path.join(run, `${id}.log`) }
 }
 
 /** What `pemfs status` prints: the mount and the client's server table. */

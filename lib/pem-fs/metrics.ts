@@ -1,6 +1,6 @@
 // Prometheus metrics of a pemfs mount (prom-client text format), built from the same status object `pemfs status`
 // shows: operation counters, decisions and denials, the daemon's memory, and the server table (state, load, latency,
-// requests, rejections).
+// requests, rejections), and conversions in place (files and bytes converted, runs going on).
 // Written to a file for node_exporter's textfile collector (`pemfs mount --metrics-file`) or printed by
 // `pemfs status --prometheus`.
 import fs from 'node:fs'
@@ -24,7 +24,8 @@ export async function pemfsMetricsText (status: Record<string, unknown>): Promis
     ['blockGrants', 'grants of spd\'s native block service handed to the native session'], ['blockRequests', 'requests sent to spd\'s native block service'],
     ['blockBlocks', 'blocks sealed or opened by spd\'s native block service'], ['blockLinksLost', 'block channel connections lost'],
     ['blockBehindWrites', 'writes that returned before spd sealed their blocks (write-behind)'], ['blockAheadBytes', 'bytes read from windows opened ahead of a sequential reader'],
-    ['timeouts', 'decisions and data calls the session gave up on (ETIMEDOUT)'], ['denied', 'operations denied by policy'], ['failed', 'operations failed for want of a server']
+    ['timeouts', 'decisions and data calls the session gave up on (ETIMEDOUT)'], ['denied', 'operations denied by policy'], ['failed', 'operations failed for want of a server'],
+    ['convertedFiles', 'files converted in place by pemfs encrypt, rekey and decrypt since the mount started'], ['convertedBytes', 'bytes of the files converted in place']
   ]
   for (const [key, help] of counters) {
     const v = status[key]
@@ -34,6 +35,10 @@ export async function pemfsMetricsText (status: Record<string, unknown>): Promis
   gauge('pemfs_open_handles', 'open file handles').set({ guard }, Number(status.handles ?? 0))
   gauge('pemfs_host_files', 'files served with a leased key now (host placement)').set({ guard }, Number(status.hostFiles ?? 0))
   gauge('pemfs_host_spare_keys', 'new files\' keys held for the next creates now (host placement)').set({ guard }, Number(status.hostSpareKeys ?? 0))
+  const conversions = (status.conversions ?? []) as Array<{ totalBytes: number, bytes: number, paused: string | null }>
+  gauge('pemfs_conversions_running', 'conversions (pemfs encrypt, rekey, decrypt) running now').set({ guard }, conversions.length)
+  gauge('pemfs_conversions_paused', 'running conversions backing off for load').set({ guard }, conversions.filter(c => c.paused !== null).length)
+  gauge('pemfs_conversion_bytes_left', 'bytes the running conversions have still to copy').set({ guard }, conversions.reduce((n, c) => n + Math.max(0, c.totalBytes - c.bytes), 0))
   if (typeof status.rssMiB === 'number') gauge('pemfs_resident_memory_bytes', 'resident memory of the mount daemon').set({ guard }, status.rssMiB * 1048576)
   const up = gauge('pemfs_server_up', '1 when the server is up for this host', ['server'])
   const load = gauge('pemfs_server_load', 'last load the server reported (1.0 = full)', ['server'])

@@ -1,5 +1,5 @@
 // Semantic checks and compilation of a shape-checked document: names, references, keys, effects, actions, ttl.
-import { ACTIONS, PLACEMENTS, type Compression, type Placement } from '../wire/packets'
+import { ACTIONS, ADMIN_ACTIONS, PLACEMENTS, type Compression, type Placement } from '../wire/packets'
 import { canonicalGuard, compileHostSet, compileProcessSet, compileResourceSet, compileUserSet, type SetKind, SINGULAR } from './sets'
 import { normalizePath } from './glob'
 import { locate, type PathSeg, type Problems, type Source } from './source'
@@ -11,13 +11,14 @@ export const MAX_TTL_MS = 86_400_000
 
 /** Action shorthands. `readonly` never changes data or metadata; `modify` is everything else but `open`. */
 export const ACTION_SHORTHANDS: Readonly<Record<string, readonly string[]>> = {
-  all: ACTIONS,
+  all: ACTIONS.filter(a => !ADMIN_ACTIONS.includes(a)),
   readonly: ['read', 'open', 'list', 'getattr', 'readlink', 'statfs'],
   metadata: ['getattr', 'list', 'readlink', 'statfs'],
   modify: ['write', 'create', 'delete', 'rename', 'chmod', 'chown', 'truncate', 'mkdir', 'rmdir', 'link', 'symlink', 'utimens', 'xattr']
 }
-export const ALL_ACTIONS_MASK = (1 << ACTIONS.length) - 1
 const ACTION_BIT = new Map<string, number>(ACTIONS.map((a, i) => [a, 1 << i]))
+/** What `all` (and a rule without `actions`) covers: every action but the admin-level ones. */
+export const ALL_ACTIONS_MASK = ACTION_SHORTHANDS.all.reduce((m, a) => m | (ACTION_BIT.get(a) ?? 0), 0)
 export function actionBit (a: string): number { return ACTION_BIT.get(a) ?? 0 }
 
 export function parseTtl (v: number | string): number | null {

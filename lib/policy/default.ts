@@ -23,6 +23,12 @@ export function defaultPolicy (opts: DefaultPolicyOptions): string {
     rules: [...(opts.hide !== undefined && opts.hide.length > 0
       ? [{ id: 'embedded-store-file', description: 'the embedded store file is pemfs\'s own, not the applications\'', actions: 'all', resources: { files: opts.hide }, effect: 'deny' }]
       : []), {
+      id: 'convert-as-root',
+      description: 'root may start pemfs encrypt, rekey and decrypt (an admin-level action: `all` does not cover it)',
+      actions: ['convert'],
+      users: { uids: [0] },
+      effect: 'permit'
+    }, {
       id: 'default-encrypt',
       description: 'every user, every action, data sealed under key default',
       actions: 'all',

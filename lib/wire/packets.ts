@@ -22,11 +22,16 @@ export const LIMITS = {
   auditRecords: 2000
 } as const
 
-/** File operations a policy can name. Strings travel on the wire. ONLY APPEND. */
+/**
+ * File operations a policy can name. Strings travel on the wire. ONLY APPEND. `convert` (starting `pemfs encrypt |
+ * rekey | decrypt` on a path) is admin-level: not in `all`, only a rule that names it permits it.
+ */
 export const ACTIONS = [
   'read', 'write', 'create', 'delete', 'rename', 'list', 'getattr', 'chmod', 'chown', 'truncate',
-  'mkdir', 'rmdir', 'link', 'symlink', 'readlink', 'utimens', 'xattr', 'statfs', 'open'
+  'mkdir', 'rmdir', 'link', 'symlink', 'readlink', 'utimens', 'xattr', 'statfs', 'open', 'convert'
 ] as const
+/** Actions a rule must name to cover (outside `all` and a rule without `actions`). */
+export const ADMIN_ACTIONS: readonly Action[] = ['convert']
 export type Action = (typeof ACTIONS)[number]
 const ACTION_SET: ReadonlySet<string> = new Set(ACTIONS)
 export function isAction (a: unknown): a is Action { return typeof a === 'string' && ACTION_SET.has(a) }

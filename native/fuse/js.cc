@@ -1,11 +1,13 @@
 // JS entry points of the native FUSE session (lib/native/fuse-session.ts is the only caller): fuseMount,
-// fuseAnswer, fuseUnmount, fuseInvalidate, fuseNotify, fuseRevoke, fuseDropKeys, fuseHandles, fuseStats. Throw-then-return style.
+// fuseAnswer, fuseUnmount, fuseInvalidate, fuseNotify, fuseRevoke, fuseDropKeys, fuseReservedPids, fuseHandles,
+// fuseStats. Throw-then-return style.
 #include "js.h"
 
 #include <napi.h>
 #include <sys/prctl.h>
 
 #include <string>
+#include <vector>
 
 #include "../errors.h"
 #include "bridge.h"
@@ -195,6 +197,30 @@ Napi::Value JsDropKeys(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(m->session->crypt().DropKeys(info[1].As<Napi::Boolean>().Value())));
 }
 
+// fuseReservedPids(session, pids): the processes served pemfs's own names (reserved.h), replacing the previous ones.
+Napi::Value JsReservedPids(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Mounted* m = Unwrap(info, true);
+  if (m == nullptr) return env.Undefined();
+  if (info.Length() < 2 || !info[1].IsArray()) {
+    ThrowEngineError(env, kErrBadArgument, "fuseReservedPids(session, pids)");
+    return env.Undefined();
+  }
+  Napi::Array a = info[1].As<Napi::Array>();
+  std::vector<pid_t> pids;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value v = a.Get(i);
+    double pid = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : 0;
+    if (!(pid >= 1 && pid < 1 << 30) || pid != static_cast<double>(static_cast<pid_t>(pid))) {
+      ThrowEngineError(env, kErrBadArgument, "fuseReservedPids: every pid must be a positive integer");
+      return env.Undefined();
+    }
+    pids.push_back(static_cast<pid_t>(pid));
+  }
+  m->session->reserved().SetPids(std::move(pids));
+  return env.Undefined();
+}
+
 Napi::Value JsHandles(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Mounted* m = Unwrap(info, true);
@@ -279,6 +305,7 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fuseNotify", Napi::Function::New(env, JsNotify, "fuseNotify"));
   exports.Set("fuseRevoke", Napi::Function::New(env, JsRevoke, "fuseRevoke"));
   exports.Set("fuseDropKeys", Napi::Function::New(env, JsDropKeys, "fuseDropKeys"));
+  exports.Set("fuseReservedPids", Napi::Function::New(env, JsReservedPids, "fuseReservedPids"));
   exports.Set("fuseHandles", Napi::Function::New(env, JsHandles, "fuseHandles"));
   exports.Set("fuseStats", Napi::Function::New(env, JsStats, "fuseStats"));
   exports.Set("FUSE_MAX_WRITE", Napi::Number::New(env, kMaxWrite));

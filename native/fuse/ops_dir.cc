@@ -58,6 +58,10 @@ void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     fuse_reply_err(req, err);
     return;
   }
+  if (s->reserved().HiddenFrom(req, parent, name)) {  // not there, and no negative entry the kernel would keep for all
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
   Answer a;
   std::string path;
   err = s->DecideChild(req, parent, name, Action::kGetattr, &a, &path);
@@ -126,6 +130,10 @@ void MakeEntry(fuse_req_t req, fuse_ino_t parent, const char* name, Action actio
   s->ops++;
   int pfd = ParentFd(req, s, parent, name);
   if (pfd < 0) return;
+  if (s->reserved().HiddenFrom(req, parent, name)) {
+    fuse_reply_err(req, EACCES);
+    return;
+  }
   Answer a;
   std::string path;
   int err = s->DecideChild(req, parent, name, action, &a, &path);
@@ -196,6 +204,10 @@ void Remove(fuse_req_t req, fuse_ino_t parent, const char* name, Action action, 
   s->ops++;
   int pfd = ParentFd(req, s, parent, name);
   if (pfd < 0) return;
+  if (s->reserved().HiddenFrom(req, parent, name)) {
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
   int err = s->DecideChild(req, parent, name, action);
   if (err != 0) {
     fuse_reply_err(req, err);
@@ -227,6 +239,10 @@ void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newp
   int err = 0;
   if (BadName(name, &err) || BadName(newname, &err)) {
     fuse_reply_err(req, err);
+    return;
+  }
+  if (s->reserved().HiddenFrom(req, parent, name) || s->reserved().HiddenFrom(req, newparent, newname)) {
+    fuse_reply_err(req, IsReservedName(parent, name) ? ENOENT : EACCES);
     return;
   }
   int pfd = s->inodes().Fd(parent);
@@ -300,6 +316,7 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
   std::vector<char> buf(size);
   size_t used = 0;
   int err = 0;
+  bool hide = !S(req)->reserved().Serves(req);  // pemfs's own names are not listed (reserved.h)
   {
     std::lock_guard<std::mutex> lock(dh->mu);
     if (off != dh->offset) {
@@ -313,6 +330,10 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
       if (de == nullptr) {
         if (errno != 0 && used == 0) err = errno;
         break;
+      }
+      if (hide && IsReservedName(ino, de->d_name)) {
+        dh->offset = de->d_off;
+        continue;
       }
       struct stat st;
       memset(&st, 0, sizeof(st));
@@ -329,7 +350,6 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
   }
   // Only after the lock is gone: once the kernel has its answer it may send RELEASEDIR, which frees dh on another
   // worker thread (test/pem-fs/backing-race.test.ts found this as a crash: the unlock wrote to freed memory).
-  (void)ino;
   if (err != 0) {
     fuse_reply_err(req, err);
     return;

@@ -191,6 +191,10 @@ void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, st
     fuse_reply_err(req, ESTALE);
     return;
   }
+  if (s->reserved().HiddenFrom(req, parent, name)) {  // pemfs's own names (reserved.h)
+    fuse_reply_err(req, EACCES);
+    return;
+  }
   Answer d;
   std::string path;
   int err = s->DecideChild(req, parent, name, Action::kCreate, &d, &path);

@@ -404,7 +404,10 @@ int Session::LookupEntry(uint64_t parent, const char* name, struct fuse_entry_pa
   if (pfd < 0) return ESTALE;
   int fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return errno;
-  return Entry(parent, name, fd, e);
+  int err = Entry(parent, name, fd, e);
+  // pemfs's own names are never kept by the kernel: every use is looked up again, for the caller (reserved.h).
+  if (err == 0 && IsReservedName(parent, name)) e->entry_timeout = 0;
+  return err;
 }
 
 }  // namespace pem::fuse

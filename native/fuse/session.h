@@ -21,6 +21,7 @@
 #include "crypt_node.h"
 #include "decisions.h"
 #include "inodes.h"
+#include "reserved.h"
 
 namespace pem::fuse {
 
@@ -79,6 +80,7 @@ class Session {
   DecisionCache& cache() { return cache_; }
   CryptNodes& crypt() { return crypt_; }
   Bridge* bridge() { return bridge_; }
+  ReservedAccess& reserved() { return reserved_; }
   int root_fd() const { return root_fd_; }
 
   // Decides `action` on `path` for the caller of `req` (cache, then JS). 0 = allowed; *d gets the answer.
@@ -124,6 +126,7 @@ class Session {
   InodeTable inodes_;
   DecisionCache cache_;
   CryptNodes crypt_;
+  ReservedAccess reserved_;
   Bridge* bridge_ = nullptr;
   struct fuse_session* se_ = nullptr;
   int root_fd_ = -1;

@@ -3,7 +3,8 @@
 // policy keeps plaintext) is converted while a reader holds a file open and a writer appends to one underneath;
 // kill -9 of the converter at random points and reruns end with every file whole; rekey after a key rotation and
 // decrypt of a subtree. Checked by SHA-256 through the mount (from child processes) and on the bytes underneath
-// (through the daemon's descriptor of its backing dir).
+// (through the daemon's descriptor of its backing dir). Also: a running conversion in pemfs status and the metrics,
+// --max-load, the policy's admin-level action convert, and pemfs's own names hidden by the mount (root and setpriv).
 import test from 'ava'
 import { spawn, type ChildProcess } from 'node:child_process'
 import crypto from 'node:crypto'
@@ -93,8 +94,8 @@ test.before(async () => {
   raw.xattrSet(path.join(dir, 'owned'), 'system.posix_acl_access', ownedAcl)
   put('busy', crypto.randomBytes(300000))
   put('public/readme', Buffer.from('plaintext by policy\n'))
-  fs.writeFileSync(path.join(dir, 'hard'), 'linked\n')
-  fs.linkSync(path.join(dir, 'hard'), path.join(dir, 'hard2'))
+  put('hard', Buffer.from('linked\n')) // three names of one file, in two directories
+  for (const other of ['hard2', 'sub/hard3']) { fs.linkSync(path.join(dir, 'hard'), path.join(dir, other)); expected.set(other, expected.get('hard') as string) }
   fs.symlinkSync('one', path.join(dir, 'link'))
   for (let i = 0; i < 16; i++) put(`bulk/f${String(i).padStart(2, '0')}`, crypto.randomBytes((256 << 10) + i * 4097))
   fs.writeFileSync(path.join(dir, 'appended'), 'first line\n')
@@ -113,6 +114,14 @@ guards:
       - id: store-file
         resources: { files: [/.pemfs-embedded, /.pemfs-embedded.tmp] }
         effect: deny
+      - id: no-convert-public
+        actions: [convert]
+        resources: { dirs: [/public] }
+        effect: deny
+      - id: convert-as-root
+        actions: [convert]
+        users: { uids: [0] }
+        effect: permit
       - id: public-plain
         resources: { dirs: [/public] }
         effect: permit
@@ -136,19 +145,18 @@ test.after.always(async () => {
   }
 })
 
-test.serial('encrypt: every plaintext file becomes ciphertext underneath and reads back identical; a reader and a writer keep their data; hard links are refused', async t => {
+test.serial('encrypt: every plaintext file becomes ciphertext underneath and reads back identical; a reader and a writer keep their data; a hard-linked file is converted once and keeps its names', async t => {
   const reader = sh(`exec 3<'${path.join(dir, 'busy')}'; sleep 2; sha256sum <&3`, { timeoutMs: 20000 }) // open across the rename
   await new Promise(resolve => setTimeout(resolve, 300))
   setTimeout(() => fs.writeFileSync(stopFile, ''), 1500)
   const r = await convert('encrypt', dir, ['--wait', '15'])
   const summary = done(r)
   t.truthy(summary, r.stderr)
-  t.is(r.code, 1, 'exit 1: the hard-linked names are not converted')
-  const skipped = r.events.filter(e => e.event === 'file' && e.state === 'skipped')
-  t.deepEqual(skipped.map(e => e.path).sort(), ['hard', 'hard2'])
-  t.regex(String(skipped[0].reason), /2 hard links/)
+  t.is(r.code, 0, r.stderr)
   t.is(summary?.failed, 0, JSON.stringify(r.events.filter(e => e.state === 'failed')))
-  t.is(summary?.converted, [...expected.keys(), 'appended'].filter(p => p !== 'empty' && p !== 'public/readme').length, 'every non-empty file, the appended one included')
+  t.is(summary?.skipped, 0, JSON.stringify(r.events.filter(e => e.state === 'skipped')))
+  t.is(summary?.converted, [...expected.keys(), 'appended'].filter(p => !['empty', 'public/readme', 'hard2', 'sub/hard3'].includes(p)).length, 'every non-empty file once, the appended one included')
+  t.deepEqual(r.events.find(e => e.path === 'hard')?.links, ['hard2', 'sub/hard3'], 'the hard-linked file is one conversion, its other names follow')
   t.like(r.events.find(e => e.path === 'public/readme'), { state: 'plaintext' }, 'the policy keeps /public plaintext')
   t.is(summary?.plaintext, 1)
   t.is((await reader).stdout.split(' ')[0], expected.get('busy') ?? '', 'the reader\'s open handle kept reading the same bytes')
@@ -169,7 +177,9 @@ test.serial('encrypt: every plaintext file becomes ciphertext underneath and rea
   }
   t.false(fs.readFileSync(path.join(b, 'sparse')).includes('middle'))
   t.true(fs.statSync(path.join(b, 'sparse')).blocks * 512 < 1 << 20, 'the sparse file stays sparse underneath')
-  t.is(fs.readFileSync(path.join(b, 'hard'), 'utf8'), 'linked\n', 'the hard-linked file is left as it was')
+  const links = ['hard', 'hard2', 'sub/hard3'].map(rel => fs.statSync(path.join(b, rel)))
+  t.true(links.every(st => st.ino === links[0].ino && st.nlink === 3), 'its three names are still one inode underneath')
+  t.is((await sh(`stat -c %h '${path.join(dir, 'hard2')}'`)).stdout, '3\n', 'and through the mount: link count unchanged')
   t.is(fs.lstatSync(path.join(b, 'link')).isSymbolicLink(), true)
   const st = await sh(`stat -c '%u %g %a %Y' '${path.join(dir, 'owned')}'; readlink '${path.join(dir, 'link')}'`)
   t.is(st.stdout, '1234 1234 640 1700000000\none\n', 'owner, group, mode and mtime kept; the symlink untouched')
@@ -215,6 +225,86 @@ test.serial('kill -9 at random points, then a rerun: every file is whole, no tem
   }
 })
 
+const mountStatus = async (): Promise<Record<string, any>> => {
+  const r = await cli('pemfs', ['status', dir, '--config-dir', cfg, '--json'])
+  if (r.code !== 0) throw new Error(r.stderr)
+  return JSON.parse(r.stdout)
+}
+const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
+
+test.serial('a running conversion: pemfs status and the metrics show it, its temporary copies are hidden from others, --max-load backs off', async t => {
+  const bulk = [...expected.keys()].filter(p => p.startsWith('bulk/'))
+  t.like(done(await convert('decrypt', path.join(dir, 'bulk'))), { converted: bulk.length, failed: 0 })
+  const bulkBytes = bulk.reduce((n, rel) => n + fs.statSync(path.join(backing(), rel)).size, 0) // plaintext now
+  const before = await mountStatus()
+  const running = convert('encrypt', path.join(dir, 'bulk'), ['--rate', '1']) // about 4.4 s
+  let seen: Record<string, any> | undefined
+  let copiesUnderneath = 0
+  let plain = ''
+  for (let i = 0; i < 6; i++) {
+    await sleep(500)
+    if (i === 1) plain = (await cli('pemfs', ['status', dir, '--config-dir', cfg])).stdout
+    const st = await mountStatus()
+    if (st.conversions.length > 0 && st.conversions[0].bytes > 0) seen = st.conversions[0]
+    copiesUnderneath += fs.readdirSync(path.join(backing(), 'bulk')).filter(n => n.startsWith('.pemfs-convert.')).length
+    const listed = await sh(`ls -a '${path.join(dir, 'bulk')}'`)
+    t.notRegex(listed.stdout, /\.pemfs-convert\./, 'another process does not see the copies being made')
+  }
+  const r = await running
+  t.is(r.code, 0, r.stderr)
+  t.true(copiesUnderneath > 0, 'the copies were there underneath meanwhile')
+  t.like(seen, { mode: 'encrypt', path: path.join(dir, 'bulk'), totalFiles: bulk.length, totalBytes: bulkBytes, paused: null }, JSON.stringify(seen))
+  t.true(seen?.bytesPerSecond > 0 && seen?.etaSeconds > 0, 'rate and ETA')
+  t.regex(plain, /running conversions[\s\S]*encrypt/, 'the plain status prints it too')
+  const after = await mountStatus()
+  t.deepEqual(after.conversions, [], 'ended: no longer shown')
+  t.is(after.convertedFiles - before.convertedFiles, bulk.length, 'files counted once each')
+  t.is(after.convertedBytes - before.convertedBytes, bulkBytes)
+  const prom = await cli('pemfs', ['status', dir, '--config-dir', cfg, '--prometheus'])
+  t.regex(prom.stdout, new RegExp(`pemfs_converted_files_total\\{guard="${dir}"\\} ${after.convertedFiles as number}\n`))
+  t.regex(prom.stdout, /pemfs_conversions_running\{[^}]*\} 0\n/)
+
+  // A threshold below any load the host can have: the run copies its first chunk, then waits, and says why.
+  t.like(done(await convert('decrypt', path.join(dir, 'bulk'))), { converted: bulk.length, failed: 0 })
+  const paused = convert('encrypt', path.join(dir, 'bulk'), ['--max-load', '0.000001'])
+  let st: Record<string, any> = {}
+  for (let i = 0; i < 20 && st.conversions?.[0]?.paused == null; i++) { await sleep(250); st = await mountStatus() }
+  t.regex(String(st.conversions?.[0]?.paused), /host load .* is above --max-load/)
+  await sleep(1500)
+  const later = (await mountStatus()).conversions[0]
+  t.true(later.bytes <= 1 << 20 && later.bytes < bulkBytes, `it waits (${later.bytes as number} bytes copied)`)
+  t.regex((await cli('pemfs', ['status', dir, '--config-dir', cfg, '--prometheus'])).stdout, /pemfs_conversions_paused\{[^}]*\} 1\n/)
+  const child = children[children.length - 1]
+  child.kill('SIGKILL')
+  t.is((await paused).code, null)
+  const rest = await convert('encrypt', path.join(dir, 'bulk'))
+  t.like(done(rest), { failed: 0, converted: bulk.length })
+  t.deepEqual((await mountStatus()).conversions, [], 'a killed run is gone from the status with its connection')
+})
+
+test.serial('a run killed between the renames of a hard-linked file leaves a journal: the next run links the other names to the new file', async t => {
+  // The state such a kill leaves, made underneath: `jlink` already a new inode, `jlink2` still the old one, the journal.
+  const b = backing()
+  fs.writeFileSync(path.join(b, 'jlink'), 'journaled\n')
+  fs.linkSync(path.join(b, 'jlink'), path.join(b, 'jlink2'))
+  const oldIno = fs.statSync(path.join(b, 'jlink'), { bigint: true }).ino
+  fs.copyFileSync(path.join(b, 'jlink'), path.join(b, 'jlink.new'))
+  fs.renameSync(path.join(b, 'jlink.new'), path.join(b, 'jlink'))
+  const newIno = fs.statSync(path.join(b, 'jlink'), { bigint: true }).ino
+  fs.writeFileSync(path.join(b, '.pemfs-convert.links.0123abcd'), JSON.stringify({ names: ['jlink', 'jlink2'], oldIno: String(oldIno), newIno: String(newIno) }))
+  for (const rel of ['jlink', 'jlink2']) expected.set(rel, sha(Buffer.from('journaled\n')))
+
+  const r = await convert('encrypt', dir)
+  t.is(r.code, 0, r.stderr)
+  t.like(done(r), { linksCompleted: 1, converted: 1, failed: 0 })
+  const [one, two] = ['jlink', 'jlink2'].map(rel => fs.statSync(path.join(b, rel)))
+  t.true(one.ino === two.ino && one.nlink === 2, 'one inode with both names again')
+  t.true(fs.readFileSync(path.join(b, 'jlink2')).subarray(0, 4).equals(FILE_MAGIC), 'and converted once, under both')
+  t.false(fs.readdirSync(b).some(n => n.startsWith('.pemfs-convert.')), 'the journal is gone')
+  const sums = await mountSums(['jlink', 'jlink2'])
+  t.is(sums.get('jlink2'), expected.get('jlink2'))
+})
+
 test.serial('rekey moves every file to the rotated key version (waiting for a writer through the mount); decrypt leaves plaintext underneath', async t => {
   const store = fs.readdirSync(path.join(cfg, 'embedded'))[0]
   const base = path.join(cfg, 'embedded', store)
@@ -240,7 +330,8 @@ test.serial('rekey moves every file to the rotated key version (waiting for a wr
   for (const rel of expected.keys()) if (rel !== 'empty' && rel !== 'public/readme') t.is(versionOf(rel), version, `${rel} under version ${version}`)
 
   const dec = await convert('decrypt', path.join(dir, 'sub'))
-  t.like(done(dec), { converted: 1, failed: 0 })
+  t.like(done(dec), { converted: 1, failed: 0, skipped: 1 })
+  t.regex(String(dec.events.find(e => e.path === 'sub/hard3')?.reason), /3 hard links, 2 of them not under/, 'a name of a file linked from outside the path is not split from the others')
   t.is(fs.readFileSync(path.join(backing(), 'sub/deep/x'), 'utf8'), 'deep\nmore\n', 'plaintext underneath')
   const sums = await mountSums([...expected.keys()])
   for (const [rel, h] of expected) t.is(sums.get(rel), h, `${rel} identical`)
@@ -253,4 +344,56 @@ test.serial('a path outside any pemfs mount is refused with a usage error and ch
   const bad = await cli('pemfs', ['encrypt', dir, '--config-dir', cfg, '--rate', 'fast'])
   t.is(bad.code, 2)
   t.regex(bad.stderr, /--rate/)
+})
+
+test.serial('starting a conversion is the policy\'s admin-level action `convert`: a rule can refuse it, and then nothing is touched', async t => {
+  const b = backing()
+  fs.writeFileSync(path.join(b, 'public', 'new-plain'), 'left as it is\n') // plaintext: encrypt would take it
+  const r = await cli('pemfs', ['encrypt', path.join(dir, 'public'), '--config-dir', cfg])
+  t.not(r.code, 0)
+  t.regex(r.stderr, /refused the conversion: convert \/public: denied by no-convert-public.*PEM_ERR_POLICY_DENY/)
+  t.is(fs.readFileSync(path.join(b, 'public', 'new-plain'), 'utf8'), 'left as it is\n')
+  const other = await convert('encrypt', path.join(dir, 'sub'))
+  t.is(other.code, 0, 'elsewhere root is permitted by convert-as-root')
+  const info = JSON.parse(fs.readFileSync(path.join(cfg, 'embedded', fs.readdirSync(path.join(cfg, 'embedded'))[0], 'embedded.json'), 'utf8')) as { id: string, admin: string }
+  const tail = await cli('spctl', ['--endpoint', `https://${info.admin}`, '--server-id', info.id, '--json', 'audit', 'tail', '-n', '200', '--rule', 'no-convert-public'], { SPCTL_CONFIG: path.join(root, 'spctl.json') })
+  t.is(tail.code, 0, tail.stderr)
+  t.regex(tail.stdout, /"action":"convert"/, 'the refusal is in the audit log')
+})
+
+test.serial('pemfs\'s own names are hidden natively: not listed, not found, not created, linked, renamed or removed through the mount, by root or anyone', async t => {
+  const b = backing()
+  fs.writeFileSync(path.join(b, '.pemfs-convert.0badf00d.one'), 'a leftover\n')
+  fs.mkdirSync(path.join(dir, 'mine'))
+  fs.chownSync(path.join(dir, 'mine'), 4321, 4321)
+  fs.writeFileSync(path.join(b, 'mine', '.pemfs-convert.0badf00d.x'), 'x\n')
+  for (const who of ['', 'setpriv --reuid 4321 --regid 4321 --clear-groups ']) {
+    const listed = await sh(`${who}ls -a '${dir}' '${path.join(dir, 'mine')}'`)
+    t.is(listed.code, 0, listed.stderr)
+    t.notRegex(listed.stdout, /\.pemfs-(convert|embedded)/, `${who || 'root'}: not listed`)
+    t.regex(listed.stdout, /\bone\b/)
+    for (const name of ['.pemfs-embedded', '.pemfs-convert.0badf00d.one', 'mine/.pemfs-convert.0badf00d.x']) {
+      const r = await sh(`${who}stat '${path.join(dir, name)}'`)
+      t.regex(r.stderr, /No such file/, `${who || 'root'}: ${name} is not found`)
+    }
+    const m = path.join(dir, 'mine')
+    const tries: Array<[string, RegExp]> = [
+      [`touch '${m}/.pemfs-convert.12345678.new'`, /Permission denied/],
+      [`mkdir '${m}/.pemfs-convert.12345678.d'`, /Permission denied/],
+      [`ln -s one '${m}/.pemfs-convert.12345678.s'`, /Permission denied/],
+      [`mv '${m}/.pemfs-convert.0badf00d.x' '${m}/taken'`, /No such file/],
+      [`rm '${m}/.pemfs-convert.0badf00d.x'`, /No such file/]
+    ]
+    if (who === '') tries.push([`ln '${path.join(dir, 'one')}' '${dir}/.pemfs-convert.12345678.l'`, /Permission denied/], [`echo x > '${dir}/.pemfs-embedded.tmp'`, /Permission denied/])
+    for (const [cmd, why] of tries) {
+      const r = await sh(`${who}sh -c "${cmd.replace(/"/g, '\\"')}"`)
+      t.not(r.code, 0, `${who || 'root'}: ${cmd} must fail`)
+      t.regex(r.stderr, why, `${who || 'root'}: ${cmd}`)
+    }
+    const control = await sh(`${who}sh -c "touch '${m}/ordinary' && rm '${m}/ordinary'"`)
+    t.is(control.code, 0, `an ordinary name in the same directory works: ${control.stderr}`)
+  }
+  t.deepEqual(fs.readdirSync(path.join(b, 'mine')), ['.pemfs-convert.0badf00d.x'], 'nothing was made or removed underneath')
+  t.true(fs.existsSync(path.join(b, '.pemfs-embedded')), 'the store file is there underneath')
+  t.false(fs.readdirSync(b).some(n => n.startsWith('.pemfs-convert.1')))
 })

@@ -48,7 +48,10 @@ test('default policy: one key, every guard point encrypted, every user permitted
       ctx: { host: 'local', ip: '127.0.0.1' }
     }), { effect: 'permit', rule: 'default-encrypt', key: 'default', bypass: false, compression: 'none' })
   }
-  t.like(describePolicy(parsePolicyOrThrow(defaultPolicy({ guards: ['/d'], compression: 'zstd' }))), { rules: 1, keys: ['default'] })
+  const convert = (u: number): unknown => decide(p, { guard: '/data', path: '/', action: 'convert', attrs: { uid: u, gids: [], pid: 1, sid: 1, exe: '/bin/sh', exeHash: '', auth: 0 }, ctx: { host: 'local', ip: '127.0.0.1' } })
+  t.like(convert(0), { effect: 'permit', rule: 'convert-as-root' }, 'root may start a conversion')
+  t.like(convert(1000), { effect: 'deny' }, 'nobody else: `all` does not cover the admin-level convert')
+  t.like(describePolicy(parsePolicyOrThrow(defaultPolicy({ guards: ['/d'], compression: 'zstd' }))), { rules: 2, keys: ['default'] })
 })
 
 const OLD = `format: 1
