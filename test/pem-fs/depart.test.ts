@@ -1,0 +1,72 @@
+// A host over a 2-member cluster when one member stops cleanly (issue 21 finding 2, the host's side): reads and writes
+// through the mount go on without an error, the host stops picking the departed member and adopts the cluster's
+// current server list (in pemfs status and cluster.json); back and caught up, the member is in the host's list again.
+import test from 'ava'
+import fs from 'node:fs'
+import path from 'node:path'
+import { readCluster } from '../../lib/pem-fs/host-config'
+import { allInstalled, clusterStatus, installedVersion, startCluster, until, type Member } from '../../scripts/cluster'
+import { cli, startSpd, stopSpd } from '../../scripts/procs'
+import { daemonLogs, mountOrThrow, sh, tearDown, tempDir, writeFile, type Cluster } from '../helpers/mounts'
+
+const FAST = { load: { threshold: 1 }, cluster: { intervalMs: 200 } }
+let ms: Member[]
+let c: Cluster
+let dir: string
+const status = async (): Promise<{ pv: number, servers: Array<{ name: string, state: string, requests: number }> }> =>
+  JSON.parse((await cli('pemfs', ['status', dir, '--config-dir', c.hostDir, '--json'])).stdout)
+
+test.before(async () => {
+  const work = tempDir('depart')
+  dir = path.join(work, 'data')
+  fs.mkdirSync(dir)
+  ms = await startCluster(2, 'dp', FAST)
+  const spctl = ms[0].spctl
+  const p = await spctl(['policy', 'apply', writeFile(work, 'policy.yaml', `format: 1\nkeys: [k]\nguards:\n  ${dir}:\n    rules:\n      - id: all\n        effect: apply_key(k)\n`)])
+  if (p.code !== 0) throw new Error(p.stderr)
+  const token = JSON.parse((await spctl(['--json', 'host', 'add', 'h'])).stdout).token as string
+  const hostDir = path.join(work, 'host')
+  const e = await cli('pemfs', ['enroll', '--cluster', ms[0].listen, '--token', token, '--config-dir', hostDir, '--name', 'h'])
+  if (e.code !== 0) throw new Error(e.stderr)
+  c = { spd: ms[0], spctl, hostDir, work }
+  await mountOrThrow(c, dir, ['--timeout-ms', '1000'])
+})
+
+test.after.always(async () => { await tearDown(c) })
+
+/** Reads an existing file and writes a new one through the mount, in a child process; the number of failed rounds. */
+async function traffic (rounds: number, tag: string): Promise<{ failed: number, errors: string[] }> {
+  const errors: string[] = []
+  for (let i = 0; i < rounds; i++) {
+    const r = await sh(`cat '${dir}/kept.txt' > /dev/null && echo round-${i} > '${dir}/${tag}-${i}.txt' && cat '${dir}/${tag}-${i}.txt'`, { timeoutMs: 20000 })
+    if (r.code !== 0 || r.stdout.trim() !== `round-${i}`) errors.push(`round ${i}: ${r.code} ${r.stderr.trim()}`)
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  return { failed: errors.length, errors }
+}
+
+test.serial('one of two members stops cleanly: no read or write fails, the host adopts the list without it; back, it is listed again', async t => {
+  t.timeout(120000)
+  t.is((await sh(`echo kept > '${dir}/kept.txt'`)).code, 0)
+  const before = await traffic(3, 'before')
+  t.is(before.failed, 0, `${before.errors.join('\n')}\n${daemonLogs(c)}\n${ms[1].name}: ${ms[1].logs.slice(-10).join('\n')}`)
+  const [a, b] = ms
+  t.is(await stopSpd(b, 'SIGTERM'), 0, 'a clean stop')
+  const away = await traffic(20, 'away') // about 2 s of work right after the departure
+  t.is(away.failed, 0, `${away.errors.join('\n')}\n${daemonLogs(c)}`)
+  t.true(await until(async () => (await status()).servers.map(s => s.name).join() === a.name, 10000, 200), JSON.stringify((await status()).servers))
+  t.deepEqual(readCluster(c.hostDir).servers.map(s => s.name), [a.name], 'saved in cluster.json for the next mount')
+
+  const departedAt = (await installedVersion(a)) ?? 0
+  await startSpd(b)
+  await allInstalled(ms, departedAt + 1) // b's return, installed on both
+  t.false((await clusterStatus(b)).departed)
+  const listed = await until(async () => {
+    await traffic(1, 'back') // traffic carries the return's version to the host
+    return (await status()).servers.length === 2
+  }, 20000, 200)
+  t.true(listed, JSON.stringify((await status()).servers))
+  t.deepEqual(readCluster(c.hostDir).servers.map(s => s.name).sort(), [a.name, b.name].sort())
+  const back = await traffic(3, 'after')
+  t.is(back.failed, 0, back.errors.join('\n'))
+})
