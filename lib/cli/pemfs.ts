@@ -9,6 +9,7 @@ import { SELECTIONS, type SelectionName } from '../pem-fs/selection'
 import { pemfsMetricsText, writeMetricsFile } from '../pem-fs/metrics'
 import { holdersOf, isMounted, pemfsMounts, readControl, runFiles, serveControl, signalReady, startDaemon, statusOf, stopDaemon } from '../pem-fs/daemon'
 import { mountGuard } from '../pem-fs/mount'
+import { logGuard, pemfsLog } from '../pem-fs/log'
 import { manageHeap } from '../native/memory'
 import { CLUSTER_FILE, defaultConfigDir, HOST_KEY_FILE, hostIdentity, readCluster, writeCluster } from '../pem-fs/host-config'
 import { PemError } from '../wire/errors'
@@ -102,7 +103,7 @@ program.command('servers')
     } finally { client.close() }
   }))
 
-interface MountFlags { backing?: string, foreground?: boolean, embedded?: boolean, recover?: boolean, recoveryKeyFile?: string, policy?: string, placement?: 'host' | 'appliance', configDir: string, timeoutMs: string, selection: SelectionName, metricsFile?: string, json?: boolean }
+interface MountFlags { backing?: string, foreground?: boolean, force?: boolean, embedded?: boolean, recover?: boolean, recoveryKeyFile?: string, policy?: string, placement?: 'host' | 'appliance', configDir: string, timeoutMs: string, selection: SelectionName, metricsFile?: string, json?: boolean }
 
 /** --policy FILE's text for the embedded spd (checked before anything starts), or undefined for the default. */
 function embeddedPolicy (dir: string, o: MountFlags): string | undefined {
@@ -126,6 +127,7 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
   const stopHeap = manageHeap() // before the FUSE and libuv threads start (lib/native/memory.ts)
   const configDir = path.resolve(o.configDir)
   const files = runFiles(configDir, dir)
+  logGuard(dir)
   let m
   let embedded: Embedded | undefined
   try {
@@ -133,7 +135,7 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
     await lockDir('pemfs', dir, 'a pemfs daemon guards this directory')
     await prepareEmbeddedMount(dir, o)
     if (o.embedded === true) embedded = await startEmbedded(configDir, dir, path.resolve(o.backing ?? dir), policy, o.placement)
-    m = await mountGuard({ dir, backing: o.backing, configDir: embedded?.hostDir ?? configDir, timeoutMs: Number(o.timeoutMs), selection: o.selection })
+    m = await mountGuard({ dir, backing: o.backing, configDir: embedded?.hostDir ?? configDir, timeoutMs: Number(o.timeoutMs), selection: o.selection, force: o.force })
   } catch (err) {
     await embedded?.stop()
     signalReady(`error: ${PemError.from(err).message}`)
@@ -150,7 +152,7 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
   const stop = (signal: string): void => {
     if (stopping) return
     stopping = true
-    process.stderr.write(`pemfs: ${signal}: unmounting ${mounted.dir}\n`)
+    pemfsLog().info({ signal }, 'unmounting')
     control.close()
     stopMetrics()
     clearInterval(keepAlive)
@@ -162,7 +164,7 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
-  process.stderr.write(`pemfs: guarding ${mounted.dir} (backing ${mounted.backing}), pid ${process.pid}\n`)
+  pemfsLog().info({ backing: mounted.backing, pid: process.pid }, 'pemfs guarding')
   signalReady('ready')
 }
 
@@ -170,6 +172,7 @@ program.command('mount <dir>')
   .description('guard DIR in place (or --backing DIR under it): every operation is decided by the cluster')
   .option('--backing <dir>', 'the directory whose files are served (default: DIR itself, guarded in place)')
   .option('--foreground', 'stay in the foreground instead of starting a daemon')
+  .option('--force', 'mount even when the cluster\'s policy has no guard point DIR (every access is then denied; a warning in the log)')
   .option('--embedded', 'run a private single-member spd under the config dir (its policy: --policy FILE, else encrypt everything and permit every local user)')
   .option('--recover', `with --embedded: rebuild the embedded store this machine lacks from DIR/${STORE_FILE} with its recovery key (from --recovery-key-file, PEMFS_RECOVERY_KEY, or asked on a terminal)`)
   .option('--recovery-key-file <file>', 'with --recover: read the recovery key from FILE')
@@ -190,7 +193,7 @@ program.command('mount <dir>')
     if (holder !== null) throw new PemError('PEM_ERR_BUSY', `${dir} is guarded already, by pemfs pid ${holder}: pemfs unmount ${dir} first`)
     if (isMounted(dir)) throw new PemError('PEM_ERR_BUSY', `${dir} is already mounted (its daemon is gone: pemfs unmount ${dir})`)
     await prepareEmbeddedMount(dir, o) // refusals and the recovery key prompt here, on the user's terminal
-    const args = ['mount', dir, '--foreground', '--config-dir', configDir, '--timeout-ms', o.timeoutMs, '--selection', o.selection, ...(o.backing !== undefined ? ['--backing', path.resolve(o.backing)] : []), ...(o.embedded === true ? ['--embedded'] : []), ...(o.policy !== undefined ? ['--policy', path.resolve(o.policy)] : []), ...(o.placement !== undefined ? ['--placement', o.placement] : []),
+    const args = ['mount', dir, '--foreground', '--config-dir', configDir, '--timeout-ms', o.timeoutMs, '--selection', o.selection, ...(o.backing !== undefined ? ['--backing', path.resolve(o.backing)] : []), ...(o.force === true ? ['--force'] : []), ...(o.embedded === true ? ['--embedded'] : []), ...(o.policy !== undefined ? ['--policy', path.resolve(o.policy)] : []), ...(o.placement !== undefined ? ['--placement', o.placement] : []),
       ...(o.metricsFile !== undefined ? ['--metrics-file', path.resolve(o.metricsFile)] : [])]
     const pid = await startDaemon(process.argv[1], args, files.log)
     printObject({ mounted: dir, backing: path.resolve(o.backing ?? dir), pid, log: files.log }, o.json === true)

@@ -5,6 +5,7 @@
 // `pemfs status --prometheus`.
 import fs from 'node:fs'
 import { Gauge, Registry } from 'prom-client'
+import { warn } from './log'
 
 interface ServerRow { name: string, state: string, load: number | null, weight: number, latencyMs: number | null, pv: number, requests: number, rejections: number }
 
@@ -56,7 +57,7 @@ export function writeMetricsFile (file: string, status: () => Record<string, unk
     pemfsMetricsText(status()).then(text => {
       fs.writeFileSync(`${file}.tmp`, text, { mode: 0o644 })
       fs.renameSync(`${file}.tmp`, file)
-    }).catch(err => process.stderr.write(`pemfs: cannot write ${file}: ${(err as Error).message}\n`))
+    }).catch(err => warn({ file }, `cannot write the metrics file: ${(err as Error).message}`))
   }
   write()
   const timer = setInterval(write, everyMs)

@@ -70,3 +70,24 @@ test.serial('one of two members stops cleanly: no read or write fails, the host 
   const back = await traffic(3, 'after')
   t.is(back.failed, 0, back.errors.join('\n'))
 })
+
+test.serial('the daemon logs JSON lines like spd (guard, level, time, msg), no /proc/self/fd links, one line per failure', async t => {
+  t.timeout(60000)
+  for (const m of ms) await stopSpd(m, 'SIGKILL') // the whole cluster gone: every access fails
+  const failed = await sh(`cat '${dir}/kept.txt'; cat '${dir}/kept.txt'; echo x > '${dir}/new.txt'`, { timeoutMs: 30000 })
+  t.not(failed.code, 0)
+  const log = fs.readFileSync(path.join(c.hostDir, 'run', fs.readdirSync(path.join(c.hostDir, 'run')).find(f => f.endsWith('.log')) as string), 'utf8')
+  const lines = log.split('\n').filter(l => l !== '')
+  const events = lines.map(l => { try { return JSON.parse(l) as { level: number, time: number, msg: string, guard: string, code?: string } } catch { return null } })
+  t.true(events.every(e => e !== null), `every line is JSON:\n${log}`)
+  for (const e of events) {
+    if (e === null) continue
+    t.is(e.guard, dir)
+    t.true(Number.isInteger(e.level) && Number.isInteger(e.time) && typeof e.msg === 'string', JSON.stringify(e))
+  }
+  t.true(events.some(e => e?.msg === 'pemfs guarding'))
+  t.true(events.some(e => e !== null && e.level === 40 && e.code !== undefined), `the failures are logged:\n${log}`)
+  t.false(log.includes('/proc/self/fd'), log)
+  const warnings = events.filter(e => e !== null && e.level === 40).map(e => `${e?.code ?? ''}|${e?.msg ?? ''}|${Math.floor((e?.time ?? 0) / 1000)}`)
+  t.is(new Set(warnings).size, warnings.length, `no warning twice in one second:\n${log}`)
+})
