@@ -6,7 +6,7 @@ import path from 'node:path'
 import { attrsOf } from '../pem-fs/attrs'
 import { ClusterClient, enroll } from '../pem-fs/client'
 import { SELECTIONS, type SelectionName } from '../pem-fs/selection'
-import { pemfsMetricsText, writeMetricsFile } from '../pem-fs/metrics'
+import { metricsAddress, pemfsMetricsText, serveMetrics, writeMetricsFile } from '../pem-fs/metrics'
 import { holdersOf, isMounted, pemfsMounts, readControl, runFiles, serveControl, signalReady, startDaemon, statusOf, stopDaemon } from '../pem-fs/daemon'
 import { mountGuard } from '../pem-fs/mount'
 import { logGuard, pemfsLog } from '../pem-fs/log'
@@ -103,7 +103,7 @@ program.command('servers')
     } finally { client.close() }
   }))
 
-interface MountFlags { backing?: string, foreground?: boolean, force?: boolean, embedded?: boolean, recover?: boolean, recoveryKeyFile?: string, policy?: string, placement?: 'host' | 'appliance', configDir: string, timeoutMs: string, selection: SelectionName, metricsFile?: string, json?: boolean }
+interface MountFlags { backing?: string, foreground?: boolean, force?: boolean, embedded?: boolean, recover?: boolean, recoveryKeyFile?: string, policy?: string, placement?: 'host' | 'appliance', configDir: string, timeoutMs: string, selection: SelectionName, metricsFile?: string, metricsListen?: string, json?: boolean }
 
 /** --policy FILE's text for the embedded spd (checked before anything starts), or undefined for the default. */
 function embeddedPolicy (dir: string, o: MountFlags): string | undefined {
@@ -147,6 +147,18 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
   fs.writeFileSync(files.pid, `${process.pid}\n`, { mode: 0o600 })
   const control = serveControl(files.sock, () => statusOf(mounted))
   const stopMetrics = o.metricsFile === undefined ? () => {} : writeMetricsFile(path.resolve(o.metricsFile), () => statusOf(mounted))
+  let endpoint: { close: () => void } | undefined
+  try {
+    if (o.metricsListen !== undefined) endpoint = await serveMetrics(o.metricsListen, () => statusOf(mounted))
+  } catch (err) {
+    stopMetrics()
+    control.close()
+    await mounted.unmount()
+    await embedded?.stop()
+    fs.rmSync(files.pid, { force: true }); fs.rmSync(files.sock, { force: true })
+    signalReady(`error: ${PemError.from(err).message}`)
+    throw err
+  }
   const keepAlive = setInterval(() => {}, 1 << 30) // the session's threads do not keep the event loop alive
   let stopping = false
   const stop = (signal: string): void => {
@@ -155,6 +167,7 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
     pemfsLog().info({ signal }, 'unmounting')
     control.close()
     stopMetrics()
+    endpoint?.close()
     clearInterval(keepAlive)
     stopHeap()
     mounted.unmount().then(async () => await embedded?.stop()).finally(() => {
@@ -182,11 +195,13 @@ program.command('mount <dir>')
   .option('--timeout-ms <ms>', 'request timeout per server', '2000')
   .addOption(new Option('--selection <strategy>', 'how the host picks a server for each request').choices([...SELECTIONS]).default('default'))
   .option('--metrics-file <file>', 'write Prometheus metrics of the mount to FILE every 5 s (node_exporter textfile collector)')
+  .option('--metrics-listen <host:port>', 'also serve them as GET /metrics on this loopback address (e.g. 127.0.0.1:9560)')
   .option('--json', 'print JSON')
   .action((d: string, o: MountFlags) => run(async () => {
     const dir = path.resolve(d)
     if (o.foreground === true) { await mountForeground(dir, o); return }
     embeddedPolicy(dir, o) // a bad file is refused here, before a daemon starts
+    if (o.metricsListen !== undefined) metricsAddress(o.metricsListen)
     const configDir = path.resolve(o.configDir)
     const files = runFiles(configDir, dir)
     const holder = await lockHolder('pemfs', dir)
@@ -194,7 +209,7 @@ program.command('mount <dir>')
     if (isMounted(dir)) throw new PemError('PEM_ERR_BUSY', `${dir} is already mounted (its daemon is gone: pemfs unmount ${dir})`)
     await prepareEmbeddedMount(dir, o) // refusals and the recovery key prompt here, on the user's terminal
     const args = ['mount', dir, '--foreground', '--config-dir', configDir, '--timeout-ms', o.timeoutMs, '--selection', o.selection, ...(o.backing !== undefined ? ['--backing', path.resolve(o.backing)] : []), ...(o.force === true ? ['--force'] : []), ...(o.embedded === true ? ['--embedded'] : []), ...(o.policy !== undefined ? ['--policy', path.resolve(o.policy)] : []), ...(o.placement !== undefined ? ['--placement', o.placement] : []),
-      ...(o.metricsFile !== undefined ? ['--metrics-file', path.resolve(o.metricsFile)] : [])]
+      ...(o.metricsFile !== undefined ? ['--metrics-file', path.resolve(o.metricsFile)] : []), ...(o.metricsListen !== undefined ? ['--metrics-listen', o.metricsListen] : [])]
     const pid = await startDaemon(process.argv[1], args, files.log)
     printObject({ mounted: dir, backing: path.resolve(o.backing ?? dir), pid, log: files.log }, o.json === true)
   }))
