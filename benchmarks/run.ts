@@ -10,7 +10,7 @@ import { flatten, fmtValue as fmt, mergeResults, prependRun, readSaved, resultsM
 import { Progress } from '../lib/cli/progress'
 import { machineFacts, ratio, type BenchFn, type Measurement } from './harness'
 
-const AREAS = ['engine', 'decisions', 'data', 'fs', 'cluster', 'lb', 'soak'] as const
+const AREAS = ['engine', 'decisions', 'data', 'fs', 'cluster', 'lb', 'soak', 'wire'] as const
 const SOURCE_DIR = path.join(__dirname, '../../benchmarks') // run from dist/benchmarks
 const RESULTS_JSON = path.join(SOURCE_DIR, 'results.json')
 const CHARTS_DIR = path.join(SOURCE_DIR, 'charts')

@@ -6,10 +6,11 @@ import path from 'node:path'
 import { attrsOf } from '../pem-fs/attrs'
 import { ClusterClient, enroll } from '../pem-fs/client'
 import { SELECTIONS, type SelectionName } from '../pem-fs/selection'
-import { pemfsMetricsText, writeMetricsFile } from '../pem-fs/metrics'
+import { metricsAddress, pemfsMetricsText, serveMetrics, writeMetricsFile } from '../pem-fs/metrics'
 import { Conversions } from '../pem-fs/conversions'
 import { holdersOf, isMounted, pemfsMounts, readControl, runFiles, serveControl, signalReady, startDaemon, statusOf, stopDaemon } from '../pem-fs/daemon'
 import { mountGuard } from '../pem-fs/mount'
+import { logGuard, pemfsLog } from '../pem-fs/log'
 import { manageHeap } from '../native/memory'
 import { CLUSTER_FILE, defaultConfigDir, HOST_KEY_FILE, hostIdentity, readCluster, writeCluster } from '../pem-fs/host-config'
 import { PemError } from '../wire/errors'
@@ -103,7 +104,7 @@ program.command('servers')
     } finally { client.close() }
   }))
 
-interface MountFlags { backing?: string, foreground?: boolean, embedded?: boolean, recover?: boolean, recoveryKeyFile?: string, policy?: string, placement?: 'host' | 'appliance', configDir: string, timeoutMs: string, selection: SelectionName, metricsFile?: string, json?: boolean }
+interface MountFlags { backing?: string, foreground?: boolean, force?: boolean, embedded?: boolean, recover?: boolean, recoveryKeyFile?: string, policy?: string, placement?: 'host' | 'appliance', configDir: string, timeoutMs: string, selection: SelectionName, metricsFile?: string, metricsListen?: string, json?: boolean }
 
 /** --policy FILE's text for the embedded spd (checked before anything starts), or undefined for the default. */
 function embeddedPolicy (dir: string, o: MountFlags): string | undefined {
@@ -127,6 +128,7 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
   const stopHeap = manageHeap() // before the FUSE and libuv threads start (lib/native/memory.ts)
   const configDir = path.resolve(o.configDir)
   const files = runFiles(configDir, dir)
+  logGuard(dir)
   let m
   let embedded: Embedded | undefined
   try {
@@ -134,7 +136,7 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
     await lockDir('pemfs', dir, 'a pemfs daemon guards this directory')
     await prepareEmbeddedMount(dir, o)
     if (o.embedded === true) embedded = await startEmbedded(configDir, dir, path.resolve(o.backing ?? dir), policy, o.placement)
-    m = await mountGuard({ dir, backing: o.backing, configDir: embedded?.hostDir ?? configDir, timeoutMs: Number(o.timeoutMs), selection: o.selection })
+    m = await mountGuard({ dir, backing: o.backing, configDir: embedded?.hostDir ?? configDir, timeoutMs: Number(o.timeoutMs), selection: o.selection, force: o.force })
   } catch (err) {
     await embedded?.stop()
     signalReady(`error: ${PemError.from(err).message}`)
@@ -154,15 +156,29 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
   const control = serveControl(files.sock, status)
   const converting = conversions.serve(files.convertSock)
   const stopMetrics = o.metricsFile === undefined ? () => {} : writeMetricsFile(path.resolve(o.metricsFile), status)
+  let endpoint: { close: () => void } | undefined
+  try {
+    if (o.metricsListen !== undefined) endpoint = await serveMetrics(o.metricsListen, status)
+  } catch (err) {
+    stopMetrics()
+    control.close()
+    converting.close()
+    await mounted.unmount()
+    await embedded?.stop()
+    fs.rmSync(files.pid, { force: true }); fs.rmSync(files.sock, { force: true })
+    signalReady(`error: ${PemError.from(err).message}`)
+    throw err
+  }
   const keepAlive = setInterval(() => {}, 1 << 30) // the session's threads do not keep the event loop alive
   let stopping = false
   const stop = (signal: string): void => {
     if (stopping) return
     stopping = true
-    process.stderr.write(`pemfs: ${signal}: unmounting ${mounted.dir}\n`)
+    pemfsLog().info({ signal }, 'unmounting')
     control.close()
     converting.close()
     stopMetrics()
+    endpoint?.close()
     clearInterval(keepAlive)
     stopHeap()
     mounted.unmount().then(async () => await embedded?.stop()).finally(() => {
@@ -172,7 +188,7 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
-  process.stderr.write(`pemfs: guarding ${mounted.dir} (backing ${mounted.backing}), pid ${process.pid}\n`)
+  pemfsLog().info({ backing: mounted.backing, pid: process.pid }, 'pemfs guarding')
   signalReady('ready')
 }
 
@@ -180,6 +196,7 @@ program.command('mount <dir>')
   .description('guard DIR in place (or --backing DIR under it): every operation is decided by the cluster')
   .option('--backing <dir>', 'the directory whose files are served (default: DIR itself, guarded in place)')
   .option('--foreground', 'stay in the foreground instead of starting a daemon')
+  .option('--force', 'mount even when the cluster\'s policy has no guard point DIR (every access is then denied; a warning in the log)')
   .option('--embedded', 'run a private single-member spd under the config dir (its policy: --policy FILE, else encrypt everything and permit every local user)')
   .option('--recover', `with --embedded: rebuild the embedded store this machine lacks from DIR/${STORE_FILE} with its recovery key (from --recovery-key-file, PEMFS_RECOVERY_KEY, or asked on a terminal)`)
   .option('--recovery-key-file <file>', 'with --recover: read the recovery key from FILE')
@@ -189,19 +206,21 @@ program.command('mount <dir>')
   .option('--timeout-ms <ms>', 'request timeout per server', '2000')
   .addOption(new Option('--selection <strategy>', 'how the host picks a server for each request').choices([...SELECTIONS]).default('default'))
   .option('--metrics-file <file>', 'write Prometheus metrics of the mount to FILE every 5 s (node_exporter textfile collector)')
+  .option('--metrics-listen <host:port>', 'also serve them as GET /metrics on this loopback address (e.g. 127.0.0.1:9560)')
   .option('--json', 'print JSON')
   .action((d: string, o: MountFlags) => run(async () => {
     const dir = path.resolve(d)
     if (o.foreground === true) { await mountForeground(dir, o); return }
     embeddedPolicy(dir, o) // a bad file is refused here, before a daemon starts
+    if (o.metricsListen !== undefined) metricsAddress(o.metricsListen)
     const configDir = path.resolve(o.configDir)
     const files = runFiles(configDir, dir)
     const holder = await lockHolder('pemfs', dir)
     if (holder !== null) throw new PemError('PEM_ERR_BUSY', `${dir} is guarded already, by pemfs pid ${holder}: pemfs unmount ${dir} first`)
     if (isMounted(dir)) throw new PemError('PEM_ERR_BUSY', `${dir} is already mounted (its daemon is gone: pemfs unmount ${dir})`)
     await prepareEmbeddedMount(dir, o) // refusals and the recovery key prompt here, on the user's terminal
-    const args = ['mount', dir, '--foreground', '--config-dir', configDir, '--timeout-ms', o.timeoutMs, '--selection', o.selection, ...(o.backing !== undefined ? ['--backing', path.resolve(o.backing)] : []), ...(o.embedded === true ? ['--embedded'] : []), ...(o.policy !== undefined ? ['--policy', path.resolve(o.policy)] : []), ...(o.placement !== undefined ? ['--placement', o.placement] : []),
-      ...(o.metricsFile !== undefined ? ['--metrics-file', path.resolve(o.metricsFile)] : [])]
+    const args = ['mount', dir, '--foreground', '--config-dir', configDir, '--timeout-ms', o.timeoutMs, '--selection', o.selection, ...(o.backing !== undefined ? ['--backing', path.resolve(o.backing)] : []), ...(o.force === true ? ['--force'] : []), ...(o.embedded === true ? ['--embedded'] : []), ...(o.policy !== undefined ? ['--policy', path.resolve(o.policy)] : []), ...(o.placement !== undefined ? ['--placement', o.placement] : []),
+      ...(o.metricsFile !== undefined ? ['--metrics-file', path.resolve(o.metricsFile)] : []), ...(o.metricsListen !== undefined ? ['--metrics-listen', o.metricsListen] : [])]
     const pid = await startDaemon(process.argv[1], args, files.log)
     printObject({ mounted: dir, backing: path.resolve(o.backing ?? dir), pid, log: files.log }, o.json === true)
   }))

@@ -152,6 +152,8 @@ export class ClusterClient {
   /** Pool numbers by spare key (poolOf). */
   private readonly pools = new Map<string, number>()
   private lastPool = 0
+  /** The server-list adoption under way (adoptCurrentList), shared by the decisions that wait for it. */
+  private adopting: Promise<boolean> | null = null
   private readonly blockRequests = new Map<string, number>() // per server: native block requests already counted
   private readonly timeoutMs: number
   private readonly retryDownMs: number
@@ -221,6 +223,38 @@ export class ClusterClient {
     })
     for (const gone of old.values()) { gone.channel?.close(); gone.channel = null }
     this.servers.splice(0, this.servers.length, ...next)
+    this.confirmFence()
+  }
+
+  /**
+   * Every server this host could ask is ahead of its fence and every other one is down: the cluster may have moved on
+   * without the down ones (a clean stop is the member's departure, itself a new version, so that the survivors are
+   * ahead and the departed one cannot confirm it; Op.Servers leaves departed members out). Asks the ahead servers for
+   * the cluster's current list and adopts the first that drops only servers that do not answer a ping now, so that
+   * no server can talk the host out of one it reaches; the fence is then confirmed over that list. One adoption at a
+   * time; true when a list was adopted.
+   */
+  private async adoptCurrentList (ahead: ReadonlySet<ServerState>): Promise<boolean> {
+    this.adopting ??= (async () => {
+      for (const s of ahead) {
+        let r: ServersReply
+        try { r = await this.serverList(s) } catch { continue }
+        const listed = new Set(r.servers.map(e => e.id))
+        if (!listed.has(s.entry.id)) continue // a list without the server that sent it is no list of the current cluster
+        const dropped = this.servers.filter(x => !listed.has(x.entry.id))
+        if (dropped.length === 0) continue // nothing to leave out: the fence waits for a majority as before
+        if ((await Promise.all(dropped.map(async x => await this.answers(x)))).some(Boolean)) continue
+        this.replaceServers(r.servers)
+        return true
+      }
+      return false
+    })().finally(() => { this.adopting = null })
+    return await this.adopting
+  }
+
+  /** Whether `s` answers a ping now (a server marked down for overload still does). */
+  private async answers (s: ServerState): Promise<boolean> {
+    try { await this.ping(s); return true } catch { this.markDown(s); return false }
   }
 
   private async channelOf (s: ServerState): Promise<Channel> {
@@ -235,6 +269,11 @@ export class ClusterClient {
 
   private seeVersion (s: ServerState, pv: number): void {
     s.pv = pv
+    this.confirmFence()
+  }
+
+  /** Moves the fence up to the newest version a strict majority of the servers in the list have reported. */
+  private confirmFence (): void {
     const newestFirst = this.servers.map(x => x.pv).sort((a, b) => b - a)
     const confirmed = newestFirst[Math.floor(this.servers.length / 2)] ?? 0 // reported by a strict majority
     if (confirmed > this.pv) this.pv = confirmed
@@ -267,9 +306,18 @@ export class ClusterClient {
   async decide (req: Omit<DecideBody, 'pv'>): Promise<Decision> {
     let last: PemError = new PemError('PEM_ERR_UNREACHABLE', 'no server is up')
     const ahead = new Set<ServerState>()
-    for (let attempt = 0; attempt < this.servers.length * 2 + 1; attempt++) {
+    let adopted = false
+    let attempts = this.servers.length * 2 + 1
+    for (let attempt = 0; attempt < attempts; attempt++) {
       const s = this.candidates(ahead)[0]
-      if (s === undefined) break
+      if (s === undefined) {
+        // Only servers ahead of the fence answer: adopt the cluster's current list (once per decision) and ask again.
+        if (ahead.size === 0 || adopted || !await this.adoptCurrentList(ahead)) break
+        adopted = true
+        ahead.clear()
+        attempts = attempt + 1 + this.servers.length * 2 + 1
+        continue
+      }
       const started = process.hrtime.bigint()
       try {
         const ch = await this.channelOf(s)

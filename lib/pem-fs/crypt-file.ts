@@ -15,6 +15,7 @@ import { crc32 } from '../wire/crc32'
 import { PemError } from '../wire/errors'
 import { LIMITS } from '../wire/packets'
 import { blockRange, cipherSize, parseSlot, plainSize, recordOffset, slotOffset, type FileHeader } from '../wire/file-format'
+import { pemfsLog } from './log'
 
 /** encrypted: has a header; empty: 0 bytes (gets a header at its first write); plaintext: left from before the guard. */
 export type Kind = 'encrypted' | 'empty' | 'plaintext'
@@ -162,7 +163,7 @@ export function finishTruncation (fd: number, redo: Redo, real: string): void {
   fs.fdatasyncSync(fd)
   failpoint('pemfs:redo:after-rewrite')
   fs.ftruncateSync(fd, redo.target)
-  process.stderr.write(`${new Date().toISOString()} ${real}: finished a truncation a crash interrupted (${redo.target} bytes underneath)\n`)
+  pemfsLog().info({ path: real, bytes: redo.target }, 'finished a truncation a crash interrupted')
 }
 
 type Plain = Map<number, Buffer | null> // block -> plaintext (null: a hole, zeros)
@@ -229,7 +230,7 @@ export class CryptFile {
   noteLegacy (real: string): void {
     if (this.warned) return
     this.warned = true
-    process.stderr.write(`${new Date().toISOString()} ${real}: plaintext file without the encrypted header, served read-only as it is\n`)
+    pemfsLog().info({ path: real }, 'plaintext file without the encrypted header, served read-only as it is')
   }
 
   /** Writes a new header from spd into an empty file (the caller holds the lock exclusively). */

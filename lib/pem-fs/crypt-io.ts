@@ -13,6 +13,7 @@ import type { Caller, Decision, Guard } from './guard'
 import type { HostKey, IoAnswer, IoRequest } from '../native/fuse-session'
 import { PemError } from '../wire/errors'
 import type { AccessAttrs, Action } from '../wire/packets'
+import { warn, withoutFdLinks } from './log'
 
 const { O_ACCMODE = 3, O_RDONLY, O_WRONLY, O_CREAT, O_TRUNC, O_APPEND } = fs.constants as unknown as Record<string, number>
 const DEBUG = process.env.PEMFS_DEBUG === '1' // log every failed operation, not only cluster failures
@@ -304,6 +305,6 @@ export class CryptIo {
     const now = Date.now()
     if (now - this.lastLog < 1000 && !DEBUG) return
     this.lastLog = now
-    process.stderr.write(`${new Date(now).toISOString()} ${p}: ${err.message} (${err.code})\n`)
+    warn({ path: p, code: err.code }, withoutFdLinks(err.message, p))
   }
 }

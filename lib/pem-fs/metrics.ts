@@ -1,10 +1,16 @@
 // Prometheus metrics of a pemfs mount (prom-client text format), built from the same status object `pemfs status`
 // shows: operation counters, decisions and denials, the daemon's memory, and the server table (state, load, latency,
 // requests, rejections), and conversions in place (files and bytes converted, runs going on).
-// Written to a file for node_exporter's textfile collector (`pemfs mount --metrics-file`) or printed by
-// `pemfs status --prometheus`.
+// Written to a file for node_exporter's textfile collector (`pemfs mount --metrics-file`), served on a loopback
+// address (`pemfs mount --metrics-listen 127.0.0.1:PORT`, GET /metrics) or printed by `pemfs status --prometheus`.
 import fs from 'node:fs'
+import http from 'node:http'
 import { Gauge, Registry } from 'prom-client'
+import { buildInfo } from '../server/metrics'
+import { PemError } from '../wire/errors'
+import { warn } from './log'
+
+let build: ReturnType<typeof buildInfo> | undefined // asks git once per process
 
 interface ServerRow { name: string, state: string, load: number | null, weight: number, latencyMs: number | null, pv: number, requests: number, rejections: number }
 
@@ -39,6 +45,8 @@ export async function pemfsMetricsText (status: Record<string, unknown>): Promis
   gauge('pemfs_conversions_running', 'conversions (pemfs encrypt, rekey, decrypt) running now').set({ guard }, conversions.length)
   gauge('pemfs_conversions_paused', 'running conversions backing off for load').set({ guard }, conversions.filter(c => c.paused !== null).length)
   gauge('pemfs_conversion_bytes_left', 'bytes the running conversions have still to copy').set({ guard }, conversions.reduce((n, c) => n + Math.max(0, c.totalBytes - c.bytes), 0))
+  new Gauge({ name: 'pemfs_build_info', help: 'Always 1; the labels name the build: package version, git commit, Node and OpenSSL versions', labelNames: ['version', 'commit', 'node', 'openssl'], registers: [registry] })
+    .set(build ??= buildInfo(), 1)
   if (typeof status.rssMiB === 'number') gauge('pemfs_resident_memory_bytes', 'resident memory of the mount daemon').set({ guard }, status.rssMiB * 1048576)
   const up = gauge('pemfs_server_up', '1 when the server is up for this host', ['server'])
   const load = gauge('pemfs_server_load', 'last load the server reported (1.0 = full)', ['server'])
@@ -53,7 +61,31 @@ export async function pemfsMetricsText (status: Record<string, unknown>): Promis
     requests.set(l, s.requests)
     rejections.set(l, s.rejections)
   }
-  return await registry.metrics()
+  return (await registry.metrics()).replace(/\n{2,}/g, '\n') // one family after the other, no blank lines
+}
+
+/** `--metrics-listen`'s HOST:PORT, a loopback host only (the endpoint has no authentication). */
+export function metricsAddress (addr: string): { host: string, port: number } {
+  const m = /^(\[::1\]|localhost|127(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(addr)
+  if (m === null || Number(m[2]) > 65535) throw new PemError('PEM_ERR_BAD_ARGUMENT', `--metrics-listen ${addr} is not a loopback HOST:PORT (e.g. 127.0.0.1:9560): the endpoint has no authentication, so it listens on loopback only`)
+  return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) }
+}
+
+/** Serves the mount's metrics as GET /metrics on `addr` (metricsAddress). Resolves once listening; close() stops it. */
+export async function serveMetrics (addr: string, status: () => Record<string, unknown>): Promise<{ close: () => void }> {
+  const at = metricsAddress(addr)
+  const server = http.createServer((req, res) => {
+    if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') { res.writeHead(404).end('GET /metrics\n'); return }
+    pemfsMetricsText(status()).then(text => {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(text)
+    }, err => { res.writeHead(500).end(`${(err as Error).message}\n`) })
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', err => { reject(new PemError('PEM_ERR_BAD_ARGUMENT', `--metrics-listen ${addr}: ${(err as Error).message}`)) })
+    server.listen(at.port, at.host, () => { resolve() })
+  })
+  server.unref()
+  return { close: () => { server.close() } }
 }
 
 /** Rewrites `file` atomically every `everyMs` with the mount's metrics; returns a stop function. */
@@ -62,7 +94,7 @@ export function writeMetricsFile (file: string, status: () => Record<string, unk
     pemfsMetricsText(status()).then(text => {
       fs.writeFileSync(`${file}.tmp`, text, { mode: 0o644 })
       fs.renameSync(`${file}.tmp`, file)
-    }).catch(err => process.stderr.write(`pemfs: cannot write ${file}: ${(err as Error).message}\n`))
+    }).catch(err => warn({ file }, `cannot write the metrics file: ${(err as Error).message}`))
   }
   write()
   const timer = setInterval(write, everyMs)

@@ -5,6 +5,7 @@
 // handles, the io hook (crypt-io.ts). The fsname names the guarded directory.
 import fs from 'node:fs'
 import path from 'node:path'
+import { attrsOf } from './attrs'
 import { ClusterClient } from './client'
 import { CryptFiles } from './crypt-files'
 import { CryptIo } from './crypt-io'
@@ -12,6 +13,7 @@ import { denial, Guard, toErrno, type Decision } from './guard'
 import { hostIdentity, readCluster } from './host-config'
 import type { SelectionName } from './selection'
 import { ServerListWatcher } from './server-list'
+import { pemfsLog, warn, withoutFdLinks } from './log'
 import { FuseSession, type DecideAnswer, type DecideRequest } from '../native/fuse-session'
 import { PemError } from '../wire/errors'
 
@@ -21,6 +23,8 @@ export interface MountOptions {
   configDir: string
   timeoutMs?: number // per server tried (DESIGN §8: default 2 s)
   selection?: SelectionName // how the host picks a server (docs/PEMFS.md "Choosing a server")
+  /** Mount even when the cluster's policy names no guard point `dir` (every access is then denied): a warning only. */
+  force?: boolean
 }
 
 /** How often the native block path's view of the servers is copied into the client's table (spd samples load every 250 ms). */
@@ -36,6 +40,21 @@ const KEY_SWEEP_MS = 250
 
 function checkFuse (): void {
   if (!fs.existsSync('/dev/fuse')) throw new PemError('PEM_ERR_BAD_CONFIG', 'FUSE is not available: /dev/fuse is missing (load the fuse module, or run the container with --device /dev/fuse)')
+}
+
+/**
+ * Refuses (or with `force` warns about) a directory the cluster's policy names no guard point: every access to it would
+ * be denied. Asks one decision, for the guard's root as this process; a cluster error leaves the mount to go on.
+ */
+async function checkGuarded (client: ClusterClient, dir: string, force: boolean): Promise<void> {
+  let d: Decision
+  try {
+    d = await client.decide({ guard: dir, path: '/', action: 'getattr', attrs: attrsOf(process.pid, process.getuid?.() ?? 0, process.getgid?.() ?? 0) })
+  } catch { return }
+  if (d.unguarded !== true) return
+  const what = `the cluster's policy (version ${d.pv}) has no guard point ${dir}, so every access to it would be denied`
+  if (!force) throw new PemError('PEM_ERR_BAD_ARGUMENT', `${what}: add ${dir} under guards: in the policy (spctl policy apply FILE), mount the directory it names, or mount anyway with --force`)
+  warn({ code: 'PEM_ERR_POLICY_DENY', pv: d.pv }, `warning: ${what} (mounted with --force)`)
 }
 
 async function reachCluster (client: ClusterClient): Promise<void> {
@@ -55,16 +74,21 @@ function decider (guard: Guard): (c: DecideRequest) => Promise<DecideAnswer> {
   let lastLog = 0
   const log = (c: DecideRequest, err: unknown): void => {
     const e = PemError.from(err)
-    process.stderr.write(`${new Date().toISOString()} ${c.action} ${c.path}: ${e.message} (${e.code})\n`)
+    warn({ action: c.action, path: c.path, code: e.code }, withoutFdLinks(e.message, c.path))
   }
   const scope = (d: Decision): string | undefined => d.scope ?? undefined
+  let lastUnguarded = 0
   return async c => {
     const caller = { uid: c.uid, gid: c.gid, pid: c.pid }
     try {
       const d = await guard.decide(caller, c.path, c.action, guard.attrs(caller, c.gids))
       if (d.ok) return { ok: true, ttlMs: d.ttl, bypass: d.bypass, scope: scope(d), pool: c.action === 'create' ? guard.client.poolOf(d) : 0 }
       const err = denial(d, c.path, c.action)
-      if (DEBUG) log(c, err) // denials: the audit log
+      const now = Date.now()
+      if (d.unguarded === true && now - lastUnguarded >= 60_000) { // denials are in the audit log; this one is the host's setup
+        lastUnguarded = now
+        log(c, new PemError('PEM_ERR_POLICY_DENY', `the cluster's policy (version ${d.pv}) has no guard point ${guard.guard}: every access is denied`))
+      } else if (DEBUG) log(c, err)
       return { ok: false, errno: -toErrno(err), ttlMs: d.ttl, scope: scope(d) }
     } catch (err) {
       const now = Date.now()
@@ -90,6 +114,7 @@ export async function mountGuard (o: MountOptions): Promise<Mounted> {
   let watcher: ServerListWatcher | undefined
   try {
     await reachCluster(client)
+    await checkGuarded(client, dir, o.force === true)
     const w = watcher = new ServerListWatcher(client, o.configDir, cluster)
     backingFd = fs.openSync(backing, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY)
     const guard = new Guard(client, dir)
@@ -114,7 +139,7 @@ export async function mountGuard (o: MountOptions): Promise<Mounted> {
       const wiped = s.dropKeys(false)
       s.invalidate()
       guard.forget()
-      process.stderr.write(`${new Date().toISOString()} ${drop.reason} (version ${drop.pv}, server ${server.slice(0, 16)}): wiped ${wiped} file key(s)\n`)
+      pemfsLog().info({ reason: drop.reason, pv: drop.pv, server, wiped }, `${drop.reason}: wiped ${wiped} file key(s)`)
     })
     // A released key is a lease for its decision's ttl: wiped once that has run out, asked for again at the next block.
     const sweep = setInterval(() => { if (s.mounted) s.dropKeys(true) }, KEY_SWEEP_MS)

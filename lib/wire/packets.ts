@@ -92,6 +92,7 @@ export interface DecideReply {
   grant: string | null // id of the key grant for FileHeader/BlocksSeal/BlocksOpen on this server; absent in v1 fixtures = null
   scope: string | null // every path strictly under this directory of the guard shares the decision; absent = null (this path only)
   placement?: Placement // sent only as 'host' (the grant may fetch the file key: FileKey); absent = 'appliance'
+  unguarded?: true // sent only as true, on a deny because the installed policy names no guard point `guard`
 }
 
 /**
@@ -275,8 +276,15 @@ export function checkDecideReply (v: unknown): DecideReply {
     compression: compression as Compression,
     grant: o.grant === undefined || o.grant === null ? null : str(o.grant, 'grant', LIMITS.grantBytes),
     scope: o.scope === undefined || o.scope === null ? null : scopeOf(o.scope),
-    placement: placementOf(o.placement)
+    placement: placementOf(o.placement),
+    ...unguardedOf(o.unguarded)
   }
+}
+
+function unguardedOf (v: unknown): { unguarded?: true } {
+  if (v === undefined || v === null) return {}
+  if (v !== true) bad('unguarded must be true when present')
+  return { unguarded: true }
 }
 
 function placementOf (v: unknown): Placement {

@@ -183,6 +183,35 @@ test.serial('pemfs enroll reports the name the cluster recorded; enrolling an en
   t.is(JSON.parse(renewed.stdout).name, 'web-1b')
 })
 
+// Finding 6: a directory the policy does not guard.
+test.serial('pemfs mount refuses a directory the policy has no guard point for; --force mounts it with a warning in the log', async t => {
+  t.is((await spctl(['policy', 'apply', writeFile(work, 'guard-g.yaml', GOOD)])).code, 0)
+  const token = JSON.parse((await spctl(['--json', 'host', 'add', 'web-unguarded'])).stdout).token as string
+  const hostDir = path.join(work, 'host-unguarded')
+  t.is((await cli('pemfs', ['enroll', '--cluster', spd.listen, '--token', token, '--config-dir', hostDir])).code, 0)
+  const plain = path.join(root, 'unguarded')
+  fs.mkdirSync(plain)
+  const refused = await cli('pemfs', ['mount', plain, '--config-dir', hostDir], {}, 30000)
+  t.is(refused.code, 1, refused.stderr)
+  t.true(refused.stderr.includes(`has no guard point ${plain}`), refused.stderr)
+  t.regex(refused.stderr, /--force/)
+  t.false(isMounted(plain), 'nothing mounted')
+  const forced = await cli('pemfs', ['mount', plain, '--force', '--config-dir', hostDir, '--json'], {}, 30000)
+  t.is(forced.code, 0, forced.stderr)
+  try {
+    t.true(isMounted(plain))
+    const ls = await sh(`ls '${plain}'`, { timeoutMs: 20000 })
+    t.not(ls.code, 0)
+    t.regex(ls.stderr, /Permission denied/)
+    const log = fs.readFileSync(JSON.parse(forced.stdout).log as string, 'utf8')
+    t.regex(log, /warning: the cluster's policy \(version \d+\) has no guard point/)
+    t.is(log.split('\n').filter(l => l.includes('every access is denied')).length, 1, `the denial is logged once a minute at most: ${log}`)
+  } finally {
+    const u = await cli('pemfs', ['unmount', plain, '--lazy', '--config-dir', hostDir], {}, 30000)
+    t.is(u.code, 0, u.stderr)
+  }
+})
+
 // Finding 9: messages that say what is wrong and what to do.
 test.serial('spd init --listen PORT says what HOST:PORT means, without a regex', async t => {
   const r = await cli('spd', ['init', '--data-dir', path.join(work, 'never'), '--name', 'x', '--listen', '7730'])

@@ -4,6 +4,7 @@
 import test from 'ava'
 import fs from 'node:fs'
 import path from 'node:path'
+import { listenPort } from '../../lib/channel/listen-port'
 import { readCluster } from '../../lib/pem-fs/host-config'
 import { allInstalled, installedVersion, join, startCluster, until, type Member } from '../../scripts/cluster'
 import { cli, startSpd, stopSpd } from '../../scripts/procs'
@@ -14,6 +15,7 @@ let ms: Member[]
 let c: Cluster
 let dir: string
 let metricsFile: string
+let metricsPort: number
 let underneath: number // the guarded directory itself, opened before the mount hid it
 const status = async (): Promise<{ pv: number, servers: Array<{ name: string, state: string, requests: number }> }> =>
   JSON.parse((await cli('pemfs', ['status', dir, '--config-dir', c.hostDir, '--json'])).stdout)
@@ -33,7 +35,8 @@ test.before(async () => {
   c = { spd: ms[0], spctl, hostDir, work }
   underneath = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY)
   metricsFile = path.join(work, 'pemfs.prom')
-  await mountOrThrow(c, dir, ['--timeout-ms', '1000', '--metrics-file', metricsFile])
+  metricsPort = await listenPort()
+  await mountOrThrow(c, dir, ['--timeout-ms', '1000', '--metrics-file', metricsFile, '--metrics-listen', `127.0.0.1:${metricsPort}`])
 })
 
 test.after.always(async () => {
@@ -94,4 +97,14 @@ test.serial('metrics of the mount: a textfile-collector file and pemfs status --
   t.true(up.filter(v => v === 1).length >= 2, 'the servers that were never killed are up (the restarted one is up once asked again)')
   t.true(await until(async () => fs.existsSync(metricsFile) && fs.readFileSync(metricsFile, 'utf8').includes('server="fo3"'), 12000, 500), 'the file is rewritten with the new server list')
   t.regex(fs.readFileSync(metricsFile, 'utf8'), /^# TYPE pemfs_server_requests_total gauge$/m)
+  t.notRegex(text, /\n\n/, 'no blank lines between the series')
+  t.regex(text, /^pemfs_build_info\{version="[^"]+",commit="[^"]+",node="[^"]+",openssl="[^"]+"\} 1$/m)
+  const served = await fetch(`http://127.0.0.1:${metricsPort}/metrics`)
+  t.is(served.status, 200)
+  const body = await served.text()
+  t.regex(body, new RegExp(`^pemfs_server_up\\{guard="${dir}",server="fo3"\\} [01]$`, 'm'), 'the endpoint serves the same metrics')
+  t.is((await fetch(`http://127.0.0.1:${metricsPort}/other`)).status, 404)
+  const wide = await cli('pemfs', ['mount', path.join(c.work, 'never'), '--metrics-listen', '0.0.0.0:9560', '--config-dir', c.hostDir])
+  t.is(wide.code, 2, 'bad usage')
+  t.regex(wide.stderr, /--metrics-listen 0\.0\.0\.0:9560 is not a loopback HOST:PORT/)
 })

@@ -1,7 +1,8 @@
 // Fuzzing the frame decoders and body checkers with fast-check: random and mutated frames (bit flips, truncation,
-// length edits, random msgpack) must decode or fail with a PemError of a known code, never crash or hang. Then every
-// other decoder (scripts/fuzz.ts targets: frame stream, cluster messages, policy sets, file headers and slots, the
-// store) for a short fixed budget each; `npm run fuzz` runs the same targets at length.
+// length edits, random msgpack) must decode or fail with a PemError of a known code, never crash. Then every other
+// decoder (scripts/fuzz.ts targets: frame stream, cluster messages, policy sets, file headers and slots, the store)
+// for a short fixed budget each; `npm run fuzz` runs the same targets at length. How long one call takes is a
+// benchmark's claim, not a test's: benchmarks/wire/decoders.bench.ts.
 import test from 'ava'
 import fc from 'fast-check'
 import fs from 'node:fs'
@@ -14,7 +15,6 @@ import { FUZZ_TARGETS, corpusOf, fuzzTarget } from '../../scripts/fuzz'
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261127)
 const PROTO_KEYS = Object.getOwnPropertyNames(Object.prototype).sort().join()
-const SLOW_MS = 250 // one decode or check taking this long counts as a hang
 const MAX = 64 * 1024 // frame limit for the fuzzer, so huge length fields are refused and small ones are reachable
 
 // ---- seeds: a valid frame of every opcode (request, reply, error), plus every released fixture ----
@@ -75,16 +75,10 @@ function safePack (v: unknown): Buffer {
 }
 
 // ---- properties ----
-let slowest = 0
-function bounded<T> (fn: () => T): T {
-  const t0 = performance.now()
-  try { return fn() } finally { slowest = Math.max(slowest, performance.now() - t0) }
-}
-
 /** Run fn; it may return or throw a PemError with a code from the table. Anything else fails the property. */
 function onlyPemErrors (fn: () => void): void {
   try {
-    bounded(fn)
+    fn()
   } catch (err) {
     if (!(err instanceof PemError) || !isErrorCode(err.code)) throw new Error(`not a coded PemError: ${String((err as Error)?.stack ?? err)}`)
   }
@@ -112,15 +106,14 @@ test('decodeFrame and every body checker: 60,000 random and mutated frames', t =
     })
   }), { numRuns: 60_000, seed: SEED })
   t.true(decoded > 5_000, `${decoded} frames decoded`) // the mutations must not all be trivially invalid
-  t.true(slowest < SLOW_MS, `slowest single call ${slowest.toFixed(1)} ms`)
-  t.log(`${decoded} of 60000 decoded; slowest call ${slowest.toFixed(2)} ms`)
+  t.log(`${decoded} of 60000 decoded`)
   t.is(Object.getOwnPropertyNames(Object.prototype).sort().join(), PROTO_KEYS, 'Object.prototype untouched')
   t.is(({} as Record<string, unknown>).polluted, undefined)
 })
 
 test('every body checker: 20,000 arbitrary values', t => {
   fc.assert(fc.property(valueArb, (v) => { checkAll(v) }), { numRuns: 20_000, seed: SEED + 1 })
-  t.true(slowest < SLOW_MS, `slowest single call ${slowest.toFixed(1)} ms`)
+  t.pass()
 })
 
 test('FrameSplitter under random chunking: 25,000 streams of valid and mutated frames', t => {
@@ -149,20 +142,19 @@ test('FrameSplitter under random chunking: 25,000 streams of valid and mutated f
     }
   }), { numRuns: 25_000, seed: SEED + 2 })
   t.true(clean > 1_000, `${clean} clean streams checked`)
-  t.true(slowest < SLOW_MS, `slowest single call ${slowest.toFixed(1)} ms`)
 })
 
-const CI_BUDGET_MS = 400 // per target: a few seconds for all of them
+const CI_RUNS = 300 // inputs per target: a few seconds for all of them on an idle machine, however long under load
 
 for (const target of FUZZ_TARGETS) {
-  test(`decoder fuzzing, ${target.name}: ${CI_BUDGET_MS} ms of mutated samples and corpus, only coded PemErrors`, t => {
+  test(`decoder fuzzing, ${target.name}: ${CI_RUNS} mutated samples and corpus inputs, only coded PemErrors`, t => {
     const corpus = corpusOf(target.name)
     t.true(corpus.length > 0, `test/fixtures/fuzz/${target.name}/ holds a seed corpus`)
     for (const valid of [...target.samples(), ...corpus]) t.notThrows(() => target.run(valid), 'an unmutated sample decodes')
-    const r = fuzzTarget(target, CI_BUDGET_MS, SEED + 3)
+    const r = fuzzTarget(target, { runs: CI_RUNS }, SEED + 3)
     t.is(r.failure, undefined, r.failure === undefined ? '' : `${r.failure.error}\ninput: ${r.failure.input.toString('hex').slice(0, 512)}`)
-    t.true(r.runs >= 50, `${r.runs} inputs`)
+    t.is(r.runs, CI_RUNS)
     t.true(r.accepted >= 1, 'valid inputs decode')
-    t.log(`${r.runs} inputs, ${r.accepted} accepted, slowest ${r.slowestMs.toFixed(2)} ms`)
+    t.log(`${r.runs} inputs, ${r.accepted} accepted`)
   })
 }

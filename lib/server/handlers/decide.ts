@@ -2,6 +2,7 @@
 import type { DecideBody, DecideReply, HostContext } from '../../wire/packets'
 import { decisionRecord } from '../../wire/audit-record'
 import { ERRORS } from '../../wire/errors'
+import { canonicalGuard } from '../../policy/sets'
 import type { Member } from '../member'
 
 export async function handleDecide (m: Member, body: DecideBody, ctx: HostContext): Promise<DecideReply> {
@@ -43,7 +44,8 @@ export async function handleDecide (m: Member, body: DecideBody, ctx: HostContex
       compression: ok ? d.compression : 'none',
       grant: ok && d.key !== null ? m.data.grants.issue(ctx.host, d.key, d.compression, body.action, d.ttlMs, placement) : null,
       scope: d.scope,
-      ...(ok && d.key !== null && placement === 'host' ? { placement: 'host' as const } : {})
+      ...(ok && d.key !== null && placement === 'host' ? { placement: 'host' as const } : {}),
+      ...(!ok && d.rule === null && m.compiledPolicy?.guards.has(canonicalGuard(body.guard)) !== true ? { unguarded: true as const } : {})
     }
   } finally {
     m.load.inflight--
