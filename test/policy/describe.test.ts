@@ -29,9 +29,9 @@ test('describePolicy, keyNames, guardPoints of the example', t => {
     description: 'ACME file servers',
     ttlMs: 30_000,
     keys: ['finance', 'hr'],
-    guards: [{ path: '/srv/data', rules: 6, applicable: 8 }, { path: '/srv/hr', rules: 1, applicable: 3 }],
-    sharedRules: 2,
-    rules: 9,
+    guards: [{ path: '/srv/data', rules: 6, applicable: 9 }, { path: '/srv/hr', rules: 1, applicable: 4 }],
+    sharedRules: 3,
+    rules: 10,
     hostPlacementRules: 0,
     sets: { users: 2, processes: 1, hosts: 2, resources: 1 }
   })
