@@ -4,6 +4,7 @@
 import { execFile } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
+import { startCluster, type Member } from '../../scripts/cluster'
 import { cli, initSpd, loginSpctl, startSpd, stopAll, stopSpd, tempDir, writeFile, type RunResult, type Spd } from '../../scripts/procs'
 
 export interface Cluster { spd: Spd, spctl: (args: string[]) => Promise<RunResult>, hostDir: string, work: string }
@@ -86,3 +87,23 @@ export async function tearDown (c: Cluster | undefined): Promise<void> {
 }
 
 export { tempDir, writeFile }
+
+/**
+ * `n` real members started with `config` (scripts/cluster.ts), a policy that encrypts everything under `work/data`
+ * with key k, and host `h` enrolled at the first member: the members, the Cluster (for mount/tearDown) and the
+ * directory to mount. Not mounted yet.
+ */
+export async function encryptedCluster (n: number, name: string, prefix: string, config: Record<string, unknown>): Promise<{ ms: Member[], c: Cluster, dir: string, work: string }> {
+  const work = tempDir(name)
+  const dir = path.join(work, 'data')
+  fs.mkdirSync(dir)
+  const ms = await startCluster(n, prefix, config)
+  const spctl = ms[0].spctl
+  const p = await spctl(['policy', 'apply', writeFile(work, 'policy.yaml', `format: 1\nkeys: [k]\nguards:\n  ${dir}:\n    rules:\n      - id: all\n        effect: apply_key(k)\n`)])
+  if (p.code !== 0) throw new Error(p.stderr)
+  const token = JSON.parse((await spctl(['--json', 'host', 'add', 'h'])).stdout).token as string
+  const hostDir = path.join(work, 'host')
+  const e = await cli('pemfs', ['enroll', '--cluster', ms[0].listen, '--token', token, '--config-dir', hostDir, '--name', 'h'])
+  if (e.code !== 0) throw new Error(e.stderr)
+  return { ms, c: { spd: ms[0], spctl, hostDir, work }, dir, work }
+}

@@ -5,9 +5,9 @@ import test from 'ava'
 import fs from 'node:fs'
 import path from 'node:path'
 import { readCluster } from '../../lib/pem-fs/host-config'
-import { allInstalled, clusterStatus, installedVersion, startCluster, until, type Member } from '../../scripts/cluster'
+import { allInstalled, clusterStatus, installedVersion, until, type Member } from '../../scripts/cluster'
 import { cli, startSpd, stopSpd } from '../../scripts/procs'
-import { daemonLogs, mountOrThrow, sh, tearDown, tempDir, writeFile, type Cluster } from '../helpers/mounts'
+import { daemonLogs, encryptedCluster, mountOrThrow, sh, tearDown, type Cluster } from '../helpers/mounts'
 
 const FAST = { load: { threshold: 1 }, cluster: { intervalMs: 200 } }
 let ms: Member[]
@@ -17,18 +17,7 @@ const status = async (): Promise<{ pv: number, servers: Array<{ name: string, st
   JSON.parse((await cli('pemfs', ['status', dir, '--config-dir', c.hostDir, '--json'])).stdout)
 
 test.before(async () => {
-  const work = tempDir('depart')
-  dir = path.join(work, 'data')
-  fs.mkdirSync(dir)
-  ms = await startCluster(2, 'dp', FAST)
-  const spctl = ms[0].spctl
-  const p = await spctl(['policy', 'apply', writeFile(work, 'policy.yaml', `format: 1\nkeys: [k]\nguards:\n  ${dir}:\n    rules:\n      - id: all\n        effect: apply_key(k)\n`)])
-  if (p.code !== 0) throw new Error(p.stderr)
-  const token = JSON.parse((await spctl(['--json', 'host', 'add', 'h'])).stdout).token as string
-  const hostDir = path.join(work, 'host')
-  const e = await cli('pemfs', ['enroll', '--cluster', ms[0].listen, '--token', token, '--config-dir', hostDir, '--name', 'h'])
-  if (e.code !== 0) throw new Error(e.stderr)
-  c = { spd: ms[0], spctl, hostDir, work }
+  ;({ ms, c, dir } = await encryptedCluster(2, 'depart', 'dp', FAST))
   await mountOrThrow(c, dir, ['--timeout-ms', '1000'])
 })
 

@@ -6,9 +6,9 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { listenPort } from '../../lib/channel/listen-port'
 import { readCluster } from '../../lib/pem-fs/host-config'
-import { allInstalled, installedVersion, join, startCluster, until, type Member } from '../../scripts/cluster'
+import { allInstalled, installedVersion, join, until, type Member } from '../../scripts/cluster'
 import { cli, startSpd, stopSpd } from '../../scripts/procs'
-import { mountOrThrow, sh, tearDown, tempDir, writeFile, type Cluster } from '../helpers/mounts'
+import { encryptedCluster, mountOrThrow, sh, tearDown, type Cluster } from '../helpers/mounts'
 
 const FAST = { load: { threshold: 1 }, cluster: { intervalMs: 200 } }
 let ms: Member[]
@@ -21,20 +21,9 @@ const status = async (): Promise<{ pv: number, servers: Array<{ name: string, st
   JSON.parse((await cli('pemfs', ['status', dir, '--config-dir', c.hostDir, '--json'])).stdout)
 
 test.before(async () => {
-  const work = tempDir('failover')
-  dir = path.join(work, 'data')
-  fs.mkdirSync(dir)
-  ms = await startCluster(2, 'fo', FAST)
-  const spctl = ms[0].spctl
-  const p = await spctl(['policy', 'apply', writeFile(work, 'policy.yaml', `format: 1\nkeys: [k]\nguards:\n  ${dir}:\n    rules:\n      - id: all\n        effect: apply_key(k)\n`)])
-  if (p.code !== 0) throw new Error(p.stderr)
-  const token = JSON.parse((await spctl(['--json', 'host', 'add', 'h'])).stdout).token as string
-  const hostDir = path.join(work, 'host')
-  const e = await cli('pemfs', ['enroll', '--cluster', ms[0].listen, '--token', token, '--config-dir', hostDir, '--name', 'h'])
-  if (e.code !== 0) throw new Error(e.stderr)
-  c = { spd: ms[0], spctl, hostDir, work }
+  ;({ ms, c, dir } = await encryptedCluster(2, 'failover', 'fo', FAST))
   underneath = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY)
-  metricsFile = path.join(work, 'pemfs.prom')
+  metricsFile = path.join(c.work, 'pemfs.prom')
   metricsPort = await listenPort()
   await mountOrThrow(c, dir, ['--timeout-ms', '1000', '--metrics-file', metricsFile, '--metrics-listen', `127.0.0.1:${metricsPort}`])
 })
