@@ -23,7 +23,10 @@ function tour (): string {
 
 const PRELUDE = [
   'set -euo pipefail',
+  // The checkout may live under /tmp (CI clones there): keep it reachable through the tmpfs laid over /tmp.
+  'mkdir -p /run/pem-tour-root', `mount --bind '${ROOT}' /run/pem-tour-root`,
   'mount -t tmpfs tmpfs /tmp',
+  `mkdir -p '${ROOT}'`, `mount --bind /run/pem-tour-root '${ROOT}'`,
   'mount -t tmpfs tmpfs /srv',
   'ip link set lo up',
   'mkdir -p /tmp/home',
