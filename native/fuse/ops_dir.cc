@@ -316,7 +316,7 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
   std::vector<char> buf(size);
   size_t used = 0;
   int err = 0;
-  bool hide = !S(req)->reserved().Serves(req);  // pemfs's own names are not listed (reserved.h)
+  int hide = -1;  // pemfs's own names are not listed (reserved.h); who is served them is asked at the first one
   {
     std::lock_guard<std::mutex> lock(dh->mu);
     if (off != dh->offset) {
@@ -331,9 +331,12 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
         if (errno != 0 && used == 0) err = errno;
         break;
       }
-      if (hide && IsReservedName(ino, de->d_name)) {
-        dh->offset = de->d_off;
-        continue;
+      if (IsReservedName(ino, de->d_name)) {
+        if (hide < 0) hide = S(req)->reserved().Serves(req) ? 0 : 1;
+        if (hide == 1) {
+          dh->offset = de->d_off;
+          continue;
+        }
       }
       struct stat st;
       memset(&st, 0, sizeof(st));
