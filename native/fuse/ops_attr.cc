@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "bridge.h"
+#include "killpriv.h"
 #include "session.h"
 
 namespace pem::fuse {
@@ -161,6 +162,7 @@ void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, stru
   if (err == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
     if (!S_ISREG(type)) err = S_ISDIR(type) ? EISDIR : EINVAL;
     if (err == 0) err = Truncate(req, s, ino, fd, attr->st_size, fi);
+    if (err == 0) err = KillSuidgid(req, ino, fd);  // a truncate by a caller without CAP_FSETID (killpriv.h)
   }
   if (err == 0 && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))) {
     err = s->DecideNode(req, ino, Action::kUtimens);

@@ -15,6 +15,7 @@
 
 #include "bridge.h"
 #include "creds.h"
+#include "killpriv.h"
 #include "session.h"
 
 namespace pem::fuse {
@@ -160,6 +161,7 @@ void Open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   uint32_t bits = Needed(fi->flags);
   bool encrypted = false;
   int err = DecideBits(req, s, ino, path, bits, &encrypted);
+  if (err == 0 && (fi->flags & O_TRUNC)) err = KillSuidgid(req, ino, fd);  // an O_TRUNC without CAP_FSETID (killpriv.h)
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
@@ -225,6 +227,7 @@ void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, st
       bits = Needed(fi->flags);
       encrypted = false;
       err = DecideBits(req, s, e.ino, path, bits, &encrypted);
+      if (err == 0 && (fi->flags & O_TRUNC)) err = KillSuidgid(req, e.ino, s->inodes().Fd(e.ino));  // killpriv.h
       if (err == 0) {
         bfd = openat(pfd, name, (encrypted ? flags & ~O_APPEND : flags | (fi->flags & O_APPEND)) | O_NOFOLLOW);
         if (bfd < 0) err = errno;
@@ -331,7 +334,8 @@ void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
   s->ops++;
   int err = 0;
   auto h = s->Allowed(req, fi, Action::kWrite, &err);
-  if (h == nullptr) {
+  if (h != nullptr) err = KillSuidgid(req, ino, s->inodes().Fd(ino));  // a writer without CAP_FSETID (killpriv.h)
+  if (h == nullptr || err != 0) {
     fuse_reply_err(req, err);
     return;
   }

@@ -19,6 +19,7 @@
 
 #include "bridge.h"
 #include "creds.h"
+#include "killpriv.h"
 #include "watcher.h"
 
 namespace pem::fuse {
@@ -40,6 +41,9 @@ void OpInit(void* userdata, struct fuse_conn_info* conn) {
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;  // writes go to the backing file in order, sizes stay exact
   conn->want &= ~FUSE_CAP_FLOCK_LOCKS;      // flock/fcntl locks stay the kernel's (local to this mount)
   conn->want &= ~FUSE_CAP_POSIX_LOCKS;
+  // Requests are read with one read(2) each (killpriv.cc); a splice into a pipe and a read out of it cost two, and
+  // the write op copies the data out of the pipe anyway.
+  conn->want &= ~FUSE_CAP_SPLICE_READ;
   conn->max_write = kMaxWrite;
   conn->max_readahead = kMaxWrite;
   (void)userdata;
@@ -121,6 +125,15 @@ int Session::Start(Bridge* bridge, std::string* why) {
     return EIO;
   }
   mounted_ = true;
+  // The same fd, now read and written through the kill-flag hooks (killpriv.h); libfuse keeps it and closes it once.
+  if (fuse_session_custom_io(se_, KillPrivIo(), fuse_session_fd(se_)) != 0) {
+    *why = "fuse_session_custom_io failed";
+    fuse_session_unmount(se_);
+    fuse_session_destroy(se_);
+    se_ = nullptr;
+    mounted_ = false;
+    return EIO;
+  }
   std::string devno = DevnoOf(opts_.dir);
   conn_abort_ = AbortPath(devno);
   if (opts_.auto_unmount) watcher_fd_ = StartWatcher(opts_.dir, devno);

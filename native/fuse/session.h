@@ -102,6 +102,9 @@ class Session {
   // Kernel cache invalidation on the notifier thread (never on the JS thread: the kernel may wait for a request
   // that waits for JS). name empty: the inode's attributes and data; otherwise the entry parent/name.
   void QueueInval(uint64_t nodeid, const std::string& name);
+  // Drops the kernel's cached attributes of nodeid now, from a worker serving a request on it: an attributes-only
+  // invalidation takes no inode lock, so it cannot wait for the request being served.
+  void InvalAttrs(uint64_t nodeid) { fuse_lowlevel_notify_inval_inode(se_, nodeid, -1, 0); }
 
   // A hooked file's size as applications see it (the io hook's 'size'): st->st_size is replaced. `fd` is an open
   // fd of the file, or -1 (a temporary one is opened from the node). 0 or errno.

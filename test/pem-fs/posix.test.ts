@@ -65,6 +65,15 @@ const STEPS: Step[] = [
   ['a', 'create', 'pub/tool', '755'], ['a', 'chmod', 'pub/tool', '6755'], ['a', 'stat', 'pub/tool'],
   ['a', 'append', 'pub/tool', 'x'], ['a', 'stat', 'pub/tool'], ['a', 'chmod', 'pub/tool', '6755'],
   ['root', 'chown', 'pub/tool', '2001', '2001'], ['root', 'stat', 'pub/tool'],
+  // ... by a truncate and an O_TRUNC open of a caller without CAP_FSETID (the daemon clears them: killpriv.h), by
+  // another user's write; setgid without group-execute only for a writer outside the file's group; root keeps them
+  ['a', 'chmod', 'pub/tool', '6777'], ['a', 'truncate', 'pub/tool', '1'], ['a', 'stat', 'pub/tool'],
+  ['a', 'chmod', 'pub/tool', '6777'], ['a', 'overwrite', 'pub/tool', 'y'], ['a', 'stat', 'pub/tool'],
+  ['a', 'chmod', 'pub/tool', '6777'], ['b', 'append', 'pub/tool', 'b'], ['b', 'stat', 'pub/tool'],
+  ['a', 'chmod', 'pub/tool', '2766'], ['a', 'append', 'pub/tool', 'a'], ['a', 'stat', 'pub/tool'],
+  ['b', 'append', 'pub/tool', 'b'], ['b', 'stat', 'pub/tool'],
+  ['a', 'chmod', 'pub/tool', '6777'], ['root', 'append', 'pub/tool', 'r'], ['root', 'truncate', 'pub/tool', '2'],
+  ['root', 'stat', 'pub/tool'],
   // search permission on the way
   ['root', 'mkdir', 'closed', '700'], ['root', 'write', 'closed/in', 'x'], ['a', 'stat', 'closed/in'],
   ['a', 'chmod', 'closed/in', '777'], ['a', 'read', 'closed/in'], ['a', 'ls', 'closed'], ['a', 'access', 'closed', 'x'],
