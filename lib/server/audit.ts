@@ -1,11 +1,13 @@
 // Append-only, hash-chained audit log: one JSON line per decision that asks for audit and per admin change, each
 // naming the SHA-256 of the line before it, with checkpoints signed by the member's key (format: lib/wire/FORMAT.md §7).
-// Lines are buffered for one tick and appended with a single write, so auditing costs no syscall per decision.
+// The event loop only serializes: a tick's records go, as one string, to a writer thread that chains, signs and
+// appends them with one write (lib/server/audit-chain.worker.ts), at most one batch in flight.
 import fs from 'node:fs'
-import { SIG_CTX_AUDIT } from '../crypto/contexts'
+import path from 'node:path'
+import { Worker } from 'node:worker_threads'
 import type { Identity } from '../crypto/identity'
-import { sign } from '../crypto/sign'
-import { AUDIT_FORMAT, checkpointMessage, GENESIS_HASH, lineHash } from '../wire/audit-record'
+import { AUDIT_FORMAT, GENESIS_HASH, lineHash } from '../wire/audit-record'
+import { type AuditChainOp, type AuditChainStart, AUDIT_STATE, newAuditState, publishHead, readHead } from './audit-chain-state'
 
 export interface AuditEvent {
   kind: 'decision' | 'admin' | 'security' | 'audit'
@@ -27,61 +29,69 @@ export interface TornTail { offset: number, bytes: number, sha256: string }
 
 interface ChainHead { seq: number, hash: string, torn: TornTail | null }
 
+/**
+ * Batches handed to the writer thread and not yet written, at most: what a kill of the process can lose beyond the
+ * tick's own records (docs/OPERATIONS.md, Logs). With one in flight the event loop waited for the thread often enough
+ * to cost about 5 % (0.88x against 0.91 to 0.96x, benchmarks/decisions/audit.bench.ts); four absorb its wake-up delays.
+ */
+const MAX_IN_FLIGHT = 4
+/** How long a wait for the writer thread may take before spd reports it stuck. */
+const WRITER_TIMEOUT_MS = 30_000
+
 export class AuditLog {
-  private fd: number
+  private readonly fd: number
+  private readonly worker: Worker
+  private readonly state: Int32Array
   private pending: string[] = []
   private scheduled = false
+  private closed = false
+  /** Messages posted to the writer thread; `state[done]` counts those it has written. */
+  private posted = 0
   private stampMs = -1
   private stamp = ''
-  private seq: number
-  private head: string
-  private unsigned = 0
   private readonly timer: NodeJS.Timeout
-  private readonly checkpointEvery: number
+  private readonly drainAtExit = (): void => { this.drain() }
   /** Set when this start found a torn last line; the `torn` record names it. */
   readonly torn: TornTail | null
 
-  constructor (readonly file: string, private readonly identity: Identity, options: AuditOptions = {}) {
-    this.checkpointEvery = options.checkpointEvery ?? 1000
+  constructor (readonly file: string, identity: Identity, options: AuditOptions = {}) {
     const found = readChainHead(file)
-    this.fd = fs.openSync(file, 'a', 0o600)
-    this.seq = found.seq
-    this.head = found.hash
+    const fd = this.fd = fs.openSync(file, 'a', 0o600)
     this.torn = found.torn
-    if (found.torn !== null) fs.writeSync(this.fd, '\n') // the cut line stays, whole, for verify to name
+    if (found.torn !== null) fs.writeSync(fd, '\n') // the cut line stays, whole, for verify to name
+    const shared = newAuditState()
+    this.state = new Int32Array(shared)
+    publishHead(this.state, found.seq, found.hash)
+    const signKey = Uint8Array.from(identity.signKey)
+    const start: AuditChainStart = { fd, seq: found.seq, head: found.hash, memberId: identity.id, signKey, checkpointEvery: options.checkpointEvery ?? 1000, state: shared }
+    this.worker = new Worker(path.join(__dirname, 'audit-chain.worker.js'), { workerData: start })
+    signKey.fill(0) // workerData holds its own copy
+    this.worker.unref() // the exit hook below waits for what is in flight
+    this.worker.on('error', err => { throw err }) // as a failed append did on the event loop: spd stops
+    process.on('exit', this.drainAtExit)
     if (found.torn !== null) this.write({ kind: 'audit', event: 'torn', ...found.torn }) // right after the cut line
     this.write({ kind: 'audit', event: 'start', format: AUDIT_FORMAT, member: identity.id })
     this.timer = setInterval(() => this.checkpoint(), options.checkpointMs ?? 10_000).unref()
   }
 
   /**
-   * One line per event: `{"seq":N,"prev":"<hash>","ts":...,` then the event's own fields. Splicing the JSON text
-   * instead of spreading the event into a new object, and formatting the time once per millisecond, keeps a line
-   * cheap; the hash of each line is one crypto.hash call (benchmarks/decisions/audit.bench.ts). `kind` is required,
-   * so the event's JSON is never `{}`.
+   * One record: the writer thread puts `{"seq":N,"prev":"<hash>",` before `"ts":...,` and the event's own fields.
+   * Splicing the JSON text instead of spreading the event into a new object, and formatting the time once per
+   * millisecond, keeps a line cheap (benchmarks/decisions/audit.bench.ts). `kind` is required, so the event's JSON is
+   * never `{}`.
    */
   write (event: AuditEvent): void {
-    this.append(`{"seq":${this.seq + 1},"prev":"${this.head}","ts":"${this.now()}",${JSON.stringify(event).slice(1)}`)
-    if (++this.unsigned >= this.checkpointEvery) this.checkpoint()
-  }
-
-  private append (line: string): void {
-    this.seq++
-    this.head = lineHash(line)
-    this.pending.push(line)
+    if (this.closed) return
+    this.pending.push(`"ts":"${this.now()}",${JSON.stringify(event).slice(1)}`)
     if (!this.scheduled) {
       this.scheduled = true
-      setImmediate(() => this.flush())
+      setImmediate(() => { this.handOver() })
     }
   }
 
-  /** A signed record over (member id, its seq, the hash of the line before it), if any record is not covered yet. */
+  /** A signed checkpoint after what is written so far, if some record is not covered by one yet. */
   checkpoint (): void {
-    if (this.unsigned === 0 || this.fd < 0) return
-    this.unsigned = 0
-    const seq = this.seq + 1
-    const sig = sign(SIG_CTX_AUDIT, checkpointMessage(this.identity.id, seq, this.head), this.identity.signKey).toString('base64url')
-    this.append(`{"seq":${seq},"prev":"${this.head}","ts":"${this.now()}","kind":"audit","event":"checkpoint","member":"${this.identity.id}","sig":"${sig}"}`)
+    this.post({ op: 'checkpoint' })
   }
 
   /** new Date().toISOString(), formatted again only when the millisecond changes. */
@@ -91,28 +101,60 @@ export class AuditLog {
     return this.stamp
   }
 
-  /** Writes what is buffered now (also called on shutdown). */
-  flush (): void {
+  /** Gives the tick's records to the writer thread as one string (waiting while MAX_IN_FLIGHT batches are unwritten). */
+  private handOver (): void {
     this.scheduled = false
-    if (this.pending.length === 0 || this.fd < 0) return
-    const chunk = this.pending.join('\n') + '\n'
+    if (this.pending.length === 0 || this.closed) return
+    const batch = this.pending.join('\n')
     this.pending = []
-    fs.writeSync(this.fd, chunk)
+    this.post(batch)
+  }
+
+  private post (message: string | AuditChainOp): void {
+    if (this.closed) return
+    if (typeof message !== 'string') this.handOver()
+    this.waitFor(this.posted + 1 - MAX_IN_FLIGHT)
+    this.worker.postMessage(message)
+    this.posted++
+  }
+
+  /** Blocks until the writer thread has written `count` messages. */
+  private waitFor (count: number): void {
+    const deadline = Date.now() + WRITER_TIMEOUT_MS
+    for (let done = Atomics.load(this.state, AUDIT_STATE.done); done < count; done = Atomics.load(this.state, AUDIT_STATE.done)) {
+      if (Atomics.load(this.state, AUDIT_STATE.failed) !== 0) throw new Error(`audit log ${this.file}: the writer thread failed`)
+      if (Date.now() > deadline) throw new Error(`audit log ${this.file}: the writer thread did not write for ${WRITER_TIMEOUT_MS} ms`)
+      Atomics.wait(this.state, AUDIT_STATE.done, done, 100)
+    }
+  }
+
+  /** At process exit: what was accepted and handed over reaches the file (nothing more can be accepted then). */
+  private drain (): void {
+    try { this.handOver(); this.waitFor(this.posted) } catch { /* exiting: the writer thread's own error was reported */ }
+  }
+
+  /** Writes what is buffered now and returns once it is in the file (also called on shutdown). */
+  flush (): void {
+    this.handOver()
+    this.waitFor(this.posted)
   }
 
   /** A clean shutdown ends the file with a checkpoint, so its last line is signed. */
   close (): void {
+    if (this.closed) return
     clearInterval(this.timer)
-    this.checkpoint()
-    this.flush()
-    if (this.fd >= 0) fs.closeSync(this.fd)
-    this.fd = -1
+    this.post({ op: 'close' })
+    this.waitFor(this.posted)
+    this.closed = true
+    process.off('exit', this.drainAtExit)
+    void this.worker.terminate()
+    fs.closeSync(this.fd)
   }
 
   /** The last record written, after writing what is buffered: a verifier checks that the file ends with it. */
   written (): { seq: number, hash: string } {
     this.flush()
-    return { seq: this.seq, hash: this.head }
+    return readHead(this.state)
   }
 
   /** The last `n` events, oldest first; reads only the file's tail. */
