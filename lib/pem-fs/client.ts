@@ -82,12 +82,16 @@ function joined (parts: Uint8Array[], bytes: number): Buffer {
 const HEADER_BATCH = 32
 /** A spare new-file key (newHostFile) with less lease left than this is not used: its file would ask again at once. */
 const SPARE_KEY_MIN_MS = 1000
+/** Fewer spares than this left for a key after a create: the next batch is asked for (prefetch). */
+const SPARES_LOW = 8
 
 const POOLS_KEPT = 1024
 const spareKeyOf = (d: Decision, keys: boolean): string => `${d.server}|${d.pv}|${d.key ?? ''}|${d.compression}|${keys ? 'keys' : ''}`
 
-/** A new-file header from a FileHeader batch; `sealed`: its key (host placement), usable until `until` (performance.now ms). */
-/** A header fetched ahead; with host placement its key, sealed by the member whose raw Ed25519 key is `from`. */
+/**
+ * A new-file header from a FileHeader batch; `sealed`: its key (host placement), sealed by the member whose raw
+ * Ed25519 key is `from`, usable until `until` (performance.now ms).
+ */
 interface Spare { bytes: Buffer, sealed: Buffer | null, from: Buffer, until: number }
 /** A new file under host placement: its header (bytes, decoded) and its key for `ttlMs` (newHostFile). */
 export interface HostFile { bytes: Buffer, header: FileHeader, key: Buffer, ttlMs: number }
@@ -149,6 +153,10 @@ export class ClusterClient {
   private readonly keysDropListeners = new Set<(drop: KeysDropBody, server: string) => void>()
   /** Unused new-file headers by server|pv|key|compression|keys (newHeader, newHostFile). */
   private readonly spareHeaders = new Map<string, Spare[]>()
+  /** The batch on its way for a spare key (prefetch): asked for while the last one is used, at most one per key. */
+  private readonly spareFetches = new Map<string, Promise<void>>()
+  /** Bumped by KeysDrop: a batch asked for before it is not kept (its keys may be the dropped ones). */
+  private spareGeneration = 0
   /** Pool numbers by spare key (poolOf). */
   private readonly pools = new Map<string, number>()
   private lastPool = 0
@@ -182,6 +190,7 @@ export class ClusterClient {
     if (op !== Op.KeysDrop) return
     const drop = checkKeysDrop(body)
     for (const k of [...this.spareHeaders.keys()]) if (k.endsWith('|keys')) this.spareHeaders.delete(k) // their sealed keys too
+    this.spareGeneration++
     for (const l of this.keysDropListeners) l(drop, ch.peer.id)
   }
 
@@ -377,16 +386,19 @@ export class ClusterClient {
 
   /**
    * Up to `max` more new host files for `d` from the spares already here (no round trip; none when there are
-   * none): the native session keeps them for the next creates of the pool poolOf(d) names.
+   * none): the native session keeps them for the next creates of the pool poolOf(d) names. The next batch is asked
+   * for at once, so it is here when the session has used these.
    */
   spareHostFiles (d: Decision, max: number): HostFile[] {
-    const list = d.placement === 'host' && d.pv === this.pv ? this.spareHeaders.get(spareKeyOf(d, true)) : undefined
+    if (d.placement !== 'host' || d.pv !== this.pv) return []
+    const list = this.spareHeaders.get(spareKeyOf(d, true))
     const out: HostFile[] = []
     const now = performance.now()
     while (list !== undefined && list.length > 0 && out.length < max) {
       const s = list.pop() as Spare
       if (s.sealed !== null && s.until - now >= SPARE_KEY_MIN_MS) out.push(this.opened(s, now))
     }
+    this.prefetch(d, true)
     return out
   }
 
@@ -416,20 +428,58 @@ export class ClusterClient {
     const pooled = blockBytes === undefined && d.pv === this.pv
     const spareKey = spareKeyOf(d, keys)
     if (pooled) {
-      const list = this.spareHeaders.get(spareKey) ?? []
-      for (let s = list.pop(); s !== undefined; s = list.pop()) if (!keys || s.until - performance.now() >= SPARE_KEY_MIN_MS) return s
+      let s = this.popSpare(spareKey, keys)
+      const ahead = this.spareFetches.get(spareKey)
+      if (s === undefined && ahead !== undefined) {
+        await ahead
+        s = this.popSpare(spareKey, keys)
+      }
+      if (s !== undefined) {
+        if ((this.spareHeaders.get(spareKey)?.length ?? 0) < SPARES_LOW) this.prefetch(d, keys)
+        return s
+      }
     }
+    const generation = this.spareGeneration
+    const spares = await this.fetchSpares(d, blockBytes, keys, pooled ? HEADER_BATCH : 1)
+    const first = spares.shift() as Spare
+    if (pooled) this.keepSpares(d, spareKey, spares, generation)
+    return first
+  }
+
+  private popSpare (spareKey: string, keys: boolean): Spare | undefined {
+    const list = this.spareHeaders.get(spareKey) ?? []
+    for (let s = list.pop(); s !== undefined; s = list.pop()) if (!keys || s.until - performance.now() >= SPARE_KEY_MIN_MS) return s
+    return undefined
+  }
+
+  /** One FileHeader batch of `count` headers (with their sealed keys when `keys`) from the decision's server. */
+  private async fetchSpares (d: Decision, blockBytes: number | undefined, keys: boolean, count: number): Promise<Spare[]> {
     const asked = performance.now()
-    const { reply, ch } = await this.dataRequestOn(d, Op.FileHeader, { grant: grantOf(d), blockBytes, count: pooled ? HEADER_BATCH : 1, keys: keys || undefined })
+    const { reply, ch } = await this.dataRequestOn(d, Op.FileHeader, { grant: grantOf(d), blockBytes, count, keys: keys || undefined })
     const r = reply as FileHeaderReply
     const until = asked + (r.ttlMs ?? 0)
-    const spares = [r.header, ...(r.more ?? [])].map((bytes, i): Spare => ({ bytes, sealed: r.sealed?.[i] ?? null, from: ch.peer.key, until }))
-    const first = spares.shift() as Spare
-    if (pooled && spares.length > 0) {
-      for (const k of this.spareHeaders.keys()) if (k.split('|')[1] !== String(d.pv)) this.spareHeaders.delete(k)
-      this.spareHeaders.set(spareKey, [...(this.spareHeaders.get(spareKey) ?? []), ...spares])
-    }
-    return first
+    return [r.header, ...(r.more ?? [])].map((bytes, i): Spare => ({ bytes, sealed: r.sealed?.[i] ?? null, from: ch.peer.key, until }))
+  }
+
+  private keepSpares (d: Decision, spareKey: string, spares: Spare[], generation: number): void {
+    if (spares.length === 0 || generation !== this.spareGeneration || d.pv !== this.pv) return
+    for (const k of this.spareHeaders.keys()) if (k.split('|')[1] !== String(d.pv)) this.spareHeaders.delete(k)
+    this.spareHeaders.set(spareKey, [...(this.spareHeaders.get(spareKey) ?? []), ...spares])
+  }
+
+  /**
+   * Asks for the next batch of spares like `d`'s in the background, unless one is on its way: a burst of creates
+   * then finds it here instead of waiting for the round trip every HEADER_BATCH files. A failure is dropped (the
+   * next create asks itself and reports it).
+   */
+  private prefetch (d: Decision, keys: boolean): void {
+    const spareKey = spareKeyOf(d, keys)
+    if (d.pv !== this.pv || this.spareFetches.has(spareKey)) return
+    const generation = this.spareGeneration
+    const fetch = this.fetchSpares(d, undefined, keys, HEADER_BATCH)
+      .then(spares => { this.keepSpares(d, spareKey, spares, generation) }, () => undefined)
+      .finally(() => { this.spareFetches.delete(spareKey) })
+    this.spareFetches.set(spareKey, fetch)
   }
 
   /**
