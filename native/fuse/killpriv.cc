@@ -19,8 +19,8 @@ namespace pem::fuse {
 namespace {
 
 thread_local bool t_kill = false;
-std::atomic<uint64_t> g_init_unique{0};    // the INIT request's id while its reply is due (0: none)
-std::atomic<bool> g_kernel_offers{false};  // the kernel's INIT named FUSE_HANDLE_KILLPRIV_V2
+
+KillPrivInit* InitOf(void* userdata) { return &static_cast<Session*>(userdata)->killpriv_init; }
 
 template <typename T>
 bool Arg(const char* buf, size_t n, T* out) {
@@ -30,7 +30,7 @@ bool Arg(const char* buf, size_t n, T* out) {
 }
 
 // The kill flag of the request in buf, and the INIT request's id and offer (read once, before libfuse parses it).
-void Peek(const char* buf, size_t n) {
+void Peek(const char* buf, size_t n, KillPrivInit* init) {
   t_kill = false;
   fuse_in_header in;
   if (n < sizeof(in)) return;
@@ -59,8 +59,8 @@ void Peek(const char* buf, size_t n) {
     case FUSE_INIT: {
       fuse_init_in i;
       if (!Arg(buf, n, &i)) break;
-      g_kernel_offers = (i.flags & FUSE_HANDLE_KILLPRIV_V2) != 0;
-      g_init_unique = in.unique;
+      init->offered = (i.flags & FUSE_HANDLE_KILLPRIV_V2) != 0;
+      init->unique = in.unique;
       break;
     }
     default:
@@ -69,24 +69,23 @@ void Peek(const char* buf, size_t n) {
 }
 
 ssize_t ReadRequest(int fd, void* buf, size_t len, void* userdata) {
-  (void)userdata;
   ssize_t n = read(fd, buf, len);
-  if (n > 0) Peek(static_cast<const char*>(buf), static_cast<size_t>(n));
+  if (n > 0) Peek(static_cast<const char*>(buf), static_cast<size_t>(n), InitOf(userdata));
   return n;
 }
 
 // Sends a reply; the INIT reply leaves with FUSE_HANDLE_KILLPRIV_V2 added when the kernel offered it.
 ssize_t WriteReply(int fd, struct iovec* iov, int count, void* userdata) {
-  (void)userdata;
-  uint64_t init = g_init_unique.load(std::memory_order_relaxed);
+  KillPrivInit* state = InitOf(userdata);
+  uint64_t init = state->unique.load(std::memory_order_relaxed);
   fuse_init_out patched;
   if (init != 0 && count >= 2 && iov[0].iov_len >= sizeof(fuse_out_header) &&
       iov[1].iov_len >= offsetof(fuse_init_out, flags) + sizeof(patched.flags) && iov[1].iov_len <= sizeof(patched)) {
     fuse_out_header out;
     memcpy(&out, iov[0].iov_base, sizeof(out));
     if (out.unique == init) {
-      g_init_unique = 0;
-      if (out.error == 0 && g_kernel_offers) {
+      state->unique = 0;
+      if (out.error == 0 && state->offered) {
         memcpy(&patched, iov[1].iov_base, iov[1].iov_len);
         patched.flags |= FUSE_HANDLE_KILLPRIV_V2;
         iov[1].iov_base = &patched;

@@ -12,7 +12,16 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
+#include <atomic>
+#include <cstdint>
+
 namespace pem::fuse {
+
+// One session's INIT exchange as the hooks saw it (the session's userdata is the Session that holds it).
+struct KillPrivInit {
+  std::atomic<uint64_t> unique{0};    // the INIT request's id while its reply is due (0: none)
+  std::atomic<bool> offered{false};   // the kernel's INIT named FUSE_HANDLE_KILLPRIV_V2
+};
 
 // The read/writev hooks; install on a mounted session before its loop starts (same fd as fuse_session_fd).
 const struct fuse_custom_io* KillPrivIo();

@@ -21,6 +21,7 @@
 #include "crypt_node.h"
 #include "decisions.h"
 #include "inodes.h"
+#include "killpriv.h"
 #include "reserved.h"
 
 namespace pem::fuse {
@@ -105,6 +106,8 @@ class Session {
   // Drops the kernel's cached attributes of nodeid now, from a worker serving a request on it: an attributes-only
   // invalidation takes no inode lock, so it cannot wait for the request being served.
   void InvalAttrs(uint64_t nodeid) { fuse_lowlevel_notify_inval_inode(se_, nodeid, -1, 0); }
+
+  KillPrivInit killpriv_init;  // the /dev/fuse hooks' view of INIT (killpriv.h)
 
   // A hooked file's size as applications see it (the io hook's 'size'): st->st_size is replaced. `fd` is an open
   // fd of the file, or -1 (a temporary one is opened from the node). 0 or errno.
