@@ -175,8 +175,10 @@ export async function run (ctx: BenchContext): Promise<void> {
     // The tree for tar -x: this project's node_modules (~7,000 entries, ~100 MB), or lib/ with --quick.
     const tarball = path.join(root, 'tree.tar')
     const tree = ctx.quick ? 'lib' : 'node_modules'
-    const tc = await sh(`tar -cf '${tarball}' -C '${ROOT}' ${tree} && tar -tf '${tarball}' | wc -l`, { timeoutMs: 120000 })
+    const treeDir = fs.realpathSync(path.join(ROOT, tree)) // a checkout may link its node_modules to another one's
+    const tc = await sh(`tar -cf '${tarball}' -C '${path.dirname(treeDir)}' '${path.basename(treeDir)}' && tar -tf '${tarball}' | wc -l`, { timeoutMs: 120000 })
     if (tc.code !== 0) throw new Error(`tar -c ${tree}: ${tc.stderr}`)
+    if (Number(tc.stdout.trim()) < 100) throw new Error(`tar -c ${tree}: ${tc.stdout.trim()} entries, not a tree to measure`)
     const sizes: Sizes = {
       seq: ctx.quick ? '32m' : '512m', rand: ctx.quick ? '16m' : '128m', runtime: ctx.quick ? 2 : 15, files: ctx.quick ? 200 : 2000,
       tarball, tarBytes: fs.statSync(tarball).size, tarEntries: Number(tc.stdout.trim())
