@@ -60,36 +60,68 @@ int CallerGroups(fuse_req_t req, gid_t* out, int max) {
   return n;
 }
 
+namespace {
+
+// The worker thread's own credentials, read once: the daemon's fsuid, fsgid and supplementary groups.
+struct Home {
+  bool known = false;
+  bool checked = false;  // a switch on this thread took effect once (setfsuid reports no error: asked back)
+  uid_t uid = 0;
+  gid_t gid = 0;
+  int n = 0;
+  gid_t groups[CallerCreds::kMaxGroups];
+};
+thread_local Home t_home;
+
+}  // namespace
+
 CallerCreds::CallerCreds(fuse_req_t req) {
   const struct fuse_ctx* ctx = fuse_req_ctx(req);
   if (!OwnFs()) {
     err_ = EPERM;
     return;
   }
-  long saved = syscall(SYS_getgroups, kMaxGroups, saved_groups_);
-  if (saved < 0) {
-    err_ = errno;
-    return;
+  Home& home = t_home;
+  if (!home.known) {
+    long n = syscall(SYS_getgroups, kMaxGroups, home.groups);
+    if (n < 0) {
+      err_ = errno;
+      return;
+    }
+    home.n = static_cast<int>(n);
+    home.uid = static_cast<uid_t>(syscall(SYS_setfsuid, static_cast<uid_t>(-1)));
+    home.gid = static_cast<gid_t>(syscall(SYS_setfsgid, static_cast<gid_t>(-1)));
+    home.known = true;
   }
-  n_saved_ = static_cast<int>(saved);
-  saved_uid_ = static_cast<uid_t>(syscall(SYS_setfsuid, static_cast<uid_t>(-1)));
-  saved_gid_ = static_cast<gid_t>(syscall(SYS_setfsgid, static_cast<gid_t>(-1)));
-  gid_t groups[kMaxGroups];
-  int n = CallerGroups(req, groups, kMaxGroups);
-  if (n < 0) n = 0;  // the caller is gone (or /proc unreadable): its primary group only
-  if (n > kMaxGroups) n = kMaxGroups;
-  if (SetGroups(static_cast<size_t>(n), groups) != 0) {
-    err_ = errno;
-    return;
+  if (ctx->uid != 0) {
+    gid_t groups[kMaxGroups];
+    int n = CallerGroups(req, groups, kMaxGroups);
+    if (n < 0) n = 0;  // the caller is gone (or /proc unreadable): its primary group only
+    if (n > kMaxGroups) n = kMaxGroups;
+    if (SetGroups(static_cast<size_t>(n), groups) != 0) {
+      err_ = errno;
+      return;
+    }
+    groups_switched_ = true;
   }
-  syscall(SYS_setfsgid, ctx->gid);
-  syscall(SYS_setfsuid, ctx->uid);
-  // setfsuid returns the old value, never an error: check by asking (-1 is not a valid id, so nothing changes).
-  if (static_cast<uid_t>(syscall(SYS_setfsuid, static_cast<uid_t>(-1))) != ctx->uid ||
-      static_cast<gid_t>(syscall(SYS_setfsgid, static_cast<gid_t>(-1))) != ctx->gid) {
-    Restore();
-    err_ = EPERM;
-    return;
+  if (ctx->gid != home.gid) {
+    syscall(SYS_setfsgid, ctx->gid);
+    gid_switched_ = true;
+  }
+  if (ctx->uid != home.uid) {
+    syscall(SYS_setfsuid, ctx->uid);
+    uid_switched_ = true;
+  }
+  // setfsuid returns the old value, never an error: check by asking (-1 is not a valid id, so nothing changes), on
+  // a thread's first switch (the daemon's capabilities do not change afterwards).
+  if ((uid_switched_ || gid_switched_) && !home.checked) {
+    if (static_cast<uid_t>(syscall(SYS_setfsuid, static_cast<uid_t>(-1))) != ctx->uid ||
+        static_cast<gid_t>(syscall(SYS_setfsgid, static_cast<gid_t>(-1))) != ctx->gid) {
+      Restore();
+      err_ = EPERM;
+      return;
+    }
+    home.checked = true;
   }
   old_umask_ = umask(ctx->umask & 0777);
   switched_ = true;
@@ -102,9 +134,10 @@ CallerCreds::~CallerCreds() {
 }
 
 void CallerCreds::Restore() {
-  syscall(SYS_setfsuid, saved_uid_);
-  syscall(SYS_setfsgid, saved_gid_);
-  SetGroups(static_cast<size_t>(n_saved_), saved_groups_);
+  const Home& home = t_home;
+  if (uid_switched_) syscall(SYS_setfsuid, home.uid);
+  if (gid_switched_) syscall(SYS_setfsgid, home.gid);
+  if (groups_switched_) SetGroups(static_cast<size_t>(home.n), home.groups);
 }
 
 }  // namespace pem::fuse

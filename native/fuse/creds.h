@@ -18,21 +18,23 @@ int CallerGroups(fuse_req_t req, gid_t* out, int max);
 class CallerCreds {
  public:
   // Switches to the caller of req; ok() false (errno in err()) when the switch failed (nothing is switched then).
+  // Only what differs from the thread's own credentials is switched: a root caller keeps the daemon's supplementary
+  // groups (root passes the backing checks they would serve, and the kernel has checked the caller's own rights on
+  // the mount, default_permissions), so its creates cost two umask calls and no read of /proc.
   explicit CallerCreds(fuse_req_t req);
   ~CallerCreds();
   CallerCreds(const CallerCreds&) = delete;
   CallerCreds& operator=(const CallerCreds&) = delete;
   bool ok() const { return err_ == 0; }
   int err() const { return err_; }
+  static constexpr int kMaxGroups = 256;
 
  private:
-  static constexpr int kMaxGroups = 256;
   void Restore();
   int err_ = 0;
-  uid_t saved_uid_ = 0;
-  gid_t saved_gid_ = 0;
-  int n_saved_ = 0;
-  gid_t saved_groups_[kMaxGroups];
+  bool uid_switched_ = false;
+  bool gid_switched_ = false;
+  bool groups_switched_ = false;
   bool switched_ = false;
   mode_t old_umask_ = 0;
 };
