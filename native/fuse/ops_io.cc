@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -261,7 +262,14 @@ void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, st
   fuse_reply_create(req, &e, fi);
 }
 
-thread_local std::vector<char> t_buf;
+// A worker's read buffer: kMaxWrite bytes allocated once and never cleared, so only the pages a read has filled
+// count in the daemon's RSS (a zero-filled vector made every worker that ever read hold 1 MiB).
+thread_local std::unique_ptr<char[]> t_buf;
+
+char* ReadBuf() {
+  if (!t_buf) t_buf.reset(new char[kMaxWrite]);
+  return t_buf.get();
+}
 
 // A native handle's flush or fsync: through HostCall (a fresh sealer) only when writes are behind, so a handle with
 // nothing behind never asks for a key to close.
@@ -280,16 +288,16 @@ void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_fi
   }
   if (size > kMaxWrite) size = kMaxWrite;
   if (h->host != nullptr) {
-    if (t_buf.size() < kMaxWrite) t_buf.resize(kMaxWrite);
+    char* buf = ReadBuf();
     size_t got = 0;
-    err = HostCall(s, h.get(), [&] { return h->host->Read(reinterpret_cast<uint8_t*>(t_buf.data()), size, off, &got); });
+    err = HostCall(s, h.get(), [&] { return h->host->Read(reinterpret_cast<uint8_t*>(buf), size, off, &got); });
     s->crypt().reads++;
     s->crypt().bytes_read += got;
     if (err != 0) {
       fuse_reply_err(req, err);
       return;
     }
-    fuse_reply_buf(req, t_buf.data(), got);
+    fuse_reply_buf(req, buf, got);
     return;
   }
   if (h->encrypted) {
@@ -311,10 +319,10 @@ void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_fi
     fuse_reply_buf(req, reinterpret_cast<const char*>(r.data.data()), r.data.size());
     return;
   }
-  if (t_buf.size() < kMaxWrite) t_buf.resize(kMaxWrite);
+  char* buf = ReadBuf();
   size_t got = 0;
   while (got < size) {
-    ssize_t n = pread(h->fd, t_buf.data() + got, size - got, off + static_cast<off_t>(got));
+    ssize_t n = pread(h->fd, buf + got, size - got, off + static_cast<off_t>(got));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       if (got == 0) {
@@ -326,7 +334,7 @@ void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_fi
     if (n == 0) break;
     got += static_cast<size_t>(n);
   }
-  fuse_reply_buf(req, t_buf.data(), got);
+  fuse_reply_buf(req, buf, got);
 }
 
 void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, struct fuse_file_info* fi) {

@@ -146,6 +146,9 @@ int Session::Start(Bridge* bridge, std::string* why) {
     struct fuse_loop_config* cfg = fuse_loop_cfg_create();
     fuse_loop_cfg_set_clone_fd(cfg, 1);
     fuse_loop_cfg_set_max_threads(cfg, kMaxThreads);
+    // Workers above kIdleThreads that find nothing to do end (libfuse 3.14 keeps them all by default): a burst of
+    // parallel requests does not leave its threads' buffers in the daemon's RSS.
+    fuse_loop_cfg_set_idle_threads(cfg, kIdleThreads);
     fuse_session_loop_mt(se_, cfg);
     fuse_loop_cfg_destroy(cfg);
     std::lock_guard<std::mutex> lock(loop_mu_);

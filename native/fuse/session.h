@@ -28,6 +28,7 @@ namespace pem::fuse {
 
 constexpr uint32_t kMaxWrite = 1u << 20;     // max_write and max_readahead: 1 MiB (kernel max_pages 256)
 constexpr int kMaxThreads = 64;              // blocking ops (a decision waiting for JS) must not starve the loop
+constexpr int kIdleThreads = 8;              // idle workers kept; more end once idle (session.cc)
 constexpr size_t kXattrMax = 65536;          // XATTR_SIZE_MAX
 
 struct MountOptions {
