@@ -135,7 +135,7 @@ export function adminEdits (before: ConfigState['admins'], after: ConfigState['a
     const is = after[u]
     if (pack(was).equals(pack(is))) continue
     const { hash, signKey, ...rest } = is
-    if (Object.keys(rest).length > 0 || parseAdminKey(signKey) === null || !isPasswordHash(hash)) throw bad(`the admin record of ${u} was changed (only a missing signing key may be added, or a new password set)`)
+    if (Object.keys(rest).length > 0 || parseAdminKey(signKey) === null || (hash !== was.hash && !isPasswordHash(hash))) throw bad(`the admin record of ${u} was changed (only a missing signing key may be added, or a new password set)`)
     if (was.signKey === undefined) upgraded.push(u)
     if (hash !== was.hash) passwd.push(u)
     else if (was.signKey !== undefined) throw bad(`the signing key of admin ${u} was replaced without a new password`)
