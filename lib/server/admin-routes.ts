@@ -2,7 +2,8 @@
 // the recent decisions a policy simulation replays.
 // Docs: docs/ADMIN.md.
 // Every change is a cluster change: the reply comes once it is installed on this member (version in `pv`). Member
-// additions and removals carry the admin's own signature, made by spctl (`adminSig`; lib/cli/admin-auth.ts).
+// additions and removals, and an admin's password change, carry the admin's own signature, made by spctl (`adminSig`;
+// lib/cli/admin-auth.ts).
 import { adminPasswdInput, adminRecordInput, parseAdminKey } from '../crypto/admin-key'
 import { SIG_CTX_ADMIN_MEMBER_CHANGE, SIG_CTX_ADMIN_PASSWD } from '../crypto/contexts'
 import { encodePublicKey, keyId, parsePublicKey } from '../crypto/identity'
