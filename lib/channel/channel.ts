@@ -44,6 +44,11 @@ export interface ChannelOptions {
   timeoutMs?: number
   /** Requests served at once; beyond it the socket stops reading until one finishes. */
   maxConcurrent?: number
+  /**
+   * Server side: the largest frame read after the Hello, by the role the peer declared and the frame's opcode (at
+   * most maxFrameBytes); a larger one is PEM_ERR_FRAME_TOO_LARGE and closes the channel. Default: maxFrameBytes.
+   */
+  frameLimit?: (role: Role, op: number) => number
 }
 
 /** @internal Wiring from tls.ts. */
@@ -92,6 +97,7 @@ export class Channel extends EventEmitter {
   private readonly onHello: ChannelInit['onHello']
   private readonly defaultTimeout: number
   private readonly maxConcurrent: number
+  private readonly frameLimit: ChannelOptions['frameLimit']
   private readonly pending = new Map<number, Pending>()
   private state: 'hello' | 'open' | 'closed' = 'hello'
   private nextId = 1
@@ -113,6 +119,7 @@ export class Channel extends EventEmitter {
     this.splitter = new FrameSplitter(init.maxFrameBytes ?? MAX_FRAME_BYTES, dataPool, this.side === 'server' ? h => this.admit(h) : undefined)
     this.defaultTimeout = init.timeoutMs ?? 2000
     this.maxConcurrent = init.maxConcurrent ?? 256
+    this.frameLimit = init.frameLimit
     this.socket.setNoDelay(true)
     this.socket.setKeepAlive(true, 15_000)
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk))
@@ -313,12 +320,17 @@ export class Channel extends EventEmitter {
   /**
    * Server side, from a frame's header alone (docs/CHANNEL.md §5 "Before authentication"): before the Hello only a
    * Hello request of at most PREAUTH_FRAME_BYTES is read, and on an enrollment channel only Enroll requests of that
-   * size are decoded (any other frame is skipped unread). Throws, failing the stream, for anything else.
+   * size are decoded (any other frame is skipped unread); on a session channel, frameLimit caps each frame by the
+   * peer's role and the opcode. Throws, failing the stream, for anything else.
    */
   private admit (h: FrameHeader): 'decode' | 'skip' {
     const preauth = this.state === 'hello' || this.mode === 'enroll'
     if (preauth && h.length > PREAUTH_FRAME_BYTES) {
       throw new PemError('PEM_ERR_FRAME_TOO_LARGE', `frame of ${h.length} bytes exceeds the limit of ${PREAUTH_FRAME_BYTES} ${this.state === 'hello' ? 'before the Hello' : 'on an enrollment channel'}`)
+    }
+    if (this.state === 'open' && this.frameLimit !== undefined && this.role !== undefined) {
+      const max = this.frameLimit(this.role, h.op)
+      if (h.length > max) throw new PemError('PEM_ERR_FRAME_TOO_LARGE', `frame of ${h.length} bytes exceeds the limit of ${max} for opcode 0x${h.op.toString(16)} from a ${this.role}`)
     }
     if (this.state === 'hello' && (h.op !== Op.Hello || h.flags !== 0 || h.id === 0)) throw new PemError('PEM_ERR_BAD_FRAME', 'the first frame must be a Hello request')
     if (this.mode === 'enroll' && this.state === 'open' && (h.op !== Op.Enroll || h.flags !== 0 || h.id === 0)) return 'skip'

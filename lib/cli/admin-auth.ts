@@ -1,9 +1,10 @@
 // spctl's side of admin authentication: the challenge-response login (the admin's key is derived from the password
 // here and signs the member's challenge; the password never leaves this process), the one-time upgrade of an admin
-// record made before admins had keys, and the admin's signature over a member-list change. docs/ADMIN.md, "Logging in".
-import { adminRecordInput, deriveAdminKeyPair, encodeAdminKey, loginInput, newAdminKey, openAdminKey, upgradeProof } from '../crypto/admin-key'
-import { SIG_CTX_ADMIN_LOGIN, SIG_CTX_ADMIN_MEMBER_CHANGE } from '../crypto/contexts'
-import { hashWith, type ScryptParams } from '../crypto/password'
+// record made before admins had keys, and the admin's signatures over a member-list change and over a new password's
+// record. docs/ADMIN.md, "Logging in" and "Changing a password".
+import { adminPasswdInput, adminRecordInput, deriveAdminKeyPair, encodeAdminKey, loginInput, newAdminKey, openAdminKey, upgradeProof } from '../crypto/admin-key'
+import { SIG_CTX_ADMIN_LOGIN, SIG_CTX_ADMIN_MEMBER_CHANGE, SIG_CTX_ADMIN_PASSWD } from '../crypto/contexts'
+import { hashPassword, hashWith, type ScryptParams } from '../crypto/password'
 import { sign } from '../crypto/sign'
 import { PemError } from '../wire/errors'
 import { adminCall, type AdminTarget } from './admin-client'
@@ -65,4 +66,15 @@ export async function adminSignKey (password: string, adminKey: string | undefin
 /** The admin's signature over adding or removing member `id` at `version` through member `origin` (changes.ts checks it). */
 export function memberChangeSig (signKey: Buffer, clusterId: string, version: number, op: 'add' | 'remove', id: string, origin: string): { version: number, sig: string } {
   return { version, sig: sign(SIG_CTX_ADMIN_MEMBER_CHANGE, adminRecordInput(Buffer.from(clusterId, 'hex'), version, op, id, origin), signKey).toString('base64url') }
+}
+
+/** A new password's admin record: its hash, and the signing key it derives (`encoded` public record, `signKey` secret). */
+export async function newAdminRecord (password: string): Promise<{ record: { hash: string, signKey: string }, signKey: Buffer }> {
+  const [hash, key] = await Promise.all([hashPassword(password), newAdminKey(password)])
+  return { record: { hash, signKey: key.encoded }, signKey: key.signKey }
+}
+
+/** The old password's signature over the admin's new record at `version` through member `origin` (changes.ts checks it). */
+export function passwdChangeSig (oldSignKey: Buffer, clusterId: string, version: number, user: string, record: { hash: string, signKey: string }, origin: string): { version: number, sig: string } {
+  return { version, sig: sign(SIG_CTX_ADMIN_PASSWD, adminPasswdInput(Buffer.from(clusterId, 'hex'), version, user, record, origin), oldSignKey).toString('base64url') }
 }

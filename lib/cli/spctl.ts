@@ -7,7 +7,7 @@ import path from 'node:path'
 import { diffPolicies, formatPolicyError, parsePolicy, type CompiledPolicy } from '../policy'
 import type { DecisionRecord } from '../wire/audit-record'
 import { PemError } from '../wire/errors'
-import { adminLogin, adminSignKey, memberChangeSig } from './admin-auth'
+import { adminLogin, adminSignKey, memberChangeSig, newAdminRecord, passwdChangeSig } from './admin-auth'
 import { adminCall, pinnedSocket } from './admin-client'
 import { newProgram, parseProgram, printObject, printRows, readSecret, run } from './common'
 import { confirm, DEFAULT_EXAMPLES, parseDuration, parseExamples, replayFile, replayRecords, REPLAY_WINDOW, simulationText, type SimulationReport } from './spctl-simulate'
@@ -76,12 +76,12 @@ async function notLoggedIn (ep: { key: string, host: string, port: number }, kno
 }
 
 /** Logs in (lib/cli/admin-auth.ts) and keeps the session; the login also upgrades an admin record without a key. */
-async function login (o: { user: string, passwordFile?: string }): Promise<{ endpoint: string, user: string, server: string, expires: string, upgraded: boolean }> {
+async function login (o: { user: string, passwordFile?: string }, given?: string): Promise<{ endpoint: string, user: string, server: string, expires: string, upgraded: boolean }> {
   const g = opts()
   const ep = endpointOf(g.endpoint)
   const sessions = loadSessions()
   const pin = g.serverId ?? sessions[ep.key]?.serverId ?? null
-  const password = await readSecret(o.passwordFile, `password for ${o.user}@${ep.key}: `)
+  const password = given ?? await readSecret(o.passwordFile, `password for ${o.user}@${ep.key}: `)
   const v = await adminLogin({ host: ep.host, port: ep.port, pin }, o.user, password)
   if (pin === null) process.stderr.write(`recorded member id ${v.serverId} for ${ep.key} (first use)\n`)
   if (v.upgraded) process.stderr.write(`admin ${o.user} had no signing key: it has one now, derived from this password (installed on the cluster)\n`)
@@ -99,13 +99,44 @@ program.command('login')
     printObject({ ...r, ...(upgraded ? { upgraded: true } : {}) }, opts().json)
   }))
 
-program.command('admin').description('the admin\'s own record')
-  .command('upgrade').description('give an admin record made before admins had keys its signing key, derived from the password (what the first login does; docs/ADMIN.md)')
+const admin = program.command('admin').description('the admin\'s own record')
+admin.command('upgrade').description('give an admin record made before admins had keys its signing key, derived from the password (what the first login does; docs/ADMIN.md)')
   .option('--user <name>', 'admin user', 'admin')
   .option('--password-file <file>', 'read the password from FILE (first line); prompts on a terminal otherwise')
   .action((o: { user: string, passwordFile?: string }) => run(async () => {
     const r = await login(o)
     printObject({ user: r.user, server: r.server, upgraded: r.upgraded, ...(r.upgraded ? {} : { note: 'the record already had a signing key: nothing to do' }) }, opts().json)
+  }))
+
+admin.command('passwd').description('change the admin\'s password: logs in with the old one (challenge-response), signs the new record with the old password\'s key, ends the admin\'s other sessions on every member (docs/ADMIN.md)')
+  .option('--user <name>', 'admin user', 'admin')
+  .option('--password-file <file>', 'read the current password from FILE (first line); prompts on a terminal otherwise')
+  .option('--new-password-file <file>', 'read the new password from FILE (first line); prompts twice on a terminal otherwise')
+  .action((o: { user: string, passwordFile?: string, newPasswordFile?: string }) => run(async () => {
+    const ep = endpointOf(opts().endpoint)
+    const old = await readSecret(o.passwordFile, `current password for ${o.user}@${ep.key}: `)
+    const next = await readSecret(o.newPasswordFile, `new password for ${o.user}@${ep.key}: `)
+    if (o.newPasswordFile === undefined && await readSecret(undefined, 'new password again: ') !== next) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'the two new passwords differ: nothing changed')
+    if (next === old) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'the new password is the current one: nothing changed')
+    const r = await login({ user: o.user }, old) // proves the old password and gives this command a fresh session
+    const sessions = loadSessions()
+    const s = sessions[ep.key]
+    const oldKey = await adminSignKey(old, s.adminKey, o.user)
+    const { record } = await newAdminRecord(next)
+    const origin = opts().serverId ?? s.serverId
+    let v: { user: string, pv: number }
+    for (let attempt = 1; ; attempt++) {
+      const c = await call('GET', '/v1/members') as ClusterView
+      try {
+        v = await call('POST', '/v1/admin/passwd', { ...record, adminSig: passwdChangeSig(oldKey, c.clusterId, c.installed.version + 1, o.user, record, origin) }) as { user: string, pv: number }
+        break
+      } catch (err) {
+        if (PemError.from(err).code !== 'PEM_ERR_CHANGE_REBASED' || attempt >= 5) throw err
+      }
+    }
+    sessions[ep.key] = { ...s, adminKey: record.signKey }
+    saveSessions(sessions)
+    printObject({ user: v.user, server: r.server, pv: v.pv, note: 'other sessions of this admin are ended; this one stays' }, opts().json)
   }))
 
 program.command('status')

@@ -88,3 +88,14 @@ export function adminRecordInput (clusterId: Buffer, version: number, op: 'add' 
   v.writeBigUInt64BE(BigInt(version))
   return Buffer.concat([clusterId, v, pack([op, id, origin])])
 }
+
+/**
+ * What an admin signs, with the key of the old password, to change it (SIG_CTX_ADMIN_PASSWD): cluster id ‖ u64
+ * version ‖ msgpack [user, new password hash, new signKey, origin id]. Bound to the version and the proposing member
+ * like adminRecordInput; every member checks it against the key the record had before (changes.ts).
+ */
+export function adminPasswdInput (clusterId: Buffer, version: number, user: string, record: { hash: string, signKey: string }, origin: string): Buffer {
+  const v = Buffer.alloc(8)
+  v.writeBigUInt64BE(BigInt(version))
+  return Buffer.concat([clusterId, v, pack([user, record.hash, record.signKey, origin])])
+}

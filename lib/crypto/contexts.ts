@@ -16,6 +16,8 @@ export const SIG_CTX_CHANGE_ORIGIN = 'pem/v1 change origin'
 export const SIG_CTX_ADMIN_MEMBER_CHANGE = 'pem/v1 admin member change'
 /** An admin's answer to a member's login challenge, with the same password-derived key (lib/crypto/admin-key.ts). */
 export const SIG_CTX_ADMIN_LOGIN = 'pem/v1 admin login'
+/** An admin's signature, with the key of the old password, over the admin's new record (lib/server/cluster/changes.ts). */
+export const SIG_CTX_ADMIN_PASSWD = 'pem/v1 admin password change'
 
 /** Associated data labels for sealAtRest (lib/crypto/seal.ts). */
 export const AAD_CTX_CONFIG_STORE = 'pem/v1 config store'
@@ -35,4 +37,4 @@ export const MAC_CTX_ADMIN_KEY_UPGRADE = 'pem/v1 admin key upgrade'
 /** HMAC message prefix of the stand-in salt a member hands out for a user it does not have (lib/server/admin.ts). */
 export const MAC_CTX_UNKNOWN_ADMIN_SALT = 'pem/v1 unknown admin salt'
 
-export const SIG_CONTEXTS: readonly string[] = [SIG_CTX_CLUSTER_MSG, SIG_CTX_POLICY_SET, SIG_CTX_SPONSOR, SIG_CTX_AUDIT, SIG_CTX_CHANGE_ORIGIN, SIG_CTX_ADMIN_MEMBER_CHANGE, SIG_CTX_ADMIN_LOGIN]
+export const SIG_CONTEXTS: readonly string[] = [SIG_CTX_CLUSTER_MSG, SIG_CTX_POLICY_SET, SIG_CTX_SPONSOR, SIG_CTX_AUDIT, SIG_CTX_CHANGE_ORIGIN, SIG_CTX_ADMIN_MEMBER_CHANGE, SIG_CTX_ADMIN_LOGIN, SIG_CTX_ADMIN_PASSWD]

@@ -2,11 +2,12 @@
 // the recent decisions a policy simulation replays.
 // Docs: docs/ADMIN.md.
 // Every change is a cluster change: the reply comes once it is installed on this member (version in `pv`). Member
-// additions and removals carry the admin's own signature, made by spctl (`adminSig`; lib/cli/admin-auth.ts).
-import { adminRecordInput, parseAdminKey } from '../crypto/admin-key'
-import { SIG_CTX_ADMIN_MEMBER_CHANGE } from '../crypto/contexts'
+// additions and removals, and an admin's password change, carry the admin's own signature, made by spctl (`adminSig`;
+// lib/cli/admin-auth.ts).
+import { adminPasswdInput, adminRecordInput, parseAdminKey } from '../crypto/admin-key'
+import { SIG_CTX_ADMIN_MEMBER_CHANGE, SIG_CTX_ADMIN_PASSWD } from '../crypto/contexts'
 import { encodePublicKey, keyId, parsePublicKey } from '../crypto/identity'
-import { newToken, tokenHash } from '../crypto/password'
+import { newToken, parsePasswordHash, tokenHash } from '../crypto/password'
 import { verify } from '../crypto/sign'
 import { describePolicy, diffPolicies } from '../policy'
 import { PemError } from '../wire/errors'
@@ -53,6 +54,29 @@ function memberSig (m: Member, req: AdminRequest, op: 'add' | 'remove', id: stri
   const input = adminRecordInput(Buffer.from(m.store.state.clusterId ?? '', 'hex'), a.version as number, op, id, m.identity.id)
   if (!verify(SIG_CTX_ADMIN_MEMBER_CHANGE, input, sig, key.publicKey)) throw new PemError('PEM_ERR_BAD_SIGNATURE', `the admin signature does not hold for ${op} ${id.slice(0, 16)} at version ${String(a.version)} on this member`)
   return { sig, publicKey: key.publicKey }
+}
+
+/**
+ * A password change's new record `{hash, signKey}` and the admin's signature over it with the old password's key
+ * (`adminSig: {version, sig}`), checked here for the version spctl signed it at; the change takes it at that version.
+ */
+function passwdOf (m: Member, req: AdminRequest): { record: { hash: string, signKey: string }, was: string, sig: { sig: Buffer, publicKey: Buffer, ctx: string } } {
+  const { hash, signKey } = req.body
+  if (typeof hash !== 'string' || typeof signKey !== 'string' || parseAdminKey(signKey) === null) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'hash and signKey must be the new password\'s hash and signing key (spctl admin passwd makes them)')
+  try { parsePasswordHash(hash) } catch { throw new PemError('PEM_ERR_BAD_ARGUMENT', 'hash is not a password hash') }
+  const a = req.body.adminSig as { version?: unknown, sig?: unknown } | undefined
+  if (typeof a !== 'object' || a === null || typeof a.sig !== 'string' || !Number.isSafeInteger(a.version)) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'adminSig {version, sig} is required: spctl admin passwd signs the change with the old password\'s key')
+  const user = req.session.user
+  const was = m.store.state.admins[user]?.signKey
+  const key = parseAdminKey(was)
+  if (key === null) throw new PemError('PEM_ERR_BAD_CONFIG', `admin ${user} has no signing key: log in again with spctl to give it one`)
+  if (hash === m.store.state.admins[user].hash || signKey === was) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'the new record must have a new hash and a new signing key')
+  const record = { hash, signKey }
+  const sig = Buffer.from(a.sig, 'base64url')
+  if (!verify(SIG_CTX_ADMIN_PASSWD, adminPasswdInput(Buffer.from(m.store.state.clusterId ?? '', 'hex'), a.version as number, user, record, m.identity.id), sig, key.publicKey)) {
+    throw new PemError('PEM_ERR_BAD_SIGNATURE', `the signature of the old password does not hold for admin ${user} at version ${String(a.version)} on this member`)
+  }
+  return { record, was: was as string, sig: { sig, publicKey: key.publicKey, ctx: SIG_CTX_ADMIN_PASSWD } }
 }
 
 function text (req: AdminRequest): string {
@@ -220,6 +244,20 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
       m.audit.flush()
       const r = await recentDecisions([m.audit.file, m.audit.file + ROTATED_SUFFIX], new Date(since).toISOString(), limit)
       return { version: m.store.state.version, ...r }
+    })
+    .route('POST', '/v1/admin/passwd', async req => {
+      const user = req.session.user
+      const { record, was, sig } = passwdOf(m, req)
+      const s = await m.change(user, `admin-passwd:${user}`, d => {
+        const r = Object.prototype.hasOwnProperty.call(d.admins, user) ? d.admins[user] : undefined
+        if (r?.signKey !== was) throw new PemError('PEM_ERR_BUSY', `the record of admin ${user} changed meanwhile: log in again`)
+        d.admins[user] = record
+      }, authorityOf(req.session, sig))
+      // The session that set the password stays (its next request is checked against the new hash); every other
+      // session of this admin, here and on the other members, ends at its next request (admin.ts session()).
+      req.session.hash = record.hash
+      m.audit.write({ kind: 'admin', event: 'admin_password_changed', user, version: s.version })
+      return { user, pv: s.version }
     })
     .route('GET', '/v1/members', () => m.cluster.status())
     .route('POST', '/v1/members', async req => {

@@ -18,18 +18,23 @@ import { ERRORS, PemError, type ErrorCode } from '../wire/errors'
 import type { AdminAuthority } from './cluster/changes'
 import type { AdminRecord } from './state'
 
-export interface AdminSession { user: string, expires: number }
+/**
+ * `hash`: the admin record's password hash when the session was made; a session whose admin has set a new password
+ * since (on any member) is ended at its next request, except the one that set it (docs/ADMIN.md, "Changing a password").
+ */
+export interface AdminSession { user: string, expires: number, hash: string }
 
 /**
- * The session as the authority of a change (changes.ts): it expires with the session. `memberSig`, for a member-list
- * change: the admin's signature (made by spctl) and the admin's public key; the change's record takes it when it is
- * over the version the change is drafted at, and fails with PEM_ERR_CHANGE_REBASED otherwise (spctl signs again).
+ * The session as the authority of a change (changes.ts): it expires with the session. `adminSig`, for a member-list
+ * change or a password change: the admin's signature (made by spctl) under `ctx` (default the member-change context)
+ * and the admin's public key; the change's record takes it when it is over the version the change is drafted at, and
+ * fails with PEM_ERR_CHANGE_REBASED otherwise (spctl signs again).
  */
-export function authorityOf (session: AdminSession, memberSig?: { sig: Buffer, publicKey: Buffer }): AdminAuthority {
-  const sign = memberSig === undefined
+export function authorityOf (session: AdminSession, adminSig?: { sig: Buffer, publicKey: Buffer, ctx?: string }): AdminAuthority {
+  const sign = adminSig === undefined
     ? null
     : (message: Buffer): Buffer => {
-        if (verify(SIG_CTX_ADMIN_MEMBER_CHANGE, message, memberSig.sig, memberSig.publicKey)) return memberSig.sig
+        if (verify(adminSig.ctx ?? SIG_CTX_ADMIN_MEMBER_CHANGE, message, adminSig.sig, adminSig.publicKey)) return adminSig.sig
         throw new PemError('PEM_ERR_CHANGE_REBASED', 'the change is now drafted at another version than the one the admin signed: sign again')
       }
   return { user: session.user, expires: session.expires, sign }
@@ -244,7 +249,7 @@ export class AdminApi {
       this.sessions.delete(k)
       this.audit({ kind: 'security', event: 'admin_session_evicted', user: v.user })
     }
-    this.sessions.set(sha256(token), { user, expires })
+    this.sessions.set(sha256(token), { user, expires, hash: this.lookupAdmin(user)?.hash ?? '' })
     this.audit({ kind: 'admin', event: 'login', user })
     return { token, expires: new Date(expires).toISOString(), user, upgraded: newKey !== null }
   }
@@ -256,6 +261,11 @@ export class AdminApi {
     if (s.expires < Date.now()) {
       if (m !== null) this.sessions.delete(sha256(m[1]))
       throw new PemError('PEM_ERR_AUTH', 'session expired: run spctl login again')
+    }
+    if (this.lookupAdmin(s.user)?.hash !== s.hash) {
+      if (m !== null) this.sessions.delete(sha256(m[1]))
+      this.audit({ kind: 'security', event: 'admin_session_ended', user: s.user, reason: 'password changed' })
+      throw new PemError('PEM_ERR_AUTH', `the password of admin ${s.user} was changed since this session began: run spctl login again`)
     }
     return s
   }

@@ -8,6 +8,7 @@ import { ALPN_ENROLL, listen, type ChannelServer } from '../channel/tls'
 import { encodePublicKey, loadIdentity, type Identity } from '../crypto/identity'
 import { decide, formatPolicyError, parsePolicyOrThrow, PolicyRejected, type CompiledPolicy, type Decision, type DecideInput } from '../policy'
 import { PemError } from '../wire/errors'
+import { hostListenerFrameLimit } from '../wire/frame'
 import { Op } from '../wire/opcodes'
 import type { AuditReadBody, BlocksBody, DecideBody, EnrollBody, FileHeaderBody, FileKeyBody, KeysDropReason, ServerEntry } from '../wire/packets'
 import { AdminApi } from './admin'
@@ -218,6 +219,7 @@ export class Member {
         return false
       },
       limits: this.config.connections,
+      frameLimit: hostListenerFrameLimit,
       onRefused: (reason, peer) => {
         this.counters.refused++
         const suppressed = this.refusals.note(reason)

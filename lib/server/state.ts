@@ -48,7 +48,9 @@ export interface ConfigState {
  * departure and return name no admin); `adminUpgrade` names the admin whose record gained its `signKey` in this version;
  * `sig` is the origin member's signature over the configuration it proposed (without `sig`).
  */
-export interface ClusterLogEntry { version: number, origin: string, change: string, member?: { op: 'add' | 'remove' | 'depart' | 'return', id: string }, admin?: string, adminSig?: string, adminUpgrade?: string, sig?: string }
+export interface ClusterLogEntry { version: number, origin: string, change: string, member?: { op: 'add' | 'remove' | 'depart' | 'return', id: string }, admin?: string, adminSig?: string, adminUpgrade?: string, adminPasswd?: AdminPasswdEntry, sig?: string }
+/** A password change in the change log: the admin's new record and the signature of its old key (adminPasswdInput). */
+export interface AdminPasswdEntry { user: string, hash: string, signKey: string, sig: string }
 
 export function emptyState (): ConfigState {
   return { version: 0, policyText: null, policyCanonical: null, keys: {}, hosts: {}, tokens: {}, admins: {}, members: {}, changedBy: 'init', changedAt: new Date().toISOString() }

@@ -11,7 +11,8 @@
 // so they carry no signature of their own (lib/channel/channel.ts).
 import { Packr, Unpackr } from 'msgpackr'
 import { PemError } from './errors'
-import { isOp } from './opcodes'
+import { Op, isOp } from './opcodes'
+import { LIMITS, type HelloBody } from './packets'
 
 export const FRAME_HEADER_BYTES = 10
 /** Default largest frame (length field value): a 1 MiB batch of blocks plus its metadata. */
@@ -21,6 +22,28 @@ export const MAX_FRAME_BYTES = 4 * 1024 * 1024
  * (only Hello and Enroll, each well under 1 KiB): an unauthenticated peer cannot make it buffer or decode more.
  */
 export const PREAUTH_FRAME_BYTES = 4 * 1024
+/**
+ * Largest control frame an enrolled host sends: a Decide with every field at its limit (guard, path and exe of
+ * LIMITS.pathBytes, user and domain of LIMITS.stringBytes, LIMITS.gids gids and group names) packs to about 81 KiB;
+ * FileHeader, FileKey, BlockChannel, Ping and Servers are under 5 KiB.
+ */
+export const HOST_CONTROL_FRAME_BYTES = 96 * 1024
+/**
+ * Largest BlocksSeal/BlocksOpen frame an enrolled host sends (the JS block path, docs/CHANNEL.md §8 "Fallback"):
+ * LIMITS.batchBytes of plaintext, plus per block its record overhead, number and length, plus a header and a grant
+ * (about 18 KiB in all at LIMITS.blocksPerBatch blocks).
+ */
+export const HOST_DATA_FRAME_BYTES = LIMITS.batchBytes + 32 * 1024
+
+/**
+ * The largest frame spd's host listener reads once the Hello named the peer's role, by the frame's opcode (judged
+ * from its header, before its body is buffered): a host's data batches, a host's control requests, and a member,
+ * which reads audit records there with AuditRead requests of under 3 KiB.
+ */
+export function hostListenerFrameLimit (role: HelloBody['role'], op: number): number {
+  if (role !== 'host') return PREAUTH_FRAME_BYTES
+  return op === Op.BlocksSeal || op === Op.BlocksOpen ? HOST_DATA_FRAME_BYTES : HOST_CONTROL_FRAME_BYTES
+}
 export const FLAG_REPLY = 0x01
 export const FLAG_ERROR = 0x02
 const KNOWN_FLAGS = FLAG_REPLY | FLAG_ERROR

@@ -13,7 +13,7 @@ export const LIMITS = {
   tokenBytes: 256,
   blocksPerBatch: 256,
   members: 1024,
-  /** Plaintext bytes in one BlocksSeal/BlocksOpen batch (records may add RECORD_OVERHEAD per block): fits a 4 MiB frame. */
+  /** Plaintext bytes in one BlocksSeal/BlocksOpen batch (records may add RECORD_OVERHEAD per block): sets HOST_DATA_FRAME_BYTES (frame.ts). */
   batchBytes: 2 * 1024 * 1024,
   grantBytes: 64,
   /** New file headers one FileHeader request may ask for. */

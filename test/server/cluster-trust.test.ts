@@ -6,10 +6,10 @@ import { ClusterNode, type ChangeEvent } from '../../lib/server/cluster/node'
 import { buildHeartbeat } from '../../lib/server/cluster/message'
 import { MemoryHwmStore, SequenceSource } from '../../lib/server/cluster/sequence'
 import { buildSet, contentOf } from '../../lib/server/cluster/set-codec'
-import { adminKeyPairFromSeed, adminRecordInput, encodeAdminKey } from '../../lib/crypto/admin-key'
+import { adminKeyPairFromSeed, adminPasswdInput, adminRecordInput, encodeAdminKey } from '../../lib/crypto/admin-key'
 import { checkSuccession, draftChange, signAsOrigin, type Change } from '../../lib/server/cluster/changes'
 import { MemberTable } from '../../lib/server/cluster/members'
-import { SIG_CTX_ADMIN_MEMBER_CHANGE } from '../../lib/crypto/contexts'
+import { SIG_CTX_ADMIN_MEMBER_CHANGE, SIG_CTX_ADMIN_PASSWD } from '../../lib/crypto/contexts'
 import { SCRYPT_DEFAULT } from '../../lib/crypto/password'
 import { sign } from '../../lib/crypto/sign'
 import { MockNetwork } from '../../lib/server/cluster/transport-mock'
@@ -328,4 +328,44 @@ test('issue 15: the admin list changes only by a key-less record gaining its key
   t.is(checkSuccession(installed, members, added, clusterId), 'verified')
   // Before the upgrade the same key authorises nothing.
   t.throws(() => on(installed)({ mutate: d => { d.members[x.id] = memberRecord(x, 'x', '10.0.0.9:7400') }, admin: { user: 'root', expires: Infinity, sign: m => sign(SIG_CTX_ADMIN_MEMBER_CHANGE, m, pairOf(2).signKey) } }), { code: 'PEM_ERR_BAD_CONFIG' })
+})
+
+test('issue 15: a password change is taken only signed with the record\'s previous key; a member caught up across two takes both and the newest key', t => {
+  const me = identityNo(0)
+  const clusterId = Buffer.alloc(32, 7)
+  const pairOf = (n: number): ReturnType<typeof adminKeyPairFromSeed> => adminKeyPairFromSeed(Buffer.alloc(32, n))
+  const keyOf = (n: number): string => encodeAdminKey(SCRYPT_DEFAULT, Buffer.alloc(16, n), pairOf(n).publicKey)
+  const hashOf = (n: number): string => `scrypt$${SCRYPT_DEFAULT.N}$${SCRYPT_DEFAULT.r}$${SCRYPT_DEFAULT.p}$${Buffer.alloc(16, n).toString('base64url')}$${Buffer.alloc(32, n).toString('base64url')}`
+  const installed: ConfigState = { ...emptyState(), version: 1, clusterId: clusterId.toString('hex'), admins: { root: { hash: hashOf(1), signKey: keyOf(1) } }, members: { [me.id]: memberRecord(me, 'me', '10.0.0.1:7400') } }
+  const members = MemberTable.of(installed)
+  const on = (base: ConfigState) => (change: Omit<Change, 'changeId'>): ConfigState => draftChange({ plaintext: pack(base), version: base.version, state: base }, MemberTable.of(base), me, clusterId, { changeId: 'c', ...change }, 0).state
+  const by = (n: number, ctx = SIG_CTX_ADMIN_PASSWD): Change['admin'] => ({ user: 'root', expires: Infinity, sign: m => sign(ctx, m, pairOf(n).signKey) })
+  const passwd = (n: number) => (d: ConfigState): void => { d.admins.root = { hash: hashOf(n), signKey: keyOf(n) } }
+  const second = on(installed)({ mutate: passwd(2), admin: by(1) })
+  t.is(second.clusterLog?.at(-1)?.adminPasswd?.user, 'root')
+  t.is(checkSuccession(installed, members, second, clusterId), 'verified')
+  t.throws(() => on(installed)({ mutate: passwd(2) }), { code: 'PEM_ERR_BAD_CONFIG' }, 'no admin session')
+  t.throws(() => on(installed)({ mutate: passwd(2), admin: { user: 'root', expires: Infinity, sign: null } }), { code: 'PEM_ERR_AUTH' }, 'no signature')
+  // The proposer and every receiver refuse the change signed by any key but the previous one (the new key, here).
+  t.throws(() => on(installed)({ mutate: passwd(2), admin: by(2) }), { code: 'PEM_ERR_BAD_CONFIG' })
+  const forged = unpack(pack(second)) as ConfigState
+  const entry = forged.clusterLog?.at(-1)
+  if (entry?.adminPasswd !== undefined) {
+    entry.adminPasswd.sig = sign(SIG_CTX_ADMIN_PASSWD, adminPasswdInput(clusterId, 2, 'root', entry.adminPasswd, me.id), pairOf(2).signKey).toString('base64')
+    delete entry.sig
+  }
+  signAsOrigin(clusterId, forged, me)
+  t.throws(() => checkSuccession(installed, members, forged, clusterId), { code: 'PEM_ERR_BAD_SUCCESSION' })
+  // And one whose log entry sets another record than the configuration holds.
+  const mismatched = unpack(pack(second)) as ConfigState
+  const last = mismatched.clusterLog?.at(-1)
+  if (last?.adminPasswd !== undefined) { last.adminPasswd.hash = hashOf(5); delete last.sig }
+  signAsOrigin(clusterId, mismatched, me)
+  t.throws(() => checkSuccession(installed, members, mismatched, clusterId), { code: 'PEM_ERR_BAD_SUCCESSION' })
+  // Two changes and a member addition signed with the newest key, checked at once from the installed version.
+  const third = on(second)({ mutate: passwd(3), admin: by(2) })
+  const x = identityNo(96)
+  const added = on(third)({ mutate: d => { d.members[x.id] = memberRecord(x, 'x', '10.0.0.9:7400') }, admin: by(3, SIG_CTX_ADMIN_MEMBER_CHANGE) })
+  t.is(checkSuccession(installed, members, added, clusterId), 'verified')
+  t.throws(() => on(third)({ mutate: d => { d.members[x.id] = memberRecord(x, 'x', '10.0.0.9:7400') }, admin: by(1, SIG_CTX_ADMIN_MEMBER_CHANGE) }), { code: 'PEM_ERR_BAD_CONFIG' }, 'the old key authorises nothing after the change')
 })

@@ -2,12 +2,14 @@
 // configuration (signed by its origin), and the succession rules every member checks on every set it receives against
 // its INSTALLED configuration: one change-log entry per version (no jumps), a member list that changes only through
 // change records naming the member and signed by the admin (its password-derived key, held by spctl), an admin list
-// whose only edit is a key-less admin record gaining its signing key (one per version, named in the log), records
+// whose only edits are a key-less admin record gaining its signing key and an admin's password change (its new record,
+// signed with the old password's key), one per version and named in the log, records
 // never dropped, no removed key re-activated, no self-removal, a member's departure and return only by its own
 // change, and the origin's signature over the content. docs/CLUSTER.md, "What one compromised member can do".
 import { sha256 } from '../../crypto/cluster-auth'
-import { adminRecordInput, parseAdminKey } from '../../crypto/admin-key'
-import { SIG_CTX_ADMIN_MEMBER_CHANGE, SIG_CTX_CHANGE_ORIGIN } from '../../crypto/contexts'
+import { adminPasswdInput, adminRecordInput, parseAdminKey } from '../../crypto/admin-key'
+import { SIG_CTX_ADMIN_MEMBER_CHANGE, SIG_CTX_ADMIN_PASSWD, SIG_CTX_CHANGE_ORIGIN } from '../../crypto/contexts'
+import { parsePasswordHash } from '../../crypto/password'
 import type { Identity } from '../../crypto/identity'
 import { sign, verify } from '../../crypto/sign'
 import { PemError, type ErrorCode } from '../../wire/errors'
@@ -43,6 +45,8 @@ export interface Change { changeId: string, mutate: (draft: ConfigState) => void
 export const CHANGE_LOG_LENGTH = 64
 
 function bad (detail: string): PemError { return new PemError('PEM_ERR_BAD_SUCCESSION', detail) }
+/** In checkSuccession's key chains: a key an upgrade gave, known only from the final record. */
+const UPGRADED = 'upgraded'
 
 /** What the origin signs: cluster id ‖ version ‖ SHA-256 of the configuration with its last log entry's `sig` left out. */
 function originInput (clusterId: Buffer, state: ConfigState): Buffer {
@@ -89,9 +93,17 @@ export function draftChange (base: { plaintext: Buffer, version: number, state: 
     entry.admin = admin.user
     entry.adminSig = admin.sign(adminRecordInput(clusterId, draft.version, member.op, member.id, origin.id)).toString('base64')
   }
-  const upgraded = adminKeysAdded(base.state.admins, draft.admins)
-  if (upgraded.length > 1) throw new PemError('PEM_ERR_BAD_CONFIG', 'a change may give at most one admin its signing key')
+  const { upgraded, passwd } = adminEdits(base.state.admins, draft.admins)
+  if (upgraded.length + passwd.length > 1) throw new PemError('PEM_ERR_BAD_CONFIG', 'a change may edit at most one admin record')
   if (upgraded.length === 1) entry.adminUpgrade = upgraded[0]
+  if (passwd.length === 1) {
+    const user = passwd[0]
+    const admin = change.admin
+    if (admin?.user !== user) throw new PemError('PEM_ERR_BAD_CONFIG', `only admin ${user} may change its own password`)
+    if (admin.sign === null) throw new PemError('PEM_ERR_AUTH', `a password change needs admin ${user}'s signature with the old password (spctl admin passwd makes it)`)
+    const record = { hash: draft.admins[user].hash, signKey: draft.admins[user].signKey as string }
+    entry.adminPasswd = { user, ...record, sig: admin.sign(adminPasswdInput(clusterId, draft.version, user, record, origin.id)).toString('base64') }
+  }
   if (departed.length + returned.length === 1) {
     const id = departed[0] ?? returned[0]
     if (id !== origin.id) throw new PemError('PEM_ERR_BAD_CONFIG', 'only a member itself may record its departure or return')
@@ -108,23 +120,31 @@ export function draftChange (base: { plaintext: Buffer, version: number, state: 
 }
 
 /**
- * The users whose admin record gained a signing key from `before` to `after` (the upgrade of a record made before
- * admins had one). Throws PEM_ERR_BAD_SUCCESSION on any other edit of the admin list: a user added or dropped, a
- * password hash changed, a key replaced, removed or malformed.
+ * The users whose admin record changed from `before` to `after`: `upgraded`, a record without a signing key gained
+ * one (its password hash unchanged: the upgrade of a record made before admins had keys); `passwd`, a new password
+ * (a new hash and a new signing key; a key-less record whose hash changed is in both). Throws PEM_ERR_BAD_SUCCESSION on
+ * any other edit of the admin list: a user added or dropped, a field added, a key removed, replaced alone or malformed.
  */
-export function adminKeysAdded (before: ConfigState['admins'], after: ConfigState['admins']): string[] {
+export function adminEdits (before: ConfigState['admins'], after: ConfigState['admins']): { upgraded: string[], passwd: string[] } {
   const users = Object.keys(before)
   if (users.length !== Object.keys(after).length || !users.every(u => Object.prototype.hasOwnProperty.call(after, u))) throw bad('the admin list was changed (users added or removed)')
-  const added: string[] = []
+  const upgraded: string[] = []
+  const passwd: string[] = []
   for (const u of users) {
     const was = before[u]
     const is = after[u]
     if (pack(was).equals(pack(is))) continue
-    const { signKey, ...rest } = is
-    if (was.signKey !== undefined || !pack(was).equals(pack(rest)) || parseAdminKey(signKey) === null) throw bad(`the admin record of ${u} was changed (only a missing signing key may be added)`)
-    added.push(u)
+    const { hash, signKey, ...rest } = is
+    if (Object.keys(rest).length > 0 || parseAdminKey(signKey) === null || (hash !== was.hash && !isPasswordHash(hash))) throw bad(`the admin record of ${u} was changed (only a missing signing key may be added, or a new password set)`)
+    if (was.signKey === undefined) upgraded.push(u)
+    if (hash !== was.hash) passwd.push(u)
+    else if (was.signKey !== undefined) throw bad(`the signing key of admin ${u} was replaced without a new password`)
   }
-  return added
+  return { upgraded, passwd }
+}
+
+function isPasswordHash (v: unknown): boolean {
+  try { parsePasswordHash(v as string); return typeof v === 'string' } catch { return false }
 }
 
 /** Active ids the second table has and the first lacks (added), and the reverse (removed). */
@@ -173,16 +193,36 @@ export function checkSuccession (installed: ConfigState, members: MemberTable, n
     if (kept === undefined) throw bad(`member ${m.id.slice(0, 16)} was dropped from the member list (records are kept)`)
     if (m.removed && !kept.removed) throw bad(`member ${m.id.slice(0, 16)} was removed; a removed key cannot rejoin`)
   }
-  // The admins' signing keys are what authorises member-list changes: the only edit of the list is a key-less record
-  // gaining its key, each by a log entry naming it (an upgrade: docs/CLUSTER.md, "The admin's signature and its limit").
-  const upgraded = adminKeysAdded(installed.admins, next.admins)
-  for (const u of upgraded) if (!covered.some(e => e.adminUpgrade === u)) throw bad(`admin ${u} was given a signing key without a change record naming it`)
-  /** The admin's key as of version `version`: the installed one, or one an upgrade entry before that version added. */
+  // The admins' signing keys are what authorises member-list changes: the only edits of the list are a key-less record
+  // gaining its key and a password change, each by a log entry naming it (docs/CLUSTER.md, "The admin's signature and
+  // its limit"). A password change is signed with the key the record had before it; a key an upgrade gave inside this
+  // span is known from the final record only, and a password change right behind it is taken on the origin's word,
+  // as the upgrade itself is.
+  const edits = adminEdits(installed.admins, next.admins)
+  for (const u of edits.upgraded) if (!covered.some(e => e.adminUpgrade === u)) throw bad(`admin ${u} was given a signing key without a change record naming it`)
+  /** Each admin's keys through the span, in order: [from version, encoded key, or UPGRADED, or undefined for none]. */
+  const keys = new Map<string, Array<[number, string | undefined]>>()
+  for (const u of Object.keys(installed.admins)) keys.set(u, [[installed.version, installed.admins[u].signKey]])
+  for (const e of covered) {
+    if (typeof e.adminUpgrade === 'string') keys.get(e.adminUpgrade)?.push([e.version, UPGRADED])
+    const p = e.adminPasswd
+    if (p === undefined) continue
+    const chain = Object.prototype.hasOwnProperty.call(installed.admins, p.user) ? keys.get(p.user) : undefined
+    const prior = chain?.[chain.length - 1][1]
+    const priorKey = prior === UPGRADED ? null : parseAdminKey(prior)
+    const held = prior === UPGRADED || (priorKey !== null && verify(SIG_CTX_ADMIN_PASSWD, adminPasswdInput(clusterId, e.version, p.user, p, e.origin), Buffer.from(String(p.sig), 'base64'), priorKey.publicKey))
+    if (chain === undefined || !held) throw bad(`the password change of admin ${p.user} at version ${e.version} is not signed with its previous key`)
+    chain.push([e.version, p.signKey])
+  }
+  for (const u of edits.passwd) {
+    const last = covered.filter(e => e.adminPasswd?.user === u).at(-1)?.adminPasswd
+    if (last === undefined || last.hash !== next.admins[u].hash || last.signKey !== next.admins[u].signKey) throw bad(`admin ${u} has a new password without a change record that sets it`)
+  }
+  /** The admin's key as of version `version`: the last one the span gave it before that version. */
   const keyOf = (user: string, version: number): ReturnType<typeof parseAdminKey> => {
-    if (!Object.prototype.hasOwnProperty.call(installed.admins, user)) return null
-    const own = installed.admins[user].signKey
-    if (own !== undefined) return parseAdminKey(own)
-    return covered.some(e => e.adminUpgrade === user && e.version < version) ? parseAdminKey(next.admins[user].signKey) : null
+    const chain = Object.prototype.hasOwnProperty.call(installed.admins, user) ? keys.get(user) ?? [] : []
+    const at = chain.filter(([v]) => v < version).at(-1)?.[1]
+    return parseAdminKey(at === UPGRADED ? next.admins[user].signKey : at)
   }
   const { added, removed } = memberDelta(members, after)
   const authorised = (op: 'add' | 'remove', id: string): boolean => covered.some(e => {
