@@ -91,6 +91,7 @@ test.serial('retire is refused while the host reports files under the version, a
   t.is(rot.code, 0, rot.stderr)
   const counted = await keyRowWhen(r => r.files.v1 === FILES)
   t.like(counted, { version: 2, reports: '1/1', files: { v1: FILES, v2: 0 }, retired: [] }, 'the rotation made the host count its files')
+  t.regex((await spctl(['key', 'list'])).stdout, new RegExp(`^default +2 +2 +\\S+ +v2 0, v1 ${FILES} +1/1 +-$`, 'm'), 'the table: newest version first')
 
   const refused = await spctl(['key', 'retire', 'default', '1'])
   t.not(refused.code, 0)
