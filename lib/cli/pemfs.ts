@@ -9,6 +9,7 @@ import { SELECTIONS, type SelectionName } from '../pem-fs/selection'
 import { metricsAddress, pemfsMetricsText, serveMetrics, writeMetricsFile } from '../pem-fs/metrics'
 import { Conversions } from '../pem-fs/conversions'
 import { holdersOf, isMounted, pemfsMounts, readControl, runFiles, serveControl, signalReady, startDaemon, statusOf, stopDaemon } from '../pem-fs/daemon'
+import { KeyCensus } from '../pem-fs/key-census'
 import { mountGuard } from '../pem-fs/mount'
 import { logGuard, pemfsLog } from '../pem-fs/log'
 import { manageHeap } from '../native/memory'
@@ -151,8 +152,12 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
     if (rel.startsWith('..') || path.isAbsolute(rel)) throw new PemError('PEM_ERR_BAD_ARGUMENT', `${target} is not under ${mounted.dir}`)
     const ids = (field: string): number => Number(new RegExp(`^${field}:\\s*(\\d+)`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? -1)
     await mounted.guard.allow({ pid, uid: ids('Uid'), gid: ids('Gid') }, `/${rel}`, 'convert') // decided and audited by spd
-  }, pids => { if (mounted.session.mounted) mounted.session.reservedPids(pids) })
-  const status = (): Record<string, unknown> => ({ ...statusOf(mounted), ...conversions.status() })
+  }, pids => { if (mounted.session.mounted) mounted.session.reservedPids(pids) }, () => census.scanSoon())
+  // Key versions in use, as the cluster's `spctl key list` shows them and `spctl key retire` checks (key-census.ts).
+  const census = new KeyCensus(`/proc/self/fd/${mounted.backingFd}`, mounted.client)
+  mounted.client.onKeysDrop(drop => { if (drop.reason === 'key-rotate') census.scanSoon() })
+  census.start()
+  const status = (): Record<string, unknown> => ({ ...statusOf(mounted), ...conversions.status(), ...census.status() })
   const control = serveControl(files.sock, status)
   const converting = conversions.serve(files.convertSock)
   const stopMetrics = o.metricsFile === undefined ? () => {} : writeMetricsFile(path.resolve(o.metricsFile), status)
@@ -163,6 +168,7 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
     stopMetrics()
     control.close()
     converting.close()
+    census.close()
     await mounted.unmount()
     await embedded?.stop()
     fs.rmSync(files.pid, { force: true }); fs.rmSync(files.sock, { force: true })
@@ -177,6 +183,7 @@ async function mountForeground (dir: string, o: MountFlags): Promise<void> {
     pemfsLog().info({ signal }, 'unmounting')
     control.close()
     converting.close()
+    census.close()
     stopMetrics()
     endpoint?.close()
     clearInterval(keepAlive)

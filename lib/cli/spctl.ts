@@ -252,12 +252,17 @@ function readPolicy (file: string, invalidExit = 1): { text: string, policy: Com
 }
 
 const key = program.command('key').description('named data keys (material stays in spd)')
-key.command('list').description('list keys and their versions')
+key.command('list').description('list keys, their versions and how many files each version protects (as the hosts last reported)')
   .action(() => run(async () => { printRows(await call('GET', '/v1/keys') as Array<Record<string, unknown>>, opts().json) }))
 key.command('create <name>').description('create a key')
   .action((name: string) => run(async () => { printObject(await call('POST', '/v1/keys', { name }) as Record<string, unknown>, opts().json) }))
 key.command('rotate <name>').description('add a new version of a key (new files use it; old ones keep theirs)')
   .action((name: string) => run(async () => { printObject(await call('POST', `/v1/keys/${encodeURIComponent(name)}/rotate`) as Record<string, unknown>, opts().json) }))
+key.command('retire <name> <version>').description('take an old version out of use (its material is wiped); refused while any host reports files under it')
+  .action((name: string, version: string) => run(async () => {
+    if (!/^[1-9][0-9]*$/.test(version)) throw new PemError('PEM_ERR_BAD_ARGUMENT', `version must be a positive integer, not ${JSON.stringify(version)}`)
+    printObject(await call('POST', `/v1/keys/${encodeURIComponent(name)}/retire`, { version: Number(version) }) as Record<string, unknown>, opts().json)
+  }))
 
 const host = program.command('host').description('enrolled hosts')
 host.command('add <name>').description('create a one-time enrollment token for a host')

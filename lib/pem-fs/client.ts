@@ -14,7 +14,7 @@ import { Op } from '../wire/opcodes'
 import { decodeHeader, readTrailer, TRAILER_BYTES, type FileHeader } from '../wire/file-format'
 import {
   BLOCK_CHANNEL_KEY_BYTES, BLOCK_CHANNEL_LABEL, LIMITS, checkKeysDrop, type BlockChannelReply, type BlocksReply, type DecideBody, type DecideReply, type EnrollReply,
-  type FileHeaderReply, type FileKeyReply, type KeysDropBody, type LoadValues, type PingReply, type Placement, type ServerEntry, type ServersReply
+  type FileHeaderReply, type FileKeyReply, type KeysDropBody, type KeyUsageBody, type LoadValues, type PingReply, type Placement, type ServerEntry, type ServersReply
 } from '../wire/packets'
 import { parseToken } from '../wire/token'
 import { createSelector, noteDown, noteOverload, noteReply, OVERLOAD_BACKOFF_MS, type SelectionName, type Selector } from './selection'
@@ -616,6 +616,15 @@ export class ClusterClient {
     const r = await ch.request(Op.Servers, null, { timeoutMs: this.timeoutMs }) as ServersReply
     this.seeVersion(s, r.pv)
     return r
+  }
+
+  /**
+   * This host's key version counts (Op.KeyUsage) to every server in its list at once; one that cannot take them now
+   * gets them at the next report (key-census.ts). Resolves to how many took them.
+   */
+  async reportKeyUsage (body: KeyUsageBody): Promise<number> {
+    const sent = await Promise.allSettled(this.servers.map(async s => await (await this.channelOf(s)).request(Op.KeyUsage, body, { timeoutMs: this.timeoutMs })))
+    return sent.filter(r => r.status === 'fulfilled').length
   }
 
   close (): void {

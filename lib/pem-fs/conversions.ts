@@ -35,9 +35,14 @@ export class Conversions {
 
   /**
    * `authorize` throws when the policy refuses process `pid` the `convert` action on `target`; `reserve` gets the
-   * pids served pemfs's own names after each change (FuseSession.reservedPids).
+   * pids served pemfs's own names after each change (FuseSession.reservedPids); `ended` is called when a registered
+   * conversion ends (done, failed or killed: its connection closed).
    */
-  constructor (private readonly authorize: (pid: number, target: string) => Promise<void>, private readonly reserve: (pids: number[]) => void) {}
+  constructor (
+    private readonly authorize: (pid: number, target: string) => Promise<void>,
+    private readonly reserve: (pids: number[]) => void,
+    private readonly ended: () => void = () => {}
+  ) {}
 
   serve (file: string): net.Server {
     fs.rmSync(file, { force: true })
@@ -86,6 +91,7 @@ export class Conversions {
       if (run === undefined) return
       this.running.delete(run)
       this.reserveNow()
+      this.ended()
     })
   }
 

@@ -29,7 +29,8 @@ export interface MountOptions {
 
 /** How often the native block path's view of the servers is copied into the client's table (spd samples load every 250 ms). */
 const BLOCK_FEED_MS = 250
-export interface Mounted { dir: string, backing: string, client: ClusterClient, guard: Guard, session: FuseSession, crypt: CryptIo, unmount: () => Promise<void> }
+/** `backingFd`: the directory underneath, open from before the mount covered it (/proc/self/fd/N reaches it). */
+export interface Mounted { dir: string, backing: string, backingFd: number, client: ClusterClient, guard: Guard, session: FuseSession, crypt: CryptIo, unmount: () => Promise<void> }
 
 const DEBUG = process.env.PEMFS_DEBUG === '1'
 // A decision or io answer may wait for every server in turn, and an encrypted fsync/close for write-behind to
@@ -160,7 +161,7 @@ export async function mountGuard (o: MountOptions): Promise<Mounted> {
       })
       await unmounting
     }
-    return { dir, backing, client, guard, session: s, crypt, unmount }
+    return { dir, backing, backingFd: fd, client, guard, session: s, crypt, unmount }
   } catch (err) {
     watcher?.close()
     client.close()

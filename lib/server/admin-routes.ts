@@ -40,6 +40,34 @@ function hostOf (m: Member, ref: string): HostRecord {
 }
 
 /**
+ * Refuses (PEM_ERR_BUSY, with the count) to retire `key` `version` while any enrolled host reports files under it, or
+ * has not reported a scan that began after the next version was made (until then its old files may be uncounted);
+ * the newest version (new files are written under it) is never retired. docs/PEMFS.md, "Key versions in use".
+ */
+function checkRetirable (m: Member, key: string, version: number): void {
+  const s = m.store.state
+  const list = s.keys[key]
+  if (list === undefined) throw new PemError('PEM_ERR_NOT_FOUND', `no key named ${key}`)
+  const i = list.findIndex(v => v.version === version)
+  if (i < 0) {
+    const was = s.retiredKeys?.[key]?.some(r => r.version === version) === true
+    throw new PemError('PEM_ERR_NOT_FOUND', `key ${key} has no version ${version}${was ? ' (it is retired already)' : ''}`)
+  }
+  if (i === 0) throw new PemError('PEM_ERR_BUSY', `version ${version} is the newest of key ${key}: new files are written under it (spctl key rotate ${key} first)`)
+  const next = list[i - 1]
+  const hosts = Object.values(s.hosts)
+  const stale = hosts.filter(h => { const r = m.keyUsage.report(h.id); return r === undefined || r.scanned < next.created })
+  if (stale.length > 0) {
+    throw new PemError('PEM_ERR_BUSY', `${stale.length} host(s) have not reported a scan since version ${next.version} of key ${key} was made (${stale.map(h => h.name).slice(0, 10).join(', ')}): their files under version ${version} are not counted yet (a mounted host rescans at a rotation; spctl host remove a host that is gone)`)
+  }
+  const users = hosts.map(h => ({ name: h.name, files: m.keyUsage.filesOf(key, [h.id])[String(version)] ?? 0 })).filter(h => h.files > 0)
+  const total = users.reduce((n, h) => n + h.files, 0)
+  if (total > 0) {
+    throw new PemError('PEM_ERR_BUSY', `${total} file(s) on ${users.length} host(s) are still under key ${key} version ${version} (${users.slice(0, 10).map(h => `${h.name}: ${h.files}`).join(', ')}): run pemfs rekey on their guard points, then retire`)
+  }
+}
+
+/**
  * The admin's signature over a member-list change (`adminSig: {version, sig}`, base64url), checked here against the
  * version spctl signed it for; the change's record takes it if the change is drafted at that version (authorityOf).
  */
@@ -113,9 +141,23 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
       return { version: r.version, rebased: r.rebased }
     })
     .route('POST', '/v1/policy/diff', req => ({ version: m.store.state.version, diff: diffPolicies(m.store.state.policyText ?? '', text(req)) }))
-    .route('GET', '/v1/keys', () => Object.entries(m.store.state.keys).map(([k, versions]) => ({
-      name: k, version: versions[0]?.version ?? 0, versions: versions.length, created: versions[0]?.created ?? null
-    })))
+    .route('GET', '/v1/keys', () => {
+      const s = m.store.state
+      const hosts = Object.keys(s.hosts)
+      const reported = hosts.filter(id => m.keyUsage.report(id) !== undefined).length
+      return Object.entries(s.keys).map(([k, versions]) => {
+        const counted = m.keyUsage.filesOf(k, hosts)
+        return {
+          name: k,
+          version: versions[0]?.version ?? 0,
+          versions: versions.length,
+          created: versions[0]?.created ?? null,
+          files: Object.fromEntries(versions.map(v => [`v${v.version}`, counted[String(v.version)] ?? 0])),
+          reports: `${reported}/${hosts.length}`,
+          retired: (s.retiredKeys?.[k] ?? []).map(r => r.version)
+        }
+      })
+    })
     .route('POST', '/v1/keys', async req => {
       const key = name(req, 'name')
       const s = await m.change(req.session.user, `key-create:${key}`, d => {
@@ -136,6 +178,22 @@ export function registerAdminRoutes (api: AdminApi, m: Member): void {
       }, authorityOf(req.session))
       m.audit.write({ kind: 'admin', event: 'key_rotated', user: req.session.user, key, keyVersion: next, version: s.version })
       return { name: key, version: next, pv: s.version }
+    })
+    .route('POST', '/v1/keys/:name/retire', async req => {
+      const key = name(req, 'name')
+      const version = req.body.version
+      if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 1) throw new PemError('PEM_ERR_BAD_ARGUMENT', 'version must be a positive integer')
+      checkRetirable(m, key, version)
+      const at = new Date().toISOString()
+      const s = await m.change(req.session.user, `key-retire:${key}:${version}`, d => {
+        const list = d.keys[key]
+        const i = list?.findIndex(v => v.version === version) ?? -1
+        if (list === undefined || i <= 0) throw new PemError('PEM_ERR_BUSY', `key ${key} version ${version} changed meanwhile: try again`)
+        list.splice(i, 1)
+        d.retiredKeys = { ...d.retiredKeys, [key]: [...(d.retiredKeys?.[key] ?? []), { version, retired: at, by: req.session.user }] }
+      }, authorityOf(req.session))
+      m.audit.write({ kind: 'admin', event: 'key_retired', user: req.session.user, key, keyVersion: version, version: s.version })
+      return { name: key, retired: version, pv: s.version }
     })
     .route('GET', '/v1/hosts', () => Object.values(m.store.state.hosts))
     .route('POST', '/v1/hosts', async req => {

@@ -11,7 +11,7 @@ import {
 import { PemError } from '../wire/errors'
 import type { FileCipher } from '../wire/file-format'
 import { GrantTable } from './grants'
-import type { KeyVersion } from './state'
+import type { KeyVersion, RetiredKeyVersion } from './state'
 
 export const FILE_KEYS_MAX = 4096
 /**
@@ -50,7 +50,7 @@ export class DataService {
   private readonly fileKeys = new HandleLru(FILE_KEYS_MAX)
 
   /** Loads the configured provider and cipher now: one that cannot load throws ENGINE_ERR_PROVIDER (start-up error). */
-  constructor (readonly crypto: CryptoConfig, private readonly keys: () => Record<string, KeyVersion[]>) {
+  constructor (readonly crypto: CryptoConfig, private readonly keys: () => Record<string, KeyVersion[]>, private readonly retired: () => Record<string, RetiredKeyVersion[]> = () => ({})) {
     this.engines.set(crypto.cipher, createEngine({ provider: crypto.provider, cipher: crypto.cipher, syncBelowBytes: DATA_SYNC_BELOW_BYTES }))
   }
 
@@ -73,12 +73,19 @@ export class DataService {
     return list[0].version
   }
 
-  /** HKDF(named key version, file id, version), cached. A version this member does not hold: PEM_ERR_KEY_VERSION. */
+  /**
+   * HKDF(named key version, file id, version), cached. A retired version: PEM_ERR_KEY_RETIRED; another version this
+   * member does not hold: PEM_ERR_KEY_VERSION.
+   */
   fileKey (name: string, version: number, fileId: Buffer): KeyHandle {
     const list = this.keys()[name]
     if (list === undefined) throw new PemError('PEM_ERR_NO_KEY', `no key '${name}'`)
     const kv = list.find(k => k.version === version)
-    if (kv === undefined) throw new PemError('PEM_ERR_KEY_VERSION', `key '${name}' has no version ${version}`)
+    if (kv === undefined) {
+      const r = this.retired()[name]?.find(k => k.version === version)
+      if (r !== undefined) throw new PemError('PEM_ERR_KEY_RETIRED', `key '${name}' version ${version} was retired (${r.retired} by ${r.by}): files under it can no longer be opened`)
+      throw new PemError('PEM_ERR_KEY_VERSION', `key '${name}' has no version ${version}`)
+    }
     // The creation time is part of the id: a re-created key of the same name and version never hits an old handle.
     const baseId = `${name}\0${version}\0${kv.created}`
     return this.fileKeys.get(`${baseId}\0${fileId.toString('hex')}`, () =>
@@ -96,5 +103,8 @@ export class DataService {
 
   get cachedFileKeys (): number { return this.fileKeys.size }
 
-  close (): void { this.fileKeys.clear(); this.baseKeys.clear() }
+  /** Wipes every cached key handle (a version was retired: none of its handles may outlive it). */
+  forgetKeys (): void { this.fileKeys.clear(); this.baseKeys.clear() }
+
+  close (): void { this.forgetKeys() }
 }

@@ -10,7 +10,7 @@ import { decide, formatPolicyError, parsePolicyOrThrow, PolicyRejected, type Com
 import { PemError } from '../wire/errors'
 import { hostListenerFrameLimit } from '../wire/frame'
 import { Op } from '../wire/opcodes'
-import type { AuditReadBody, BlocksBody, DecideBody, EnrollBody, FileHeaderBody, FileKeyBody, KeysDropReason, ServerEntry } from '../wire/packets'
+import type { AuditReadBody, BlocksBody, DecideBody, EnrollBody, FileHeaderBody, FileKeyBody, KeysDropReason, KeyUsageBody, ServerEntry } from '../wire/packets'
 import { AdminApi } from './admin'
 import { registerAdminRoutes } from './admin-routes'
 import { AuditLog } from './audit'
@@ -25,6 +25,7 @@ import { handleFileHeader, handleFileKey } from './handlers/file-key'
 import { handleBlockChannel } from './handlers/block-channel'
 import { BlockService } from './block-service'
 import { DataService } from './keys'
+import { KeyUsage } from './key-usage'
 import { LoadReporter } from './load'
 import { Latencies, memberMetrics, RefusalTally } from './metrics'
 import type { ConfigState } from './state'
@@ -53,6 +54,8 @@ export class Member {
   adminAddr = ''
   /** Engines, file keys and grants of the data service; the configured crypto provider loads here or start fails. */
   readonly data: DataService
+  /** The hosts' latest reports of the key versions their files are under (spctl key list, key retire). */
+  readonly keyUsage: KeyUsage
   /** The native block service (appliance placement without JS per block, docs/CHANNEL.md §8). */
   readonly blocks = new BlockService()
   readonly cluster: ClusterService
@@ -68,7 +71,8 @@ export class Member {
     readonly log: pino.Logger
   ) {
     this.installPolicy()
-    this.data = new DataService(config.crypto, () => this.store.state.keys)
+    this.data = new DataService(config.crypto, () => this.store.state.keys, () => this.store.state.retiredKeys ?? {})
+    this.keyUsage = new KeyUsage(dataDir)
     this.cluster = new ClusterService({
       dataDir,
       identity,
@@ -109,6 +113,7 @@ export class Member {
       this.checked = null
       if (checked !== null && checked.canonical === state.policyCanonical) this.policy = checked; else this.installPolicy()
     }
+    if (JSON.stringify(state.retiredKeys ?? {}) !== JSON.stringify(previous.retiredKeys ?? {})) this.data.forgetKeys() // no handle outlives its version
     this.pushKeysDrop(state, previous)
     for (const id of Object.keys(previous.hosts)) if (state.hosts[id] === undefined) this.disconnectHost(id)
     this.audit.write({ kind: 'admin', event: 'config_installed', version: state.version, origin: state.changedBy })
@@ -273,6 +278,7 @@ export class Member {
         case Op.BlockChannel: return handleBlockChannel(this, body as FileKeyBody, ctx, ch)
         case Op.Ping: return { load: this.load.project(0), weight: this.config.weight, pv: this.policyVersion }
         case Op.Servers: return { pv: this.policyVersion, servers: this.servers(ch.peer.id) }
+        case Op.KeyUsage: this.keyUsage.note(ctx.host, body as KeyUsageBody); return null
         default: throw new PemError('PEM_ERR_BAD_OPCODE', `opcode ${op} is not served on a host channel`)
       }
     }
@@ -286,12 +292,13 @@ export class Member {
   /**
    * Revocation pushed (issue 18; FORMAT.md §4.5 "Revocation"): hosts holding file keys this configuration takes back
    * are told on their open channels to wipe them and decide again now, rather than at the end of the keys' ttl — every
-   * host when the policy text changed or a key got a new version, a host whose key releases were revoked, and a
+   * host when the policy text changed, a key got a new version or a version was retired, a host whose key releases were revoked, and a
    * removed host (before disconnectHost closes its channels: queued frames are flushed first).
    */
   private pushKeysDrop (state: ConfigState, previous: ConfigState): void {
     const rotated = Object.keys(state.keys).some(k => previous.keys[k] !== undefined && state.keys[k][0]?.version !== previous.keys[k][0]?.version)
-    const all: KeysDropReason | null = state.policyCanonical !== previous.policyCanonical ? 'policy' : rotated ? 'key-rotate' : null
+    const retired = JSON.stringify(state.retiredKeys ?? {}) !== JSON.stringify(previous.retiredKeys ?? {})
+    const all: KeysDropReason | null = state.policyCanonical !== previous.policyCanonical ? 'policy' : rotated ? 'key-rotate' : retired ? 'key-retire' : null
     const reasonFor = (hostId: string): KeysDropReason | null => {
       const now = state.hosts[hostId]
       if (now === undefined) return previous.hosts[hostId] !== undefined ? 'host-remove' : null

@@ -2,6 +2,8 @@
 // Persisted (encrypted) by lib/server/store.ts; format: lib/wire/FORMAT.md §3.
 
 export interface KeyVersion { version: number, material: Buffer, created: string }
+/** A version taken out of use by `spctl key retire` (its material is gone): who retired it, when. */
+export interface RetiredKeyVersion { version: number, retired: string, by: string }
 /** keysRevoked (`spctl host revoke`): the host gets no file keys (its host-placement files are served by spd). */
 export interface HostRecord { id: string, name: string, key: string, enrolled: string, keysRevoked?: boolean }
 export interface TokenRecord { name: string, expires: string, createdBy: string }
@@ -26,6 +28,8 @@ export interface ConfigState {
   policyCanonical: string | null // canonical JSON of the same policy: parsed at start-up (10,000 rules in ~0.3 s, vs seconds of YAML)
   /** Named data keys: index 0 of each list is the newest version. Material never leaves spd. */
   keys: Record<string, KeyVersion[]>
+  /** Retired versions of the named keys, by key name (absent: none retired). */
+  retiredKeys?: Record<string, RetiredKeyVersion[]>
   hosts: Record<string, HostRecord>
   /** One-time enrollment tokens by SHA-256 of the token. */
   tokens: Record<string, TokenRecord>

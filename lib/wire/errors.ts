@@ -47,6 +47,7 @@ export const ERRORS = {
   PEM_ERR_NO_CLUSTER: { id: 43, errno: 'EINVAL', message: 'this member has no cluster listener (spd init --cluster-listen)' },
   PEM_ERR_BAD_SUCCESSION: { id: 44, errno: 'EACCES', message: 'policy set does not follow from the installed configuration (version jump, member list or origin)' },
   PEM_ERR_RATE_LIMITED: { id: 45, errno: 'EAGAIN', message: 'too many attempts from this source: try again later' },
+  PEM_ERR_KEY_RETIRED: { id: 46, errno: 'EACCES', message: 'the file is under a retired key version' },
   ENGINE_ERR_OPENSSL: { id: 64, errno: 'EIO', message: 'OpenSSL failure' },
   ENGINE_ERR_BAD_LENGTH: { id: 65, errno: 'EINVAL', message: 'buffer has the wrong length' },
   ENGINE_ERR_AUTH: { id: 66, errno: 'EIO', message: 'AEAD authentication failed' },

@@ -13,6 +13,7 @@ export const Op = {
   FileKey: 0x23, // a file's key, sealed to the host, for a host-placement decision (issue 18)
   KeysDrop: 0x24, // spd -> host, unsolicited: wipe every file key held and decide again (revocation, issue 18)
   BlockChannel: 0x25, // a grant installed at spd's native block service, and a block channel token (issue 17)
+  KeyUsage: 0x26, // host -> spd: how many files each key version protects on this host, from its last scan (issue 19)
   Heartbeat: 0x30, // cluster message (heartbeat, set or list fetch), cluster listener only; nil reply = acknowledgment
   PolicySetFetch: 0x31, // an encrypted policy set, sent in answer to a set fetch, cluster listener only; nil reply
   AuditRead: 0x40 // a peer member reads this member's decision records (spctl audit tail); host listener, members only

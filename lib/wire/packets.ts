@@ -19,7 +19,9 @@ export const LIMITS = {
   /** New file headers one FileHeader request may ask for. */
   headersPerRequest: 32,
   /** Decision records one AuditRead reply carries (about 1 MB of records). */
-  auditRecords: 2000
+  auditRecords: 2000,
+  /** (key, version) pairs in one KeyUsage report. */
+  keyUsageCounts: 4096
 } as const
 
 /**
@@ -138,14 +140,22 @@ export const BLOCK_CHANNEL_KEY_BYTES = 64 // host->spd key | spd->host key
 export interface BlockChannelReply { port: number, token: Buffer, handle: Buffer, ttlMs: number, seal: boolean }
 /**
  * KeysDrop (unsolicited, spd -> host): why the host must wipe every file key it holds and decide again before its next
- * block: the policy changed, a key was rotated, or this host's key releases were revoked or its enrollment removed.
+ * block: the policy changed, a key was rotated or one of its versions retired, or this host's key releases were revoked
+ * or its enrollment removed.
  */
-export const KEYS_DROP_REASONS = ['policy', 'key-rotate', 'host-revoke', 'host-remove'] as const
+export const KEYS_DROP_REASONS = ['policy', 'key-rotate', 'host-revoke', 'host-remove', 'key-retire'] as const
 export type KeysDropReason = (typeof KEYS_DROP_REASONS)[number]
 export interface KeysDropBody { pv: number, reason: KeysDropReason }
 
 /** Bytes of a FileKey reply's `sealed`: the 58-byte plaintext (lib/crypto/file-key.ts) + a pair box's nonce and tag (40). */
 export const SEALED_FILE_KEY_BYTES = 98
+
+/**
+ * KeyUsage (host -> spd, issue 19): how many files each key version protects in this host's guard points, as its last
+ * scan of their headers counted them; the scan started `ageMs` before the report was sent (spd dates it by its own clock).
+ */
+export interface KeyUsageCount { key: string, version: number, files: number }
+export interface KeyUsageBody { ageMs: number, counts: KeyUsageCount[] }
 
 export interface PingReply { load: LoadValues, weight: number, pv: number }
 export interface ServersReply { pv: number, servers: ServerEntry[] }
@@ -413,6 +423,18 @@ export function checkAuditReadReply (v: unknown): AuditReadReply {
   return { member: str(o.member, 'member', LIMITS.nameBytes), records, truncated: bool(o.truncated, 'truncated') }
 }
 
+export function checkKeyUsage (v: unknown): KeyUsageBody {
+  const o = obj(v, 'key usage')
+  if (!Array.isArray(o.counts) || o.counts.length > LIMITS.keyUsageCounts) bad(`counts must be a list of at most ${LIMITS.keyUsageCounts}`)
+  return {
+    ageMs: int(o.ageMs, 'ageMs', 0, 366 * 86400_000),
+    counts: o.counts.map((c, i) => {
+      const e = obj(c, `counts[${i}]`)
+      return { key: str(e.key, `counts[${i}].key`, LIMITS.nameBytes), version: int(e.version, `counts[${i}].version`, 1, 0xffffffff), files: int(e.files, `counts[${i}].files`) }
+    })
+  }
+}
+
 /** Error reply body: [id, detail]. */
 export function checkErrorBody (v: unknown): [number, string] {
   if (!Array.isArray(v) || v.length !== 2 || typeof v[0] !== 'number' || typeof v[1] !== 'string') bad('error body must be [id, detail]')
@@ -431,7 +453,8 @@ export const REQUEST_CHECKS: Partial<Record<Op, (v: unknown) => unknown>> = {
   [Op.BlocksOpen]: checkBlocks,
   [Op.FileKey]: checkFileKey,
   [Op.BlockChannel]: checkFileKey,
-  [Op.AuditRead]: checkAuditRead
+  [Op.AuditRead]: checkAuditRead,
+  [Op.KeyUsage]: checkKeyUsage
 }
 export const REPLY_CHECKS: Partial<Record<Op, (v: unknown) => unknown>> = {
   [Op.Hello]: checkHelloReply,
@@ -444,5 +467,6 @@ export const REPLY_CHECKS: Partial<Record<Op, (v: unknown) => unknown>> = {
   [Op.BlocksOpen]: checkBlocksReply,
   [Op.FileKey]: checkFileKeyReply,
   [Op.BlockChannel]: checkBlockChannelReply,
-  [Op.AuditRead]: checkAuditReadReply
+  [Op.AuditRead]: checkAuditReadReply,
+  [Op.KeyUsage]: (v: unknown) => { if (v !== null) bad('key usage reply must be nil'); return null }
 }
