@@ -23,16 +23,16 @@ test.before(async () => {
 test.after.always(async () => { await tearDown(c) })
 
 /**
- * For `ms` milliseconds, in its own process: create a new file, write it, read it back and compare, and read an older
+ * For `durationMs`, in its own process: create a new file, write it, read it back and compare, and read an older
  * one, over and over (every new file asks a server for a decision and a header, every open for a key or grant). Prints {rounds, errors: [first few messages]}.
  */
-async function churn (tag: string, ms: number): Promise<{ rounds: number, errors: string[] }> {
+async function churn (tag: string, durationMs: number): Promise<{ rounds: number, errors: string[] }> {
   const script = `const fs=require('fs'),p=require('path');const d=${JSON.stringify(path.join(dir, tag))};fs.mkdirSync(d,{recursive:true});` +
-    `const end=Date.now()+${ms};let rounds=0;const errors=[];` +
+    `const end=Date.now()+${durationMs};let rounds=0;const errors=[];` +
     `while(Date.now()<end){const f=p.join(d,'f'+rounds);const b=Buffer.alloc(70000,rounds%251);` +
     `try{fs.writeFileSync(f,b);if(!fs.readFileSync(f).equals(b))errors.push('mismatch '+f);fs.statSync(f);if(rounds>0){const o=p.join(d,'f'+(rounds>>1));if(fs.readFileSync(o).length!==70000)errors.push('short '+o)}}catch(e){errors.push(e.code+' '+e.message)}rounds++}` +
     `console.log(JSON.stringify({rounds,errors:errors.slice(0,5),count:errors.length}))`
-  const r = await sh(`node -e "${script.replace(/"/g, '\\"')}"`, { timeoutMs: ms + 60000 })
+  const r = await sh(`node -e "${script.replace(/"/g, '\\"')}"`, { timeoutMs: durationMs + 60000 })
   if (r.code !== 0) throw new Error(`reader: ${r.code} ${r.stderr}`)
   const out = JSON.parse(r.stdout) as { rounds: number, errors: string[], count: number }
   return { rounds: out.rounds, errors: out.count === 0 ? [] : [`${out.count} errors`, ...out.errors] }
