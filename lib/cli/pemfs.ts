@@ -12,6 +12,7 @@ import { holdersOf, isMounted, pemfsMounts, readControl, runFiles, serveControl,
 import { KeyCensus } from '../pem-fs/key-census'
 import { mountGuard } from '../pem-fs/mount'
 import { logGuard, pemfsLog } from '../pem-fs/log'
+import { OP_CLASSES, type OpLatency } from '../native/binding'
 import { manageHeap } from '../native/memory'
 import { CLUSTER_FILE, defaultConfigDir, HOST_KEY_FILE, hostIdentity, readCluster, writeCluster } from '../pem-fs/host-config'
 import { PemError } from '../wire/errors'
@@ -283,9 +284,13 @@ program.command('status <dir>')
     const st = await readControl(runFiles(path.resolve(o.configDir), path.resolve(d)).sock)
     if (o.json === true) { process.stdout.write(JSON.stringify(st) + '\n'); return }
     if (o.prometheus === true) { process.stdout.write(await pemfsMetricsText(st)); return }
-    const { servers, conversions, ...rest } = st
+    const { servers, conversions, opLatency, ...rest } = st
     printObject(rest, false)
     process.stdout.write('\n')
+    if (opLatency !== null && opLatency !== undefined) {
+      printRows(OP_CLASSES.map(op => { const h = (opLatency as OpLatency)[op]; const n = h.counts.reduce((a, b) => a + b, 0); return { op, count: n, meanMs: n === 0 ? null : Math.round(h.sum / n * 1e6) / 1e3 } }), false, ['op', 'count', 'meanMs'])
+      process.stdout.write('\n')
+    }
     printRows(servers as Array<Record<string, unknown>>, false, ['name', 'addr', 'state', 'load', 'weight', 'preference', 'latencyMs', 'pv', 'inflight', 'requests', 'rejections'])
     const running = (conversions ?? []) as Array<Record<string, unknown>>
     if (running.length > 0) {

@@ -126,7 +126,7 @@ export interface RawFuse {
   fuseDropKeys (s: RawFuseSession, expiredOnly: boolean): number
   fuseReservedPids (s: RawFuseSession, pids: number[]): void
   fuseHandles (s: RawFuseSession): Array<{ fh: number, nodeid: number, path: string, encrypted: boolean, read: boolean, write: boolean, revoked: boolean, uid: number, pid: number }>
-  fuseStats (s: RawFuseSession): { ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number, hostNodes: number, hostKeys: number, hostKeysHeld: number, hostKeysDropped: number, hostKeyCalls: number, hostReads: number, hostWrites: number, hostSpareKeys: number, hostSpareTakes: number, dumpable: boolean, hostBytesRead: number, hostBytesWritten: number, blockGrants: number, blockRequests: number, blockBlocks: number, blockConnects: number, blockLinksLost: number, blockBehindWrites: number, blockAheadBytes: number, blockServers: BlockServerSeen[] }
+  fuseStats (s: RawFuseSession): { ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number, hostNodes: number, hostKeys: number, hostKeysHeld: number, hostKeysDropped: number, hostKeyCalls: number, hostReads: number, hostWrites: number, hostSpareKeys: number, hostSpareTakes: number, dumpable: boolean, hostBytesRead: number, hostBytesWritten: number, blockGrants: number, blockRequests: number, blockBlocks: number, blockConnects: number, blockLinksLost: number, blockBehindWrites: number, blockAheadBytes: number, blockServers: BlockServerSeen[], opLatency: OpLatency }
   readonly FUSE_MAX_WRITE: number
   readonly FUSE_NAME_MAX: number
   readonly FUSE_PATH_MAX: number
@@ -134,6 +134,15 @@ export interface RawFuse {
 
 /** What the native block path saw of a server: its last reply's load (total), weight and version, requests sent. */
 export interface BlockServerSeen { server: string, load: number, weight: number, pv: number, alive: boolean, requests: number }
+
+export const OP_CLASSES = ['lookup', 'getattr', 'read', 'write', 'create', 'other'] as const
+/**
+ * Latency histograms of the FUSE requests served: the buckets' upper bounds in seconds (ascending, +Inf not listed)
+ * and per op class the requests that fell in each bucket (not cumulative; one more entry for above the last bound)
+ * and their total seconds.
+ */
+export type OpLatency = { bounds: number[] } & Record<typeof OP_CLASSES[number], { counts: number[], sum: number }>
+
 /** Where an appliance-placement file's blocks go natively: spd `server` at host:port, block channel token and keys, grant. */
 export interface RawRemote { server: string, host: string, port: number, token: Uint8Array, keys: Uint8Array, grant: Uint8Array }
 

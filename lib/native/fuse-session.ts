@@ -3,7 +3,7 @@
 // of the one narrow interface: `decide` answers "may this caller do this action on this path" (cached natively for
 // the answer's ttl) and the optional `io` hook serves the data calls of handles whose decision is not a bypass.
 import os from 'node:os'
-import { raw, type BlockServerSeen, type RawDecideCall, type RawFuseSession, type RawIoCall, type RawRemote } from './binding'
+import { raw, type BlockServerSeen, type OpLatency, type RawDecideCall, type RawFuseSession, type RawIoCall, type RawRemote } from './binding'
 import { call } from './errors'
 import { ERRORS, PemError } from '../wire/errors'
 import type { Action } from '../wire/packets'
@@ -91,7 +91,8 @@ export interface HandleInfo { fh: number, nodeid: number, path: string, encrypte
  * the load, weight and policy version its last reply carried and the requests sent to it (blockServers);
  * blockBehindWrites: writes that returned before their blocks were sealed (write-behind), blockAheadBytes: bytes read
  * from windows opened ahead of a sequential reader (docs/PEMFS.md "Write-behind and readahead");
- * hostBytesRead/hostBytesWritten: bytes through natively served handles.
+ * hostBytesRead/hostBytesWritten: bytes through natively served handles. opLatency: how long the session took to
+ * serve each request, per op class (native/fuse/op_latency.h).
  */
 export interface SessionStats {
   ops: number, jsCalls: number, cacheHits: number, timeouts: number, nodes: number, handles: number, cacheEntries: number
@@ -100,6 +101,7 @@ export interface SessionStats {
   blockGrants: number, blockRequests: number, blockBlocks: number, blockConnects: number, blockLinksLost: number
   blockBehindWrites: number, blockAheadBytes: number
   blockServers: BlockServerSeen[]
+  opLatency: OpLatency
 }
 
 export const FUSE_MAX_WRITE: number = raw.FUSE_MAX_WRITE

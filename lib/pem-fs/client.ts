@@ -293,6 +293,16 @@ export class ClusterClient {
     return this.selector.order(this.servers, Date.now()).filter(s => !skip.has(s))
   }
 
+  /**
+   * When no candidate is left: a server marked down by markDown (its channel dropped; one backing off for overload
+   * keeps its channel and is left alone) and not due for a retry yet, not in `skip`, the soonest due first. Down
+   * means "ask the others first", not "never": the member the host moved away from may be the only one serving now
+   * (it came back while the one the host moved to stopped), so it is asked before the host gives up.
+   */
+  private lastResort (skip: ReadonlySet<ServerState>): ServerState | undefined {
+    return this.servers.filter(s => s.state === 'down' && s.channel === null && !skip.has(s)).sort((a, b) => a.downUntil - b.downUntil)[0]
+  }
+
   /** `s` stopped answering (timeout, closed channel) or cannot serve: skip it for retryDownMs, drop its channel. */
   private markDown (s: ServerState): void {
     noteDown(s, Date.now(), this.retryDownMs)
@@ -315,10 +325,12 @@ export class ClusterClient {
   async decide (req: Omit<DecideBody, 'pv'>): Promise<Decision> {
     let last: PemError = new PemError('PEM_ERR_UNREACHABLE', 'no server is up')
     const ahead = new Set<ServerState>()
+    const lastResorts = new Set<ServerState>() // down servers asked by this decision because nothing else was left
     let adopted = false
     let attempts = this.servers.length * 2 + 1
     for (let attempt = 0; attempt < attempts; attempt++) {
-      const s = this.candidates(ahead)[0]
+      let s: ServerState | undefined = this.candidates(ahead)[0]
+      if (s === undefined && (s = this.lastResort(new Set([...ahead, ...lastResorts]))) !== undefined) lastResorts.add(s)
       if (s === undefined) {
         // Only servers ahead of the fence answer: adopt the cluster's current list (once per decision) and ask again.
         if (ahead.size === 0 || adopted || !await this.adoptCurrentList(ahead)) break
@@ -545,6 +557,9 @@ export class ClusterClient {
       this.seeVersion(s, b.pv)
     }
   }
+
+  /** Whether server `id` is in the list and not marked down: a cached decision it made may still be used. */
+  isUp (id: string): boolean { return this.servers.some(s => s.entry.id === id && s.state === 'up') }
 
   /** The native block path lost server `id` (timeout, closed connection): skip it as dataRequest() would. */
   noteServerLost (id: string): void {

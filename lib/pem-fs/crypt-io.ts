@@ -88,7 +88,7 @@ export class CryptIo {
 
   private async serve (r: IoRequest): Promise<IoAnswer> {
     switch (r.kind) {
-      case 'open': return await this.open(r)
+      case 'open': return await this.openRetried(r)
       case 'read': {
         const h = this.handleOf(r.fh)
         this.counts.reads++
@@ -152,12 +152,27 @@ export class CryptIo {
     throw Object.assign(new Error(`unknown io call ${String(r.kind)}`), { code: 'EIO' })
   }
 
-  private async open (r: IoRequest): Promise<IoAnswer> {
+  /**
+   * open(), again with fresh decisions when the server its decisions named was lost on the way (closed, refused, timed
+   * out: REDECIDE), once per server in the list: a member that stops leaves the application no error while another
+   * one serves.
+   */
+  private async openRetried (r: IoRequest): Promise<IoAnswer> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.open(r, attempt > 0)
+      } catch (err) {
+        if (!(err instanceof PemError) || !REDECIDE.has(err.code) || attempt >= this.guard.client.servers.length) throw err
+      }
+    }
+  }
+
+  private async open (r: IoRequest, fresh: boolean): Promise<IoAnswer> {
     const caller = { uid: r.uid, gid: r.gid, pid: r.pid }
     const attrs = this.guard.attrs(caller)
     const p = r.path
     if ((r.flags & O_CREAT) !== 0) { // a new file: its creation decision answers for the writes
-      const d = await this.guard.allow(caller, p, 'create', attrs)
+      const d = await this.guard.allow(caller, p, 'create', attrs, fresh)
       if (this.native(d) && !this.files.holds(r.fd)) {
         const seen = this.files.peek(r.fd)
         // A create that found the name taken (another process's create won the race) opens that file: its header.
@@ -175,7 +190,7 @@ export class CryptIo {
       return {}
     }
     const actions = needed(r.flags)
-    const ds = await Promise.all(actions.map(async a => await this.guard.allow(caller, p, a, attrs)))
+    const ds = await Promise.all(actions.map(async a => await this.guard.allow(caller, p, a, attrs, fresh)))
     const host = await this.hostOpen(r, actions, ds)
     if (host !== null) return host
     const f = this.files.acquire(r.fd, p)

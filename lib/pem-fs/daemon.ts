@@ -65,6 +65,7 @@ export function statusOf (m: Mounted): Record<string, unknown> {
     blockAheadBytes: stats?.blockAheadBytes ?? 0, // bytes read from windows opened ahead
     hostSpareKeys: stats?.hostSpareKeys ?? 0, // new files' keys held for the next creates (a count)
     hostSpareTakes: stats?.hostSpareTakes ?? 0,
+    opLatency: stats?.opLatency ?? null, // FUSE requests served, by op class and latency bucket (metrics.ts)
     ...m.guard.stats,
     servers: m.client.servers.map(s => ({
       name: s.entry.name,

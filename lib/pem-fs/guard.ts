@@ -69,7 +69,7 @@ export class Guard {
   /** A live decision for `path`: its own, or one whose scope is an ancestor of it ('' = the guard root, then down). */
   private cached (who: string, path: string): Decision | undefined {
     const now = Date.now()
-    const live = (e: Cached | undefined): Decision | undefined => e !== undefined && e.until > now && e.reply.pv === this.client.pv ? e.reply : undefined
+    const live = (e: Cached | undefined): Decision | undefined => e !== undefined && e.until > now && e.reply.pv === this.client.pv && this.client.isUp(e.reply.server) ? e.reply : undefined
     const own = live(this.cache.get(who + path))
     if (own !== undefined || path === '/') return own
     for (let i = 0; i !== -1 && i < path.length; i = path.indexOf('/', i + 1)) {

@@ -6,6 +6,7 @@
 import fs from 'node:fs'
 import http from 'node:http'
 import { Gauge, Registry } from 'prom-client'
+import { OP_CLASSES, type OpLatency } from '../native/binding'
 import { buildInfo } from '../server/metrics'
 import { PemError } from '../wire/errors'
 import { warn } from './log'
@@ -61,8 +62,27 @@ export async function pemfsMetricsText (status: Record<string, unknown>): Promis
     requests.set(l, s.requests)
     rejections.set(l, s.rejections)
   }
-  return (await registry.metrics()).replace(/\n{2,}/g, '\n') // one family after the other, no blank lines
+  return (await registry.metrics()).replace(/\n{2,}/g, '\n') + opLatencyText(guard, status.opLatency as OpLatency | null | undefined)
 }
+
+/** The native session's FUSE op latencies as one Prometheus histogram family (its counts are already summed up). */
+function opLatencyText (guard: string, l: OpLatency | null | undefined): string {
+  if (l === null || l === undefined) return ''
+  const name = 'pemfs_fuse_op_duration_seconds'
+  const lines = [`# HELP ${name} Time the native FUSE session took to serve a request, by op class`, `# TYPE ${name} histogram`]
+  for (const op of OP_CLASSES) {
+    const labels = `guard="${escapeLabel(guard)}",op="${op}"`
+    let cumulative = 0
+    l[op].counts.forEach((n, i) => {
+      cumulative += n
+      lines.push(`${name}_bucket{${labels},le="${i < l.bounds.length ? String(l.bounds[i]) : '+Inf'}"} ${cumulative}`)
+    })
+    lines.push(`${name}_sum{${labels}} ${l[op].sum}`, `${name}_count{${labels}} ${cumulative}`)
+  }
+  return lines.join('\n') + '\n'
+}
+
+function escapeLabel (v: string): string { return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"') }
 
 /** `--metrics-listen`'s HOST:PORT, a loopback host only (the endpoint has no authentication). */
 export function metricsAddress (addr: string): { host: string, port: number } {

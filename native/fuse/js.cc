@@ -291,6 +291,20 @@ Napi::Value JsStats(const Napi::CallbackInfo& info) {
   o.Set("blockServers", seen);
   o.Set("hostSpareKeys", Napi::Number::New(env, static_cast<double>(c.spares())));
   o.Set("hostSpareTakes", Napi::Number::New(env, static_cast<double>(c.spare_takes.load())));
+  Napi::Array bounds = Napi::Array::New(env);
+  for (size_t b = 0; b < kLatencyBoundsNs.size(); b++) bounds.Set(static_cast<uint32_t>(b), Napi::Number::New(env, kLatencyBoundsNs[b] / 1e9));
+  Napi::Object latency = Napi::Object::New(env);
+  latency.Set("bounds", bounds);
+  for (int k = 0; k < kOpClasses; k++) {  // each bucket read once; count is their sum, so it equals the +Inf bucket
+    const OpHistogram& h = s->latency.Of(static_cast<OpClass>(k));
+    Napi::Array counts = Napi::Array::New(env);
+    for (size_t b = 0; b < h.buckets.size(); b++) counts.Set(static_cast<uint32_t>(b), Napi::Number::New(env, static_cast<double>(h.buckets[b].load(std::memory_order_relaxed))));
+    Napi::Object e = Napi::Object::New(env);
+    e.Set("counts", counts);
+    e.Set("sum", Napi::Number::New(env, h.sum_ns.load(std::memory_order_relaxed) / 1e9));
+    latency.Set(OpClassName(static_cast<OpClass>(k)), e);
+  }
+  o.Set("opLatency", latency);
   o.Set("dumpable", Napi::Boolean::New(env, prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0));
   return o;
 }

@@ -112,6 +112,7 @@ int Session::Start(Bridge* bridge, std::string* why) {
   AddIoOps(&ops);
   AddXattrOps(&ops);
   AddRangeOps(&ops);
+  latency.Wrap(&ops);
   se_ = fuse_session_new(&args, &ops, sizeof(ops), this);
   fuse_opt_free_args(&args);
   if (se_ == nullptr) {

@@ -22,6 +22,7 @@
 #include "decisions.h"
 #include "inodes.h"
 #include "killpriv.h"
+#include "op_latency.h"
 #include "reserved.h"
 
 namespace pem::fuse {
@@ -125,6 +126,7 @@ class Session {
   int LookupEntry(uint64_t parent, const char* name, struct fuse_entry_param* e);
 
   std::atomic<uint64_t> ops{0}, js_calls{0}, cache_hits{0}, timeouts{0};
+  OpLatency latency;  // per op class, of every request served (JsStats reads it)
 
  private:
   void NotifierLoop();

@@ -15,6 +15,8 @@ function standIn (reply: (path: string) => Partial<Decision>): { g: Guard, clien
   const client = {
     pv: 7,
     servers: [],
+    down: new Set<string>(),
+    isUp (id: string): boolean { return !client.down.has(id) },
     async decide (req: Omit<DecideBody, 'pv'>): Promise<Decision> {
       asked.push(req.path)
       return { ok: true, reason: 0, rule: 'r', load: LOAD, weight: 10, pv: client.pv, bypass: true, ttl: 60_000, key: null, compression: 'none', grant: null, scope: null, server: 's1', placement: 'appliance', ...reply(req.path) }
@@ -66,4 +68,14 @@ test('a new policy version and a fresh request ask again', async t => {
   t.deepEqual(asked, ['/a', '/b/c'], 'asked once under version 8, then served from the cache')
   await g.allow(caller, '/d', 'read', undefined, true)
   t.deepEqual(asked, ['/a', '/b/c', '/d'], 'fresh: asked although cached')
+})
+
+test('a decision cached from a server the client has since marked down is not used: the next request asks again', async t => {
+  const { g, client, asked } = standIn(() => ({ scope: '' }))
+  await g.allow(caller, '/a', 'read')
+  await g.allow(caller, '/b', 'read')
+  t.deepEqual(asked, ['/a'])
+  ;(client as unknown as { down: Set<string> }).down.add('s1')
+  await g.allow(caller, '/b', 'read')
+  t.deepEqual(asked, ['/a', '/b'], 'its server s1 is down: asked again')
 })
