@@ -2,6 +2,9 @@
 #include "job_pool.h"
 
 #include <pthread.h>
+#include <stdlib.h>
+
+#include <set>
 
 #include "env_state.h"
 #include "load_regs.h"
@@ -20,6 +23,12 @@ void FreeForgotten(PoolTask* task) {
   delete task;
 }
 
+// Every live pool (one per env), for the exit handler; the handler is registered with the first pool, after
+// OpenSSL's own (node initialises OpenSSL first), so it runs before OpenSSL's cleanup.
+std::mutex g_pools_mu;
+std::set<JobPool*>* g_pools = new std::set<JobPool*>();  // never freed: exit handlers may run after static dtors
+std::once_flag g_at_exit;
+
 }  // namespace
 
 JobPool::JobPool(Napi::Env env, int threads)
@@ -33,6 +42,25 @@ JobPool::JobPool(Napi::Env env, int threads)
   napi_add_async_cleanup_hook(env, OnTeardown, this, &done_handle_->hook);
   workers_.reserve(thread_count_);
   for (size_t i = 0; i < thread_count_; i++) workers_.emplace_back([this] { Work(); });
+  std::call_once(g_at_exit, [] { atexit(StopAllAtExit); });
+  std::lock_guard<std::mutex> lk(g_pools_mu);
+  g_pools->insert(this);
+}
+
+void JobPool::StopAllAtExit() {
+  std::lock_guard<std::mutex> lk(g_pools_mu);
+  for (JobPool* pool : *g_pools) pool->StopThreads();
+}
+
+void JobPool::StopThreads() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  for (std::thread& t : workers_) {
+    if (t.joinable()) t.join();  // a running job finishes first: it may write into JS buffers
+  }
 }
 
 JobPool::~JobPool() { Shutdown(); }  // normally done already by the env's teardown hook
@@ -106,11 +134,10 @@ void JobPool::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   {
-    std::lock_guard<std::mutex> lk(mu_);
-    stopping_ = true;
+    std::lock_guard<std::mutex> lk(g_pools_mu);  // the exit handler does not join these threads at the same time
+    g_pools->erase(this);
+    StopThreads();
   }
-  wake_.notify_all();
-  for (std::thread& t : workers_) t.join();  // a running job finishes first: it may write into JS buffers
   workers_.clear();
   for (PoolTask* t : queue_) FreeForgotten(t);
   for (PoolTask* t : done_) FreeForgotten(t);
