@@ -22,7 +22,8 @@ import { ERRORS } from '../../lib/wire/errors'
 import { FLAG_ERROR, FLAG_REPLY, FrameSplitter, MAX_FRAME_BYTES, encodeFrame, type Frame } from '../../lib/wire/frame'
 import { Op } from '../../lib/wire/opcodes'
 import type { DecideReply } from '../../lib/wire/packets'
-import { cli, initSpd, loginSpctl, startSpd, stopAll, stopSpd, tempDir, writeFile, type Spd } from '../../scripts/procs'
+import { tempDir, type Spd } from '../../scripts/procs'
+import { spdWithEnrolledHost, stopEnrolledHost, type EnrolledHost } from '../helpers/enrolled-host'
 
 const POLICY = 'format: 1\nguards:\n  /srv/data:\n    rules:\n      - id: public\n        resources: { dirs: [/public] }\n        effect: permit\n'
 // Small limits so that bounded floods cross them; a refill of 1 connection per 100 s makes the burst exact.
@@ -31,27 +32,16 @@ const CONNECTIONS = { perSource: 16, ratePerS: 0.01, burst: 40, pending: 256 }
 let spd: Spd
 let hostDir: string
 let client: ClusterClient
+let env: EnrolledHost | undefined
 const work = tempDir('preauth-flood')
 const hostPort = (): number => Number(spd.listen.split(':')[1])
 
 test.before(async () => {
-  spd = await initSpd('spd-flood', { load: { threshold: 1 }, connections: CONNECTIONS })
-  await startSpd(spd)
-  const spctl = await loginSpctl(spd)
-  const applied = await spctl(['policy', 'apply', writeFile(work, 'policy.yaml', POLICY)])
-  if (applied.code !== 0) throw new Error(applied.stderr)
-  const token = JSON.parse((await spctl(['--json', 'host', 'add', 'honest'])).stdout).token as string
-  hostDir = path.join(work, 'host')
-  const enrolled = await cli('pemfs', ['enroll', '--cluster', spd.listen, '--token', token, '--config-dir', hostDir, '--name', 'honest'])
-  if (enrolled.code !== 0) throw new Error(enrolled.stderr)
-  client = new ClusterClient(hostIdentity(hostDir), readCluster(hostDir).servers)
+  env = await spdWithEnrolledHost(work, 'spd-flood', { load: { threshold: 1 }, connections: CONNECTIONS }, POLICY, 'honest')
+  ;({ spd, hostDir, client } = env)
 })
 
-test.after.always(async () => {
-  client?.close()
-  if (spd !== undefined) await stopSpd(spd)
-  stopAll()
-})
+test.after.always(async () => { await stopEnrolledHost(env) })
 
 async function decideHonestly (): Promise<DecideReply> {
   return await client.decide({ guard: '/srv/data', path: '/public/report', action: 'read', attrs: attrsOf(process.pid, 1000, 1000) })

@@ -2,18 +2,18 @@
 // fit hostListenerFrameLimit, and against a real spd on loopback a frame over it is refused from its header with
 // PEM_ERR_FRAME_TOO_LARGE and closes that channel only, while another channel of the same host keeps getting decisions.
 import test from 'ava'
-import path from 'node:path'
 import tls from 'node:tls'
 import { ALPN_SESSION } from '../../lib/channel/tls'
 import { attrsOf } from '../../lib/pem-fs/attrs'
 import { ClusterClient } from '../../lib/pem-fs/client'
-import { hostIdentity, readCluster } from '../../lib/pem-fs/host-config'
+import { hostIdentity } from '../../lib/pem-fs/host-config'
 import { ERRORS } from '../../lib/wire/errors'
 import { FLAG_ERROR, FLAG_REPLY, FrameSplitter, HOST_CONTROL_FRAME_BYTES, HOST_DATA_FRAME_BYTES, MAX_FRAME_BYTES, PREAUTH_FRAME_BYTES, encodeFrame, hostListenerFrameLimit, type Frame } from '../../lib/wire/frame'
 import { HEADER_MAX_BYTES, RECORD_OVERHEAD } from '../../lib/wire/file-format'
 import { Op } from '../../lib/wire/opcodes'
 import { LIMITS, checkBlocks, checkDecide } from '../../lib/wire/packets'
-import { cli, initSpd, loginSpctl, startSpd, stopAll, stopSpd, tempDir, writeFile, type Spd } from '../../scripts/procs'
+import { tempDir, type Spd } from '../../scripts/procs'
+import { spdWithEnrolledHost, stopEnrolledHost, type EnrolledHost } from '../helpers/enrolled-host'
 
 const POLICY = 'format: 1\nguards:\n  /srv/data:\n    rules:\n      - id: public\n        resources: { dirs: [/public] }\n        effect: permit\n'
 
@@ -74,26 +74,15 @@ test('the largest legitimate host requests fit the host limits; the limits are f
 let spd: Spd
 let hostDir: string
 let client: ClusterClient
+let env: EnrolledHost | undefined
 const work = tempDir('frame-limits')
 
 test.before(async () => {
-  spd = await initSpd('spd-frames', { load: { threshold: 1 } })
-  await startSpd(spd)
-  const spctl = await loginSpctl(spd)
-  const applied = await spctl(['policy', 'apply', writeFile(work, 'policy.yaml', POLICY)])
-  if (applied.code !== 0) throw new Error(applied.stderr)
-  const token = JSON.parse((await spctl(['--json', 'host', 'add', 'big'])).stdout).token as string
-  hostDir = path.join(work, 'host')
-  const enrolled = await cli('pemfs', ['enroll', '--cluster', spd.listen, '--token', token, '--config-dir', hostDir, '--name', 'big'])
-  if (enrolled.code !== 0) throw new Error(enrolled.stderr)
-  client = new ClusterClient(hostIdentity(hostDir), readCluster(hostDir).servers)
+  env = await spdWithEnrolledHost(work, 'spd-frames', { load: { threshold: 1 } }, POLICY, 'big')
+  ;({ spd, hostDir, client } = env)
 })
 
-test.after.always(async () => {
-  client?.close()
-  if (spd !== undefined) await stopSpd(spd)
-  stopAll()
-})
+test.after.always(async () => { await stopEnrolledHost(env) })
 
 interface Raw { sock: tls.TLSSocket, frames: Frame[], closed: Promise<void>, frame: () => Promise<Frame> }
 

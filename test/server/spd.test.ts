@@ -13,7 +13,8 @@ import { hostIdentity, readCluster } from '../../lib/pem-fs/host-config'
 import { ERRORS } from '../../lib/wire/errors'
 import { Op } from '../../lib/wire/opcodes'
 import type { AccessAttrs, DecideReply } from '../../lib/wire/packets'
-import { cli, initSpd, loginSpctl, startSpd, stopAll, stopSpd, tempDir, writeFile, type Spd } from '../../scripts/procs'
+import { cli, loginSpctl, startSpd, stopSpd, tempDir, writeFile, type Spd } from '../../scripts/procs'
+import { spdWithEnrolledHost, stopEnrolledHost, type EnrolledHost } from '../helpers/enrolled-host'
 
 const nodeHash = crypto.createHash('sha256').update(fs.readFileSync(process.execPath)).digest('hex')
 const POLICY = `format: 1
@@ -54,6 +55,7 @@ let spd: Spd
 let spctl: (args: string[]) => Promise<{ code: number, stdout: string, stderr: string }>
 let hostDir: string
 let client: ClusterClient
+let env: EnrolledHost | undefined
 const work = tempDir('spd-test')
 
 const attrs = (over: Partial<AccessAttrs> = {}): AccessAttrs => ({ ...attrsOf(process.pid, 1000, 1000), ...over })
@@ -61,23 +63,11 @@ const decide = async (p: string, action: 'read' | 'write' = 'read', over: Partia
   await client.decide({ guard: '/srv/data', path: p, action, attrs: attrs(over) })
 
 test.before(async () => {
-  spd = await initSpd('spd-a')
-  await startSpd(spd)
-  spctl = await loginSpctl(spd)
-  const applied = await spctl(['policy', 'apply', writeFile(work, 'policy.yaml', POLICY), '--json'])
-  if (applied.code !== 0) throw new Error(applied.stderr)
-  const token = JSON.parse((await spctl(['--json', 'host', 'add', 'host-1'])).stdout).token as string
-  hostDir = path.join(work, 'host')
-  const enrolled = await cli('pemfs', ['enroll', '--cluster', spd.listen, '--token', token, '--config-dir', hostDir, '--name', 'host-1'])
-  if (enrolled.code !== 0) throw new Error(enrolled.stderr)
-  client = new ClusterClient(hostIdentity(hostDir), readCluster(hostDir).servers)
+  env = await spdWithEnrolledHost(work, 'spd-a', { load: { threshold: 1 } }, POLICY, 'host-1')
+  ;({ spd, hostDir, client, spctl } = env)
 })
 
-test.after.always(async () => {
-  client?.close()
-  if (spd !== undefined) await stopSpd(spd)
-  stopAll()
-})
+test.after.always(async () => { await stopEnrolledHost(env) })
 
 test.serial('status shows the member, the policy and the enrolled host', async t => {
   const r = await spctl(['--json', 'status'])
